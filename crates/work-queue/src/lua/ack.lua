@@ -1,0 +1,22 @@
+-- Acknowledge (finish) held messages.
+-- KEYS[1] leases
+-- ARGV[1] family tag; then pairs (id, token)
+-- Returns one integer per pair: 1 acked, 0 lease lost (the token no longer matches, so
+-- another worker may hold the message now: it is left alone).
+local prefix = ARGV[1] .. ':msg:'
+local res = {}
+local done = {}
+for i = 2, #ARGV, 2 do
+  local key = prefix .. ARGV[i]
+  if redis.call('HGET', key, 'token') == ARGV[i + 1] then
+    redis.call('DEL', key)
+    done[#done + 1] = ARGV[i]
+    res[#res + 1] = 1
+  else
+    res[#res + 1] = 0
+  end
+end
+if #done > 0 then
+  redis.call('ZREM', KEYS[1], unpack(done))
+end
+return res

@@ -1,0 +1,21 @@
+-- Enqueue messages that are not queued yet.
+-- KEYS[1] ready list
+-- ARGV[1] family tag; then pairs (id, body)
+-- Returns the number of messages enqueued; an id whose msg hash exists is skipped, which
+-- makes a retried call (after a timeout, say) complete the work instead of duplicating it.
+local ready = KEYS[1]
+local prefix = ARGV[1] .. ':msg:'
+local now = int(now_ms())
+local fresh = {}
+for i = 2, #ARGV, 2 do
+  local key = prefix .. ARGV[i]
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, 'body', ARGV[i + 1], 'deliveries', 0, 'attempts', 0,
+      'redrives', 0, 'enqueued_at', now)
+    fresh[#fresh + 1] = ARGV[i]
+  end
+end
+if #fresh > 0 then
+  redis.call('LPUSH', ready, unpack(fresh))
+end
+return #fresh

@@ -1,0 +1,39 @@
+//! The Lua scripts: every state change that must not split is exactly one of them.
+//!
+//! Scripts receive the family's tag (`P{family}`) and build message key names from it, as
+//! BullMQ does: every key carries the same hash tag, so each script touches one Redis
+//! Cluster slot. The keys a script can name up front are passed as KEYS.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+const COMMON: &str = include_str!("lua/common.lua");
+
+/// All scripts, compiled (hashed) once per process.
+pub(crate) struct Scripts {
+    pub(crate) enqueue: Script,
+    pub(crate) reserve: Script,
+    pub(crate) ack: Script,
+    pub(crate) renew: Script,
+    pub(crate) retry: Script,
+    pub(crate) dead_letter: Script,
+}
+
+fn with_prelude(body: &str) -> Script {
+    Script::new(&format!("{COMMON}\n{body}"))
+}
+
+pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    enqueue: with_prelude(include_str!("lua/enqueue.lua")),
+    reserve: with_prelude(include_str!("lua/reserve.lua")),
+    ack: with_prelude(include_str!("lua/ack.lua")),
+    renew: with_prelude(include_str!("lua/renew.lua")),
+    retry: with_prelude(include_str!("lua/retry.lua")),
+    // The DLQ push is dlq-core's own Lua function, so there is one copy of that logic.
+    dead_letter: with_prelude(&format!(
+        "{}\n{}",
+        crate::dlq::LUA_PUSH_FN,
+        include_str!("lua/dead_letter.lua")
+    )),
+});
