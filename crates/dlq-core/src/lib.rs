@@ -1,0 +1,61 @@
+//! Dead-letter queues on Redis for the pipeline's queue families.
+//!
+//! A DLQ keeps every message a worker gave up on, with its error, its kind (transient or
+//! permanent), its counts and the payload needed to redrive it. Every change that touches
+//! more than one key is one Lua script, so a crash between round trips cannot lose or
+//! duplicate an item, and pop, redrive, get and discard by id cost O(log N) in the DLQ's
+//! size. The key layout and each script's cost are described in the crate's README.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), dlq_core::DlqError> {
+//! use std::time::Duration;
+//! use dlq_core::{Dlq, DlqItem, DlqOptions, ErrorKind, FamilyKeys, build_pool};
+//!
+//! let pool = build_pool("redis://127.0.0.1:6379", 8, Duration::from_secs(10))?;
+//! let dlq = Dlq::new(pool, FamilyKeys::new("pipeline:", "scrape"), DlqOptions::default());
+//! let item = DlqItem::new("src-1", "scrape", "timeout", ErrorKind::Transient,
+//!     serde_json::json!({"source_id": "src-1"}));
+//! dlq.push(&item).await?;
+//! let page = dlq.list(100, None).await?;
+//! if let Some(done) = dlq.redrive("src-1").await? {
+//!     assert!(done.enqueued);
+//! }
+//! # let _ = page; Ok(()) }
+//! ```
+
+mod dlq;
+mod error;
+mod item;
+mod keys;
+mod lua;
+mod pool;
+mod redrive;
+
+pub use dlq::{Dlq, DlqOptions, DlqStats, MAX_LIST_LIMIT, Page, PushOutcome, check_limit};
+pub use error::{DlqError, Result};
+pub use item::{DlqItem, EncodedItem, ErrorKind, ListedItem, MalformedItem};
+pub use keys::{DEFAULT_PREFIX, FamilyKeys};
+pub use lua::LUA_PUSH_FN;
+pub use pool::build_pool;
+pub use redrive::{
+    BulkRedrive, DueAction, DueOutcome, RedriveOutcome, RedrivePolicy, RedriveResult,
+    jitter_fraction,
+};
+
+/// The queue kinds (families) of the pipeline, each with its own DLQ.
+pub const KINDS: &[&str] = &["scrape", "extraction"];
+
+/// The kind as a `'static` name if it is one of [`KINDS`], else [`DlqError::UnknownKind`]
+/// (an HTTP API maps that to 404).
+pub fn check_kind(kind: &str) -> Result<&'static str> {
+    KINDS
+        .iter()
+        .copied()
+        .find(|k| *k == kind)
+        .ok_or_else(|| DlqError::UnknownKind(kind.to_owned()))
+}
+
+/// Whether `kind` is one of [`KINDS`].
+pub fn is_kind(kind: &str) -> bool {
+    KINDS.contains(&kind)
+}

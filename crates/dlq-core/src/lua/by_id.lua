@@ -1,0 +1,40 @@
+-- Operations by id. ARGV: tag, op, id... ; op is get | pop | discard | park | redrive.
+-- Each id costs O(log N).
+local k = dlq_keys(ARGV[1])
+local op = ARGV[2]
+local now = dlq_now_ms()
+local out = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  if op == 'get' then
+    if redis.call('ZSCORE', k.order, id) then
+      dlq_row(out, id, 'found', dlq_fields(k, id))
+    else
+      dlq_row(out, id, 'missing')
+    end
+  elseif op == 'pop' or op == 'discard' then
+    local f, st = dlq_take(k, id, op == 'discard')
+    dlq_row(out, id, st, f)
+  elseif op == 'park' then
+    if not redis.call('ZSCORE', k.order, id) then
+      dlq_row(out, id, 'missing')
+    else
+      local f = dlq_fields(k, id)
+      local st = 'already_parked'
+      if not f[3] then
+        redis.call('ZREM', k.due, id)
+        redis.call('ZADD', k.parked, now, id)
+        redis.call('HSET', k.item .. id, 'parked_at', now)
+        f[3] = string.format('%d', now)
+        st = 'parked'
+      end
+      dlq_row(out, id, st, f)
+    end
+  elseif op == 'redrive' then
+    local f, st = dlq_redrive(k, id, now)
+    dlq_row(out, id, st, f)
+  else
+    return redis.error_reply('unknown op ' .. tostring(op))
+  end
+end
+return out

@@ -1,0 +1,126 @@
+-- dlq-core Lua library. Prepended to every DLQ script (and to work-queue's fail script,
+-- which calls dlq_push). Key names are derived from the family tag `P{family}`, so every
+-- key touched here shares the tag's hash slot; callers also declare the fixed keys as KEYS.
+
+local function dlq_keys(tag)
+  local p = tag .. ':dlq:'
+  return {
+    order = p .. 'order', time = p .. 'time', due = p .. 'due', parked = p .. 'parked',
+    seq = p .. 'seq', dropped = p .. 'dropped', item = p .. 'item:',
+    ready = tag .. ':ready', msg = tag .. ':msg:',
+  }
+end
+
+-- Milliseconds since the epoch on the Redis clock (the same clock leases use).
+local function dlq_now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Removes every trace of `id` except its `order` entry, whose removal is the caller's claim.
+-- Four O(log N) / O(1) commands.
+local function dlq_unlink(k, id)
+  redis.call('ZREM', k.time, id)
+  redis.call('ZREM', k.due, id)
+  redis.call('ZREM', k.parked, id)
+  redis.call('DEL', k.item .. id)
+end
+
+-- The stored fields of one item: item JSON, payload, parked_at, retry_count, failed_at (ms).
+local function dlq_fields(k, id)
+  return redis.call('HMGET', k.item .. id, 'item', 'payload', 'parked_at', 'retry_count', 'failed_at')
+end
+
+-- Whether the stored fields parse well enough to hand the item back or redrive it. Entries
+-- that fail this are left in place, so they are listed as malformed and never vanish.
+local function dlq_valid(f)
+  if not f[1] or not f[2] then return false end
+  local ok, d = pcall(cjson.decode, f[1])
+  if not ok or type(d) ~= 'table' or type(d.id) ~= 'string' or type(d.error) ~= 'string'
+      or type(d.failed_at) ~= 'string' then
+    return false
+  end
+  return (pcall(cjson.decode, f[2]))
+end
+
+-- Deterministic fraction in [0, 1) from an id, for redrive jitter that every replica agrees
+-- on. Polynomial hash mod 2^31-1: products stay below 2^53, so doubles compute it exactly
+-- (dlq-core's Rust side mirrors it).
+local function dlq_frac(id)
+  local h = 0
+  for i = 1, #id do
+    h = (h * 31 + string.byte(id, i)) % 2147483647
+  end
+  return h / 2147483647
+end
+
+-- Appends one reply row (6 values): id, status, item, payload, parked_at, extra.
+local function dlq_row(out, id, status, f, extra)
+  f = f or {}
+  out[#out + 1] = id
+  out[#out + 1] = status
+  out[#out + 1] = f[1] or false
+  out[#out + 1] = f[2] or false
+  out[#out + 1] = f[3] or false
+  out[#out + 1] = extra or false
+end
+
+-- Pushes an item; replaces an earlier entry with the same id (one entry per id). Returns
+-- {seq, replaced (0/1), {ids dropped by retention}}. O(log N), plus O(log N) per drop.
+--   tag: 'P{family}'; item_json: the item without payload/parked; payload: JSON text;
+--   failed_at_ms, retry_count: numbers; transient: '1'/'0' (or true/false);
+--   max_items: retention bound, 0 = unlimited.
+local function dlq_push(tag, id, item_json, payload, failed_at_ms, retry_count, transient, max_items)
+  local k = dlq_keys(tag)
+  local replaced = redis.call('ZREM', k.order, id)
+  dlq_unlink(k, id)
+  local seq = redis.call('INCR', k.seq)
+  redis.call('HSET', k.item .. id, 'item', item_json, 'payload', payload,
+    'retry_count', retry_count, 'failed_at', failed_at_ms, 'seq', seq)
+  redis.call('ZADD', k.order, seq, id)
+  redis.call('ZADD', k.time, failed_at_ms, id)
+  if transient == true or tostring(transient) == '1' then
+    -- First eligible at failed_at; redrive_due computes the real backoff lazily.
+    redis.call('ZADD', k.due, failed_at_ms, id)
+  end
+  local dropped = {}
+  local max = tonumber(max_items) or 0
+  if max > 0 then
+    local excess = redis.call('ZCARD', k.order) - max
+    if excess > 0 then
+      local oldest = redis.call('ZPOPMIN', k.order, excess)
+      for i = 1, #oldest, 2 do
+        dlq_unlink(k, oldest[i])
+        dropped[#dropped + 1] = oldest[i]
+      end
+      redis.call('INCRBY', k.dropped, #dropped)
+    end
+  end
+  return {seq, replaced, dropped}
+end
+
+-- Takes `id` out of the DLQ. Returns fields and a status: 'missing', 'malformed' (left in
+-- place unless `force`), or 'taken'. Within one script the check and the ZREM cannot be
+-- split, so of concurrent callers exactly one gets 'taken'. O(log N).
+local function dlq_take(k, id, force)
+  if not redis.call('ZSCORE', k.order, id) then return nil, 'missing' end
+  local f = dlq_fields(k, id)
+  if not force and not dlq_valid(f) then return f, 'malformed' end
+  redis.call('ZREM', k.order, id)
+  dlq_unlink(k, id)
+  return f, 'taken'
+end
+
+-- Takes `id` out of the DLQ and into the family's work queue, in the same script. If the
+-- message already exists (re-enqueued meanwhile) it is not enqueued twice. Status:
+-- 'missing', 'malformed', 'enqueued' or 'already_queued'. O(log N).
+local function dlq_redrive(k, id, now)
+  local f, st = dlq_take(k, id, false)
+  if st ~= 'taken' then return f, st end
+  local msg = k.msg .. id
+  if redis.call('EXISTS', msg) == 1 then return f, 'already_queued' end
+  redis.call('HSET', msg, 'body', f[2], 'redrives', (tonumber(f[4]) or 0) + 1,
+    'attempts', 0, 'deliveries', 0, 'enqueued_at', now)
+  redis.call('LPUSH', k.ready, id)
+  return f, 'enqueued'
+end
