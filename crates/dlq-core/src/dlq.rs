@@ -295,8 +295,9 @@ impl Dlq {
         let (mut mode, mut value) = ("age", age_ms.to_string());
         let mut total = 0u64;
         loop {
-            let (removed, cutoff): (u64, String) =
-                self.run(&SCRIPTS.purge, &[], &[mode, &value, &batch]).await?;
+            let (removed, cutoff): (u64, String) = self
+                .run(&SCRIPTS.purge, &[], &[mode, &value, &batch])
+                .await?;
             total += removed;
             if removed < PURGE_BATCH as u64 {
                 break;
@@ -380,7 +381,10 @@ mod tests {
             assert_eq!(decode_cursor(&encode_cursor(seq)).unwrap(), seq);
         }
         for bad in ["", "c", "x10", "c-1", "czz", "c11111111111111111"] {
-            assert!(matches!(decode_cursor(bad), Err(DlqError::InvalidCursor(_))), "{bad}");
+            assert!(
+                matches!(decode_cursor(bad), Err(DlqError::InvalidCursor(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -388,7 +392,13 @@ mod tests {
     fn limits_are_bounded() {
         assert!(check_limit(1).is_ok());
         assert!(check_limit(1000).is_ok());
-        assert!(matches!(check_limit(0), Err(DlqError::InvalidLimit { got: 0 })));
-        assert!(matches!(check_limit(1001), Err(DlqError::InvalidLimit { got: 1001 })));
+        assert!(matches!(
+            check_limit(0),
+            Err(DlqError::InvalidLimit { got: 0 })
+        ));
+        assert!(matches!(
+            check_limit(1001),
+            Err(DlqError::InvalidLimit { got: 1001 })
+        ));
     }
 }

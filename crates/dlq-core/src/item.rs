@@ -253,7 +253,10 @@ impl StoredFields {
             })
         };
         let Some(raw) = self.item else {
-            return malformed(None, "the index names this id but its entry is missing".into());
+            return malformed(
+                None,
+                "the index names this id but its entry is missing".into(),
+            );
         };
         let mut item: DlqItem = match serde_json::from_str(&raw) {
             Ok(item) => item,
@@ -320,7 +323,10 @@ mod tests {
         .unwrap();
         assert_eq!(back.payload, item.payload);
         assert!(back.parked);
-        assert_eq!(back.parked_at.unwrap().timestamp_millis(), 1_700_000_000_000);
+        assert_eq!(
+            back.parked_at.unwrap().timestamp_millis(),
+            1_700_000_000_000
+        );
     }
 
     #[test]

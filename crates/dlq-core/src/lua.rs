@@ -54,7 +54,7 @@ const ROW_WIDTH: usize = 6;
 
 /// Splits a flat script reply into rows.
 pub(crate) fn parse_rows(flat: Vec<Option<String>>) -> Result<Vec<Row>> {
-    if flat.len() % ROW_WIDTH != 0 {
+    if !flat.len().is_multiple_of(ROW_WIDTH) {
         return Err(DlqError::Protocol(format!(
             "reply of {} values is not a multiple of {ROW_WIDTH}",
             flat.len()

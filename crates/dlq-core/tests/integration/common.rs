@@ -1,0 +1,141 @@
+//! Test harness: a DLQ under a unique prefix, cleaned up on drop (even after a panic).
+
+use std::sync::Once;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_redis::Pool;
+use dlq_core::{Dlq, DlqItem, DlqOptions, ErrorKind, FamilyKeys, build_pool};
+use uuid::Uuid;
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "debug".into()),
+                )
+                .with_test_writer()
+                .init();
+        }
+    });
+}
+
+/// A DLQ of kind `scrape` under a fresh `test:<uuid>:` prefix.
+pub struct TestDlq {
+    pub dlq: Dlq,
+    pub pool: Pool,
+    pub keys: FamilyKeys,
+    prefix: String,
+}
+
+impl TestDlq {
+    pub fn new() -> Self {
+        Self::with_options(DlqOptions::default())
+    }
+
+    pub fn with_options(opts: DlqOptions) -> Self {
+        init_tracing();
+        let prefix = format!("test:{}:", Uuid::new_v4());
+        let keys = FamilyKeys::new(&prefix, "scrape");
+        let pool = build_pool(&redis_url(), 64, Duration::from_secs(30)).expect("pool");
+        Self {
+            dlq: Dlq::new(pool.clone(), keys.clone(), opts),
+            pool,
+            keys,
+            prefix,
+        }
+    }
+
+    pub async fn conn(&self) -> deadpool_redis::Connection {
+        self.pool.get().await.expect("redis connection")
+    }
+
+    /// Runs one command and returns its reply.
+    pub async fn cmd<T: redis::FromRedisValue>(&self, name: &str, args: &[&str]) -> T {
+        let mut conn = self.conn().await;
+        let mut cmd = redis::cmd(name);
+        for a in args {
+            cmd.arg(*a);
+        }
+        cmd.query_async(&mut conn).await.expect(name)
+    }
+
+    /// The work queue's ready list, oldest first.
+    pub async fn ready_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.cmd("LRANGE", &[&self.keys.ready(), "0", "-1"]).await;
+        ids.reverse();
+        ids
+    }
+
+    /// Pushes `n` items concurrently (ids `prefix0..`), transient, failed at `failed_at`.
+    pub async fn fill(&self, prefix: &str, n: usize, failed_at: DateTime<Utc>) {
+        use futures::StreamExt;
+        futures::stream::iter(0..n)
+            .map(|i| {
+                let mut it = item(&format!("{prefix}{i}"), ErrorKind::Transient);
+                it.failed_at = failed_at;
+                let dlq = self.dlq.clone();
+                async move { dlq.push(&it).await.expect("push") }
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+            .await;
+    }
+}
+
+impl Drop for TestDlq {
+    fn drop(&mut self) {
+        // Synchronous client: Drop cannot await, and this must also run after a panic.
+        let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) else {
+            return;
+        };
+        let pattern = format!("{}*", self.prefix);
+        let mut cursor = 0u64;
+        loop {
+            let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut conn)
+            else {
+                return;
+            };
+            if !keys.is_empty() {
+                let _: redis::RedisResult<u64> = redis::cmd("DEL").arg(&keys).query(&mut conn);
+            }
+            if next == 0 {
+                return;
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// An item of kind `scrape` with a payload that names it.
+pub fn item(id: &str, kind: ErrorKind) -> DlqItem {
+    let mut it = DlqItem::new(
+        id,
+        "scrape",
+        format!("failure of {id}"),
+        kind,
+        serde_json::json!({"source_id": id, "n": [], "big": 12345678901234567u64}),
+    );
+    it.source_id = Some(Uuid::new_v4());
+    it.job_id = Some(Uuid::new_v4());
+    it.attempts = 3;
+    it.worker_id = Some("worker-1".into());
+    it
+}
+
+pub fn ids(page: &dlq_core::Page) -> Vec<String> {
+    page.items.iter().map(|i| i.id().to_owned()).collect()
+}
