@@ -10,7 +10,7 @@ use crate::item::StoredFields;
 
 /// The dlq-core Lua library, which defines
 /// `local function dlq_push(tag, id, item_json, payload, failed_at_ms, retry_count, transient, max_items)`
-/// (returning `{seq, replaced, {dropped ids}}`) and the helpers it needs.
+/// (returning `{seq, replaced, {dropped ids}}`) and the functions it needs.
 ///
 /// A script that dead-letters a message (work-queue's fail script) prepends this text to its
 /// body and calls `dlq_push` with the arguments of [`crate::EncodedItem::push_argv`] after
