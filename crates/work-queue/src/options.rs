@@ -131,7 +131,11 @@ mod tests {
             let step = o.backoff_step(attempt);
             for _ in 0..200 {
                 let d = o.backoff(attempt);
-                assert!(d >= step / 2 && d <= step, "{d:?} outside [{:?}, {step:?}]", step / 2);
+                assert!(
+                    d >= step / 2 && d <= step,
+                    "{d:?} outside [{:?}, {step:?}]",
+                    step / 2
+                );
             }
         }
     }

@@ -42,19 +42,18 @@ impl WorkQueue {
         }
         let inner = &self.inner;
         let mut con = self.conn().await?;
-        let (dropped, promoted, reclaimed, raw): (u64, u64, u64, Vec<RawDelivery>) =
-            SCRIPTS
-                .reserve
-                .key(&inner.ready)
-                .key(&inner.leases)
-                .key(&inner.delayed)
-                .key(&inner.token_seq)
-                .arg(&inner.tag)
-                .arg(max)
-                .arg(duration_ms(inner.opts.visibility_timeout))
-                .arg(HOUSEKEEPING_LIMIT)
-                .invoke_async(&mut con)
-                .await?;
+        let (dropped, promoted, reclaimed, raw): (u64, u64, u64, Vec<RawDelivery>) = SCRIPTS
+            .reserve
+            .key(&inner.ready)
+            .key(&inner.leases)
+            .key(&inner.delayed)
+            .key(&inner.token_seq)
+            .arg(&inner.tag)
+            .arg(max)
+            .arg(duration_ms(inner.opts.visibility_timeout))
+            .arg(HOUSEKEEPING_LIMIT)
+            .invoke_async(&mut con)
+            .await?;
         drop(con);
         let family = self.family();
         if dropped > 0 {

@@ -130,7 +130,10 @@ impl WorkQueue {
         let attempts = delivery.attempts.saturating_add(1);
         if attempts >= self.inner.opts.max_attempts {
             return Ok(
-                match self.push_dead(delivery, error, ErrorKind::Transient).await? {
+                match self
+                    .push_dead(delivery, error, ErrorKind::Transient)
+                    .await?
+                {
                     DeadLetterOutcome::DeadLettered => RetryOutcome::DeadLettered { attempts },
                     DeadLetterOutcome::LeaseLost => RetryOutcome::LeaseLost,
                 },

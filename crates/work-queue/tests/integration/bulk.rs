@@ -49,7 +49,11 @@ async fn bulk_enqueue_is_chunked_and_idempotent() {
     assert_eq!(q.depth().await.unwrap().ready, 10_001);
     // FIFO across chunk boundaries.
     let head = q.reserve(1000).await.unwrap();
-    assert!(head.iter().enumerate().all(|(i, d)| d.id == format!("id-{i}")));
+    assert!(
+        head.iter()
+            .enumerate()
+            .all(|(i, d)| d.id == format!("id-{i}"))
+    );
     let next = q.reserve(1).await.unwrap();
     assert_eq!(next[0].id, "id-1000");
 }

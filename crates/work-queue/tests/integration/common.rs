@@ -1,10 +1,10 @@
 //! Test support: a queue on the real Redis under a key prefix of its own, removed on drop.
 
-
 use std::sync::Once;
 use std::time::Duration;
 
 use deadpool_redis::{Config, Pool, Runtime};
+use dlq_core::{Dlq, DlqOptions};
 use work_queue::{FamilyKeys, QueueOptions, WorkQueue};
 
 /// `REDIS_URL`, or the local default.
@@ -76,6 +76,11 @@ impl TestRedis {
     pub async fn conn(&self) -> deadpool_redis::Connection {
         self.pool.get().await.expect("redis reachable")
     }
+
+    /// The DLQ of `family`, through dlq-core's own API.
+    pub fn dlq(&self, family: &str) -> Dlq {
+        Dlq::new(self.pool.clone(), self.keys(family), DlqOptions::default())
+    }
 }
 
 impl Drop for TestRedis {
@@ -111,24 +116,4 @@ impl Drop for TestRedis {
             }
         }
     }
-}
-
-/// Reads a DLQ entry of `family` by id straight from Redis: (item JSON, payload JSON).
-pub async fn dlq_entry(
-    t: &TestRedis,
-    family: &str,
-    id: &str,
-) -> Option<(serde_json::Value, serde_json::Value)> {
-    let mut con = t.conn().await;
-    let (item, payload): (Option<String>, Option<String>) = redis::cmd("HMGET")
-        .arg(t.keys(family).dlq_item(id))
-        .arg("item")
-        .arg("payload")
-        .query_async(&mut con)
-        .await
-        .expect("HMGET works");
-    Some((
-        serde_json::from_str(&item?).expect("item is JSON"),
-        serde_json::from_str(&payload?).expect("payload is JSON"),
-    ))
 }

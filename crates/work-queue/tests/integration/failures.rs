@@ -6,7 +6,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use work_queue::{DeadLetterOutcome, ErrorKind, QueueOptions, RetryOutcome};
 
-use crate::common::{TestRedis, dlq_entry, fast_options};
+use crate::common::{TestRedis, fast_options};
 
 const SOURCE: &str = "7d0c2a52-4d37-4a8e-9f6e-3c2b1a0f9e81";
 const JOB: &str = "0b6f3f8e-2a1d-4c5b-8e7f-9a8b7c6d5e4f";
@@ -25,7 +25,10 @@ async fn transient_failures_back_off_then_land_in_the_dlq_with_their_attempts() 
         assert_eq!(d.attempts, expected_attempts);
         let outcome = q.retry_later(&d, "HTTP 503").await.unwrap();
         if let RetryOutcome::Scheduled { delay, .. } = outcome {
-            assert!(q.reserve(1).await.unwrap().is_empty(), "waits for its backoff");
+            assert!(
+                q.reserve(1).await.unwrap().is_empty(),
+                "waits for its backoff"
+            );
             assert_eq!(q.depth().await.unwrap().delayed, 1);
             assert!(delay >= Duration::from_millis(5) && delay <= Duration::from_millis(40));
         }
@@ -42,20 +45,22 @@ async fn transient_failures_back_off_then_land_in_the_dlq_with_their_attempts() 
     assert!(!q.contains("src").await.unwrap());
     assert_eq!(q.depth().await.unwrap().total(), 0);
 
-    let (item, payload) = dlq_entry(&t, "scrape", "src").await.expect("in the DLQ");
-    assert_eq!(item["error"], "HTTP 503");
-    assert_eq!(item["error_kind"], "transient");
-    assert_eq!(item["attempts"], 3);
-    assert_eq!(item["retry_count"], 0);
-    assert_eq!(item["dlq_type"], "scrape");
-    assert_eq!(item["source_id"], SOURCE);
-    assert_eq!(item["job_id"], JOB);
-    assert_eq!(item["worker_id"], "test-worker");
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(item["failed_at"].as_str().unwrap()).is_ok(),
-        "failed_at is RFC 3339"
-    );
-    assert_eq!(payload, body);
+    let item = t
+        .dlq("scrape")
+        .get("src")
+        .await
+        .unwrap()
+        .expect("in the DLQ");
+    assert_eq!(item.error, "HTTP 503");
+    assert_eq!(item.error_kind, ErrorKind::Transient);
+    assert_eq!(item.attempts, 3);
+    assert_eq!(item.retry_count, 0);
+    assert_eq!(item.dlq_type, "scrape");
+    assert_eq!(item.source_id, Some(SOURCE.parse().unwrap()));
+    assert_eq!(item.job_id, Some(JOB.parse().unwrap()));
+    assert_eq!(item.worker_id.as_deref(), Some("test-worker"));
+    assert!(!item.parked);
+    assert_eq!(item.payload, body);
 }
 
 #[tokio::test]
@@ -72,12 +77,21 @@ async fn a_permanent_failure_skips_the_retries() {
         DeadLetterOutcome::DeadLettered
     );
     assert_eq!(q.depth().await.unwrap().total(), 0);
-    let (item, payload) = dlq_entry(&t, "extraction", "src").await.expect("in the DLQ");
-    assert_eq!(item["error_kind"], "permanent");
-    assert_eq!(item["attempts"], 1);
-    assert_eq!(item["dlq_type"], "extraction");
-    assert_eq!(payload, body);
-    assert!(dlq_entry(&t, "scrape", "src").await.is_none(), "only its own family");
+    let item = t
+        .dlq("extraction")
+        .get("src")
+        .await
+        .unwrap()
+        .expect("in the DLQ");
+    assert_eq!(item.error, "HTTP 404");
+    assert_eq!(item.error_kind, ErrorKind::Permanent);
+    assert_eq!(item.attempts, 1);
+    assert_eq!(item.dlq_type, "extraction");
+    assert_eq!(item.payload, body);
+    assert!(
+        t.dlq("scrape").get("src").await.unwrap().is_none(),
+        "only its own family's DLQ"
+    );
 }
 
 #[tokio::test]
@@ -93,10 +107,19 @@ async fn a_malformed_body_reaches_the_worker_and_can_be_dead_lettered() {
         .await
         .unwrap();
     assert_eq!(outcome, DeadLetterOutcome::DeadLettered);
-    let (item, payload) = dlq_entry(&t, "scrape", "bad").await.expect("in the DLQ");
-    assert_eq!(item["error"], "malformed message");
-    assert!(item["source_id"].is_null());
-    assert_eq!(payload, json!("{not json"), "kept verbatim as a JSON string");
+    let item = t
+        .dlq("scrape")
+        .get("bad")
+        .await
+        .unwrap()
+        .expect("in the DLQ");
+    assert_eq!(item.error, "malformed message");
+    assert_eq!(item.source_id, None);
+    assert_eq!(
+        item.payload,
+        json!("{not json"),
+        "kept verbatim as a JSON string"
+    );
 }
 
 #[tokio::test]
@@ -144,7 +167,10 @@ async fn retry_after_honours_the_servers_wait_up_to_the_cap() {
         }
     );
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(q.reserve(1).await.unwrap().is_empty(), "not before Retry-After");
+    assert!(
+        q.reserve(1).await.unwrap().is_empty(),
+        "not before Retry-After"
+    );
     tokio::time::sleep(Duration::from_millis(250)).await;
     let again = q.reserve(1).await.unwrap();
     assert_eq!(again.len(), 1);
@@ -159,4 +185,51 @@ async fn retry_after_honours_the_servers_wait_up_to_the_cap() {
         outcome,
         RetryOutcome::Scheduled { delay, .. } if delay == Duration::from_millis(400)
     ));
+}
+
+#[tokio::test]
+async fn a_redriven_message_is_reserved_again_with_its_redrive_count() {
+    let t = TestRedis::new();
+    let q = t.queue("scrape", fast_options());
+    let dlq = t.dlq("scrape");
+    let body = json!({ "source_id": SOURCE, "job_id": JOB });
+    q.enqueue("src", &body).await.unwrap();
+    let d = q.reserve(1).await.unwrap().remove(0);
+    assert!(matches!(
+        q.retry_later(&d, "timeout").await.unwrap(),
+        RetryOutcome::Scheduled { attempts: 1, .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let d = q.reserve(1).await.unwrap().remove(0);
+    let outcome = q
+        .dead_letter(&d, "HTTP 500", ErrorKind::Transient)
+        .await
+        .unwrap();
+    assert_eq!(outcome, DeadLetterOutcome::DeadLettered);
+    assert_eq!(dlq.get("src").await.unwrap().unwrap().attempts, 2);
+
+    let redriven = dlq
+        .redrive("src")
+        .await
+        .unwrap()
+        .expect("it was in the DLQ");
+    assert!(redriven.enqueued);
+    assert!(dlq.get("src").await.unwrap().is_none(), "out of the DLQ");
+    assert!(dlq.redrive("src").await.unwrap().is_none(), "only once");
+
+    let again = q.reserve(1).await.unwrap().remove(0);
+    assert_eq!(again.id, "src");
+    assert_eq!(again.json().unwrap(), body);
+    assert_eq!(
+        (again.redrives, again.attempts, again.deliveries),
+        (1, 0, 1)
+    );
+
+    // Its next dead-lettering records the redrive, so the requeue policy can count it.
+    let outcome = q
+        .dead_letter(&again, "HTTP 500", ErrorKind::Transient)
+        .await
+        .unwrap();
+    assert_eq!(outcome, DeadLetterOutcome::DeadLettered);
+    assert_eq!(dlq.get("src").await.unwrap().unwrap().retry_count, 1);
 }

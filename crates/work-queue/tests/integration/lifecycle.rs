@@ -12,13 +12,21 @@ async fn reserve_is_fifo_and_ack_removes_the_message() {
     let t = TestRedis::new();
     let q = t.queue("scrape", fast_options());
     for i in 0..5 {
-        assert!(q.enqueue(&format!("m{i}"), &json!({ "n": i })).await.unwrap());
+        assert!(
+            q.enqueue(&format!("m{i}"), &json!({ "n": i }))
+                .await
+                .unwrap()
+        );
     }
     let batch = q.reserve(3).await.unwrap();
     let ids: Vec<&str> = batch.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, ["m0", "m1", "m2"]);
     assert_eq!(batch[1].json().unwrap(), json!({ "n": 1 }));
-    assert!(batch.iter().all(|d| d.deliveries == 1 && d.attempts == 0 && d.redrives == 0));
+    assert!(
+        batch
+            .iter()
+            .all(|d| d.deliveries == 1 && d.attempts == 0 && d.redrives == 0)
+    );
     let mut tokens: Vec<u64> = batch.iter().map(|d| d.token).collect();
     tokens.dedup();
     assert_eq!(tokens.len(), 3, "every delivery gets its own token");
@@ -53,11 +61,18 @@ async fn enqueue_of_a_queued_id_is_a_no_op() {
     assert_eq!(held.len(), 1);
     assert!(!q.enqueue("same", &json!({ "v": 3 })).await.unwrap());
     assert_eq!(q.depth().await.unwrap().total(), 1);
-    assert_eq!(held[0].json().unwrap(), json!({ "v": 1 }), "first body wins");
+    assert_eq!(
+        held[0].json().unwrap(),
+        json!({ "v": 1 }),
+        "first body wins"
+    );
     assert_eq!(q.ack(&held[0]).await.unwrap(), AckOutcome::Acked);
     // Once finished, the id can be queued again.
     assert!(q.enqueue("same", &json!({ "v": 4 })).await.unwrap());
-    assert!(q.enqueue("", &json!(null)).await.is_err(), "empty ids are refused");
+    assert!(
+        q.enqueue("", &json!(null)).await.is_err(),
+        "empty ids are refused"
+    );
 }
 
 fn short_lease() -> QueueOptions {
@@ -88,7 +103,9 @@ async fn an_expired_lease_is_delivered_again_and_counted() {
 async fn a_stale_holder_cannot_touch_the_new_holders_message() {
     let t = TestRedis::new();
     let q = t.queue("scrape", short_lease());
-    q.enqueue("job", &json!({ "source_id": "x" })).await.unwrap();
+    q.enqueue("job", &json!({ "source_id": "x" }))
+        .await
+        .unwrap();
     let stale = q.reserve(1).await.unwrap().remove(0);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let fresh = q.reserve(1).await.unwrap().remove(0);
@@ -105,9 +122,12 @@ async fn a_stale_holder_cannot_touch_the_new_holders_message() {
             .unwrap(),
         DeadLetterOutcome::LeaseLost
     );
-    assert!(q.contains("job").await.unwrap(), "the message is still there");
+    assert!(
+        q.contains("job").await.unwrap(),
+        "the message is still there"
+    );
     assert_eq!(q.depth().await.unwrap().leased, 1);
-    assert!(crate::common::dlq_entry(&t, "scrape", "job").await.is_none());
+    assert!(t.dlq("scrape").get("job").await.unwrap().is_none());
     assert_eq!(q.ack(&fresh).await.unwrap(), AckOutcome::Acked);
     assert!(!q.contains("job").await.unwrap());
 }
@@ -123,7 +143,10 @@ async fn a_late_ack_counts_while_nobody_else_took_the_message() {
     let late = q.reserve(1).await.unwrap().remove(0);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(q.ack(&late).await.unwrap(), AckOutcome::Acked);
-    assert!(q.reserve(1).await.unwrap().is_empty(), "not delivered again");
+    assert!(
+        q.reserve(1).await.unwrap().is_empty(),
+        "not delivered again"
+    );
 
     q.enqueue("b", &json!({})).await.unwrap();
     let held = q.reserve(1).await.unwrap().remove(0);

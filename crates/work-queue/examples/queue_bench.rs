@@ -1,0 +1,329 @@
+//! Throughput of the work queue against the real Redis (`REDIS_URL`, default
+//! `redis://127.0.0.1:6379`).
+//!
+//! ```text
+//! cargo run --release -p work-queue --example queue_bench -- --json
+//! ```
+//!
+//! Each configuration runs `--repeat` times (default 3) on fresh data and reports the
+//! median rate (plus min and max), because a shared machine's load moves single runs a lot.
+//! Options: `--json` (one JSON object per line), `--messages N` (default 50,000),
+//! `--big-backlog N` (default 1,000,000), `--batch N` (reserve/ack batch, default 100),
+//! `--repeat N`, `--only GROUP` (`enqueue_one`, `bulk`, `process` or `unbatched`).
+//! Everything lives under a fresh `bench:<uuid>:` prefix that is deleted at the end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use deadpool_redis::{Config, Pool, PoolConfig, Runtime};
+use serde_json::json;
+use work_queue::{FamilyKeys, QueueOptions, WorkQueue};
+
+/// Messages per configuration of the unbatched runs, which are slow by design.
+const UNBATCHED_MESSAGES: u64 = 20_000;
+
+struct Args {
+    json: bool,
+    messages: u64,
+    big_backlog: u64,
+    batch: usize,
+    repeat: usize,
+    only: Option<String>,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        json: false,
+        messages: 50_000,
+        big_backlog: 1_000_000,
+        batch: 100,
+        repeat: 3,
+        only: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().context("missing value");
+        match arg.as_str() {
+            "--json" => args.json = true,
+            "--messages" => args.messages = value()?.parse()?,
+            "--big-backlog" => args.big_backlog = value()?.parse()?,
+            "--batch" => args.batch = value()?.parse()?,
+            "--repeat" => args.repeat = value()?.parse::<usize>()?.max(1),
+            "--only" => args.only = Some(value()?),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(args)
+}
+
+/// One configuration's result line.
+struct Line<'a> {
+    op: &'a str,
+    concurrency: usize,
+    backlog: u64,
+    messages: u64,
+    batch: Option<usize>,
+}
+
+struct Bench {
+    args: Args,
+    pool: Pool,
+    prefix: String,
+    families: AtomicU64,
+}
+
+/// A no-op message shaped like the pipeline's.
+fn body() -> serde_json::Value {
+    json!({ "source_id": uuid::Uuid::new_v4(), "job_id": uuid::Uuid::new_v4() })
+}
+
+fn items(from: u64, n: u64) -> Vec<(String, serde_json::Value)> {
+    (from..from + n)
+        .map(|i| (format!("m{i}"), body()))
+        .collect()
+}
+
+impl Bench {
+    /// A queue on a family name not used before in this run.
+    fn fresh_queue(&self) -> Result<WorkQueue> {
+        let n = self.families.fetch_add(1, Ordering::Relaxed);
+        let opts = QueueOptions {
+            worker_id: "bench".to_owned(),
+            ..QueueOptions::default()
+        };
+        Ok(WorkQueue::new(
+            self.pool.clone(),
+            FamilyKeys::new(&self.prefix, &format!("f{n}")),
+            opts,
+        )?)
+    }
+
+    fn report(&self, line: &Line<'_>, mut rates: Vec<f64>) {
+        rates.sort_by(f64::total_cmp);
+        let median = rates[rates.len() / 2];
+        let (min, max) = (rates[0], rates[rates.len() - 1]);
+        let Line {
+            op,
+            concurrency,
+            backlog,
+            messages,
+            batch,
+        } = *line;
+        if self.args.json {
+            println!(
+                "{}",
+                json!({ "op": op, "concurrency": concurrency, "backlog": backlog,
+                        "messages": messages, "batch": batch, "per_sec": median.round(),
+                        "min_per_sec": min.round(), "max_per_sec": max.round(),
+                        "runs": rates.len() })
+            );
+        } else {
+            let batch = batch.map_or_else(|| "-".to_owned(), |b| b.to_string());
+            println!(
+                "{op:<18} c={concurrency:<3} batch={batch:<4} backlog={backlog:<8} \
+                 n={messages:<6} {median:>9.0}/s (min {min:.0}, max {max:.0})"
+            );
+        }
+    }
+
+    /// Fills `q` with `n` messages, ids starting at `from`, in bulk (not measured).
+    async fn fill(&self, q: &WorkQueue, from: u64, n: u64) -> Result<()> {
+        let step = 50_000;
+        let mut done = 0;
+        while done < n {
+            let take = step.min(n - done);
+            q.enqueue_bulk(&items(from + done, take)).await?;
+            done += take;
+        }
+        Ok(())
+    }
+
+    /// Deletes the family's keys (SCAN + UNLINK).
+    async fn clean(&self, q: &WorkQueue) -> Result<()> {
+        delete_matching(&self.pool, &format!("{}*", q.keys().tag())).await
+    }
+}
+
+/// `concurrency` producers enqueue `n` messages one call each; returns messages/s.
+async fn enqueue_one(q: &WorkQueue, concurrency: usize, n: u64) -> Result<f64> {
+    let per_task = n / concurrency as u64;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..concurrency as u64 {
+        let q = q.clone();
+        tasks.spawn(async move {
+            for i in 0..per_task {
+                q.enqueue(&format!("m{t}-{i}"), &body()).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok((per_task * concurrency as u64) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// One `enqueue_bulk` call of `n` new messages; returns messages/s.
+async fn enqueue_bulk(q: &WorkQueue, from: u64, n: u64) -> Result<f64> {
+    let batch = items(from, n);
+    let started = Instant::now();
+    let outcome = q.enqueue_bulk(&batch).await?;
+    let rate = outcome.enqueued as f64 / started.elapsed().as_secs_f64();
+    if outcome.enqueued != n {
+        bail!("bulk enqueue queued {} of {n} messages", outcome.enqueued);
+    }
+    Ok(rate)
+}
+
+/// `concurrency` consumers reserve and ack in batches of `batch` until `n` messages are
+/// processed (or the queue is empty); returns messages/s.
+async fn process(q: &WorkQueue, concurrency: usize, batch: usize, n: u64) -> Result<f64> {
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (q, done) = (q.clone(), done.clone());
+        tasks.spawn(async move {
+            // Bounded by the target; an empty queue also ends the task.
+            while done.load(Ordering::Relaxed) < n {
+                let got = q.reserve(batch).await?;
+                if got.is_empty() {
+                    break;
+                }
+                let refs: Vec<_> = got.iter().collect();
+                q.ack_many(&refs).await?;
+                done.fetch_add(got.len() as u64, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn delete_matching(pool: &Pool, pattern: &str) -> Result<()> {
+    let mut con = pool.get().await?;
+    let mut cursor: u64 = 0;
+    // Bounded: SCAN visits every key once, far fewer rounds than this.
+    for _ in 0..10_000_000 {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut con)
+            .await?;
+        if !keys.is_empty() {
+            let _: u64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut con)
+                .await?;
+        }
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn run(b: &Bench) -> Result<()> {
+    let (n, batch, repeat) = (b.args.messages, b.args.batch, b.args.repeat);
+    let wanted = |group: &str| b.args.only.as_deref().is_none_or(|o| o == group);
+    if wanted("enqueue_one") {
+        for c in [1, 32] {
+            let mut rates = Vec::new();
+            for _ in 0..repeat {
+                let q = b.fresh_queue()?;
+                rates.push(enqueue_one(&q, c, n).await?);
+                b.clean(&q).await?;
+            }
+            let line = Line {
+                op: "enqueue_one",
+                concurrency: c,
+                backlog: 0,
+                messages: n / c as u64 * c as u64,
+                batch: None,
+            };
+            b.report(&line, rates);
+        }
+    }
+    if wanted("bulk") {
+        // A bulk enqueue, then batched processing at concurrency 8, on top of a small and
+        // of a large backlog: the rates should not depend on it.
+        for backlog in [1_000, b.args.big_backlog] {
+            let q = b.fresh_queue()?;
+            b.fill(&q, 0, backlog).await?;
+            let (mut enq, mut proc) = (Vec::new(), Vec::new());
+            for r in 0..repeat as u64 {
+                enq.push(enqueue_bulk(&q, backlog + r * n, n).await?);
+                proc.push(process(&q, 8, batch, n).await?);
+            }
+            let mut line = Line {
+                op: "enqueue_bulk",
+                concurrency: 1,
+                backlog,
+                messages: n,
+                batch: Some(work_queue::MAX_BATCH),
+            };
+            b.report(&line, enq);
+            line.op = "process";
+            line.concurrency = 8;
+            line.batch = Some(batch);
+            b.report(&line, proc);
+            b.clean(&q).await?;
+        }
+    }
+    let runs: &[(&str, usize, u64, &[usize])] = &[
+        ("process", batch, n, &[1, 8, 32]),
+        ("process_unbatched", 1, UNBATCHED_MESSAGES.min(n), &[1, 32]),
+    ];
+    for &(op, batch, messages, concurrencies) in runs {
+        if !wanted(if batch == 1 { "unbatched" } else { "process" }) {
+            continue;
+        }
+        for &c in concurrencies {
+            let mut rates = Vec::new();
+            for _ in 0..repeat {
+                let q = b.fresh_queue()?;
+                b.fill(&q, 0, messages).await?;
+                rates.push(process(&q, c, batch, messages).await?);
+                b.clean(&q).await?;
+            }
+            let line = Line {
+                op,
+                concurrency: c,
+                backlog: 0,
+                messages,
+                batch: Some(batch),
+            };
+            b.report(&line, rates);
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut cfg = Config::from_url(url);
+    cfg.pool = Some(PoolConfig::new(64));
+    let pool = cfg.create_pool(Some(Runtime::Tokio1))?;
+    let bench = Bench {
+        args,
+        pool: pool.clone(),
+        prefix: format!("bench:{}:", uuid::Uuid::new_v4()),
+        families: AtomicU64::new(0),
+    };
+    let result = run(&bench).await;
+    // Clean up whatever a failed run left behind.
+    delete_matching(&pool, &format!("{}*", bench.prefix)).await?;
+    result
+}
