@@ -1,0 +1,138 @@
+//! Text embeddings for the pipeline.
+//!
+//! An [`Embedder`] has two built-in backends:
+//! - [`HashingEmbedder`] (the default): feature hashing of word n-grams into a fixed number
+//!   of dimensions, L2-normalised. In-process, deterministic, no network; lexical, not
+//!   semantic, and honest about it (its model name says `hashing`).
+//! - [`OpenAiEmbedder`]: any OpenAI-compatible `/v1/embeddings` server.
+//!
+//! A [`Batcher`] gathers texts from many concurrent callers into batches (up to a size or a
+//! time window), calls the embedder once per batch and hands every caller its own vectors,
+//! or the batch's error.
+//!
+//! Errors say whether a retry can help ([`EmbedError::is_transient`]).
+
+mod batcher;
+mod error;
+mod hashing;
+mod openai;
+
+pub use batcher::{Batcher, BatcherConfig};
+pub use error::EmbedError;
+pub use hashing::{HashingConfig, HashingEmbedder};
+pub use openai::{OpenAiConfig, OpenAiEmbedder};
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Which backend to build, as read from configuration (`backend = "hashing"` or
+/// `backend = "openai"` plus that backend's keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
+pub enum EmbedderConfig {
+    /// The in-process hashing embedder.
+    Hashing(HashingConfig),
+    /// An OpenAI-compatible server.
+    Openai(OpenAiConfig),
+}
+
+impl Default for EmbedderConfig {
+    fn default() -> Self {
+        Self::Hashing(HashingConfig::default())
+    }
+}
+
+/// An embedding backend. Cheap to clone; clones share connections.
+#[derive(Debug, Clone)]
+pub enum Embedder {
+    /// Feature hashing, in process.
+    Hashing(HashingEmbedder),
+    /// An OpenAI-compatible server.
+    OpenAi(OpenAiEmbedder),
+}
+
+impl Embedder {
+    /// Builds the configured backend. `api_key` is used by the `openai` backend only.
+    ///
+    /// # Errors
+    /// [`EmbedError::Config`] when the `openai` settings are unusable.
+    pub fn from_config(
+        cfg: EmbedderConfig,
+        api_key: Option<SecretString>,
+    ) -> Result<Self, EmbedError> {
+        Ok(match cfg {
+            EmbedderConfig::Hashing(h) => Self::Hashing(HashingEmbedder::new(h)),
+            EmbedderConfig::Openai(o) => Self::OpenAi(OpenAiEmbedder::new(o, api_key)?),
+        })
+    }
+
+    /// Embeds `texts`: one vector of [`Self::dims`] floats per text, in order. All or
+    /// nothing: on error no vector is returned.
+    ///
+    /// # Errors
+    /// See [`EmbedError`]; the hashing backend never fails.
+    pub async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        match self {
+            // Hashing costs microseconds per text: cheaper inline than a thread hop.
+            Self::Hashing(h) => Ok(h.embed_sync(texts)),
+            Self::OpenAi(o) => o.embed(texts).await,
+        }
+    }
+
+    /// The model name to store with each vector.
+    pub fn model(&self) -> &str {
+        match self {
+            Self::Hashing(h) => h.model(),
+            Self::OpenAi(o) => o.model(),
+        }
+    }
+
+    /// Vector length.
+    pub fn dims(&self) -> usize {
+        match self {
+            Self::Hashing(h) => h.dims(),
+            Self::OpenAi(o) => o.dims(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_either_backend_and_rejects_unknown_keys() {
+        let h: EmbedderConfig = serde_json::from_str(r#"{"backend":"hashing","dims":64}"#).unwrap();
+        assert_eq!(
+            h,
+            EmbedderConfig::Hashing(HashingConfig {
+                dims: 64,
+                ..Default::default()
+            })
+        );
+        let o: EmbedderConfig = serde_json::from_str(
+            r#"{"backend":"openai","url":"http://127.0.0.1:1/v1","model":"m","dims":8}"#,
+        )
+        .unwrap();
+        let EmbedderConfig::Openai(o) = o else {
+            panic!("not openai")
+        };
+        assert_eq!((o.batch_size, o.timeout_ms), (64, 30_000));
+        assert!(
+            serde_json::from_str::<EmbedderConfig>(r#"{"backend":"hashing","dimz":64}"#).is_err()
+        );
+        assert!(serde_json::from_str::<EmbedderConfig>(r#"{"backend":"magic"}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn hashing_backend_through_the_enum() {
+        let e = Embedder::from_config(EmbedderConfig::default(), None).unwrap();
+        assert_eq!(e.model(), "hashing-v1-n2-d384");
+        let v = e
+            .embed(&["a b".to_string(), "c".to_string()])
+            .await
+            .unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].len(), e.dims());
+    }
+}

@@ -1,0 +1,262 @@
+//! Turns a fragment of (already cleaned) HTML into a flat list of text blocks: headings,
+//! paragraphs, list items. Every extractor's output goes through this one converter so the
+//! text the pipeline keeps looks the same whichever extractor produced it.
+
+use dom_query::{Document, NodeRef};
+
+/// What a block of text is, as far as sectioning cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlockKind {
+    /// `<h1>`..`<h6>`, with its level.
+    Heading(u8),
+    /// Any other block of running text.
+    Paragraph,
+    /// One `<li>`; consecutive items are kept on adjacent lines.
+    ListItem,
+    /// `<pre>`: whitespace is kept as written.
+    Preformatted,
+}
+
+/// One block of text with whitespace already normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Block {
+    pub kind: BlockKind,
+    pub text: String,
+}
+
+/// Elements whose text is never content.
+const SKIP: &[&str] = &[
+    "script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object", "embed",
+    "select", "option", "button", "input", "textarea", "canvas", "audio", "video", "map", "title",
+];
+
+/// Elements that start and end a block of text.
+const BLOCK: &[&str] = &[
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "header",
+    "footer",
+    "aside",
+    "nav",
+    "blockquote",
+    "ul",
+    "ol",
+    "dl",
+    "dd",
+    "dt",
+    "table",
+    "thead",
+    "tbody",
+    "tfoot",
+    "tr",
+    "caption",
+    "figure",
+    "figcaption",
+    "address",
+    "details",
+    "summary",
+    "form",
+    "fieldset",
+    "center",
+    "body",
+    "html",
+    "hr",
+    "dialog",
+    "legend",
+    "hgroup",
+];
+
+/// Parses `html` and returns its blocks.
+pub(crate) fn html_to_blocks(html: &str) -> Vec<Block> {
+    let doc = Document::from(html);
+    let root = doc.root();
+    node_to_blocks(&root)
+}
+
+/// Returns the blocks under `node` (included).
+pub(crate) fn node_to_blocks(node: &NodeRef) -> Vec<Block> {
+    let mut w = Walker::default();
+    w.walk(node, false);
+    w.flush();
+    w.blocks
+}
+
+#[derive(Default)]
+struct Walker {
+    blocks: Vec<Block>,
+    cur: String,
+    kind: Option<BlockKind>,
+}
+
+impl Walker {
+    fn walk(&mut self, node: &NodeRef, in_pre: bool) {
+        if node.is_text() {
+            let text = node.text();
+            if in_pre {
+                self.cur.push_str(&text);
+            } else {
+                push_collapsed(&mut self.cur, &text);
+            }
+            return;
+        }
+        if !(node.is_element() || node.is_document() || node.is_fragment()) {
+            return;
+        }
+        let name = node.node_name();
+        let name = name.as_deref().unwrap_or("");
+        if SKIP.contains(&name) || is_hidden(node) {
+            return;
+        }
+        match name {
+            // A line break inside a paragraph still separates words (and lines of verse).
+            "br" => self.cur.push('\n'),
+            "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
+                let level = name.as_bytes()[1] - b'0';
+                self.block(node, BlockKind::Heading(level), in_pre);
+            }
+            "li" => self.block(node, BlockKind::ListItem, in_pre),
+            "pre" => self.block(node, BlockKind::Preformatted, true),
+            "td" | "th" => {
+                // Cells of one row read as one line.
+                if !self.cur.is_empty() && !self.cur.ends_with(char::is_whitespace) {
+                    self.cur.push(' ');
+                }
+                self.children(node, in_pre);
+                self.cur.push(' ');
+            }
+            _ if BLOCK.contains(&name) => self.block(node, BlockKind::Paragraph, in_pre),
+            _ => self.children(node, in_pre),
+        }
+    }
+
+    fn children(&mut self, node: &NodeRef, in_pre: bool) {
+        for child in node.children_it(false) {
+            self.walk(&child, in_pre);
+        }
+    }
+
+    fn block(&mut self, node: &NodeRef, kind: BlockKind, in_pre: bool) {
+        self.flush();
+        let outer = self.kind.replace(kind);
+        self.children(node, in_pre);
+        self.flush();
+        self.kind = outer;
+    }
+
+    fn flush(&mut self) {
+        let kind = self.kind.unwrap_or(BlockKind::Paragraph);
+        let text = if kind == BlockKind::Preformatted {
+            self.cur.trim_matches('\n').trim_end().to_string()
+        } else {
+            tidy_lines(&self.cur)
+        };
+        self.cur.clear();
+        if !text.is_empty() {
+            self.blocks.push(Block { kind, text });
+        }
+    }
+}
+
+/// Appends `text` with every whitespace run turned into one space.
+fn push_collapsed(out: &mut String, text: &str) {
+    for (i, part) in text.split(char::is_whitespace).enumerate() {
+        if i > 0 && !out.ends_with([' ', '\n']) {
+            out.push(' ');
+        }
+        out.push_str(part);
+    }
+}
+
+/// Trims each line and drops empty ones, so `<br>` runs do not leave blank lines.
+fn tidy_lines(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for line in s.split('\n') {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+fn is_hidden(node: &NodeRef) -> bool {
+    node.has_attr("hidden")
+        || node
+            .attr("aria-hidden")
+            .is_some_and(|v| v.as_ref() == "true")
+        || node.attr("style").is_some_and(|s| {
+            let s = s.to_ascii_lowercase().replace(' ', "");
+            s.contains("display:none") || s.contains("visibility:hidden")
+        })
+}
+
+/// Joins blocks into one text: blank line between blocks, one newline between list items.
+pub(crate) fn join_blocks(blocks: &[Block]) -> String {
+    let mut out = String::new();
+    let mut prev: Option<BlockKind> = None;
+    for b in blocks {
+        if let Some(p) = prev {
+            let sep = if p == BlockKind::ListItem && b.kind == BlockKind::ListItem {
+                "\n"
+            } else {
+                "\n\n"
+            };
+            out.push_str(sep);
+        }
+        out.push_str(&b.text);
+        prev = Some(b.kind);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(html: &str) -> Vec<(BlockKind, String)> {
+        html_to_blocks(html)
+            .into_iter()
+            .map(|b| (b.kind, b.text))
+            .collect()
+    }
+
+    #[test]
+    fn splits_blocks_and_keeps_inline_text_together() {
+        let got = texts(
+            "<div><h2>Title <em>here</em></h2><p>One <b>two</b>\n   three.</p>\
+             <ul><li>a</li><li>b</li></ul><script>var x=1;</script><p>Last<br>line</p></div>",
+        );
+        assert_eq!(
+            got,
+            vec![
+                (BlockKind::Heading(2), "Title here".into()),
+                (BlockKind::Paragraph, "One two three.".into()),
+                (BlockKind::ListItem, "a".into()),
+                (BlockKind::ListItem, "b".into()),
+                (BlockKind::Paragraph, "Last\nline".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn hidden_and_non_content_elements_are_dropped() {
+        let got = texts(
+            "<p>Shown</p><p style=\"display: none\">Hidden</p><div hidden>No</div>\
+             <style>p{}</style><noscript>nojs</noscript>",
+        );
+        assert_eq!(got, vec![(BlockKind::Paragraph, "Shown".into())]);
+    }
+
+    #[test]
+    fn joined_text_separates_blocks() {
+        let blocks = html_to_blocks("<p>A</p><ul><li>x</li><li>y</li></ul><p>B</p>");
+        assert_eq!(join_blocks(&blocks), "A\n\nx\ny\n\nB");
+    }
+}

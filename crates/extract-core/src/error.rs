@@ -1,0 +1,21 @@
+//! Errors of extraction.
+
+/// Why a document yielded no extraction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtractError {
+    /// The content type is neither HTML nor text. Permanent: retrying cannot change it.
+    #[error("unsupported content type: {0:?}")]
+    UnsupportedContentType(String),
+    /// The document has no readable text at all (empty body, only scripts or images).
+    #[error("no text content in the document")]
+    NoContent,
+}
+
+impl ExtractError {
+    /// Whether a retry could succeed. Extraction is a pure function of its input, so no
+    /// extraction error is transient; the method exists so callers classify uniformly.
+    pub fn is_transient(&self) -> bool {
+        false
+    }
+}

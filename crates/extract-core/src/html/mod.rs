@@ -1,0 +1,89 @@
+//! Main content of an HTML page: two extractors, a choice between them, and a fallback to
+//! the page's visible text when neither finds an article.
+
+mod select;
+mod title;
+
+pub use select::Extractor;
+
+use dom_query::Document;
+
+use crate::blocks::{Block, html_to_blocks, join_blocks, node_to_blocks};
+
+/// What the HTML path hands back to [`crate::extract`].
+pub(crate) struct HtmlContent {
+    pub title: Option<String>,
+    pub blocks: Vec<Block>,
+    pub extractor: Extractor,
+}
+
+/// Extracts the title and main-content blocks of `html`.
+pub(crate) fn extract_html(html: &str, url: Option<&str>) -> HtmlContent {
+    let doc = Document::from(html);
+    // Title candidates are read before Readability mutates the document it is handed.
+    let meta = title::TitleCandidates::from_document(&doc);
+    let readability = run_readability(doc, url);
+    let trafilatura = run_trafilatura(html, url);
+
+    let readability_title = readability.as_ref().map(|r| r.title.clone());
+    let title = meta.choose(readability_title.as_deref());
+
+    let r_blocks = readability.map(|r| r.blocks).filter(|b| !b.is_empty());
+    let t_blocks = trafilatura.filter(|b| !b.is_empty());
+    let (blocks, extractor) = match (r_blocks, t_blocks) {
+        (Some(r), Some(t)) => {
+            if select::prefer_tighter(&join_blocks(&r), &join_blocks(&t)) {
+                (t, Extractor::Trafilatura)
+            } else {
+                (r, Extractor::Readability)
+            }
+        }
+        (Some(r), None) => (r, Extractor::Readability),
+        (None, Some(t)) => (t, Extractor::Trafilatura),
+        (None, None) => (body_blocks(html), Extractor::Body),
+    };
+    HtmlContent {
+        title,
+        blocks,
+        extractor,
+    }
+}
+
+struct ReadabilityOutput {
+    title: String,
+    blocks: Vec<Block>,
+}
+
+fn run_readability(doc: Document, url: Option<&str>) -> Option<ReadabilityOutput> {
+    let cfg = dom_smoothie::Config {
+        text_mode: dom_smoothie::TextMode::Formatted,
+        ..Default::default()
+    };
+    // A relative or malformed URL only costs link resolution; the content is still wanted.
+    let url = url.filter(|u| url::Url::parse(u).is_ok());
+    let mut r = dom_smoothie::Readability::with_document(doc, url, Some(cfg)).ok()?;
+    let article = r.parse().ok()?;
+    Some(ReadabilityOutput {
+        title: article.title,
+        blocks: html_to_blocks(&article.content),
+    })
+}
+
+fn run_trafilatura(html: &str, url: Option<&str>) -> Option<Vec<Block>> {
+    let mut opts = trafilatura::Options::default();
+    if let Some(u) = url.and_then(|u| url::Url::parse(u).ok()) {
+        opts.original_url = Some(u);
+    }
+    let result = trafilatura::extract(html, &opts).ok()?;
+    Some(html_to_blocks(&result.content_html))
+}
+
+/// The visible text of `<body>`, for pages with no article (listings, short notices).
+fn body_blocks(html: &str) -> Vec<Block> {
+    let doc = Document::from(html);
+    let body = doc.select("body");
+    match body.nodes().first() {
+        Some(node) => node_to_blocks(node),
+        None => node_to_blocks(&doc.root()),
+    }
+}

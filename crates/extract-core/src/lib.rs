@@ -1,0 +1,128 @@
+//! Main-content extraction for the pipeline: the readable text and title of a fetched page,
+//! its sections and chunks, and the entities it names.
+//!
+//! Everything here is synchronous and CPU-bound (HTML parse trees are not `Send`): async
+//! callers run it inside `spawn_blocking`.
+//!
+//! - [`extract`]: HTML (or plain text) to title, whole main text and sections.
+//! - [`chunk`]: sections to overlapping chunks of bounded size, with offsets into the text.
+//! - [`find_entities`]: schema.org JSON-LD entities, e-mail addresses, phone numbers, domains.
+//! - [`metric`]: the Article Extraction Benchmark's shingle metric, used by the
+//!   `extract_eval` example to measure quality on real pages.
+
+mod blocks;
+mod chunk;
+mod entities;
+mod error;
+mod html;
+pub mod metric;
+mod plain;
+mod sections;
+
+pub use chunk::{Chunk, ChunkOptions, chunk};
+pub use entities::{EntitiesStatus, Entity, EntityKind, EntityReport, EntitySource, find_entities};
+pub use error::ExtractError;
+pub use html::Extractor;
+pub use sections::{SECTION_SEPARATOR, Section};
+
+use serde::{Deserialize, Serialize};
+
+/// The readable content of one document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extracted {
+    /// The document's title, when it declares or shows one.
+    pub title: Option<String>,
+    /// The whole main text: the sections' texts joined with [`SECTION_SEPARATOR`].
+    /// Stored as is, so quality can be measured on what users read.
+    pub text: String,
+    /// The main text cut at its headings.
+    pub sections: Vec<Section>,
+    /// Which extractor's output was kept.
+    pub extractor: Extractor,
+}
+
+/// How a content type is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Html,
+    Markdown,
+    Plain,
+}
+
+fn classify(content_type: &str, body: &str) -> Result<Kind, ExtractError> {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "text/html" | "application/xhtml+xml" | "application/xml+html" => Ok(Kind::Html),
+        "text/markdown" | "text/x-markdown" => Ok(Kind::Markdown),
+        "text/plain" => Ok(Kind::Plain),
+        // No declared type: servers that omit it usually serve HTML; look before guessing.
+        "" | "application/octet-stream" => Ok(if looks_like_html(body) {
+            Kind::Html
+        } else {
+            Kind::Plain
+        }),
+        _ => Err(ExtractError::UnsupportedContentType(
+            content_type.to_string(),
+        )),
+    }
+}
+
+fn looks_like_html(body: &str) -> bool {
+    let head: String = body
+        .trim_start()
+        .chars()
+        .take(512)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    head.starts_with('<')
+        && ["<!doctype html", "<html", "<head", "<body", "<p", "<div"]
+            .iter()
+            .any(|t| head.contains(t))
+}
+
+/// Extracts the title, whole main text and sections of a document.
+///
+/// `content_type` is the HTTP `Content-Type` (parameters such as `charset` are ignored; the
+/// body is already text). HTML goes through the main-content extractors; `text/plain` and
+/// `text/markdown` pass through, split into paragraphs (and, for Markdown, at headings).
+/// `url` is the page's absolute URL, used to resolve links; a bad one is ignored.
+///
+/// # Errors
+/// [`ExtractError::UnsupportedContentType`] for anything else (images, PDF, JSON), and
+/// [`ExtractError::NoContent`] when the document has no text at all.
+pub fn extract(
+    body: &str,
+    url: Option<&str>,
+    content_type: &str,
+) -> Result<Extracted, ExtractError> {
+    let (title, blocks, extractor) = match classify(content_type, body)? {
+        Kind::Html => {
+            let h = html::extract_html(body, url);
+            (h.title, h.blocks, h.extractor)
+        }
+        kind @ (Kind::Markdown | Kind::Plain) => {
+            let blocks = plain::text_to_blocks(body, kind == Kind::Markdown);
+            let title = blocks.iter().find_map(|b| match b.kind {
+                blocks::BlockKind::Heading(1) => Some(b.text.clone()),
+                _ => None,
+            });
+            (title, blocks, Extractor::PlainText)
+        }
+    };
+    if blocks.is_empty() {
+        return Err(ExtractError::NoContent);
+    }
+    let sections = sections::sections_from_blocks(&blocks);
+    let text = blocks::join_blocks(&blocks);
+    Ok(Extracted {
+        title,
+        text,
+        sections,
+        extractor,
+    })
+}
