@@ -1,23 +1,27 @@
 //! An at-least-once work queue on Redis, shared by the pipeline's workers.
 //!
 //! A *family* (`scrape`, `extraction`, ...) is one queue plus its dead-letter queue; the
-//! key names come from `dlq-core`'s `FamilyKeys`, and every key of a family carries the
+//! key names come from `dlq-core`'s [`FamilyKeys`], and every key of a family carries the
 //! same Redis Cluster hash tag, so each operation below is one Lua script on one slot.
 //!
 //! Life of a message:
 //!
 //! ```text
-//! enqueue ──► ready ──reserve──► leased ──ack──► gone
-//!               ▲                 │  │
-//!               │ lease ran out   │  └─dead_letter / last retry──► DLQ ──redrive──► ready
-//!               ├─────────────────┘
-//!               │ backoff passed
-//!            delayed ◄──retry_later──┘
+//!             enqueue                    ack
+//!                │                ┌──────────────► gone
+//!                ▼     reserve    │
+//!   ┌────────► ready ──────────► leased ── dead_letter, or last retry ──► DLQ
+//!   │            ▲                │                                      │
+//!   │            └── lease ran ───┘ retry_later                          │
+//!   │                out            ▼                                    │
+//!   │                           delayed ── backoff passed ──► ready      │
+//!   └──────────────────────────── redrive (dlq-core) ────────────────────┘
 //! ```
 //!
 //! * **Leases.** [`WorkQueue::reserve`] gives each message a fresh token and a deadline
-//!   on the Redis clock. Long work calls [`WorkQueue::renew`]. When a holder dies, the
-//!   next reserve of any worker moves the expired lease back to `ready`.
+//!   on the Redis clock. Long work calls [`WorkQueue::renew`], or holds the
+//!   [`LeaseKeeper`] of [`WorkQueue::keep_alive`], which renews in the background. When
+//!   a holder dies, the next reserve of any worker moves the expired lease back to `ready`.
 //! * **Fencing.** Ack, renew, retry and dead-letter compare the holder's token with the
 //!   message's; a holder whose lease ran out gets `LeaseLost` and changes nothing.
 //! * **Retries.** [`WorkQueue::retry_later`] counts the failed attempt and delays the
@@ -26,11 +30,33 @@
 //! * **Malformed messages** reach the worker with their raw body
 //!   ([`Delivery::body`]) so the worker can dead-letter them as permanent.
 //!
+//! ```no_run
+//! # async fn demo(pool: deadpool_redis::Pool) -> Result<(), work_queue::QueueError> {
+//! use tokio_util::sync::CancellationToken;
+//! use work_queue::{ErrorKind, FamilyKeys, QueueOptions, WorkQueue};
+//!
+//! let queue = WorkQueue::new(pool, FamilyKeys::new("pipeline:", "scrape"), QueueOptions::default())?;
+//! queue.enqueue("source-1", &serde_json::json!({"source_id": "..."})).await?;
+//!
+//! let shutdown = CancellationToken::new();
+//! for delivery in queue.reserve_wait(10, &shutdown).await? {
+//!     let Ok(message) = delivery.json() else {
+//!         let _ = queue.dead_letter(&delivery, "malformed message", ErrorKind::Permanent).await?;
+//!         continue;
+//!     };
+//!     // ... do the work with `message` ...
+//!     # let _ = message;
+//!     let _ = queue.ack(&delivery).await?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! This crate reads no environment variables; its settings are [`QueueOptions`].
 
 mod delivery;
 mod enqueue;
 mod error;
+mod keep_alive;
 mod options;
 mod queue;
 mod reserve;
@@ -44,5 +70,6 @@ pub use delivery::{
 };
 pub use dlq::{DlqItem, ErrorKind, FamilyKeys};
 pub use error::{QueueError, Result};
+pub use keep_alive::LeaseKeeper;
 pub use options::QueueOptions;
 pub use queue::{MAX_BATCH, WorkQueue};

@@ -7,16 +7,26 @@ use tokio_util::sync::CancellationToken;
 
 use crate::queue::{HOUSEKEEPING_LIMIT, MAX_BATCH};
 use crate::scripts::SCRIPTS;
-use crate::{Delivery, Result, WorkQueue};
+use crate::{Delivery, QueueError, Result, WorkQueue};
 
 /// First pause of [`WorkQueue::reserve_wait`] after finding the queue empty.
 const FIRST_POLL_PAUSE: Duration = Duration::from_millis(5);
 /// Longest pause between two polls: how late an idle worker may notice new work.
 const MAX_POLL_PAUSE: Duration = Duration::from_millis(200);
 
-/// One delivery as the reserve script returns it:
-/// `(id, token, body, deliveries, attempts, redrives)`.
-type RawDelivery = (String, u64, Vec<u8>, u32, u32, u32);
+/// The reserve script's reply: counts of dropped, promoted and reclaimed ids, then one
+/// column per field of the deliveries (id, token, body, deliveries, attempts, redrives).
+type ReserveReply = (
+    u64,
+    u64,
+    u64,
+    Vec<String>,
+    Vec<u64>,
+    Vec<Vec<u8>>,
+    Vec<u32>,
+    Vec<u32>,
+    Vec<u32>,
+);
 
 impl WorkQueue {
     /// Reserves up to `max` messages (at most [`MAX_BATCH`]) without waiting: oldest first,
@@ -42,7 +52,7 @@ impl WorkQueue {
         }
         let inner = &self.inner;
         let mut con = self.conn().await?;
-        let (dropped, promoted, reclaimed, raw): (u64, u64, u64, Vec<RawDelivery>) = SCRIPTS
+        let reply: ReserveReply = SCRIPTS
             .reserve
             .key(&inner.ready)
             .key(&inner.leases)
@@ -55,6 +65,23 @@ impl WorkQueue {
             .invoke_async(&mut con)
             .await?;
         drop(con);
+        let (dropped, promoted, reclaimed, ids, tokens, bodies, deliveries, attempts, redrives) =
+            reply;
+        let n = ids.len();
+        if [
+            tokens.len(),
+            bodies.len(),
+            deliveries.len(),
+            attempts.len(),
+            redrives.len(),
+        ]
+        .iter()
+        .any(|&len| len != n)
+        {
+            return Err(QueueError::Protocol(
+                "reserve: reply columns differ in length".into(),
+            ));
+        }
         let family = self.family();
         if dropped > 0 {
             tracing::warn!(
@@ -78,11 +105,14 @@ impl WorkQueue {
             tracing::debug!(family, promoted, "retries due; back in the ready list");
         }
         metrics::counter!("work_queue_reserved_total", "family" => family.to_owned())
-            .increment(raw.len() as u64);
-        Ok(raw
+            .increment(n as u64);
+        let batch = ids
             .into_iter()
+            .zip(tokens)
+            .zip(bodies)
+            .zip(deliveries.into_iter().zip(attempts).zip(redrives))
             .map(
-                |(id, token, body, deliveries, attempts, redrives)| Delivery {
+                |(((id, token), body), ((deliveries, attempts), redrives))| Delivery {
                     id,
                     token,
                     body: String::from_utf8(body)
@@ -92,7 +122,8 @@ impl WorkQueue {
                     redrives,
                 },
             )
-            .collect())
+            .collect();
+        Ok(batch)
     }
 
     /// Reserves up to `max` messages, waiting at most `block_timeout` for some to arrive.

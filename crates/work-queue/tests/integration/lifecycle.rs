@@ -174,3 +174,26 @@ async fn renew_keeps_a_long_job_to_its_holder() {
     // 600 ms in, twice the visibility timeout, and the holder still owns it.
     assert_eq!(q.ack(&held).await.unwrap(), AckOutcome::Acked);
 }
+
+#[tokio::test]
+async fn keep_alive_renews_in_the_background_and_reports_a_lost_lease() {
+    let t = TestRedis::new();
+    let q = t.queue("scrape", short_lease());
+    q.enqueue("long", &json!({})).await.unwrap();
+    let held = q.reserve(1).await.unwrap().remove(0);
+    let keeper = q.keep_alive(&held);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(q.reserve(1).await.unwrap().is_empty(), "still held");
+    assert!(!keeper.is_lost());
+    drop(keeper);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let taken = q.reserve(1).await.unwrap();
+    assert_eq!(taken.len(), 1, "renewal stopped with the keeper");
+
+    // The first holder's keeper finds out that the lease moved on.
+    let stale = q.keep_alive(&held);
+    tokio::time::timeout(Duration::from_secs(2), stale.lost().cancelled())
+        .await
+        .expect("lost fires");
+    assert_eq!(q.ack(&taken[0]).await.unwrap(), AckOutcome::Acked);
+}

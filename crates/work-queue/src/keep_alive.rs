@@ -1,0 +1,72 @@
+//! Background lease renewal for long work.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Delivery, WorkQueue};
+
+/// Renews one delivery's lease in the background until dropped.
+///
+/// Renewal runs every third of the visibility timeout, so two renewals can fail (a Redis
+/// hiccup) before the lease runs out. When a renewal finds the lease gone, [`lost`]
+/// fires: the work should stop, as another worker may be doing it.
+///
+/// [`lost`]: LeaseKeeper::lost
+#[derive(Debug)]
+#[must_use = "the lease is renewed only while the keeper lives"]
+pub struct LeaseKeeper {
+    task: JoinHandle<()>,
+    lost: CancellationToken,
+}
+
+impl LeaseKeeper {
+    /// Fires when the lease was found lost; never fires while renewals succeed.
+    pub fn lost(&self) -> &CancellationToken {
+        &self.lost
+    }
+
+    /// Whether the lease was found lost.
+    pub fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl WorkQueue {
+    /// Starts renewing `delivery`'s lease every `visibility_timeout / 3` until the returned
+    /// keeper is dropped (drop it before acking). Needs a Tokio runtime.
+    pub fn keep_alive(&self, delivery: &Delivery) -> LeaseKeeper {
+        let lost = CancellationToken::new();
+        let period = (self.inner.opts.visibility_timeout / 3).max(Duration::from_millis(1));
+        let (queue, delivery, flag) = (self.clone(), delivery.clone(), lost.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                match queue.renew(&delivery).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        flag.cancel();
+                        return;
+                    }
+                    // Not fatal yet: the lease has two more periods to run, and the next
+                    // try may reach Redis again. If it does not, the lease ends and the
+                    // message is redelivered, which at-least-once allows.
+                    Err(e) => tracing::warn!(
+                        family = queue.family(),
+                        id = %delivery.id,
+                        error = &e as &dyn std::error::Error,
+                        "lease renewal failed; retrying at the next period"
+                    ),
+                }
+            }
+        });
+        LeaseKeeper { task, lost }
+    }
+}
