@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 /// What kind of thing an entity is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EntityKind {
@@ -69,7 +69,7 @@ pub enum EntitySource {
 pub struct Entity {
     /// What it is.
     pub kind: EntityKind,
-    /// The value as the page writes it (trimmed).
+    /// The value as the page writes it (whitespace trimmed and collapsed).
     pub name: String,
     /// The normalised value, the deduplication key together with `kind`.
     pub normalized: String,
@@ -146,7 +146,7 @@ impl Collector {
         if self.seen.insert((kind, normalized.clone())) {
             self.entities.push(Entity {
                 kind,
-                name: name.trim().to_string(),
+                name: normalize_name(name),
                 normalized,
                 source,
             });

@@ -1,0 +1,242 @@
+//! Extraction of fixture pages written for these tests.
+
+use extract_core::{
+    ChunkOptions, EntitiesStatus, EntityKind, ExtractError, SECTION_SEPARATOR, chunk, extract,
+    find_entities,
+};
+
+const ARTICLE: &str = include_str!("fixtures/article.html");
+const BROKEN_JSONLD: &str = include_str!("fixtures/broken-jsonld.html");
+const LISTING: &str = include_str!("fixtures/listing.html");
+const URL: &str = "https://courier.example/news/river-flooding";
+
+#[test]
+fn article_main_text_is_kept_whole_and_boilerplate_dropped() {
+    let e = extract(ARTICLE, Some(URL), "text/html; charset=utf-8").expect("extract");
+    assert_eq!(
+        e.title.as_deref(),
+        Some("River Flooding Forces Evacuation of Lower Town")
+    );
+    for kept in [
+        "The Alder River rose more than two metres overnight",
+        "volunteers were serving tea and soup in the gymnasium.",
+        "How the levee held",
+        "Backup generators arrived at the station in the late morning.",
+        "Stay out of flood water, which may hide open drains and debris.",
+        "Keep receipts for anything bought because of the flood.",
+        "Schools in the lower town will stay closed until at least Monday.",
+    ] {
+        assert!(e.text.contains(kept), "lost {kept:?} from:\n{}", e.text);
+    }
+    for dropped in [
+        "Accept all cookies",
+        "Subscribe now",
+        "dataLayer",
+        "track(",
+        "Most read",
+        "Local bakery wins",
+        "All rights reserved",
+        "Share on Facebook",
+        "The council should have fixed those pumps",
+    ] {
+        assert!(
+            !e.text.contains(dropped),
+            "kept {dropped:?} in:\n{}",
+            e.text
+        );
+    }
+}
+
+#[test]
+fn article_sections_follow_headings_and_rejoin_to_the_text() {
+    let e = extract(ARTICLE, Some(URL), "text/html").expect("extract");
+    let paths: Vec<Vec<&str>> = e
+        .sections
+        .iter()
+        .map(|s| s.heading_path.iter().map(String::as_str).collect())
+        .collect();
+    assert!(paths.contains(&vec!["How the levee held"]), "{paths:?}");
+    assert!(
+        paths.contains(&vec!["How the levee held", "What residents should do"]),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&vec!["Help and information"]), "{paths:?}");
+    let residents = e
+        .sections
+        .iter()
+        .find(|s| {
+            s.heading_path
+                .last()
+                .is_some_and(|h| h == "What residents should do")
+        })
+        .expect("residents section");
+    assert!(residents.text.contains("Report damage to the council"));
+    let texts: Vec<&str> = e.sections.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(texts.join(SECTION_SEPARATOR), e.text);
+}
+
+#[test]
+fn chunks_of_a_real_page_point_into_its_text() {
+    let e = extract(ARTICLE, Some(URL), "text/html").expect("extract");
+    let opts = ChunkOptions {
+        max_chars: 200,
+        overlap_chars: 40,
+    };
+    let chunks = chunk(&e.sections, opts);
+    assert!(chunks.len() >= e.sections.len());
+    let chars: Vec<char> = e.text.chars().collect();
+    let mut covered = vec![false; chars.len()];
+    for (i, c) in chunks.iter().enumerate() {
+        assert_eq!(c.index, i);
+        assert!(c.text.chars().count() <= 200);
+        let slice: String = chars[c.char_start..c.char_end].iter().collect();
+        assert_eq!(slice, c.text);
+        covered[c.char_start..c.char_end]
+            .iter_mut()
+            .for_each(|x| *x = true);
+    }
+    // Every non-space character of the text is in some chunk.
+    let missed: String = chars
+        .iter()
+        .zip(&covered)
+        .filter(|(ch, cov)| !**cov && !ch.is_whitespace())
+        .map(|(ch, _)| *ch)
+        .collect();
+    assert!(missed.is_empty(), "not chunked: {missed:?}");
+}
+
+#[test]
+fn plain_text_and_markdown_pass_through() {
+    let e = extract("First paragraph.\n\nSecond\nparagraph.", None, "text/plain").expect("plain");
+    assert_eq!(e.text, "First paragraph.\n\nSecond\nparagraph.");
+    assert_eq!(e.title, None);
+    assert_eq!(e.sections.len(), 1);
+
+    let md = "# Guide\n\nIntro.\n\n## Install\n\nRun it.\n";
+    let e = extract(md, None, "text/markdown; charset=utf-8").expect("markdown");
+    assert_eq!(e.title.as_deref(), Some("Guide"));
+    assert_eq!(e.sections.len(), 2);
+    assert_eq!(e.sections[1].heading_path, vec!["Guide", "Install"]);
+    assert_eq!(e.sections[1].text, "Install\n\nRun it.");
+}
+
+#[test]
+fn unsupported_and_empty_documents_are_errors() {
+    let err = extract("%PDF-1.7", None, "application/pdf").expect_err("pdf");
+    assert_eq!(
+        err,
+        ExtractError::UnsupportedContentType("application/pdf".into())
+    );
+    assert!(!err.is_transient());
+    let err = extract(
+        "<html><body><script>x()</script></body></html>",
+        None,
+        "text/html",
+    )
+    .expect_err("empty");
+    assert_eq!(err, ExtractError::NoContent);
+    // No declared type: sniffed.
+    let e = extract("<!doctype html><p>Hello there</p>", None, "").expect("sniffed html");
+    assert_eq!(e.text, "Hello there");
+}
+
+#[test]
+fn a_page_without_an_article_still_gives_its_text() {
+    let e = extract(LISTING, None, "text/html").expect("listing");
+    assert!(
+        e.text.contains("Post one") && e.text.contains("Post two"),
+        "{}",
+        e.text
+    );
+}
+
+#[test]
+fn article_entities_from_json_ld_links_and_text() {
+    let e = extract(ARTICLE, Some(URL), "text/html").expect("extract");
+    let report = find_entities(Some(ARTICLE), &e.text);
+    assert_eq!(
+        report.status(),
+        EntitiesStatus::Complete,
+        "{:?}",
+        report.failures
+    );
+    let has = |kind: EntityKind, normalized: &str| {
+        report
+            .entities
+            .iter()
+            .any(|x| x.kind == kind && x.normalized == normalized)
+    };
+    assert!(has(EntityKind::Person, "Maria Okafor"));
+    assert!(has(EntityKind::Organization, "The Valley Courier"));
+    assert!(has(EntityKind::Organization, "Valley Water Authority"));
+    assert!(has(EntityKind::Place, "Lower Town Community School"));
+    assert!(has(EntityKind::Phone, "+15550104477"));
+    assert!(has(EntityKind::Email, "floodhelp@valleycouncil.example"));
+    assert!(has(EntityKind::Email, "letters@courier.example"));
+    assert!(has(EntityKind::Phone, "5550102030"));
+    assert!(has(EntityKind::Domain, "valleycouncil.org"));
+    // The e-mail's domain is not reported as a web domain of its own.
+    assert!(!has(EntityKind::Domain, "valleycouncil.example"));
+    // No duplicates of one (kind, normalized) pair.
+    let mut keys: Vec<_> = report
+        .entities
+        .iter()
+        .map(|x| (x.kind, &x.normalized))
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n);
+}
+
+#[test]
+fn a_broken_json_ld_block_makes_the_result_partial() {
+    let e = extract(BROKEN_JSONLD, None, "text/html").expect("extract");
+    let report = find_entities(Some(BROKEN_JSONLD), &e.text);
+    assert_eq!(report.status(), EntitiesStatus::Partial);
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    assert!(
+        report.failures[0].contains("json-ld block 2"),
+        "{:?}",
+        report.failures
+    );
+    let names: Vec<(EntityKind, &str)> = report
+        .entities
+        .iter()
+        .map(|x| (x.kind, x.normalized.as_str()))
+        .collect();
+    assert!(
+        names.contains(&(EntityKind::Product, "Widget 3000")),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&(EntityKind::Organization, "Acme")),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&(EntityKind::Email, "sales@acme.example")),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|(_, n)| *n == "Broken Co"));
+}
+
+#[test]
+fn text_only_entities_without_html() {
+    let report = find_entities(
+        None,
+        "Contact Jane at JANE@Example.com or +44 20 7946 0000.",
+    );
+    assert_eq!(report.status(), EntitiesStatus::Complete);
+    let got: Vec<(EntityKind, &str)> = report
+        .entities
+        .iter()
+        .map(|x| (x.kind, x.normalized.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (EntityKind::Email, "jane@example.com"),
+            (EntityKind::Phone, "+442079460000")
+        ]
+    );
+}
