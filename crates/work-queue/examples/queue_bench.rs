@@ -100,7 +100,8 @@ impl Bench {
         )?)
     }
 
-    fn report(&self, line: &Line<'_>, mut rates: Vec<f64>) {
+    fn report(&self, line: &Line<'_>, samples: Vec<f64>) {
+        let mut rates = samples.clone();
         rates.sort_by(f64::total_cmp);
         let median = rates[rates.len() / 2];
         let (min, max) = (rates[0], rates[rates.len() - 1]);
@@ -117,7 +118,7 @@ impl Bench {
                 json!({ "op": op, "concurrency": concurrency, "backlog": backlog,
                         "messages": messages, "batch": batch, "per_sec": median.round(),
                         "min_per_sec": min.round(), "max_per_sec": max.round(),
-                        "runs": rates.len() })
+                        "samples": samples.iter().map(|r| r.round()).collect::<Vec<_>>() })
             );
         } else {
             let batch = batch.map_or_else(|| "-".to_owned(), |b| b.to_string());
