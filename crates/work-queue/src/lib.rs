@@ -73,3 +73,4 @@ pub use error::{QueueError, Result};
 pub use keep_alive::LeaseKeeper;
 pub use options::QueueOptions;
 pub use queue::{MAX_BATCH, WorkQueue};
+pub use settle::MAX_ERROR_BYTES;

@@ -14,6 +14,22 @@ use crate::reserve::duration_ms;
 use crate::scripts::SCRIPTS;
 use crate::{AckOutcome, DeadLetterOutcome, Delivery, Result, RetryOutcome, WorkQueue};
 
+/// Longest error text stored with a message or a DLQ item: an error can quote a whole
+/// response body, and one bad reply should not bloat Redis or the DLQ listing.
+pub const MAX_ERROR_BYTES: usize = 4096;
+
+/// `error` cut to at most [`MAX_ERROR_BYTES`], on a character boundary.
+fn clip(error: &str) -> &str {
+    if error.len() <= MAX_ERROR_BYTES {
+        return error;
+    }
+    let mut end = MAX_ERROR_BYTES;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    &error[..end]
+}
+
 impl WorkQueue {
     /// Finishes a message: it leaves the queue for good.
     ///
@@ -148,7 +164,7 @@ impl WorkQueue {
             .arg(&delivery.id)
             .arg(delivery.token)
             .arg(duration_ms(delay))
-            .arg(error)
+            .arg(clip(error))
             .invoke_async(&mut con)
             .await?;
         if stored == 0 {
@@ -230,7 +246,7 @@ impl WorkQueue {
                 .and_then(|s| Uuid::parse_str(s).ok())
         };
         let (source_id, job_id) = (uuid_field("source_id"), uuid_field("job_id"));
-        let mut item = DlqItem::new(&delivery.id, self.family(), error, kind, payload);
+        let mut item = DlqItem::new(&delivery.id, self.family(), clip(error), kind, payload);
         item.source_id = source_id;
         item.job_id = job_id;
         item.retry_count = delivery.redrives;
@@ -248,5 +264,19 @@ impl WorkQueue {
         );
         metrics::counter!("work_queue_lease_lost_total", "family" => self.family().to_owned())
             .increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_errors_are_clipped_on_a_char_boundary() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(MAX_ERROR_BYTES); // two bytes each
+        let clipped = clip(&long);
+        assert!(clipped.len() <= MAX_ERROR_BYTES && clipped.len() >= MAX_ERROR_BYTES - 1);
+        assert!(clipped.chars().all(|c| c == 'é'));
     }
 }
