@@ -91,8 +91,33 @@ struct Walker {
     kind: Option<BlockKind>,
 }
 
+/// Work left for the walker. An explicit stack instead of recursion: hostile pages nest
+/// elements tens of thousands deep, which would overflow a thread's stack.
+enum Step<'a> {
+    /// Visit a node.
+    Enter(NodeRef<'a>, bool),
+    /// A block element is done: flush its text and restore the enclosing block's kind.
+    Close(Option<BlockKind>),
+    /// A table cell is done: separate it from the next one.
+    CellEnd,
+}
+
 impl Walker {
-    fn walk(&mut self, node: &NodeRef, in_pre: bool) {
+    fn walk(&mut self, root: &NodeRef, in_pre: bool) {
+        let mut stack = vec![Step::Enter(root.clone(), in_pre)];
+        while let Some(step) = stack.pop() {
+            match step {
+                Step::Enter(node, in_pre) => self.enter(&node, in_pre, &mut stack),
+                Step::Close(outer) => {
+                    self.flush();
+                    self.kind = outer;
+                }
+                Step::CellEnd => self.cur.push(' '),
+            }
+        }
+    }
+
+    fn enter<'a>(&mut self, node: &NodeRef<'a>, in_pre: bool, stack: &mut Vec<Step<'a>>) {
         if node.is_text() {
             let text = node.text();
             if in_pre {
@@ -110,40 +135,43 @@ impl Walker {
         if SKIP.contains(&name) || is_hidden(node) {
             return;
         }
+        let mut child_pre = in_pre;
         match name {
             // A line break inside a paragraph still separates words (and lines of verse).
-            "br" => self.cur.push('\n'),
+            "br" => {
+                self.cur.push('\n');
+                return;
+            }
             "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
                 let level = name.as_bytes()[1] - b'0';
-                self.block(node, BlockKind::Heading(level), in_pre);
+                self.open(BlockKind::Heading(level), stack);
             }
-            "li" => self.block(node, BlockKind::ListItem, in_pre),
-            "pre" => self.block(node, BlockKind::Preformatted, true),
+            "li" => self.open(BlockKind::ListItem, stack),
+            "pre" => {
+                self.open(BlockKind::Preformatted, stack);
+                child_pre = true;
+            }
             "td" | "th" => {
                 // Cells of one row read as one line.
                 if !self.cur.is_empty() && !self.cur.ends_with(char::is_whitespace) {
                     self.cur.push(' ');
                 }
-                self.children(node, in_pre);
-                self.cur.push(' ');
+                stack.push(Step::CellEnd);
             }
-            _ if BLOCK.contains(&name) => self.block(node, BlockKind::Paragraph, in_pre),
-            _ => self.children(node, in_pre),
+            _ if BLOCK.contains(&name) => self.open(BlockKind::Paragraph, stack),
+            _ => {}
         }
+        // Reversed, so the first child is popped first.
+        let children: Vec<NodeRef<'a>> = node.children_it(true).collect();
+        stack.extend(children.into_iter().map(|c| Step::Enter(c, child_pre)));
     }
 
-    fn children(&mut self, node: &NodeRef, in_pre: bool) {
-        for child in node.children_it(false) {
-            self.walk(&child, in_pre);
-        }
-    }
-
-    fn block(&mut self, node: &NodeRef, kind: BlockKind, in_pre: bool) {
+    /// Starts a block: the text so far is flushed, and a `Close` is scheduled for after
+    /// the element's children.
+    fn open(&mut self, kind: BlockKind, stack: &mut Vec<Step>) {
         self.flush();
         let outer = self.kind.replace(kind);
-        self.children(node, in_pre);
-        self.flush();
-        self.kind = outer;
+        stack.push(Step::Close(outer));
     }
 
     fn flush(&mut self) {
@@ -158,6 +186,21 @@ impl Walker {
             self.blocks.push(Block { kind, text });
         }
     }
+}
+
+/// Depth of the deepest element under `node`, counted without recursion.
+pub(crate) fn max_depth(node: &NodeRef) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(node.clone(), 0usize)];
+    while let Some((n, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        stack.extend(
+            n.children_it(false)
+                .filter(|c| c.is_element())
+                .map(|c| (c, d + 1)),
+        );
+    }
+    deepest
 }
 
 /// Appends `text` with every whitespace run turned into one space.

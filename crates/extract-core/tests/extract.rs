@@ -240,3 +240,31 @@ fn text_only_entities_without_html() {
         ]
     );
 }
+
+#[test]
+fn absurdly_deep_pages_neither_overflow_the_stack_nor_stall() {
+    // Both depths: one parsed with the extractors skipped, one not parsed at all.
+    for depth in [1_000, 30_000] {
+        let mut html = String::from("<html><body><p>Before the nest.</p>");
+        html.push_str(&"<div><span>x ".repeat(depth));
+        html.push_str("bottom");
+        html.push_str(&"</span></div>".repeat(depth));
+        html.push_str("</body></html>");
+        // The default stack of a blocking-pool thread.
+        let worker = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let t0 = std::time::Instant::now();
+                let e = extract(&html, None, "text/html").map(|e| e.text);
+                (e, t0.elapsed())
+            })
+            .expect("spawn");
+        let (text, took) = worker.join().expect("no stack overflow");
+        let text = text.expect("extract");
+        assert!(text.contains("Before the nest.") && text.contains("bottom"));
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "depth {depth} took {took:?}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Main content of an HTML page: two extractors, a choice between them, and a fallback to
 //! the page's visible text when neither finds an article.
 
+mod guard;
 mod select;
 mod title;
 
@@ -8,7 +9,8 @@ pub use select::Extractor;
 
 use dom_query::Document;
 
-use crate::blocks::{Block, html_to_blocks, join_blocks, node_to_blocks};
+use crate::blocks::{Block, html_to_blocks, join_blocks, max_depth, node_to_blocks};
+use crate::plain::text_to_blocks;
 
 /// What the HTML path hands back to [`crate::extract`].
 pub(crate) struct HtmlContent {
@@ -17,11 +19,30 @@ pub(crate) struct HtmlContent {
     pub extractor: Extractor,
 }
 
+/// Pages nested deeper than this skip both extractors: they walk the tree recursively and a
+/// hostile page (tens of thousands of nested elements) would overflow the thread's stack.
+/// Real pages stay well under a hundred levels.
+const MAX_DOM_DEPTH: usize = 400;
+
 /// Extracts the title and main-content blocks of `html`.
 pub(crate) fn extract_html(html: &str, url: Option<&str>) -> HtmlContent {
+    if guard::estimated_depth(html) > guard::MAX_ESTIMATED_DEPTH {
+        return HtmlContent {
+            title: None,
+            blocks: text_to_blocks(&guard::strip_tags(html), false),
+            extractor: Extractor::Body,
+        };
+    }
     let doc = Document::from(html);
     // Title candidates are read before Readability mutates the document it is handed.
     let meta = title::TitleCandidates::from_document(&doc);
+    if max_depth(&doc.root()) > MAX_DOM_DEPTH {
+        return HtmlContent {
+            title: meta.choose(None),
+            blocks: body_blocks(&doc),
+            extractor: Extractor::Body,
+        };
+    }
     let readability = run_readability(doc, url);
     let trafilatura = run_trafilatura(html, url);
 
@@ -40,7 +61,7 @@ pub(crate) fn extract_html(html: &str, url: Option<&str>) -> HtmlContent {
         }
         (Some(r), None) => (r, Extractor::Readability),
         (None, Some(t)) => (t, Extractor::Trafilatura),
-        (None, None) => (body_blocks(html), Extractor::Body),
+        (None, None) => (body_blocks(&Document::from(html)), Extractor::Body),
     };
     HtmlContent {
         title,
@@ -79,8 +100,7 @@ fn run_trafilatura(html: &str, url: Option<&str>) -> Option<Vec<Block>> {
 }
 
 /// The visible text of `<body>`, for pages with no article (listings, short notices).
-fn body_blocks(html: &str) -> Vec<Block> {
-    let doc = Document::from(html);
+fn body_blocks(doc: &Document) -> Vec<Block> {
     let body = doc.select("body");
     match body.nodes().first() {
         Some(node) => node_to_blocks(node),

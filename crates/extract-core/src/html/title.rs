@@ -40,12 +40,27 @@ impl TitleCandidates {
     /// The best title: Readability's when it has one, else the page's own declarations.
     pub(crate) fn choose(&self, readability: Option<&str>) -> Option<String> {
         readability
-            .map(normalize)
+            .map(tidy)
             .filter(|s| !s.is_empty())
             .or_else(|| self.og_title.clone())
             .or_else(|| self.title_tag.as_deref().map(strip_site_suffix))
             .or_else(|| self.h1.clone())
     }
+}
+
+/// Trims, and turns line breaks and tabs into spaces, but keeps the title's own spacing
+/// (double spaces, ideographic spaces): Readability keeps it, and the title is shown as is.
+fn tidy(s: &str) -> String {
+    s.trim()
+        .chars()
+        .map(|c| {
+            if matches!(c, '\n' | '\r' | '\t') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// Collapses whitespace runs and trims.
