@@ -104,7 +104,7 @@ enum Step<'a> {
 
 impl Walker {
     fn walk(&mut self, root: &NodeRef, in_pre: bool) {
-        let mut stack = vec![Step::Enter(root.clone(), in_pre)];
+        let mut stack = vec![Step::Enter(*root, in_pre)];
         while let Some(step) = stack.pop() {
             match step {
                 Step::Enter(node, in_pre) => self.enter(&node, in_pre, &mut stack),
@@ -191,7 +191,7 @@ impl Walker {
 /// Depth of the deepest element under `node`, counted without recursion.
 pub(crate) fn max_depth(node: &NodeRef) -> usize {
     let mut deepest = 0;
-    let mut stack = vec![(node.clone(), 0usize)];
+    let mut stack = vec![(*node, 0usize)];
     while let Some((n, d)) = stack.pop() {
         deepest = deepest.max(d);
         stack.extend(
