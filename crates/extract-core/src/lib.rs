@@ -4,7 +4,8 @@
 //! Everything here is synchronous and CPU-bound (HTML parse trees are not `Send`): async
 //! callers run it inside `spawn_blocking`.
 //!
-//! - [`extract`]: HTML (or plain text) to title, whole main text and sections.
+//! - [`extract`] / [`extract_with`]: HTML (or plain text) to title, whole main text and
+//!   sections.
 //! - [`chunk`]: sections to overlapping chunks of bounded size, with offsets into the text.
 //! - [`find_entities`]: schema.org JSON-LD entities, e-mail addresses, phone numbers, domains.
 //! - [`metric`]: the Article Extraction Benchmark's shingle metric, used by the
@@ -22,7 +23,7 @@ mod sections;
 pub use chunk::{Chunk, ChunkOptions, chunk};
 pub use entities::{EntitiesStatus, Entity, EntityKind, EntityReport, EntitySource, find_entities};
 pub use error::ExtractError;
-pub use html::Extractor;
+pub use html::{Extractor, Strategy};
 pub use sections::{SECTION_SEPARATOR, Section};
 
 use serde::{Deserialize, Serialize};
@@ -85,6 +86,27 @@ fn looks_like_html(body: &str) -> bool {
             .any(|t| head.contains(t))
 }
 
+/// Options of [`extract_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExtractOptions {
+    /// Which extractors run on HTML.
+    pub strategy: Strategy,
+}
+
+/// Extracts the title, whole main text and sections of a document, with the default
+/// options (both extractors). See [`extract_with`].
+///
+/// # Errors
+/// As [`extract_with`].
+pub fn extract(
+    body: &str,
+    url: Option<&str>,
+    content_type: &str,
+) -> Result<Extracted, ExtractError> {
+    extract_with(body, url, content_type, &ExtractOptions::default())
+}
+
 /// Extracts the title, whole main text and sections of a document.
 ///
 /// `content_type` is the HTTP `Content-Type` (parameters such as `charset` are ignored; the
@@ -95,14 +117,15 @@ fn looks_like_html(body: &str) -> bool {
 /// # Errors
 /// [`ExtractError::UnsupportedContentType`] for anything else (images, PDF, JSON), and
 /// [`ExtractError::NoContent`] when the document has no text at all.
-pub fn extract(
+pub fn extract_with(
     body: &str,
     url: Option<&str>,
     content_type: &str,
+    opts: &ExtractOptions,
 ) -> Result<Extracted, ExtractError> {
     let (title, blocks, extractor) = match classify(content_type, body)? {
         Kind::Html => {
-            let h = html::extract_html(body, url);
+            let h = html::extract_html(body, url, opts.strategy);
             (h.title, h.blocks, h.extractor)
         }
         kind @ (Kind::Markdown | Kind::Plain) => {

@@ -5,7 +5,7 @@ mod guard;
 mod select;
 mod title;
 
-pub use select::Extractor;
+pub use select::{Extractor, Strategy};
 
 use dom_query::Document;
 
@@ -25,7 +25,7 @@ pub(crate) struct HtmlContent {
 const MAX_DOM_DEPTH: usize = 400;
 
 /// Extracts the title and main-content blocks of `html`.
-pub(crate) fn extract_html(html: &str, url: Option<&str>) -> HtmlContent {
+pub(crate) fn extract_html(html: &str, url: Option<&str>, strategy: Strategy) -> HtmlContent {
     if guard::estimated_depth(html) > guard::MAX_ESTIMATED_DEPTH {
         return HtmlContent {
             title: None,
@@ -43,8 +43,16 @@ pub(crate) fn extract_html(html: &str, url: Option<&str>) -> HtmlContent {
             extractor: Extractor::Body,
         };
     }
-    let readability = run_readability(doc, url);
-    let trafilatura = run_trafilatura(html, url);
+    let readability = if strategy == Strategy::Trafilatura {
+        None
+    } else {
+        run_readability(doc, url)
+    };
+    let trafilatura = if strategy == Strategy::Readability {
+        None
+    } else {
+        run_trafilatura(html, url)
+    };
 
     let readability_title = readability.as_ref().map(|r| r.title.clone());
     let title = meta.choose(readability_title.as_deref());

@@ -20,6 +20,19 @@ const MIN_LENGTH_RATIO: f64 = 0.5;
 /// count as "the same article, one tighter than the other".
 const MIN_CONTAINMENT: f64 = 0.9;
 
+/// Which extractors run on an HTML page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Both, and the tighter text when they agree (best quality; about 140 pages/s).
+    #[default]
+    Combined,
+    /// Readability (dom_smoothie) only: about three times faster, more boilerplate kept.
+    Readability,
+    /// Trafilatura only.
+    Trafilatura,
+}
+
 /// Which extractor produced the main text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
