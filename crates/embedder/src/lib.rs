@@ -12,6 +12,8 @@
 //!
 //! Errors say whether a retry can help ([`EmbedError::is_transient`]).
 
+#![warn(missing_docs)]
+
 mod batcher;
 mod error;
 mod hashing;

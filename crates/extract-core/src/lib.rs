@@ -11,6 +11,8 @@
 //! - [`metric`]: the Article Extraction Benchmark's shingle metric, used by the
 //!   `extract_eval` example to measure quality on real pages.
 
+#![warn(missing_docs)]
+
 mod blocks;
 mod chunk;
 mod entities;

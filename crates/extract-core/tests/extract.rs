@@ -268,3 +268,50 @@ fn absurdly_deep_pages_neither_overflow_the_stack_nor_stall() {
         );
     }
 }
+
+#[test]
+fn a_single_extractor_strategy_uses_only_that_extractor() {
+    use extract_core::{ExtractOptions, Extractor, Strategy, extract_with};
+    for (strategy, want) in [
+        (Strategy::Readability, Extractor::Readability),
+        (Strategy::Trafilatura, Extractor::Trafilatura),
+    ] {
+        let e = extract_with(
+            ARTICLE,
+            Some(URL),
+            "text/html",
+            &ExtractOptions { strategy },
+        )
+        .expect("extract");
+        assert_eq!(e.extractor, want);
+        assert!(e.text.contains("Backup generators arrived at the station"));
+    }
+}
+
+#[test]
+fn malformed_input_never_panics() {
+    let long_attr = format!("<div title=\"{}\">text inside</div>", "a".repeat(100_000));
+    let inputs = [
+        "",
+        "<",
+        "</p></div></body>",
+        "<html><body><p>unclosed <b>bold <i>italic",
+        "\u{0}\u{1}\u{fffd} binary-ish \u{7f} bytes",
+        "<script type=\"application/ld+json\">{{{{</script><p>Some words here.</p>",
+        "<table><tr><td>cell<td>cell<tr><td>row two</table>",
+        long_attr.as_str(),
+    ];
+    for input in inputs {
+        let result = std::panic::catch_unwind(|| {
+            let e = extract(input, Some("not a url"), "text/html");
+            let text = e.as_ref().map(|e| e.text.clone()).unwrap_or_default();
+            let _ = find_entities(Some(input), &text);
+            e.map(|e| chunk(&e.sections, ChunkOptions::default()).len())
+        });
+        assert!(
+            result.is_ok(),
+            "panicked on {:?}",
+            &input[..input.len().min(40)]
+        );
+    }
+}

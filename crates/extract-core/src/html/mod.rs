@@ -46,12 +46,12 @@ pub(crate) fn extract_html(html: &str, url: Option<&str>, strategy: Strategy) ->
     let readability = if strategy == Strategy::Trafilatura {
         None
     } else {
-        run_readability(doc, url)
+        contained(|| run_readability(doc, url))
     };
     let trafilatura = if strategy == Strategy::Readability {
         None
     } else {
-        run_trafilatura(html, url)
+        contained(|| run_trafilatura(html, url))
     };
 
     let readability_title = readability.as_ref().map(|r| r.title.clone());
@@ -76,6 +76,14 @@ pub(crate) fn extract_html(html: &str, url: Option<&str>, strategy: Strategy) ->
         blocks,
         extractor,
     }
+}
+
+/// Runs a third-party extractor so that a panic on some odd page costs only that
+/// extractor's output (the other one, or the body text, is used), not the caller's thread.
+fn contained<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .ok()
+        .flatten()
 }
 
 struct ReadabilityOutput {
