@@ -304,6 +304,7 @@ fn malformed_input_never_panics() {
     for input in inputs {
         let result = std::panic::catch_unwind(|| {
             let e = extract(input, Some("not a url"), "text/html");
+            let _ = extract(input, Some("data:text/html,x"), "text/html");
             let text = e.as_ref().map(|e| e.text.clone()).unwrap_or_default();
             let _ = find_entities(Some(input), &text);
             e.map(|e| chunk(&e.sections, ChunkOptions::default()).len())
@@ -313,5 +314,21 @@ fn malformed_input_never_panics() {
             "panicked on {:?}",
             &input[..input.len().min(40)]
         );
+    }
+}
+
+#[test]
+fn a_non_web_url_does_not_stop_extraction() {
+    use extract_core::{ExtractOptions, Extractor, Strategy, extract_with};
+    let opts = ExtractOptions {
+        strategy: Strategy::Readability,
+    };
+    for url in [
+        "mailto:someone@example.com",
+        "relative/path.html",
+        "file:///tmp/x.html",
+    ] {
+        let e = extract_with(ARTICLE, Some(url), "text/html", &opts).expect("extract");
+        assert_eq!(e.extractor, Extractor::Readability, "url {url}");
     }
 }

@@ -96,8 +96,7 @@ fn run_readability(doc: Document, url: Option<&str>) -> Option<ReadabilityOutput
         text_mode: dom_smoothie::TextMode::Formatted,
         ..Default::default()
     };
-    // A relative or malformed URL only costs link resolution; the content is still wanted.
-    let url = url.filter(|u| url::Url::parse(u).is_ok());
+    let url = web_url(url);
     let mut r = dom_smoothie::Readability::with_document(doc, url, Some(cfg)).ok()?;
     let article = r.parse().ok()?;
     Some(ReadabilityOutput {
@@ -108,11 +107,15 @@ fn run_readability(doc: Document, url: Option<&str>) -> Option<ReadabilityOutput
 
 fn run_trafilatura(html: &str, url: Option<&str>) -> Option<Vec<Block>> {
     let mut opts = trafilatura::Options::default();
-    if let Some(u) = url.and_then(|u| url::Url::parse(u).ok()) {
-        opts.original_url = Some(u);
-    }
+    opts.original_url = web_url(url).and_then(|u| url::Url::parse(u).ok());
     let result = trafilatura::extract(html, &opts).ok()?;
     Some(html_to_blocks(&result.content_html))
+}
+
+/// The page URL if it is an absolute http(s) URL. Anything else only costs link resolution,
+/// so it is dropped rather than allowed to make an extractor refuse the page.
+fn web_url(url: Option<&str>) -> Option<&str> {
+    url.filter(|u| url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https")))
 }
 
 /// The visible text of `<body>`, for pages with no article (listings, short notices).
