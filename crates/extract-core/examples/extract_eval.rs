@@ -185,7 +185,10 @@ fn pipeline_rate(pages: &[Page], opts: &ExtractOptions) -> f64 {
             continue;
         };
         let chunks = chunk(&e.sections, ChunkOptions::default());
-        let texts: Vec<String> = chunks.into_iter().map(|c| c.text).collect();
+        let texts: Vec<String> = chunks
+            .iter()
+            .map(|c| c.embedding_text(e.title.as_deref()))
+            .collect();
         vectors += embedder.embed_sync(&texts).len();
     }
     let rate = pages.len() as f64 / t0.elapsed().as_secs_f64();

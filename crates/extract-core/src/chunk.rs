@@ -46,6 +46,23 @@ pub struct Chunk {
     pub char_end: usize,
 }
 
+impl Chunk {
+    /// The text to embed: the document title and the heading path, then the chunk. A
+    /// chunk such as "Run it." means little alone; under "Guide > Install" it is findable.
+    pub fn embedding_text(&self, title: Option<&str>) -> String {
+        let mut context: Vec<&str> = title.into_iter().filter(|t| !t.trim().is_empty()).collect();
+        // A section's own heading is usually its first line already; the path still helps
+        // for the chunks after the first.
+        context.extend(self.heading_path.iter().map(String::as_str));
+        context.dedup();
+        if context.is_empty() {
+            self.text.clone()
+        } else {
+            format!("{}\n\n{}", context.join(" > "), self.text)
+        }
+    }
+}
+
 /// Cuts `sections` into chunks. Offsets refer to the sections' texts joined with
 /// [`SECTION_SEPARATOR`], which is [`crate::Extracted::text`] for an extraction's sections.
 pub fn chunk(sections: &[Section], opts: ChunkOptions) -> Vec<Chunk> {
@@ -189,6 +206,21 @@ mod tests {
         assert_eq!(chunks[0].text, "First sentence here.");
         let rebuilt: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
         assert_eq!(rebuilt.join(" "), text);
+    }
+
+    #[test]
+    fn embedding_text_carries_title_and_headings() {
+        let chunks = chunk(
+            &[section(&["Guide", "Install"], "Run it.")],
+            ChunkOptions::default(),
+        );
+        assert_eq!(
+            chunks[0].embedding_text(Some("Guide")),
+            "Guide > Install\n\nRun it."
+        );
+        assert_eq!(chunks[0].embedding_text(None), "Guide > Install\n\nRun it.");
+        let bare = chunk(&[section(&[], "Alone.")], ChunkOptions::default());
+        assert_eq!(bare[0].embedding_text(Some(" ")), "Alone.");
     }
 
     #[test]
