@@ -1,0 +1,524 @@
+//! Layered configuration.
+//!
+//! Layers, later wins:
+//! 1. `config/default.toml`, compiled into every binary so the base is always complete;
+//! 2. the file named by `PIPELINE_CONFIG`, when set;
+//! 3. environment variables `PIPELINE__SECTION__KEY` (double underscore between parts);
+//! 4. `DATABASE_URL` and `REDIS_URL`, which override `database.url` and `redis.url`.
+//!
+//! Environment variables read here: `PIPELINE_CONFIG`, `PIPELINE__*`, `DATABASE_URL`,
+//! `REDIS_URL`, `PIPELINE_API_KEY`, `PIPELINE_EMBEDDING_API_KEY`.
+//!
+//! Every struct denies unknown fields, so a misspelt key stops start-up with an error that
+//! names it (`database.nope`), and a value of the wrong type names its key too. Secrets
+//! (URLs that may carry passwords, API keys) are [`SecretString`]s: `Debug` prints them
+//! redacted, so logging the settings cannot leak them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The defaults, documented key by key.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+/// Keys whose environment values are comma-separated lists.
+const LIST_KEYS: &[&str] = &["scrape.allowed_content_types", "scrape.allow_private_hosts"];
+
+/// A configuration that cannot be used, with the key at fault named in the message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// A key no section knows.
+    #[error("unknown configuration key `{key}`{hint}")]
+    UnknownKey {
+        /// Dotted path of the key, e.g. `database.nope`.
+        key: String,
+        /// The accepted keys, when known.
+        hint: String,
+    },
+    /// A value that does not parse as its key's type, or breaks a rule.
+    #[error("invalid value for configuration key `{key}`: {reason}")]
+    InvalidValue {
+        /// Dotted path of the key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file (the `PIPELINE_CONFIG` file, a secret file) that cannot be read or parsed.
+    #[error("cannot read configuration: {0}")]
+    Source(String),
+}
+
+/// All settings of every process; each binary reads the sections it needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub telemetry: TelemetrySettings,
+    pub shutdown: ShutdownSettings,
+    pub probes: ProbeSettings,
+    pub queue: QueueSettings,
+    pub dlq: DlqSettings,
+    pub scrape: ScrapeSettings,
+    pub extraction: ExtractionSettings,
+    pub embedding: EmbeddingSettings,
+    pub requeue: RequeueSettings,
+    pub api: ApiSettings,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub password_file: String,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+}
+
+/// `[redis]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RedisSettings {
+    pub url: SecretString,
+    pub key_prefix: String,
+    pub pool_size: usize,
+    pub response_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[telemetry]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct TelemetrySettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ShutdownSettings {
+    pub drain_timeout_secs: u64,
+}
+
+impl ShutdownSettings {
+    /// The drain timeout as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+}
+
+/// `[probes]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ProbeSettings {
+    pub host: String,
+    pub scrape_worker_port: u16,
+    pub extraction_worker_port: u16,
+    pub requeue_daemon_port: u16,
+}
+
+/// `[queue]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct QueueSettings {
+    pub visibility_timeout_secs: u64,
+    pub block_timeout_ms: u64,
+    pub reserve_batch: usize,
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+}
+
+/// `[dlq]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct DlqSettings {
+    pub max_items: u64,
+}
+
+/// `[scrape]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ScrapeSettings {
+    pub concurrency: usize,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub max_redirects: usize,
+    pub max_body_bytes: u64,
+    pub allowed_content_types: Vec<String>,
+    pub user_agent: String,
+    pub respect_robots_txt: bool,
+    pub robots_cache_ttl_secs: u64,
+    pub per_host_min_delay_ms: u64,
+    pub per_host_max_concurrency: u32,
+    pub allow_private_hosts: Vec<String>,
+}
+
+/// `[extraction]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ExtractionSettings {
+    pub concurrency: usize,
+    pub chunk_max_chars: usize,
+    pub chunk_overlap_chars: usize,
+}
+
+/// Embedding backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingBackend {
+    /// In-process feature hashing.
+    Hashing,
+    /// An OpenAI-compatible `/v1/embeddings` server.
+    Openai,
+}
+
+/// `[embedding]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct EmbeddingSettings {
+    pub backend: EmbeddingBackend,
+    pub dims: usize,
+    pub batch_size: usize,
+    pub batch_window_ms: u64,
+    pub openai: OpenAiSettings,
+}
+
+/// `[embedding.openai]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct OpenAiSettings {
+    pub url: String,
+    pub model: String,
+    pub api_key_file: String,
+    pub timeout_ms: u64,
+}
+
+/// `[requeue]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RequeueSettings {
+    pub max_redrives: u32,
+    pub redrive_base_delay_secs: u64,
+    pub redrive_max_delay_secs: u64,
+    pub rate_per_sec: u32,
+    pub batch_size: usize,
+    pub interval_ms: u64,
+    pub reconcile_after_secs: u64,
+    pub reconcile_batch: usize,
+    pub reconcile_interval_secs: u64,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ApiSettings {
+    pub bind: String,
+    pub key_file: String,
+}
+
+/// Where the layers come from; [`Sources::from_process`] reads the real environment, tests
+/// pass their own map so they never race on the process environment.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// The environment variables to consider.
+    pub env: HashMap<String, String>,
+}
+
+impl Sources {
+    /// The process environment.
+    pub fn from_process() -> Self {
+        Self {
+            env: std::env::vars().collect(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.env
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+impl Settings {
+    /// Loads the settings from the process environment and files.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::load_from(&Sources::from_process())
+    }
+
+    /// Loads the settings from the given environment.
+    pub fn load_from(sources: &Sources) -> Result<Self, SettingsError> {
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(path) = sources.get("PIPELINE_CONFIG") {
+            if !Path::new(path).is_file() {
+                return Err(SettingsError::Source(format!(
+                    "PIPELINE_CONFIG names `{path}`, which is not a readable file"
+                )));
+            }
+            builder = builder.add_source(File::new(path, FileFormat::Toml).required(true));
+        }
+        let mut env = Environment::with_prefix("PIPELINE")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .source(Some(sources.env.clone()));
+        for key in LIST_KEYS {
+            env = env.with_list_parse_key(key);
+        }
+        builder = builder.add_source(env);
+        for (var, key) in [("DATABASE_URL", "database.url"), ("REDIS_URL", "redis.url")] {
+            if let Some(value) = sources.get(var) {
+                builder = builder
+                    .set_override(key, value)
+                    .map_err(|e| SettingsError::Source(e.to_string()))?;
+            }
+        }
+        let merged = builder
+            .build()
+            .map_err(|e| SettingsError::Source(e.to_string()))?;
+        let value: config::Value = merged
+            .try_deserialize()
+            .map_err(|e| SettingsError::Source(e.to_string()))?;
+        let settings: Settings = serde_path_to_error::deserialize(value).map_err(path_error)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Rules that span keys or that types cannot express.
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key: &str, reason: String| {
+            Err(SettingsError::InvalidValue {
+                key: key.to_owned(),
+                reason,
+            })
+        };
+        if self.redis.response_timeout_ms <= self.queue.block_timeout_ms {
+            return invalid(
+                "redis.response_timeout_ms",
+                format!(
+                    "{} ms must exceed queue.block_timeout_ms ({} ms), or every blocking wait times out",
+                    self.redis.response_timeout_ms, self.queue.block_timeout_ms
+                ),
+            );
+        }
+        let positive: [(&str, u64); 10] = [
+            (
+                "database.max_connections",
+                self.database.max_connections.into(),
+            ),
+            ("redis.pool_size", self.redis.pool_size as u64),
+            (
+                "queue.visibility_timeout_secs",
+                self.queue.visibility_timeout_secs,
+            ),
+            ("queue.reserve_batch", self.queue.reserve_batch as u64),
+            ("queue.max_attempts", self.queue.max_attempts.into()),
+            ("scrape.concurrency", self.scrape.concurrency as u64),
+            ("scrape.max_body_bytes", self.scrape.max_body_bytes),
+            ("extraction.concurrency", self.extraction.concurrency as u64),
+            (
+                "extraction.chunk_max_chars",
+                self.extraction.chunk_max_chars as u64,
+            ),
+            ("embedding.batch_size", self.embedding.batch_size as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return invalid(key, "must be greater than 0".into());
+            }
+        }
+        if self.extraction.chunk_overlap_chars >= self.extraction.chunk_max_chars {
+            return invalid(
+                "extraction.chunk_overlap_chars",
+                "must be smaller than extraction.chunk_max_chars".into(),
+            );
+        }
+        if self.embedding.dims == 0 {
+            return invalid("embedding.dims", "must be greater than 0".into());
+        }
+        if self.api.bind.parse::<std::net::SocketAddr>().is_err() {
+            return invalid(
+                "api.bind",
+                format!("`{}` is not an address:port", self.api.bind),
+            );
+        }
+        Ok(())
+    }
+
+    /// The API key: `PIPELINE_API_KEY`, else the content of `api.key_file`, else none.
+    pub fn api_key(&self, sources: &Sources) -> Result<Option<SecretString>, SettingsError> {
+        secret_from(
+            sources,
+            "PIPELINE_API_KEY",
+            &self.api.key_file,
+            "api.key_file",
+        )
+    }
+
+    /// The embedding API key: `PIPELINE_EMBEDDING_API_KEY`, else `embedding.openai.api_key_file`.
+    pub fn embedding_api_key(
+        &self,
+        sources: &Sources,
+    ) -> Result<Option<SecretString>, SettingsError> {
+        secret_from(
+            sources,
+            "PIPELINE_EMBEDDING_API_KEY",
+            &self.embedding.openai.api_key_file,
+            "embedding.openai.api_key_file",
+        )
+    }
+
+    /// The database password from `database.password_file`, when set.
+    pub fn database_password(&self) -> Result<Option<SecretString>, SettingsError> {
+        secret_from(
+            &Sources::default(),
+            "",
+            &self.database.password_file,
+            "database.password_file",
+        )
+    }
+
+    /// The Redis URL (exposed for the pool builder only).
+    pub fn redis_url(&self) -> &str {
+        self.redis.url.expose_secret()
+    }
+}
+
+fn secret_from(
+    sources: &Sources,
+    var: &str,
+    file: &str,
+    file_key: &str,
+) -> Result<Option<SecretString>, SettingsError> {
+    if let Some(value) = sources.get(var) {
+        return Ok(Some(SecretString::from(value.trim().to_owned())));
+    }
+    if file.is_empty() {
+        return Ok(None);
+    }
+    let path = PathBuf::from(file);
+    let text = std::fs::read_to_string(&path).map_err(|e| SettingsError::InvalidValue {
+        key: file_key.to_owned(),
+        reason: format!("cannot read `{}`: {e}", path.display()),
+    })?;
+    Ok(Some(SecretString::from(text.trim().to_owned())))
+}
+
+/// Turns a deserialisation error into one that names the full dotted key.
+fn path_error(err: serde_path_to_error::Error<config::ConfigError>) -> SettingsError {
+    let path = err.path().to_string();
+    let message = err.inner().to_string();
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, hint)) = rest.split_once('`')
+    {
+        let key = if path.is_empty() || path == "." {
+            field.to_owned()
+        } else if path == field || path.ends_with(&format!(".{field}")) {
+            path.clone()
+        } else {
+            format!("{path}.{field}")
+        };
+        let hint = strip_key_suffix(hint.trim_start_matches(',').trim());
+        let hint = if hint.is_empty() {
+            String::new()
+        } else {
+            format!(" ({hint})")
+        };
+        return SettingsError::UnknownKey { key, hint };
+    }
+    SettingsError::InvalidValue {
+        reason: strip_key_suffix(&message).to_owned(),
+        key: path,
+    }
+}
+
+/// The config crate appends " for key `x`" to its messages; ours name the key already.
+fn strip_key_suffix(message: &str) -> &str {
+    match message.rfind(" for key `") {
+        Some(i) => &message[..i],
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Sources {
+        Sources {
+            env: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_load() {
+        let s = Settings::load_from(&env(&[])).unwrap();
+        assert_eq!(s.scrape.concurrency, 16);
+        assert_eq!(s.api.bind, "127.0.0.1:8742");
+        assert_eq!(s.telemetry.format, LogFormat::Human);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Settings::load_from(&env(&[("PIPELINE__DATABASE__NOPE", "1")])).unwrap_err();
+        assert!(err.to_string().contains("database.nope"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err =
+            Settings::load_from(&env(&[("PIPELINE__SCRAPE__CONCURRENCY", "lots")])).unwrap_err();
+        assert!(err.to_string().contains("scrape.concurrency"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let s = Settings::load_from(&env(&[(
+            "DATABASE_URL",
+            "postgres://u:hunter2@127.0.0.1/db",
+        )]))
+        .unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(
+            s.database.url.expose_secret(),
+            "postgres://u:hunter2@127.0.0.1/db"
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! The Postgres system of record: the schema migrator, and the queries every process shares
+//! about projects, jobs, sources and their event trail.
+//!
+//! Postgres is the source of truth: Redis only carries work. Every status change of a source
+//! goes through [`sources::transition`], which writes the status, the event and the progress
+//! of every job that includes the source in one transaction.
+
+pub mod jobs;
+pub mod migrate;
+pub mod sources;
+pub mod status;
+
+pub use migrate::{MIGRATOR, migrate};
+pub use status::{JobStatus, SourceStatus};
+
+/// A database error from the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The query failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The row asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+/// Store result.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

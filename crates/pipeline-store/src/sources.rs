@@ -1,0 +1,273 @@
+//! Sources: status transitions with their events, fetch results, event trails, and the
+//! reconciler's query for stuck sources.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::status::SourceStatus;
+use crate::{Result, StoreError, jobs};
+
+/// A status change of a source, with the event that explains it.
+#[derive(Debug, Clone)]
+pub struct Transition<'a> {
+    /// The source.
+    pub source_id: Uuid,
+    /// The job on whose behalf the work ran, when known.
+    pub job_id: Option<Uuid>,
+    /// The new status.
+    pub to: SourceStatus,
+    /// The event kind written to `job_events` (`succeeded`, `dead_lettered`, ...).
+    pub event: &'a str,
+    /// `scrape`, `extraction`, `requeue`, `api`, ...
+    pub stage: &'a str,
+    /// The delivery attempt, when the event is about one.
+    pub attempt: Option<i32>,
+    /// Free-form detail for the trail (error, kind, worker, counts).
+    pub detail: Value,
+    /// The error to record on the source (`(kind, message)`), or `None` to clear it.
+    pub error: Option<(&'a str, &'a str)>,
+}
+
+/// Applies a transition: source status, event, and the progress of every job that includes
+/// the source, in one transaction. Returns `false` when the source does not exist.
+pub async fn transition(pool: &PgPool, t: &Transition<'_>) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let ok = transition_in(&mut tx, t).await?;
+    tx.commit().await?;
+    Ok(ok)
+}
+
+/// [`transition`] inside the caller's transaction (for callers that write more rows
+/// atomically with the status change).
+pub async fn transition_in(tx: &mut Transaction<'_, Postgres>, t: &Transition<'_>) -> Result<bool> {
+    // Lock the jobs first, in id order: concurrent transitions of sources of one job then
+    // serialise, so each progress refresh sees the others' committed statuses.
+    let job_ids = jobs::lock_jobs_of_source(tx, t.source_id).await?;
+    let (kind, message) = match t.error {
+        Some((k, m)) => (Some(k), Some(m)),
+        None => (None, None),
+    };
+    let updated = sqlx::query(
+        "UPDATE sources SET status = $2, updated_at = now(), last_error_kind = $3, last_error = $4
+         WHERE id = $1",
+    )
+    .bind(t.source_id)
+    .bind(t.to.as_str())
+    .bind(kind)
+    .bind(message)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Ok(false);
+    }
+    record_event_in(
+        tx,
+        t.job_id,
+        t.source_id,
+        t.event,
+        t.stage,
+        t.attempt,
+        &t.detail,
+    )
+    .await?;
+    for job_id in job_ids {
+        jobs::refresh_in(tx, job_id).await?;
+    }
+    Ok(true)
+}
+
+/// Appends one event to a source's trail.
+pub async fn record_event_in(
+    tx: &mut Transaction<'_, Postgres>,
+    job_id: Option<Uuid>,
+    source_id: Uuid,
+    kind: &str,
+    stage: &str,
+    attempt: Option<i32>,
+    detail: &Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO job_events (job_id, source_id, kind, stage, attempt, detail)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(job_id)
+    .bind(source_id)
+    .bind(kind)
+    .bind(stage)
+    .bind(attempt)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Appends one event without changing the status.
+pub async fn record_event(
+    pool: &PgPool,
+    job_id: Option<Uuid>,
+    source_id: Uuid,
+    kind: &str,
+    stage: &str,
+    attempt: Option<i32>,
+    detail: &Value,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    record_event_in(&mut tx, job_id, source_id, kind, stage, attempt, detail).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A source row, without its (possibly large) bodies.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SourceRow {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub uri: String,
+    pub source_group: Option<String>,
+    pub status: String,
+    pub title: Option<String>,
+    pub content_type: Option<String>,
+    pub http_status: Option<i32>,
+    pub fetched_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_kind: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub created_by_job_id: Option<Uuid>,
+}
+
+const SOURCE_COLUMNS: &str = "id, project_id, uri, source_group, status, title, content_type, \
+    http_status, fetched_at, last_error, last_error_kind, created_at, updated_at, created_by_job_id";
+
+/// One source by id.
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<SourceRow> {
+    sqlx::query_as::<_, SourceRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {SOURCE_COLUMNS} FROM sources WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("source {id}")))
+}
+
+/// Sources with this exact URI, in any project, newest first.
+pub async fn find_by_uri(pool: &PgPool, uri: &str) -> Result<Vec<SourceRow>> {
+    Ok(sqlx::query_as::<_, SourceRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {SOURCE_COLUMNS} FROM sources WHERE uri = $1 ORDER BY created_at DESC"
+    )))
+    .bind(uri)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// One event of a source's trail.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: i64,
+    pub job_id: Option<Uuid>,
+    pub source_id: Option<Uuid>,
+    pub kind: String,
+    pub stage: Option<String>,
+    pub attempt: Option<i32>,
+    pub detail: Option<Value>,
+    pub at: DateTime<Utc>,
+}
+
+/// A source's event trail, oldest first.
+pub async fn events(pool: &PgPool, source_id: Uuid) -> Result<Vec<EventRow>> {
+    Ok(sqlx::query_as::<_, EventRow>(
+        "SELECT id, job_id, source_id, kind, stage, attempt, detail, at
+         FROM job_events WHERE source_id = $1 ORDER BY id",
+    )
+    .bind(source_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// What the scrape worker stores about a fetched page.
+#[derive(Debug, Clone)]
+pub struct Fetched<'a> {
+    pub raw_content: &'a str,
+    pub title: Option<&'a str>,
+    pub content_type: &'a str,
+    pub http_status: i32,
+}
+
+/// Stores a fetched page and moves the source to `scraped`, with its event, atomically.
+pub async fn store_fetched(
+    pool: &PgPool,
+    source_id: Uuid,
+    job_id: Option<Uuid>,
+    attempt: Option<i32>,
+    page: &Fetched<'_>,
+    detail: Value,
+) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "UPDATE sources SET raw_content = $2, title = $3, content_type = $4, http_status = $5,
+                fetched_at = now()
+         WHERE id = $1",
+    )
+    .bind(source_id)
+    .bind(page.raw_content)
+    .bind(page.title)
+    .bind(page.content_type)
+    .bind(page.http_status)
+    .execute(&mut *tx)
+    .await?;
+    let ok = transition_in(
+        &mut tx,
+        &Transition {
+            source_id,
+            job_id,
+            to: SourceStatus::Scraped,
+            event: "succeeded",
+            stage: "scrape",
+            attempt,
+            detail,
+            error: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ok)
+}
+
+/// A source the reconciler may enqueue again.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StuckSource {
+    pub id: Uuid,
+    pub status: String,
+    pub created_by_job_id: Option<Uuid>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Sources in an in-flight status whose last progress is older than `older_than_secs`,
+/// oldest first, at most `limit`.
+pub async fn stuck(pool: &PgPool, older_than_secs: i64, limit: i64) -> Result<Vec<StuckSource>> {
+    let statuses: Vec<&str> = SourceStatus::IN_FLIGHT.iter().map(|s| s.as_str()).collect();
+    Ok(sqlx::query_as::<_, StuckSource>(
+        "SELECT id, status, created_by_job_id, updated_at FROM sources
+         WHERE status = ANY($1) AND updated_at < now() - make_interval(secs => $2)
+         ORDER BY updated_at LIMIT $3",
+    )
+    .bind(&statuses)
+    .bind(older_than_secs as f64)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Marks a source as seen by the reconciler without changing its status, so the next sweep
+/// does not pick it again at once.
+pub async fn touch(pool: &PgPool, source_id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE sources SET updated_at = now() WHERE id = $1")
+        .bind(source_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

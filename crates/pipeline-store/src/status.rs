@@ -1,0 +1,92 @@
+//! The words for where a source and a job are. DESIGN keeps these words for these meanings.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a source is in the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceStatus {
+    /// Waiting in the scrape queue.
+    Queued,
+    /// A transient failure waits for its next attempt (in a queue's retry schedule or DLQ).
+    Retrying,
+    /// Fetched; waiting in the extraction queue.
+    Scraped,
+    /// Done: extractions, embeddings and entities stored.
+    Extracted,
+    /// In a DLQ: a permanent failure waits for a person; a transient one for the redrive.
+    DeadLettered,
+    /// Automatic redrive gave up; only a person retries it.
+    Parked,
+    /// A person dropped it.
+    Discarded,
+}
+
+impl SourceStatus {
+    /// Every status.
+    pub const ALL: [SourceStatus; 7] = [
+        Self::Queued,
+        Self::Retrying,
+        Self::Scraped,
+        Self::Extracted,
+        Self::DeadLettered,
+        Self::Parked,
+        Self::Discarded,
+    ];
+
+    /// The word stored in `sources.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Retrying => "retrying",
+            Self::Scraped => "scraped",
+            Self::Extracted => "extracted",
+            Self::DeadLettered => "dead_lettered",
+            Self::Parked => "parked",
+            Self::Discarded => "discarded",
+        }
+    }
+
+    /// Parses a stored word.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Statuses in which the reconciler expects progress (something must still happen).
+    pub const IN_FLIGHT: [SourceStatus; 3] = [Self::Queued, Self::Retrying, Self::Scraped];
+}
+
+impl std::fmt::Display for SourceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Created, nothing processed yet.
+    Queued,
+    /// Some sources are still in flight.
+    Running,
+    /// Every source extracted.
+    Completed,
+    /// No source extracted; all ended in failure states.
+    Failed,
+    /// All sources terminal, some extracted and some not.
+    CompletedWithErrors,
+}
+
+impl JobStatus {
+    /// The word stored in `jobs.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::CompletedWithErrors => "completed_with_errors",
+        }
+    }
+}

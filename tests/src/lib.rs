@@ -1,0 +1,187 @@
+//! The integration-test harness: every test gets its own freshly migrated Postgres database
+//! and its own Redis key prefix, and both are removed when the test ends, so tests run in
+//! parallel and leave nothing behind.
+//!
+//! Environment variables read here: `TEST_DATABASE_URL` (an admin connection URL; default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), `TEST_REDIS_URL` (default
+//! `redis://127.0.0.1:6379/0`), `TEST_LOG` (show logs).
+
+use std::time::Duration;
+
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use uuid::Uuid;
+
+/// The admin URL tests create their databases through.
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The Redis URL tests use.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// `base` with its database name replaced by `db`.
+pub fn with_database(base: &str, db: &str) -> String {
+    let mut url = url_parts(base);
+    url.1 = db.to_owned();
+    format!("{}/{}{}", url.0, url.1, url.2)
+}
+
+fn url_parts(url: &str) -> (String, String, String) {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = head.find("://").map(|i| i + 3).unwrap_or(0);
+    match head[scheme_end..].find('/') {
+        Some(slash) => {
+            let split = scheme_end + slash;
+            (
+                head[..split].to_owned(),
+                head[split + 1..].to_owned(),
+                query,
+            )
+        }
+        None => (head.to_owned(), String::new(), query),
+    }
+}
+
+/// A fresh database, dropped (with its connections) when the value is dropped.
+pub struct TestDb {
+    /// The database's name.
+    pub name: String,
+    /// Its connection URL.
+    pub url: String,
+    /// A pool on it.
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    /// Creates an empty database (no migrations).
+    pub async fn empty() -> anyhow::Result<Self> {
+        pipeline_core::telemetry::init_for_tests();
+        let name = format!("pipeline_test_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_database_url()).await?;
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+            .await?;
+        admin.close().await?;
+        let url = with_database(&admin_database_url(), &name);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await?;
+        Ok(Self { name, url, pool })
+    }
+
+    /// Creates a database with the whole schema applied.
+    pub async fn migrated() -> anyhow::Result<Self> {
+        let db = Self::empty().await?;
+        pipeline_store::migrate(&db.pool).await?;
+        Ok(db)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot await, so the cleanup gets its own runtime on its own thread. It must not
+        // touch the test's pool (its connections live on the test's runtime, which is blocked
+        // here); DROP ... WITH (FORCE) ends those connections instead. A failure here only leaves a stray test database behind; it is
+        // reported, not fatal.
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let mut admin = PgConnection::connect(&admin_database_url()).await?;
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                    )))
+                    .await?;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if let Ok(Err(err)) = done {
+            eprintln!("warning: could not drop test database {}: {err}", self.name);
+        }
+    }
+}
+
+/// A Redis key prefix of its own, whose keys are deleted when the value is dropped.
+pub struct TestRedis {
+    /// Prefix every key of the test starts with (ends with `:`).
+    pub prefix: String,
+    /// A pool on the test Redis.
+    pub pool: deadpool_redis::Pool,
+}
+
+impl TestRedis {
+    /// A new prefix and pool.
+    pub fn new() -> anyhow::Result<Self> {
+        let prefix = format!("test:{}:", Uuid::new_v4().simple());
+        let pool = pipeline_core::pools::redis_pool_for(
+            &redis_url(),
+            16,
+            Duration::from_secs(10),
+            Duration::from_secs(5),
+        )?;
+        Ok(Self { prefix, pool })
+    }
+
+    /// Keys currently under the prefix.
+    pub async fn keys(&self) -> anyhow::Result<Vec<String>> {
+        let mut conn = self.pool.get().await?;
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let url = redis_url();
+        // Same reasoning as TestDb: a thread with its own runtime; failures only leave keys.
+        let _ = std::thread::spawn(move || -> anyhow::Result<()> {
+            let client = redis::Client::open(url)?;
+            let mut conn = client.get_connection()?;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query(&mut conn)?;
+            for chunk in keys.chunks(500) {
+                redis::cmd("DEL").arg(chunk).query::<()>(&mut conn)?;
+            }
+            Ok(())
+        })
+        .join();
+    }
+}
+
+/// An HTTP client for talking to the servers under test (installs the TLS provider first).
+pub fn http_client() -> reqwest::Client {
+    pipeline_core::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client with the ring provider installed")
+}
