@@ -1,0 +1,10 @@
+//! Operations shared by the daemons, the API and the CLI: the process's [`Services`] (one
+//! Postgres pool, one Redis pool, a queue and a DLQ handle per family), [`submit`], the
+//! work messages, and the generic [`worker`] runner both workers are built on.
+
+pub mod messages;
+pub mod services;
+pub mod submit;
+pub mod worker;
+
+pub use services::Services;

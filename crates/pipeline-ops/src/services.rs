@@ -1,0 +1,97 @@
+//! The shared handles of one process, built once at start-up from the settings.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dlq_core::{Dlq, DlqOptions, FamilyKeys};
+use pipeline_core::Settings;
+use sqlx::PgPool;
+use work_queue::{QueueOptions, WorkQueue};
+
+use crate::messages::{EXTRACTION, SCRAPE};
+
+/// One Postgres pool, one Redis pool, and a queue and DLQ handle per family, shared (cheap
+/// clones) by every task of the process.
+#[derive(Clone)]
+pub struct Services {
+    /// The settings the process started with.
+    pub settings: Arc<Settings>,
+    /// The process's Postgres pool.
+    pub db: PgPool,
+    /// The process's Redis pool.
+    pub redis: deadpool_redis::Pool,
+    queues: BTreeMap<&'static str, WorkQueue>,
+    dlqs: BTreeMap<&'static str, Dlq>,
+}
+
+impl Services {
+    /// Builds the pools (lazily connected) and the handles.
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = pipeline_core::pools::pg_pool(&settings)?;
+        let redis = pipeline_core::pools::redis_pool(&settings)?;
+        Self::with_pools(settings, db, redis)
+    }
+
+    /// Builds the handles over existing pools (tests pass their own).
+    pub fn with_pools(
+        settings: Settings,
+        db: PgPool,
+        redis: deadpool_redis::Pool,
+    ) -> anyhow::Result<Self> {
+        let q = &settings.queue;
+        let dlq_max = (settings.dlq.max_items > 0).then_some(settings.dlq.max_items);
+        let opts = QueueOptions {
+            visibility_timeout: Duration::from_secs(q.visibility_timeout_secs),
+            block_timeout: Duration::from_millis(q.block_timeout_ms),
+            max_attempts: q.max_attempts,
+            backoff_base: Duration::from_millis(q.backoff_base_ms),
+            backoff_cap: Duration::from_millis(q.backoff_cap_ms),
+            dlq_max_items: dlq_max,
+            ..QueueOptions::default()
+        };
+        let mut queues = BTreeMap::new();
+        let mut dlqs = BTreeMap::new();
+        for family in [SCRAPE, EXTRACTION] {
+            let keys = FamilyKeys::new(&settings.redis.key_prefix, family);
+            queues.insert(
+                family,
+                WorkQueue::new(redis.clone(), keys.clone(), opts.clone())?,
+            );
+            dlqs.insert(
+                family,
+                Dlq::new(redis.clone(), keys, DlqOptions { max_items: dlq_max }),
+            );
+        }
+        Ok(Self {
+            settings: Arc::new(settings),
+            db,
+            redis,
+            queues,
+            dlqs,
+        })
+    }
+
+    /// The work queue of a family (`scrape`, `extraction`); `None` for an unknown kind.
+    pub fn queue(&self, family: &str) -> Option<&WorkQueue> {
+        self.queues.get(family)
+    }
+
+    /// The DLQ of a family; `None` for an unknown kind.
+    pub fn dlq(&self, family: &str) -> Option<&Dlq> {
+        self.dlqs.get(family)
+    }
+
+    /// The known families, in a stable order.
+    pub fn families(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.queues.keys().copied()
+    }
+
+    /// The probe state over this process's pools.
+    pub fn probe_state(&self) -> pipeline_core::probes::ProbeState {
+        pipeline_core::probes::ProbeState {
+            db: self.db.clone(),
+            redis: self.redis.clone(),
+        }
+    }
+}
