@@ -185,3 +185,31 @@ pub fn http_client() -> reqwest::Client {
         .build()
         .expect("an HTTP client with the ring provider installed")
 }
+
+/// Path of a workspace binary built next to the test executables (`target/<profile>/<name>`).
+/// The README's test command builds every binary before running the tests.
+pub fn binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/<profile>/deps/<test-exe> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "binary {} not found; build it first with `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
+}
+
+/// Settings for a test: the defaults, pointed at the test's database and Redis prefix.
+pub fn settings_for(db: &TestDb, redis: &TestRedis) -> pipeline_core::Settings {
+    let mut settings = pipeline_core::Settings::load_from(&pipeline_core::Sources::default())
+        .expect("the default settings load");
+    settings.database.url = db.url.clone().into();
+    settings.redis.url = redis_url().into();
+    settings.redis.key_prefix = redis.prefix.clone();
+    settings
+}
