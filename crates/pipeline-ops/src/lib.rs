@@ -2,6 +2,7 @@
 //! Postgres pool, one Redis pool, a queue and a DLQ handle per family), [`submit`], the
 //! work messages, and the generic [`worker`] runner both workers are built on.
 
+pub mod dlq_ops;
 pub mod messages;
 pub mod services;
 pub mod submit;
