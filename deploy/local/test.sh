@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: services up (started or installed if needed), then
+# formatting, lints, the deployment checks, and every test against real Postgres and Redis.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
+
+step "services"
+# shellcheck source=deploy/local/services.sh
+. deploy/local/services.sh
+ensure_services
+# Tests create (and drop) their own databases through the admin URL, and use their own
+# Redis key prefixes.
+export TEST_DATABASE_URL="$DATABASE_ADMIN_URL"
+export TEST_REDIS_URL="$REDIS_URL"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build every binary (process tests start them)"
+cargo build --workspace --bins --locked
+
+step "deployment files (systemd units, Kubernetes manifests, Dockerfile)"
+deploy/check.sh
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+  # nextest does not run doctests.
+  cargo test --workspace --doc --locked
+else
+  echo "cargo-nextest not installed; using cargo test (install it with: cargo install cargo-nextest --locked)"
+  cargo test --workspace --locked --no-fail-fast
+fi
