@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
+
 use crate::queue::MAX_BATCH;
 use crate::scripts::SCRIPTS;
 use crate::{BulkOutcome, QueueError, Result, WorkQueue};
@@ -11,7 +13,7 @@ use crate::{BulkOutcome, QueueError, Result, WorkQueue};
 const CHUNKS_PER_ROUND_TRIP: usize = 10;
 
 /// Tries of one round trip of a bulk enqueue before the error goes to the caller.
-const BULK_TRIES: u32 = 3;
+const BULK_TRIES: usize = 3;
 
 fn check_id(id: &str) -> Result<()> {
     if id.is_empty() {
@@ -112,34 +114,35 @@ impl WorkQueue {
             pipe.invoke_script(&inv);
             calls += 1;
         }
-        let mut pause = Duration::from_millis(50);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let result: Result<Vec<u64>> = async {
-                let mut con = self.conn().await?;
-                Ok(pipe.query_async(&mut con).await?)
-            }
-            .await;
-            match result {
-                Ok(added) if added.len() == calls => return Ok(added.iter().sum()),
-                Ok(added) => {
-                    return Err(QueueError::Protocol(format!(
-                        "bulk enqueue: {} replies for {calls} calls",
-                        added.len()
-                    )));
-                }
-                Err(e) if e.is_transient() && tries < BULK_TRIES => {
-                    tracing::warn!(
-                        family = self.family(),
-                        error = &e as &dyn std::error::Error,
-                        "bulk enqueue round trip failed; retrying (idempotent per id)"
-                    );
-                    tokio::time::sleep(pause).await;
-                    pause *= 4;
-                }
-                Err(e) => return Err(e),
-            }
+        // Retried with backon's exponential schedule (with jitter): safe because the script
+        // skips ids already queued, so a round trip that landed before a timeout is a no-op.
+        let schedule = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_factor(4.0)
+            .with_max_times(BULK_TRIES - 1)
+            .with_jitter();
+        let added: Vec<u64> = (|| async {
+            let mut con = self.conn().await?;
+            let added: Vec<u64> = pipe.query_async(&mut con).await?;
+            Ok::<_, QueueError>(added)
+        })
+        .retry(schedule)
+        .when(QueueError::is_transient)
+        .notify(|e, pause| {
+            tracing::warn!(
+                family = self.family(),
+                error = e as &dyn std::error::Error,
+                pause_ms = pause.as_millis() as u64,
+                "bulk enqueue round trip failed; retrying (idempotent per id)"
+            );
+        })
+        .await?;
+        if added.len() != calls {
+            return Err(QueueError::Protocol(format!(
+                "bulk enqueue: {} replies for {calls} calls",
+                added.len()
+            )));
         }
+        Ok(added.iter().sum())
     }
 }
