@@ -43,7 +43,11 @@ const TOPICS: [(&str, &str); 3] = [
 
 fn article(title: &str, body: &str) -> String {
     let paragraphs = (1..=4)
-        .map(|i| format!("<p>{body} (Part {i} of the explanation, with more detail each time: {body})</p>"))
+        .map(|i| {
+            format!(
+                "<p>{body} (Part {i} of the explanation, with more detail each time: {body})</p>"
+            )
+        })
         .collect::<String>();
     format!(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>{title} | Demo Site</title>
@@ -86,10 +90,18 @@ async fn main() -> std::io::Result<()> {
     let app = Router::new()
         .route("/articles/{n}", get(articles))
         .route("/flaky", get(flaky))
-        .route("/gone", get(|| async { (StatusCode::NOT_FOUND, "gone for good") }))
+        .route(
+            "/gone",
+            get(|| async { (StatusCode::NOT_FOUND, "gone for good") }),
+        )
         .route(
             "/robots.txt",
-            get(|| async { ([(header::CONTENT_TYPE, "text/plain")], "User-agent: *\nAllow: /\n") }),
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/plain")],
+                    "User-agent: *\nAllow: /\n",
+                )
+            }),
         )
         .with_state(Arc::new(AtomicU32::new(0)));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
