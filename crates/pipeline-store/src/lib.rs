@@ -5,6 +5,7 @@
 //! goes through [`sources::transition`], which writes the status, the event and the progress
 //! of every job that includes the source in one transaction.
 
+pub mod batch;
 pub mod jobs;
 pub mod migrate;
 pub mod sources;

@@ -244,6 +244,8 @@ pub struct StuckSource {
     pub status: String,
     pub created_by_job_id: Option<Uuid>,
     pub updated_at: DateTime<Utc>,
+    /// When the page was fetched: tells a `retrying` source's family (none: scrape).
+    pub fetched_at: Option<DateTime<Utc>>,
 }
 
 /// Sources in an in-flight status whose last progress is older than `older_than_secs`,
@@ -251,7 +253,7 @@ pub struct StuckSource {
 pub async fn stuck(pool: &PgPool, older_than_secs: i64, limit: i64) -> Result<Vec<StuckSource>> {
     let statuses: Vec<&str> = SourceStatus::IN_FLIGHT.iter().map(|s| s.as_str()).collect();
     Ok(sqlx::query_as::<_, StuckSource>(
-        "SELECT id, status, created_by_job_id, updated_at FROM sources
+        "SELECT id, status, created_by_job_id, updated_at, fetched_at FROM sources
          WHERE status = ANY($1) AND updated_at < now() - make_interval(secs => $2)
          ORDER BY updated_at LIMIT $3",
     )

@@ -1,0 +1,63 @@
+//! The requeue daemon: makes "retry" mean reprocessing.
+//!
+//! - [`Redriver`]: automatic redrive of transient DLQ items under a [`RequeueConfig`] policy
+//!   (redrive count below a maximum, exponential backoff with jitter elapsed, a cluster-wide
+//!   rate), in atomic batches (`dlq_core::Dlq::redrive_due`); items over the maximum are
+//!   parked. Every redrive and park is recorded in Postgres (source status, `job_events`,
+//!   job progress), one transaction per batch.
+//! - [`Reconciler`]: sources in flight for too long that nothing in Redis holds are enqueued
+//!   again, so Redis losing its data loses no work.
+//! - [`run`]: both loops plus the DLQ gauges, until cancelled.
+//!
+//! Any number of replicas may run at once: each batch is one Redis script, so no item is
+//! redriven twice, and the reconciler claims a source in Postgres before enqueuing it.
+
+mod bookkeeping;
+mod clock;
+pub mod config;
+mod error;
+pub mod metrics;
+pub mod reconcile;
+pub mod redrive;
+
+use std::time::Duration;
+
+use pipeline_ops::Services;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use bookkeeping::STAGE;
+pub use clock::{RateLimit, redis_now_ms};
+pub use config::RequeueConfig;
+pub use error::RequeueError;
+pub use reconcile::{ReconcileReport, Reconciler};
+pub use redrive::{Redriver, SweepReport};
+
+/// How often the DLQ size gauges are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Runs the redrive loop, the reconciler and the gauges until `cancel` fires, then waits for
+/// them to finish their current batch for at most `drain` (a batch is atomic in Redis, so
+/// stopping between batches loses nothing). Returns whether they drained in time.
+pub async fn run(
+    services: &Services,
+    config: RequeueConfig,
+    cancel: CancellationToken,
+    drain: Duration,
+) -> bool {
+    let tracker = TaskTracker::new();
+    let redriver = Redriver::new(services.clone(), config.clone());
+    let reconciler = Reconciler::new(services.clone(), config);
+    let c = cancel.clone();
+    tracker.spawn(async move { redriver.run(c).await });
+    let c = cancel.clone();
+    tracker.spawn(async move { reconciler.run(c).await });
+    tracker.spawn(metrics::run_gauges(
+        services.clone(),
+        GAUGE_INTERVAL,
+        cancel.clone(),
+    ));
+    tracker.close();
+    cancel.cancelled().await;
+    pipeline_core::shutdown::drain_within(drain, tracker.wait()).await
+}

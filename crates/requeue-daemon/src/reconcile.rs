@@ -1,0 +1,185 @@
+//! The reconciler: Postgres is the source of truth. A source in an in-flight status
+//! (`queued`, `retrying`, `scraped`) whose last progress is older than a threshold, and that
+//! no work queue (ready, leased or delayed) and no DLQ holds, was lost by Redis (a restart
+//! without persistence, a failover, a flush): it is enqueued again, with a `reconciled`
+//! event saying why.
+
+use chrono::Utc;
+use pipeline_ops::Services;
+use pipeline_ops::messages::{EXTRACTION, SCRAPE, SourceMessage};
+use pipeline_store::batch::{StuckClaim, claim_stuck};
+use pipeline_store::sources::{self, StuckSource};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::bookkeeping::STAGE;
+use crate::config::RequeueConfig;
+use crate::error::RequeueError;
+
+/// What one reconcile sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Stuck sources examined.
+    pub examined: u64,
+    /// Sources some queue or DLQ still holds (slow, not lost).
+    pub held: u64,
+    /// Sources enqueued again, per family.
+    pub reconciled: Vec<(String, Uuid)>,
+}
+
+/// The family whose queue a stuck source belongs in.
+pub fn family_of(source: &StuckSource) -> &'static str {
+    match source.status.as_str() {
+        "scraped" => EXTRACTION,
+        // A `retrying` source waits for the stage that failed: extraction once the page was
+        // fetched, scrape before.
+        "retrying" if source.fetched_at.is_some() => EXTRACTION,
+        _ => SCRAPE,
+    }
+}
+
+/// Finds lost sources and enqueues them again.
+#[derive(Clone)]
+pub struct Reconciler {
+    services: Services,
+    config: RequeueConfig,
+}
+
+impl Reconciler {
+    /// A reconciler over `services` with `config`.
+    pub fn new(services: Services, config: RequeueConfig) -> Self {
+        Self { services, config }
+    }
+
+    /// One sweep over at most `reconcile_batch` stuck sources, oldest first.
+    pub async fn sweep(&self) -> Result<ReconcileReport, RequeueError> {
+        let after = self.config.reconcile_after.as_secs() as i64;
+        let stuck = sources::stuck(
+            &self.services.db,
+            after,
+            self.config.reconcile_batch as i64,
+        )
+        .await?;
+        let mut report = ReconcileReport {
+            examined: stuck.len() as u64,
+            ..ReconcileReport::default()
+        };
+        if stuck.is_empty() {
+            return Ok(report);
+        }
+        let held = self.held(&stuck).await?;
+        let now = Utc::now();
+        let mut claims = Vec::new();
+        for (source, held) in stuck.iter().zip(held) {
+            if held {
+                report.held += 1;
+                continue;
+            }
+            let idle = (now - source.updated_at).num_seconds().max(0);
+            claims.push(StuckClaim {
+                source_id: source.id,
+                job_id: source.created_by_job_id,
+                seen_updated_at: source.updated_at,
+                detail: json!({
+                    "reason": format!("no queue, lease or DLQ held it for {idle} s"),
+                    "family": family_of(source),
+                    "status": source.status,
+                }),
+            });
+        }
+        // Claim first, enqueue second: a source a worker moved on meanwhile (or another
+        // replica claimed) is not enqueued, and a crash in between only delays the source by
+        // one threshold (its fresh updated_at makes it stuck again later).
+        let claimed = claim_stuck(&self.services.db, "reconciled", STAGE, &claims).await?;
+        for family in [SCRAPE, EXTRACTION] {
+            let batch: Vec<(String, serde_json::Value)> = stuck
+                .iter()
+                .filter(|s| family_of(s) == family && claimed.contains(&s.id))
+                .map(|s| {
+                    let msg = SourceMessage {
+                        source_id: s.id,
+                        job_id: s.created_by_job_id,
+                    };
+                    (msg.id(), msg.body())
+                })
+                .collect();
+            if batch.is_empty() {
+                continue;
+            }
+            let Some(queue) = self.services.queue(family) else {
+                continue;
+            };
+            queue.enqueue_bulk(&batch).await?;
+            metrics::counter!("requeue_reconciled_total", "family" => family)
+                .increment(batch.len() as u64);
+            for s in stuck
+                .iter()
+                .filter(|s| family_of(s) == family && claimed.contains(&s.id))
+            {
+                tracing::warn!(job_id = ?s.created_by_job_id, source_id = %s.id, family,
+                    status = %s.status, "reconciled: nothing in Redis held this source; enqueued again");
+                report.reconciled.push((family.to_owned(), s.id));
+            }
+        }
+        Ok(report)
+    }
+
+    /// Whether any work queue or DLQ holds each source, in one pipelined round trip: the
+    /// message hash exists while a message is ready, leased or delayed, and the DLQ's order
+    /// index holds every DLQ entry, parked ones included.
+    async fn held(&self, stuck: &[StuckSource]) -> Result<Vec<bool>, RequeueError> {
+        let families: Vec<&'static str> = self.services.families().collect();
+        let mut pipe = redis::pipe();
+        for source in stuck {
+            let id = source.id.to_string();
+            for family in &families {
+                if let Some(queue) = self.services.queue(family) {
+                    pipe.cmd("EXISTS").arg(queue.keys().msg(&id));
+                }
+                if let Some(dlq) = self.services.dlq(family) {
+                    pipe.cmd("ZSCORE").arg(dlq.keys().dlq_order()).arg(&id);
+                }
+            }
+        }
+        let mut conn = self.services.redis.get().await?;
+        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        let per_source = replies.len() / stuck.len().max(1);
+        Ok(replies
+            .chunks(per_source.max(1))
+            .map(|answers| answers.iter().any(held_reply))
+            .collect())
+    }
+
+    /// Sweeps every `reconcile_interval` until `cancel` fires; a full batch sweeps again at
+    /// once. Errors are logged and retried on the next tick.
+    pub async fn run(&self, cancel: CancellationToken) {
+        while !cancel.is_cancelled() {
+            let again = match self.sweep().await {
+                Ok(report) => report.examined as usize >= self.config.reconcile_batch
+                    && !report.reconciled.is_empty(),
+                Err(err) => {
+                    tracing::error!(error = format!("{err:#}"), "reconcile sweep failed");
+                    false
+                }
+            };
+            if again {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(self.config.reconcile_interval) => {}
+            }
+        }
+    }
+}
+
+/// `EXISTS` answers 1, `ZSCORE` a score, when the key or member is there.
+fn held_reply(v: &redis::Value) -> bool {
+    match v {
+        redis::Value::Int(n) => *n > 0,
+        redis::Value::Nil => false,
+        _ => true,
+    }
+}
