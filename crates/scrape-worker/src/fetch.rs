@@ -1,0 +1,420 @@
+//! The safe, polite fetcher: one HTTP client per process (connection pooling), redirects
+//! followed by hand so every hop is checked, robots.txt, per-host limits, a body cap
+//! enforced while streaming, content-type filtering and charset decoding.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pipeline_core::settings::ScrapeSettings;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::{Response, StatusCode};
+use url::Url;
+
+use crate::decode::{decode_body, html_title, looks_like_html, media_type};
+use crate::guard::{AddressPolicy, Blocked, GuardedResolver};
+use crate::politeness::{HostLimiter, HostSlot};
+use crate::robots::RobotsCache;
+use crate::FetchError;
+
+/// How the fetcher behaves (from `[scrape]`).
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Longest a TCP/TLS connect may take.
+    pub connect_timeout: Duration,
+    /// Longest one request (headers and body) may take.
+    pub request_timeout: Duration,
+    /// Redirects followed at most.
+    pub max_redirects: usize,
+    /// Largest body accepted (decompressed bytes).
+    pub max_body_bytes: u64,
+    /// Media types accepted, lowercased.
+    pub allowed_content_types: Vec<String>,
+    /// The User-Agent header; its product token (before `/`) is the robots.txt agent.
+    pub user_agent: String,
+    /// Honour robots.txt.
+    pub respect_robots_txt: bool,
+    /// How long a host's robots.txt is cached.
+    pub robots_cache_ttl: Duration,
+    /// Hosts or IPs allowed to resolve to non-public addresses.
+    pub allow_private_hosts: Vec<String>,
+}
+
+impl From<&ScrapeSettings> for FetchOptions {
+    fn from(s: &ScrapeSettings) -> Self {
+        Self {
+            connect_timeout: Duration::from_millis(s.connect_timeout_ms),
+            request_timeout: Duration::from_millis(s.request_timeout_ms),
+            max_redirects: s.max_redirects,
+            max_body_bytes: s.max_body_bytes,
+            allowed_content_types: s
+                .allowed_content_types
+                .iter()
+                .map(|t| media_type(t))
+                .collect(),
+            user_agent: s.user_agent.clone(),
+            respect_robots_txt: s.respect_robots_txt,
+            robots_cache_ttl: Duration::from_secs(s.robots_cache_ttl_secs),
+            allow_private_hosts: s.allow_private_hosts.clone(),
+        }
+    }
+}
+
+/// A fetched page, ready to store.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Where the page was finally fetched from (after redirects).
+    pub final_url: Url,
+    /// The HTTP status (2xx).
+    pub status: u16,
+    /// The media type, lowercased, without parameters.
+    pub content_type: String,
+    /// The body decoded to UTF-8.
+    pub body: String,
+    /// The HTML title, if any.
+    pub title: Option<String>,
+    /// Body size in bytes as received (after decompression).
+    pub bytes: usize,
+    /// Redirects followed.
+    pub redirects: usize,
+}
+
+/// Fetches pages; cheap to share (`Arc`) across tasks.
+pub struct Fetcher {
+    client: reqwest::Client,
+    policy: Arc<AddressPolicy>,
+    opts: FetchOptions,
+    limiter: Option<HostLimiter>,
+    robots: Option<RobotsCache>,
+}
+
+/// robots.txt bodies larger than this are cut (as the major crawlers do with 500 KiB).
+const ROBOTS_MAX_BYTES: u64 = 512 * 1024;
+/// Redirects followed when fetching robots.txt.
+const ROBOTS_MAX_REDIRECTS: usize = 5;
+
+impl Fetcher {
+    /// A fetcher; `limiter` is `None` when politeness is disabled.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built (e.g. no TLS crypto provider installed).
+    pub fn new(opts: FetchOptions, limiter: Option<HostLimiter>) -> Result<Self, FetchError> {
+        let policy = Arc::new(AddressPolicy::new(&opts.allow_private_hosts));
+        let client = reqwest::Client::builder()
+            .user_agent(opts.user_agent.clone())
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.request_timeout)
+            // Redirects are followed by hand so each hop passes the address and robots checks.
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve names itself, bypassing the address check.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
+            .build()
+            .map_err(|e| FetchError::Client(e.to_string()))?;
+        let robots = opts.respect_robots_txt.then(|| {
+            let agent = opts
+                .user_agent
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            RobotsCache::new(agent, opts.robots_cache_ttl)
+        });
+        Ok(Self {
+            client,
+            policy,
+            opts,
+            limiter,
+            robots,
+        })
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &FetchOptions {
+        &self.opts
+    }
+
+    /// Fetches `url`: checks, robots.txt, politeness, redirects, content type, body cap,
+    /// decoding. Every failure is classified (see [`FetchError::is_transient`]).
+    pub async fn fetch(&self, url: &str) -> Result<Page, FetchError> {
+        let url = Url::parse(url).map_err(|e| FetchError::InvalidUrl(format!("{url}: {e}")))?;
+        let (resp, final_url, slot, redirects) =
+            self.follow(url, self.opts.max_redirects, true).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(status_error(&resp));
+        }
+        let header_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // Refuse a wrong type before downloading it.
+        if let Some(ct) = &header_type {
+            let mt = media_type(ct);
+            if !self.opts.allowed_content_types.contains(&mt) {
+                return Err(FetchError::ContentType(mt));
+            }
+        }
+        let bytes = read_capped(resp, self.opts.max_body_bytes).await?;
+        drop(slot);
+        let (content_type, header) = match header_type {
+            Some(ct) => (media_type(&ct), ct),
+            // No Content-Type: accept only what clearly is HTML, if HTML is allowed.
+            None if looks_like_html(&bytes) => ("text/html".to_owned(), "text/html".to_owned()),
+            None => return Err(FetchError::ContentType("none declared".into())),
+        };
+        if !self.opts.allowed_content_types.contains(&content_type) {
+            return Err(FetchError::ContentType(content_type));
+        }
+        let is_html = content_type.contains("html");
+        let body = decode_body(&bytes, &header, is_html);
+        let title = if is_html { html_title(&body) } else { None };
+        Ok(Page {
+            final_url,
+            status: status.as_u16(),
+            content_type,
+            title,
+            bytes: bytes.len(),
+            body,
+            redirects,
+        })
+    }
+
+    /// Sends GET requests from `start`, following up to `max_redirects` redirects, each hop
+    /// checked (scheme, address, robots.txt when `robots`) and made within a host slot.
+    /// Returns the first non-redirect response, where it came from, its slot and the hop count.
+    async fn follow(
+        &self,
+        start: Url,
+        max_redirects: usize,
+        robots: bool,
+    ) -> Result<(Response, Url, Option<HostSlot>, usize), FetchError> {
+        let mut url = start;
+        let mut hops = 0;
+        loop {
+            self.policy.check_url(&url)?;
+            if robots && let Some(cache) = &self.robots {
+                // Boxed: fetching robots.txt goes through `follow` again.
+                let allowed = Box::pin(cache.allowed(self, &url)).await;
+                if !allowed {
+                    return Err(FetchError::RobotsDisallowed(url.to_string()));
+                }
+            }
+            let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+            let slot = match &self.limiter {
+                Some(limiter) => Some(limiter.acquire(&host).await?),
+                None => None,
+            };
+            let resp = self
+                .client
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(classify)?;
+            let status = resp.status();
+            if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
+                return Ok((resp, url, slot, hops));
+            }
+            let next = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| FetchError::Malformed(format!("{status} without a Location")))
+                .and_then(|loc| {
+                    url.join(loc).map_err(|e| {
+                        FetchError::Malformed(format!("bad Location {loc:?}: {e}"))
+                    })
+                })?;
+            drop(resp);
+            drop(slot);
+            hops += 1;
+            if hops > max_redirects {
+                return Err(FetchError::TooManyRedirects(max_redirects));
+            }
+            url = next;
+        }
+    }
+
+    /// Fetches `/robots.txt` of `url`'s origin: `Ok(Some(body))` on 2xx, `Ok(None)` on
+    /// 4xx (no rules), `Err` on anything else (the caller decides what that means).
+    pub(crate) async fn fetch_robots(&self, origin: &Url) -> Result<Option<Vec<u8>>, FetchError> {
+        let robots_url = origin
+            .join("/robots.txt")
+            .map_err(|e| FetchError::InvalidUrl(e.to_string()))?;
+        let (resp, _, slot, _) = self.follow(robots_url, ROBOTS_MAX_REDIRECTS, false).await?;
+        let status = resp.status();
+        if status.is_client_error() {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(status_error(&resp));
+        }
+        let body = read_capped_truncating(resp, ROBOTS_MAX_BYTES).await?;
+        drop(slot);
+        Ok(Some(body))
+    }
+}
+
+/// The error for a non-success final response.
+fn status_error(resp: &Response) -> FetchError {
+    let status = resp.status().as_u16();
+    if (300..400).contains(&status) {
+        return FetchError::Malformed(format!("unexpected status {status}"));
+    }
+    let retry_after = resp
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    FetchError::Status {
+        status,
+        retry_after,
+    }
+}
+
+/// Retry-After as delta-seconds or an HTTP date; capped at a day.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let secs = match value.parse::<u64>() {
+        Ok(secs) => secs,
+        Err(_) => {
+            let when = httpdate_parse(value)?;
+            when.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+                .as_secs()
+        }
+    };
+    Some(Duration::from_secs(secs.min(86_400)))
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form servers send.
+fn httpdate_parse(s: &str) -> Option<std::time::SystemTime> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    if parts.len() != 6 || parts[5] != "GMT" {
+        return None;
+    }
+    let day: i64 = parts[1].parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == parts[2])? as i64
+        + 1;
+    let year: i64 = parts[3].parse().ok()?;
+    let hms: Vec<i64> = parts[4].split(':').filter_map(|p| p.parse().ok()).collect();
+    if hms.len() != 3 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
+    let secs = u64::try_from(secs).ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Reads the body, failing as soon as it grows past `cap` (the declared length is checked
+/// first, so an honest server's oversized body is not downloaded at all).
+async fn read_capped(mut resp: Response, cap: u64) -> Result<Vec<u8>, FetchError> {
+    if let Some(len) = declared_length(&resp)
+        && len > cap
+    {
+        return Err(FetchError::TooLarge(cap));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+        if body.len() as u64 + chunk.len() as u64 > cap {
+            return Err(FetchError::TooLarge(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reads at most `cap` bytes and drops the rest (robots.txt: a cut file still has rules).
+async fn read_capped_truncating(mut resp: Response, cap: u64) -> Result<Vec<u8>, FetchError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+        let room = (cap as usize).saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() as u64 >= cap {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+fn declared_length(resp: &Response) -> Option<u64> {
+    // With compression the header counts encoded bytes; the decoded body is what is capped,
+    // so the header is only trusted when the body is not encoded.
+    if resp.headers().contains_key(reqwest::header::CONTENT_ENCODING) {
+        return None;
+    }
+    resp.headers()
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Classifies an HTTP client error: a refused address found in the error chain, a
+/// timeout, or a connection problem.
+fn classify(err: reqwest::Error) -> FetchError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if let Some(blocked) = e.downcast_ref::<Blocked>() {
+            return FetchError::BlockedAddress(blocked.0.clone());
+        }
+        source = e.source();
+    }
+    let text = error_chain(&err);
+    if err.is_timeout() {
+        FetchError::Timeout(text)
+    } else {
+        FetchError::Connect(text)
+    }
+}
+
+/// The error and its causes, joined (reqwest's own message omits the cause).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Time since `start` in seconds, for histograms.
+pub(crate) fn seconds_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("bogus"), None);
+        // A date in the past means "now".
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        let t = httpdate_parse("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(
+            t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+            784_111_777
+        );
+    }
+}

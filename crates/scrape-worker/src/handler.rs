@@ -1,0 +1,229 @@
+//! The scrape queue's [`Handler`]: parse the message, load the source, fetch, store, enqueue
+//! extraction; and the Postgres bookkeeping of failures.
+//!
+//! Crash safety comes from the order: the page is stored (an UPDATE that also moves the
+//! source to `scraped`), then the extraction message is enqueued (idempotent by id), then
+//! the runner acks. A crash between any two steps redelivers the message, and doing the
+//! steps again changes nothing that matters.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pipeline_ops::Services;
+use pipeline_ops::messages::{EXTRACTION, SCRAPE, SourceMessage};
+use pipeline_ops::worker::{Failure, Handler, Settled};
+use pipeline_store::StoreError;
+use pipeline_store::sources::{self, Fetched, Transition};
+use pipeline_store::status::SourceStatus;
+use serde_json::json;
+use tracing::Instrument;
+use uuid::Uuid;
+use work_queue::Delivery;
+
+use crate::fetch::{Fetcher, seconds_since};
+
+/// Scrapes one source per delivery.
+pub struct ScrapeHandler {
+    services: Services,
+    fetcher: Arc<Fetcher>,
+}
+
+impl ScrapeHandler {
+    /// A handler over the process's services and fetcher.
+    pub fn new(services: Services, fetcher: Arc<Fetcher>) -> Self {
+        Self { services, fetcher }
+    }
+
+    async fn scrape(&self, delivery: &Delivery, span: &tracing::Span) -> Result<(), Failure> {
+        let msg: SourceMessage = delivery
+            .parse()
+            .map_err(|e| Failure::permanent(format!("malformed message: {e}")))?;
+        span.record("job_id", tracing::field::display(display_job(msg.job_id)));
+        span.record("source_id", tracing::field::display(msg.source_id));
+        let db = &self.services.db;
+        let source = match sources::get(db, msg.source_id).await {
+            Ok(s) => s,
+            Err(StoreError::NotFound(what)) => {
+                return Err(Failure::permanent(format!("{what} not found")));
+            }
+            Err(e) => return Err(Failure::transient(format!("loading the source: {e}"))),
+        };
+        let status = SourceStatus::parse(&source.status);
+        // A scrape message for a source that is already past scraping is a redelivery of
+        // work that was done but not acked (a crash, a lost lease): finish it, don't redo it.
+        if matches!(
+            status,
+            Some(SourceStatus::Scraped | SourceStatus::Extracted | SourceStatus::Discarded)
+        ) {
+            tracing::info!(status = %source.status, "source already past scraping; not fetching again");
+            if status == Some(SourceStatus::Scraped) {
+                self.enqueue_extraction(&msg).await?;
+            }
+            metrics::counter!("scrape_fetches_total", "outcome" => "skipped").increment(1);
+            return Ok(());
+        }
+        let attempt = (delivery.attempts + 1) as i32;
+        sources::record_event(
+            db,
+            msg.job_id,
+            msg.source_id,
+            "started",
+            SCRAPE,
+            Some(attempt),
+            &json!({"uri": source.uri, "deliveries": delivery.deliveries}),
+        )
+        .await
+        .map_err(|e| Failure::transient(format!("recording the start: {e}")))?;
+
+        let started = Instant::now();
+        metrics::gauge!("scrape_fetches_in_flight").increment(1.0);
+        let result = self.fetcher.fetch(&source.uri).await;
+        metrics::gauge!("scrape_fetches_in_flight").decrement(1.0);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.reason(),
+        };
+        metrics::counter!("scrape_fetches_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("scrape_fetch_duration_seconds").record(seconds_since(started));
+        let page = result.map_err(|e| e.to_failure())?;
+
+        let detail = json!({
+            "http_status": page.status,
+            "content_type": page.content_type,
+            "bytes": page.bytes,
+            "final_url": page.final_url.as_str(),
+            "redirects": page.redirects,
+            "duration_ms": started.elapsed().as_millis() as u64,
+        });
+        let stored = sources::store_fetched(
+            db,
+            msg.source_id,
+            msg.job_id,
+            Some(attempt),
+            &Fetched {
+                raw_content: &page.body,
+                title: page.title.as_deref(),
+                content_type: &page.content_type,
+                http_status: i32::from(page.status),
+            },
+            detail,
+        )
+        .await
+        .map_err(|e| Failure::transient(format!("storing the page: {e}")))?;
+        if !stored {
+            return Err(Failure::permanent(format!(
+                "source {} disappeared while it was fetched",
+                msg.source_id
+            )));
+        }
+        self.enqueue_extraction(&msg).await?;
+        tracing::info!(
+            http_status = page.status,
+            bytes = page.bytes,
+            "scraped"
+        );
+        Ok(())
+    }
+
+    async fn enqueue_extraction(&self, msg: &SourceMessage) -> Result<(), Failure> {
+        let queue = self
+            .services
+            .queue(EXTRACTION)
+            .ok_or_else(|| Failure::permanent("no extraction queue configured"))?;
+        queue
+            .enqueue(&msg.id(), &msg.body())
+            .await
+            .map_err(|e| Failure::transient(format!("enqueueing extraction: {e}")))?;
+        Ok(())
+    }
+
+    /// The source and job a delivery is about, even when its body is malformed (the
+    /// message id is the source id).
+    async fn ids_of(&self, delivery: &Delivery) -> Option<(Uuid, Option<Uuid>)> {
+        if let Ok(msg) = delivery.parse::<SourceMessage>() {
+            return Some((msg.source_id, msg.job_id));
+        }
+        let source_id = Uuid::parse_str(&delivery.id).ok()?;
+        let job_id = sources::get(&self.services.db, source_id)
+            .await
+            .ok()
+            .and_then(|s| s.created_by_job_id);
+        Some((source_id, job_id))
+    }
+}
+
+fn display_job(job_id: Option<Uuid>) -> String {
+    job_id.map(|j| j.to_string()).unwrap_or_default()
+}
+
+fn delivery_span(delivery: &Delivery) -> tracing::Span {
+    tracing::info_span!(
+        "scrape",
+        message_id = %delivery.id,
+        job_id = tracing::field::Empty,
+        source_id = tracing::field::Empty,
+        deliveries = delivery.deliveries,
+    )
+}
+
+impl Handler for ScrapeHandler {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
+        let span = delivery_span(delivery);
+        self.scrape(delivery, &span).instrument(span.clone()).await
+    }
+
+    async fn on_failure(&self, delivery: &Delivery, failure: &Failure, settled: Settled) {
+        let span = delivery_span(delivery);
+        async {
+            let Some((source_id, job_id)) = self.ids_of(delivery).await else {
+                tracing::warn!(error = failure.message(), "failure of a message that names no source; only the DLQ holds it");
+                return;
+            };
+            let span = tracing::Span::current();
+            span.record("job_id", tracing::field::display(display_job(job_id)));
+            span.record("source_id", tracing::field::display(source_id));
+            let kind = failure.kind().as_str();
+            let message = failure.message();
+            let transition = match settled {
+                Settled::RetryScheduled { attempts, delay } => Transition {
+                    source_id,
+                    job_id,
+                    to: SourceStatus::Retrying,
+                    event: "failed",
+                    stage: SCRAPE,
+                    attempt: Some(attempts as i32),
+                    detail: json!({
+                        "error": message,
+                        "kind": kind,
+                        "attempt": attempts,
+                        "delay_ms": delay.as_millis() as u64,
+                    }),
+                    error: Some((kind, message)),
+                },
+                Settled::DeadLettered { attempts, kind } => Transition {
+                    source_id,
+                    job_id,
+                    to: SourceStatus::DeadLettered,
+                    event: "dead_lettered",
+                    stage: SCRAPE,
+                    attempt: Some(attempts as i32),
+                    detail: json!({
+                        "error": message,
+                        "kind": kind.as_str(),
+                        "attempts": attempts,
+                        "dlq": SCRAPE,
+                    }),
+                    error: Some((kind.as_str(), message)),
+                },
+                Settled::LeaseLost => return,
+            };
+            match sources::transition(&self.services.db, &transition).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!("failure of an unknown source; only the DLQ holds it"),
+                Err(err) => tracing::error!(error = %err, "could not record the failure in Postgres; the reconciler will find the source"),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -1,0 +1,110 @@
+//! The scrape worker: consumes the `scrape` queue, fetches each source's URL safely
+//! (http/https only, public addresses only unless allowed, DNS pinned through the client's
+//! resolver, every redirect hop re-checked) and politely (robots.txt, per-host delay and
+//! concurrency shared through Redis), stores the page on the source row, and enqueues it
+//! for extraction. Failures are classified transient or permanent and settled by the
+//! shared worker runner (retry with backoff, or the DLQ), with the source's status and
+//! event trail updated to match.
+//!
+//! Settings: `[scrape]` of the configuration (environment `PIPELINE__SCRAPE__*`), the
+//! `[queue]` lease and retry settings, and `probes.scrape_worker_port`.
+
+mod decode;
+mod error;
+pub mod fetch;
+pub mod guard;
+mod handler;
+pub mod politeness;
+mod robots;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pipeline_ops::Services;
+use pipeline_ops::messages::SCRAPE;
+use pipeline_ops::worker::RunnerOptions;
+use tokio_util::sync::CancellationToken;
+
+pub use error::FetchError;
+pub use fetch::{FetchOptions, Fetcher, Page};
+pub use handler::ScrapeHandler;
+pub use politeness::{HostLimiter, Limits};
+
+/// How long a fetch waits for a politeness slot on its host before failing as transient.
+pub const MAX_POLITENESS_WAIT: Duration = Duration::from_secs(60);
+
+/// The fetcher the settings describe, with Redis-backed politeness when any limit is set.
+///
+/// # Errors
+/// When the HTTP client cannot be built.
+pub fn fetcher_for(services: &Services) -> Result<Fetcher, FetchError> {
+    let s = &services.settings.scrape;
+    let opts = FetchOptions::from(s);
+    let limits = Limits {
+        min_delay: Duration::from_millis(s.per_host_min_delay_ms),
+        max_concurrency: s.per_host_max_concurrency,
+        // A slot outlives the longest request (with redirects) it can be held for.
+        lease: opts.request_timeout * (opts.max_redirects as u32 + 2),
+        max_wait: MAX_POLITENESS_WAIT,
+    };
+    let limiter = limits.is_active().then(|| {
+        HostLimiter::new(
+            services.redis.clone(),
+            &services.settings.redis.key_prefix,
+            limits,
+        )
+    });
+    Fetcher::new(opts, limiter)
+}
+
+/// The handler the settings describe.
+///
+/// # Errors
+/// When the HTTP client cannot be built.
+pub fn handler_for(services: &Services) -> Result<ScrapeHandler, FetchError> {
+    Ok(ScrapeHandler::new(
+        services.clone(),
+        Arc::new(fetcher_for(services)?),
+    ))
+}
+
+/// Runs the worker until `cancel` fires, then drains within the shutdown timeout.
+///
+/// # Errors
+/// When the HTTP client cannot be built or the scrape queue is missing.
+pub async fn run(services: Services, cancel: CancellationToken) -> anyhow::Result<()> {
+    let handler = Arc::new(handler_for(&services)?);
+    let queue = services
+        .queue(SCRAPE)
+        .ok_or_else(|| anyhow::anyhow!("no scrape queue configured"))?
+        .clone();
+    let settings = services.settings.clone();
+    let depth = tokio::spawn(report_depth(queue.clone(), cancel.clone()));
+    let opts = RunnerOptions {
+        concurrency: settings.scrape.concurrency,
+        reserve_batch: settings.queue.reserve_batch,
+        drain_timeout: settings.shutdown.drain_timeout(),
+    };
+    pipeline_ops::worker::run(queue, handler, opts, cancel).await;
+    depth.abort();
+    Ok(())
+}
+
+/// Publishes the scrape queue's depth as gauges every few seconds.
+async fn report_depth(queue: work_queue::WorkQueue, cancel: CancellationToken) {
+    loop {
+        match queue.depth().await {
+            Ok(d) => {
+                for (state, n) in [("ready", d.ready), ("leased", d.leased), ("delayed", d.delayed)] {
+                    metrics::gauge!("scrape_queue_depth", "state" => state).set(n as f64);
+                }
+            }
+            // Only the gauge goes stale; the worker itself reports Redis trouble.
+            Err(err) => tracing::debug!(error = %err, "queue depth unavailable"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! robots.txt, fetched through the same safe client and cached per origin in the process.
+//!
+//! Rules: a 2xx answer is parsed for our agent token (falling back to `*`); a 4xx (404
+//! included) means no rules, everything allowed; a 5xx, a timeout or an unreachable host
+//! also allows, cached for at most a minute so the file is asked again soon. (RFC 9309
+//! suggests treating an unreachable robots.txt as "disallow all"; allowing keeps a flaky
+//! robots.txt from dead-lettering whole sites, and the page fetch itself then fails or not
+//! on its own merits.) Concurrent fetches of one origin share one robots.txt request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use texting_robots::Robot;
+use tokio::sync::OnceCell;
+use url::Url;
+
+use crate::fetch::Fetcher;
+
+/// How long an unreachable robots.txt counts as "allow all" before it is asked again.
+const FAILURE_TTL: Duration = Duration::from_secs(60);
+
+enum Rules {
+    AllowAll,
+    Parsed(Box<Robot>),
+}
+
+struct Entry {
+    created: Instant,
+    ttl: OnceCell<Duration>,
+    rules: OnceCell<Arc<Rules>>,
+}
+
+/// A per-origin robots.txt cache with a time to live.
+pub struct RobotsCache {
+    agent: String,
+    ttl: Duration,
+    entries: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+impl RobotsCache {
+    /// A cache for the agent token `agent` (e.g. `pipeline-scraper`).
+    pub fn new(agent: String, ttl: Duration) -> Self {
+        Self {
+            agent,
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entry(&self, origin: &str) -> Arc<Entry> {
+        let mut entries = self.entries.lock().expect("robots cache lock");
+        let fresh = |e: &Arc<Entry>| {
+            e.ttl
+                .get()
+                .is_none_or(|ttl| e.created.elapsed() < *ttl)
+        };
+        match entries.get(origin) {
+            Some(e) if fresh(e) => e.clone(),
+            _ => {
+                // Drop expired entries now and then so the map does not grow without bound.
+                if entries.len() > 10_000 {
+                    entries.retain(|_, e| fresh(e));
+                }
+                let e = Arc::new(Entry {
+                    created: Instant::now(),
+                    ttl: OnceCell::new(),
+                    rules: OnceCell::new(),
+                });
+                entries.insert(origin.to_owned(), e.clone());
+                e
+            }
+        }
+    }
+
+    /// Whether our agent may fetch `url`.
+    pub async fn allowed(&self, fetcher: &Fetcher, url: &Url) -> bool {
+        let origin = url.origin().ascii_serialization();
+        let entry = self.entry(&origin);
+        let rules = entry
+            .rules
+            .get_or_init(|| async {
+                let (rules, ttl) = match fetcher.fetch_robots(url).await {
+                    Ok(Some(body)) => match Robot::new(&self.agent, &body) {
+                        Ok(robot) => (Rules::Parsed(Box::new(robot)), self.ttl),
+                        Err(err) => {
+                            tracing::warn!(%origin, error = %err, "unparsable robots.txt; allowing");
+                            (Rules::AllowAll, self.ttl)
+                        }
+                    },
+                    Ok(None) => (Rules::AllowAll, self.ttl),
+                    Err(err) => {
+                        tracing::warn!(%origin, error = %err, "robots.txt unavailable; allowing for now");
+                        (Rules::AllowAll, self.ttl.min(FAILURE_TTL))
+                    }
+                };
+                // Only the initialising task sets it; ignoring the error is safe.
+                let _ = entry.ttl.set(ttl);
+                Arc::new(rules)
+            })
+            .await;
+        match rules.as_ref() {
+            Rules::AllowAll => true,
+            Rules::Parsed(robot) => robot.allowed(url.as_str()),
+        }
+    }
+}
