@@ -1,16 +1,33 @@
 //! `pipelinectl`: the operator's command line.
 //!
-//! Reads the same layered configuration as the daemons (see `config/default.toml`).
+//! Reads the same layered configuration as the daemons (see `config/default.toml`), and talks
+//! to Postgres and Redis directly, so it works while the API is down.
+//!
+//! Exit codes: 0 success; 1 failure (database, Redis, I/O); 2 invalid arguments or
+//! configuration; 3 the thing asked for does not exist.
+
+mod dlq;
+mod jobs;
+mod output;
+mod trace;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pipeline_core::Settings;
+use pipeline_ops::Services;
+
+use crate::output::CmdResult;
 
 /// Operate the scraping pipeline.
 #[derive(Debug, Parser)]
-#[command(name = "pipelinectl", version, about)]
+#[command(
+    name = "pipelinectl",
+    version,
+    about,
+    after_help = "Exit codes: 0 success, 1 failure, 2 invalid arguments or configuration, 3 not found."
+)]
 struct Cli {
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
@@ -23,6 +40,19 @@ struct Cli {
 enum Command {
     /// Apply the database migrations (safe to run again: a no-op when current).
     Migrate,
+    /// Submit URLs to scrape: prints the job id; refused URLs are reported one by one.
+    Submit(jobs::SubmitArgs),
+    /// Jobs: list, show.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// A source's timeline (by source id or URL): job, attempts, errors, DLQ moves.
+    Trace {
+        /// A source id or a URL.
+        target: String,
+    },
+    /// Dead-letter queues: stats, list, retry, retry-all, purge.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
 }
 
 fn main() -> ExitCode {
@@ -34,7 +64,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    pipeline_core::telemetry::init(&settings.telemetry);
+    // A command's own output is the point; routine info logs would drown it, so only
+    // warnings show unless RUST_LOG asks for more.
+    let mut telemetry = settings.telemetry.clone();
+    telemetry.level = "warn".into();
+    pipeline_core::telemetry::init(&telemetry);
     pipeline_core::install_crypto_provider();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -44,39 +78,46 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli, settings)) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            failure.exit_code()
         }
     }
 }
 
-async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Migrate => {
-            let pool = pipeline_core::pools::pg_pool(&settings)?;
-            let report = pipeline_store::migrate(&pool)
-                .await
-                .context("applying migrations")?;
-            if cli.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"applied": report.applied, "known": report.known})
-                );
-            } else if report.applied.is_empty() {
-                println!(
-                    "schema is current ({} migrations); nothing to do",
-                    report.known
-                );
-            } else {
-                println!(
-                    "applied {} migration(s): {:?}",
-                    report.applied.len(),
-                    report.applied
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+async fn run(cli: Cli, settings: Settings) -> CmdResult {
+    if let Command::Migrate = cli.command {
+        return migrate(&settings, cli.json).await;
     }
+    let services = Services::build(settings).context("connecting to Postgres and Redis")?;
+    match cli.command {
+        Command::Migrate => unreachable!("handled above"),
+        Command::Submit(args) => jobs::submit(&services, args, cli.json).await,
+        Command::Jobs(cmd) => jobs::run(&services, cmd, cli.json).await,
+        Command::Trace { target } => trace::run(&services, &target, cli.json).await,
+        Command::Dlq(cmd) => dlq::run(&services, cmd, cli.json).await,
+    }
+}
+
+async fn migrate(settings: &Settings, as_json: bool) -> CmdResult {
+    let pool = pipeline_core::pools::pg_pool(settings).map_err(anyhow::Error::from)?;
+    let report = pipeline_store::migrate(&pool)
+        .await
+        .context("applying migrations")?;
+    if as_json {
+        output::print_json(&serde_json::json!({"applied": report.applied, "known": report.known}))?;
+    } else if report.applied.is_empty() {
+        println!(
+            "schema is current ({} migrations); nothing to do",
+            report.known
+        );
+    } else {
+        println!(
+            "applied {} migration(s): {:?}",
+            report.applied.len(),
+            report.applied
+        );
+    }
+    Ok(())
 }

@@ -1,0 +1,147 @@
+//! `X-API-Key` authentication.
+//!
+//! The key comes from `PIPELINE_API_KEY` or the file named by `api.key_file`. Several keys may
+//! be given, separated by commas or newlines, so a key can be rotated without downtime (add
+//! the new one, move clients, drop the old one). Keys are compared in constant time: the
+//! comparison looks at every byte of every configured key whatever the input, so the answer
+//! time says nothing about how much of a guess was right.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::ApiError;
+
+/// The header that carries the key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// The configured keys (none: the API serves loopback clients only, without a key).
+#[derive(Clone, Default)]
+pub struct ApiKeys {
+    keys: Arc<Vec<SecretString>>,
+}
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the keys themselves.
+        f.debug_struct("ApiKeys")
+            .field("count", &self.keys.len())
+            .finish()
+    }
+}
+
+impl ApiKeys {
+    /// Splits the configured secret into keys (commas and newlines separate them; blanks are
+    /// ignored).
+    pub fn new(secret: Option<SecretString>) -> Self {
+        let keys = secret
+            .map(|s| {
+                s.expose_secret()
+                    .split([',', '\n', '\r'])
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| SecretString::from(k.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            keys: Arc::new(keys),
+        }
+    }
+
+    /// Whether any key is configured.
+    pub fn is_configured(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Whether `candidate` is one of the keys, in time independent of where it differs.
+    pub fn accepts(&self, candidate: &str) -> bool {
+        let mut ok = false;
+        // No early exit: every key is compared in full.
+        for key in self.keys.iter() {
+            ok |= constant_time_eq(key.expose_secret().as_bytes(), candidate.as_bytes());
+        }
+        ok
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths, never on their
+/// content. A length mismatch still walks the candidate, so the time reveals the candidate's
+/// length (which the client knows) and not where the bytes differ.
+pub fn constant_time_eq(expected: &[u8], candidate: &[u8]) -> bool {
+    let mut diff = (expected.len() ^ candidate.len()) as u64;
+    for (i, c) in candidate.iter().enumerate() {
+        let e = expected.get(i % expected.len().max(1)).copied().unwrap_or(0);
+        diff |= u64::from(e ^ c);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Middleware of the `/api/v1` routes: a configured key must be presented; without a key,
+/// only loopback clients are served.
+pub async fn require_key(State(keys): State<ApiKeys>, req: Request, next: Next) -> Response {
+    if keys.is_configured() {
+        let presented = req
+            .headers()
+            .get(API_KEY_HEADER)
+            .and_then(|v| v.to_str().ok());
+        return match presented {
+            Some(key) if keys.accepts(key) => next.run(req).await,
+            Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key").into_response(),
+            None => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing API key: send it in the X-API-Key header",
+            )
+            .into_response(),
+        };
+    }
+    // No key: `serve` refuses non-loopback binds, and this check covers a router mounted
+    // some other way.
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    match peer {
+        Some(addr) if !addr.ip().is_loopback() => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "no API key is configured, so only loopback clients are served; \
+             set PIPELINE_API_KEY (or api.key_file) to serve other hosts",
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_exactly() {
+        let keys = ApiKeys::new(Some("alpha, beta\ngamma".to_owned().into()));
+        assert!(keys.is_configured());
+        for good in ["alpha", "beta", "gamma"] {
+            assert!(keys.accepts(good), "{good}");
+        }
+        for bad in ["", "alph", "alphaa", "Alpha", "alpha,beta", "delta"] {
+            assert!(!keys.accepts(bad), "{bad}");
+        }
+        assert!(!ApiKeys::new(None).is_configured());
+        assert!(!ApiKeys::new(Some(" , ".to_owned().into())).is_configured());
+        assert!(!ApiKeys::new(None).accepts(""));
+    }
+
+    #[test]
+    fn constant_time_eq_handles_lengths() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(!constant_time_eq(b"a", b""));
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+    }
+}

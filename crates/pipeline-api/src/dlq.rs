@@ -1,0 +1,213 @@
+//! The DLQ endpoints. Retry, retry-all and delete go through `pipeline_ops::dlq_ops`, so the
+//! item really goes back into its work queue (one atomic script) and the source's status and
+//! event trail record who did it, as they do for the requeue daemon and the CLI.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use pipeline_ops::dlq_ops;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use crate::model::{
+    DEFAULT_LIMIT, DlqEntry, DlqPage, ListQuery, RetriedItem, RetryAllBody, RetryAllQuery,
+};
+
+/// Who the event trail names for changes made through the API.
+const ACTOR: &str = "api";
+
+fn dlq<'a>(state: &'a AppState, kind: &str) -> Result<&'a dlq_core::Dlq, ApiError> {
+    state
+        .services
+        .dlq(kind)
+        .ok_or_else(|| ApiError::not_found(format!("unknown DLQ kind `{kind}`")))
+}
+
+/// Counts per DLQ kind (parked items included), with the parked counts apart.
+#[utoipa::path(
+    get, path = "/api/v1/dlq/stats", tag = "dlq",
+    responses(
+        (status = 200, description = "`{kind}`: items (parked included); `{kind}_parked`: parked items; `{kind}_transient`, `{kind}_permanent`: active items by error kind; `{kind}_dropped`: dropped by the retention bound",
+            body = BTreeMap<String, u64>,
+            example = json!({"scrape": 3, "scrape_parked": 1, "extraction": 0, "extraction_parked": 0})),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn stats(State(state): State<AppState>) -> Result<Json<BTreeMap<String, u64>>, ApiError> {
+    let mut out = BTreeMap::new();
+    for kind in state.services.families() {
+        let s = dlq(&state, kind)?.stats().await?;
+        out.insert(kind.to_owned(), s.total);
+        out.insert(format!("{kind}_parked"), s.parked);
+        out.insert(format!("{kind}_transient"), s.transient);
+        out.insert(format!("{kind}_permanent"), s.permanent);
+        out.insert(format!("{kind}_dropped"), s.dropped);
+    }
+    Ok(Json(out))
+}
+
+async fn list_kind(state: &AppState, kind: &str, q: ListQuery) -> Result<Json<DlqPage>, ApiError> {
+    let dlq = dlq(state, kind)?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    dlq_core::check_limit(limit)?;
+    let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
+    let page = dlq.list(limit, cursor).await?;
+    Ok(Json(DlqPage {
+        items: page.items.into_iter().map(DlqEntry::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// The scrape DLQ, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/dlq/scrape", tag = "dlq", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of items, newest first", body = DlqPage),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 422, description = "`limit` outside 1..=1000 or an invalid cursor", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_scrape(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<DlqPage>, ApiError> {
+    list_kind(&state, pipeline_ops::messages::SCRAPE, q).await
+}
+
+/// The extraction DLQ, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/dlq/extraction", tag = "dlq", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of items, newest first", body = DlqPage),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 422, description = "`limit` outside 1..=1000 or an invalid cursor", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_extraction(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<DlqPage>, ApiError> {
+    list_kind(&state, pipeline_ops::messages::EXTRACTION, q).await
+}
+
+/// Any DLQ by kind, newest first (the same as the per-kind routes; an unknown kind is 404).
+#[utoipa::path(
+    get, path = "/api/v1/dlq/{kind}", tag = "dlq",
+    params(("kind" = String, Path, description = "DLQ kind: `scrape` or `extraction`"), ListQuery),
+    responses(
+        (status = 200, description = "A page of items, newest first", body = DlqPage),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "Unknown kind", body = ErrorBody),
+        (status = 422, description = "`limit` outside 1..=1000 or an invalid cursor", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiPath(kind): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<DlqPage>, ApiError> {
+    list_kind(&state, &kind, q).await
+}
+
+/// Redrives one item into its work queue now (whatever its redrive count or error kind) and
+/// returns it. Of concurrent retries of one item exactly one gets it; the others get 404.
+#[utoipa::path(
+    post, path = "/api/v1/dlq/{kind}/{item_id}/retry", tag = "dlq",
+    params(
+        ("kind" = String, Path, description = "DLQ kind: `scrape` or `extraction`"),
+        ("item_id" = String, Path, description = "Item id (the source id)"),
+    ),
+    responses(
+        (status = 200, description = "The item, now back in its work queue", body = RetriedItem),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "Unknown kind, or no such item (also when a concurrent retry took it)", body = ErrorBody),
+        (status = 409, description = "The entry cannot be parsed; delete it instead", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn retry(
+    State(state): State<AppState>,
+    ApiPath((kind, item_id)): ApiPath<(String, String)>,
+) -> Result<Json<RetriedItem>, ApiError> {
+    dlq(&state, &kind)?;
+    match dlq_ops::retry(&state.services, &kind, &item_id, ACTOR).await? {
+        Some(outcome) => {
+            tracing::info!(dlq = %kind, item_id, job_id = ?outcome.item.job_id,
+                source_id = ?outcome.item.source_id, enqueued = outcome.enqueued,
+                "DLQ item retried through the API");
+            Ok(Json(RetriedItem {
+                item: outcome.item.into(),
+                enqueued: outcome.enqueued,
+            }))
+        }
+        None => Err(ApiError::not_found(format!(
+            "no item `{item_id}` in the {kind} DLQ"
+        ))),
+    }
+}
+
+/// Redrives up to `limit` items (all by default), oldest first, parked and permanent ones
+/// included; items that fail again meanwhile are not redriven twice by one call.
+#[utoipa::path(
+    post, path = "/api/v1/dlq/{kind}/retry-all", tag = "dlq",
+    params(("kind" = String, Path, description = "DLQ kind: `scrape` or `extraction`"), RetryAllQuery),
+    responses(
+        (status = 200, description = "How many items were redriven", body = RetryAllBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "Unknown kind", body = ErrorBody),
+        (status = 422, description = "`limit` is 0", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn retry_all(
+    State(state): State<AppState>,
+    ApiPath(kind): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RetryAllQuery>,
+) -> Result<Json<RetryAllBody>, ApiError> {
+    dlq(&state, &kind)?;
+    if q.limit == Some(0) {
+        return Err(ApiError::unprocessable(
+            "limit must be at least 1 (leave it out to redrive every item)",
+        ));
+    }
+    let bulk = dlq_ops::retry_all(&state.services, &kind, q.limit, None, ACTOR).await?;
+    tracing::info!(dlq = %kind, redriven = bulk.redriven.len(),
+        malformed = bulk.malformed.len(), "DLQ bulk retry through the API");
+    Ok(Json(RetryAllBody {
+        redriven: bulk.redriven.len(),
+        malformed: bulk.malformed.into_iter().map(|m| m.id).collect(),
+    }))
+}
+
+/// Discards one item for good (the source becomes `discarded`, with an event) and returns
+/// what was stored.
+#[utoipa::path(
+    delete, path = "/api/v1/dlq/{kind}/{item_id}", tag = "dlq",
+    params(
+        ("kind" = String, Path, description = "DLQ kind: `scrape` or `extraction`"),
+        ("item_id" = String, Path, description = "Item id (the source id)"),
+    ),
+    responses(
+        (status = 200, description = "The discarded entry", body = DlqEntry),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "Unknown kind, or no such item", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath((kind, item_id)): ApiPath<(String, String)>,
+) -> Result<Json<DlqEntry>, ApiError> {
+    dlq(&state, &kind)?;
+    match dlq_ops::discard(&state.services, &kind, &item_id, ACTOR).await? {
+        Some(listed) => Ok(Json(listed.into())),
+        None => Err(ApiError::not_found(format!(
+            "no item `{item_id}` in the {kind} DLQ"
+        ))),
+    }
+}

@@ -1,0 +1,211 @@
+//! The pipeline's admin HTTP API (axum): the DLQs (stats, lists, retry, retry-all, delete),
+//! submissions, jobs and source event trails, plus the probes (`/health`, `/ready`,
+//! `/metrics`) and a generated OpenAPI document (`/openapi.json`).
+//!
+//! Every `/api/v1` route needs an `X-API-Key` header matching a configured key
+//! (`PIPELINE_API_KEY` or the file named by `api.key_file`); the probes and `/openapi.json`
+//! are open. With no key configured, [`serve`] refuses to bind anything but loopback. Errors
+//! are `{"detail": "..."}`.
+//!
+//! The OpenAPI document is collected from the handlers' `#[utoipa::path]` attributes by the
+//! same router that serves them, so a route cannot exist without being documented.
+//!
+//! ```no_run
+//! # async fn demo(services: pipeline_ops::Services) -> anyhow::Result<()> {
+//! let cancel = tokio_util::sync::CancellationToken::new();
+//! let (addr, task) = pipeline_api::serve(
+//!     services, None, "127.0.0.1:0".parse()?, cancel.clone()).await?;
+//! println!("listening on {addr}");
+//! cancel.cancel();
+//! task.await?;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod dlq;
+pub mod error;
+pub mod jobs;
+pub mod model;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use pipeline_ops::Services;
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use auth::ApiKeys;
+pub use error::{ApiError, ErrorBody};
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct AppState {
+    /// The process's pools and queue handles.
+    pub services: Services,
+    /// The accepted API keys.
+    pub keys: ApiKeys,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "pipeline-api",
+        description = "Admin API of the scraping pipeline: dead-letter queues, submissions, \
+            jobs and source event trails. Send the key in `X-API-Key`; errors are \
+            `{\"detail\": \"...\"}`."
+    ),
+    modifiers(&ApiKeyScheme),
+    tags(
+        (name = "dlq", description = "Dead-letter queues"),
+        (name = "jobs", description = "Submissions, jobs and source trails"),
+    )
+)]
+struct ApiDoc;
+
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// The `/api/v1` routes and the OpenAPI document collected from them.
+fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(dlq::stats))
+        .routes(routes!(dlq::list_scrape))
+        .routes(routes!(dlq::list_extraction))
+        .routes(routes!(dlq::list))
+        .routes(routes!(dlq::retry))
+        .routes(routes!(dlq::retry_all))
+        .routes(routes!(dlq::delete))
+        .routes(routes!(jobs::scrape))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::show))
+        .routes(routes!(jobs::source_events))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of the API, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().1
+}
+
+/// The whole application: `/api/v1` behind the key check, the probes, `/openapi.json`, and
+/// `{"detail"}` answers for unknown routes and methods.
+pub fn app(services: Services, api_key: Option<SecretString>) -> Router {
+    let keys = ApiKeys::new(api_key);
+    let (api, doc) = api_routes();
+    let doc = std::sync::Arc::new(doc);
+    let probes = pipeline_core::probes::router(services.probe_state());
+    let state = AppState { services, keys };
+    let api = api
+        .route_layer(middleware::from_fn_with_state(
+            state.keys.clone(),
+            auth::require_key,
+        ))
+        .with_state(state);
+    Router::new()
+        .merge(api)
+        .merge(probes)
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::not_found("no such route").into_response() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+            .into_response()
+        })
+        .layer(middleware::from_fn(log_request))
+}
+
+/// One log line per request, with its status and duration.
+async fn log_request(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_millis() as u64;
+    if path.starts_with("/api/") {
+        tracing::info!(%method, path, status, ms, "request");
+    } else {
+        tracing::debug!(%method, path, status, ms, "request");
+    }
+    response
+}
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// No key is configured and the address is not loopback.
+    #[error(
+        "refusing to bind {0}: no API key is configured, so only a loopback address \
+         (127.0.0.1, ::1) is allowed; set PIPELINE_API_KEY or api.key_file, or bind loopback"
+    )]
+    NoKeyNonLoopback(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Binds `addr` and serves [`app`] until `cancel` fires, then finishes the requests in flight
+/// (graceful shutdown). Returns the bound address (useful with port 0) and the server task.
+pub async fn serve(
+    services: Services,
+    api_key: Option<SecretString>,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
+    let keyed = ApiKeys::new(api_key.clone()).is_configured();
+    if !keyed && !addr.ip().is_loopback() {
+        return Err(ServeError::NoKeyNonLoopback(addr));
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let app = app(services, api_key);
+    let task = tokio::spawn(async move {
+        let result = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await;
+        if let Err(err) = result {
+            tracing::error!(error = %err, "API server failed");
+        }
+    });
+    tracing::info!(addr = %local, api_key = keyed, "API listening");
+    Ok((local, task))
+}

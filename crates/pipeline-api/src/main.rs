@@ -1,0 +1,71 @@
+//! `pipeline-api`: the admin HTTP API daemon (default `127.0.0.1:8742`, setting `api.bind`).
+//!
+//! Environment: `PIPELINE_API_KEY` (or `api.key_file`) for the key; the usual settings
+//! variables (`DATABASE_URL`, `REDIS_URL`, `PIPELINE__SECTION__KEY`, `PIPELINE_CONFIG`).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use pipeline_core::{Settings, Sources};
+use pipeline_ops::Services;
+
+fn main() -> ExitCode {
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let api_key = match settings.api_key(&Sources::from_process()) {
+        Ok(k) => k,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr: SocketAddr = match settings.api.bind.parse() {
+        Ok(a) => a,
+        Err(err) => {
+            eprintln!("error: api.bind `{}`: {err}", settings.api.bind);
+            return ExitCode::from(2);
+        }
+    };
+    pipeline_core::telemetry::init(&settings.telemetry);
+    pipeline_core::install_crypto_provider();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings, api_key, addr)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "pipeline-api failed");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(
+    settings: Settings,
+    api_key: Option<secrecy::SecretString>,
+    addr: SocketAddr,
+) -> anyhow::Result<()> {
+    let drain = settings.shutdown.drain_timeout();
+    let services = Services::build(settings)?;
+    let cancel = pipeline_core::shutdown::signal_token();
+    let (_, server) = pipeline_api::serve(services, api_key, addr, cancel.clone()).await?;
+    cancel.cancelled().await;
+    // Graceful shutdown: no new connections; requests in flight get the drain timeout.
+    let finished = pipeline_core::shutdown::drain_within(drain, async {
+        // A panicked server task has nothing left to drain.
+        let _ = server.await;
+    })
+    .await;
+    tracing::info!(drained = finished, "pipeline-api stopped");
+    Ok(())
+}

@@ -1,0 +1,385 @@
+//! The API's request and response bodies. They are the types the handlers really return
+//! (converted from the store and DLQ types), so the OpenAPI schemas derived from them cannot
+//! drift from the answers.
+
+use chrono::{DateTime, Utc};
+use dlq_core::{DlqItem, ListedItem};
+use pipeline_store::jobs::JobRow;
+use pipeline_store::sources::{EventRow, SourceRow};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Default page size of the lists.
+pub const DEFAULT_LIMIT: usize = 100;
+
+/// One DLQ item: the original service's fields plus kind, counts and payload.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DlqItemBody {
+    /// Item id (the source id for pipeline messages).
+    pub id: String,
+    /// The source the message was about.
+    pub source_id: Option<Uuid>,
+    /// The job on whose behalf it ran.
+    pub job_id: Option<Uuid>,
+    /// The last error.
+    pub error: String,
+    /// When the last attempt failed (RFC 3339, UTC).
+    pub failed_at: DateTime<Utc>,
+    /// How many times it already came back from the DLQ.
+    pub retry_count: u32,
+    /// The queue family.
+    pub dlq_type: String,
+    /// `transient` or `permanent`.
+    pub error_kind: String,
+    /// Failed attempts in its last life.
+    pub attempts: u32,
+    /// Whether automatic redrive gave up on it.
+    pub parked: bool,
+    /// When it was parked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parked_at: Option<DateTime<Utc>>,
+    /// The worker that gave up on it.
+    pub worker_id: Option<String>,
+    /// The work message a redrive enqueues.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+impl From<DlqItem> for DlqItemBody {
+    fn from(i: DlqItem) -> Self {
+        Self {
+            id: i.id,
+            source_id: i.source_id,
+            job_id: i.job_id,
+            error: i.error,
+            failed_at: i.failed_at,
+            retry_count: i.retry_count,
+            dlq_type: i.dlq_type,
+            error_kind: i.error_kind.as_str().to_owned(),
+            attempts: i.attempts,
+            parked: i.parked,
+            parked_at: i.parked_at,
+            worker_id: i.worker_id,
+            payload: i.payload,
+        }
+    }
+}
+
+/// A stored entry that cannot be parsed: listed with its raw text, never hidden.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MalformedBody {
+    /// Item id.
+    pub id: String,
+    /// Always `true`.
+    pub malformed: bool,
+    /// The stored text, if any.
+    pub raw: Option<String>,
+    /// Why it cannot be parsed.
+    pub reason: String,
+}
+
+/// One entry of a DLQ listing.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum DlqEntry {
+    /// A well-formed item.
+    Item(DlqItemBody),
+    /// An entry that cannot be parsed.
+    Malformed(MalformedBody),
+}
+
+impl From<ListedItem> for DlqEntry {
+    fn from(l: ListedItem) -> Self {
+        match l {
+            ListedItem::Ok(item) => Self::Item(item.into()),
+            ListedItem::Malformed(m) => Self::Malformed(MalformedBody {
+                id: m.id,
+                malformed: true,
+                raw: m.raw,
+                reason: m.reason,
+            }),
+        }
+    }
+}
+
+/// A page of a DLQ, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DlqPage {
+    /// The entries.
+    pub items: Vec<DlqEntry>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Query of a DLQ listing.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page size, 1..=1000 (default 100).
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A redriven item and whether it was put on the work queue (`false`: it was already there).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RetriedItem {
+    /// The item as it was in the DLQ.
+    #[serde(flatten)]
+    pub item: DlqItemBody,
+    /// `true` when enqueued; `false` when the message was already queued.
+    pub enqueued: bool,
+}
+
+/// Query of a bulk redrive.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RetryAllQuery {
+    /// Redrive at most this many items, oldest first (default: all).
+    pub limit: Option<u64>,
+}
+
+/// What a bulk redrive did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RetryAllBody {
+    /// Items redriven into the work queue.
+    pub redriven: usize,
+    /// Ids of entries skipped because they cannot be parsed (they stay in the DLQ).
+    pub malformed: Vec<String>,
+}
+
+/// `POST /api/v1/scrape` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeRequest {
+    /// The URLs to scrape (http or https).
+    pub urls: Vec<String>,
+    /// The project by id (must exist).
+    pub project_id: Option<Uuid>,
+    /// The project by name (created when missing); used when `project_id` is absent.
+    pub project: Option<String>,
+    /// A free-form group name stored on each source.
+    pub source_group: Option<String>,
+}
+
+/// A refused URL and why.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InvalidUrlBody {
+    /// The URL as given.
+    pub url: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// A source queued by a submission.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QueuedSource {
+    /// Source id.
+    pub source_id: Uuid,
+    /// Its normalised URL.
+    pub uri: String,
+    /// `false` when the URL already had a source in the project (it joins the job).
+    pub created: bool,
+}
+
+/// The answer to a submission.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScrapeAccepted {
+    /// The job created.
+    pub job_id: Uuid,
+    /// Its project.
+    pub project_id: Uuid,
+    /// The sources queued (one per valid, distinct URL).
+    pub sources: Vec<QueuedSource>,
+    /// URLs refused, each with its reason (also recorded on the job).
+    pub invalid: Vec<InvalidUrlBody>,
+    /// Sources that were already waiting in the scrape queue.
+    pub already_queued: u64,
+}
+
+/// Query of the jobs list.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobsQuery {
+    /// Only jobs of this type (e.g. `scrape`).
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub job_type: Option<String>,
+    /// Only jobs in this status (`queued`, `running`, `completed`, `failed`,
+    /// `completed_with_errors`).
+    pub status: Option<String>,
+    /// Page size, 1..=1000 (default 100).
+    pub limit: Option<i64>,
+    /// Jobs to skip (default 0).
+    pub offset: Option<i64>,
+}
+
+/// A job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobBody {
+    /// Job id.
+    pub id: Uuid,
+    /// Its project.
+    pub project_id: Option<Uuid>,
+    /// Its type (`scrape`).
+    #[serde(rename = "type")]
+    pub job_type: String,
+    /// `queued`, `running`, `completed`, `failed` or `completed_with_errors`.
+    pub status: String,
+    /// What was submitted (URLs, refused URLs, source group).
+    #[schema(value_type = Object)]
+    pub payload: Option<Value>,
+    /// Counts by outcome (`total`, `terminal`, `failed`, `invalid_urls`, one per status).
+    #[schema(value_type = Object)]
+    pub counts: Option<Value>,
+    /// A job-level error.
+    pub error: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When its first source moved.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When its last source became terminal.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<JobRow> for JobBody {
+    fn from(j: JobRow) -> Self {
+        Self {
+            id: j.id,
+            project_id: j.project_id,
+            job_type: j.job_type,
+            status: j.status,
+            payload: j.payload,
+            counts: j.result,
+            error: j.error,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+            started_at: j.started_at,
+            completed_at: j.completed_at,
+        }
+    }
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobsPage {
+    /// The jobs.
+    pub items: Vec<JobBody>,
+    /// The `offset` of the next page; `null` when this page was not full.
+    pub next_offset: Option<i64>,
+}
+
+/// A source (without its bodies).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SourceBody {
+    /// Source id.
+    pub id: Uuid,
+    /// Its project.
+    pub project_id: Uuid,
+    /// Its URL.
+    pub uri: String,
+    /// Its group.
+    pub source_group: Option<String>,
+    /// `queued`, `retrying`, `scraped`, `extracted`, `dead_lettered`, `parked`, `discarded`.
+    pub status: String,
+    /// Page title once fetched.
+    pub title: Option<String>,
+    /// Content type once fetched.
+    pub content_type: Option<String>,
+    /// HTTP status once fetched.
+    pub http_status: Option<i32>,
+    /// When it was fetched.
+    pub fetched_at: Option<DateTime<Utc>>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// `transient` or `permanent`.
+    pub last_error_kind: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// The job that created it.
+    pub created_by_job_id: Option<Uuid>,
+}
+
+impl From<SourceRow> for SourceBody {
+    fn from(s: SourceRow) -> Self {
+        Self {
+            id: s.id,
+            project_id: s.project_id,
+            uri: s.uri,
+            source_group: s.source_group,
+            status: s.status,
+            title: s.title,
+            content_type: s.content_type,
+            http_status: s.http_status,
+            fetched_at: s.fetched_at,
+            last_error: s.last_error,
+            last_error_kind: s.last_error_kind,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            created_by_job_id: s.created_by_job_id,
+        }
+    }
+}
+
+/// A job with its sources.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobDetail {
+    /// The job, its status and counts.
+    #[serde(flatten)]
+    pub job: JobBody,
+    /// Its sources with their statuses.
+    pub sources: Vec<SourceBody>,
+}
+
+/// One event of a source's trail.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventBody {
+    /// Event id (increasing).
+    pub id: i64,
+    /// The job it happened for.
+    pub job_id: Option<Uuid>,
+    /// The source.
+    pub source_id: Option<Uuid>,
+    /// `enqueued`, `started`, `succeeded`, `failed`, `dead_lettered`, `redriven`, `parked`,
+    /// `discarded`, `reconciled`.
+    pub kind: String,
+    /// Who wrote it: `submit`, `scrape`, `extraction`, `requeue`, `api`, `cli`.
+    pub stage: Option<String>,
+    /// The attempt number, when relevant.
+    pub attempt: Option<i32>,
+    /// Details (error, kind, delay, DLQ...).
+    #[schema(value_type = Object)]
+    pub detail: Option<Value>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+impl From<EventRow> for EventBody {
+    fn from(e: EventRow) -> Self {
+        Self {
+            id: e.id,
+            job_id: e.job_id,
+            source_id: e.source_id,
+            kind: e.kind,
+            stage: e.stage,
+            attempt: e.attempt,
+            detail: e.detail,
+            at: e.at,
+        }
+    }
+}
+
+/// A source and its event trail, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SourceEvents {
+    /// The source.
+    pub source: SourceBody,
+    /// Its events, oldest first.
+    pub events: Vec<EventBody>,
+}

@@ -1,0 +1,322 @@
+//! `pipelinectl dlq ...`: stats, list, retry, retry-all, purge. Changes go through
+//! `pipeline_ops::dlq_ops`, so the source's status and event trail record them (stage `cli`).
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+
+use clap::Subcommand;
+use dlq_core::{Dlq, ListedItem};
+use pipeline_ops::{Services, dlq_ops};
+use serde_json::json;
+
+use crate::output::{CmdResult, Failure, clip, opt, print_json, print_table, time, unknown_kind};
+
+/// Who the event trail names for changes made here.
+const ACTOR: &str = "cli";
+
+/// DLQ subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Counts per DLQ kind (parked shown apart).
+    Stats,
+    /// Lists a DLQ, newest first.
+    List {
+        /// `scrape` or `extraction`.
+        kind: String,
+        /// Items per page, 1..=1000.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// The cursor printed after the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Redrives one item into its work queue now.
+    Retry {
+        /// `scrape` or `extraction`.
+        kind: String,
+        /// The item id (the source id).
+        id: String,
+    },
+    /// Redrives many items, oldest first (parked and permanent ones included).
+    RetryAll {
+        /// `scrape` or `extraction`.
+        kind: String,
+        /// At most this many items (default: all).
+        #[arg(long)]
+        limit: Option<u64>,
+        /// At most this many redrives per second (default: unlimited).
+        #[arg(long)]
+        rate: Option<u32>,
+    },
+    /// Discards items older than an age, recording each in its source's trail.
+    Purge {
+        /// `scrape` or `extraction`.
+        kind: String,
+        /// Age such as `30d`, `12h`, `45m`, `90s`.
+        #[arg(long, value_parser = parse_age)]
+        older_than: chrono::Duration,
+    },
+}
+
+/// Parses `30d`, `12h`, `45m`, `90s` (a bare number is seconds).
+pub fn parse_age(text: &str) -> Result<chrono::Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not an age like 30d, 12h, 45m or 90s"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(format!("unknown unit in `{text}`; use s, m, h, d or w")),
+    };
+    n.checked_mul(secs)
+        .map(chrono::Duration::seconds)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+fn dlq<'a>(services: &'a Services, kind: &str) -> CmdResult<&'a Dlq> {
+    services
+        .dlq(kind)
+        .ok_or_else(|| Failure::usage(unknown_kind(kind)))
+}
+
+/// Runs one DLQ subcommand.
+pub async fn run(services: &Services, cmd: DlqCommand, as_json: bool) -> CmdResult {
+    match cmd {
+        DlqCommand::Stats => stats(services, as_json).await,
+        DlqCommand::List {
+            kind,
+            limit,
+            cursor,
+        } => list(services, &kind, limit, cursor.as_deref(), as_json).await,
+        DlqCommand::Retry { kind, id } => retry(services, &kind, &id, as_json).await,
+        DlqCommand::RetryAll { kind, limit, rate } => {
+            retry_all(services, &kind, limit, rate, as_json).await
+        }
+        DlqCommand::Purge { kind, older_than } => {
+            purge(services, &kind, older_than, as_json).await
+        }
+    }
+}
+
+async fn stats(services: &Services, as_json: bool) -> CmdResult {
+    let mut flat = BTreeMap::new();
+    let mut rows = Vec::new();
+    for kind in services.families() {
+        let s = dlq(services, kind)?.stats().await?;
+        flat.insert(kind.to_owned(), s.total);
+        flat.insert(format!("{kind}_parked"), s.parked);
+        flat.insert(format!("{kind}_transient"), s.transient);
+        flat.insert(format!("{kind}_permanent"), s.permanent);
+        flat.insert(format!("{kind}_dropped"), s.dropped);
+        rows.push(vec![
+            kind.to_owned(),
+            s.total.to_string(),
+            s.parked.to_string(),
+            s.transient.to_string(),
+            s.permanent.to_string(),
+            s.dropped.to_string(),
+        ]);
+    }
+    if as_json {
+        return print_json(&flat);
+    }
+    print_table(
+        &["KIND", "TOTAL", "PARKED", "TRANSIENT", "PERMANENT", "DROPPED"],
+        &rows,
+    );
+    Ok(())
+}
+
+async fn list(
+    services: &Services,
+    kind: &str,
+    limit: usize,
+    cursor: Option<&str>,
+    as_json: bool,
+) -> CmdResult {
+    let dlq = dlq(services, kind)?;
+    dlq_core::check_limit(limit)?;
+    let page = dlq.list(limit, cursor.filter(|c| !c.is_empty())).await?;
+    if as_json {
+        return print_json(&page);
+    }
+    if page.items.is_empty() {
+        println!("the {kind} DLQ is empty");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = page
+        .items
+        .iter()
+        .map(|listed| match listed {
+            ListedItem::Ok(i) => vec![
+                i.id.clone(),
+                opt(&i.job_id),
+                i.error_kind.as_str().to_owned(),
+                i.attempts.to_string(),
+                i.retry_count.to_string(),
+                if i.parked { "yes" } else { "no" }.to_owned(),
+                time(&i.failed_at),
+                i.error.clone(),
+            ],
+            ListedItem::Malformed(m) => vec![
+                m.id.clone(),
+                "-".into(),
+                "MALFORMED".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                m.reason.clone(),
+            ],
+        })
+        .collect();
+    print_table(
+        &[
+            "ID", "JOB", "KIND", "ATTEMPTS", "RETRIES", "PARKED", "FAILED AT", "ERROR",
+        ],
+        &rows,
+    );
+    if let Some(next) = &page.next_cursor {
+        println!("\nmore: pipelinectl dlq list {kind} --limit {limit} --cursor {next}");
+    }
+    Ok(())
+}
+
+async fn retry(services: &Services, kind: &str, id: &str, as_json: bool) -> CmdResult {
+    dlq(services, kind)?;
+    let Some(outcome) = dlq_ops::retry(services, kind, id, ACTOR).await? else {
+        return Err(Failure::not_found(format!(
+            "no item `{id}` in the {kind} DLQ"
+        )));
+    };
+    if as_json {
+        let mut value = serde_json::to_value(&outcome.item).map_err(anyhow::Error::from)?;
+        value["enqueued"] = json!(outcome.enqueued);
+        return print_json(&value);
+    }
+    let how = if outcome.enqueued {
+        "back in the queue"
+    } else {
+        "already queued, not queued twice"
+    };
+    println!(
+        "redrove {id} into the {kind} queue ({how}); source {}, job {}, redrive #{}",
+        opt(&outcome.item.source_id),
+        opt(&outcome.item.job_id),
+        outcome.item.retry_count + 1
+    );
+    Ok(())
+}
+
+async fn retry_all(
+    services: &Services,
+    kind: &str,
+    limit: Option<u64>,
+    rate: Option<u32>,
+    as_json: bool,
+) -> CmdResult {
+    dlq(services, kind)?;
+    if limit == Some(0) {
+        return Err(Failure::usage(
+            "--limit must be at least 1 (leave it out to redrive every item)",
+        ));
+    }
+    let rate = match rate {
+        None => None,
+        Some(r) => Some(
+            NonZeroU32::new(r)
+                .ok_or_else(|| Failure::usage("--rate must be at least 1 per second"))?,
+        ),
+    };
+    let bulk = dlq_ops::retry_all(services, kind, limit, rate, ACTOR).await?;
+    let malformed: Vec<&str> = bulk.malformed.iter().map(|m| m.id.as_str()).collect();
+    if as_json {
+        return print_json(&json!({"redriven": bulk.redriven.len(), "malformed": malformed}));
+    }
+    println!(
+        "redrove {} item(s) into the {kind} queue",
+        bulk.redriven.len()
+    );
+    for id in malformed {
+        eprintln!("skipped malformed entry {id} (delete it with the API or inspect it with `dlq list`)");
+    }
+    Ok(())
+}
+
+/// Discards each old item through `dlq_ops::discard` so every source's trail says what
+/// happened to it (a bare `Dlq::purge` would leave sources `dead_lettered` with no word),
+/// then purges what is left (entries too malformed to name a source).
+async fn purge(
+    services: &Services,
+    kind: &str,
+    older_than: chrono::Duration,
+    as_json: bool,
+) -> CmdResult {
+    let dlq = dlq(services, kind)?;
+    let cutoff = chrono::Utc::now() - older_than;
+    let mut old = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = dlq.list(dlq_core::MAX_LIST_LIMIT, cursor.as_deref()).await?;
+        for listed in &page.items {
+            if let ListedItem::Ok(item) = listed
+                && item.failed_at < cutoff
+            {
+                old.push(item.id.clone());
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let mut discarded = 0u64;
+    for id in &old {
+        if dlq_ops::discard(services, kind, id, ACTOR).await?.is_some() {
+            discarded += 1;
+        }
+    }
+    let rest = dlq.purge(older_than).await?;
+    let total = discarded + rest;
+    if as_json {
+        return print_json(&json!({"purged": total}));
+    }
+    println!(
+        "purged {total} item(s) older than {} from the {kind} DLQ",
+        clip(&humanize(older_than), 20)
+    );
+    Ok(())
+}
+
+fn humanize(d: chrono::Duration) -> String {
+    let s = d.num_seconds();
+    match s {
+        s if s % 86_400 == 0 && s > 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse() {
+        assert_eq!(parse_age("30d").unwrap(), chrono::Duration::days(30));
+        assert_eq!(parse_age("12h").unwrap(), chrono::Duration::hours(12));
+        assert_eq!(parse_age("90").unwrap(), chrono::Duration::seconds(90));
+        assert!(parse_age("3x").is_err());
+        assert!(parse_age("d").is_err());
+        assert_eq!(humanize(chrono::Duration::days(2)), "2d");
+    }
+}

@@ -1,0 +1,289 @@
+//! `pipelinectl submit`, `jobs list`, `jobs show`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use pipeline_ops::Services;
+use pipeline_ops::submit::{self, SubmitError, SubmitRequest};
+use pipeline_store::jobs::{self, JobFilter, JobRow};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::output::{CmdResult, Failure, opt, print_json, print_table, time};
+
+/// `submit` arguments.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// URLs to scrape.
+    urls: Vec<String>,
+    /// A file of URLs, one per line (`#` starts a comment; `-` reads stdin).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// The project name (created when missing; default `default`).
+    #[arg(long)]
+    project: Option<String>,
+    /// A group name stored on each source.
+    #[arg(long)]
+    source_group: Option<String>,
+}
+
+/// `jobs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Lists jobs, newest first.
+    List {
+        /// Only jobs of this type (e.g. `scrape`).
+        #[arg(long = "type")]
+        job_type: Option<String>,
+        /// Only jobs in this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Jobs per page, 1..=1000.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Jobs to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+    /// Shows one job: status, counts, sources.
+    Show {
+        /// The job id.
+        id: String,
+    },
+}
+
+fn read_urls(args: &SubmitArgs) -> CmdResult<Vec<String>> {
+    let mut urls = args.urls.clone();
+    if let Some(path) = &args.file {
+        let text = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+                .map_err(|e| Failure::usage(format!("cannot read URLs from stdin: {e}")))?
+        } else {
+            std::fs::read_to_string(path).map_err(|e| {
+                Failure::usage(format!("cannot read URL file {}: {e}", path.display()))
+            })?
+        };
+        urls.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    if urls.is_empty() {
+        return Err(Failure::usage(
+            "no URLs given: pass them as arguments or with --file",
+        ));
+    }
+    Ok(urls)
+}
+
+/// Submits URLs; prints the job id and each refused URL. Exit 0 when at least one URL was
+/// queued; 2 when every URL was refused (the job is still recorded, as failed).
+pub async fn submit(services: &Services, args: SubmitArgs, as_json: bool) -> CmdResult {
+    let urls = read_urls(&args)?;
+    let req = SubmitRequest {
+        urls,
+        project_id: None,
+        project_name: args.project.clone(),
+        source_group: args.source_group.clone(),
+    };
+    let outcome = submit::submit(services, &req).await.map_err(|e| match e {
+        SubmitError::Invalid(msg) => Failure::usage(msg),
+        other => anyhow::Error::new(other).into(),
+    })?;
+    if as_json {
+        print_json(&outcome)?;
+    } else {
+        println!("job {}", outcome.job_id);
+        println!(
+            "queued {} source(s) in project {}{}",
+            outcome.sources.len(),
+            outcome.project_id,
+            if outcome.already_queued > 0 {
+                format!(" ({} were already queued)", outcome.already_queued)
+            } else {
+                String::new()
+            }
+        );
+        for bad in &outcome.invalid {
+            eprintln!("invalid URL `{}`: {}", bad.url, bad.reason);
+        }
+        if !outcome.invalid.is_empty() {
+            eprintln!(
+                "{} URL(s) refused (recorded on job {})",
+                outcome.invalid.len(),
+                outcome.job_id
+            );
+        }
+    }
+    if outcome.sources.is_empty() {
+        return Err(Failure::usage(format!(
+            "every URL was refused; job {} is recorded as failed",
+            outcome.job_id
+        )));
+    }
+    Ok(())
+}
+
+/// Runs one `jobs` subcommand.
+pub async fn run(services: &Services, cmd: JobsCommand, as_json: bool) -> CmdResult {
+    match cmd {
+        JobsCommand::List {
+            job_type,
+            status,
+            limit,
+            offset,
+        } => list(services, job_type, status, limit, offset, as_json).await,
+        JobsCommand::Show { id } => show(services, &id, as_json).await,
+    }
+}
+
+fn count(counts: &Option<Value>, key: &str) -> String {
+    counts
+        .as_ref()
+        .and_then(|c| c.get(key))
+        .and_then(Value::as_i64)
+        .map_or_else(|| "-".into(), |n| n.to_string())
+}
+
+async fn list(
+    services: &Services,
+    job_type: Option<String>,
+    status: Option<String>,
+    limit: i64,
+    offset: i64,
+    as_json: bool,
+) -> CmdResult {
+    if !(1..=1000).contains(&limit) {
+        return Err(Failure::usage(format!(
+            "--limit must be between 1 and 1000, got {limit}"
+        )));
+    }
+    if offset < 0 {
+        return Err(Failure::usage("--offset must not be negative"));
+    }
+    let rows = jobs::list(
+        &services.db,
+        &JobFilter {
+            job_type,
+            status,
+            limit,
+            offset,
+        },
+    )
+    .await?;
+    if as_json {
+        return print_json(&json!({ "items": rows }));
+    }
+    if rows.is_empty() {
+        println!("no jobs");
+        return Ok(());
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.to_string(),
+                j.job_type.clone(),
+                j.status.clone(),
+                count(&j.result, "total"),
+                count(&j.result, "extracted"),
+                count(&j.result, "failed"),
+                count(&j.result, "invalid_urls"),
+                time(&j.created_at),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "TYPE",
+            "STATUS",
+            "SOURCES",
+            "EXTRACTED",
+            "FAILED",
+            "INVALID",
+            "CREATED",
+        ],
+        &table,
+    );
+    Ok(())
+}
+
+/// Parses a UUID argument, with a clear message.
+pub fn parse_id(what: &str, text: &str) -> CmdResult<Uuid> {
+    Uuid::parse_str(text.trim())
+        .map_err(|e| Failure::usage(format!("`{text}` is not a {what} id (a UUID): {e}")))
+}
+
+fn print_job_header(j: &JobRow) {
+    println!("job        {}", j.id);
+    println!("type       {}", j.job_type);
+    println!("status     {}", j.status);
+    println!("project    {}", opt(&j.project_id));
+    println!("created    {}", time(&j.created_at));
+    println!(
+        "started    {}",
+        j.started_at.as_ref().map_or("-".into(), time)
+    );
+    println!(
+        "completed  {}",
+        j.completed_at.as_ref().map_or("-".into(), time)
+    );
+    if let Some(err) = &j.error {
+        println!("error      {err}");
+    }
+    if let Some(Value::Object(counts)) = &j.result {
+        let parts: Vec<String> = counts
+            .iter()
+            .filter(|(_, v)| v.as_i64() != Some(0))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!("counts     {}", parts.join(" "));
+    }
+}
+
+async fn show(services: &Services, id: &str, as_json: bool) -> CmdResult {
+    let id = parse_id("job", id)?;
+    let job = jobs::get(&services.db, id).await?;
+    let sources = jobs::sources(&services.db, id).await?;
+    if as_json {
+        return print_json(&json!({"job": job, "sources": sources}));
+    }
+    print_job_header(&job);
+    if let Some(invalid) = job
+        .payload
+        .as_ref()
+        .and_then(|p| p.get("invalid_urls"))
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    {
+        println!("\nrefused URLs:");
+        for bad in invalid {
+            println!(
+                "  {}: {}",
+                bad.get("url").and_then(Value::as_str).unwrap_or("?"),
+                bad.get("reason").and_then(Value::as_str).unwrap_or("?")
+            );
+        }
+    }
+    println!();
+    if sources.is_empty() {
+        println!("no sources");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = sources
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.to_string(),
+                s.status.clone(),
+                s.uri.clone(),
+                s.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(&["SOURCE", "STATUS", "URL", "LAST ERROR"], &rows);
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! Output helpers: plain tables for people, JSON for scripts, and the command's failure with
+//! its exit code.
+
+use std::process::ExitCode;
+
+/// Exit code of an invalid argument (also clap's code for usage errors).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the thing asked for does not exist.
+pub const EXIT_NOT_FOUND: u8 = 3;
+
+/// A command's failure: a message for stderr and an exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code.
+    pub code: u8,
+    /// The message, printed as `error: {message}`.
+    pub message: String,
+}
+
+impl Failure {
+    /// An invalid argument (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+
+    /// Nothing found (exit 3).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    /// The exit code.
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.code)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(err: anyhow::Error) -> Self {
+        Self {
+            code: 1,
+            message: format!("{err:#}"),
+        }
+    }
+}
+
+impl From<pipeline_store::StoreError> for Failure {
+    fn from(err: pipeline_store::StoreError) -> Self {
+        match err {
+            pipeline_store::StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
+            other => anyhow::Error::new(other).into(),
+        }
+    }
+}
+
+impl From<dlq_core::DlqError> for Failure {
+    fn from(err: dlq_core::DlqError) -> Self {
+        use dlq_core::DlqError as E;
+        match &err {
+            E::InvalidLimit { .. } | E::InvalidCursor(_) | E::InvalidArgument(_) => {
+                Self::usage(err.to_string())
+            }
+            E::UnknownKind(_) => Self::usage(err.to_string()),
+            _ => anyhow::Error::new(err).into(),
+        }
+    }
+}
+
+impl From<pipeline_ops::dlq_ops::DlqOpError> for Failure {
+    fn from(err: pipeline_ops::dlq_ops::DlqOpError) -> Self {
+        use pipeline_ops::dlq_ops::DlqOpError as E;
+        match err {
+            E::UnknownKind(kind) => Self::usage(unknown_kind(&kind)),
+            E::Dlq(e) => e.into(),
+            other => anyhow::Error::new(other).into(),
+        }
+    }
+}
+
+/// The message for an unknown DLQ kind.
+pub fn unknown_kind(kind: &str) -> String {
+    format!(
+        "unknown DLQ kind `{kind}`; known kinds: {}",
+        dlq_core::KINDS.join(", ")
+    )
+}
+
+/// Command result.
+pub type CmdResult<T = ()> = Result<T, Failure>;
+
+/// Prints a value as one line of JSON.
+pub fn print_json(value: &impl serde::Serialize) -> CmdResult {
+    let text = serde_json::to_string_pretty(value).map_err(anyhow::Error::from)?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Cells longer than this are cut (with an ellipsis) so a table stays readable.
+const MAX_CELL: usize = 60;
+
+/// Prints an aligned table with a header row.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let cut: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| clip(c, MAX_CELL)).collect())
+        .collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &cut {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for row in &cut {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// One line of `text`, at most `max` characters.
+pub fn clip(text: &str, max: usize) -> String {
+    let one_line = text.replace(['\n', '\r', '\t'], " ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let mut s: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// An optional value as text (`-` when absent).
+pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string)
+}
+
+/// A timestamp as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
