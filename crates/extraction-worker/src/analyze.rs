@@ -1,0 +1,162 @@
+//! The CPU-bound part of one source: main content, chunks and entities, computed by
+//! `extract-core` in one synchronous call (HTML parse trees are not `Send`, so the worker
+//! runs [`analyze`] inside `spawn_blocking`).
+
+use extract_core::{Chunk, ChunkOptions, EntityReport, EntitySource, ExtractError, Extractor};
+
+/// Everything the worker stores about one document, before any I/O.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// The document's title, when found.
+    pub title: Option<String>,
+    /// The whole cleaned main text (stored in `sources.content`).
+    pub text: String,
+    /// The chunks, one `extractions` row each.
+    pub chunks: Vec<Chunk>,
+    /// The entities, with the extractors that failed.
+    pub entities: EntityReport,
+    /// For each entity of `entities.entities` (same order), the chunk indexes it is linked to.
+    pub links: Vec<Vec<usize>>,
+    /// Which extractor's text was kept.
+    pub extractor: Extractor,
+}
+
+/// Extracts, chunks and finds entities.
+///
+/// # Errors
+/// What extract-core refuses (unsupported content type, no text): permanent by nature.
+pub fn analyze(
+    body: &str,
+    url: Option<&str>,
+    content_type: &str,
+    opts: ChunkOptions,
+) -> Result<Analysis, ExtractError> {
+    let extracted = extract_core::extract(body, url, content_type)?;
+    let chunks = extract_core::chunk(&extracted.sections, opts);
+    // JSON-LD and mailto:/tel: links exist only in markup; plain text is searched as text.
+    let html = (extracted.extractor != Extractor::PlainText).then_some(body);
+    let entities = extract_core::find_entities(html, &extracted.text);
+    let links = link_entities(&entities, &chunks);
+    Ok(Analysis {
+        title: extracted.title,
+        text: extracted.text,
+        chunks,
+        entities,
+        links,
+        extractor: extracted.extractor,
+    })
+}
+
+/// Links each entity to the chunks whose text mentions it (case and spacing ignored), or to
+/// the first chunk when no chunk does: JSON-LD entities and link targets often appear
+/// nowhere in the text, yet they belong to the document, and the first chunk stands for it.
+fn link_entities(report: &EntityReport, chunks: &[Chunk]) -> Vec<Vec<usize>> {
+    let folded: Vec<String> = chunks.iter().map(|c| fold(&c.text)).collect();
+    report
+        .entities
+        .iter()
+        .map(|entity| {
+            if chunks.is_empty() {
+                return Vec::new();
+            }
+            let name = fold(&entity.name);
+            let normalized = fold(&entity.normalized);
+            let mut hits: Vec<usize> = if entity.source == EntitySource::JsonLd || name.is_empty() {
+                Vec::new()
+            } else {
+                folded
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, text)| text.contains(&name) || text.contains(&normalized))
+                    .map(|(i, _)| chunks[i].index)
+                    .collect()
+            };
+            if hits.is_empty() {
+                hits.push(chunks[0].index);
+            }
+            hits
+        })
+        .collect()
+}
+
+/// Lower-cased, whitespace collapsed: how mentions are compared.
+fn fold(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: &str = r#"<!DOCTYPE html><html><head><title>Acme news</title>
+<script type="application/ld+json">{"@type":"Organization","name":"Acme Corporation"}</script>
+</head><body><article><h1>Acme news</h1>
+<p>First paragraph about the weather, long enough to be kept by the extractors as text.</p>
+<h2>Contact</h2><p>Write to Press@Acme.example for more, or call +1 (555) 010-2030 today.</p>
+</article></body></html>"#;
+
+    #[test]
+    fn entities_link_to_the_chunks_that_mention_them() {
+        let a = analyze(
+            PAGE,
+            Some("https://acme.example/news"),
+            "text/html",
+            ChunkOptions {
+                max_chars: 100,
+                overlap_chars: 0,
+            },
+        )
+        .unwrap();
+        assert!(a.chunks.len() >= 2, "{:?}", a.chunks);
+        let find = |normalized: &str| {
+            let i = a
+                .entities
+                .entities
+                .iter()
+                .position(|e| e.normalized == normalized)
+                .unwrap_or_else(|| panic!("{normalized} not found in {:?}", a.entities));
+            a.links[i].clone()
+        };
+        let email = find("press@acme.example");
+        assert!(!email.is_empty());
+        for i in &email {
+            assert!(
+                a.chunks[*i]
+                    .text
+                    .to_lowercase()
+                    .contains("press@acme.example")
+            );
+        }
+        assert_ne!(email, vec![0], "the e-mail is not in the first chunk");
+        assert_eq!(find("Acme Corporation"), vec![0], "JSON-LD goes to chunk 0");
+    }
+
+    #[test]
+    fn plain_text_passes_through_without_markup_entities() {
+        let a = analyze(
+            "Hello there.\n\nMail me at a@b.example.",
+            None,
+            "text/plain",
+            ChunkOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(a.extractor, Extractor::PlainText);
+        assert_eq!(a.text, "Hello there.\n\nMail me at a@b.example.");
+        assert!(a.entities.completed.iter().all(|c| c == "text"));
+    }
+
+    #[test]
+    fn refused_content_is_an_error() {
+        assert!(matches!(
+            analyze("%PDF-1.4", None, "application/pdf", ChunkOptions::default()),
+            Err(ExtractError::UnsupportedContentType(_))
+        ));
+        assert!(matches!(
+            analyze("   ", None, "text/plain", ChunkOptions::default()),
+            Err(ExtractError::NoContent)
+        ));
+    }
+}

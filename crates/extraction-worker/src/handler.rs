@@ -1,0 +1,236 @@
+//! The work of one extraction delivery, and the bookkeeping of its failures.
+
+use std::time::Instant;
+
+use embedder::Batcher;
+use extract_core::{ChunkOptions, ExtractError};
+use pipeline_ops::messages::{EXTRACTION, SourceMessage};
+use pipeline_ops::worker::{Failure, Handler, Settled};
+use pipeline_store::SourceStatus;
+use pipeline_store::sources::{self, Transition};
+use serde_json::json;
+use sqlx::PgPool;
+use tracing::Instrument;
+use uuid::Uuid;
+use work_queue::Delivery;
+
+use crate::analyze::{Analysis, analyze};
+use crate::store::{self, Finish};
+
+/// Processes extraction deliveries: extract, chunk, store, find entities, embed (through the
+/// process's one [`Batcher`]), and mark the source `extracted`.
+#[derive(Debug, Clone)]
+pub struct ExtractionHandler {
+    db: PgPool,
+    batcher: Batcher,
+    chunking: ChunkOptions,
+}
+
+impl ExtractionHandler {
+    /// A handler writing to `db`, embedding through `batcher`, chunking with `chunking`.
+    pub fn new(db: PgPool, batcher: Batcher, chunking: ChunkOptions) -> Self {
+        Self {
+            db,
+            batcher,
+            chunking,
+        }
+    }
+
+    async fn process(&self, delivery: &Delivery, msg: SourceMessage) -> Result<(), Failure> {
+        let source_id = msg.source_id;
+        let attempt = (delivery.attempts + 1) as i32;
+        sources::record_event(
+            &self.db,
+            msg.job_id,
+            source_id,
+            "started",
+            "extraction",
+            Some(attempt),
+            &json!({ "deliveries": delivery.deliveries, "redrives": delivery.redrives }),
+        )
+        .await
+        .map_err(|e| database(&e))?;
+
+        let source = store::load_source(&self.db, source_id)
+            .await
+            .map_err(|e| database(&e))?
+            .ok_or_else(|| Failure::permanent(format!("source {source_id} does not exist")))?;
+        let body = source.raw_content.clone().ok_or_else(|| {
+            Failure::permanent("the source has no stored content (it was never fetched)")
+        })?;
+        let uri = source.uri.clone();
+        let content_type = source.content_type.clone().unwrap_or_default();
+        let chunking = self.chunking;
+        // HTML trees are not Send, and parsing is CPU work: off the async threads.
+        let analysis = tokio::task::spawn_blocking(move || {
+            analyze(&body, Some(&uri), &content_type, chunking)
+        })
+        .await
+        .map_err(|e| Failure::transient(format!("extraction task failed: {e}")))?
+        .map_err(refused)?;
+        record_analysis_metrics(&analysis);
+
+        let model = self.batcher.model().to_owned();
+        let stored =
+            store::store_analysis(&self.db, source_id, &source, msg.job_id, &analysis, &model)
+                .await
+                .map_err(|e| database(&e))?;
+
+        // Only what is still missing is embedded: a retry after an embedding failure, or a
+        // redelivery after a crash, does not pay for vectors it already has.
+        let texts: Vec<String> = stored
+            .missing
+            .iter()
+            .map(|m| analysis.chunks[m.chunk_index].embedding_text(analysis.title.as_deref()))
+            .collect();
+        let started = Instant::now();
+        let vectors = self.batcher.embed(texts).await.map_err(|e| {
+            let kind = if e.is_transient() {
+                "transient"
+            } else {
+                "permanent"
+            };
+            metrics::counter!("pipeline_embedding_failures_total", "kind" => kind).increment(1);
+            let message = format!("embedding failed: {e}");
+            if e.is_transient() {
+                Failure::transient(message)
+            } else {
+                Failure::permanent(message)
+            }
+        })?;
+        if !stored.missing.is_empty() {
+            metrics::histogram!("pipeline_embedding_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
+
+        let status = analysis.entities.status();
+        let ids: Vec<Uuid> = stored.missing.iter().map(|m| m.extraction_id).collect();
+        let detail = json!({
+            "chunks": stored.chunks,
+            "embedded": ids.len(),
+            "entities": stored.entities,
+            "entities_status": status.as_str(),
+            "entity_failures": analysis.entities.failures,
+            "title": analysis.title,
+            "extractor": analysis.extractor.as_str(),
+            "model": model,
+        });
+        store::finish(
+            &self.db,
+            &Finish {
+                source_id,
+                job_id: msg.job_id,
+                attempt,
+                model: &model,
+                dims: self.batcher.dims(),
+                extraction_ids: &ids,
+                vectors: &vectors,
+                detail,
+            },
+        )
+        .await
+        .map_err(|e| database(&e))?;
+        tracing::info!(
+            chunks = stored.chunks,
+            embedded = ids.len(),
+            entities = stored.entities,
+            entities_status = status.as_str(),
+            "source extracted"
+        );
+        Ok(())
+    }
+}
+
+impl Handler for ExtractionHandler {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
+        let msg: SourceMessage = delivery
+            .parse()
+            .map_err(|e| Failure::permanent(format!("malformed extraction message: {e}")))?;
+        let span = tracing::info_span!(
+            "extraction",
+            source_id = %msg.source_id,
+            job_id = msg.job_id.map(tracing::field::display),
+            attempt = delivery.attempts + 1,
+        );
+        self.process(delivery, msg).instrument(span).await
+    }
+
+    async fn on_failure(&self, delivery: &Delivery, failure: &Failure, settled: Settled) {
+        let msg = delivery.parse::<SourceMessage>().ok();
+        let Some(source_id) = msg
+            .map(|m| m.source_id)
+            .or_else(|| Uuid::parse_str(&delivery.id).ok())
+        else {
+            tracing::warn!(message_id = %delivery.id, error = failure.message(), "failed message names no source; nothing to record");
+            return;
+        };
+        let job_id = msg.and_then(|m| m.job_id);
+        let kind = failure.kind().as_str();
+        let (to, event, attempt, detail) = match settled {
+            Settled::RetryScheduled { attempts, delay } => (
+                SourceStatus::Retrying,
+                "failed",
+                attempts,
+                json!({
+                    "error": failure.message(),
+                    "kind": kind,
+                    "attempt": attempts,
+                    "delay_ms": delay.as_millis() as u64,
+                }),
+            ),
+            Settled::DeadLettered { attempts, kind } => (
+                SourceStatus::DeadLettered,
+                "dead_lettered",
+                attempts,
+                json!({
+                    "error": failure.message(),
+                    "kind": kind.as_str(),
+                    "attempts": attempts,
+                    "dlq": EXTRACTION,
+                }),
+            ),
+            Settled::LeaseLost => return,
+        };
+        let result = sources::transition(
+            &self.db,
+            &Transition {
+                source_id,
+                job_id,
+                to,
+                event,
+                stage: "extraction",
+                attempt: Some(attempt as i32),
+                detail,
+                error: Some((kind, failure.message())),
+            },
+        )
+        .await;
+        if let Err(err) = result {
+            // The queue has settled the message already; the reconciler repairs a stale status.
+            tracing::error!(%source_id, error = %err, "could not record the failure in Postgres");
+        }
+    }
+}
+
+/// A database error: worth a retry (connection loss, deadlock, pool timeout).
+fn database(e: &dyn std::fmt::Display) -> Failure {
+    Failure::transient(format!("database error: {e}"))
+}
+
+/// Content extract-core refuses: retrying cannot change a pure function's answer.
+fn refused(e: ExtractError) -> Failure {
+    Failure::permanent(format!("extraction refused the content: {e}"))
+}
+
+fn record_analysis_metrics(a: &Analysis) {
+    let status = a.entities.status().as_str();
+    metrics::histogram!("pipeline_extractions_per_source").record(a.chunks.len() as f64);
+    metrics::counter!("pipeline_entities_status_total", "status" => status).increment(1);
+    if a.entities.status() != extract_core::EntitiesStatus::Complete {
+        tracing::warn!(
+            entities_status = status,
+            failures = ?a.entities.failures,
+            "entity extraction incomplete"
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! The extraction worker: consumes the extraction queue and turns each scraped source into
+//! extractions (one per chunk of its main text), vectors and entities.
+//!
+//! Per delivery ([`ExtractionHandler`]):
+//! 1. load the source's stored body; extract the main text and title, cut it into sections
+//!    and overlapping chunks, and find entities (`extract-core`, in `spawn_blocking`);
+//! 2. in one short transaction: the cleaned text into `sources.content`, one `extractions`
+//!    row per chunk (upserted on `(source_id, extraction_type, chunk_index)`; chunks beyond
+//!    the new last one deleted), the entities and their links, with `entities_status`;
+//! 3. embed the chunks still without a vector, through the process's one [`Batcher`], which
+//!    gathers texts across concurrent deliveries; no transaction is open meanwhile;
+//! 4. in one transaction: the vectors, `embeddings_created = true`, and the source's
+//!    `extracted` status with its `succeeded` event.
+//!
+//! An embedding failure leaves the rows with `embeddings_created = false` and the source
+//! not done; the runner retries transient failures and then dead-letters, and a redriven
+//! message embeds only what is still missing.
+//!
+//! Environment variables read here: `PIPELINE_EMBEDDING_API_KEY` (through
+//! [`Settings::embedding_api_key`]).
+
+mod analyze;
+mod handler;
+pub mod store;
+
+use std::sync::Arc;
+
+use embedder::{
+    Batcher, BatcherConfig, EmbedError, Embedder, EmbedderConfig, HashingConfig, OpenAiConfig,
+};
+use extract_core::ChunkOptions;
+use pipeline_core::settings::EmbeddingBackend;
+use pipeline_core::{Settings, SettingsError, Sources};
+use pipeline_ops::Services;
+use pipeline_ops::messages::EXTRACTION;
+use pipeline_ops::worker::RunnerOptions;
+use tokio_util::sync::CancellationToken;
+
+pub use analyze::{Analysis, analyze};
+pub use handler::ExtractionHandler;
+
+/// Why the worker could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The embedding API key could not be read.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The embedding settings are unusable.
+    #[error(transparent)]
+    Embedder(#[from] EmbedError),
+}
+
+/// The embedder the `[embedding]` settings describe. `api_key` is used by `openai` only.
+///
+/// # Errors
+/// [`BuildError::Embedder`] when the `openai` settings are unusable.
+pub fn embedder_from_settings(
+    settings: &Settings,
+    api_key: Option<secrecy::SecretString>,
+) -> Result<Embedder, BuildError> {
+    let e = &settings.embedding;
+    let cfg = match e.backend {
+        EmbeddingBackend::Hashing => EmbedderConfig::Hashing(HashingConfig {
+            dims: e.dims,
+            ..HashingConfig::default()
+        }),
+        EmbeddingBackend::Openai => EmbedderConfig::Openai(OpenAiConfig {
+            url: openai_base(&e.openai.url),
+            model: e.openai.model.clone(),
+            dims: e.dims,
+            batch_size: e.batch_size,
+            timeout_ms: e.openai.timeout_ms,
+            send_dimensions: false,
+        }),
+    };
+    Ok(Embedder::from_config(cfg, api_key)?)
+}
+
+/// The configured URL is the server's base ("/v1/embeddings" is appended, as the defaults
+/// file says); a URL that already ends in `/v1` or `/embeddings` is taken as it is.
+fn openai_base(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    if url.ends_with("/v1") || url.ends_with("/embeddings") {
+        url.to_owned()
+    } else {
+        format!("{url}/v1")
+    }
+}
+
+/// The process's batcher over the configured embedder (one per process, shared by every
+/// delivery). Reads the API key from the process environment.
+///
+/// # Errors
+/// As [`embedder_from_settings`], or an unreadable key file.
+pub fn batcher_from_settings(settings: &Settings) -> Result<Batcher, BuildError> {
+    let key = settings.embedding_api_key(&Sources::from_process())?;
+    let embedder = embedder_from_settings(settings, key)?;
+    Ok(spawn_batcher(settings, embedder))
+}
+
+/// Starts a batcher over `embedder` with the `[embedding]` batch size and window.
+pub fn spawn_batcher(settings: &Settings, embedder: Embedder) -> Batcher {
+    Batcher::spawn(
+        embedder,
+        BatcherConfig {
+            max_batch: settings.embedding.batch_size,
+            max_wait_ms: settings.embedding.batch_window_ms,
+            ..BatcherConfig::default()
+        },
+    )
+}
+
+/// The chunk bounds of the `[extraction]` settings.
+pub fn chunk_options(settings: &Settings) -> ChunkOptions {
+    ChunkOptions {
+        max_chars: settings.extraction.chunk_max_chars,
+        overlap_chars: settings.extraction.chunk_overlap_chars,
+    }
+}
+
+/// The handler for `services`, embedding through `batcher`.
+pub fn handler(services: &Services, batcher: Batcher) -> ExtractionHandler {
+    ExtractionHandler::new(
+        services.db.clone(),
+        batcher,
+        chunk_options(&services.settings),
+    )
+}
+
+/// The runner options of the `[extraction]`, `[queue]` and `[shutdown]` settings.
+pub fn runner_options(settings: &Settings) -> RunnerOptions {
+    RunnerOptions {
+        concurrency: settings.extraction.concurrency,
+        reserve_batch: settings.queue.reserve_batch,
+        drain_timeout: settings.shutdown.drain_timeout(),
+    }
+}
+
+/// Consumes the extraction queue until `cancel` fires, then drains within the configured
+/// timeout.
+pub async fn run(services: &Services, batcher: Batcher, cancel: CancellationToken) {
+    let queue = services
+        .queue(EXTRACTION)
+        .expect("the extraction family always exists")
+        .clone();
+    let handler = Arc::new(handler(services, batcher));
+    pipeline_ops::worker::run(queue, handler, runner_options(&services.settings), cancel).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_url_gets_v1_once() {
+        assert_eq!(openai_base("http://h:8000"), "http://h:8000/v1");
+        assert_eq!(openai_base("http://h:8000/"), "http://h:8000/v1");
+        assert_eq!(
+            openai_base("https://api.openai.com/v1"),
+            "https://api.openai.com/v1"
+        );
+        assert_eq!(
+            openai_base("http://h/v1/embeddings"),
+            "http://h/v1/embeddings"
+        );
+    }
+}

@@ -1,0 +1,374 @@
+//! The worker's Postgres writes, in two short transactions per source: the extractions,
+//! content and entities first; then, after the embedding call (never inside a transaction),
+//! the vectors together with `embeddings_created` and the source's `extracted` status.
+//!
+//! Every write is an upsert keyed on a unique constraint, so a redelivered message rewrites
+//! the same rows instead of adding copies.
+
+use pipeline_store::SourceStatus;
+use pipeline_store::sources::{self, Transition};
+use serde_json::{Value, json};
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::analyze::Analysis;
+
+/// The `extraction_type` of a chunk of the main text.
+pub const TEXT_CHUNK: &str = "text_chunk";
+
+/// What the worker reads of a source.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SourceContent {
+    /// The source's project (entities are unique per project).
+    pub project_id: Uuid,
+    /// The page's URL (resolves relative links).
+    pub uri: String,
+    /// The fetched body.
+    pub raw_content: Option<String>,
+    /// Its HTTP content type.
+    pub content_type: Option<String>,
+    /// The job that created the source.
+    pub created_by_job_id: Option<Uuid>,
+}
+
+/// Reads the stored content of a source; `None` when there is no such source.
+pub async fn load_source(db: &PgPool, source_id: Uuid) -> sqlx::Result<Option<SourceContent>> {
+    sqlx::query_as::<_, SourceContent>(
+        "SELECT project_id, uri, raw_content, content_type, created_by_job_id
+         FROM sources WHERE id = $1",
+    )
+    .bind(source_id)
+    .fetch_optional(db)
+    .await
+}
+
+/// A chunk still without a current vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Missing {
+    /// Its `extractions` row.
+    pub extraction_id: Uuid,
+    /// Its position in the document.
+    pub chunk_index: usize,
+}
+
+/// What the first transaction stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Chunks (extraction rows) of the source.
+    pub chunks: usize,
+    /// Entities linked to the source.
+    pub entities: usize,
+    /// Chunks to embed: without a vector, or with one from another model.
+    pub missing: Vec<Missing>,
+}
+
+/// Stores the content, one extraction per chunk, the entities and their links, and returns
+/// the chunks that still need a vector. One transaction.
+pub async fn store_analysis(
+    db: &PgPool,
+    source_id: Uuid,
+    source: &SourceContent,
+    job_id: Option<Uuid>,
+    analysis: &Analysis,
+    model: &str,
+) -> sqlx::Result<Stored> {
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "UPDATE sources SET content = $2, title = COALESCE($3, title), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(source_id)
+    .bind(&analysis.text)
+    .bind(analysis.title.as_deref())
+    .execute(&mut *tx)
+    .await?;
+
+    let ids = upsert_chunks(&mut tx, source_id, source, job_id, analysis).await?;
+    let entities = upsert_entities(&mut tx, source.project_id, analysis).await?;
+    link_entities(&mut tx, source_id, &ids, &entities, analysis).await?;
+
+    let missing: Vec<(Uuid, i32)> = sqlx::query_as(
+        "SELECT x.id, x.chunk_index FROM extractions x
+         LEFT JOIN extraction_embeddings e ON e.extraction_id = x.id
+         WHERE x.source_id = $1 AND x.extraction_type = $2
+           AND (NOT x.embeddings_created OR e.model IS DISTINCT FROM $3)
+         ORDER BY x.chunk_index",
+    )
+    .bind(source_id)
+    .bind(TEXT_CHUNK)
+    .bind(model)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Stored {
+        chunks: ids.len(),
+        entities: entities.len(),
+        missing: missing
+            .into_iter()
+            .map(|(extraction_id, i)| Missing {
+                extraction_id,
+                chunk_index: i as usize,
+            })
+            .collect(),
+    })
+}
+
+/// Upserts one row per chunk and removes chunks beyond the new last one (the chunking
+/// changed). A chunk whose data changed loses its vector. Returns the row ids by chunk index.
+async fn upsert_chunks(
+    tx: &mut Transaction<'_, Postgres>,
+    source_id: Uuid,
+    source: &SourceContent,
+    job_id: Option<Uuid>,
+    analysis: &Analysis,
+) -> sqlx::Result<Vec<Uuid>> {
+    let n = analysis.chunks.len();
+    let new_ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    let indexes: Vec<i32> = analysis.chunks.iter().map(|c| c.index as i32).collect();
+    let data: Vec<String> = analysis
+        .chunks
+        .iter()
+        .map(|c| {
+            json!({
+                "text": c.text,
+                "heading_path": c.heading_path,
+                "char_start": c.char_start,
+                "char_end": c.char_end,
+                "chunk_index": c.index,
+            })
+            .to_string()
+        })
+        .collect();
+    let status = analysis.entities.status();
+    let extracted = status != extract_core::EntitiesStatus::Failed;
+    let rows: Vec<(Uuid, i32)> = sqlx::query_as(
+        "INSERT INTO extractions (id, source_id, project_id, extraction_type, data, chunk_index,
+                                  entities_extracted, entities_status, created_by_job_id)
+         SELECT u.id, $1, $2, $3, u.data::jsonb, u.idx, $7, $8, $9
+         FROM UNNEST($4::uuid[], $5::text[], $6::int[]) AS u(id, data, idx)
+         ON CONFLICT (source_id, extraction_type, chunk_index) DO UPDATE SET
+             data = EXCLUDED.data,
+             embeddings_created = extractions.embeddings_created
+                                  AND extractions.data = EXCLUDED.data,
+             entities_extracted = EXCLUDED.entities_extracted,
+             entities_status = EXCLUDED.entities_status,
+             created_by_job_id = COALESCE(extractions.created_by_job_id,
+                                          EXCLUDED.created_by_job_id)
+         RETURNING id, chunk_index",
+    )
+    .bind(source_id)
+    .bind(source.project_id)
+    .bind(TEXT_CHUNK)
+    .bind(&new_ids)
+    .bind(&data)
+    .bind(&indexes)
+    .bind(extracted)
+    .bind(status.as_str())
+    .bind(job_id.or(source.created_by_job_id))
+    .fetch_all(&mut **tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM extractions WHERE source_id = $1 AND extraction_type = $2 AND chunk_index >= $3",
+    )
+    .bind(source_id)
+    .bind(TEXT_CHUNK)
+    .bind(n as i32)
+    .execute(&mut **tx)
+    .await?;
+    // A vector of text that changed is not a vector of this chunk any more.
+    sqlx::query(
+        "DELETE FROM extraction_embeddings e USING extractions x
+         WHERE e.extraction_id = x.id AND x.source_id = $1 AND NOT x.embeddings_created",
+    )
+    .bind(source_id)
+    .execute(&mut **tx)
+    .await?;
+    let mut ids = vec![Uuid::nil(); n];
+    for (id, i) in rows {
+        if let Some(slot) = ids.get_mut(i as usize) {
+            *slot = id;
+        }
+    }
+    Ok(ids)
+}
+
+/// Upserts the entities (unique per project, kind and normalised value) and returns their
+/// ids in the order of `analysis.entities.entities`.
+async fn upsert_entities(
+    tx: &mut Transaction<'_, Postgres>,
+    project_id: Uuid,
+    analysis: &Analysis,
+) -> sqlx::Result<Vec<Uuid>> {
+    let found = &analysis.entities.entities;
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Insert in one global order, so concurrent workers naming the same entities take their
+    // row locks in the same order and cannot deadlock.
+    let mut order: Vec<usize> = (0..found.len()).collect();
+    order.sort_by(|&a, &b| {
+        (found[a].kind.as_str(), &found[a].normalized)
+            .cmp(&(found[b].kind.as_str(), &found[b].normalized))
+    });
+    let ids: Vec<Uuid> = order.iter().map(|_| Uuid::now_v7()).collect();
+    let kinds: Vec<&str> = order.iter().map(|&i| found[i].kind.as_str()).collect();
+    let names: Vec<&str> = order.iter().map(|&i| found[i].name.as_str()).collect();
+    let normalized: Vec<&str> = order
+        .iter()
+        .map(|&i| found[i].normalized.as_str())
+        .collect();
+    let data: Vec<String> = order
+        .iter()
+        .map(|&i| json!({ "source": found[i].source }).to_string())
+        .collect();
+    sqlx::query(
+        "INSERT INTO entities (id, project_id, kind, name, normalized, data)
+         SELECT u.id, $1, u.kind, u.name, u.normalized, u.data::jsonb
+         FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
+              AS u(id, kind, name, normalized, data)
+         ON CONFLICT (project_id, kind, normalized) DO NOTHING",
+    )
+    .bind(project_id)
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&names)
+    .bind(&normalized)
+    .bind(&data)
+    .execute(&mut **tx)
+    .await?;
+    let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT e.id, e.kind, e.normalized FROM entities e
+         JOIN UNNEST($2::text[], $3::text[]) AS u(kind, normalized)
+           ON e.kind = u.kind AND e.normalized = u.normalized
+         WHERE e.project_id = $1",
+    )
+    .bind(project_id)
+    .bind(&kinds)
+    .bind(&normalized)
+    .fetch_all(&mut **tx)
+    .await?;
+    let by_key: std::collections::HashMap<(String, String), Uuid> = rows
+        .into_iter()
+        .map(|(id, kind, norm)| ((kind, norm), id))
+        .collect();
+    Ok(found
+        .iter()
+        .map(|e| {
+            by_key
+                .get(&(e.kind.as_str().to_owned(), e.normalized.clone()))
+                .copied()
+                .unwrap_or_default()
+        })
+        .collect())
+}
+
+/// Links entities to chunks idempotently, and drops links of this source that the new
+/// analysis no longer makes (the page or the chunking changed).
+async fn link_entities(
+    tx: &mut Transaction<'_, Postgres>,
+    source_id: Uuid,
+    chunk_ids: &[Uuid],
+    entity_ids: &[Uuid],
+    analysis: &Analysis,
+) -> sqlx::Result<()> {
+    let mut pairs: Vec<(Uuid, Uuid)> = Vec::new();
+    for (entity_id, chunks) in entity_ids.iter().zip(&analysis.links) {
+        if entity_id.is_nil() {
+            continue;
+        }
+        for &i in chunks {
+            if let Some(&x) = chunk_ids.get(i).filter(|x| !x.is_nil()) {
+                pairs.push((x, *entity_id));
+            }
+        }
+    }
+    pairs.sort();
+    pairs.dedup();
+    let (xs, es): (Vec<Uuid>, Vec<Uuid>) = pairs.into_iter().unzip();
+    sqlx::query(
+        "DELETE FROM extraction_entities l USING extractions x
+         WHERE l.extraction_id = x.id AND x.source_id = $1
+           AND (l.extraction_id, l.entity_id) NOT IN
+               (SELECT * FROM UNNEST($2::uuid[], $3::uuid[]))",
+    )
+    .bind(source_id)
+    .bind(&xs)
+    .bind(&es)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO extraction_entities (extraction_id, entity_id)
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&xs)
+    .bind(&es)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The vectors of the chunks that lacked one, plus the source's final transition.
+#[derive(Debug)]
+pub struct Finish<'a> {
+    /// The source.
+    pub source_id: Uuid,
+    /// The job the message ran for.
+    pub job_id: Option<Uuid>,
+    /// The delivery attempt (1-based).
+    pub attempt: i32,
+    /// The embedding model.
+    pub model: &'a str,
+    /// Vector length.
+    pub dims: usize,
+    /// The embedded chunks' rows.
+    pub extraction_ids: &'a [Uuid],
+    /// Their vectors, in the same order.
+    pub vectors: &'a [Vec<f32>],
+    /// The `succeeded` event's detail.
+    pub detail: Value,
+}
+
+/// Stores the vectors, sets `embeddings_created` on their rows and moves the source to
+/// `extracted`, all in one transaction.
+pub async fn finish(db: &PgPool, f: &Finish<'_>) -> pipeline_store::Result<bool> {
+    let mut tx = db.begin().await?;
+    if !f.extraction_ids.is_empty() {
+        // One flat array and a slice per row: Postgres cannot unnest an array of arrays.
+        let flat: Vec<f32> = f.vectors.iter().flatten().copied().collect();
+        sqlx::query(
+            "INSERT INTO extraction_embeddings (extraction_id, model, dims, embedding)
+             SELECT $1[i], $2, $3, $4[(i - 1) * $3 + 1 : i * $3]
+             FROM generate_subscripts($1, 1) AS i
+             ON CONFLICT (extraction_id) DO UPDATE SET
+                 model = EXCLUDED.model, dims = EXCLUDED.dims,
+                 embedding = EXCLUDED.embedding, created_at = now()",
+        )
+        .bind(f.extraction_ids)
+        .bind(f.model)
+        .bind(f.dims as i32)
+        .bind(&flat)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE extractions SET embeddings_created = true WHERE id = ANY($1)")
+            .bind(f.extraction_ids)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let ok = sources::transition_in(
+        &mut tx,
+        &Transition {
+            source_id: f.source_id,
+            job_id: f.job_id,
+            to: SourceStatus::Extracted,
+            event: "succeeded",
+            stage: "extraction",
+            attempt: Some(f.attempt),
+            detail: f.detail.clone(),
+            error: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ok)
+}
