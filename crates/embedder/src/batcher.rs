@@ -156,7 +156,14 @@ async fn run_batch(embedder: &Embedder, jobs: Vec<Job>) {
         callers = callers.len(),
         "embedding batch"
     );
-    match embedder.embed(&texts).await {
+    // Recorded here, where batches form; a process without a metrics recorder pays nothing.
+    metrics::histogram!("pipeline_embedding_batch_size").record(texts.len() as f64);
+    let started = std::time::Instant::now();
+    let result = embedder.embed(&texts).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::histogram!("pipeline_embedding_batch_seconds", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    match result {
         Ok(vectors) => {
             let mut vectors = vectors.into_iter();
             for (n, reply) in callers {
