@@ -37,7 +37,7 @@ ensure_services
 
 say "building the binaries (first build takes a few minutes)"
 cargo build --bins --locked --quiet
-BIN="$ROOT/target/debug"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 
 # The demo's settings: the demo site is on 127.0.0.1, so the scraper must be allowed to
 # fetch from it; retries, redrives and the reconciler are quick so the demo finishes in
