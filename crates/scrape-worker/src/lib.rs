@@ -43,8 +43,9 @@ pub fn fetcher_for(services: &Services) -> Result<Fetcher, FetchError> {
     let limits = Limits {
         min_delay: Duration::from_millis(s.per_host_min_delay_ms),
         max_concurrency: s.per_host_max_concurrency,
-        // A slot outlives the longest request (with redirects) it can be held for.
-        lease: opts.request_timeout * (opts.max_redirects as u32 + 2),
+        // A slot is held for one request (one hop), which the client's timeout bounds; the
+        // margin covers the release round trip. A crashed holder frees it after this.
+        lease: opts.request_timeout + Duration::from_secs(5),
         max_wait: MAX_POLITENESS_WAIT,
     };
     let limiter = limits.is_active().then(|| {

@@ -1,0 +1,208 @@
+//! The `scrape-worker` binary as a process: killed with SIGKILL while holding messages,
+//! they are delivered again and processed once; SIGTERM drains and exits 0.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use integration_tests::pages::PageServer;
+use integration_tests::{TestDb, TestRedis, binary, redis_url, settings_for};
+use pipeline_ops::Services;
+use pipeline_ops::messages::{EXTRACTION, SCRAPE};
+use pipeline_ops::submit::{SubmitRequest, submit};
+use pipeline_ops::worker::run_next;
+use pipeline_store::sources;
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+struct Setup {
+    server: PageServer,
+    services: Services,
+    redis: TestRedis,
+    db: TestDb,
+}
+
+async fn setup() -> anyhow::Result<Setup> {
+    pipeline_core::install_crypto_provider();
+    let db = TestDb::migrated().await?;
+    let redis = TestRedis::new()?;
+    let mut settings = settings_for(&db, &redis);
+    settings.scrape.allow_private_hosts = vec!["127.0.0.1".into()];
+    settings.scrape.per_host_min_delay_ms = 0;
+    settings.scrape.per_host_max_concurrency = 16;
+    settings.queue.visibility_timeout_secs = 2;
+    let services = Services::with_pools(settings, db.pool.clone(), redis.pool.clone())?;
+    Ok(Setup {
+        server: PageServer::start().await,
+        services,
+        redis,
+        db,
+    })
+}
+
+impl Setup {
+    fn spawn_worker(&self, drain_secs: u64) -> anyhow::Result<Child> {
+        let logs = std::env::var_os("TEST_LOG").is_some();
+        let out = || if logs { Stdio::inherit() } else { Stdio::null() };
+        Ok(Command::new(binary("scrape-worker"))
+            .env("DATABASE_URL", &self.db.url)
+            .env("REDIS_URL", redis_url())
+            .env("PIPELINE__REDIS__KEY_PREFIX", &self.redis.prefix)
+            .env("PIPELINE__SCRAPE__ALLOW_PRIVATE_HOSTS", "127.0.0.1")
+            .env("PIPELINE__SCRAPE__PER_HOST_MIN_DELAY_MS", "0")
+            .env("PIPELINE__SCRAPE__PER_HOST_MAX_CONCURRENCY", "16")
+            .env("PIPELINE__QUEUE__VISIBILITY_TIMEOUT_SECS", "2")
+            .env("PIPELINE__QUEUE__BLOCK_TIMEOUT_MS", "200")
+            .env("PIPELINE__SHUTDOWN__DRAIN_TIMEOUT_SECS", drain_secs.to_string())
+            .env("PIPELINE__PROBES__HOST", "127.0.0.1")
+            .env("PIPELINE__PROBES__SCRAPE_WORKER_PORT", "0")
+            .env("RUST_LOG", if logs { "info" } else { "error" })
+            .stdout(out())
+            .stderr(out())
+            .kill_on_drop(true)
+            .spawn()?)
+    }
+
+    async fn submit(&self, paths: &[String]) -> anyhow::Result<Vec<Uuid>> {
+        let urls = paths.iter().map(|p| self.server.url(p)).collect();
+        let out = submit(
+            &self.services,
+            &SubmitRequest {
+                urls,
+                project_id: None,
+                project_name: None,
+                source_group: None,
+            },
+        )
+        .await?;
+        Ok(out.sources.iter().map(|s| s.source_id).collect())
+    }
+
+    /// Waits until the worker process holds `n` messages and the server sees them.
+    async fn wait_held(&self, paths: &[String]) -> anyhow::Result<()> {
+        let queue = self.services.queue(SCRAPE).expect("scrape queue");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let leased = queue.depth().await?.leased as usize;
+            let seen = paths.iter().filter(|p| self.server.hits(p) > 0).count();
+            if leased == paths.len() && seen == paths.len() {
+                return Ok(());
+            }
+            assert!(Instant::now() < deadline, "the worker never held every message");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn statuses(&self, ids: &[Uuid]) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(sources::get(&self.services.db, *id).await?.status);
+        }
+        Ok(out)
+    }
+
+    async fn count_events(&self, id: Uuid, kind: &str) -> anyhow::Result<usize> {
+        Ok(sources::events(&self.services.db, id)
+            .await?
+            .iter()
+            .filter(|e| e.kind == kind)
+            .count())
+    }
+
+    /// Processes in-process until every source is scraped.
+    async fn finish_in_process(&self, ids: &[Uuid]) -> anyhow::Result<()> {
+        let handler = scrape_worker::handler_for(&self.services)?;
+        let queue = self.services.queue(SCRAPE).expect("scrape queue");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.statuses(ids).await?.iter().any(|s| s != "scraped") {
+            assert!(Instant::now() < deadline, "sources were not scraped after the crash");
+            if run_next(queue, &handler, 16).await? == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn assert_scraped_once(&self, ids: &[Uuid]) -> anyhow::Result<()> {
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sources")
+            .fetch_one(&self.services.db)
+            .await?;
+        assert_eq!(rows as usize, ids.len(), "duplicate source rows");
+        let extraction = self.services.queue(EXTRACTION).expect("extraction queue");
+        assert_eq!(extraction.depth().await?.total() as usize, ids.len());
+        for id in ids {
+            assert!(extraction.contains(&id.to_string()).await?);
+            assert_eq!(self.count_events(*id, "succeeded").await?, 1, "{id}");
+        }
+        let scrape = self.services.queue(SCRAPE).expect("scrape queue");
+        assert_eq!(scrape.depth().await?.total(), 0, "scrape queue not empty");
+        Ok(())
+    }
+}
+
+fn signal(child: &Child, sig: &str) -> anyhow::Result<()> {
+    let pid = child.id().expect("the child is running");
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -{sig} {pid} failed");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_held_by_a_killed_worker_are_redelivered_and_processed_once() -> anyhow::Result<()> {
+    let s = setup().await?;
+    let paths: Vec<String> = (0..6).map(|i| format!("/slow/4000/{i}")).collect();
+    let ids = s.submit(&paths).await?;
+    let mut child = s.spawn_worker(30)?;
+    s.wait_held(&paths).await?;
+    signal(&child, "KILL")?;
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await??;
+    assert!(!status.success(), "the worker was killed");
+    // Nothing was finished by the dead worker.
+    assert!(s.statuses(&ids).await?.iter().all(|st| st == "queued"));
+
+    s.finish_in_process(&ids).await?;
+    s.assert_scraped_once(&ids).await?;
+    for id in &ids {
+        assert_eq!(s.count_events(*id, "started").await?, 2, "{id} was not delivered twice");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_work_and_exits_zero() -> anyhow::Result<()> {
+    let s = setup().await?;
+    let paths: Vec<String> = (0..4).map(|i| format!("/slow/1500/{i}")).collect();
+    let ids = s.submit(&paths).await?;
+    let mut child = s.spawn_worker(20)?;
+    s.wait_held(&paths).await?;
+    let sent = Instant::now();
+    signal(&child, "TERM")?;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+    assert!(status.success(), "exit status {status}");
+    assert!(sent.elapsed() < Duration::from_secs(20), "exceeded the drain timeout");
+    // Everything it held was finished before it exited.
+    assert!(s.statuses(&ids).await?.iter().all(|st| st == "scraped"));
+    s.assert_scraped_once(&ids).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_past_the_drain_timeout_hands_work_back() -> anyhow::Result<()> {
+    let s = setup().await?;
+    let paths: Vec<String> = (0..3).map(|i| format!("/slow/6000/{i}")).collect();
+    let ids = s.submit(&paths).await?;
+    let mut child = s.spawn_worker(1)?;
+    s.wait_held(&paths).await?;
+    let sent = Instant::now();
+    signal(&child, "TERM")?;
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await??;
+    assert!(status.success(), "exit status {status}");
+    assert!(sent.elapsed() < Duration::from_secs(5), "took {:?}", sent.elapsed());
+    assert!(s.statuses(&ids).await?.iter().all(|st| st == "queued"));
+    // The held messages come back after their lease and are done once.
+    s.finish_in_process(&ids).await?;
+    s.assert_scraped_once(&ids).await?;
+    Ok(())
+}
