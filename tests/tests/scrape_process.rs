@@ -42,7 +42,13 @@ async fn setup() -> anyhow::Result<Setup> {
 impl Setup {
     fn spawn_worker(&self, drain_secs: u64) -> anyhow::Result<Child> {
         let logs = std::env::var_os("TEST_LOG").is_some();
-        let out = || if logs { Stdio::inherit() } else { Stdio::null() };
+        let out = || {
+            if logs {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            }
+        };
         Ok(Command::new(binary("scrape-worker"))
             .env("DATABASE_URL", &self.db.url)
             .env("REDIS_URL", redis_url())
@@ -52,7 +58,10 @@ impl Setup {
             .env("PIPELINE__SCRAPE__PER_HOST_MAX_CONCURRENCY", "16")
             .env("PIPELINE__QUEUE__VISIBILITY_TIMEOUT_SECS", "2")
             .env("PIPELINE__QUEUE__BLOCK_TIMEOUT_MS", "200")
-            .env("PIPELINE__SHUTDOWN__DRAIN_TIMEOUT_SECS", drain_secs.to_string())
+            .env(
+                "PIPELINE__SHUTDOWN__DRAIN_TIMEOUT_SECS",
+                drain_secs.to_string(),
+            )
             .env("PIPELINE__PROBES__HOST", "127.0.0.1")
             .env("PIPELINE__PROBES__SCRAPE_WORKER_PORT", "0")
             .env("RUST_LOG", if logs { "info" } else { "error" })
@@ -87,7 +96,10 @@ impl Setup {
             if leased == paths.len() && seen == paths.len() {
                 return Ok(());
             }
-            assert!(Instant::now() < deadline, "the worker never held every message");
+            assert!(
+                Instant::now() < deadline,
+                "the worker never held every message"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -114,7 +126,10 @@ impl Setup {
         let queue = self.services.queue(SCRAPE).expect("scrape queue");
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.statuses(ids).await?.iter().any(|s| s != "scraped") {
-            assert!(Instant::now() < deadline, "sources were not scraped after the crash");
+            assert!(
+                Instant::now() < deadline,
+                "sources were not scraped after the crash"
+            );
             if run_next(queue, &handler, 16).await? == 0 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -150,7 +165,8 @@ fn signal(child: &Child, sig: &str) -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_held_by_a_killed_worker_are_redelivered_and_processed_once() -> anyhow::Result<()> {
+async fn messages_held_by_a_killed_worker_are_redelivered_and_processed_once() -> anyhow::Result<()>
+{
     let s = setup().await?;
     let paths: Vec<String> = (0..6).map(|i| format!("/slow/4000/{i}")).collect();
     let ids = s.submit(&paths).await?;
@@ -165,7 +181,11 @@ async fn messages_held_by_a_killed_worker_are_redelivered_and_processed_once() -
     s.finish_in_process(&ids).await?;
     s.assert_scraped_once(&ids).await?;
     for id in &ids {
-        assert_eq!(s.count_events(*id, "started").await?, 2, "{id} was not delivered twice");
+        assert_eq!(
+            s.count_events(*id, "started").await?,
+            2,
+            "{id} was not delivered twice"
+        );
     }
     Ok(())
 }
@@ -181,7 +201,10 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() -> anyhow::Result<()> {
     signal(&child, "TERM")?;
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
     assert!(status.success(), "exit status {status}");
-    assert!(sent.elapsed() < Duration::from_secs(20), "exceeded the drain timeout");
+    assert!(
+        sent.elapsed() < Duration::from_secs(20),
+        "exceeded the drain timeout"
+    );
     // Everything it held was finished before it exited.
     assert!(s.statuses(&ids).await?.iter().all(|st| st == "scraped"));
     s.assert_scraped_once(&ids).await?;
@@ -199,7 +222,11 @@ async fn sigterm_past_the_drain_timeout_hands_work_back() -> anyhow::Result<()> 
     signal(&child, "TERM")?;
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await??;
     assert!(status.success(), "exit status {status}");
-    assert!(sent.elapsed() < Duration::from_secs(5), "took {:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        sent.elapsed()
+    );
     assert!(s.statuses(&ids).await?.iter().all(|st| st == "queued"));
     // The held messages come back after their lease and are done once.
     s.finish_in_process(&ids).await?;

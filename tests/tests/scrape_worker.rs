@@ -113,7 +113,12 @@ async fn each_kind_of_page_ends_in_the_right_state() -> anyhow::Result<()> {
     let env = env(|_| {}).await?;
     let s = &env.server;
     s.set_failures("/flaky", 1);
-    s.set_failures_with("/ok/limited", 1, axum::http::StatusCode::TOO_MANY_REQUESTS, Some(1));
+    s.set_failures_with(
+        "/ok/limited",
+        1,
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        Some(1),
+    );
     let cases = [
         s.url("/ok/1"),
         s.url("/status/404"),
@@ -141,23 +146,125 @@ async fn each_kind_of_page_ends_in_the_right_state() -> anyhow::Result<()> {
 
     // (index, status, DLQ kind, event kinds, error contains)
     let expect: [(usize, &str, Option<&str>, &[&str], &str); 17] = [
-        (0, "scraped", None, &["enqueued", "started", "succeeded"], ""),
-        (1, "dead_lettered", Some("permanent"), &["enqueued", "started", "dead_lettered"], "HTTP 404"),
-        (2, "scraped", None, &["enqueued", "started", "failed", "started", "succeeded"], ""),
-        (3, "dead_lettered", Some("transient"), &["enqueued", "started", "failed", "started", "dead_lettered"], "timed out"),
-        (4, "dead_lettered", Some("permanent"), &["enqueued", "started", "dead_lettered"], "too many redirects"),
-        (5, "dead_lettered", Some("permanent"), &["enqueued", "started", "dead_lettered"], "size cap"),
-        (6, "dead_lettered", Some("permanent"), &["enqueued", "started", "dead_lettered"], "size cap"),
-        (7, "dead_lettered", Some("permanent"), &["enqueued", "started", "dead_lettered"], "content type"),
-        (8, "dead_lettered", Some("permanent"), &["enqueued", "started", "dead_lettered"], "robots.txt"),
-        (9, "dead_lettered", Some("permanent"), &["enqueued", "started", "dead_lettered"], "blocked address"),
-        (10, "dead_lettered", Some("permanent"), &["enqueued", "started", "dead_lettered"], "blocked address"),
-        (11, "dead_lettered", Some("permanent"), &["enqueued", "started", "dead_lettered"], "blocked address"),
-        (12, "scraped", None, &["enqueued", "started", "succeeded"], ""),
-        (13, "scraped", None, &["enqueued", "started", "failed", "started", "succeeded"], ""),
-        (14, "scraped", None, &["enqueued", "started", "succeeded"], ""),
-        (15, "scraped", None, &["enqueued", "started", "succeeded"], ""),
-        (16, "dead_lettered", Some("transient"), &["enqueued", "started", "failed", "started", "dead_lettered"], "HTTP 503"),
+        (
+            0,
+            "scraped",
+            None,
+            &["enqueued", "started", "succeeded"],
+            "",
+        ),
+        (
+            1,
+            "dead_lettered",
+            Some("permanent"),
+            &["enqueued", "started", "dead_lettered"],
+            "HTTP 404",
+        ),
+        (
+            2,
+            "scraped",
+            None,
+            &["enqueued", "started", "failed", "started", "succeeded"],
+            "",
+        ),
+        (
+            3,
+            "dead_lettered",
+            Some("transient"),
+            &["enqueued", "started", "failed", "started", "dead_lettered"],
+            "timed out",
+        ),
+        (
+            4,
+            "dead_lettered",
+            Some("permanent"),
+            &["enqueued", "started", "dead_lettered"],
+            "too many redirects",
+        ),
+        (
+            5,
+            "dead_lettered",
+            Some("permanent"),
+            &["enqueued", "started", "dead_lettered"],
+            "size cap",
+        ),
+        (
+            6,
+            "dead_lettered",
+            Some("permanent"),
+            &["enqueued", "started", "dead_lettered"],
+            "size cap",
+        ),
+        (
+            7,
+            "dead_lettered",
+            Some("permanent"),
+            &["enqueued", "started", "dead_lettered"],
+            "content type",
+        ),
+        (
+            8,
+            "dead_lettered",
+            Some("permanent"),
+            &["enqueued", "started", "dead_lettered"],
+            "robots.txt",
+        ),
+        (
+            9,
+            "dead_lettered",
+            Some("permanent"),
+            &["enqueued", "started", "dead_lettered"],
+            "blocked address",
+        ),
+        (
+            10,
+            "dead_lettered",
+            Some("permanent"),
+            &["enqueued", "started", "dead_lettered"],
+            "blocked address",
+        ),
+        (
+            11,
+            "dead_lettered",
+            Some("permanent"),
+            &["enqueued", "started", "dead_lettered"],
+            "blocked address",
+        ),
+        (
+            12,
+            "scraped",
+            None,
+            &["enqueued", "started", "succeeded"],
+            "",
+        ),
+        (
+            13,
+            "scraped",
+            None,
+            &["enqueued", "started", "failed", "started", "succeeded"],
+            "",
+        ),
+        (
+            14,
+            "scraped",
+            None,
+            &["enqueued", "started", "succeeded"],
+            "",
+        ),
+        (
+            15,
+            "scraped",
+            None,
+            &["enqueued", "started", "succeeded"],
+            "",
+        ),
+        (
+            16,
+            "dead_lettered",
+            Some("transient"),
+            &["enqueued", "started", "failed", "started", "dead_lettered"],
+            "HTTP 503",
+        ),
     ];
     for (i, status, dlq, kinds, error) in expect {
         let id = ids[i];
@@ -166,7 +273,11 @@ async fn each_kind_of_page_ends_in_the_right_state() -> anyhow::Result<()> {
         assert_eq!(row.status, status, "{case}");
         assert_eq!(env.kinds(id).await?, strs(kinds), "{case}");
         assert_eq!(env.dlq_kind(id).await?.as_deref(), dlq, "{case}");
-        assert_eq!(extraction.contains(&id.to_string()).await?, status == "scraped", "{case}");
+        assert_eq!(
+            extraction.contains(&id.to_string()).await?,
+            status == "scraped",
+            "{case}"
+        );
         if status == "dead_lettered" {
             let err = row.last_error.unwrap_or_default();
             assert!(err.contains(error), "{case}: {err}");
@@ -191,13 +302,26 @@ async fn each_kind_of_page_ends_in_the_right_state() -> anyhow::Result<()> {
         .fetch_one(db)
         .await?;
     assert!(latin.contains("Café crème"), "{latin}");
-    assert_eq!(sources::get(db, ids[14]).await?.title.as_deref(), Some("Café"));
-    assert_eq!(sources::get(db, ids[15]).await?.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(
+        sources::get(db, ids[14]).await?.title.as_deref(),
+        Some("Café")
+    );
+    assert_eq!(
+        sources::get(db, ids[15]).await?.content_type.as_deref(),
+        Some("text/plain")
+    );
 
     // Retry-After was honoured: the failed event asked for at least a second.
     let events = sources::events(db, ids[13]).await?;
-    let failed = events.iter().find(|e| e.kind == "failed").expect("failed event");
-    let delay = failed.detail.as_ref().and_then(|d| d["delay_ms"].as_u64()).unwrap_or(0);
+    let failed = events
+        .iter()
+        .find(|e| e.kind == "failed")
+        .expect("failed event");
+    let delay = failed
+        .detail
+        .as_ref()
+        .and_then(|d| d["delay_ms"].as_u64())
+        .unwrap_or(0);
     assert!(delay >= 1000, "delay {delay} ms ignores Retry-After");
     let dead = events_detail(&env, ids[16], "dead_lettered").await?;
     assert_eq!(dead["attempts"], 2);
@@ -210,15 +334,26 @@ async fn each_kind_of_page_ends_in_the_right_state() -> anyhow::Result<()> {
     assert_eq!(s.hits("/binary"), 1);
     assert_eq!(s.hits("/private/secret"), 0);
     assert_eq!(s.hits("/robots.txt"), 1);
-    assert_eq!(s.hits("/loop/4"), 0, "more hops than max_redirects were followed");
-    assert!(s.requests().iter().all(|h| h.user_agent.as_deref().is_some_and(|ua| ua.starts_with("pipeline-scraper"))));
+    assert_eq!(
+        s.hits("/loop/4"),
+        0,
+        "more hops than max_redirects were followed"
+    );
+    assert!(s.requests().iter().all(|h| {
+        h.user_agent
+            .as_deref()
+            .is_some_and(|ua| ua.starts_with("pipeline-scraper"))
+    }));
 
     // Job progress counts.
     let job = pipeline_store::jobs::get(db, job_id).await?;
     let result = job.result.expect("job result");
     assert_eq!(result["scraped"], 6, "{result}");
     assert_eq!(result["dead_lettered"], 11, "{result}");
-    assert_eq!(job.status, "running", "scraped sources still wait for extraction");
+    assert_eq!(
+        job.status, "running",
+        "scraped sources still wait for extraction"
+    );
     Ok(())
 }
 
@@ -248,11 +383,21 @@ async fn malformed_messages_are_dead_lettered_as_permanent() -> anyhow::Result<(
 
     let row = sources::get(&env.services.db, ids[0]).await?;
     assert_eq!(row.status, "dead_lettered");
-    assert!(row.last_error.unwrap_or_default().contains("malformed message"));
-    assert_eq!(env.kinds(ids[0]).await?, strs(&["enqueued", "dead_lettered"]));
+    assert!(
+        row.last_error
+            .unwrap_or_default()
+            .contains("malformed message")
+    );
+    assert_eq!(
+        env.kinds(ids[0]).await?,
+        strs(&["enqueued", "dead_lettered"])
+    );
     assert_eq!(env.dlq_kind(ids[0]).await?.as_deref(), Some("permanent"));
     let dlq = env.services.dlq(SCRAPE).expect("scrape dlq");
-    let stray = dlq.get("garbage-1").await?.expect("the stray message is in the DLQ");
+    let stray = dlq
+        .get("garbage-1")
+        .await?
+        .expect("the stray message is in the DLQ");
     assert_eq!(stray.error_kind.as_str(), "permanent");
     assert_eq!(env.server.hits("/ok/m"), 0);
     Ok(())
@@ -265,7 +410,9 @@ async fn per_host_concurrency_is_capped_through_redis() -> anyhow::Result<()> {
         s.scrape.respect_robots_txt = false;
     })
     .await?;
-    let urls: Vec<String> = (0..6).map(|i| env.server.url(&format!("/slow/300/{i}"))).collect();
+    let urls: Vec<String> = (0..6)
+        .map(|i| env.server.url(&format!("/slow/300/{i}")))
+        .collect();
     let (_, ids) = env.submit(&urls).await?;
     let queue = env.services.queue(SCRAPE).expect("scrape queue");
     // All six at once: only the limiter keeps them apart.
@@ -287,7 +434,9 @@ async fn per_host_min_delay_spaces_requests() -> anyhow::Result<()> {
         s.scrape.respect_robots_txt = false;
     })
     .await?;
-    let urls: Vec<String> = (0..4).map(|i| env.server.url(&format!("/ok/d{i}"))).collect();
+    let urls: Vec<String> = (0..4)
+        .map(|i| env.server.url(&format!("/ok/d{i}")))
+        .collect();
     let (_, ids) = env.submit(&urls).await?;
     let queue = env.services.queue(SCRAPE).expect("scrape queue");
     assert_eq!(run_next(queue, &env.handler, 4).await?, 4);
@@ -309,7 +458,10 @@ async fn robots_txt_can_be_ignored_and_a_missing_one_allows_all() -> anyhow::Res
     env.server.set_robots(None);
     let (_, ids) = env.submit(&[env.server.url("/private/open")]).await?;
     env.drive(&ids).await?;
-    assert_eq!(sources::get(&env.services.db, ids[0]).await?.status, "scraped");
+    assert_eq!(
+        sources::get(&env.services.db, ids[0]).await?.status,
+        "scraped"
+    );
 
     let ignoring = env_sharing(&env, |s| s.scrape.respect_robots_txt = false)?;
     let server = PageServer::start().await; // robots.txt disallows /private/
@@ -328,6 +480,10 @@ async fn robots_txt_can_be_ignored_and_a_missing_one_allows_all() -> anyhow::Res
 fn env_sharing(env: &Env, tweak: impl FnOnce(&mut Settings)) -> anyhow::Result<ScrapeHandler> {
     let mut settings = (*env.services.settings).clone();
     tweak(&mut settings);
-    let services = Services::with_pools(settings, env.services.db.clone(), env.services.redis.clone())?;
+    let services = Services::with_pools(
+        settings,
+        env.services.db.clone(),
+        env.services.redis.clone(),
+    )?;
     Ok(scrape_worker::handler_for(&services)?)
 }

@@ -32,7 +32,8 @@ async fn main() -> anyhow::Result<()> {
     pipeline_core::install_crypto_provider();
     let admin = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let redis_url =
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
     let per_slot: usize = std::env::var("BENCH_PAGES_PER_SLOT")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -41,15 +42,20 @@ async fn main() -> anyhow::Result<()> {
     let app = Router::new()
         .route(
             "/page/{id}",
-            get(|axum::extract::Path(id): axum::extract::Path<u64>| async move {
-                tokio::time::sleep(DELAY).await;
-                axum::response::Html(format!(
-                    "<html><head><title>Page {id}</title></head><body><p>{}</p></body></html>",
-                    "Some text of a page. ".repeat(50)
-                ))
-            }),
+            get(
+                |axum::extract::Path(id): axum::extract::Path<u64>| async move {
+                    tokio::time::sleep(DELAY).await;
+                    axum::response::Html(format!(
+                        "<html><head><title>Page {id}</title></head><body><p>{}</p></body></html>",
+                        "Some text of a page. ".repeat(50)
+                    ))
+                },
+            ),
         )
-        .route("/robots.txt", get(|| async { "User-agent: *\nDisallow: /private/\n" }));
+        .route(
+            "/robots.txt",
+            get(|| async { "User-agent: *\nDisallow: /private/\n" }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -59,8 +65,10 @@ async fn main() -> anyhow::Result<()> {
         let pages = concurrency * per_slot;
         let db_name = format!("scrape_bench_{}", uuid::Uuid::new_v4().simple());
         let mut conn = PgConnection::connect(&admin).await?;
-        conn.execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{db_name}""#)))
-            .await?;
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            r#"CREATE DATABASE "{db_name}""#
+        )))
+        .await?;
         let db_url = match admin.rsplit_once('/') {
             Some((base, _)) => format!("{base}/{db_name}"),
             None => anyhow::bail!("admin URL has no database part"),
@@ -153,7 +161,10 @@ async fn cleanup(redis_url: &str, prefix: &str) -> anyhow::Result<()> {
         .query_async(&mut conn)
         .await?;
     if !keys.is_empty() {
-        redis::cmd("DEL").arg(&keys).query_async::<()>(&mut conn).await?;
+        redis::cmd("DEL")
+            .arg(&keys)
+            .query_async::<()>(&mut conn)
+            .await?;
     }
     Ok(())
 }

@@ -109,7 +109,10 @@ mod tests {
         assert!(decode_body(meta, "text/html", true).contains("\u{201c}hi\u{201d}"));
         assert_eq!(decode_body(b"a\0b", "text/plain", false), "ab");
         let bom = b"\xef\xbb\xbfhello";
-        assert_eq!(decode_body(bom, "text/plain; charset=iso-8859-1", false), "hello");
+        assert_eq!(
+            decode_body(bom, "text/plain; charset=iso-8859-1", false),
+            "hello"
+        );
     }
 
     #[test]

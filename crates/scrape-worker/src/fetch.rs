@@ -10,11 +10,11 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::{Response, StatusCode};
 use url::Url;
 
+use crate::FetchError;
 use crate::decode::{decode_body, html_title, looks_like_html, media_type};
 use crate::guard::{AddressPolicy, Blocked, GuardedResolver};
 use crate::politeness::{HostLimiter, HostSlot};
 use crate::robots::RobotsCache;
-use crate::FetchError;
 
 /// How the fetcher behaves (from `[scrape]`).
 #[derive(Debug, Clone)]
@@ -222,9 +222,8 @@ impl Fetcher {
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| FetchError::Malformed(format!("{status} without a Location")))
                 .and_then(|loc| {
-                    url.join(loc).map_err(|e| {
-                        FetchError::Malformed(format!("bad Location {loc:?}: {e}"))
-                    })
+                    url.join(loc)
+                        .map_err(|e| FetchError::Malformed(format!("bad Location {loc:?}: {e}")))
                 })?;
             drop(resp);
             drop(slot);
@@ -307,7 +306,11 @@ fn httpdate_parse(s: &str) -> Option<std::time::SystemTime> {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + day - 1;
@@ -352,7 +355,10 @@ async fn read_capped_truncating(mut resp: Response, cap: u64) -> Result<Vec<u8>,
 fn declared_length(resp: &Response) -> Option<u64> {
     // With compression the header counts encoded bytes; the decoded body is what is capped,
     // so the header is only trusted when the body is not encoded.
-    if resp.headers().contains_key(reqwest::header::CONTENT_ENCODING) {
+    if resp
+        .headers()
+        .contains_key(reqwest::header::CONTENT_ENCODING)
+    {
         return None;
     }
     resp.headers()

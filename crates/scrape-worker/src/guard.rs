@@ -143,16 +143,16 @@ impl Resolve for GuardedResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             // One bad address refuses the host: a name mixing public and private
             // addresses is exactly what a rebinding attack looks like.
             if let Some(bad) = addrs.iter().find(|a| !policy.allows(&host, a.ip())) {
                 return Err(Box::new(Blocked(format!(
                     "{host} resolves to {}, which is not a public address",
                     bad.ip()
-                ))) as Box<dyn std::error::Error + Send + Sync>);
+                )))
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })

@@ -117,11 +117,7 @@ impl ScrapeHandler {
             )));
         }
         self.enqueue_extraction(&msg).await?;
-        tracing::info!(
-            http_status = page.status,
-            bytes = page.bytes,
-            "scraped"
-        );
+        tracing::info!(http_status = page.status, bytes = page.bytes, "scraped");
         Ok(())
     }
 

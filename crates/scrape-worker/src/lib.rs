@@ -96,7 +96,11 @@ async fn report_depth(queue: work_queue::WorkQueue, cancel: CancellationToken) {
     loop {
         match queue.depth().await {
             Ok(d) => {
-                for (state, n) in [("ready", d.ready), ("leased", d.leased), ("delayed", d.delayed)] {
+                for (state, n) in [
+                    ("ready", d.ready),
+                    ("leased", d.leased),
+                    ("delayed", d.delayed),
+                ] {
                     metrics::gauge!("scrape_queue_depth", "state" => state).set(n as f64);
                 }
             }

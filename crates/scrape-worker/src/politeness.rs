@@ -145,11 +145,10 @@ impl HostLimiter {
         let token = uuid::Uuid::new_v4().simple().to_string();
         let deadline = Instant::now() + inner.max_wait;
         loop {
-            let mut conn = inner
-                .redis
-                .get()
-                .await
-                .map_err(|e| FetchError::HostBusy(format!("politeness store unavailable: {e}")))?;
+            let mut conn =
+                inner.redis.get().await.map_err(|e| {
+                    FetchError::HostBusy(format!("politeness store unavailable: {e}"))
+                })?;
             let (granted, wait_ms): (i64, i64) = inner
                 .acquire
                 .key(&slots)

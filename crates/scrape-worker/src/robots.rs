@@ -50,11 +50,7 @@ impl RobotsCache {
 
     fn entry(&self, origin: &str) -> Arc<Entry> {
         let mut entries = self.entries.lock().expect("robots cache lock");
-        let fresh = |e: &Arc<Entry>| {
-            e.ttl
-                .get()
-                .is_none_or(|ttl| e.created.elapsed() < *ttl)
-        };
+        let fresh = |e: &Arc<Entry>| e.ttl.get().is_none_or(|ttl| e.created.elapsed() < *ttl);
         match entries.get(origin) {
             Some(e) if fresh(e) => e.clone(),
             _ => {
