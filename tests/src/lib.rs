@@ -8,6 +8,7 @@
 
 pub mod extraction;
 pub mod pages;
+pub mod requeue;
 
 use std::time::Duration;
 
