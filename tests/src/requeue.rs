@@ -212,6 +212,8 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts the three daemons' loops.
     pub fn start(w: &World) -> anyhow::Result<Self> {
+        // The scrape worker's HTTP client needs the process's TLS provider.
+        pipeline_core::install_crypto_provider();
         let cancel = tokio_util::sync::CancellationToken::new();
         let batcher = extraction_worker::batcher_from_settings(&w.services.settings)?;
         let mut tasks = Vec::new();
