@@ -149,8 +149,8 @@ cat <<INFO
     try:
       curl -s -H "X-API-Key: $PIPELINE_API_KEY" http://127.0.0.1:8742/api/v1/dlq/stats
       curl -s -H "X-API-Key: $PIPELINE_API_KEY" http://127.0.0.1:8742/api/v1/jobs/$JOB_ID
-      PIPELINE__REDIS__KEY_PREFIX=$PIPELINE__REDIS__KEY_PREFIX target/debug/pipelinectl dlq list scrape
-      PIPELINE__REDIS__KEY_PREFIX=$PIPELINE__REDIS__KEY_PREFIX target/debug/pipelinectl jobs show $JOB_ID
+      PIPELINE__REDIS__KEY_PREFIX=$PIPELINE__REDIS__KEY_PREFIX ${BIN#"$ROOT"/}/pipelinectl dlq list scrape
+      PIPELINE__REDIS__KEY_PREFIX=$PIPELINE__REDIS__KEY_PREFIX ${BIN#"$ROOT"/}/pipelinectl jobs show $JOB_ID
       curl -s http://127.0.0.1:9101/metrics | grep pipeline_
 INFO
 
