@@ -148,12 +148,12 @@ impl World {
 
     /// Count of events of `kind` per source, for the sources that have any.
     pub async fn event_counts(&self, kind: &str) -> anyhow::Result<Vec<(Uuid, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT source_id, count(*) FROM job_events WHERE kind = $1 GROUP BY 1",
+        Ok(
+            sqlx::query_as("SELECT source_id, count(*) FROM job_events WHERE kind = $1 GROUP BY 1")
+                .bind(kind)
+                .fetch_all(&self.db.pool)
+                .await?,
         )
-        .bind(kind)
-        .fetch_all(&self.db.pool)
-        .await?)
     }
 
     /// The kinds of a source's events, oldest first.

@@ -24,7 +24,9 @@ async fn losing_redis_mid_run_loses_no_source_and_duplicates_no_row() -> anyhow:
     })
     .await?;
     let pages = PageServer::start().await;
-    let urls: Vec<String> = (0..SOURCES).map(|i| pages.url(&format!("/ok/{i}"))).collect();
+    let urls: Vec<String> = (0..SOURCES)
+        .map(|i| pages.url(&format!("/ok/{i}")))
+        .collect();
     let (job, _) = w.submit(urls).await?;
     let pipeline = Pipeline::start(&w)?;
 
@@ -39,18 +41,25 @@ async fn losing_redis_mid_run_loses_no_source_and_duplicates_no_row() -> anyhow:
         }
     };
     // Lose Redis once some work is done and plenty is still queued or in flight.
-    eventually(Duration::from_secs(120), "some sources extracted", || async {
-        Ok((count("extracted").await? >= 50).then_some(()))
-    })
+    eventually(
+        Duration::from_secs(120),
+        "some sources extracted",
+        || async { Ok((count("extracted").await? >= 50).then_some(())) },
+    )
     .await?;
     let lost = w.lose_redis_data().await?;
     let extracted_then = count("extracted").await?;
     assert!(lost > 0);
-    assert!(extracted_then < SOURCES as i64, "the run finished before the loss");
+    assert!(
+        extracted_then < SOURCES as i64,
+        "the run finished before the loss"
+    );
 
-    eventually(Duration::from_secs(180), "every source extracted", || async {
-        Ok((count("extracted").await? == SOURCES as i64).then_some(()))
-    })
+    eventually(
+        Duration::from_secs(180),
+        "every source extracted",
+        || async { Ok((count("extracted").await? == SOURCES as i64).then_some(())) },
+    )
     .await?;
     pipeline.stop().await?;
 

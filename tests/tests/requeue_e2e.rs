@@ -32,8 +32,16 @@ async fn a_page_failing_twice_is_extracted_through_two_redrives() -> anyhow::Res
     assert_eq!(pages.hits("/flaky/twice"), 3);
     assert_eq!(w.services.dlq(SCRAPE).unwrap().stats().await?.total, 0);
     let kinds = w.event_kinds(id).await?;
-    assert_eq!(kinds.iter().filter(|k| *k == "dead_lettered").count(), 2, "{kinds:?}");
-    assert_eq!(kinds.iter().filter(|k| *k == "redriven").count(), 2, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "dead_lettered").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "redriven").count(),
+        2,
+        "{kinds:?}"
+    );
     // Each redrive follows a failure.
     let first_dl = kinds.iter().position(|k| k == "dead_lettered").unwrap();
     let first_rd = kinds.iter().position(|k| k == "redriven").unwrap();
@@ -43,7 +51,8 @@ async fn a_page_failing_twice_is_extracted_through_two_redrives() -> anyhow::Res
 }
 
 #[tokio::test]
-async fn a_page_that_always_fails_is_parked_and_a_manual_retry_completes_it() -> anyhow::Result<()> {
+async fn a_page_that_always_fails_is_parked_and_a_manual_retry_completes_it() -> anyhow::Result<()>
+{
     let w = World::new(|s| {
         e2e_settings(s);
         s.queue.max_attempts = 1;
@@ -65,7 +74,11 @@ async fn a_page_that_always_fails_is_parked_and_a_manual_retry_completes_it() ->
     let stats = dlq.stats().await?;
     assert_eq!((stats.total, stats.parked), (1, 1));
     let kinds = w.event_kinds(id).await?;
-    assert_eq!(kinds.iter().filter(|k| *k == "redriven").count(), 2, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "redriven").count(),
+        2,
+        "{kinds:?}"
+    );
     assert_eq!(kinds.last().map(String::as_str), Some("parked"));
     assert_eq!(jobs::get(&w.db.pool, job).await?.status, "failed");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -73,7 +86,11 @@ async fn a_page_that_always_fails_is_parked_and_a_manual_retry_completes_it() ->
 
     // The page is fixed; a person retries the item.
     pages.set_failures("/flaky/broken", 0);
-    assert!(dlq_ops::retry(&w.services, SCRAPE, &id.to_string(), "api").await?.is_some());
+    assert!(
+        dlq_ops::retry(&w.services, SCRAPE, &id.to_string(), "api")
+            .await?
+            .is_some()
+    );
     eventually(Duration::from_secs(60), "the job completed", || async {
         Ok((jobs::get(&w.db.pool, job).await?.status == "completed").then_some(()))
     })

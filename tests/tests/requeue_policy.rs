@@ -18,9 +18,14 @@ use serde_json::json;
 async fn transient_items_are_redriven_once_and_recorded() -> anyhow::Result<()> {
     let w = World::new(|_| {}).await?;
     let (job, ids) = w.submit(urls("https://example.com", 20)).await?;
-    assert_eq!(w.dead_letter_all(ErrorKind::Transient, "HTTP 500").await?, 20);
+    assert_eq!(
+        w.dead_letter_all(ErrorKind::Transient, "HTTP 500").await?,
+        20
+    );
 
-    let report = Redriver::new(w.services.clone(), w.config()).sweep().await?;
+    let report = Redriver::new(w.services.clone(), w.config())
+        .sweep()
+        .await?;
     assert_eq!(report.redriven, 20, "{report:?}");
 
     let dlq = w.services.dlq(SCRAPE).unwrap();
@@ -38,7 +43,9 @@ async fn transient_items_are_redriven_once_and_recorded() -> anyhow::Result<()> 
         assert!(queue.contains(&id.to_string()).await?);
     }
     // A second sweep finds nothing.
-    let again = Redriver::new(w.services.clone(), w.config()).sweep().await?;
+    let again = Redriver::new(w.services.clone(), w.config())
+        .sweep()
+        .await?;
     assert_eq!(again.total(), 0);
     Ok(())
 }
@@ -51,7 +58,9 @@ async fn permanent_items_wait_for_a_person_and_backoff_defers() -> anyhow::Resul
     let (_, later) = w.submit(urls("https://example.org", 2)).await?;
     w.dead_letter_all(ErrorKind::Transient, "timeout").await?;
 
-    let report = Redriver::new(w.services.clone(), w.config()).sweep().await?;
+    let report = Redriver::new(w.services.clone(), w.config())
+        .sweep()
+        .await?;
     // The two transient items are not due for an hour: deferred, not redriven.
     assert_eq!(report.redriven, 0, "{report:?}");
     assert_eq!(report.parked, 0);
@@ -149,7 +158,11 @@ async fn the_rate_limit_bounds_redrives_per_second() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // 12 items at 5/s need at least one full second after the first window.
-    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     cancel.cancel();
     task.await?;
     assert_eq!(w.services.queue(SCRAPE).unwrap().depth().await?.ready, 12);

@@ -96,7 +96,12 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
     assert_eq!(last.stage.as_deref(), Some("requeue"));
     let detail = last.detail.as_ref().unwrap();
     assert_eq!(detail["family"], "extraction");
-    assert!(detail["reason"].as_str().unwrap().starts_with("no queue, lease or DLQ held it for"));
+    assert!(
+        detail["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no queue, lease or DLQ held it for")
+    );
     for id in &ids[10..13] {
         assert!(!w.event_kinds(*id).await?.contains(&"reconciled".to_owned()));
     }

@@ -78,30 +78,50 @@ async fn two_daemons_redrive_each_item_exactly_once() -> anyhow::Result<()> {
         })
         .await?;
     }
-    w.dead_letter(&held, ErrorKind::Transient, "HTTP 500").await?;
+    w.dead_letter(&held, ErrorKind::Transient, "HTTP 500")
+        .await?;
 
     let dlq = w.services.dlq(SCRAPE).unwrap();
-    eventually(Duration::from_secs(60), "an empty DLQ and 1,000 redriven events", || async {
-        let events: usize = w.event_counts("redriven").await?.len();
-        Ok((dlq.stats().await?.total == 0 && events == ITEMS).then_some(()))
-    })
+    eventually(
+        Duration::from_secs(60),
+        "an empty DLQ and 1,000 redriven events",
+        || async {
+            let events: usize = w.event_counts("redriven").await?.len();
+            Ok((dlq.stats().await?.total == 0 && events == ITEMS).then_some(()))
+        },
+    )
     .await?;
     // Let any straggling sweep finish before counting.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let counts = w.event_counts("redriven").await?;
     assert_eq!(counts.len(), ITEMS);
-    assert!(counts.iter().all(|(_, n)| *n == 1), "an item was redriven twice");
-    assert_eq!(w.services.queue(SCRAPE).unwrap().depth().await?.ready, ITEMS as u64);
+    assert!(
+        counts.iter().all(|(_, n)| *n == 1),
+        "an item was redriven twice"
+    );
+    assert_eq!(
+        w.services.queue(SCRAPE).unwrap().depth().await?.ready,
+        ITEMS as u64
+    );
     for id in ids.iter().step_by(97) {
         assert_eq!(w.status(*id).await?, "queued");
     }
-    let per_daemon = [redriven_metric(ports[0]).await?, redriven_metric(ports[1]).await?];
-    assert_eq!(per_daemon.iter().sum::<u64>(), ITEMS as u64, "{per_daemon:?}");
+    let per_daemon = [
+        redriven_metric(ports[0]).await?,
+        redriven_metric(ports[1]).await?,
+    ];
+    assert_eq!(
+        per_daemon.iter().sum::<u64>(),
+        ITEMS as u64,
+        "{per_daemon:?}"
+    );
 
     for d in &daemons {
         let pid = d.id().expect("running").to_string();
-        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status()?;
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()?;
         assert!(status.success());
     }
     for d in &mut daemons {

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use pipeline_core::{Settings, Sources};
 use pipeline_ops::Services;
 use pipeline_ops::messages::{SCRAPE, SourceMessage};
-use requeue_daemon::{RequeueConfig, Redriver};
+use requeue_daemon::{Redriver, RequeueConfig};
 use sqlx::{Connection, Executor, PgConnection};
 use uuid::Uuid;
 
@@ -49,7 +49,9 @@ async fn main() -> anyhow::Result<()> {
     let db_name = format!("redrive_bench_{}", Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&args.database_url).await?;
     admin
-        .execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{db_name}""#)))
+        .execute(sqlx::AssertSqlSafe(format!(
+            r#"CREATE DATABASE "{db_name}""#
+        )))
         .await?;
     let db_url = match args.database_url.rsplit_once('/') {
         Some((base, _)) => format!("{base}/{db_name}"),
@@ -108,12 +110,20 @@ async fn bench(args: &Args, db_url: &str, prefix: &str) -> anyhow::Result<()> {
             redriven += task??;
         }
         let secs = started.elapsed().as_secs_f64();
-        anyhow::ensure!(redriven == ids.len() as u64, "redrove {redriven} of {}", ids.len());
+        anyhow::ensure!(
+            redriven == ids.len() as u64,
+            "redrove {redriven} of {}",
+            ids.len()
+        );
         let left = services.dlq(SCRAPE).context("dlq")?.stats().await?.total;
         anyhow::ensure!(left == 0, "{left} items left in the DLQ");
         println!(
             "| {} | {replicas} | {secs:.2} | {:.0} |",
-            if bookkeeping { "Postgres, one transaction per batch" } else { "off" },
+            if bookkeeping {
+                "Postgres, one transaction per batch"
+            } else {
+                "off"
+            },
             redriven as f64 / secs
         );
     }
@@ -121,7 +131,11 @@ async fn bench(args: &Args, db_url: &str, prefix: &str) -> anyhow::Result<()> {
 }
 
 /// Jobs and dead-lettered sources, inserted in bulk.
-async fn seed_postgres(services: &Services, n: usize, job_size: usize) -> anyhow::Result<Vec<Uuid>> {
+async fn seed_postgres(
+    services: &Services,
+    n: usize,
+    job_size: usize,
+) -> anyhow::Result<Vec<Uuid>> {
     let project = Uuid::new_v4();
     sqlx::query("INSERT INTO projects (id, name) VALUES ($1, 'bench')")
         .bind(project)
@@ -130,12 +144,16 @@ async fn seed_postgres(services: &Services, n: usize, job_size: usize) -> anyhow
     let ids: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
     for (j, chunk) in ids.chunks(job_size.max(1)).enumerate() {
         let job = Uuid::new_v4();
-        sqlx::query("INSERT INTO jobs (id, project_id, type, status) VALUES ($1, $2, 'scrape', 'running')")
-            .bind(job)
-            .bind(project)
-            .execute(&services.db)
-            .await?;
-        let uris: Vec<String> = (0..chunk.len()).map(|i| format!("https://bench.example/{j}/{i}")).collect();
+        sqlx::query(
+            "INSERT INTO jobs (id, project_id, type, status) VALUES ($1, $2, 'scrape', 'running')",
+        )
+        .bind(job)
+        .bind(project)
+        .execute(&services.db)
+        .await?;
+        let uris: Vec<String> = (0..chunk.len())
+            .map(|i| format!("https://bench.example/{j}/{i}"))
+            .collect();
         sqlx::query(
             "INSERT INTO sources (id, project_id, uri, status, created_by_job_id)
              SELECT u.id, $2, u.uri, 'dead_lettered', $3 FROM unnest($1::uuid[], $4::text[]) AS u(id, uri)",
@@ -159,7 +177,11 @@ async fn seed_postgres(services: &Services, n: usize, job_size: usize) -> anyhow
 /// (so every item is due), with the sources back to `dead_lettered`.
 async fn fill_dlq(services: &Services, ids: &[Uuid]) -> anyhow::Result<()> {
     let queue = services.queue(SCRAPE).context("queue")?;
-    delete_matching(services.settings.redis_url(), &format!("{}*", queue.keys().tag())).await?;
+    delete_matching(
+        services.settings.redis_url(),
+        &format!("{}*", queue.keys().tag()),
+    )
+    .await?;
     sqlx::query("UPDATE sources SET status = 'dead_lettered'")
         .execute(&services.db)
         .await?;
@@ -174,8 +196,17 @@ async fn fill_dlq(services: &Services, ids: &[Uuid]) -> anyhow::Result<()> {
     .await?;
     let pushes = ids.iter().zip(job_of).map(|(id, job)| {
         let dlq = dlq.clone();
-        let msg = SourceMessage { source_id: *id, job_id: job };
-        let mut item = DlqItem::new(msg.id(), SCRAPE, "HTTP 503", ErrorKind::Transient, msg.body());
+        let msg = SourceMessage {
+            source_id: *id,
+            job_id: job,
+        };
+        let mut item = DlqItem::new(
+            msg.id(),
+            SCRAPE,
+            "HTTP 503",
+            ErrorKind::Transient,
+            msg.body(),
+        );
         item.source_id = Some(*id);
         item.job_id = job;
         item.failed_at = failed_at;
@@ -206,7 +237,10 @@ async fn delete_matching(redis_url: &str, pattern: &str) -> anyhow::Result<()> {
             .query_async(&mut conn)
             .await?;
         if !keys.is_empty() {
-            redis::cmd("DEL").arg(&keys).query_async::<()>(&mut conn).await?;
+            redis::cmd("DEL")
+                .arg(&keys)
+                .query_async::<()>(&mut conn)
+                .await?;
         }
         if next == 0 {
             return Ok(());

@@ -55,12 +55,8 @@ impl Reconciler {
     /// One sweep over at most `reconcile_batch` stuck sources, oldest first.
     pub async fn sweep(&self) -> Result<ReconcileReport, RequeueError> {
         let after = self.config.reconcile_after.as_secs() as i64;
-        let stuck = sources::stuck(
-            &self.services.db,
-            after,
-            self.config.reconcile_batch as i64,
-        )
-        .await?;
+        let stuck =
+            sources::stuck(&self.services.db, after, self.config.reconcile_batch as i64).await?;
         let mut report = ReconcileReport {
             examined: stuck.len() as u64,
             ..ReconcileReport::default()
@@ -156,8 +152,10 @@ impl Reconciler {
     pub async fn run(&self, cancel: CancellationToken) {
         while !cancel.is_cancelled() {
             let again = match self.sweep().await {
-                Ok(report) => report.examined as usize >= self.config.reconcile_batch
-                    && !report.reconciled.is_empty(),
+                Ok(report) => {
+                    report.examined as usize >= self.config.reconcile_batch
+                        && !report.reconciled.is_empty()
+                }
                 Err(err) => {
                     tracing::error!(error = format!("{err:#}"), "reconcile sweep failed");
                     false

@@ -187,8 +187,11 @@ impl Redriver {
                     }
                 }
                 Err(err) => {
-                    tracing::error!(error = format!("{err:#}"), retry_in_ms = backoff.as_millis() as u64,
-                        "redrive sweep failed");
+                    tracing::error!(
+                        error = format!("{err:#}"),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "redrive sweep failed"
+                    );
                     let pause = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     pause
