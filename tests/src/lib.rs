@@ -6,6 +6,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`), `TEST_REDIS_URL` (default
 //! `redis://127.0.0.1:6379/0`), `TEST_LOG` (show logs).
 
+pub mod api;
 pub mod extraction;
 pub mod pages;
 pub mod requeue;

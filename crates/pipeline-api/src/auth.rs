@@ -76,7 +76,10 @@ impl ApiKeys {
 pub fn constant_time_eq(expected: &[u8], candidate: &[u8]) -> bool {
     let mut diff = (expected.len() ^ candidate.len()) as u64;
     for (i, c) in candidate.iter().enumerate() {
-        let e = expected.get(i % expected.len().max(1)).copied().unwrap_or(0);
+        let e = expected
+            .get(i % expected.len().max(1))
+            .copied()
+            .unwrap_or(0);
         diff |= u64::from(e ^ c);
     }
     std::hint::black_box(diff) == 0

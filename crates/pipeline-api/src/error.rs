@@ -99,7 +99,9 @@ impl From<pipeline_ops::dlq_ops::DlqOpError> for ApiError {
 impl From<pipeline_store::StoreError> for ApiError {
     fn from(err: pipeline_store::StoreError) -> Self {
         match err {
-            pipeline_store::StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
+            pipeline_store::StoreError::NotFound(what) => {
+                Self::not_found(format!("{what} not found"))
+            }
             other => Self::internal("database query failed", &other),
         }
     }

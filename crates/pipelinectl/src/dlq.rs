@@ -100,9 +100,7 @@ pub async fn run(services: &Services, cmd: DlqCommand, as_json: bool) -> CmdResu
         DlqCommand::RetryAll { kind, limit, rate } => {
             retry_all(services, &kind, limit, rate, as_json).await
         }
-        DlqCommand::Purge { kind, older_than } => {
-            purge(services, &kind, older_than, as_json).await
-        }
+        DlqCommand::Purge { kind, older_than } => purge(services, &kind, older_than, as_json).await,
     }
 }
 
@@ -129,7 +127,14 @@ async fn stats(services: &Services, as_json: bool) -> CmdResult {
         return print_json(&flat);
     }
     print_table(
-        &["KIND", "TOTAL", "PARKED", "TRANSIENT", "PERMANENT", "DROPPED"],
+        &[
+            "KIND",
+            "TOTAL",
+            "PARKED",
+            "TRANSIENT",
+            "PERMANENT",
+            "DROPPED",
+        ],
         &rows,
     );
     Ok(())
@@ -180,7 +185,14 @@ async fn list(
         .collect();
     print_table(
         &[
-            "ID", "JOB", "KIND", "ATTEMPTS", "RETRIES", "PARKED", "FAILED AT", "ERROR",
+            "ID",
+            "JOB",
+            "KIND",
+            "ATTEMPTS",
+            "RETRIES",
+            "PARKED",
+            "FAILED AT",
+            "ERROR",
         ],
         &rows,
     );
@@ -246,7 +258,9 @@ async fn retry_all(
         bulk.redriven.len()
     );
     for id in malformed {
-        eprintln!("skipped malformed entry {id} (delete it with the API or inspect it with `dlq list`)");
+        eprintln!(
+            "skipped malformed entry {id} (delete it with the API or inspect it with `dlq list`)"
+        );
     }
     Ok(())
 }
@@ -265,7 +279,9 @@ async fn purge(
     let mut old = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = dlq.list(dlq_core::MAX_LIST_LIMIT, cursor.as_deref()).await?;
+        let page = dlq
+            .list(dlq_core::MAX_LIST_LIMIT, cursor.as_deref())
+            .await?;
         for listed in &page.items {
             if let ListedItem::Ok(item) = listed
                 && item.failed_at < cutoff

@@ -52,7 +52,9 @@ impl From<anyhow::Error> for Failure {
 impl From<pipeline_store::StoreError> for Failure {
     fn from(err: pipeline_store::StoreError) -> Self {
         match err {
-            pipeline_store::StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
+            pipeline_store::StoreError::NotFound(what) => {
+                Self::not_found(format!("{what} not found"))
+            }
             other => anyhow::Error::new(other).into(),
         }
     }
@@ -145,7 +147,8 @@ pub fn clip(text: &str, max: usize) -> String {
 
 /// An optional value as text (`-` when absent).
 pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
-    v.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string)
+    v.as_ref()
+        .map_or_else(|| "-".to_owned(), ToString::to_string)
 }
 
 /// A timestamp as `YYYY-MM-DD HH:MM:SS` (UTC).

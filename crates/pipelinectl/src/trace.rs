@@ -109,7 +109,11 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
         println!("url        {}", source.uri);
         println!("status     {}", source.status);
         println!("project    {}", source.project_id);
-        println!("created    {} by job {}", time(&source.created_at), opt(&source.created_by_job_id));
+        println!(
+            "created    {} by job {}",
+            time(&source.created_at),
+            opt(&source.created_by_job_id)
+        );
         if let Some(err) = &source.last_error {
             println!(
                 "last error {} ({})",
