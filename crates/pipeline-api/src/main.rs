@@ -31,6 +31,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Checked here too (serve checks again) so a configuration mistake exits 2, like other
+    // configuration errors, rather than 1.
+    if !pipeline_api::ApiKeys::new(api_key.clone()).is_configured() && !addr.ip().is_loopback() {
+        eprintln!(
+            "error: {}",
+            pipeline_api::ServeError::NoKeyNonLoopback(addr)
+        );
+        return ExitCode::from(2);
+    }
     pipeline_core::telemetry::init(&settings.telemetry);
     pipeline_core::install_crypto_provider();
     let runtime = match tokio::runtime::Runtime::new() {
