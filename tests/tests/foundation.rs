@@ -1,5 +1,8 @@
 //! Foundation: migrations, configuration layering, probes.
 
+// Row tuples from sqlx read clearer inline than behind type aliases.
+#![allow(clippy::type_complexity)]
+
 use std::collections::HashMap;
 use std::io::Write;
 

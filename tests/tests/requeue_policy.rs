@@ -2,6 +2,9 @@
 //! redriven once their backoff has elapsed, permanent ones wait, items over the limit are
 //! parked (and a person's retry still completes them), and the rate limit holds.
 
+// Row tuples from sqlx read clearer inline than behind type aliases.
+#![allow(clippy::type_complexity)]
+
 use std::time::Duration;
 
 use dlq_core::ErrorKind;

@@ -1,6 +1,9 @@
 //! The scrape worker against real Postgres, Redis and an HTTP server on 127.0.0.1: each kind
 //! of page ends in the right source status, DLQ entry and event trail.
 
+// Row tuples from sqlx read clearer inline than behind type aliases.
+#![allow(clippy::type_complexity)]
+
 use std::time::{Duration, Instant};
 
 use integration_tests::pages::PageServer;
@@ -13,6 +16,9 @@ use pipeline_ops::worker::run_next;
 use pipeline_store::sources;
 use scrape_worker::ScrapeHandler;
 use uuid::Uuid;
+
+/// (index, status, DLQ kind, event kinds, error contains)
+type Expected<'a> = (usize, &'a str, Option<&'a str>, &'a [&'a str], &'a str);
 
 struct Env {
     server: PageServer,
@@ -145,7 +151,7 @@ async fn each_kind_of_page_ends_in_the_right_state() -> anyhow::Result<()> {
     let extraction = env.services.queue(EXTRACTION).expect("extraction queue");
 
     // (index, status, DLQ kind, event kinds, error contains)
-    let expect: [(usize, &str, Option<&str>, &[&str], &str); 17] = [
+    let expect: [Expected; 17] = [
         (
             0,
             "scraped",
