@@ -330,7 +330,7 @@ pub struct Finish<'a> {
 }
 
 /// Stores the vectors, sets `embeddings_created` on their rows and moves the source to
-/// `extracted`, all in one transaction.
+/// `extracted`, all in one transaction; then refreshes the progress of the source's jobs.
 pub async fn finish(db: &PgPool, f: &Finish<'_>) -> pipeline_store::Result<bool> {
     let mut tx = db.begin().await?;
     if !f.extraction_ids.is_empty() {
@@ -355,7 +355,7 @@ pub async fn finish(db: &PgPool, f: &Finish<'_>) -> pipeline_store::Result<bool>
             .execute(&mut *tx)
             .await?;
     }
-    let ok = sources::transition_in(
+    let jobs = sources::transition_in(
         &mut tx,
         &Transition {
             source_id: f.source_id,
@@ -370,5 +370,11 @@ pub async fn finish(db: &PgPool, f: &Finish<'_>) -> pipeline_store::Result<bool>
     )
     .await?;
     tx.commit().await?;
-    Ok(ok)
+    match jobs {
+        Some(jobs) => {
+            pipeline_store::progress::refresh_after_commit(db, &jobs).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }

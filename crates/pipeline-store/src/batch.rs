@@ -6,24 +6,28 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::Result;
 use crate::sources::Transition;
 use crate::status::SourceStatus;
-use crate::{Result, jobs};
 
 /// What [`transition_many`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
     /// Sources whose status changed.
     pub changed: u64,
     /// Events written (one per transition whose source exists).
     pub events: u64,
-    /// Jobs whose progress was refreshed.
-    pub jobs: u64,
+    /// The jobs that include the sources, in id order: the caller refreshes their progress
+    /// after this returns ([`crate::progress::refresh_after_commit`]), at once or coalesced
+    /// over several batches.
+    pub jobs: Vec<Uuid>,
 }
 
-/// Applies `ts` in one transaction: the events, the status changes, and one progress refresh
-/// per affected job (locked first, in id order, as [`crate::sources::transition`] does, so
-/// the two never deadlock each other).
+/// Applies `ts` in one transaction: the events and the status changes. No job row is locked
+/// (see [`crate::progress`]). Two batches over overlapping sources could lock them in
+/// different orders; the requeue daemon never builds such batches (a DLQ item is taken by
+/// one replica only, and a source has one item per family), and Postgres would abort one
+/// of the two, which its caller retries.
 ///
 /// The event of every transition whose source exists is written. The status changes only
 /// when the source's current status is one of `only_from` (empty: always). That guard lets
@@ -64,14 +68,6 @@ pub async fn transition_many(
     let guard: Vec<&str> = only_from.iter().map(|s| s.as_str()).collect();
 
     let mut tx = pool.begin().await?;
-    let locked: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM jobs
-         WHERE id IN (SELECT job_id FROM job_sources WHERE source_id = ANY($1))
-         ORDER BY id FOR UPDATE",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?;
     let changed = sqlx::query(
         "UPDATE sources s
          SET status = u.to_status, updated_at = now(), last_error_kind = u.kind, last_error = u.msg
@@ -103,14 +99,17 @@ pub async fn transition_many(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    for job_id in &locked {
-        jobs::refresh_in(&mut tx, *job_id).await?;
-    }
+    let jobs: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT job_id FROM job_sources WHERE source_id = ANY($1) ORDER BY job_id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(BatchOutcome {
         changed,
         events: written,
-        jobs: locked.len() as u64,
+        jobs,
     })
 }
 

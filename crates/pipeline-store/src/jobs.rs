@@ -151,29 +151,16 @@ pub async fn ensure_project_in(tx: &mut Transaction<'_, Postgres>, name: &str) -
     Ok(id)
 }
 
-/// Locks (FOR UPDATE, in id order) the jobs that include a source, and returns their ids.
-pub async fn lock_jobs_of_source(
-    tx: &mut Transaction<'_, Postgres>,
-    source_id: Uuid,
-) -> Result<Vec<Uuid>> {
-    Ok(sqlx::query_scalar(
-        "SELECT j.id FROM jobs j JOIN job_sources js ON js.job_id = j.id
-         WHERE js.source_id = $1 ORDER BY j.id FOR UPDATE OF j",
-    )
-    .bind(source_id)
-    .fetch_all(&mut **tx)
-    .await?)
-}
-
 /// Recomputes a job's counts by outcome and its status from its sources' statuses.
 ///
 /// A source is terminal for its job when `extracted`, `parked`, `discarded`, or
 /// `dead_lettered` with a permanent error (a transient one still waits for its redrive).
-/// The cost is one indexed aggregate over the job's sources; callers hold the job's row lock.
+/// The cost is one indexed aggregate over the job's sources; callers hold the job's row lock
+/// ([`crate::progress::refresh`] takes it).
 pub async fn refresh_in(tx: &mut Transaction<'_, Postgres>, job_id: Uuid) -> Result<()> {
     let rows: Vec<(String, bool, i64)> = sqlx::query_as(
         "SELECT s.status,
-                (s.status = 'dead_lettered' AND s.last_error_kind = 'permanent') AS permanent,
+                COALESCE(s.status = 'dead_lettered' AND s.last_error_kind = 'permanent', false) AS permanent,
                 count(*)
          FROM job_sources js JOIN sources s ON s.id = js.source_id
          WHERE js.job_id = $1 GROUP BY 1, 2",

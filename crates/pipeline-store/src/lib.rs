@@ -2,12 +2,14 @@
 //! about projects, jobs, sources and their event trail.
 //!
 //! Postgres is the source of truth: Redis only carries work. Every status change of a source
-//! goes through [`sources::transition`], which writes the status, the event and the progress
-//! of every job that includes the source in one transaction.
+//! goes through [`sources::transition`], which writes the status and the event in one
+//! transaction and then refreshes the progress of every job that includes the source
+//! ([`progress`]).
 
 pub mod batch;
 pub mod jobs;
 pub mod migrate;
+pub mod progress;
 pub mod sources;
 pub mod status;
 

@@ -8,7 +8,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::status::SourceStatus;
-use crate::{Result, StoreError, jobs};
+use crate::{Result, StoreError, progress};
 
 /// A status change of a source, with the event that explains it.
 #[derive(Debug, Clone)]
@@ -31,53 +31,62 @@ pub struct Transition<'a> {
     pub error: Option<(&'a str, &'a str)>,
 }
 
-/// Applies a transition: source status, event, and the progress of every job that includes
-/// the source, in one transaction. Returns `false` when the source does not exist.
+/// Applies a transition: the source's status and its event in one transaction, then the
+/// progress of every job that includes the source ([`crate::progress`]). Returns `false`
+/// when the source does not exist.
 pub async fn transition(pool: &PgPool, t: &Transition<'_>) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let ok = transition_in(&mut tx, t).await?;
+    let jobs = transition_in(&mut tx, t).await?;
     tx.commit().await?;
-    Ok(ok)
+    match jobs {
+        Some(jobs) => {
+            progress::refresh_after_commit(pool, &jobs).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// [`transition`] inside the caller's transaction (for callers that write more rows
-/// atomically with the status change).
-pub async fn transition_in(tx: &mut Transaction<'_, Postgres>, t: &Transition<'_>) -> Result<bool> {
-    // Lock the jobs first, in id order: concurrent transitions of sources of one job then
-    // serialise, so each progress refresh sees the others' committed statuses.
-    let job_ids = jobs::lock_jobs_of_source(tx, t.source_id).await?;
+/// atomically with the status change): one statement writes the status and the event.
+/// Returns the jobs that include the source (`None`: no such source); the caller passes
+/// them to [`progress::refresh_after_commit`] once its transaction has committed.
+///
+/// No job row is locked here, so transitions of one job's sources run in parallel; only
+/// the short progress refresh afterwards is serialised per job.
+pub async fn transition_in(
+    tx: &mut Transaction<'_, Postgres>,
+    t: &Transition<'_>,
+) -> Result<Option<Vec<Uuid>>> {
     let (kind, message) = match t.error {
         Some((k, m)) => (Some(k), Some(m)),
         None => (None, None),
     };
-    let updated = sqlx::query(
-        "UPDATE sources SET status = $2, updated_at = now(), last_error_kind = $3, last_error = $4
-         WHERE id = $1",
+    let row: Option<(Option<Vec<Uuid>>,)> = sqlx::query_as(
+        "WITH u AS (
+             UPDATE sources SET status = $2, updated_at = now(), last_error_kind = $3,
+                    last_error = $4
+             WHERE id = $1
+             RETURNING id
+         ), e AS (
+             INSERT INTO job_events (job_id, source_id, kind, stage, attempt, detail)
+             SELECT $5, u.id, $6, $7, $8, $9 FROM u
+         )
+         SELECT (SELECT array_agg(job_id ORDER BY job_id) FROM job_sources WHERE source_id = u.id)
+         FROM u",
     )
     .bind(t.source_id)
     .bind(t.to.as_str())
     .bind(kind)
     .bind(message)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if updated == 0 {
-        return Ok(false);
-    }
-    record_event_in(
-        tx,
-        t.job_id,
-        t.source_id,
-        t.event,
-        t.stage,
-        t.attempt,
-        &t.detail,
-    )
+    .bind(t.job_id)
+    .bind(t.event)
+    .bind(t.stage)
+    .bind(t.attempt)
+    .bind(&t.detail)
+    .fetch_optional(&mut **tx)
     .await?;
-    for job_id in job_ids {
-        jobs::refresh_in(tx, job_id).await?;
-    }
-    Ok(true)
+    Ok(row.map(|(jobs,)| jobs.unwrap_or_default()))
 }
 
 /// Appends one event to a source's trail.
@@ -219,7 +228,7 @@ pub async fn store_fetched(
     .bind(page.http_status)
     .execute(&mut *tx)
     .await?;
-    let ok = transition_in(
+    let jobs = transition_in(
         &mut tx,
         &Transition {
             source_id,
@@ -234,7 +243,13 @@ pub async fn store_fetched(
     )
     .await?;
     tx.commit().await?;
-    Ok(ok)
+    match jobs {
+        Some(jobs) => {
+            progress::refresh_after_commit(pool, &jobs).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// A source the reconciler may enqueue again.
@@ -248,18 +263,35 @@ pub struct StuckSource {
     pub fetched_at: Option<DateTime<Utc>>,
 }
 
-/// Sources in an in-flight status whose last progress is older than `older_than_secs`,
-/// oldest first, at most `limit`.
-pub async fn stuck(pool: &PgPool, older_than_secs: i64, limit: i64) -> Result<Vec<StuckSource>> {
+/// Sources that still wait for something, whose last progress is older than
+/// `older_than_secs`, in `(updated_at, id)` order after `after` (a keyset cursor: the
+/// reconciler walks past the sources it found held, instead of seeing the same oldest ones
+/// every sweep), at most `limit`.
+///
+/// Waiting means an in-flight status ([`SourceStatus::IN_FLIGHT`]) or `dead_lettered` with
+/// a transient error (the DLQ's redrive is still to come; a permanent one waits for a
+/// person and is terminal).
+pub async fn stuck(
+    pool: &PgPool,
+    older_than_secs: i64,
+    limit: i64,
+    after: Option<(DateTime<Utc>, Uuid)>,
+) -> Result<Vec<StuckSource>> {
     let statuses: Vec<&str> = SourceStatus::IN_FLIGHT.iter().map(|s| s.as_str()).collect();
+    let (after_at, after_id) = after.unzip();
     Ok(sqlx::query_as::<_, StuckSource>(
         "SELECT id, status, created_by_job_id, updated_at, fetched_at FROM sources
-         WHERE status = ANY($1) AND updated_at < now() - make_interval(secs => $2)
-         ORDER BY updated_at LIMIT $3",
+         WHERE (status = ANY($1)
+                OR (status = 'dead_lettered' AND last_error_kind IS DISTINCT FROM 'permanent'))
+           AND updated_at < now() - make_interval(secs => $2)
+           AND ($4::timestamptz IS NULL OR (updated_at, id) > ($4, $5))
+         ORDER BY updated_at, id LIMIT $3",
     )
     .bind(&statuses)
     .bind(older_than_secs as f64)
     .bind(limit)
+    .bind(after_at)
+    .bind(after_id)
     .fetch_all(pool)
     .await?)
 }

@@ -1,13 +1,20 @@
-//! The reconciler: Postgres is the source of truth. A source in an in-flight status
-//! (`queued`, `retrying`, `scraped`) whose last progress is older than a threshold, and that
-//! no work queue (ready, leased or delayed) and no DLQ holds, was lost by Redis (a restart
-//! without persistence, a failover, a flush): it is enqueued again, with a `reconciled`
-//! event saying why.
+//! The reconciler: Postgres is the source of truth. A source that still waits for something
+//! (`queued`, `retrying`, `scraped`, or `dead_lettered` with a transient error) whose last
+//! progress is older than a threshold, and that no work queue (ready, leased or delayed) and
+//! no DLQ holds, was lost by Redis (a restart without persistence, a failover, a flush): it
+//! is enqueued again, with a `reconciled` event saying why.
+//!
+//! Each sweep also refreshes the progress of jobs still `queued` or `running` without a
+//! change for as long: a process that died between a source's commit and its job's refresh
+//! ([`pipeline_store::progress`]) leaves the job's counters behind, and this settles them.
 
-use chrono::Utc;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
 use pipeline_ops::Services;
 use pipeline_ops::messages::{EXTRACTION, SCRAPE, SourceMessage};
 use pipeline_store::batch::{StuckClaim, claim_stuck};
+use pipeline_store::progress;
 use pipeline_store::sources::{self, StuckSource};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -26,37 +33,69 @@ pub struct ReconcileReport {
     pub held: u64,
     /// Sources enqueued again, per family.
     pub reconciled: Vec<(String, Uuid)>,
+    /// Jobs whose progress was refreshed.
+    pub jobs_refreshed: u64,
 }
 
 /// The family whose queue a stuck source belongs in.
 pub fn family_of(source: &StuckSource) -> &'static str {
     match source.status.as_str() {
         "scraped" => EXTRACTION,
-        // A `retrying` source waits for the stage that failed: extraction once the page was
-        // fetched, scrape before.
-        "retrying" if source.fetched_at.is_some() => EXTRACTION,
+        // A `retrying` or `dead_lettered` source waits for the stage that failed: extraction
+        // once the page was fetched, scrape before.
+        "retrying" | "dead_lettered" if source.fetched_at.is_some() => EXTRACTION,
         _ => SCRAPE,
     }
 }
+
+/// A position in the reconciler's `(updated_at, id)` walk over waiting sources.
+type Cursor = (DateTime<Utc>, Uuid);
 
 /// Finds lost sources and enqueues them again.
 #[derive(Clone)]
 pub struct Reconciler {
     services: Services,
     config: RequeueConfig,
+    /// Where the next sweep starts: after the last source the previous one examined, so
+    /// sources a queue or DLQ legitimately holds for long (a redrive hours away) cannot hide
+    /// lost ones behind them. Back to the start after a sweep that reached the end.
+    cursor: Arc<Mutex<Option<Cursor>>>,
 }
 
 impl Reconciler {
     /// A reconciler over `services` with `config`.
     pub fn new(services: Services, config: RequeueConfig) -> Self {
-        Self { services, config }
+        Self {
+            services,
+            config,
+            cursor: Arc::default(),
+        }
     }
 
-    /// One sweep over at most `reconcile_batch` stuck sources, oldest first.
+    /// One sweep over at most `reconcile_batch` stuck sources, oldest first from where the
+    /// previous sweep stopped, then over as many stale jobs.
     pub async fn sweep(&self) -> Result<ReconcileReport, RequeueError> {
+        let mut report = self.sweep_sources().await?;
         let after = self.config.reconcile_after.as_secs() as i64;
-        let stuck =
-            sources::stuck(&self.services.db, after, self.config.reconcile_batch as i64).await?;
+        let db = &self.services.db;
+        let stale = progress::stale_jobs(db, after, self.config.reconcile_batch as i64).await?;
+        for job_id in &stale {
+            progress::refresh(db, *job_id).await?;
+        }
+        report.jobs_refreshed = stale.len() as u64;
+        Ok(report)
+    }
+
+    async fn sweep_sources(&self) -> Result<ReconcileReport, RequeueError> {
+        let after = self.config.reconcile_after.as_secs() as i64;
+        let cursor = *self.cursor.lock().unwrap_or_else(|e| e.into_inner());
+        let limit = self.config.reconcile_batch as i64;
+        let stuck = sources::stuck(&self.services.db, after, limit, cursor).await?;
+        *self.cursor.lock().unwrap_or_else(|e| e.into_inner()) = if stuck.len() as i64 >= limit {
+            stuck.last().map(|s| (s.updated_at, s.id))
+        } else {
+            None
+        };
         let mut report = ReconcileReport {
             examined: stuck.len() as u64,
             ..ReconcileReport::default()
@@ -152,10 +191,7 @@ impl Reconciler {
     pub async fn run(&self, cancel: CancellationToken) {
         while !cancel.is_cancelled() {
             let again = match self.sweep().await {
-                Ok(report) => {
-                    report.examined as usize >= self.config.reconcile_batch
-                        && !report.reconciled.is_empty()
-                }
+                Ok(report) => report.examined as usize >= self.config.reconcile_batch,
                 Err(err) => {
                     tracing::error!(error = format!("{err:#}"), "reconcile sweep failed");
                     false

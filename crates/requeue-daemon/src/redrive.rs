@@ -2,11 +2,14 @@
 //! (`Dlq::redrive_due`, one atomic script per batch, safe with any number of replicas),
 //! then records what happened in Postgres, one transaction per batch.
 
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use dlq_core::{DueAction, DueOutcome};
 use pipeline_ops::Services;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::bookkeeping;
 use crate::clock::{RateLimit, redis_now_ms};
@@ -37,12 +40,27 @@ impl SweepReport {
     }
 }
 
+/// Most batches per family in one sweep (the sweep ends earlier when a batch is not full).
+pub const BATCHES_PER_SWEEP: usize = 8;
+
+/// How long the progress of jobs touched by redrives may lag while batches keep coming.
+const PROGRESS_LAG: Duration = Duration::from_secs(1);
+
 /// Automatic redrive over every family of `services`.
 #[derive(Clone)]
 pub struct Redriver {
     services: Services,
     config: RequeueConfig,
     rate: Option<RateLimit>,
+    /// Jobs whose sources were redriven and whose progress is not refreshed yet, and when
+    /// it last was.
+    ///
+    /// A redrive moves a source from a transient `dead_lettered` (not terminal) back to
+    /// waiting (not terminal), so it cannot finish a job; only its counters move. Their
+    /// refresh is therefore coalesced over the batches of up to [`PROGRESS_LAG`] (a batch
+    /// of 1,000 items touches up to 1,000 jobs, and refreshing each after every batch
+    /// would cost more than the redrive). Parks can finish a job and are refreshed at once.
+    pending: Arc<Mutex<(BTreeSet<Uuid>, Instant)>>,
 }
 
 impl Redriver {
@@ -55,7 +73,38 @@ impl Redriver {
             services,
             config,
             rate,
+            pending: Arc::new(Mutex::new((BTreeSet::new(), Instant::now()))),
         }
+    }
+
+    /// Refreshes the progress of the jobs touched by redrives since the last flush. A
+    /// failure is logged and the jobs stay pending for the next flush.
+    pub async fn flush_progress(&self) {
+        let jobs: Vec<Uuid> = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.1 = Instant::now();
+            std::mem::take(&mut pending.0).into_iter().collect()
+        };
+        if jobs.is_empty() {
+            return;
+        }
+        if let Err(err) =
+            pipeline_store::progress::refresh_after_commit(&self.services.db, &jobs).await
+        {
+            tracing::warn!(error = %err, jobs = jobs.len(), "refreshing job progress failed; trying again after the next batch");
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.0.extend(jobs);
+        }
+    }
+
+    fn defer_progress(&self, jobs: Vec<Uuid>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.0.extend(jobs);
+    }
+
+    fn progress_due(&self) -> bool {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        !pending.0.is_empty() && pending.1.elapsed() >= PROGRESS_LAG
     }
 
     /// The configuration in use.
@@ -63,96 +112,143 @@ impl Redriver {
         &self.config
     }
 
-    /// One sweep: at most one batch per family. Each batch is atomic in Redis; its
-    /// bookkeeping follows in one Postgres transaction.
+    /// One sweep: up to [`BATCHES_PER_SWEEP`] batches per family, each atomic in Redis,
+    /// each recorded in one Postgres transaction. The bookkeeping of a batch runs while
+    /// Redis redrives the next one (Postgres and Redis work at once, as they would with two
+    /// replicas); when the sweep returns, every batch it redrove is recorded.
     pub async fn sweep(&self) -> Result<SweepReport, RequeueError> {
         let now = redis_now_ms(&self.services.redis).await?;
         let mut report = SweepReport::default();
-        for family in self.services.families() {
+        'families: for family in self.services.families() {
             let Some(dlq) = self.services.dlq(family) else {
                 continue;
             };
-            let mut limit = self.config.batch_size;
-            if let Some(rate) = &self.rate {
-                let want = u32::try_from(limit).unwrap_or(u32::MAX);
-                let granted = rate.claim(&self.services.redis, now, want).await?;
-                if granted == 0 {
-                    report.rate_limited = true;
+            let mut previous: Option<Vec<DueAction>> = None;
+            let mut recorded = Ok(());
+            let mut full = false;
+            for _ in 0..BATCHES_PER_SWEEP {
+                let mut limit = self.config.batch_size;
+                if let Some(rate) = &self.rate {
+                    let want = u32::try_from(limit).unwrap_or(u32::MAX);
+                    let granted = match rate.claim(&self.services.redis, now, want).await {
+                        Ok(granted) => granted,
+                        Err(err) => {
+                            self.record(family, previous.take()).await?;
+                            return Err(err);
+                        }
+                    };
+                    if granted == 0 {
+                        report.rate_limited = true;
+                        self.record(family, previous.take()).await?;
+                        break 'families;
+                    }
+                    limit = granted as usize;
+                }
+                let (actions, done) = tokio::join!(
+                    dlq.redrive_due(now, limit, &self.config.policy),
+                    self.record(family, previous.take()),
+                );
+                recorded = done;
+                let actions = actions?;
+                self.account(family, &actions, &mut report);
+                if let Some(rate) = &self.rate {
+                    // Only redrives spend the budget; what this batch did not redrive goes
+                    // back.
+                    let used = actions
+                        .iter()
+                        .filter(|a| matches!(a.outcome, DueOutcome::Redriven { .. }))
+                        .count();
+                    let given_back = rate
+                        .give_back(&self.services.redis, now, (limit - used) as u32)
+                        .await;
+                    if let Err(err) = given_back {
+                        self.record(family, Some(actions)).await?;
+                        return Err(err);
+                    }
+                    if limit < self.config.batch_size {
+                        report.rate_limited = true;
+                    }
+                }
+                full = actions.len() >= limit;
+                previous = Some(actions);
+                if !full || report.rate_limited || recorded.is_err() {
                     break;
                 }
-                limit = granted as usize;
             }
-            let actions = dlq.redrive_due(now, limit, &self.config.policy).await?;
-            let done = self.settle(family, &actions, &mut report).await;
-            if let Some(rate) = &self.rate {
-                // Only redrives spend the budget; what this batch did not redrive goes back.
-                let used = actions
-                    .iter()
-                    .filter(|a| matches!(a.outcome, DueOutcome::Redriven { .. }))
-                    .count();
-                rate.give_back(&self.services.redis, now, (limit - used) as u32)
-                    .await?;
-                if limit < self.config.batch_size {
-                    report.rate_limited = true;
-                }
-            }
-            if actions.len() >= limit {
-                report.full = true;
-            }
-            done?;
+            let last = self.record(family, previous.take()).await;
+            recorded.and(last)?;
+            report.full |= full;
+        }
+        if !report.full || self.progress_due() {
+            self.flush_progress().await;
         }
         Ok(report)
     }
 
-    /// Counts, logs and records one batch's actions.
-    async fn settle(
-        &self,
-        family: &'static str,
-        actions: &[DueAction],
-        report: &mut SweepReport,
-    ) -> Result<(), RequeueError> {
-        let mut redriven = Vec::new();
-        let mut parked = Vec::new();
+    /// Counts and logs one batch's actions.
+    fn account(&self, family: &'static str, actions: &[DueAction], report: &mut SweepReport) {
+        let (mut redriven, mut parked) = (0u64, 0u64);
         for action in actions {
             match (&action.outcome, &action.item) {
-                (DueOutcome::Redriven { enqueued }, Some(item)) => {
-                    redriven.push((item, *enqueued));
-                }
-                (DueOutcome::Redriven { .. }, None) => {
-                    // dlq-core logged the raw text; the message is on the queue regardless.
-                    report.redriven += 1;
+                (DueOutcome::Redriven { enqueued }, item) => {
+                    redriven += 1;
+                    // Without an item dlq-core logged the raw text; the message is on the
+                    // queue regardless.
+                    if let Some(item) = item {
+                        tracing::info!(job_id = ?item.job_id, source_id = ?item.source_id,
+                            dlq = family, retry_count = item.retry_count + 1, enqueued,
+                            "redriven");
+                    }
                 }
                 (DueOutcome::Parked, item) => {
-                    report.parked += 1;
+                    parked += 1;
                     if let Some(item) = item {
-                        parked.push(item);
+                        tracing::warn!(job_id = ?item.job_id, source_id = ?item.source_id,
+                            dlq = family, retry_count = item.retry_count, error = %item.error,
+                            "parked: redrive limit reached; only a person retries it now");
                     }
                 }
                 (DueOutcome::Deferred { .. }, _) => report.deferred += 1,
                 (DueOutcome::Malformed, _) => report.malformed += 1,
             }
         }
-        report.redriven += redriven.len() as u64;
-        for (item, enqueued) in &redriven {
-            tracing::info!(job_id = ?item.job_id, source_id = ?item.source_id, dlq = family,
-                retry_count = item.retry_count + 1, enqueued, "redriven");
-        }
-        for item in &parked {
-            tracing::warn!(job_id = ?item.job_id, source_id = ?item.source_id, dlq = family,
-                retry_count = item.retry_count, error = %item.error,
-                "parked: redrive limit reached; only a person retries it now");
-        }
-        crate::metrics::record_sweep(family, redriven.len() as u64, parked.len() as u64);
+        report.redriven += redriven;
+        report.parked += parked;
+        crate::metrics::record_sweep(family, redriven, parked);
+    }
+
+    /// Records one batch's redrives and parks in Postgres (nothing for `None`).
+    async fn record(
+        &self,
+        family: &'static str,
+        actions: Option<Vec<DueAction>>,
+    ) -> Result<(), RequeueError> {
+        let Some(actions) = actions else {
+            return Ok(());
+        };
         if !self.config.bookkeeping {
             return Ok(());
+        }
+        let mut redriven = Vec::new();
+        let mut parked = Vec::new();
+        for action in &actions {
+            match (&action.outcome, &action.item) {
+                (DueOutcome::Redriven { enqueued }, Some(item)) => {
+                    redriven.push((item, *enqueued));
+                }
+                (DueOutcome::Parked, Some(item)) => parked.push(item),
+                _ => {}
+            }
         }
         let db = &self.services.db;
         let result = async {
             if !redriven.is_empty() {
-                bookkeeping::record_redriven(db, family, &redriven).await?;
+                let outcome = bookkeeping::record_redriven(db, family, &redriven).await?;
+                self.defer_progress(outcome.jobs);
             }
             if !parked.is_empty() {
-                bookkeeping::record_parked(db, family, &parked).await?;
+                let outcome = bookkeeping::record_parked(db, family, &parked).await?;
+                pipeline_store::progress::refresh_after_commit(db, &outcome.jobs).await?;
             }
             Ok::<_, RequeueError>(())
         }
@@ -207,6 +303,7 @@ impl Redriver {
                 () = tokio::time::sleep(pause) => {}
             }
         }
+        self.flush_progress().await;
     }
 }
 

@@ -1,0 +1,119 @@
+//! Job progress, refreshed after the source transitions that change it.
+//!
+//! A job's counters and status are recomputed from its sources' statuses
+//! ([`crate::jobs::refresh_in`]) under the job's row lock. That lock used to be taken at the
+//! start of every source transition, so every transition of a job's sources waited for the
+//! previous one's whole transaction, commit included: a scrape worker with 64 pages in
+//! flight spent most of its time queued on a few job rows. Now a transition commits the
+//! source's status and event without touching the job, and the job is refreshed afterwards
+//! in its own short transaction.
+//!
+//! Within one process the refreshes of one job are coalesced: a caller whose transition has
+//! committed waits for a refresh that *started* after its commit (so it saw that commit),
+//! and one refresh serves every caller that asked while the previous one ran. Across
+//! processes the refreshes still serialise on the row lock, and each recomputes from the
+//! committed truth, so the last one to run is right whatever the order. When a process
+//! dies between its commit and its refresh, the requeue daemon's reconciler refreshes the
+//! jobs left `queued` or `running` without progress ([`stale_jobs`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{Result, jobs};
+
+/// The refresh state of one job in this process.
+#[derive(Default)]
+struct Slot {
+    /// Serialises this process's refreshes of the job.
+    running: tokio::sync::Mutex<()>,
+    /// Counters, under the registry's lock: requests made, requests covered by a refresh
+    /// that has finished.
+    counts: Mutex<(u64, u64)>,
+}
+
+/// Every job with a refresh requested or running in this process. Job ids are UUIDs, unique
+/// across databases, so one registry serves every pool of the process.
+fn registry() -> &'static Mutex<HashMap<Uuid, Arc<Slot>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<Uuid, Arc<Slot>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// Refreshes the progress of `job_ids`, to be called after the transaction that changed
+/// their sources has committed. Returns once a refresh of each job that began after this
+/// call has finished.
+pub async fn refresh_after_commit(pool: &PgPool, job_ids: &[Uuid]) -> Result<()> {
+    for job_id in job_ids {
+        refresh_one(pool, *job_id).await?;
+    }
+    Ok(())
+}
+
+async fn refresh_one(pool: &PgPool, job_id: Uuid) -> Result<()> {
+    let (slot, ticket) = {
+        let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
+        let slot = map.entry(job_id).or_default().clone();
+        let mut counts = slot.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.0 += 1;
+        let ticket = counts.0;
+        drop(counts);
+        (slot, ticket)
+    };
+    let result = {
+        let _running = slot.running.lock().await;
+        let covered = slot.counts.lock().unwrap_or_else(|e| e.into_inner()).1;
+        if covered >= ticket {
+            // A refresh that began after this request finished while we waited.
+            Ok(())
+        } else {
+            // Every request made so far is covered by this refresh: it starts now, after
+            // their commits.
+            let target = slot.counts.lock().unwrap_or_else(|e| e.into_inner()).0;
+            let result = refresh(pool, job_id).await;
+            if result.is_ok() {
+                let mut counts = slot.counts.lock().unwrap_or_else(|e| e.into_inner());
+                counts.1 = counts.1.max(target);
+            }
+            result
+        }
+    };
+    // Forget the job when nobody else asked meanwhile (the check and the request both run
+    // under the registry's lock).
+    let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
+    let counts = *slot.counts.lock().unwrap_or_else(|e| e.into_inner());
+    if counts.0 == ticket && Arc::strong_count(&slot) <= 2 {
+        map.remove(&job_id);
+    }
+    result
+}
+
+/// Recomputes one job's progress in its own transaction: lock the row, aggregate, update.
+pub async fn refresh(pool: &PgPool, job_id: Uuid) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let exists: Option<Uuid> = sqlx::query_scalar("SELECT id FROM jobs WHERE id = $1 FOR UPDATE")
+        .bind(job_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if exists.is_some() {
+        jobs::refresh_in(&mut tx, job_id).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Jobs still `queued` or `running` whose row has not changed for `older_than_secs`, oldest
+/// first, at most `limit`: the reconciler refreshes them, which settles a job whose last
+/// refresh was lost with its process.
+pub async fn stale_jobs(pool: &PgPool, older_than_secs: i64, limit: i64) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM jobs
+         WHERE status IN ('queued', 'running') AND updated_at < now() - make_interval(secs => $1)
+         ORDER BY updated_at LIMIT $2",
+    )
+    .bind(older_than_secs as f64)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
