@@ -147,3 +147,118 @@ async fn two_reconcilers_enqueue_each_lost_source_once() -> anyhow::Result<()> {
     assert_eq!(w.services.queue(SCRAPE).unwrap().depth().await?.ready, 200);
     Ok(())
 }
+
+#[tokio::test]
+async fn dead_lettered_sources_whose_dlq_entry_was_lost_are_enqueued_again() -> anyhow::Result<()> {
+    let w = World::new(|s| {
+        s.requeue.reconcile_after_secs = 1;
+        s.requeue.reconcile_batch = 1000;
+    })
+    .await?;
+    let (_, ids) = w.submit(urls("https://example.com", 6)).await?;
+    // Four fail for good or for now; the other two stay queued.
+    let held = w.reserve_all().await?;
+    w.dead_letter(&held[..2], ErrorKind::Transient, "HTTP 503")
+        .await?;
+    w.dead_letter(&held[2..4], ErrorKind::Permanent, "HTTP 404")
+        .await?;
+    let transient: Vec<_> = held[..2].iter().map(|d| d.id.clone()).collect();
+    let permanent: Vec<_> = held[2..4].iter().map(|d| d.id.clone()).collect();
+    // Redis loses the DLQ and the queue.
+    w.lose_redis_data().await?;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let report = Reconciler::new(w.services.clone(), w.config())
+        .sweep()
+        .await?;
+    let reconciled: Vec<String> = report
+        .reconciled
+        .iter()
+        .map(|(_, id)| id.to_string())
+        .collect();
+    // The transient ones still had a redrive coming: they are enqueued again. The permanent
+    // ones wait for a person and are terminal for their job: left alone.
+    for id in &transient {
+        assert!(reconciled.contains(id), "{id} not reconciled: {report:?}");
+    }
+    for id in &permanent {
+        assert!(!reconciled.contains(id), "{id} reconciled: {report:?}");
+    }
+    assert_eq!(reconciled.len(), 4, "{report:?}");
+    let scrape = w.services.queue(SCRAPE).unwrap();
+    assert_eq!(scrape.depth().await?.ready, 4);
+    assert_eq!(ids.len(), 6);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sources_held_for_long_do_not_hide_lost_ones() -> anyhow::Result<()> {
+    // A batch of 5: the first sweep sees only the 5 oldest, all held by the DLQ. Without a
+    // cursor every sweep would see the same 5; with it the next sweeps reach the lost ones.
+    let w = World::new(|s| {
+        s.requeue.reconcile_after_secs = 1;
+        s.requeue.reconcile_batch = 5;
+    })
+    .await?;
+    let (_, held_ids) = w.submit(urls("https://example.com/held", 5)).await?;
+    w.dead_letter_all(ErrorKind::Transient, "HTTP 503").await?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (_, lost_ids) = w.submit(urls("https://example.com/lost", 3)).await?;
+    // Only the queued messages are lost; the DLQ still holds the first five.
+    let scrape = w.services.queue(SCRAPE).unwrap();
+    let lost_msgs = w.reserve_all().await?;
+    assert_eq!(lost_msgs.len(), 3);
+    for d in &lost_msgs {
+        assert_eq!(scrape.ack(d).await?, work_queue::AckOutcome::Acked);
+    }
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let reconciler = Reconciler::new(w.services.clone(), w.config());
+    let first = reconciler.sweep().await?;
+    assert_eq!(first.examined, 5, "{first:?}");
+    assert_eq!(first.held, 5, "{first:?}");
+    assert!(first.reconciled.is_empty(), "{first:?}");
+    let second = reconciler.sweep().await?;
+    let found: Vec<_> = second.reconciled.iter().map(|(_, id)| *id).collect();
+    assert_eq!(found.len(), 3, "{second:?}");
+    for id in &lost_ids {
+        assert!(found.contains(id), "{id} not found: {second:?}");
+    }
+    for id in &held_ids {
+        assert!(!found.contains(id));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn jobs_whose_refresh_was_lost_are_refreshed() -> anyhow::Result<()> {
+    let w = World::new(|s| {
+        s.requeue.reconcile_after_secs = 1;
+        s.requeue.reconcile_batch = 100;
+    })
+    .await?;
+    let (job, ids) = w.submit(urls("https://example.com", 2)).await?;
+    // Both sources finish, but the process dies before refreshing the job: simulated by
+    // writing the statuses directly.
+    sqlx::query("UPDATE sources SET status = 'extracted' WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&w.db.pool)
+        .await?;
+    let status: String = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+        .bind(job)
+        .fetch_one(&w.db.pool)
+        .await?;
+    assert_eq!(status, "queued");
+    w.lose_redis_data().await?;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let report = Reconciler::new(w.services.clone(), w.config())
+        .sweep()
+        .await?;
+    assert_eq!(report.jobs_refreshed, 1, "{report:?}");
+    let (status, extracted): (String, i64) =
+        sqlx::query_as("SELECT status, (result ->> 'extracted')::bigint FROM jobs WHERE id = $1")
+            .bind(job)
+            .fetch_one(&w.db.pool)
+            .await?;
+    assert_eq!(status, "completed");
+    assert_eq!(extracted, 2);
+    Ok(())
+}
