@@ -131,19 +131,27 @@ impl World {
         Ok(())
     }
 
-    /// Deletes every key under the test's prefix (SCAN MATCH prefix* + DEL): what Redis
-    /// losing its data looks like to this test, without touching other tests' keys (a real
-    /// FLUSHALL would wipe every test running in parallel on the shared Redis).
+    /// Deletes every key under the test's prefix in one atomic script: what Redis losing
+    /// its data looks like to this test (FLUSHALL, or a restart without persistence, is
+    /// atomic too), without touching other tests' keys (a real FLUSHALL would wipe every
+    /// test running in parallel on the shared Redis). A deletion in several round trips
+    /// would leave states no real loss produces, such as a message's hash without its
+    /// place in any queue.
     pub async fn lose_redis_data(&self) -> anyhow::Result<usize> {
-        let keys = self.redis.keys().await?;
         let mut conn = self.redis.pool.get().await?;
-        for chunk in keys.chunks(500) {
-            redis::cmd("DEL")
-                .arg(chunk)
-                .query_async::<()>(&mut conn)
-                .await?;
-        }
-        Ok(keys.len())
+        let deleted: usize = redis::Script::new(
+            r"
+            local keys = redis.call('KEYS', ARGV[1])
+            for i = 1, #keys, 1000 do
+                redis.call('DEL', unpack(keys, i, math.min(i + 999, #keys)))
+            end
+            return #keys
+            ",
+        )
+        .arg(format!("{}*", self.redis.prefix))
+        .invoke_async(&mut conn)
+        .await?;
+        Ok(deleted)
     }
 
     /// Count of events of `kind` per source, for the sources that have any.

@@ -209,7 +209,8 @@ async fn settle_failure<H: Handler>(
 }
 
 /// One step, for tests and tools: reserves up to `max` deliveries without waiting and
-/// processes them all. Returns how many it processed (0: the queue had nothing ready).
+/// processes them all, job progress included. Returns how many it processed (0: the queue
+/// had nothing ready).
 pub async fn run_next<H: Handler>(
     queue: &WorkQueue,
     handler: &H,
@@ -218,6 +219,7 @@ pub async fn run_next<H: Handler>(
     let deliveries = queue.reserve(max).await?;
     let n = deliveries.len();
     futures::future::join_all(deliveries.into_iter().map(|d| process(queue, handler, d))).await;
+    pipeline_store::progress::settled().await;
     Ok(n)
 }
 
@@ -279,7 +281,11 @@ pub async fn run<H: Handler>(
         }
     }
     tracker.close();
-    let finished = pipeline_core::shutdown::drain_within(opts.drain_timeout, tracker.wait()).await;
+    let finished = pipeline_core::shutdown::drain_within(opts.drain_timeout, async {
+        tracker.wait().await;
+        pipeline_store::progress::settled().await;
+    })
+    .await;
     tracing::info!(
         family = queue.family(),
         drained = finished,

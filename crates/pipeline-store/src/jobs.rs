@@ -7,7 +7,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::sources::{SourceRow, record_event_in};
-use crate::status::{JobStatus, SourceStatus};
+use crate::status::JobStatus;
 use crate::{Result, StoreError};
 
 /// The name of the project used when a submission names none.
@@ -151,81 +151,18 @@ pub async fn ensure_project_in(tx: &mut Transaction<'_, Postgres>, name: &str) -
     Ok(id)
 }
 
-/// Recomputes a job's counts by outcome and its status from its sources' statuses.
+/// Recomputes a job's counts by outcome and its status from its sources' statuses, inside
+/// the caller's transaction (the row lock is held until it commits).
 ///
 /// A source is terminal for its job when `extracted`, `parked`, `discarded`, or
 /// `dead_lettered` with a permanent error (a transient one still waits for its redrive).
-/// The cost is one indexed aggregate over the job's sources; callers hold the job's row lock
-/// ([`crate::progress::refresh`] takes it).
+/// The work is the `pipeline_refresh_job_progress` function of the schema: one indexed
+/// aggregate over the job's sources, in one round trip.
 pub async fn refresh_in(tx: &mut Transaction<'_, Postgres>, job_id: Uuid) -> Result<()> {
-    let rows: Vec<(String, bool, i64)> = sqlx::query_as(
-        "SELECT s.status,
-                COALESCE(s.status = 'dead_lettered' AND s.last_error_kind = 'permanent', false) AS permanent,
-                count(*)
-         FROM job_sources js JOIN sources s ON s.id = js.source_id
-         WHERE js.job_id = $1 GROUP BY 1, 2",
-    )
-    .bind(job_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    let invalid: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(jsonb_array_length(payload -> 'invalid_urls'), 0)::bigint FROM jobs WHERE id = $1",
-    )
-    .bind(job_id)
-    .fetch_one(&mut **tx)
-    .await?;
-
-    let mut counts = serde_json::Map::new();
-    for status in SourceStatus::ALL {
-        counts.insert(status.as_str().into(), json!(0));
-    }
-    let (mut total, mut terminal, mut extracted, mut untouched) = (0i64, 0i64, 0i64, 0i64);
-    for (status, permanent, n) in &rows {
-        let entry = counts.entry(status.clone()).or_insert(json!(0));
-        *entry = json!(entry.as_i64().unwrap_or(0) + n);
-        total += n;
-        match SourceStatus::parse(status) {
-            Some(SourceStatus::Extracted) => {
-                extracted += n;
-                terminal += n;
-            }
-            Some(SourceStatus::Parked | SourceStatus::Discarded) => terminal += n,
-            Some(SourceStatus::DeadLettered) if *permanent => terminal += n,
-            Some(SourceStatus::Queued) => untouched += n,
-            _ => {}
-        }
-    }
-    counts.insert("total".into(), json!(total));
-    counts.insert("terminal".into(), json!(terminal));
-    counts.insert("failed".into(), json!(terminal - extracted));
-    counts.insert("invalid_urls".into(), json!(invalid));
-
-    let status = if total > 0 && terminal < total {
-        if untouched == total {
-            JobStatus::Queued
-        } else {
-            JobStatus::Running
-        }
-    } else if extracted == total && invalid == 0 {
-        JobStatus::Completed
-    } else if extracted == 0 {
-        JobStatus::Failed
-    } else {
-        JobStatus::CompletedWithErrors
-    };
-    let finished = !matches!(status, JobStatus::Queued | JobStatus::Running);
-    sqlx::query(
-        "UPDATE jobs SET status = $2, result = $3, updated_at = now(),
-            started_at = CASE WHEN $2 <> 'queued' THEN COALESCE(started_at, now()) END,
-            completed_at = CASE WHEN $4 THEN COALESCE(completed_at, now()) END
-         WHERE id = $1",
-    )
-    .bind(job_id)
-    .bind(status.as_str())
-    .bind(Value::Object(counts))
-    .bind(finished)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("SELECT pipeline_refresh_job_progress($1)")
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -17,12 +17,13 @@
 //! jobs left `queued` or `running` without progress ([`stale_jobs`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{Result, jobs};
+use crate::Result;
 
 /// The refresh state of one job in this process.
 #[derive(Default)]
@@ -39,6 +40,49 @@ struct Slot {
 fn registry() -> &'static Mutex<HashMap<Uuid, Arc<Slot>>> {
     static REGISTRY: OnceLock<Mutex<HashMap<Uuid, Arc<Slot>>>> = OnceLock::new();
     REGISTRY.get_or_init(Default::default)
+}
+
+/// Background refreshes started by [`refresh_in_background`] and not finished yet.
+static BACKGROUND: AtomicUsize = AtomicUsize::new(0);
+
+fn background_idle() -> &'static tokio::sync::Notify {
+    static IDLE: OnceLock<tokio::sync::Notify> = OnceLock::new();
+    IDLE.get_or_init(tokio::sync::Notify::new)
+}
+
+/// Refreshes the progress of `job_ids` in a background task (coalesced like
+/// [`refresh_after_commit`]), for a transition that cannot finish a job (a page stored as
+/// `scraped` still waits for extraction): the worker moves on without waiting for the job
+/// row. A failure is logged; the reconciler refreshes jobs whose progress went stale.
+/// [`settled`] waits for these tasks (workers call it when they drain).
+pub fn refresh_in_background(pool: &PgPool, job_ids: Vec<Uuid>) {
+    if job_ids.is_empty() {
+        return;
+    }
+    BACKGROUND.fetch_add(1, Ordering::SeqCst);
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        if let Err(err) = refresh_after_commit(&pool, &job_ids).await {
+            tracing::warn!(error = %err, jobs = ?job_ids, "refreshing job progress failed; the reconciler will refresh it");
+        }
+        if BACKGROUND.fetch_sub(1, Ordering::SeqCst) == 1 {
+            background_idle().notify_waiters();
+        }
+    });
+}
+
+/// Waits until every background refresh of this process has finished.
+pub async fn settled() {
+    loop {
+        let notified = background_idle().notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a task finishing in between still wakes us.
+        notified.as_mut().enable();
+        if BACKGROUND.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        notified.await;
+    }
 }
 
 /// Refreshes the progress of `job_ids`, to be called after the transaction that changed
@@ -89,17 +133,13 @@ async fn refresh_one(pool: &PgPool, job_id: Uuid) -> Result<()> {
     result
 }
 
-/// Recomputes one job's progress in its own transaction: lock the row, aggregate, update.
+/// Recomputes one job's progress in its own transaction: one statement that locks the row,
+/// aggregates and updates ([`crate::jobs::refresh_in`]).
 pub async fn refresh(pool: &PgPool, job_id: Uuid) -> Result<()> {
-    let mut tx = pool.begin().await?;
-    let exists: Option<Uuid> = sqlx::query_scalar("SELECT id FROM jobs WHERE id = $1 FOR UPDATE")
+    sqlx::query("SELECT pipeline_refresh_job_progress($1)")
         .bind(job_id)
-        .fetch_optional(&mut *tx)
+        .execute(pool)
         .await?;
-    if exists.is_some() {
-        jobs::refresh_in(&mut tx, job_id).await?;
-    }
-    tx.commit().await?;
     Ok(())
 }
 

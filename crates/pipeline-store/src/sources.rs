@@ -206,7 +206,11 @@ pub struct Fetched<'a> {
     pub http_status: i32,
 }
 
-/// Stores a fetched page and moves the source to `scraped`, with its event, atomically.
+/// Stores a fetched page and moves the source to `scraped` with its `succeeded` event, in
+/// one statement (so one round trip and one commit). The progress of the source's jobs is
+/// refreshed in the background ([`progress::refresh_in_background`]): `scraped` finishes
+/// no job, so the worker need not wait for the job row. Returns `false` when the source
+/// does not exist.
 pub async fn store_fetched(
     pool: &PgPool,
     source_id: Uuid,
@@ -215,41 +219,69 @@ pub async fn store_fetched(
     page: &Fetched<'_>,
     detail: Value,
 ) -> Result<bool> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "UPDATE sources SET raw_content = $2, title = $3, content_type = $4, http_status = $5,
-                fetched_at = now()
-         WHERE id = $1",
+    let row: Option<(Option<Vec<Uuid>>,)> = sqlx::query_as(
+        "WITH u AS (
+             UPDATE sources SET raw_content = $2, title = $3, content_type = $4,
+                    http_status = $5, fetched_at = now(), status = 'scraped',
+                    updated_at = now(), last_error_kind = NULL, last_error = NULL
+             WHERE id = $1
+             RETURNING id
+         ), e AS (
+             INSERT INTO job_events (job_id, source_id, kind, stage, attempt, detail)
+             SELECT $6, u.id, 'succeeded', 'scrape', $7, $8 FROM u
+         )
+         SELECT (SELECT array_agg(job_id ORDER BY job_id) FROM job_sources WHERE source_id = u.id)
+         FROM u",
     )
     .bind(source_id)
     .bind(page.raw_content)
     .bind(page.title)
     .bind(page.content_type)
     .bind(page.http_status)
-    .execute(&mut *tx)
+    .bind(job_id)
+    .bind(attempt)
+    .bind(&detail)
+    .fetch_optional(pool)
     .await?;
-    let jobs = transition_in(
-        &mut tx,
-        &Transition {
-            source_id,
-            job_id,
-            to: SourceStatus::Scraped,
-            event: "succeeded",
-            stage: "scrape",
-            attempt,
-            detail,
-            error: None,
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    match jobs {
-        Some(jobs) => {
-            progress::refresh_after_commit(pool, &jobs).await?;
+    match row {
+        Some((jobs,)) => {
+            progress::refresh_in_background(pool, jobs.unwrap_or_default());
             Ok(true)
         }
         None => Ok(false),
     }
+}
+
+/// Loads a source for a worker about to work on it and, unless its status is one of
+/// `done` (a redelivery of finished work), records the `started` event, in one statement.
+/// The event's detail is `detail` plus the source's `uri`.
+pub async fn start_work(
+    pool: &PgPool,
+    source_id: Uuid,
+    job_id: Option<Uuid>,
+    stage: &str,
+    attempt: Option<i32>,
+    done: &[SourceStatus],
+    detail: &Value,
+) -> Result<SourceRow> {
+    let done: Vec<&str> = done.iter().map(|s| s.as_str()).collect();
+    sqlx::query_as::<_, SourceRow>(sqlx::AssertSqlSafe(format!(
+        "WITH s AS (SELECT {SOURCE_COLUMNS} FROM sources WHERE id = $1), e AS (
+             INSERT INTO job_events (job_id, source_id, kind, stage, attempt, detail)
+             SELECT $2, s.id, 'started', $3, $4, $5 || jsonb_build_object('uri', s.uri)
+             FROM s WHERE s.status <> ALL($6)
+         )
+         SELECT {SOURCE_COLUMNS} FROM s"
+    )))
+    .bind(source_id)
+    .bind(job_id)
+    .bind(stage)
+    .bind(attempt)
+    .bind(detail)
+    .bind(&done)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("source {source_id}")))
 }
 
 /// A source the reconciler may enqueue again.

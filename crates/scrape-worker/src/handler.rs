@@ -22,6 +22,13 @@ use work_queue::Delivery;
 
 use crate::fetch::{Fetcher, seconds_since};
 
+/// Statuses a scrape message finds when its work is already done.
+const PAST_SCRAPING: [SourceStatus; 3] = [
+    SourceStatus::Scraped,
+    SourceStatus::Extracted,
+    SourceStatus::Discarded,
+];
+
 /// Scrapes one source per delivery.
 pub struct ScrapeHandler {
     services: Services,
@@ -41,7 +48,18 @@ impl ScrapeHandler {
         span.record("job_id", tracing::field::display(display_job(msg.job_id)));
         span.record("source_id", tracing::field::display(msg.source_id));
         let db = &self.services.db;
-        let source = match sources::get(db, msg.source_id).await {
+        let attempt = (delivery.attempts + 1) as i32;
+        let source = match sources::start_work(
+            db,
+            msg.source_id,
+            msg.job_id,
+            SCRAPE,
+            Some(attempt),
+            &PAST_SCRAPING,
+            &json!({"deliveries": delivery.deliveries}),
+        )
+        .await
+        {
             Ok(s) => s,
             Err(StoreError::NotFound(what)) => {
                 return Err(Failure::permanent(format!("{what} not found")));
@@ -50,11 +68,9 @@ impl ScrapeHandler {
         };
         let status = SourceStatus::parse(&source.status);
         // A scrape message for a source that is already past scraping is a redelivery of
-        // work that was done but not acked (a crash, a lost lease): finish it, don't redo it.
-        if matches!(
-            status,
-            Some(SourceStatus::Scraped | SourceStatus::Extracted | SourceStatus::Discarded)
-        ) {
+        // work that was done but not acked (a crash, a lost lease): finish it, don't redo it
+        // (and no `started` event was written).
+        if status.is_some_and(|s| PAST_SCRAPING.contains(&s)) {
             tracing::info!(status = %source.status, "source already past scraping; not fetching again");
             if status == Some(SourceStatus::Scraped) {
                 self.enqueue_extraction(&msg).await?;
@@ -62,18 +78,6 @@ impl ScrapeHandler {
             metrics::counter!("scrape_fetches_total", "outcome" => "skipped").increment(1);
             return Ok(());
         }
-        let attempt = (delivery.attempts + 1) as i32;
-        sources::record_event(
-            db,
-            msg.job_id,
-            msg.source_id,
-            "started",
-            SCRAPE,
-            Some(attempt),
-            &json!({"uri": source.uri, "deliveries": delivery.deliveries}),
-        )
-        .await
-        .map_err(|e| Failure::transient(format!("recording the start: {e}")))?;
 
         let started = Instant::now();
         metrics::gauge!("scrape_fetches_in_flight").increment(1.0);
