@@ -456,7 +456,7 @@ check_dockerfile() {
         grep -q -- "--bin $bin\b" "$f" || { echo "$f: does not build $bin"; status=1; }
     done
     grep -qx 'target' .dockerignore || { echo ".dockerignore: target/ is not excluded"; status=1; }
-    if grep -qE '^(Cargo\.lock|crates|migrations|config)/?$' .dockerignore; then
+    if grep -qE '^(Cargo\.lock|crates|migrations|config|vendor)/?$' .dockerignore; then
         echo ".dockerignore excludes files the build needs"
         status=1
     fi
