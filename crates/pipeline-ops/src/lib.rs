@@ -1,7 +1,9 @@
 //! Operations shared by the daemons, the API and the CLI: the process's [`Services`] (one
 //! Postgres pool, one Redis pool, a queue and a DLQ handle per family), [`submit`], the
-//! work messages, and the generic [`worker`] runner both workers are built on.
+//! work messages, the generic [`worker`] runner both workers are built on, and the
+//! [`daemon`] start-up every daemon shares.
 
+pub mod daemon;
 pub mod dlq_ops;
 pub mod messages;
 pub mod services;
