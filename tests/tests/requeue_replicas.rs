@@ -17,6 +17,11 @@ use tokio::process::{Child, Command};
 
 const ITEMS: usize = 1000;
 
+/// A daemon over the test's database and prefix. Items become due one second after they
+/// fail: a worker records `dead_lettered` in Postgres right after the DLQ push, and a
+/// redrive (with its `queued` bookkeeping) must not overtake that write, as the base delay
+/// (30 s by default) guarantees in service; with no delay, a fast daemon could record
+/// `queued` before this test's `dead_lettered` lands on top of it.
 fn spawn_daemon(w: &World, port: u16) -> anyhow::Result<Child> {
     let log = if std::env::var_os("TEST_LOG").is_some() {
         Stdio::inherit()
@@ -29,7 +34,7 @@ fn spawn_daemon(w: &World, port: u16) -> anyhow::Result<Child> {
         .env("PIPELINE__REDIS__KEY_PREFIX", &w.redis.prefix)
         .env("PIPELINE__PROBES__HOST", "127.0.0.1")
         .env("PIPELINE__PROBES__REQUEUE_DAEMON_PORT", port.to_string())
-        .env("PIPELINE__REQUEUE__REDRIVE_BASE_DELAY_SECS", "0")
+        .env("PIPELINE__REQUEUE__REDRIVE_BASE_DELAY_SECS", "1")
         .env("PIPELINE__REQUEUE__RATE_PER_SEC", "0")
         .env("PIPELINE__REQUEUE__BATCH_SIZE", "20")
         .env("PIPELINE__REQUEUE__INTERVAL_MS", "20")
