@@ -3,6 +3,10 @@
 -- update are one statement for the client (one round trip and one commit) instead of five.
 -- In READ COMMITTED each statement inside the function takes a fresh snapshot, so the
 -- aggregate, which runs after the lock is granted, sees every transition committed before.
+-- The lock is FOR NO KEY UPDATE (what the UPDATE below takes anyway), not FOR UPDATE: every
+-- event insert checks its foreign key to the job with FOR KEY SHARE, which FOR UPDATE would
+-- conflict with, queueing the refresh behind every open transition of the job and each
+-- transition behind the refresh.
 --
 -- A source is terminal for its job when `extracted`, `parked`, `discarded`, or
 -- `dead_lettered` with a permanent error (a transient one still waits for its redrive).
@@ -24,7 +28,7 @@ DECLARE
 BEGIN
     SELECT COALESCE(jsonb_array_length(payload -> 'invalid_urls'), 0)::bigint
       INTO v_invalid
-      FROM jobs WHERE id = p_job FOR UPDATE;
+      FROM jobs WHERE id = p_job FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
