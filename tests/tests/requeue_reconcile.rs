@@ -15,13 +15,18 @@ use pipeline_store::sources::{self, Transition};
 use requeue_daemon::Reconciler;
 use serde_json::json;
 
+/// A world whose reconciler treats a source as stuck after 1 s, `batch` sources a sweep.
+async fn reconciling(batch: usize) -> anyhow::Result<World> {
+    World::new(|s| {
+        s.requeue.reconcile_after_secs = 1;
+        s.requeue.reconcile_batch = batch;
+    })
+    .await
+}
+
 #[tokio::test]
 async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Result<()> {
-    let w = World::new(|s| {
-        s.requeue.reconcile_after_secs = 1;
-        s.requeue.reconcile_batch = 1000;
-    })
-    .await?;
+    let w = reconciling(1000).await?;
     let (job, ids) = w.submit(urls("https://example.com", 30)).await?;
     // Ten were fetched (waiting for extraction), two sit in the DLQ, the rest wait to be
     // scraped.
@@ -128,11 +133,7 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
 
 #[tokio::test]
 async fn two_reconcilers_enqueue_each_lost_source_once() -> anyhow::Result<()> {
-    let w = World::new(|s| {
-        s.requeue.reconcile_after_secs = 1;
-        s.requeue.reconcile_batch = 1000;
-    })
-    .await?;
+    let w = reconciling(1000).await?;
     let (_, ids) = w.submit(urls("https://example.com", 200)).await?;
     w.lose_redis_data().await?;
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -150,11 +151,7 @@ async fn two_reconcilers_enqueue_each_lost_source_once() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn dead_lettered_sources_whose_dlq_entry_was_lost_are_enqueued_again() -> anyhow::Result<()> {
-    let w = World::new(|s| {
-        s.requeue.reconcile_after_secs = 1;
-        s.requeue.reconcile_batch = 1000;
-    })
-    .await?;
+    let w = reconciling(1000).await?;
     let (_, ids) = w.submit(urls("https://example.com", 6)).await?;
     // Four fail for good or for now; the other two stay queued.
     let held = w.reserve_all().await?;
@@ -184,9 +181,17 @@ async fn dead_lettered_sources_whose_dlq_entry_was_lost_are_enqueued_again() -> 
         assert!(!reconciled.contains(id), "{id} reconciled: {report:?}");
     }
     assert_eq!(reconciled.len(), 4, "{report:?}");
+    // The two still queued and the two transient ones; nothing else.
     let scrape = w.services.queue(SCRAPE).unwrap();
     assert_eq!(scrape.depth().await?.ready, 4);
-    assert_eq!(ids.len(), 6);
+    for id in &ids {
+        let id = id.to_string();
+        assert_eq!(
+            scrape.contains(&id).await?,
+            !permanent.contains(&id),
+            "{id}"
+        );
+    }
     Ok(())
 }
 
@@ -194,11 +199,7 @@ async fn dead_lettered_sources_whose_dlq_entry_was_lost_are_enqueued_again() -> 
 async fn sources_held_for_long_do_not_hide_lost_ones() -> anyhow::Result<()> {
     // A batch of 5: the first sweep sees only the 5 oldest, all held by the DLQ. Without a
     // cursor every sweep would see the same 5; with it the next sweeps reach the lost ones.
-    let w = World::new(|s| {
-        s.requeue.reconcile_after_secs = 1;
-        s.requeue.reconcile_batch = 5;
-    })
-    .await?;
+    let w = reconciling(5).await?;
     let (_, held_ids) = w.submit(urls("https://example.com/held", 5)).await?;
     w.dead_letter_all(ErrorKind::Transient, "HTTP 503").await?;
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -230,11 +231,7 @@ async fn sources_held_for_long_do_not_hide_lost_ones() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn jobs_whose_refresh_was_lost_are_refreshed() -> anyhow::Result<()> {
-    let w = World::new(|s| {
-        s.requeue.reconcile_after_secs = 1;
-        s.requeue.reconcile_batch = 100;
-    })
-    .await?;
+    let w = reconciling(100).await?;
     let (job, ids) = w.submit(urls("https://example.com", 2)).await?;
     // Both sources finish, but the process dies before refreshing the job: simulated by
     // writing the statuses directly.

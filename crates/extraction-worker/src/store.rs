@@ -370,11 +370,5 @@ pub async fn finish(db: &PgPool, f: &Finish<'_>) -> pipeline_store::Result<bool>
     )
     .await?;
     tx.commit().await?;
-    match jobs {
-        Some(jobs) => {
-            pipeline_store::progress::refresh_after_commit(db, &jobs).await?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
+    pipeline_store::progress::after_transition(db, jobs).await
 }

@@ -85,6 +85,19 @@ pub async fn settled() {
     }
 }
 
+/// What a caller does after committing a transition that returned `jobs` (`None`: the
+/// source does not exist): refreshes those jobs ([`refresh_after_commit`]) and says whether
+/// the source existed.
+pub async fn after_transition(pool: &PgPool, jobs: Option<Vec<Uuid>>) -> Result<bool> {
+    match jobs {
+        Some(jobs) => {
+            refresh_after_commit(pool, &jobs).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
 /// Refreshes the progress of `job_ids`, to be called after the transaction that changed
 /// their sources has committed. Returns once a refresh of each job that began after this
 /// call has finished.
@@ -107,14 +120,14 @@ async fn refresh_one(pool: &PgPool, job_id: Uuid) -> Result<()> {
     };
     let result = {
         let _running = slot.running.lock().await;
-        let covered = slot.counts.lock().unwrap_or_else(|e| e.into_inner()).1;
+        let (requested, covered) = *slot.counts.lock().unwrap_or_else(|e| e.into_inner());
         if covered >= ticket {
             // A refresh that began after this request finished while we waited.
             Ok(())
         } else {
             // Every request made so far is covered by this refresh: it starts now, after
             // their commits.
-            let target = slot.counts.lock().unwrap_or_else(|e| e.into_inner()).0;
+            let target = requested;
             let result = refresh(pool, job_id).await;
             if result.is_ok() {
                 let mut counts = slot.counts.lock().unwrap_or_else(|e| e.into_inner());

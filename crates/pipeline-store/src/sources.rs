@@ -38,19 +38,13 @@ pub async fn transition(pool: &PgPool, t: &Transition<'_>) -> Result<bool> {
     let mut tx = pool.begin().await?;
     let jobs = transition_in(&mut tx, t).await?;
     tx.commit().await?;
-    match jobs {
-        Some(jobs) => {
-            progress::refresh_after_commit(pool, &jobs).await?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
+    progress::after_transition(pool, jobs).await
 }
 
 /// [`transition`] inside the caller's transaction (for callers that write more rows
 /// atomically with the status change): one statement writes the status and the event.
 /// Returns the jobs that include the source (`None`: no such source); the caller passes
-/// them to [`progress::refresh_after_commit`] once its transaction has committed.
+/// them to [`progress::after_transition`] once its transaction has committed.
 ///
 /// No job row is locked here, so transitions of one job's sources run in parallel; only
 /// the short progress refresh afterwards is serialised per job.

@@ -119,70 +119,91 @@ impl Redriver {
     pub async fn sweep(&self) -> Result<SweepReport, RequeueError> {
         let now = redis_now_ms(&self.services.redis).await?;
         let mut report = SweepReport::default();
-        'families: for family in self.services.families() {
+        for family in self.services.families() {
             let Some(dlq) = self.services.dlq(family) else {
                 continue;
             };
-            let mut previous: Option<Vec<DueAction>> = None;
-            let mut recorded = Ok(());
-            let mut full = false;
-            for _ in 0..BATCHES_PER_SWEEP {
-                let mut limit = self.config.batch_size;
-                if let Some(rate) = &self.rate {
-                    let want = u32::try_from(limit).unwrap_or(u32::MAX);
-                    let granted = match rate.claim(&self.services.redis, now, want).await {
-                        Ok(granted) => granted,
-                        Err(err) => {
-                            self.record(family, previous.take()).await?;
-                            return Err(err);
-                        }
-                    };
-                    if granted == 0 {
-                        report.rate_limited = true;
-                        self.record(family, previous.take()).await?;
-                        break 'families;
-                    }
-                    limit = granted as usize;
-                }
-                let (actions, done) = tokio::join!(
-                    dlq.redrive_due(now, limit, &self.config.policy),
-                    self.record(family, previous.take()),
-                );
-                recorded = done;
-                let actions = actions?;
-                self.account(family, &actions, &mut report);
-                if let Some(rate) = &self.rate {
-                    // Only redrives spend the budget; what this batch did not redrive goes
-                    // back.
-                    let used = actions
-                        .iter()
-                        .filter(|a| matches!(a.outcome, DueOutcome::Redriven { .. }))
-                        .count();
-                    let given_back = rate
-                        .give_back(&self.services.redis, now, (limit - used) as u32)
-                        .await;
-                    if let Err(err) = given_back {
-                        self.record(family, Some(actions)).await?;
-                        return Err(err);
-                    }
-                    if limit < self.config.batch_size {
-                        report.rate_limited = true;
-                    }
-                }
-                full = actions.len() >= limit;
-                previous = Some(actions);
-                if !full || report.rate_limited || recorded.is_err() {
-                    break;
-                }
+            // Whatever stops the family's batches, the last one redriven is recorded.
+            let mut last = None;
+            let swept = self
+                .sweep_family(family, dlq, now, &mut report, &mut last)
+                .await;
+            let recorded = self.record(family, last).await;
+            let budget_spent = swept?;
+            recorded?;
+            if budget_spent {
+                break;
             }
-            let last = self.record(family, previous.take()).await;
-            recorded.and(last)?;
-            report.full |= full;
         }
         if !report.full || self.progress_due() {
             self.flush_progress().await;
         }
         Ok(report)
+    }
+
+    /// Up to [`BATCHES_PER_SWEEP`] batches of one family; each batch's bookkeeping runs
+    /// beside the next batch's script. Leaves the last batch, not yet recorded, in `last`.
+    /// Returns whether the rate budget of this second is spent (no family gets more).
+    async fn sweep_family(
+        &self,
+        family: &'static str,
+        dlq: &dlq_core::Dlq,
+        now: i64,
+        report: &mut SweepReport,
+        last: &mut Option<Vec<DueAction>>,
+    ) -> Result<bool, RequeueError> {
+        for _ in 0..BATCHES_PER_SWEEP {
+            let Some(limit) = self.claim_budget(now).await? else {
+                report.rate_limited = true;
+                return Ok(true);
+            };
+            let (actions, recorded) = tokio::join!(
+                dlq.redrive_due(now, limit, &self.config.policy),
+                self.record(family, last.take()),
+            );
+            let actions = actions?;
+            self.account(family, &actions, report);
+            let full = actions.len() >= limit;
+            let actions = last.insert(actions);
+            self.give_back_budget(now, limit, actions).await?;
+            recorded?;
+            report.rate_limited |= limit < self.config.batch_size;
+            if !full || report.rate_limited {
+                return Ok(false);
+            }
+        }
+        report.full = true;
+        Ok(false)
+    }
+
+    /// The batch size this sweep may use: the configured one without a rate limit, else
+    /// what the current second still grants (`None`: nothing).
+    async fn claim_budget(&self, now: i64) -> Result<Option<usize>, RequeueError> {
+        let Some(rate) = &self.rate else {
+            return Ok(Some(self.config.batch_size));
+        };
+        let want = u32::try_from(self.config.batch_size).unwrap_or(u32::MAX);
+        let granted = rate.claim(&self.services.redis, now, want).await?;
+        Ok((granted > 0).then_some(granted as usize))
+    }
+
+    /// Only redrives spend the rate budget: what a batch of `limit` did not redrive goes
+    /// back.
+    async fn give_back_budget(
+        &self,
+        now: i64,
+        limit: usize,
+        actions: &[DueAction],
+    ) -> Result<(), RequeueError> {
+        let Some(rate) = &self.rate else {
+            return Ok(());
+        };
+        let used = actions
+            .iter()
+            .filter(|a| matches!(a.outcome, DueOutcome::Redriven { .. }))
+            .count();
+        rate.give_back(&self.services.redis, now, (limit - used) as u32)
+            .await
     }
 
     /// Counts and logs one batch's actions.
