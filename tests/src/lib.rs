@@ -123,7 +123,7 @@ pub struct TestRedis {
     /// Prefix every key of the test starts with (ends with `:`).
     pub prefix: String,
     /// A pool on the test Redis.
-    pub pool: deadpool_redis::Pool,
+    pub pool: dlq_core::RedisPool,
 }
 
 impl TestRedis {
@@ -141,7 +141,7 @@ impl TestRedis {
 
     /// Keys currently under the prefix.
     pub async fn keys(&self) -> anyhow::Result<Vec<String>> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.pool.get();
         let mut cursor: u64 = 0;
         let mut keys = Vec::new();
         loop {

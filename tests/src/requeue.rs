@@ -138,7 +138,7 @@ impl World {
     /// would leave states no real loss produces, such as a message's hash without its
     /// place in any queue.
     pub async fn lose_redis_data(&self) -> anyhow::Result<usize> {
-        let mut conn = self.redis.pool.get().await?;
+        let mut conn = self.redis.pool.get();
         let deleted: usize = redis::Script::new(
             r"
             local keys = redis.call('KEYS', ARGV[1])

@@ -19,8 +19,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use deadpool_redis::Pool;
-use dlq_core::{Dlq, DlqItem, DlqOptions, ErrorKind, FamilyKeys, build_pool};
+use dlq_core::{Dlq, DlqItem, DlqOptions, ErrorKind, FamilyKeys, RedisPool, build_pool};
 use futures::StreamExt;
 
 struct Args {
@@ -101,7 +100,7 @@ fn median_us(mut samples: Vec<Duration>) -> f64 {
 /// One size's DLQs: a dlq-core DLQ and an original-style list, each holding `n` items.
 struct Bench {
     n: usize,
-    pool: Pool,
+    pool: RedisPool,
     dlq: Dlq,
     keys: FamilyKeys,
     legacy: String,
@@ -110,7 +109,7 @@ struct Bench {
 impl Bench {
     async fn fill(&self) -> anyhow::Result<()> {
         let n = self.n;
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.pool.get();
         let pushes = futures::stream::iter(0..n)
             .map(|i| {
                 let dlq = self.dlq.clone();
@@ -157,7 +156,7 @@ impl Bench {
             bail!("dlq-core lost {}", item.id);
         }
         if redrive {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.pool.get();
             redis::cmd("DEL")
                 .arg(self.keys.msg(&item.id))
                 .arg(self.keys.ready())
@@ -171,7 +170,7 @@ impl Bench {
     /// The original algorithm: read the whole list, find the id, LREM it by value.
     async fn scan_op(&self, rng: &mut XorShift, redrive: bool) -> anyhow::Result<Duration> {
         let id = bench_item(rng.below(self.n)).id;
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.pool.get();
         let started = Instant::now();
         let all: Vec<String> = redis::cmd("LRANGE")
             .arg(&self.legacy)
@@ -208,8 +207,8 @@ impl Bench {
     }
 }
 
-async fn cleanup(pool: &Pool, prefix: &str) -> anyhow::Result<()> {
-    let mut conn = pool.get().await?;
+async fn cleanup(pool: &RedisPool, prefix: &str) -> anyhow::Result<()> {
+    let mut conn = pool.get();
     let mut cursor = 0u64;
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -247,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
 /// Every size is filled first and the measurements go round-robin over the sizes in small
 /// rounds, so a burst of load from elsewhere on the machine hits all sizes alike instead of
 /// skewing one of them.
-async fn run(pool: &Pool, prefix: &str, args: &Args) -> anyhow::Result<()> {
+async fn run(pool: &RedisPool, prefix: &str, args: &Args) -> anyhow::Result<()> {
     const ROUNDS: usize = 10;
     let mut benches = Vec::new();
     for &n in &args.sizes {

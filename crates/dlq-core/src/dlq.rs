@@ -1,13 +1,13 @@
 //! The [`Dlq`] handle: push, list, stats, get, pop, discard, park, purge.
 //! Redrives live in `redrive.rs`.
 
-use deadpool_redis::Pool;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DlqError, Result};
 use crate::item::{DlqItem, ListedItem};
 use crate::keys::FamilyKeys;
 use crate::lua::{Row, SCRIPTS, parse_rows};
+use crate::pool::RedisPool;
 
 /// The largest page [`Dlq::list`] returns.
 pub const MAX_LIST_LIMIT: usize = 1000;
@@ -69,7 +69,7 @@ pub struct DlqStats {
 /// A handle on one family's DLQ. Cheap to clone (the pool is shared).
 #[derive(Clone)]
 pub struct Dlq {
-    pub(crate) pool: Pool,
+    pub(crate) pool: RedisPool,
     pub(crate) keys: FamilyKeys,
     pub(crate) opts: DlqOptions,
 }
@@ -85,7 +85,7 @@ impl std::fmt::Debug for Dlq {
 
 impl Dlq {
     /// A handle on the DLQ of `keys.family()`.
-    pub fn new(pool: Pool, keys: FamilyKeys, opts: DlqOptions) -> Self {
+    pub fn new(pool: RedisPool, keys: FamilyKeys, opts: DlqOptions) -> Self {
         Self { pool, keys, opts }
     }
 
@@ -106,7 +106,7 @@ impl Dlq {
         extra_keys: &[String],
         args: &[&str],
     ) -> Result<T> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.pool.get();
         let mut inv = script.prepare_invoke();
         for key in self.keys.dlq_script_keys().iter().chain(extra_keys) {
             inv.key(key);
@@ -197,7 +197,7 @@ impl Dlq {
 
     /// Counts, read atomically. O(1).
     pub async fn stats(&self) -> Result<DlqStats> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.pool.get();
         let (total, parked, transient, dropped): (u64, u64, u64, Option<u64>) = redis::pipe()
             .atomic()
             .cmd("ZCARD")

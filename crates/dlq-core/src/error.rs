@@ -7,9 +7,6 @@ pub enum DlqError {
     /// Redis answered with an error or the connection failed.
     #[error("redis error: {0}")]
     Redis(#[from] redis::RedisError),
-    /// No connection could be taken from the pool.
-    #[error("redis pool error: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
     /// The pool could not be built (bad URL, bad configuration).
     #[error("cannot build the redis pool: {0}")]
     PoolBuild(String),

@@ -1,22 +1,103 @@
-//! Building a Redis pool suitable for the DLQ scripts.
+//! The process's Redis connections: a few multiplexed, self-reconnecting connections that
+//! every task shares.
+//!
+//! A multiplexed connection carries any number of concurrent commands (they are pipelined
+//! on one socket), so a task never waits for a connection of its own, and nothing checks a
+//! connection out or back in. A checkout pool (one connection per task at a time) would
+//! health-check each checkout with a `PING`, which doubles the round trips of every short
+//! command; here a broken connection is noticed by the command that hits it (an I/O error,
+//! which callers treat as transient) and reconnected in the background, so the next
+//! command finds a fresh one. No command of this workspace blocks inside Redis (the queue
+//! polls instead of BLPOP), which is what makes sharing a socket safe.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use deadpool_redis::{Manager, Pool, Runtime};
+use redis::Client;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::{DlqError, Result};
 
-/// A pool of `max_size` multiplexed connections to `url` whose response timeout is
-/// `response_timeout`. `redis` 1.x defaults to 500 ms, too short for a bulk script over
-/// thousands of items (or any blocking pop that shares the pool), hence the explicit value.
-pub fn build_pool(url: &str, max_size: usize, response_timeout: Duration) -> Result<Pool> {
-    let connection = redis::AsyncConnectionConfig::new()
-        .set_response_timeout(Some(response_timeout))
-        .set_connection_timeout(Some(Duration::from_secs(5)));
-    let manager = Manager::new_with_config(url, connection)?;
-    Pool::builder(manager)
-        .max_size(max_size)
-        .runtime(Runtime::Tokio1)
-        .build()
-        .map_err(|e| DlqError::PoolBuild(e.to_string()))
+/// A cheap-to-clone handle on `size` shared connections to one Redis, connected lazily.
+#[derive(Clone)]
+pub struct RedisPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    config: ConnectionManagerConfig,
+    slots: Box<[OnceLock<ConnectionManager>]>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for RedisPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisPool")
+            .field("connections", &self.inner.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisPool {
+    /// A pool of `size` (at least 1) connections to `url`. Nothing connects until the first
+    /// command, so a process can start while Redis is still coming up. Each command fails
+    /// after `response_timeout`; each connection attempt after `connect_timeout`.
+    ///
+    /// # Errors
+    /// [`DlqError::PoolBuild`] when `url` is not a Redis URL.
+    pub fn new(
+        url: &str,
+        size: usize,
+        response_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Self> {
+        let client = Client::open(url).map_err(|e| DlqError::PoolBuild(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(response_timeout))
+            .set_connection_timeout(Some(connect_timeout))
+            // A reconnect tries a few times, briefly: a command that waits for it should
+            // fail soon when Redis is down, and let its caller back off.
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                slots: (0..size.max(1)).map(|_| OnceLock::new()).collect(),
+                next: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// A connection to send commands on (the pool's connections in turn). Must be called
+    /// inside a Tokio runtime: the first call for each connection starts its driver task.
+    pub fn get(&self) -> ConnectionManager {
+        let inner = &self.inner;
+        let i = inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len();
+        inner.slots[i]
+            .get_or_init(|| {
+                ConnectionManager::new_lazy_with_config(inner.client.clone(), inner.config.clone())
+                    // Fails only for pub/sub settings, which this config does not use.
+                    .expect("a plain lazy connection manager can always be built")
+            })
+            .clone()
+    }
+
+    /// How many connections the pool spreads commands over.
+    pub fn size(&self) -> usize {
+        self.inner.slots.len()
+    }
+}
+
+/// A pool of `size` connections to `url` whose response timeout is `response_timeout`
+/// (connection attempts time out after 5 s). `redis` 1.x defaults to 500 ms, too short for
+/// a bulk script over thousands of items, hence the explicit value.
+///
+/// # Errors
+/// [`DlqError::PoolBuild`] when `url` is not a Redis URL.
+pub fn build_pool(url: &str, size: usize, response_timeout: Duration) -> Result<RedisPool> {
+    RedisPool::new(url, size, response_timeout, Duration::from_secs(5))
 }

@@ -176,7 +176,7 @@ impl Dlq {
         rate_per_sec: Option<NonZeroU32>,
     ) -> Result<BulkRedrive> {
         let snapshot: Option<u64> = {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.pool.get();
             redis::cmd("GET")
                 .arg(self.keys.dlq_seq())
                 .query_async(&mut conn)

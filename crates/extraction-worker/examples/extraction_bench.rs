@@ -257,8 +257,8 @@ fn generated_page(seed: usize) -> String {
     )
 }
 
-async fn delete_keys(pool: &deadpool_redis::Pool, prefix: &str) -> anyhow::Result<()> {
-    let mut conn = pool.get().await?;
+async fn delete_keys(pool: &dlq_core::RedisPool, prefix: &str) -> anyhow::Result<()> {
+    let mut conn = pool.get();
     let mut cursor: u64 = 0;
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use dlq_core::RedisPool;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
@@ -44,17 +45,36 @@ pub fn pg_options(settings: &Settings) -> Result<PgConnectOptions, PoolError> {
     Ok(options.log_statements(tracing::log::LevelFilter::Debug))
 }
 
+/// A pooled Postgres connection idle longer than this is pinged before it is handed out.
+pub const PG_PING_AFTER_IDLE: Duration = Duration::from_secs(30);
+
 /// The process's Postgres pool. Connects lazily so a daemon can start (and report not ready
 /// on `/ready`) while the database is still coming up.
+///
+/// sqlx pings every connection it hands out by default: one more round trip before every
+/// statement, which at a few milliseconds under load was a tenth of a scraped page's time.
+/// Here only a connection idle for [`PG_PING_AFTER_IDLE`] is pinged (a server restart or
+/// a firewall's idle cut shows there); a busy connection that breaks fails its statement,
+/// the caller treats that as transient, and sqlx drops the connection when it comes back
+/// (it still checks every connection on release).
 pub fn pg_pool(settings: &Settings) -> Result<PgPool, PoolError> {
     Ok(PgPoolOptions::new()
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PG_PING_AFTER_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .max_connections(settings.database.max_connections)
         .acquire_timeout(Duration::from_secs(settings.database.acquire_timeout_secs))
         .connect_lazy_with(pg_options(settings)?))
 }
 
-/// The process's Redis pool, with a response timeout longer than any blocking wait.
-pub fn redis_pool(settings: &Settings) -> Result<deadpool_redis::Pool, PoolError> {
+/// The process's Redis connections, with a response timeout longer than any wait.
+pub fn redis_pool(settings: &Settings) -> Result<RedisPool, PoolError> {
     redis_pool_for(
         settings.redis_url(),
         settings.redis.pool_size,
@@ -63,22 +83,14 @@ pub fn redis_pool(settings: &Settings) -> Result<deadpool_redis::Pool, PoolError
     )
 }
 
-/// A Redis pool for `url`; `response_timeout` must exceed every blocking command's timeout
-/// (redis 1.x defaults to 500 ms, which would fail any longer blocking pop).
+/// `size` shared Redis connections to `url` (see [`RedisPool`]); `response_timeout` must
+/// exceed the longest script (redis 1.x defaults to 500 ms, too short for a bulk script).
 pub fn redis_pool_for(
     url: &str,
     size: usize,
     response_timeout: Duration,
     connect_timeout: Duration,
-) -> Result<deadpool_redis::Pool, PoolError> {
-    let connection = redis::AsyncConnectionConfig::new()
-        .set_response_timeout(Some(response_timeout))
-        .set_connection_timeout(Some(connect_timeout));
-    let manager = deadpool_redis::Manager::new_with_config(url, connection)
-        .map_err(|e| PoolError::Redis(e.to_string()))?;
-    deadpool_redis::Pool::builder(manager)
-        .max_size(size)
-        .runtime(deadpool_redis::Runtime::Tokio1)
-        .build()
+) -> Result<RedisPool, PoolError> {
+    RedisPool::new(url, size, response_timeout, connect_timeout)
         .map_err(|e| PoolError::Redis(e.to_string()))
 }

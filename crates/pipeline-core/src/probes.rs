@@ -39,7 +39,7 @@ pub struct ProbeState {
     /// The process's Postgres pool.
     pub db: PgPool,
     /// The process's Redis pool.
-    pub redis: deadpool_redis::Pool,
+    pub redis: dlq_core::RedisPool,
 }
 
 /// The probe routes, to serve alone or merge into another router (the API does).
@@ -87,9 +87,9 @@ pub async fn check_postgres(db: &PgPool) -> Result<(), String> {
 }
 
 /// `PING` within the readiness timeout.
-pub async fn check_redis(pool: &deadpool_redis::Pool) -> Result<(), String> {
+pub async fn check_redis(pool: &dlq_core::RedisPool) -> Result<(), String> {
     let ping = async {
-        let mut conn = pool.get().await.map_err(|e| format!("error: {e}"))?;
+        let mut conn = pool.get();
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await

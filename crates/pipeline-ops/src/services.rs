@@ -20,7 +20,7 @@ pub struct Services {
     /// The process's Postgres pool.
     pub db: PgPool,
     /// The process's Redis pool.
-    pub redis: deadpool_redis::Pool,
+    pub redis: dlq_core::RedisPool,
     queues: BTreeMap<&'static str, WorkQueue>,
     dlqs: BTreeMap<&'static str, Dlq>,
 }
@@ -37,7 +37,7 @@ impl Services {
     pub fn with_pools(
         settings: Settings,
         db: PgPool,
-        redis: deadpool_redis::Pool,
+        redis: dlq_core::RedisPool,
     ) -> anyhow::Result<Self> {
         let q = &settings.queue;
         let dlq_max = (settings.dlq.max_items > 0).then_some(settings.dlq.max_items);

@@ -4,13 +4,13 @@
 //! daemon asks Redis for "now" too: a replica with a skewed clock can then neither redrive
 //! early nor starve items.
 
-use deadpool_redis::Pool;
+use dlq_core::RedisPool;
 
 use crate::error::RequeueError;
 
 /// Milliseconds since the epoch on the Redis server's clock.
-pub async fn redis_now_ms(pool: &Pool) -> Result<i64, RequeueError> {
-    let mut conn = pool.get().await?;
+pub async fn redis_now_ms(pool: &RedisPool) -> Result<i64, RequeueError> {
+    let mut conn = pool.get();
     let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
     Ok(secs * 1000 + micros / 1000)
 }
@@ -39,9 +39,14 @@ impl RateLimit {
 
     /// Claims up to `want` tokens of the second containing `now_ms`; returns how many were
     /// granted (0 when the second's budget is spent).
-    pub async fn claim(&self, pool: &Pool, now_ms: i64, want: u32) -> Result<u32, RequeueError> {
+    pub async fn claim(
+        &self,
+        pool: &RedisPool,
+        now_ms: i64,
+        want: u32,
+    ) -> Result<u32, RequeueError> {
         let key = self.key(now_ms);
-        let mut conn = pool.get().await?;
+        let mut conn = pool.get();
         // The counter expires after its second has passed; INCRBY and EXPIRE go together so a
         // crash cannot leave a counter without a TTL.
         let (total, _): (i64, i64) = redis::pipe()
@@ -69,12 +74,17 @@ impl RateLimit {
     }
 
     /// Returns `n` tokens claimed for `now_ms`'s second but not used.
-    pub async fn give_back(&self, pool: &Pool, now_ms: i64, n: u32) -> Result<(), RequeueError> {
+    pub async fn give_back(
+        &self,
+        pool: &RedisPool,
+        now_ms: i64,
+        n: u32,
+    ) -> Result<(), RequeueError> {
         if n == 0 {
             return Ok(());
         }
         let key = self.key(now_ms);
-        let mut conn = pool.get().await?;
+        let mut conn = pool.get();
         // EXPIRE again: the counter may have expired meanwhile, and DECRBY would recreate it
         // without a TTL.
         let _: (i64, i64) = redis::pipe()

@@ -17,7 +17,4 @@ pub enum RequeueError {
     /// A Redis command of the daemon's own (clock, rate limiter) failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// No Redis connection could be had.
-    #[error("redis pool: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
 }

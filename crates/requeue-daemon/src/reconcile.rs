@@ -177,7 +177,7 @@ impl Reconciler {
                 }
             }
         }
-        let mut conn = self.services.redis.get().await?;
+        let mut conn = self.services.redis.get();
         let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
         let per_source = replies.len() / stuck.len().max(1);
         Ok(replies

@@ -55,7 +55,7 @@ pub struct HostLimiter {
 }
 
 struct Inner {
-    redis: deadpool_redis::Pool,
+    redis: dlq_core::RedisPool,
     prefix: String,
     min_delay: Duration,
     max_concurrency: u32,
@@ -100,21 +100,20 @@ impl Drop for HostSlot {
         };
         handle.spawn(async move {
             // A failed release only delays the host until the lease ends.
-            if let Ok(mut conn) = inner.redis.get().await {
-                let _: Result<i64, _> = inner
-                    .release
-                    .key(&key)
-                    .arg(&token)
-                    .invoke_async(&mut conn)
-                    .await;
-            }
+            let mut conn = inner.redis.get();
+            let _: Result<i64, _> = inner
+                .release
+                .key(&key)
+                .arg(&token)
+                .invoke_async(&mut conn)
+                .await;
         });
     }
 }
 
 impl HostLimiter {
     /// A limiter writing keys under `prefix`.
-    pub fn new(redis: deadpool_redis::Pool, prefix: &str, limits: Limits) -> Self {
+    pub fn new(redis: dlq_core::RedisPool, prefix: &str, limits: Limits) -> Self {
         Self {
             inner: Arc::new(Inner {
                 redis,
@@ -145,10 +144,7 @@ impl HostLimiter {
         let token = uuid::Uuid::new_v4().simple().to_string();
         let deadline = Instant::now() + inner.max_wait;
         loop {
-            let mut conn =
-                inner.redis.get().await.map_err(|e| {
-                    FetchError::HostBusy(format!("politeness store unavailable: {e}"))
-                })?;
+            let mut conn = inner.redis.get();
             let (granted, wait_ms): (i64, i64) = inner
                 .acquire
                 .key(&slots)

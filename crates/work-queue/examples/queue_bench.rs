@@ -14,12 +14,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use deadpool_redis::{Config, Pool, PoolConfig, Runtime};
 use serde_json::json;
-use work_queue::{FamilyKeys, QueueOptions, WorkQueue};
+use work_queue::{FamilyKeys, QueueOptions, RedisPool, WorkQueue};
 
 /// Messages per configuration of the unbatched runs, which are slow by design.
 const UNBATCHED_MESSAGES: u64 = 20_000;
@@ -69,7 +68,7 @@ struct Line<'a> {
 
 struct Bench {
     args: Args,
-    pool: Pool,
+    pool: RedisPool,
     prefix: String,
     families: AtomicU64,
 }
@@ -207,8 +206,8 @@ async fn process(q: &WorkQueue, concurrency: usize, batch: usize, n: u64) -> Res
     Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn delete_matching(pool: &Pool, pattern: &str) -> Result<()> {
-    let mut con = pool.get().await?;
+async fn delete_matching(pool: &RedisPool, pattern: &str) -> Result<()> {
+    let mut con = pool.get();
     let mut cursor: u64 = 0;
     // Bounded: SCAN visits every key once, far fewer rounds than this.
     for _ in 0..10_000_000 {
@@ -314,9 +313,7 @@ async fn run(b: &Bench) -> Result<()> {
 async fn main() -> Result<()> {
     let args = parse_args()?;
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let mut cfg = Config::from_url(url);
-    cfg.pool = Some(PoolConfig::new(64));
-    let pool = cfg.create_pool(Some(Runtime::Tokio1))?;
+    let pool = work_queue::build_pool(&url, 8, Duration::from_secs(60))?;
     let bench = Bench {
         args,
         pool: pool.clone(),

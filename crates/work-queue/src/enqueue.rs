@@ -42,7 +42,7 @@ impl WorkQueue {
     /// An empty id, or Redis/pool failures.
     pub async fn enqueue_raw(&self, id: &str, body: &str) -> Result<bool> {
         check_id(id)?;
-        let mut con = self.conn().await?;
+        let mut con = self.conn();
         let added: u64 = SCRIPTS
             .enqueue
             .key(&self.inner.ready)
@@ -122,7 +122,7 @@ impl WorkQueue {
             .with_max_times(BULK_TRIES - 1)
             .with_jitter();
         let added: Vec<u64> = (|| async {
-            let mut con = self.conn().await?;
+            let mut con = self.conn();
             let added: Vec<u64> = pipe.query_async(&mut con).await?;
             Ok::<_, QueueError>(added)
         })

@@ -8,9 +8,6 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
-    /// No connection could be taken from the pool (Redis down, pool exhausted, timeout).
-    #[error("could not get a Redis connection from the pool")]
-    Pool(#[from] deadpool_redis::PoolError),
     /// Redis answered with an error or the connection failed mid-command.
     #[error("Redis command failed")]
     Redis(#[from] redis::RedisError),
@@ -34,12 +31,6 @@ impl QueueError {
     /// timeouts, a Redis that is loading or failing over), as opposed to a bug or bad input.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Pool(e) => !matches!(
-                e,
-                deadpool_redis::PoolError::Closed
-                    | deadpool_redis::PoolError::NoRuntimeSpecified
-                    | deadpool_redis::PoolError::PostCreateHook(_)
-            ),
             Self::Redis(e) => redis_is_transient(e),
             Self::Protocol(_) | Self::InvalidArgument(_) | Self::Dlq(_) | Self::Json(_) => false,
         }

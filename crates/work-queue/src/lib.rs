@@ -31,7 +31,7 @@
 //!   ([`Delivery::body`]) so the worker can dead-letter them as permanent.
 //!
 //! ```no_run
-//! # async fn demo(pool: deadpool_redis::Pool) -> Result<(), work_queue::QueueError> {
+//! # async fn demo(pool: work_queue::RedisPool) -> Result<(), work_queue::QueueError> {
 //! use tokio_util::sync::CancellationToken;
 //! use work_queue::{ErrorKind, FamilyKeys, QueueOptions, WorkQueue};
 //!
@@ -68,7 +68,7 @@ pub(crate) use dlq_core as dlq;
 pub use delivery::{
     AckOutcome, BulkOutcome, DeadLetterOutcome, Delivery, QueueDepth, RetryOutcome,
 };
-pub use dlq::{DlqItem, ErrorKind, FamilyKeys};
+pub use dlq::{DlqItem, ErrorKind, FamilyKeys, RedisPool, build_pool};
 pub use error::{QueueError, Result};
 pub use keep_alive::LeaseKeeper;
 pub use options::QueueOptions;

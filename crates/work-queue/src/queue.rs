@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use deadpool_redis::Pool;
+use redis::aio::ConnectionManager;
 
-use crate::dlq::FamilyKeys;
+use crate::dlq::{FamilyKeys, RedisPool};
 use crate::{QueueDepth, QueueOptions, Result};
 
 /// Most messages one script call moves. It bounds the time Redis spends inside one script
@@ -24,7 +24,7 @@ pub struct WorkQueue {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    pub(crate) pool: Pool,
+    pub(crate) pool: RedisPool,
     pub(crate) keys: FamilyKeys,
     pub(crate) tag: String,
     pub(crate) ready: String,
@@ -44,7 +44,7 @@ impl WorkQueue {
     /// # Errors
     /// [`QueueError::InvalidArgument`](crate::QueueError::InvalidArgument) for options the
     /// queue cannot work with (zero attempts, a cap below the base, a tiny lease).
-    pub fn new(pool: Pool, keys: FamilyKeys, opts: QueueOptions) -> Result<Self> {
+    pub fn new(pool: RedisPool, keys: FamilyKeys, opts: QueueOptions) -> Result<Self> {
         opts.validate()?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -75,8 +75,8 @@ impl WorkQueue {
         &self.inner.opts
     }
 
-    pub(crate) async fn conn(&self) -> Result<deadpool_redis::Connection> {
-        Ok(self.inner.pool.get().await?)
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.inner.pool.get()
     }
 
     /// Counts of ready, leased and delayed messages, read in one MULTI so they are a
@@ -85,7 +85,7 @@ impl WorkQueue {
     /// # Errors
     /// Redis or pool failures.
     pub async fn depth(&self) -> Result<QueueDepth> {
-        let mut con = self.conn().await?;
+        let mut con = self.conn();
         let (ready, leased, delayed): (u64, u64, u64) = redis::pipe()
             .atomic()
             .llen(&self.inner.ready)
@@ -106,7 +106,7 @@ impl WorkQueue {
     /// # Errors
     /// Redis or pool failures.
     pub async fn contains(&self, id: &str) -> Result<bool> {
-        let mut con = self.conn().await?;
+        let mut con = self.conn();
         let n: u64 = redis::cmd("EXISTS")
             .arg(self.inner.keys.msg(id))
             .query_async(&mut con)

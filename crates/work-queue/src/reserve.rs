@@ -51,7 +51,7 @@ impl WorkQueue {
             return Ok(Vec::new());
         }
         let inner = &self.inner;
-        let mut con = self.conn().await?;
+        let mut con = self.conn();
         let reply: ReserveReply = SCRIPTS
             .reserve
             .key(&inner.ready)

@@ -51,7 +51,7 @@ impl WorkQueue {
         if deliveries.is_empty() {
             return Ok(outcomes);
         }
-        let mut con = self.conn().await?;
+        let mut con = self.conn();
         for chunk in deliveries.chunks(MAX_BATCH) {
             let mut inv = SCRIPTS.ack.key(&self.inner.leases);
             inv.arg(&self.inner.tag);
@@ -93,7 +93,7 @@ impl WorkQueue {
     /// # Errors
     /// Redis or pool failures.
     pub async fn renew(&self, delivery: &Delivery) -> Result<bool> {
-        let mut con = self.conn().await?;
+        let mut con = self.conn();
         let deadline: u64 = SCRIPTS
             .renew
             .key(&self.inner.leases)
@@ -155,7 +155,7 @@ impl WorkQueue {
                 },
             );
         }
-        let mut con = self.conn().await?;
+        let mut con = self.conn();
         let stored: u32 = SCRIPTS
             .retry
             .key(&self.inner.leases)
@@ -212,7 +212,7 @@ impl WorkQueue {
             .arg(&inner.tag)
             .arg(delivery.token)
             .arg(encoded.push_argv(inner.opts.dlq_max_items).as_slice());
-        let mut con = self.conn().await?;
+        let mut con = self.conn();
         let (moved, trimmed): (u32, Vec<String>) = inv.invoke_async(&mut con).await?;
         drop(con);
         if moved == 0 {

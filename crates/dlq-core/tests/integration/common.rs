@@ -4,8 +4,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use deadpool_redis::Pool;
-use dlq_core::{Dlq, DlqItem, DlqOptions, ErrorKind, FamilyKeys, build_pool};
+use dlq_core::{Dlq, DlqItem, DlqOptions, ErrorKind, FamilyKeys, RedisPool, build_pool};
 use uuid::Uuid;
 
 pub fn redis_url() -> String {
@@ -30,7 +29,7 @@ fn init_tracing() {
 /// A DLQ of kind `scrape` under a fresh `test:<uuid>:` prefix.
 pub struct TestDlq {
     pub dlq: Dlq,
-    pub pool: Pool,
+    pub pool: RedisPool,
     pub keys: FamilyKeys,
     prefix: String,
 }
@@ -53,13 +52,13 @@ impl TestDlq {
         }
     }
 
-    pub async fn conn(&self) -> deadpool_redis::Connection {
-        self.pool.get().await.expect("redis connection")
+    pub fn conn(&self) -> redis::aio::ConnectionManager {
+        self.pool.get()
     }
 
     /// Runs one command and returns its reply.
     pub async fn cmd<T: redis::FromRedisValue>(&self, name: &str, args: &[&str]) -> T {
-        let mut conn = self.conn().await;
+        let mut conn = self.conn();
         let mut cmd = redis::cmd(name);
         for a in args {
             cmd.arg(*a);

@@ -3,9 +3,8 @@
 use std::sync::Once;
 use std::time::Duration;
 
-use deadpool_redis::{Config, Pool, Runtime};
 use dlq_core::{Dlq, DlqOptions};
-use work_queue::{FamilyKeys, QueueOptions, WorkQueue};
+use work_queue::{FamilyKeys, QueueOptions, RedisPool, WorkQueue};
 
 /// `REDIS_URL`, or the local default.
 pub fn redis_url() -> String {
@@ -29,11 +28,8 @@ pub fn init_logs() {
 }
 
 /// A pool on the test Redis.
-pub fn pool() -> Pool {
-    let mut cfg = Config::from_url(redis_url());
-    cfg.pool = Some(deadpool_redis::PoolConfig::new(16));
-    cfg.create_pool(Some(Runtime::Tokio1))
-        .expect("redis pool config is valid")
+pub fn pool() -> RedisPool {
+    work_queue::build_pool(&redis_url(), 4, Duration::from_secs(10)).expect("a valid Redis URL")
 }
 
 /// Options for fast tests: short backoff, generous lease.
@@ -52,7 +48,7 @@ pub fn fast_options() -> QueueOptions {
 /// Owns a unique key prefix; deletes every key under it when dropped.
 pub struct TestRedis {
     pub prefix: String,
-    pub pool: Pool,
+    pub pool: RedisPool,
 }
 
 impl TestRedis {
@@ -73,8 +69,8 @@ impl TestRedis {
     }
 
     /// A plain connection for looking at (or tampering with) the raw keys.
-    pub async fn conn(&self) -> deadpool_redis::Connection {
-        self.pool.get().await.expect("redis reachable")
+    pub fn conn(&self) -> redis::aio::ConnectionManager {
+        self.pool.get()
     }
 
     /// The DLQ of `family`, through dlq-core's own API.

@@ -127,7 +127,7 @@ async fn a_hash_without_body_is_delivered_empty_and_an_orphan_id_is_dropped() {
     let t = TestRedis::new();
     let q = t.queue("scrape", fast_options());
     let keys = t.keys("scrape");
-    let mut con = t.conn().await;
+    let mut con = t.conn();
     // Damage from outside the queue's scripts: an id whose hash is gone, and a hash that
     // lost its body.
     let _: () = redis::pipe()
