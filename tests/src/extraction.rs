@@ -101,6 +101,7 @@ impl Env {
         let msg = SourceMessage {
             source_id,
             job_id: Some(job_id),
+            uri: None,
         };
         Ok(self.queue().enqueue(&msg.id(), &msg.body()).await?)
     }

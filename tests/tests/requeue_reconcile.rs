@@ -56,6 +56,7 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
         let msg = pipeline_ops::messages::SourceMessage {
             source_id: *id,
             job_id: Some(job),
+            uri: None,
         };
         scrape.enqueue(&msg.id(), &msg.body()).await?;
     }
@@ -79,6 +80,7 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
     let held = pipeline_ops::messages::SourceMessage {
         source_id: ids[12],
         job_id: Some(job),
+        uri: None,
     };
     scrape.enqueue(&held.id(), &held.body()).await?;
 

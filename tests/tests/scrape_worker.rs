@@ -493,3 +493,75 @@ fn env_sharing(env: &Env, tweak: impl FnOnce(&mut Settings)) -> anyhow::Result<S
     )?;
     Ok(scrape_worker::handler_for(&services)?)
 }
+
+/// Replaces the queued scrape message of `id` with `body`.
+async fn requeue_with(env: &Env, id: Uuid, body: serde_json::Value) -> anyhow::Result<()> {
+    let queue = env.services.queue(SCRAPE).expect("scrape queue");
+    let held = queue.reserve(16).await?;
+    for d in &held {
+        assert_eq!(queue.ack(d).await?, work_queue::AckOutcome::Acked);
+    }
+    assert!(queue.enqueue(&id.to_string(), &body).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_url_in_a_message_is_fetched_early_but_the_source_row_decides() -> anyhow::Result<()> {
+    let env = env(|_| {}).await?;
+
+    // A message whose URL is not the row's: the row's URL is fetched, the message's only
+    // as the early fetch that is then discarded.
+    let (job, ids) = env.submit(&[env.server.url("/ok/row")]).await?;
+    requeue_with(
+        &env,
+        ids[0],
+        serde_json::json!({"source_id": ids[0], "job_id": job, "uri": env.server.url("/ok/other")}),
+    )
+    .await?;
+    env.drive(&ids).await?;
+    let row = sources::get(&env.services.db, ids[0]).await?;
+    assert_eq!(row.status, "scraped");
+    assert_eq!(row.title.as_deref(), Some("Page row"));
+    assert_eq!(env.server.hits("/ok/row"), 1);
+    assert_eq!(env.server.hits("/ok/other"), 1);
+
+    // A message without a URL (older senders, the reconciler): loaded, then fetched.
+    let (job, ids) = env.submit(&[env.server.url("/ok/plain")]).await?;
+    requeue_with(
+        &env,
+        ids[0],
+        serde_json::json!({"source_id": ids[0], "job_id": job}),
+    )
+    .await?;
+    env.drive(&ids).await?;
+    assert_eq!(
+        sources::get(&env.services.db, ids[0]).await?.status,
+        "scraped"
+    );
+    assert_eq!(env.server.hits("/ok/plain"), 1);
+    assert_eq!(
+        env.kinds(ids[0]).await?,
+        strs(&["enqueued", "started", "succeeded"])
+    );
+
+    // A redelivery of a source already scraped: nothing stored again, no second
+    // `started`, the extraction message is there. The early fetch is the one wasted
+    // request a redelivery costs.
+    requeue_with(
+        &env,
+        ids[0],
+        serde_json::json!({"source_id": ids[0], "job_id": job, "uri": env.server.url("/ok/plain")}),
+    )
+    .await?;
+    let queue = env.services.queue(SCRAPE).expect("scrape queue");
+    assert_eq!(run_next(queue, &env.handler, 16).await?, 1);
+    assert_eq!(
+        env.kinds(ids[0]).await?,
+        strs(&["enqueued", "started", "succeeded"])
+    );
+    let extraction = env.services.queue(EXTRACTION).expect("extraction queue");
+    assert!(extraction.contains(&ids[0].to_string()).await?);
+    assert_eq!(queue.depth().await?.ready, 0);
+    assert_eq!(env.server.hits("/ok/plain"), 2);
+    Ok(())
+}

@@ -99,6 +99,7 @@ async fn bench(
             let m = SourceMessage {
                 source_id,
                 job_id: Some(job.job_id),
+                uri: None,
             };
             (m.id(), m.body())
         })

@@ -158,6 +158,7 @@ impl Handler for ExtractionHandler {
     async fn on_failure(&self, delivery: &Delivery, failure: &Failure, settled: Settled) {
         let msg = delivery.parse::<SourceMessage>().ok();
         let Some(source_id) = msg
+            .as_ref()
             .map(|m| m.source_id)
             .or_else(|| Uuid::parse_str(&delivery.id).ok())
         else {

@@ -10,12 +10,17 @@ pub const SCRAPE: &str = "scrape";
 pub const EXTRACTION: &str = "extraction";
 
 /// A unit of work about one source, for either family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceMessage {
     /// The source to process.
     pub source_id: Uuid,
     /// The job on whose behalf it runs (the latest job that asked for it).
     pub job_id: Option<Uuid>,
+    /// The source's URL, when the sender had it at hand: the scrape worker then starts the
+    /// fetch while it records `started` instead of after. The source row stays the truth (a
+    /// URL that differs from the row's is not fetched); messages without it still work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
 }
 
 impl SourceMessage {

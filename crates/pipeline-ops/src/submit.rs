@@ -155,6 +155,7 @@ pub async fn submit(
             let m = SourceMessage {
                 source_id: s.source_id,
                 job_id: Some(created.job_id),
+                uri: Some(s.uri.clone()),
             };
             (m.id(), m.body())
         })

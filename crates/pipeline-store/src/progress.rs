@@ -16,9 +16,10 @@
 //! dies between its commit and its refresh, the requeue daemon's reconciler refreshes the
 //! jobs left `queued` or `running` without progress ([`stale_jobs`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -50,18 +51,56 @@ fn background_idle() -> &'static tokio::sync::Notify {
     IDLE.get_or_init(tokio::sync::Notify::new)
 }
 
-/// Refreshes the progress of `job_ids` in a background task (coalesced like
-/// [`refresh_after_commit`]), for a transition that cannot finish a job (a page stored as
-/// `scraped` still waits for extraction): the worker moves on without waiting for the job
-/// row. A failure is logged; the reconciler refreshes jobs whose progress went stale.
-/// [`settled`] waits for these tasks (workers call it when they drain).
+/// How long a background refresh waits before it runs, so that one refresh serves every
+/// page of a job stored meanwhile.
+pub const BACKGROUND_LAG: Duration = Duration::from_millis(500);
+
+/// Jobs with a background refresh scheduled that has not started yet.
+fn scheduled() -> &'static Mutex<HashSet<Uuid>> {
+    static SCHEDULED: OnceLock<Mutex<HashSet<Uuid>>> = OnceLock::new();
+    SCHEDULED.get_or_init(Default::default)
+}
+
+/// Bumped by [`settled`] to start every scheduled refresh at once.
+fn flush() -> &'static tokio::sync::watch::Sender<u64> {
+    static FLUSH: OnceLock<tokio::sync::watch::Sender<u64>> = OnceLock::new();
+    FLUSH.get_or_init(|| tokio::sync::watch::Sender::new(0))
+}
+
+/// Refreshes the progress of `job_ids` in a background task, for a transition that cannot
+/// finish a job (a page stored as `scraped` still waits for extraction): the worker moves on
+/// without waiting for the job row. The task waits [`BACKGROUND_LAG`] first, and a job that
+/// already has one waiting is not scheduled again: under load a job's row is written about
+/// twice a second instead of once per stored page, and its `scraped` count lags by at most
+/// that much. A job whose refresh was skipped is still covered, because the waiting refresh
+/// starts after this call's commit. A failure is logged; the reconciler refreshes jobs whose
+/// progress went stale. [`settled`] starts the waiting refreshes and waits for them
+/// (workers call it when they drain).
 pub fn refresh_in_background(pool: &PgPool, job_ids: Vec<Uuid>) {
+    let job_ids: Vec<Uuid> = {
+        let mut waiting = scheduled().lock().unwrap_or_else(|e| e.into_inner());
+        job_ids.into_iter().filter(|j| waiting.insert(*j)).collect()
+    };
     if job_ids.is_empty() {
         return;
     }
     BACKGROUND.fetch_add(1, Ordering::SeqCst);
     let pool = pool.clone();
+    // Subscribed before the task exists, so a flush sent before it first polls still counts.
+    let mut flushed = flush().subscribe();
     tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(BACKGROUND_LAG) => {}
+            _ = flushed.changed() => {}
+        }
+        // From here on a new request schedules a refresh of its own: this one may already
+        // have read the job's sources.
+        {
+            let mut waiting = scheduled().lock().unwrap_or_else(|e| e.into_inner());
+            for j in &job_ids {
+                waiting.remove(j);
+            }
+        }
         if let Err(err) = refresh_after_commit(&pool, &job_ids).await {
             tracing::warn!(error = %err, jobs = ?job_ids, "refreshing job progress failed; the reconciler will refresh it");
         }
@@ -71,8 +110,10 @@ pub fn refresh_in_background(pool: &PgPool, job_ids: Vec<Uuid>) {
     });
 }
 
-/// Waits until every background refresh of this process has finished.
+/// Starts every waiting background refresh of this process and waits until all have
+/// finished.
 pub async fn settled() {
+    flush().send_modify(|n| *n = n.wrapping_add(1));
     loop {
         let notified = background_idle().notified();
         tokio::pin!(notified);

@@ -135,6 +135,7 @@ impl Reconciler {
                     let msg = SourceMessage {
                         source_id: s.id,
                         job_id: s.created_by_job_id,
+                        uri: None,
                     };
                     (msg.id(), msg.body())
                 })

@@ -5,6 +5,12 @@
 //! source to `scraped`), then the extraction message is enqueued (idempotent by id), then
 //! the runner acks. A crash between any two steps redelivers the message, and doing the
 //! steps again changes nothing that matters.
+//!
+//! When the message carries the source's URL (submissions put it there), the fetch starts
+//! at once, beside the statement that loads the source and records `started`, instead of
+//! one Postgres round trip later. The row still decides: a source that is gone or already
+//! past scraping discards the early fetch (a redelivery pays one wasted request), and a
+//! message whose URL differs from the row's is fetched again from the row's URL.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +26,8 @@ use tracing::Instrument;
 use uuid::Uuid;
 use work_queue::Delivery;
 
-use crate::fetch::{Fetcher, seconds_since};
+use crate::FetchError;
+use crate::fetch::{Fetcher, Page, seconds_since};
 
 /// Statuses a scrape message finds when its work is already done.
 const PAST_SCRAPING: [SourceStatus; 3] = [
@@ -49,22 +56,34 @@ impl ScrapeHandler {
         span.record("source_id", tracing::field::display(msg.source_id));
         let db = &self.services.db;
         let attempt = (delivery.attempts + 1) as i32;
-        let source = match sources::start_work(
-            db,
-            msg.source_id,
-            msg.job_id,
-            SCRAPE,
-            Some(attempt),
-            &PAST_SCRAPING,
-            &json!({"deliveries": delivery.deliveries}),
-        )
-        .await
-        {
-            Ok(s) => s,
-            Err(StoreError::NotFound(what)) => {
-                return Err(Failure::permanent(format!("{what} not found")));
+        let start = async {
+            match sources::start_work(
+                db,
+                msg.source_id,
+                msg.job_id,
+                SCRAPE,
+                Some(attempt),
+                &PAST_SCRAPING,
+                &json!({"deliveries": delivery.deliveries}),
+            )
+            .await
+            {
+                Ok(s) => Ok(s),
+                Err(StoreError::NotFound(what)) => {
+                    Err(Failure::permanent(format!("{what} not found")))
+                }
+                Err(e) => Err(Failure::transient(format!("loading the source: {e}"))),
             }
-            Err(e) => return Err(Failure::transient(format!("loading the source: {e}"))),
+        };
+        // With the URL in the message, fetch while the source loads; a failed load drops
+        // (cancels) the fetch.
+        let (source, early) = match msg.uri.as_deref() {
+            Some(uri) => {
+                let (source, fetched) =
+                    tokio::try_join!(start, async { Ok(self.fetch(uri).await) })?;
+                (source, Some((uri, fetched)))
+            }
+            None => (start.await?, None),
         };
         let status = SourceStatus::parse(&source.status);
         // A scrape message for a source that is already past scraping is a redelivery of
@@ -79,16 +98,10 @@ impl ScrapeHandler {
             return Ok(());
         }
 
-        let started = Instant::now();
-        metrics::gauge!("scrape_fetches_in_flight").increment(1.0);
-        let result = self.fetcher.fetch(&source.uri).await;
-        metrics::gauge!("scrape_fetches_in_flight").decrement(1.0);
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.reason(),
+        let (result, started) = match early {
+            Some((uri, fetched)) if uri == source.uri => fetched,
+            _ => self.fetch(&source.uri).await,
         };
-        metrics::counter!("scrape_fetches_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("scrape_fetch_duration_seconds").record(seconds_since(started));
         let page = result.map_err(|e| e.to_failure())?;
 
         let detail = json!({
@@ -123,6 +136,21 @@ impl ScrapeHandler {
         self.enqueue_extraction(&msg).await?;
         tracing::info!(http_status = page.status, bytes = page.bytes, "scraped");
         Ok(())
+    }
+
+    /// Fetches `uri`, with the fetch metrics; returns when the fetch began too.
+    async fn fetch(&self, uri: &str) -> (Result<Page, FetchError>, Instant) {
+        let started = Instant::now();
+        metrics::gauge!("scrape_fetches_in_flight").increment(1.0);
+        let result = self.fetcher.fetch(uri).await;
+        metrics::gauge!("scrape_fetches_in_flight").decrement(1.0);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.reason(),
+        };
+        metrics::counter!("scrape_fetches_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("scrape_fetch_duration_seconds").record(seconds_since(started));
+        (result, started)
     }
 
     async fn enqueue_extraction(&self, msg: &SourceMessage) -> Result<(), Failure> {
