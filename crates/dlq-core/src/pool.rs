@@ -85,11 +85,6 @@ impl RedisPool {
             })
             .clone()
     }
-
-    /// How many connections the pool spreads commands over.
-    pub fn size(&self) -> usize {
-        self.inner.slots.len()
-    }
 }
 
 /// A pool of `size` connections to `url` whose response timeout is `response_timeout`
