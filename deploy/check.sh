@@ -174,9 +174,13 @@ for path in units:
         errors.append(f"{name}: missing Restart=on-failure")
     if not has(svc, "KillSignal", "SIGTERM"):
         errors.append(f"{name}: missing KillSignal=SIGTERM")
+    # 75: the drain was cut short and held work handed back; a normal stop, not a failure.
+    if not any(k == "SuccessExitStatus" and "75" in v.split() for k, v in svc):
+        errors.append(f"{name}: missing SuccessExitStatus=75")
     stop = [seconds(v) for k, v in svc if k == "TimeoutStopSec"]
-    if not stop or stop[-1] is None or stop[-1] <= drain:
-        errors.append(f"{name}: TimeoutStopSec must be longer than the {drain}s drain timeout")
+    # The exit margin (2 s) comes on top of the drain: see pipeline_core::shutdown.
+    if not stop or stop[-1] is None or stop[-1] <= drain + 2:
+        errors.append(f"{name}: TimeoutStopSec must be longer than the {drain}s drain timeout + 2 s")
     if not has(unit, "Requires", "pipeline-migrate.service") or not any(
         k == "After" and "pipeline-migrate.service" in v.split() for k, v in unit
     ):
@@ -372,8 +376,8 @@ for name, port in daemons.items():
         errors.append(f"Deployment {name} is missing")
         continue
     spec = d["spec"]["template"]["spec"]
-    if not spec.get("terminationGracePeriodSeconds", 30) > drain:
-        errors.append(f"{name}: terminationGracePeriodSeconds must exceed the {drain}s drain timeout")
+    if not spec.get("terminationGracePeriodSeconds", 30) > drain + 2:
+        errors.append(f"{name}: terminationGracePeriodSeconds must exceed the {drain}s drain timeout + 2 s")
     got = check_pod(name, spec, name)
     if not got:
         continue

@@ -10,6 +10,7 @@ pub mod api;
 pub mod extraction;
 pub mod pages;
 pub mod requeue;
+pub mod stall;
 
 use std::time::Duration;
 

@@ -30,11 +30,12 @@
 //! | `/robots.txt` | `User-agent: *` / `Disallow: /private/` (changeable: [`PageServer::set_robots`]) |
 //! | `/private/{*rest}` | 200 HTML (robots.txt forbids it) |
 //! | `/rate-limited/{secs}` | 429 with `Retry-After: {secs}` |
+//! | `/hang/{*rest}` | never answers while hanging is on (the default), else 200 HTML ([`PageServer::set_hanging`]) |
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,8 @@ struct Shared {
     robots: Mutex<Option<String>>,
     in_flight: AtomicUsize,
     peak_in_flight: AtomicUsize,
+    /// `/hang/...` answers only once this is set.
+    hang_released: AtomicBool,
 }
 
 /// The running fixture server; it stops when dropped.
@@ -141,6 +144,12 @@ impl PageServer {
         );
     }
 
+    /// Whether `/hang/...` requests hang (the default) or answer; releasing also answers the
+    /// requests already waiting.
+    pub fn set_hanging(&self, hanging: bool) {
+        self.shared.hang_released.store(!hanging, Ordering::SeqCst);
+    }
+
     /// Replaces robots.txt; `None` makes `/robots.txt` answer 404.
     pub fn set_robots(&self, body: Option<&str>) {
         *self.shared.robots.lock().expect("lock") = body.map(str::to_owned);
@@ -199,6 +208,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/robots.txt", get(robots))
         .route("/private/{*rest}", get(|| async { html_page("Private") }))
         .route("/rate-limited/{secs}", get(rate_limited))
+        .route("/hang/{*rest}", get(hang))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             count_and_fail,
@@ -387,6 +397,13 @@ async fn robots(State(shared): State<Arc<Shared>>) -> Response {
         Some(body) => ([(header::CONTENT_TYPE, "text/plain")], body).into_response(),
         None => (StatusCode::NOT_FOUND, "no robots.txt").into_response(),
     }
+}
+
+async fn hang(State(shared): State<Arc<Shared>>, Path(rest): Path<String>) -> Response {
+    while !shared.hang_released.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    html_page(&format!("Released {rest}"))
 }
 
 async fn rate_limited(Path(secs): Path<u64>) -> Response {

@@ -52,8 +52,28 @@ impl Setup {
                 Stdio::null()
             }
         };
-        Ok(Command::new(binary("scrape-worker"))
-            .env("DATABASE_URL", &self.db.url)
+        self.worker_command(drain_secs)
+            .env("RUST_LOG", if logs { "info" } else { "error" })
+            .stdout(out())
+            .stderr(out())
+            .spawn()
+            .map_err(Into::into)
+    }
+
+    /// A worker whose log (human text, `warn` and up) the test reads from its stderr.
+    fn spawn_worker_logged(&self, drain_secs: u64) -> anyhow::Result<Child> {
+        self.worker_command(drain_secs)
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(Into::into)
+    }
+
+    fn worker_command(&self, drain_secs: u64) -> Command {
+        let mut cmd = Command::new(binary("scrape-worker"));
+        cmd.env("DATABASE_URL", &self.db.url)
             .env("REDIS_URL", redis_url())
             .env("PIPELINE__REDIS__KEY_PREFIX", &self.redis.prefix)
             .env("PIPELINE__SCRAPE__ALLOW_PRIVATE_HOSTS", "127.0.0.1")
@@ -67,11 +87,10 @@ impl Setup {
             )
             .env("PIPELINE__PROBES__HOST", "127.0.0.1")
             .env("PIPELINE__PROBES__SCRAPE_WORKER_PORT", "0")
-            .env("RUST_LOG", if logs { "info" } else { "error" })
-            .stdout(out())
-            .stderr(out())
-            .kill_on_drop(true)
-            .spawn()?)
+            // Long enough that a hanging page holds its fetch for the whole test.
+            .env("PIPELINE__SCRAPE__REQUEST_TIMEOUT_MS", "600000")
+            .kill_on_drop(true);
+        cmd
     }
 
     async fn submit(&self, paths: &[String]) -> anyhow::Result<Vec<Uuid>> {
@@ -214,24 +233,68 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The drain bound the process must meet: the drain timeout, the documented exit margin,
+/// and one more second for a loaded test machine to schedule the exit.
+fn exit_bound(drain_secs: u64) -> Duration {
+    Duration::from_secs(drain_secs) + pipeline_core::shutdown::EXIT_MARGIN + Duration::from_secs(1)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_past_the_drain_timeout_hands_work_back() -> anyhow::Result<()> {
     let s = setup().await?;
-    let paths: Vec<String> = (0..3).map(|i| format!("/slow/6000/{i}")).collect();
+    // Pages that never answer: the fetches cannot finish however long the drain waits.
+    let paths: Vec<String> = (0..3).map(|i| format!("/hang/{i}")).collect();
     let ids = s.submit(&paths).await?;
-    let mut child = s.spawn_worker(1)?;
+    let mut child = s.spawn_worker_logged(1)?;
     s.wait_held(&paths).await?;
     let sent = Instant::now();
     signal(&child, "TERM")?;
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await??;
-    assert!(status.success(), "exit status {status}");
-    assert!(
-        sent.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        sent.elapsed()
+    let took = sent.elapsed();
+    assert_eq!(
+        status.code(),
+        Some(i32::from(pipeline_core::shutdown::EXIT_HANDED_BACK)),
+        "exit status {status}"
     );
+    assert!(took < exit_bound(1), "took {took:?}");
+    // What it handed back is logged once, by family and message id.
+    let mut log = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().expect("piped stderr"), &mut log)
+        .await?;
+    assert_eq!(log.matches("work handed back at exit").count(), 1, "{log}");
+    for id in &ids {
+        assert!(log.contains(&id.to_string()), "{id} not in the log: {log}");
+    }
+    assert!(log.contains(r#"family="scrape""#), "{log}");
     assert!(s.statuses(&ids).await?.iter().all(|st| st == "queued"));
     // The held messages come back after their lease and are done once.
+    s.server.set_hanging(false);
+    s.finish_in_process(&ids).await?;
+    s.assert_scraped_once(&ids).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() -> anyhow::Result<()> {
+    let s = setup().await?;
+    let paths: Vec<String> = (0..2).map(|i| format!("/hang/second-{i}")).collect();
+    let ids = s.submit(&paths).await?;
+    // A drain timeout far longer than the test: only the second signal can end it quickly.
+    let mut child = s.spawn_worker(120)?;
+    s.wait_held(&paths).await?;
+    let sent = Instant::now();
+    signal(&child, "TERM")?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&child, "INT")?;
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await??;
+    let took = sent.elapsed();
+    assert_eq!(
+        status.code(),
+        Some(i32::from(pipeline_core::shutdown::EXIT_HANDED_BACK)),
+        "exit status {status}"
+    );
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    s.server.set_hanging(false);
     s.finish_in_process(&ids).await?;
     s.assert_scraped_once(&ids).await?;
     Ok(())

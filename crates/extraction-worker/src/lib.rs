@@ -138,14 +138,14 @@ pub fn runner_options(settings: &Settings) -> RunnerOptions {
 }
 
 /// Consumes the extraction queue until `cancel` fires, then drains within the configured
-/// timeout.
-pub async fn run(services: &Services, batcher: Batcher, cancel: CancellationToken) {
+/// timeout. Returns whether the drain was complete.
+pub async fn run(services: &Services, batcher: Batcher, cancel: CancellationToken) -> bool {
     let queue = services
         .queue(EXTRACTION)
         .expect("the extraction family always exists")
         .clone();
     let handler = Arc::new(handler(services, batcher));
-    pipeline_ops::worker::run(queue, handler, runner_options(&services.settings), cancel).await;
+    pipeline_ops::worker::run(queue, handler, runner_options(&services.settings), cancel).await
 }
 
 #[cfg(test)]

@@ -5,17 +5,22 @@
 
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    pipeline_ops::daemon::main(
-        "extraction worker",
-        |p| p.extraction_worker_port,
+use pipeline_ops::daemon::{self, Daemon, Drain};
+
+fn main() -> ExitCode {
+    daemon::main(
+        Daemon {
+            bin: "extraction-worker",
+            about: "Consumes the extraction queue: main text, chunks, entities and \
+                    embeddings of each scraped source",
+            name: "extraction worker",
+            port: |p| p.extraction_worker_port,
+        },
         |services, cancel| async move {
             let batcher = extraction_worker::batcher_from_settings(&services.settings)?;
             tracing::info!(model = batcher.model(), "extraction worker model");
-            extraction_worker::run(&services, batcher, cancel).await;
-            Ok(())
+            let drained = extraction_worker::run(&services, batcher, cancel).await;
+            Ok(Drain::from_drained(drained))
         },
     )
-    .await
 }

@@ -6,10 +6,17 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use pipeline_core::{Settings, Sources};
+use pipeline_core::{Settings, Sources, shutdown};
 use pipeline_ops::Services;
 
 fn main() -> ExitCode {
+    let check_config = match pipeline_ops::daemon::command_line(
+        "pipeline-api",
+        "The pipeline's admin HTTP API: DLQs, jobs, submissions, traces",
+    ) {
+        Ok(check_config) => check_config,
+        Err(code) => return code,
+    };
     let settings = match Settings::load() {
         Ok(s) => s,
         Err(err) => {
@@ -40,6 +47,10 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if check_config {
+        println!("{settings:#?}");
+        return ExitCode::SUCCESS;
+    }
     pipeline_core::telemetry::init(&settings.telemetry);
     pipeline_core::install_crypto_provider();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -49,11 +60,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // As the other daemons: the runtime is stopped without waiting for blocking tasks, so
+    // the process is gone within the drain timeout (see pipeline_core::shutdown).
     match runtime.block_on(run(settings, api_key, addr)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(drained) => ExitCode::from(shutdown::finish_runtime(runtime, drained)),
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "pipeline-api failed");
             eprintln!("error: {err:#}");
+            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
             ExitCode::FAILURE
         }
     }
@@ -63,10 +77,10 @@ async fn run(
     settings: Settings,
     api_key: Option<secrecy::SecretString>,
     addr: SocketAddr,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let drain = settings.shutdown.drain_timeout();
     let services = Services::build(settings)?;
-    let cancel = pipeline_core::shutdown::signal_token();
+    let cancel = shutdown::signal_token(drain);
     let (_, server) = pipeline_api::serve(services, api_key, addr, cancel.clone()).await?;
     cancel.cancelled().await;
     // Graceful shutdown: no new connections; requests in flight get the drain timeout.
@@ -76,5 +90,5 @@ async fn run(
     })
     .await;
     tracing::info!(drained = finished, "pipeline-api stopped");
-    Ok(())
+    Ok(finished)
 }

@@ -1,6 +1,9 @@
 //! Logging through `tracing`, as human text or JSON lines.
 //!
-//! Environment variables read here: `RUST_LOG` (wins over `telemetry.level` when set).
+//! Environment variables read here: `RUST_LOG` (wins over `telemetry.level` when set),
+//! `NO_COLOR` (no colour even on a terminal).
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -17,6 +20,9 @@ pub fn init(settings: &TelemetrySettings) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::NONE)
+        // Colour only for a person at a terminal: escape codes in a log file or a journal
+        // break grep and log shippers. NO_COLOR (no-color.org) turns it off there too.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr);
     // A second initialisation fails; that is expected in tests and ignored on purpose.
     let _ = match settings.format {

@@ -115,6 +115,8 @@ pub struct RunnerOptions {
 pub async fn process<H: Handler>(queue: &WorkQueue, handler: &H, delivery: Delivery) {
     let family = queue.family().to_owned();
     let started = Instant::now();
+    // Held until settled, so an exit that cuts the drain short can name what it hands back.
+    let _held = pipeline_core::shutdown::held::hold(&family, &delivery.id);
     metrics::gauge!("pipeline_in_flight", "family" => family.clone()).increment(1.0);
     let keeper = queue.keep_alive(&delivery);
     let result = AssertUnwindSafe(handler.handle(&delivery))
@@ -224,13 +226,14 @@ pub async fn run_next<H: Handler>(
 }
 
 /// Runs until `cancel` fires, then drains within the timeout. Work still running then keeps
-/// its lease until it expires, and the queue delivers it again.
+/// its lease until it expires, and the queue delivers it again. Returns whether the drain
+/// was complete (`false`: work was still running at the timeout).
 pub async fn run<H: Handler>(
     queue: WorkQueue,
     handler: Arc<H>,
     opts: RunnerOptions,
     cancel: CancellationToken,
-) {
+) -> bool {
     let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let tracker = TaskTracker::new();
     let mut error_pause = Duration::from_millis(100);
@@ -291,4 +294,5 @@ pub async fn run<H: Handler>(
         drained = finished,
         "worker stopped"
     );
+    finished
 }

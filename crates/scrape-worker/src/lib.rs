@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pipeline_ops::Services;
+use pipeline_ops::daemon::Drain;
 use pipeline_ops::messages::SCRAPE;
 use pipeline_ops::worker::RunnerOptions;
 use tokio_util::sync::CancellationToken;
@@ -69,11 +70,12 @@ pub fn handler_for(services: &Services) -> Result<ScrapeHandler, FetchError> {
     ))
 }
 
-/// Runs the worker until `cancel` fires, then drains within the shutdown timeout.
+/// Runs the worker until `cancel` fires, then drains within the shutdown timeout, and says
+/// how the drain ended.
 ///
 /// # Errors
 /// When the HTTP client cannot be built or the scrape queue is missing.
-pub async fn run(services: Services, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(services: Services, cancel: CancellationToken) -> anyhow::Result<Drain> {
     let handler = Arc::new(handler_for(&services)?);
     let queue = services
         .queue(SCRAPE)
@@ -86,9 +88,9 @@ pub async fn run(services: Services, cancel: CancellationToken) -> anyhow::Resul
         reserve_batch: settings.queue.reserve_batch,
         drain_timeout: settings.shutdown.drain_timeout(),
     };
-    pipeline_ops::worker::run(queue, handler, opts, cancel).await;
+    let drained = pipeline_ops::worker::run(queue, handler, opts, cancel).await;
     depth.abort();
-    Ok(())
+    Ok(Drain::from_drained(drained))
 }
 
 /// Publishes the scrape queue's depth as gauges every few seconds.

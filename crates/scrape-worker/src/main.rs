@@ -2,12 +2,17 @@
 
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    pipeline_ops::daemon::main(
-        "scrape worker",
-        |p| p.scrape_worker_port,
+use pipeline_ops::daemon::{self, Daemon};
+
+fn main() -> ExitCode {
+    daemon::main(
+        Daemon {
+            bin: "scrape-worker",
+            about: "Consumes the scrape queue: fetches each source's URL, stores the page, \
+                    and enqueues its extraction",
+            name: "scrape worker",
+            port: |p| p.scrape_worker_port,
+        },
         scrape_worker::run,
     )
-    .await
 }
