@@ -3,9 +3,6 @@
 //! Every key of a family starts with `P{family}` (prefix plus Redis Cluster hash tag), so all
 //! of them hash to one slot and any script touching several of them also runs on a cluster.
 
-/// The default key prefix.
-pub const DEFAULT_PREFIX: &str = "pipeline:";
-
 /// Key names of one queue family (`P{family}:...`).
 ///
 /// `dlq-core` owns the naming for the family; `work-queue` uses the queue keys from here so

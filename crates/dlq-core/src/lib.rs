@@ -34,7 +34,7 @@ mod redrive;
 pub use dlq::{Dlq, DlqOptions, DlqStats, MAX_LIST_LIMIT, Page, PushOutcome, check_limit};
 pub use error::{DlqError, Result};
 pub use item::{DlqItem, EncodedItem, ErrorKind, ListedItem, MalformedItem};
-pub use keys::{DEFAULT_PREFIX, FamilyKeys};
+pub use keys::FamilyKeys;
 pub use lua::LUA_PUSH_FN;
 pub use pool::{RedisPool, build_pool};
 pub use redrive::{
@@ -44,18 +44,3 @@ pub use redrive::{
 
 /// The queue kinds (families) of the pipeline, each with its own DLQ.
 pub const KINDS: &[&str] = &["scrape", "extraction"];
-
-/// The kind as a `'static` name if it is one of [`KINDS`], else [`DlqError::UnknownKind`]
-/// (an HTTP API maps that to 404).
-pub fn check_kind(kind: &str) -> Result<&'static str> {
-    KINDS
-        .iter()
-        .copied()
-        .find(|k| *k == kind)
-        .ok_or_else(|| DlqError::UnknownKind(kind.to_owned()))
-}
-
-/// Whether `kind` is one of [`KINDS`].
-pub fn is_kind(kind: &str) -> bool {
-    KINDS.contains(&kind)
-}

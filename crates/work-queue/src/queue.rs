@@ -70,11 +70,6 @@ impl WorkQueue {
         self.inner.keys.family()
     }
 
-    /// The settings this handle was built with.
-    pub fn options(&self) -> &QueueOptions {
-        &self.inner.opts
-    }
-
     pub(crate) fn conn(&self) -> ConnectionManager {
         self.inner.pool.get()
     }

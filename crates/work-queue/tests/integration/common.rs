@@ -6,9 +6,9 @@ use std::time::Duration;
 use dlq_core::{Dlq, DlqOptions};
 use work_queue::{FamilyKeys, QueueOptions, RedisPool, WorkQueue};
 
-/// `REDIS_URL`, or the local default.
+/// `TEST_REDIS_URL` (the variable every test of the workspace reads), or the local default.
 pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
 /// Logs go to the test output only when `TEST_LOG` is set.

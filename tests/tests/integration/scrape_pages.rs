@@ -1,8 +1,5 @@
 //! The fixture page server answers what its routes promise.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use integration_tests::pages::PageServer;
 use reqwest::StatusCode;
 

@@ -1,9 +1,6 @@
 //! The `pipeline-api` binary: serves with a key on the configured address, refuses a public
 //! bind without a key (exit 2, clear message), and exits 0 on SIGTERM.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use std::time::Duration;
 
 use integration_tests::api::{ApiEnv, wait_for};

@@ -3,9 +3,6 @@
 //! work without duplicates and embeds only what is missing; texts of many sources share
 //! batches.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use std::time::Duration;
 
 use integration_tests::extraction::{EmbeddingServer, Env, Mode, article_page};

@@ -3,9 +3,6 @@
 //! queue, an empty DLQ, and the two daemons' counters add up to 1,000), and both stop
 //! cleanly on SIGTERM.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use std::process::Stdio;
 use std::time::Duration;
 

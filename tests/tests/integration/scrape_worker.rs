@@ -1,9 +1,6 @@
 //! The scrape worker against real Postgres, Redis and an HTTP server on 127.0.0.1: each kind
 //! of page ends in the right source status, DLQ entry and event trail.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use std::time::{Duration, Instant};
 
 use integration_tests::pages::PageServer;

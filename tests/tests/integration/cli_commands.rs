@@ -1,9 +1,6 @@
 //! The real `pipelinectl` binary against real Postgres and Redis: submit with refused URLs,
 //! jobs list/show, trace, dlq stats/list/retry/retry-all/purge, exit codes and messages.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use std::process::Output;
 
 use dlq_core::ErrorKind;

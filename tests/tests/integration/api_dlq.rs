@@ -2,9 +2,6 @@
 //! bounded limits and cursors, retry (really back in the work queue, recorded in Postgres),
 //! retry-all, delete, and 404s for unknown ids and kinds.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use dlq_core::{DlqItem, ErrorKind};
 use integration_tests::api::ApiEnv;
 use pipeline_store::sources;

@@ -1,8 +1,5 @@
 //! Foundation: migrations, configuration layering, probes.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use std::collections::HashMap;
 use std::io::Write;
 

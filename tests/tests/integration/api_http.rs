@@ -2,9 +2,6 @@
 //! every route of the design's table), `{"detail"}` errors for bad bodies, submissions, jobs
 //! and source trails.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use integration_tests::api::{ApiEnv, json_of};
 use reqwest::Method;
 use serde_json::json;

@@ -2,9 +2,6 @@
 //! stops on SIGTERM with exit 0, and refuses a bad configuration with exit 2.
 //! Needs the binaries built first (`cargo build --workspace --bins`).
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

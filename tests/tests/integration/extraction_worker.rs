@@ -2,9 +2,6 @@
 //! and events for fixture pages; idempotent redelivery; changed chunking; partial entity
 //! failures; refused content.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use std::time::Duration;
 
 use integration_tests::extraction::{BROKEN_JSONLD_PAGE, Env, article_page};

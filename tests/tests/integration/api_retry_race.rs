@@ -3,9 +3,6 @@
 //! nineteen 404s, and the scrape worker then processes the item exactly once, ending with the
 //! source `scraped` in Postgres and one request to the page.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use std::time::Duration;
 
 use dlq_core::ErrorKind;

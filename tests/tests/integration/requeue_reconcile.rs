@@ -2,9 +2,6 @@
 //! DLQ holds are enqueued again into the right family, with a `reconciled` event, exactly
 //! once, while sources something still holds are left alone.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use std::time::Duration;
 
 use dlq_core::ErrorKind;

@@ -1,9 +1,6 @@
 //! The `scrape-worker` binary as a process: killed with SIGKILL while holding messages,
 //! they are delivered again and processed once; SIGTERM drains and exits 0.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

@@ -2,9 +2,6 @@
 //! HTTP server on 127.0.0.1: a page that fails twice is completed through two redrives; a
 //! page that always fails is parked, and completes after a person retries it once fixed.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use std::time::Duration;
 
 use integration_tests::pages::PageServer;

@@ -6,9 +6,6 @@
 //! (SCAN MATCH prefix* + DEL): a real FLUSHALL would wipe the keys of every other test
 //! running in parallel on the shared Redis.
 
-// Row tuples from sqlx read clearer inline than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use std::time::Duration;
 
 use integration_tests::pages::PageServer;

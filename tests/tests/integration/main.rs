@@ -1,0 +1,33 @@
+//! The workspace's integration tests, in one test binary: one link instead of one per area
+//! (each links every crate of the workspace; on a small machine the links alone took
+//! minutes), one harness (`integration_tests`, in `tests/src/`), one set of variables
+//! (`TEST_DATABASE_URL`, `TEST_REDIS_URL`, `TEST_LOG`).
+//!
+//! Every test creates its own database and Redis key prefix and removes them, so they run
+//! in parallel. Process tests start the workspace's binaries: build them first
+//! (`cargo build --workspace --bins`, which the README's test command does).
+//!
+//! Run one area with a filter: `cargo nextest run -p integration-tests scrape_process::`.
+
+// Row tuples from sqlx read clearer inline than behind type aliases.
+#![allow(clippy::type_complexity)]
+
+mod api_dlq;
+mod api_http;
+mod api_process;
+mod api_retry_race;
+mod bounded_exit;
+mod cli_commands;
+mod extraction_embeddings;
+mod extraction_process;
+mod extraction_worker;
+mod foundation;
+mod job_progress;
+mod requeue_data_loss;
+mod requeue_e2e;
+mod requeue_policy;
+mod requeue_reconcile;
+mod requeue_replicas;
+mod scrape_pages;
+mod scrape_process;
+mod scrape_worker;
