@@ -79,6 +79,15 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// Every status.
+    pub const ALL: [JobStatus; 5] = [
+        Self::Queued,
+        Self::Running,
+        Self::Completed,
+        Self::Failed,
+        Self::CompletedWithErrors,
+    ];
+
     /// The word stored in `jobs.status`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -208,3 +208,61 @@ async fn probes_answer_health_ready_and_metrics() -> anyhow::Result<()> {
     bad_task.await?;
     Ok(())
 }
+
+/// The status columns accept exactly the words of the Rust enums: every variant goes in, a
+/// stray word is refused by the constraint, and applying the migrations again changes nothing.
+#[tokio::test]
+async fn status_columns_accept_exactly_the_enum_words() -> anyhow::Result<()> {
+    use pipeline_store::{JobStatus, SourceStatus};
+    let db = TestDb::migrated().await?;
+    pipeline_store::migrate(&db.pool).await?;
+    let job: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO jobs (id, type, status) VALUES (gen_random_uuid(), 'scrape', 'queued')
+         RETURNING id",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    for status in JobStatus::ALL {
+        sqlx::query("UPDATE jobs SET status = $1 WHERE id = $2")
+            .bind(status.as_str())
+            .bind(job)
+            .execute(&db.pool)
+            .await?;
+    }
+    let refused = sqlx::query("UPDATE jobs SET status = 'done' WHERE id = $1")
+        .bind(job)
+        .execute(&db.pool)
+        .await
+        .expect_err("'done' is not a job status");
+    assert!(
+        refused.to_string().contains("jobs_status_check"),
+        "{refused}"
+    );
+
+    let source: uuid::Uuid = sqlx::query_scalar(
+        "WITH p AS (INSERT INTO projects (id, name) VALUES (gen_random_uuid(), 'statuses')
+                    RETURNING id)
+         INSERT INTO sources (id, project_id, uri, status)
+         SELECT gen_random_uuid(), p.id, 'https://a.example/', 'queued' FROM p
+         RETURNING id",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    for status in SourceStatus::ALL {
+        sqlx::query("UPDATE sources SET status = $1 WHERE id = $2")
+            .bind(status.as_str())
+            .bind(source)
+            .execute(&db.pool)
+            .await?;
+    }
+    let refused = sqlx::query("UPDATE sources SET status = 'extracting' WHERE id = $1")
+        .bind(source)
+        .execute(&db.pool)
+        .await
+        .expect_err("'extracting' is not a source status");
+    assert!(
+        refused.to_string().contains("sources_status_check"),
+        "{refused}"
+    );
+    Ok(())
+}
