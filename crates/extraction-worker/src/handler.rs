@@ -1,16 +1,15 @@
-//! The work of one extraction delivery, and the bookkeeping of its failures.
+//! The work of one extraction delivery. The runner decodes the message and records
+//! failures.
 
 use std::time::Instant;
 
 use embedder::Batcher;
 use extract_core::{ChunkOptions, ExtractError};
 use pipeline_ops::messages::{EXTRACTION, SourceMessage};
-use pipeline_ops::worker::{Failure, Handler, Settled};
-use pipeline_store::SourceStatus;
-use pipeline_store::sources::{self, Transition};
+use pipeline_ops::worker::{Failure, Handler};
+use pipeline_store::sources;
 use serde_json::json;
 use sqlx::PgPool;
-use tracing::Instrument;
 use uuid::Uuid;
 use work_queue::Delivery;
 
@@ -44,7 +43,7 @@ impl ExtractionHandler {
             msg.job_id,
             source_id,
             "started",
-            "extraction",
+            EXTRACTION,
             Some(attempt),
             &json!({ "deliveries": delivery.deliveries, "redrives": delivery.redrives }),
         )
@@ -142,74 +141,19 @@ impl ExtractionHandler {
 }
 
 impl Handler for ExtractionHandler {
-    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
-        let msg: SourceMessage = delivery
-            .parse()
-            .map_err(|e| Failure::permanent(format!("malformed extraction message: {e}")))?;
-        let span = tracing::info_span!(
-            "extraction",
-            source_id = %msg.source_id,
-            job_id = msg.job_id.map(tracing::field::display),
-            attempt = delivery.attempts + 1,
-        );
-        self.process(delivery, msg).instrument(span).await
+    type Message = SourceMessage;
+
+    async fn handle(&self, delivery: &Delivery, msg: SourceMessage) -> Result<(), Failure> {
+        self.process(delivery, msg).await
     }
 
-    async fn on_failure(&self, delivery: &Delivery, failure: &Failure, settled: Settled) {
-        let msg = delivery.parse::<SourceMessage>().ok();
-        let Some(source_id) = msg
-            .as_ref()
-            .map(|m| m.source_id)
-            .or_else(|| Uuid::parse_str(&delivery.id).ok())
-        else {
-            tracing::warn!(message_id = %delivery.id, error = failure.message(), "failed message names no source; nothing to record");
-            return;
-        };
-        let job_id = msg.and_then(|m| m.job_id);
-        let kind = failure.kind().as_str();
-        let (to, event, attempt, detail) = match settled {
-            Settled::RetryScheduled { attempts, delay } => (
-                SourceStatus::Retrying,
-                "failed",
-                attempts,
-                json!({
-                    "error": failure.message(),
-                    "kind": kind,
-                    "attempt": attempts,
-                    "delay_ms": delay.as_millis() as u64,
-                }),
-            ),
-            Settled::DeadLettered { attempts, kind } => (
-                SourceStatus::DeadLettered,
-                "dead_lettered",
-                attempts,
-                json!({
-                    "error": failure.message(),
-                    "kind": kind.as_str(),
-                    "attempts": attempts,
-                    "dlq": EXTRACTION,
-                }),
-            ),
-            Settled::LeaseLost => return,
-        };
-        let result = sources::transition(
-            &self.db,
-            &Transition {
-                source_id,
-                job_id,
-                to,
-                event,
-                stage: "extraction",
-                attempt: Some(attempt as i32),
-                detail,
-                error: Some((kind, failure.message())),
-            },
-        )
-        .await;
-        if let Err(err) = result {
-            // The queue has settled the message already; the reconciler repairs a stale status.
-            tracing::error!(%source_id, error = %err, "could not record the failure in Postgres");
-        }
+    fn db(&self) -> &PgPool {
+        &self.db
+    }
+
+    /// Job-progress refreshes started in the background finish before a drain ends.
+    async fn settled(&self) {
+        pipeline_store::progress::settled().await;
     }
 }
 

@@ -1,8 +1,22 @@
 //! The work messages carried by the queues. The message id is the source id, so a source
 //! is in one family's queue at most once.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// A message body the worker runner decodes before its handler sees it, and whose failure
+/// it records against a source and job.
+pub trait WorkMessage: DeserializeOwned + Send + Sync + 'static {
+    /// The source the message is about.
+    fn source_id(&self) -> Uuid;
+    /// The job it runs for, when known.
+    fn job_id(&self) -> Option<Uuid>;
+    /// The URL it is about, when the message carries one (for logs).
+    fn url(&self) -> Option<&str> {
+        None
+    }
+}
 
 /// The scrape queue family.
 pub const SCRAPE: &str = "scrape";
@@ -21,6 +35,20 @@ pub struct SourceMessage {
     /// URL that differs from the row's is not fetched); messages without it still work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+}
+
+impl WorkMessage for SourceMessage {
+    fn source_id(&self) -> Uuid {
+        self.source_id
+    }
+
+    fn job_id(&self) -> Option<Uuid> {
+        self.job_id
+    }
+
+    fn url(&self) -> Option<&str> {
+        self.uri.as_deref()
+    }
 }
 
 impl SourceMessage {

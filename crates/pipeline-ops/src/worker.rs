@@ -2,8 +2,12 @@
 //! concurrency, keep leases alive, settle every delivery (ack, retry with backoff, or
 //! dead-letter), catch panics, and drain on shutdown.
 //!
-//! A [`Handler`] does the work of one delivery and the Postgres bookkeeping of failures; the
-//! runner owns the queue protocol, so the two workers cannot settle messages differently.
+//! The runner owns the whole protocol, so the workers cannot settle or record messages
+//! differently: it decodes the body into the handler's [`Handler::Message`] (a body that
+//! does not decode is dead-lettered as permanent without reaching the handler), opens the
+//! delivery's span (family, message, source, job, URL, attempt) that every log line about
+//! it carries, and records every failure in Postgres the one way ([`record_failure`]: the
+//! source's status and its event trail). A [`Handler`] only does the work.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -11,10 +15,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use pipeline_store::SourceStatus;
+use pipeline_store::sources::{self, Transition};
+use serde_json::json;
+use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use uuid::Uuid;
 use work_queue::{AckOutcome, DeadLetterOutcome, Delivery, ErrorKind, RetryOutcome, WorkQueue};
+
+use crate::messages::WorkMessage;
 
 /// Why one delivery failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,16 +100,25 @@ pub enum Settled {
 
 /// The work of one family.
 pub trait Handler: Send + Sync + 'static {
-    /// Processes one delivery; `Ok` means its results are stored and it may be acked.
-    fn handle(&self, delivery: &Delivery) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// The body this handler takes, decoded by the runner.
+    type Message: WorkMessage;
 
-    /// Records a failure in Postgres (source status, events) once the queue has settled it.
-    fn on_failure(
+    /// Processes one delivery; `Ok` means its results are stored and it may be acked.
+    fn handle(
         &self,
         delivery: &Delivery,
-        failure: &Failure,
-        settled: Settled,
-    ) -> impl Future<Output = ()> + Send;
+        msg: Self::Message,
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
+
+    /// The database in which the runner records failures (source status and event trail).
+    fn db(&self) -> &PgPool;
+
+    /// Waits for background work the handler started that must finish before the process
+    /// stops (deferred job-progress refreshes). The runner awaits it when it drains and at
+    /// the end of [`run_next`]. Nothing by default.
+    fn settled(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// How the runner runs.
@@ -111,15 +132,81 @@ pub struct RunnerOptions {
     pub drain_timeout: Duration,
 }
 
-/// Processes one delivery end to end: handle (panics caught), then settle and record.
+/// Processes one delivery end to end: decode, handle (panics caught), then settle and record.
 pub async fn process<H: Handler>(queue: &WorkQueue, handler: &H, delivery: Delivery) {
     let family = queue.family().to_owned();
     let started = Instant::now();
     // Held until settled, so an exit that cuts the drain short can name what it hands back.
     let _held = pipeline_core::shutdown::held::hold(&family, &delivery.id);
     metrics::gauge!("pipeline_in_flight", "family" => family.clone()).increment(1.0);
-    let keeper = queue.keep_alive(&delivery);
-    let result = AssertUnwindSafe(handler.handle(&delivery))
+    let decoded = delivery.parse::<H::Message>();
+    let span = tracing::info_span!(
+        "message",
+        family = family.as_str(),
+        message_id = delivery.id.as_str(),
+        source_id = tracing::field::Empty,
+        job_id = tracing::field::Empty,
+        url = tracing::field::Empty,
+        attempt = delivery.attempts + 1,
+        deliveries = delivery.deliveries,
+    );
+    let ids = match &decoded {
+        Ok(msg) => {
+            span.record("source_id", tracing::field::display(msg.source_id()));
+            if let Some(job) = msg.job_id() {
+                span.record("job_id", tracing::field::display(job));
+            }
+            if let Some(url) = msg.url() {
+                span.record("url", url);
+            }
+            Some((msg.source_id(), msg.job_id()))
+        }
+        Err(_) => None,
+    };
+    let result = async {
+        match decoded {
+            Ok(msg) => handle_caught(handler, &delivery, msg, queue).await,
+            Err(e) => Err(Failure::permanent(format!(
+                "malformed message (in the {family} queue): {e}"
+            ))),
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    let outcome = async {
+        match &result {
+            Ok(()) => match queue.ack(&delivery).await {
+                Ok(AckOutcome::Acked) => "succeeded",
+                Ok(AckOutcome::LeaseLost) => {
+                    tracing::warn!("lease lost before ack; another worker redoes it (idempotently)");
+                    "lease_lost"
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "ack failed; the message will be redelivered after its lease");
+                    "ack_failed"
+                }
+            },
+            Err(failure) => settle_failure(queue, handler, &delivery, ids, failure).await,
+        }
+    }
+    .instrument(span)
+    .await;
+    metrics::gauge!("pipeline_in_flight", "family" => family.clone()).decrement(1.0);
+    metrics::counter!("pipeline_messages_total", "family" => family.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("pipeline_message_duration_seconds", "family" => family)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// Runs the handler with the lease kept alive; a panic becomes a transient failure.
+async fn handle_caught<H: Handler>(
+    handler: &H,
+    delivery: &Delivery,
+    msg: H::Message,
+    queue: &WorkQueue,
+) -> Result<(), Failure> {
+    let keeper = queue.keep_alive(delivery);
+    let result = AssertUnwindSafe(handler.handle(delivery, msg))
         .catch_unwind()
         .await
         .unwrap_or_else(|panic| {
@@ -128,35 +215,18 @@ pub async fn process<H: Handler>(queue: &WorkQueue, handler: &H, delivery: Deliv
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!(message_id = %delivery.id, panic = %what, "handler panicked");
+            tracing::error!(panic = %what, "handler panicked");
             Err(Failure::transient(format!("worker panicked: {what}")))
         });
     drop(keeper);
-    let outcome = match &result {
-        Ok(()) => match queue.ack(&delivery).await {
-            Ok(AckOutcome::Acked) => "succeeded",
-            Ok(AckOutcome::LeaseLost) => {
-                tracing::warn!(message_id = %delivery.id, "lease lost before ack; another worker redoes it (idempotently)");
-                "lease_lost"
-            }
-            Err(err) => {
-                tracing::error!(message_id = %delivery.id, error = %err, "ack failed; the message will be redelivered after its lease");
-                "ack_failed"
-            }
-        },
-        Err(failure) => settle_failure(queue, handler, &delivery, failure).await,
-    };
-    metrics::gauge!("pipeline_in_flight", "family" => family.clone()).decrement(1.0);
-    metrics::counter!("pipeline_messages_total", "family" => family.clone(), "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!("pipeline_message_duration_seconds", "family" => family)
-        .record(started.elapsed().as_secs_f64());
+    result
 }
 
 async fn settle_failure<H: Handler>(
     queue: &WorkQueue,
     handler: &H,
     delivery: &Delivery,
+    ids: Option<(Uuid, Option<Uuid>)>,
     failure: &Failure,
 ) -> &'static str {
     let settled = match failure {
@@ -192,21 +262,131 @@ async fn settle_failure<H: Handler>(
     };
     match settled {
         Ok(Settled::LeaseLost) => {
-            tracing::warn!(message_id = %delivery.id, "lease lost before settling a failure; another worker holds it");
+            tracing::warn!(
+                error = failure.message(),
+                "lease lost before settling a failure; another worker holds it"
+            );
             "lease_lost"
         }
         Ok(settled) => {
-            tracing::warn!(message_id = %delivery.id, error = failure.message(), ?settled, "delivery failed");
-            handler.on_failure(delivery, failure, settled).await;
-            match settled {
-                Settled::RetryScheduled { .. } => "retry_scheduled",
-                _ => "dead_lettered",
+            let (outcome, attempts, delay_ms) = match settled {
+                Settled::RetryScheduled { attempts, delay } => {
+                    ("retry_scheduled", attempts, Some(delay.as_millis() as u64))
+                }
+                Settled::DeadLettered { attempts, .. } => ("dead_lettered", attempts, None),
+                Settled::LeaseLost => unreachable!("handled above"),
+            };
+            tracing::warn!(
+                error = failure.message(),
+                error_kind = failure.kind().as_str(),
+                outcome,
+                attempts,
+                retry_in_ms = delay_ms,
+                "delivery failed"
+            );
+            let ids = match ids {
+                Some(ids) => Some(ids),
+                None => ids_of_malformed(handler.db(), delivery).await,
+            };
+            match ids {
+                Some((source_id, job_id)) => {
+                    record_failure(
+                        handler.db(),
+                        queue.family(),
+                        source_id,
+                        job_id,
+                        failure,
+                        settled,
+                    )
+                    .await
+                }
+                None => tracing::warn!(
+                    error = failure.message(),
+                    "failed message names no source; only the DLQ holds it"
+                ),
             }
+            outcome
         }
         Err(err) => {
-            tracing::error!(message_id = %delivery.id, error = %err, "could not settle a failure; the message will be redelivered after its lease");
+            tracing::error!(error = %err, "could not settle a failure; the message will be redelivered after its lease");
             "settle_failed"
         }
+    }
+}
+
+/// The source and job of a message whose body did not decode: the message id is the source
+/// id, and the source row knows the job that created it.
+async fn ids_of_malformed(db: &PgPool, delivery: &Delivery) -> Option<(Uuid, Option<Uuid>)> {
+    let source_id = Uuid::parse_str(&delivery.id).ok()?;
+    // No row (or no database) only loses the job id; the source id is still recorded.
+    let job_id = sources::get(db, source_id)
+        .await
+        .ok()
+        .and_then(|s| s.created_by_job_id);
+    Some((source_id, job_id))
+}
+
+/// Records a settled failure in Postgres, the same way for every family: the source moves
+/// to `retrying` (with a `failed` event) or `dead_lettered` (with a `dead_lettered` event
+/// naming the DLQ), with the error, its kind and the attempts. A failure to record is
+/// logged: the queue has settled the message already, and the reconciler repairs a stale
+/// status.
+pub async fn record_failure(
+    db: &PgPool,
+    family: &str,
+    source_id: Uuid,
+    job_id: Option<Uuid>,
+    failure: &Failure,
+    settled: Settled,
+) {
+    let kind = failure.kind().as_str();
+    let message = failure.message();
+    let (to, event, attempts, detail) = match settled {
+        Settled::RetryScheduled { attempts, delay } => (
+            SourceStatus::Retrying,
+            "failed",
+            attempts,
+            json!({
+                "error": message,
+                "kind": kind,
+                "attempt": attempts,
+                "delay_ms": delay.as_millis() as u64,
+            }),
+        ),
+        Settled::DeadLettered { attempts, kind } => (
+            SourceStatus::DeadLettered,
+            "dead_lettered",
+            attempts,
+            json!({
+                "error": message,
+                "kind": kind.as_str(),
+                "attempts": attempts,
+                "dlq": family,
+            }),
+        ),
+        Settled::LeaseLost => return,
+    };
+    let error_kind = match settled {
+        Settled::DeadLettered { kind, .. } => kind.as_str(),
+        _ => kind,
+    };
+    let transition = Transition {
+        source_id,
+        job_id,
+        to,
+        event,
+        stage: family,
+        attempt: Some(attempts as i32),
+        detail,
+        error: Some((error_kind, message)),
+    };
+    match sources::transition(db, &transition).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("failure of an unknown source; only the DLQ holds it"),
+        Err(err) => tracing::error!(
+            error = %err,
+            "could not record the failure in Postgres; the reconciler will find the source"
+        ),
     }
 }
 
@@ -221,7 +401,7 @@ pub async fn run_next<H: Handler>(
     let deliveries = queue.reserve(max).await?;
     let n = deliveries.len();
     futures::future::join_all(deliveries.into_iter().map(|d| process(queue, handler, d))).await;
-    pipeline_store::progress::settled().await;
+    handler.settled().await;
     Ok(n)
 }
 
@@ -286,7 +466,7 @@ pub async fn run<H: Handler>(
     tracker.close();
     let finished = pipeline_core::shutdown::drain_within(opts.drain_timeout, async {
         tracker.wait().await;
-        pipeline_store::progress::settled().await;
+        handler.settled().await;
     })
     .await;
     tracing::info!(

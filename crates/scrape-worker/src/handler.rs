@@ -1,5 +1,5 @@
-//! The scrape queue's [`Handler`]: parse the message, load the source, fetch, store, enqueue
-//! extraction; and the Postgres bookkeeping of failures.
+//! The scrape queue's [`Handler`]: load the source, fetch, store, enqueue extraction. The
+//! runner decodes the message, and records failures.
 //!
 //! Crash safety comes from the order: the page is stored (an UPDATE that also moves the
 //! source to `scraped`), then the extraction message is enqueued (idempotent by id), then
@@ -17,13 +17,11 @@ use std::time::Instant;
 
 use pipeline_ops::Services;
 use pipeline_ops::messages::{EXTRACTION, SCRAPE, SourceMessage};
-use pipeline_ops::worker::{Failure, Handler, Settled};
+use pipeline_ops::worker::{Failure, Handler};
 use pipeline_store::StoreError;
-use pipeline_store::sources::{self, Fetched, Transition};
+use pipeline_store::sources::{self, Fetched};
 use pipeline_store::status::SourceStatus;
 use serde_json::json;
-use tracing::Instrument;
-use uuid::Uuid;
 use work_queue::Delivery;
 
 use crate::FetchError;
@@ -48,12 +46,7 @@ impl ScrapeHandler {
         Self { services, fetcher }
     }
 
-    async fn scrape(&self, delivery: &Delivery, span: &tracing::Span) -> Result<(), Failure> {
-        let msg: SourceMessage = delivery
-            .parse()
-            .map_err(|e| Failure::permanent(format!("malformed message: {e}")))?;
-        span.record("job_id", tracing::field::display(display_job(msg.job_id)));
-        span.record("source_id", tracing::field::display(msg.source_id));
+    async fn scrape(&self, delivery: &Delivery, msg: SourceMessage) -> Result<(), Failure> {
         let db = &self.services.db;
         let attempt = (delivery.attempts + 1) as i32;
         let start = async {
@@ -164,94 +157,21 @@ impl ScrapeHandler {
             .map_err(|e| Failure::transient(format!("enqueueing extraction: {e}")))?;
         Ok(())
     }
-
-    /// The source and job a delivery is about, even when its body is malformed (the
-    /// message id is the source id).
-    async fn ids_of(&self, delivery: &Delivery) -> Option<(Uuid, Option<Uuid>)> {
-        if let Ok(msg) = delivery.parse::<SourceMessage>() {
-            return Some((msg.source_id, msg.job_id));
-        }
-        let source_id = Uuid::parse_str(&delivery.id).ok()?;
-        let job_id = sources::get(&self.services.db, source_id)
-            .await
-            .ok()
-            .and_then(|s| s.created_by_job_id);
-        Some((source_id, job_id))
-    }
-}
-
-fn display_job(job_id: Option<Uuid>) -> String {
-    job_id.map(|j| j.to_string()).unwrap_or_default()
-}
-
-fn delivery_span(delivery: &Delivery) -> tracing::Span {
-    tracing::info_span!(
-        "scrape",
-        message_id = %delivery.id,
-        job_id = tracing::field::Empty,
-        source_id = tracing::field::Empty,
-        deliveries = delivery.deliveries,
-    )
 }
 
 impl Handler for ScrapeHandler {
-    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
-        let span = delivery_span(delivery);
-        self.scrape(delivery, &span).instrument(span.clone()).await
+    type Message = SourceMessage;
+
+    async fn handle(&self, delivery: &Delivery, msg: SourceMessage) -> Result<(), Failure> {
+        self.scrape(delivery, msg).await
     }
 
-    async fn on_failure(&self, delivery: &Delivery, failure: &Failure, settled: Settled) {
-        let span = delivery_span(delivery);
-        async {
-            let Some((source_id, job_id)) = self.ids_of(delivery).await else {
-                tracing::warn!(error = failure.message(), "failure of a message that names no source; only the DLQ holds it");
-                return;
-            };
-            let span = tracing::Span::current();
-            span.record("job_id", tracing::field::display(display_job(job_id)));
-            span.record("source_id", tracing::field::display(source_id));
-            let kind = failure.kind().as_str();
-            let message = failure.message();
-            let transition = match settled {
-                Settled::RetryScheduled { attempts, delay } => Transition {
-                    source_id,
-                    job_id,
-                    to: SourceStatus::Retrying,
-                    event: "failed",
-                    stage: SCRAPE,
-                    attempt: Some(attempts as i32),
-                    detail: json!({
-                        "error": message,
-                        "kind": kind,
-                        "attempt": attempts,
-                        "delay_ms": delay.as_millis() as u64,
-                    }),
-                    error: Some((kind, message)),
-                },
-                Settled::DeadLettered { attempts, kind } => Transition {
-                    source_id,
-                    job_id,
-                    to: SourceStatus::DeadLettered,
-                    event: "dead_lettered",
-                    stage: SCRAPE,
-                    attempt: Some(attempts as i32),
-                    detail: json!({
-                        "error": message,
-                        "kind": kind.as_str(),
-                        "attempts": attempts,
-                        "dlq": SCRAPE,
-                    }),
-                    error: Some((kind.as_str(), message)),
-                },
-                Settled::LeaseLost => return,
-            };
-            match sources::transition(&self.services.db, &transition).await {
-                Ok(true) => {}
-                Ok(false) => tracing::warn!("failure of an unknown source; only the DLQ holds it"),
-                Err(err) => tracing::error!(error = %err, "could not record the failure in Postgres; the reconciler will find the source"),
-            }
-        }
-        .instrument(span)
-        .await
+    fn db(&self) -> &sqlx::PgPool {
+        &self.services.db
+    }
+
+    /// Stored pages refresh their job's progress in the background; a drain waits for them.
+    async fn settled(&self) {
+        pipeline_store::progress::settled().await;
     }
 }

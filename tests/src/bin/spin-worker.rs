@@ -8,18 +8,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pipeline_ops::daemon::{self, Daemon, Drain};
-use pipeline_ops::messages::SCRAPE;
-use pipeline_ops::worker::{Failure, Handler, RunnerOptions, Settled};
+use pipeline_ops::messages::{SCRAPE, SourceMessage};
+use pipeline_ops::worker::{Failure, Handler, RunnerOptions};
 use work_queue::Delivery;
 
 /// Spins for up to this long, so that a broken exit path costs a test run minutes of CPU at
 /// most, not forever.
 const SPIN_FOR: Duration = Duration::from_secs(120);
 
-struct Spin;
+struct Spin {
+    db: sqlx::PgPool,
+}
 
 impl Handler for Spin {
-    async fn handle(&self, _delivery: &Delivery) -> Result<(), Failure> {
+    type Message = SourceMessage;
+
+    fn db(&self) -> &sqlx::PgPool {
+        &self.db
+    }
+
+    async fn handle(&self, _delivery: &Delivery, _msg: SourceMessage) -> Result<(), Failure> {
         // The kind of work a drain cannot wait out: CPU-bound, on a blocking thread, with no
         // await point the runtime could cancel at.
         let spun = tokio::task::spawn_blocking(|| {
@@ -36,8 +44,6 @@ impl Handler for Spin {
             Err(e) => Err(Failure::transient(format!("spin task failed: {e}"))),
         }
     }
-
-    async fn on_failure(&self, _delivery: &Delivery, _failure: &Failure, _settled: Settled) {}
 }
 
 fn main() -> ExitCode {
@@ -58,7 +64,10 @@ fn main() -> ExitCode {
                 reserve_batch: 2,
                 drain_timeout: services.settings.shutdown.drain_timeout(),
             };
-            let drained = pipeline_ops::worker::run(queue, Arc::new(Spin), opts, cancel).await;
+            let spin = Arc::new(Spin {
+                db: services.db.clone(),
+            });
+            let drained = pipeline_ops::worker::run(queue, spin, opts, cancel).await;
             Ok(Drain::from_drained(drained))
         },
     )
