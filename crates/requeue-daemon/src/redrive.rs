@@ -2,14 +2,11 @@
 //! (`Dlq::redrive_due`, one atomic script per batch, safe with any number of replicas),
 //! then records what happened in Postgres, one transaction per batch.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dlq_core::{DueAction, DueOutcome};
 use pipeline_ops::Services;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::bookkeeping;
 use crate::clock::{RateLimit, redis_now_ms};
@@ -43,24 +40,12 @@ impl SweepReport {
 /// Most batches per family in one sweep (the sweep ends earlier when a batch is not full).
 pub const BATCHES_PER_SWEEP: usize = 8;
 
-/// How long the progress of jobs touched by redrives may lag while batches keep coming.
-const PROGRESS_LAG: Duration = Duration::from_secs(1);
-
 /// Automatic redrive over every family of `services`.
 #[derive(Clone)]
 pub struct Redriver {
     services: Services,
     config: RequeueConfig,
     rate: Option<RateLimit>,
-    /// Jobs whose sources were redriven and whose progress is not refreshed yet, and when
-    /// it last was.
-    ///
-    /// A redrive moves a source from a transient `dead_lettered` (not terminal) back to
-    /// waiting (not terminal), so it cannot finish a job; only its counters move. Their
-    /// refresh is therefore coalesced over the batches of up to [`PROGRESS_LAG`] (a batch
-    /// of 1,000 items touches up to 1,000 jobs, and refreshing each after every batch
-    /// would cost more than the redrive). Parks can finish a job and are refreshed at once.
-    pending: Arc<Mutex<(BTreeSet<Uuid>, Instant)>>,
 }
 
 impl Redriver {
@@ -73,38 +58,12 @@ impl Redriver {
             services,
             config,
             rate,
-            pending: Arc::new(Mutex::new((BTreeSet::new(), Instant::now()))),
         }
     }
 
-    /// Refreshes the progress of the jobs touched by redrives since the last flush. A
-    /// failure is logged and the jobs stay pending for the next flush.
+    /// Waits until the job-progress refreshes of every redrive so far have run.
     pub async fn flush_progress(&self) {
-        let jobs: Vec<Uuid> = {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            pending.1 = Instant::now();
-            std::mem::take(&mut pending.0).into_iter().collect()
-        };
-        if jobs.is_empty() {
-            return;
-        }
-        if let Err(err) =
-            pipeline_store::progress::refresh_after_commit(&self.services.db, &jobs).await
-        {
-            tracing::warn!(error = %err, jobs = jobs.len(), "refreshing job progress failed; trying again after the next batch");
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            pending.0.extend(jobs);
-        }
-    }
-
-    fn defer_progress(&self, jobs: Vec<Uuid>) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.0.extend(jobs);
-    }
-
-    fn progress_due(&self) -> bool {
-        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        !pending.0.is_empty() && pending.1.elapsed() >= PROGRESS_LAG
+        pipeline_store::progress::settled().await;
     }
 
     /// The configuration in use.
@@ -135,7 +94,9 @@ impl Redriver {
                 break;
             }
         }
-        if !report.full || self.progress_due() {
+        // While full batches keep coming the refreshes run in the background, coalesced;
+        // a sweep that found the backlog done leaves every job it touched up to date.
+        if !report.full {
             self.flush_progress().await;
         }
         Ok(report)
@@ -265,7 +226,12 @@ impl Redriver {
         let result = async {
             if !redriven.is_empty() {
                 let outcome = bookkeeping::record_redriven(db, family, &redriven).await?;
-                self.defer_progress(outcome.jobs);
+                // A redrive moves a source from a transient `dead_lettered` back to waiting:
+                // neither is terminal, so it cannot finish a job and only its counters move.
+                // The refresh is deferred and coalesced the way stored pages' are (a batch of
+                // 1,000 items touches up to 1,000 jobs); parks can finish a job and are
+                // refreshed at once.
+                pipeline_store::progress::refresh_in_background(db, outcome.jobs);
             }
             if !parked.is_empty() {
                 let outcome = bookkeeping::record_parked(db, family, &parked).await?;
