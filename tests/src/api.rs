@@ -110,7 +110,7 @@ impl ApiEnv {
     ) -> anyhow::Result<(Uuid, Uuid)> {
         let (job_id, ids) = self.submit(&[url]).await?;
         let source_id = ids[0];
-        let queue = self.services.queue("scrape").expect("scrape queue");
+        let queue = self.services.queue(pipeline_ops::Family::Scrape);
         let deliveries = queue.reserve(1).await?;
         anyhow::ensure!(
             deliveries.len() == 1 && deliveries[0].id == source_id.to_string(),

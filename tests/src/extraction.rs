@@ -12,8 +12,9 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use extraction_worker::ExtractionHandler;
+use pipeline_ops::Family;
 use pipeline_ops::Services;
-use pipeline_ops::messages::{EXTRACTION, SourceMessage};
+use pipeline_ops::messages::SourceMessage;
 use pipeline_store::jobs::{self, NewScrapeJob, ProjectRef};
 use pipeline_store::sources::{self, Fetched};
 use serde_json::{Value, json};
@@ -108,9 +109,7 @@ impl Env {
 
     /// The extraction queue.
     pub fn queue(&self) -> &work_queue::WorkQueue {
-        self.services
-            .queue(EXTRACTION)
-            .expect("the extraction family exists")
+        self.services.queue(Family::Extraction)
     }
 
     /// Processes deliveries until the queue holds nothing (retries included, waiting for

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use dlq_core::ErrorKind;
 use pipeline_core::Settings;
+use pipeline_ops::Family;
 use pipeline_ops::Services;
-use pipeline_ops::messages::{SCRAPE, SourceMessage};
+use pipeline_ops::messages::SourceMessage;
 use pipeline_ops::submit::{SubmitRequest, submit};
 use pipeline_store::SourceStatus;
 use pipeline_store::sources::{self, Transition};
@@ -86,7 +87,7 @@ impl World {
 
     /// Reserves every message of the scrape queue (as a worker about to fail them would).
     pub async fn reserve_all(&self) -> anyhow::Result<Vec<Delivery>> {
-        let queue = self.services.queue(SCRAPE).expect("scrape queue");
+        let queue = self.services.queue(Family::Scrape);
         let mut all = Vec::new();
         loop {
             let batch = queue.reserve(1000).await?;
@@ -104,7 +105,7 @@ impl World {
         kind: ErrorKind,
         error: &str,
     ) -> anyhow::Result<()> {
-        let queue = self.services.queue(SCRAPE).expect("scrape queue");
+        let queue = self.services.queue(Family::Scrape);
         for d in held {
             let outcome = queue.dead_letter(d, error, kind).await?;
             anyhow::ensure!(
@@ -122,7 +123,7 @@ impl World {
                     event: "dead_lettered",
                     stage: "scrape",
                     attempt: Some(d.attempts as i32 + 1),
-                    detail: json!({"error": error, "kind": kind.as_str(), "dlq": SCRAPE}),
+                    detail: json!({"error": error, "kind": kind.as_str(), "dlq": Family::Scrape}),
                     error: Some((kind.as_str(), error)),
                 },
             )

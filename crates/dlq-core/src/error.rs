@@ -22,9 +22,6 @@ pub enum DlqError {
     /// A cursor that this crate did not hand out.
     #[error("invalid cursor: {0:?}")]
     InvalidCursor(String),
-    /// A queue kind that is not one of [`crate::KINDS`].
-    #[error("unknown queue kind: {0:?}")]
-    UnknownKind(String),
     /// An argument that makes no sense (empty id, zero rate, negative age...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -41,6 +41,3 @@ pub use redrive::{
     BulkRedrive, DueAction, DueOutcome, RedriveOutcome, RedrivePolicy, RedriveResult,
     jitter_fraction,
 };
-
-/// The queue kinds (families) of the pipeline, each with its own DLQ.
-pub const KINDS: &[&str] = &["scrape", "extraction"];

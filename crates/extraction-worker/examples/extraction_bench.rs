@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use pipeline_core::Settings;
+use pipeline_ops::Family;
 use pipeline_ops::Services;
-use pipeline_ops::messages::{EXTRACTION, SourceMessage};
+use pipeline_ops::messages::SourceMessage;
 use pipeline_store::jobs::{self, NewScrapeJob, ProjectRef};
 use sqlx::{Connection, Executor, PgConnection};
 use tokio_util::sync::CancellationToken;
@@ -104,10 +105,7 @@ async fn bench(
             (m.id(), m.body())
         })
         .collect();
-    let queue = services
-        .queue(EXTRACTION)
-        .expect("extraction family")
-        .clone();
+    let queue = services.queue(Family::Extraction).clone();
     queue.enqueue_bulk(&messages).await?;
     let bytes: usize = contents.iter().map(|c| c.len()).sum();
 

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use embedder::Batcher;
 use extract_core::{ChunkOptions, ExtractError};
-use pipeline_ops::messages::{EXTRACTION, SourceMessage};
+use pipeline_ops::Family;
+use pipeline_ops::messages::SourceMessage;
 use pipeline_ops::worker::{Failure, Handler};
 use pipeline_store::sources;
 use serde_json::json;
@@ -43,7 +44,7 @@ impl ExtractionHandler {
             msg.job_id,
             source_id,
             "started",
-            EXTRACTION,
+            Family::Extraction.as_str(),
             Some(attempt),
             &json!({ "deliveries": delivery.deliveries, "redrives": delivery.redrives }),
         )

@@ -31,8 +31,8 @@ use embedder::{
 use extract_core::ChunkOptions;
 use pipeline_core::settings::EmbeddingBackend;
 use pipeline_core::{Settings, SettingsError, Sources};
+use pipeline_ops::Family;
 use pipeline_ops::Services;
-use pipeline_ops::messages::EXTRACTION;
 use pipeline_ops::worker::RunnerOptions;
 use tokio_util::sync::CancellationToken;
 
@@ -140,10 +140,7 @@ pub fn runner_options(settings: &Settings) -> RunnerOptions {
 /// Consumes the extraction queue until `cancel` fires, then drains within the configured
 /// timeout. Returns whether the drain was complete.
 pub async fn run(services: &Services, batcher: Batcher, cancel: CancellationToken) -> bool {
-    let queue = services
-        .queue(EXTRACTION)
-        .expect("the extraction family always exists")
-        .clone();
+    let queue = services.queue(Family::Extraction).clone();
     let handler = Arc::new(handler(services, batcher));
     pipeline_ops::worker::run(queue, handler, runner_options(&services.settings), cancel).await
 }

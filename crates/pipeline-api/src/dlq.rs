@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
+use pipeline_ops::Family;
 use pipeline_ops::dlq_ops;
 
 use crate::AppState;
@@ -17,11 +18,10 @@ use crate::model::{
 /// Who the event trail names for changes made through the API.
 const ACTOR: &str = "api";
 
-fn dlq<'a>(state: &'a AppState, kind: &str) -> Result<&'a dlq_core::Dlq, ApiError> {
-    state
-        .services
-        .dlq(kind)
-        .ok_or_else(|| ApiError::not_found(format!("unknown DLQ kind `{kind}`")))
+/// The family a path names; 404 for any other word.
+fn family(kind: &str) -> Result<Family, ApiError> {
+    kind.parse::<Family>()
+        .map_err(|e| ApiError::not_found(e.to_string()))
 }
 
 /// Counts per DLQ kind (parked items included), with the parked counts apart.
@@ -37,8 +37,9 @@ fn dlq<'a>(state: &'a AppState, kind: &str) -> Result<&'a dlq_core::Dlq, ApiErro
 )]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<BTreeMap<String, u64>>, ApiError> {
     let mut out = BTreeMap::new();
-    for kind in state.services.families() {
-        let s = dlq(&state, kind)?.stats().await?;
+    for family in Family::ALL {
+        let kind = family.as_str();
+        let s = state.services.dlq(family).stats().await?;
         out.insert(kind.to_owned(), s.total);
         out.insert(format!("{kind}_parked"), s.parked);
         out.insert(format!("{kind}_transient"), s.transient);
@@ -48,8 +49,12 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<BTreeMap<String
     Ok(Json(out))
 }
 
-async fn list_kind(state: &AppState, kind: &str, q: ListQuery) -> Result<Json<DlqPage>, ApiError> {
-    let dlq = dlq(state, kind)?;
+async fn list_kind(
+    state: &AppState,
+    kind: Family,
+    q: ListQuery,
+) -> Result<Json<DlqPage>, ApiError> {
+    let dlq = state.services.dlq(kind);
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     dlq_core::check_limit(limit)?;
     let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
@@ -74,7 +79,7 @@ pub async fn list_scrape(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<DlqPage>, ApiError> {
-    list_kind(&state, pipeline_ops::messages::SCRAPE, q).await
+    list_kind(&state, Family::Scrape, q).await
 }
 
 /// The extraction DLQ, newest first.
@@ -91,7 +96,7 @@ pub async fn list_extraction(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<DlqPage>, ApiError> {
-    list_kind(&state, pipeline_ops::messages::EXTRACTION, q).await
+    list_kind(&state, Family::Extraction, q).await
 }
 
 /// Any DLQ by kind, newest first (the same as the per-kind routes; an unknown kind is 404).
@@ -111,7 +116,7 @@ pub async fn list(
     ApiPath(kind): ApiPath<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<DlqPage>, ApiError> {
-    list_kind(&state, &kind, q).await
+    list_kind(&state, family(&kind)?, q).await
 }
 
 /// Redrives one item into its work queue now (whatever its redrive count or error kind) and
@@ -134,8 +139,7 @@ pub async fn retry(
     State(state): State<AppState>,
     ApiPath((kind, item_id)): ApiPath<(String, String)>,
 ) -> Result<Json<RetriedItem>, ApiError> {
-    dlq(&state, &kind)?;
-    match dlq_ops::retry(&state.services, &kind, &item_id, ACTOR).await? {
+    match dlq_ops::retry(&state.services, family(&kind)?, &item_id, ACTOR).await? {
         Some(outcome) => {
             tracing::info!(dlq = %kind, item_id, job_id = ?outcome.item.job_id,
                 source_id = ?outcome.item.source_id, enqueued = outcome.enqueued,
@@ -169,13 +173,13 @@ pub async fn retry_all(
     ApiPath(kind): ApiPath<String>,
     ApiQuery(q): ApiQuery<RetryAllQuery>,
 ) -> Result<Json<RetryAllBody>, ApiError> {
-    dlq(&state, &kind)?;
+    let family = family(&kind)?;
     if q.limit == Some(0) {
         return Err(ApiError::unprocessable(
             "limit must be at least 1 (leave it out to redrive every item)",
         ));
     }
-    let bulk = dlq_ops::retry_all(&state.services, &kind, q.limit, None, ACTOR).await?;
+    let bulk = dlq_ops::retry_all(&state.services, family, q.limit, None, ACTOR).await?;
     tracing::info!(dlq = %kind, redriven = bulk.redriven.len(),
         malformed = bulk.malformed.len(), "DLQ bulk retry through the API");
     Ok(Json(RetryAllBody {
@@ -203,8 +207,7 @@ pub async fn delete(
     State(state): State<AppState>,
     ApiPath((kind, item_id)): ApiPath<(String, String)>,
 ) -> Result<Json<DlqEntry>, ApiError> {
-    dlq(&state, &kind)?;
-    match dlq_ops::discard(&state.services, &kind, &item_id, ACTOR).await? {
+    match dlq_ops::discard(&state.services, family(&kind)?, &item_id, ACTOR).await? {
         Some(listed) => Ok(Json(listed.into())),
         None => Err(ApiError::not_found(format!(
             "no item `{item_id}` in the {kind} DLQ"

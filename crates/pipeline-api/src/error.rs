@@ -75,7 +75,6 @@ impl From<dlq_core::DlqError> for ApiError {
             E::InvalidLimit { .. } | E::InvalidCursor(_) | E::InvalidArgument(_) => {
                 Self::unprocessable(err.to_string())
             }
-            E::UnknownKind(_) => Self::not_found(err.to_string()),
             E::Malformed { .. } => Self::new(
                 StatusCode::CONFLICT,
                 format!("{err}; it stays in the DLQ until it is deleted"),
@@ -89,7 +88,6 @@ impl From<pipeline_ops::dlq_ops::DlqOpError> for ApiError {
     fn from(err: pipeline_ops::dlq_ops::DlqOpError) -> Self {
         use pipeline_ops::dlq_ops::DlqOpError as E;
         match err {
-            E::UnknownKind(kind) => Self::not_found(format!("unknown DLQ kind `{kind}`")),
             E::Dlq(e) => e.into(),
             other => Self::internal("DLQ bookkeeping failed", &other),
         }

@@ -10,16 +10,13 @@ use pipeline_store::sources::{self, Transition};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::Family;
 use crate::Services;
-use crate::messages::SCRAPE;
 
 /// A DLQ operation's failure.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DlqOpError {
-    /// No such queue family.
-    #[error("unknown DLQ kind `{0}`")]
-    UnknownKind(String),
     /// Redis or the DLQ refused.
     #[error(transparent)]
     Dlq(#[from] dlq_core::DlqError),
@@ -29,30 +26,15 @@ pub enum DlqOpError {
     Store(#[from] pipeline_store::StoreError),
 }
 
-fn dlq<'a>(services: &'a Services, kind: &str) -> Result<&'a dlq_core::Dlq, DlqOpError> {
-    services
-        .dlq(kind)
-        .ok_or_else(|| DlqOpError::UnknownKind(kind.to_owned()))
-}
-
 /// The source an item is about: its `source_id`, else its id when that is a UUID.
 pub fn source_of(item: &DlqItem) -> Option<Uuid> {
     item.source_id.or_else(|| Uuid::parse_str(&item.id).ok())
 }
 
-/// The status a redriven source goes back to: waiting in its family's queue.
-fn requeued_status(family: &str) -> SourceStatus {
-    if family == SCRAPE {
-        SourceStatus::Queued
-    } else {
-        SourceStatus::Scraped
-    }
-}
-
 /// Records a redrive: source back to its queue's waiting status, event `redriven`.
 pub async fn record_redriven(
     services: &Services,
-    family: &str,
+    family: Family,
     outcome: &RedriveOutcome,
     actor: &str,
 ) -> Result<(), DlqOpError> {
@@ -64,7 +46,7 @@ pub async fn record_redriven(
         &Transition {
             source_id,
             job_id: outcome.item.job_id,
-            to: requeued_status(family),
+            to: family.waiting_status(),
             event: "redriven",
             stage: actor,
             attempt: None,
@@ -85,7 +67,7 @@ pub async fn record_redriven(
 /// Records a park: status `parked`, event `parked`.
 pub async fn record_parked(
     services: &Services,
-    family: &str,
+    family: Family,
     item: &DlqItem,
     actor: &str,
 ) -> Result<(), DlqOpError> {
@@ -103,7 +85,7 @@ pub async fn record_parked(
 /// Records a discard: status `discarded`, event `discarded`.
 pub async fn record_discarded(
     services: &Services,
-    family: &str,
+    family: Family,
     item: &DlqItem,
     actor: &str,
 ) -> Result<(), DlqOpError> {
@@ -120,7 +102,7 @@ pub async fn record_discarded(
 
 async fn record_terminal(
     services: &Services,
-    family: &str,
+    family: Family,
     item: &DlqItem,
     actor: &str,
     to: SourceStatus,
@@ -160,14 +142,14 @@ async fn record_terminal(
 /// item is not in the DLQ (also when a concurrent retry took it first).
 pub async fn retry(
     services: &Services,
-    family: &str,
+    family: Family,
     id: &str,
     actor: &str,
 ) -> Result<Option<RedriveOutcome>, DlqOpError> {
-    let Some(outcome) = dlq(services, family)?.redrive(id).await? else {
+    let Some(outcome) = services.dlq(family).redrive(id).await? else {
         return Ok(None);
     };
-    metrics::counter!("pipeline_dlq_redriven_total", "family" => family.to_owned(), "by" => actor.to_owned())
+    metrics::counter!("pipeline_dlq_redriven_total", "family" => family.as_str(), "by" => actor.to_owned())
         .increment(1);
     record_redriven(services, family, &outcome, actor).await?;
     Ok(Some(outcome))
@@ -176,13 +158,13 @@ pub async fn retry(
 /// Redrives up to `limit` items (all when `None`) at most `rate` per second, recording each.
 pub async fn retry_all(
     services: &Services,
-    family: &str,
+    family: Family,
     limit: Option<u64>,
     rate: Option<NonZeroU32>,
     actor: &str,
 ) -> Result<BulkRedrive, DlqOpError> {
-    let bulk = dlq(services, family)?.redrive_all(limit, rate).await?;
-    metrics::counter!("pipeline_dlq_redriven_total", "family" => family.to_owned(), "by" => actor.to_owned())
+    let bulk = services.dlq(family).redrive_all(limit, rate).await?;
+    metrics::counter!("pipeline_dlq_redriven_total", "family" => family.as_str(), "by" => actor.to_owned())
         .increment(bulk.redriven.len() as u64);
     for outcome in &bulk.redriven {
         record_redriven(services, family, outcome, actor).await?;
@@ -193,11 +175,11 @@ pub async fn retry_all(
 /// Removes one item for good and records it. `None` when it is not in the DLQ.
 pub async fn discard(
     services: &Services,
-    family: &str,
+    family: Family,
     id: &str,
     actor: &str,
 ) -> Result<Option<ListedItem>, DlqOpError> {
-    let Some(listed) = dlq(services, family)?.discard(id).await? else {
+    let Some(listed) = services.dlq(family).discard(id).await? else {
         return Ok(None);
     };
     if let ListedItem::Ok(item) = &listed {

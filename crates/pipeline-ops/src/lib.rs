@@ -5,9 +5,11 @@
 
 pub mod daemon;
 pub mod dlq_ops;
+pub mod family;
 pub mod messages;
 pub mod services;
 pub mod submit;
 pub mod worker;
 
+pub use family::{Family, UnknownFamily};
 pub use services::Services;

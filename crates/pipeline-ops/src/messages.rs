@@ -18,11 +18,6 @@ pub trait WorkMessage: DeserializeOwned + Send + Sync + 'static {
     }
 }
 
-/// The scrape queue family.
-pub const SCRAPE: &str = "scrape";
-/// The extraction queue family.
-pub const EXTRACTION: &str = "extraction";
-
 /// A unit of work about one source, for either family.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceMessage {

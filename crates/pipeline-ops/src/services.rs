@@ -9,7 +9,7 @@ use pipeline_core::Settings;
 use sqlx::PgPool;
 use work_queue::{QueueOptions, WorkQueue};
 
-use crate::messages::{EXTRACTION, SCRAPE};
+use crate::Family;
 
 /// One Postgres pool, one Redis pool, and a queue and DLQ handle per family, shared (cheap
 /// clones) by every task of the process.
@@ -21,8 +21,8 @@ pub struct Services {
     pub db: PgPool,
     /// The process's Redis pool.
     pub redis: dlq_core::RedisPool,
-    queues: BTreeMap<&'static str, WorkQueue>,
-    dlqs: BTreeMap<&'static str, Dlq>,
+    queues: BTreeMap<Family, WorkQueue>,
+    dlqs: BTreeMap<Family, Dlq>,
 }
 
 impl Services {
@@ -52,8 +52,8 @@ impl Services {
         };
         let mut queues = BTreeMap::new();
         let mut dlqs = BTreeMap::new();
-        for family in [SCRAPE, EXTRACTION] {
-            let keys = FamilyKeys::new(&settings.redis.key_prefix, family);
+        for family in Family::ALL {
+            let keys = FamilyKeys::new(&settings.redis.key_prefix, family.as_str());
             queues.insert(
                 family,
                 WorkQueue::new(redis.clone(), keys.clone(), opts.clone())?,
@@ -72,19 +72,14 @@ impl Services {
         })
     }
 
-    /// The work queue of a family (`scrape`, `extraction`); `None` for an unknown kind.
-    pub fn queue(&self, family: &str) -> Option<&WorkQueue> {
-        self.queues.get(family)
+    /// The work queue of a family.
+    pub fn queue(&self, family: Family) -> &WorkQueue {
+        &self.queues[&family]
     }
 
-    /// The DLQ of a family; `None` for an unknown kind.
-    pub fn dlq(&self, family: &str) -> Option<&Dlq> {
-        self.dlqs.get(family)
-    }
-
-    /// The known families, in a stable order.
-    pub fn families(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.queues.keys().copied()
+    /// The DLQ of a family.
+    pub fn dlq(&self, family: Family) -> &Dlq {
+        &self.dlqs[&family]
     }
 
     /// The probe state over this process's pools.

@@ -6,8 +6,9 @@ use pipeline_store::jobs::{self, CreatedJob, InvalidUrl, NewScrapeJob, ProjectRe
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::Family;
 use crate::Services;
-use crate::messages::{SCRAPE, SourceMessage};
+use crate::messages::SourceMessage;
 
 /// Longest URL accepted.
 pub const MAX_URL_LEN: usize = 2048;
@@ -160,9 +161,7 @@ pub async fn submit(
             (m.id(), m.body())
         })
         .collect();
-    let queue = services
-        .queue(SCRAPE)
-        .expect("the scrape family always exists");
+    let queue = services.queue(Family::Scrape);
     let bulk = queue
         .enqueue_bulk(&messages)
         .await

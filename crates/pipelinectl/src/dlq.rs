@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 
 use clap::Subcommand;
-use dlq_core::{Dlq, ListedItem};
-use pipeline_ops::{Services, dlq_ops};
+use dlq_core::ListedItem;
+use pipeline_ops::{Family, Services, dlq_ops};
 use serde_json::json;
 
-use crate::output::{CmdResult, Failure, clip, opt, print_json, print_table, time, unknown_kind};
+use crate::output::{CmdResult, Failure, clip, opt, print_json, print_table, time};
 
 /// Who the event trail names for changes made here.
 const ACTOR: &str = "cli";
@@ -22,7 +22,7 @@ pub enum DlqCommand {
     /// Lists a DLQ, newest first.
     List {
         /// `scrape` or `extraction`.
-        kind: String,
+        kind: Family,
         /// Items per page, 1..=1000.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -33,14 +33,14 @@ pub enum DlqCommand {
     /// Redrives one item into its work queue now.
     Retry {
         /// `scrape` or `extraction`.
-        kind: String,
+        kind: Family,
         /// The item id (the source id).
         id: String,
     },
     /// Redrives many items, oldest first (parked and permanent ones included).
     RetryAll {
         /// `scrape` or `extraction`.
-        kind: String,
+        kind: Family,
         /// At most this many items (default: all).
         #[arg(long)]
         limit: Option<u64>,
@@ -51,7 +51,7 @@ pub enum DlqCommand {
     /// Discards items older than an age, recording each in its source's trail.
     Purge {
         /// `scrape` or `extraction`.
-        kind: String,
+        kind: Family,
         /// Age such as `30d`, `12h`, `45m`, `90s`.
         #[arg(long, value_parser = parse_age)]
         older_than: chrono::Duration,
@@ -81,12 +81,6 @@ pub fn parse_age(text: &str) -> Result<chrono::Duration, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
-fn dlq<'a>(services: &'a Services, kind: &str) -> CmdResult<&'a Dlq> {
-    services
-        .dlq(kind)
-        .ok_or_else(|| Failure::usage(unknown_kind(kind)))
-}
-
 /// Runs one DLQ subcommand.
 pub async fn run(services: &Services, cmd: DlqCommand, as_json: bool) -> CmdResult {
     match cmd {
@@ -95,20 +89,21 @@ pub async fn run(services: &Services, cmd: DlqCommand, as_json: bool) -> CmdResu
             kind,
             limit,
             cursor,
-        } => list(services, &kind, limit, cursor.as_deref(), as_json).await,
-        DlqCommand::Retry { kind, id } => retry(services, &kind, &id, as_json).await,
+        } => list(services, kind, limit, cursor.as_deref(), as_json).await,
+        DlqCommand::Retry { kind, id } => retry(services, kind, &id, as_json).await,
         DlqCommand::RetryAll { kind, limit, rate } => {
-            retry_all(services, &kind, limit, rate, as_json).await
+            retry_all(services, kind, limit, rate, as_json).await
         }
-        DlqCommand::Purge { kind, older_than } => purge(services, &kind, older_than, as_json).await,
+        DlqCommand::Purge { kind, older_than } => purge(services, kind, older_than, as_json).await,
     }
 }
 
 async fn stats(services: &Services, as_json: bool) -> CmdResult {
     let mut flat = BTreeMap::new();
     let mut rows = Vec::new();
-    for kind in services.families() {
-        let s = dlq(services, kind)?.stats().await?;
+    for family in Family::ALL {
+        let kind = family.as_str();
+        let s = services.dlq(family).stats().await?;
         flat.insert(kind.to_owned(), s.total);
         flat.insert(format!("{kind}_parked"), s.parked);
         flat.insert(format!("{kind}_transient"), s.transient);
@@ -142,12 +137,12 @@ async fn stats(services: &Services, as_json: bool) -> CmdResult {
 
 async fn list(
     services: &Services,
-    kind: &str,
+    kind: Family,
     limit: usize,
     cursor: Option<&str>,
     as_json: bool,
 ) -> CmdResult {
-    let dlq = dlq(services, kind)?;
+    let dlq = services.dlq(kind);
     dlq_core::check_limit(limit)?;
     let page = dlq.list(limit, cursor.filter(|c| !c.is_empty())).await?;
     if as_json {
@@ -202,8 +197,8 @@ async fn list(
     Ok(())
 }
 
-async fn retry(services: &Services, kind: &str, id: &str, as_json: bool) -> CmdResult {
-    dlq(services, kind)?;
+async fn retry(services: &Services, kind: Family, id: &str, as_json: bool) -> CmdResult {
+    services.dlq(kind);
     let Some(outcome) = dlq_ops::retry(services, kind, id, ACTOR).await? else {
         return Err(Failure::not_found(format!(
             "no item `{id}` in the {kind} DLQ"
@@ -230,12 +225,12 @@ async fn retry(services: &Services, kind: &str, id: &str, as_json: bool) -> CmdR
 
 async fn retry_all(
     services: &Services,
-    kind: &str,
+    kind: Family,
     limit: Option<u64>,
     rate: Option<u32>,
     as_json: bool,
 ) -> CmdResult {
-    dlq(services, kind)?;
+    services.dlq(kind);
     if limit == Some(0) {
         return Err(Failure::usage(
             "--limit must be at least 1 (leave it out to redrive every item)",
@@ -270,11 +265,11 @@ async fn retry_all(
 /// then purges what is left (entries too malformed to name a source).
 async fn purge(
     services: &Services,
-    kind: &str,
+    kind: Family,
     older_than: chrono::Duration,
     as_json: bool,
 ) -> CmdResult {
-    let dlq = dlq(services, kind)?;
+    let dlq = services.dlq(kind);
     let cutoff = chrono::Utc::now() - older_than;
     let mut old = Vec::new();
     let mut cursor: Option<String> = None;

@@ -67,7 +67,6 @@ impl From<dlq_core::DlqError> for Failure {
             E::InvalidLimit { .. } | E::InvalidCursor(_) | E::InvalidArgument(_) => {
                 Self::usage(err.to_string())
             }
-            E::UnknownKind(_) => Self::usage(err.to_string()),
             _ => anyhow::Error::new(err).into(),
         }
     }
@@ -77,19 +76,10 @@ impl From<pipeline_ops::dlq_ops::DlqOpError> for Failure {
     fn from(err: pipeline_ops::dlq_ops::DlqOpError) -> Self {
         use pipeline_ops::dlq_ops::DlqOpError as E;
         match err {
-            E::UnknownKind(kind) => Self::usage(unknown_kind(&kind)),
             E::Dlq(e) => e.into(),
             other => anyhow::Error::new(other).into(),
         }
     }
-}
-
-/// The message for an unknown DLQ kind.
-pub fn unknown_kind(kind: &str) -> String {
-    format!(
-        "unknown DLQ kind `{kind}`; known kinds: {}",
-        dlq_core::KINDS.join(", ")
-    )
 }
 
 /// Command result.

@@ -87,8 +87,8 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
             }
         }
         let mut in_dlq = Vec::new();
-        for family in services.families() {
-            let dlq = services.dlq(family).expect("a listed family has a DLQ");
+        for family in pipeline_ops::Family::ALL {
+            let dlq = services.dlq(family);
             if let Some(listed) = dlq.get_listed(&source.id.to_string()).await? {
                 in_dlq.push((family, listed));
             }

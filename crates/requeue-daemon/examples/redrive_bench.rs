@@ -12,13 +12,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Parser;
 use dlq_core::{DlqItem, ErrorKind};
 use futures::StreamExt;
 use pipeline_core::{Settings, Sources};
+use pipeline_ops::Family;
 use pipeline_ops::Services;
-use pipeline_ops::messages::{SCRAPE, SourceMessage};
+use pipeline_ops::messages::SourceMessage;
 use requeue_daemon::{Redriver, RequeueConfig};
 use sqlx::{Connection, Executor, PgConnection};
 use uuid::Uuid;
@@ -115,7 +115,7 @@ async fn bench(args: &Args, db_url: &str, prefix: &str) -> anyhow::Result<()> {
             "redrove {redriven} of {}",
             ids.len()
         );
-        let left = services.dlq(SCRAPE).context("dlq")?.stats().await?.total;
+        let left = services.dlq(Family::Scrape).stats().await?.total;
         anyhow::ensure!(left == 0, "{left} items left in the DLQ");
         println!(
             "| {} | {replicas} | {secs:.2} | {:.0} |",
@@ -176,7 +176,7 @@ async fn seed_postgres(
 /// Empties the scrape queue and pushes one transient item per source, failed an hour ago
 /// (so every item is due), with the sources back to `dead_lettered`.
 async fn fill_dlq(services: &Services, ids: &[Uuid]) -> anyhow::Result<()> {
-    let queue = services.queue(SCRAPE).context("queue")?;
+    let queue = services.queue(Family::Scrape);
     delete_matching(
         services.settings.redis_url(),
         &format!("{}*", queue.keys().tag()),
@@ -185,7 +185,7 @@ async fn fill_dlq(services: &Services, ids: &[Uuid]) -> anyhow::Result<()> {
     sqlx::query("UPDATE sources SET status = 'dead_lettered'")
         .execute(&services.db)
         .await?;
-    let dlq = services.dlq(SCRAPE).context("dlq")?;
+    let dlq = services.dlq(Family::Scrape);
     let failed_at = chrono::Utc::now() - chrono::Duration::hours(1);
     let job_of: Vec<Option<Uuid>> = sqlx::query_scalar(
         "SELECT s.created_by_job_id FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, ord)
@@ -203,7 +203,7 @@ async fn fill_dlq(services: &Services, ids: &[Uuid]) -> anyhow::Result<()> {
         };
         let mut item = DlqItem::new(
             msg.id(),
-            SCRAPE,
+            Family::Scrape.as_str(),
             "HTTP 503",
             ErrorKind::Transient,
             msg.body(),

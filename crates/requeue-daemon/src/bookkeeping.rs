@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use dlq_core::{DlqItem, ErrorKind};
+use pipeline_ops::Family;
 use pipeline_ops::dlq_ops::source_of;
-use pipeline_ops::messages::SCRAPE;
 use pipeline_store::SourceStatus;
 use pipeline_store::batch::{BatchOutcome, transition_many};
 use pipeline_store::sources::Transition;
@@ -34,15 +34,6 @@ const IN_DLQ: [SourceStatus; 3] = [
 /// should not leave a batch unrecorded.
 const ATTEMPTS: u32 = 3;
 
-/// The status a redriven source waits in: `queued` for scrape, `scraped` for extraction.
-fn requeued_status(family: &str) -> SourceStatus {
-    if family == SCRAPE {
-        SourceStatus::Queued
-    } else {
-        SourceStatus::Scraped
-    }
-}
-
 fn kind_word(kind: ErrorKind) -> &'static str {
     kind.as_str()
 }
@@ -50,7 +41,7 @@ fn kind_word(kind: ErrorKind) -> &'static str {
 /// Records redrives (`enqueued` says whether each was put on the queue) of `family`.
 pub async fn record_redriven(
     db: &PgPool,
-    family: &str,
+    family: Family,
     redriven: &[(&DlqItem, bool)],
 ) -> Result<BatchOutcome, RequeueError> {
     let details: Vec<_> = redriven
@@ -72,7 +63,7 @@ pub async fn record_redriven(
             Some(Transition {
                 source_id: source_of(item)?,
                 job_id: item.job_id,
-                to: requeued_status(family),
+                to: family.waiting_status(),
                 event: "redriven",
                 stage: STAGE,
                 attempt: None,
@@ -87,7 +78,7 @@ pub async fn record_redriven(
 /// Records parks of `family`: status `parked`, event `parked`, the last error kept.
 pub async fn record_parked(
     db: &PgPool,
-    family: &str,
+    family: Family,
     parked: &[&DlqItem],
 ) -> Result<BatchOutcome, RequeueError> {
     let ts: Vec<Transition<'_>> = parked

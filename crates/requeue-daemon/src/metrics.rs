@@ -5,26 +5,24 @@
 
 use std::time::Duration;
 
-use pipeline_ops::Services;
+use pipeline_ops::{Family, Services};
 use tokio_util::sync::CancellationToken;
 
 /// Counts one redrive batch.
-pub fn record_sweep(family: &'static str, redriven: u64, parked: u64) {
+pub fn record_sweep(family: Family, redriven: u64, parked: u64) {
     if redriven > 0 {
-        metrics::counter!("requeue_redriven_total", "family" => family).increment(redriven);
+        metrics::counter!("requeue_redriven_total", "family" => family.as_str())
+            .increment(redriven);
     }
     if parked > 0 {
-        metrics::counter!("requeue_parked_total", "family" => family).increment(parked);
+        metrics::counter!("requeue_parked_total", "family" => family.as_str()).increment(parked);
     }
 }
 
 /// Refreshes the DLQ size gauges of every family (O(1) reads each).
 pub async fn refresh_dlq_gauges(services: &Services) {
-    for family in services.families() {
-        let Some(dlq) = services.dlq(family) else {
-            continue;
-        };
-        match dlq.stats().await {
+    for family in Family::ALL {
+        match services.dlq(family).stats().await {
             Ok(s) => {
                 for (state, n) in [
                     ("total", s.total),
@@ -32,12 +30,14 @@ pub async fn refresh_dlq_gauges(services: &Services) {
                     ("transient", s.transient),
                     ("permanent", s.permanent),
                 ] {
-                    metrics::gauge!("dlq_items", "family" => family, "state" => state)
+                    metrics::gauge!("dlq_items", "family" => family.as_str(), "state" => state)
                         .set(n as f64);
                 }
             }
             // Swallowed on purpose: a gauge can wait for the next tick; /ready reports Redis.
-            Err(err) => tracing::debug!(error = %err, dlq = family, "DLQ stats unavailable"),
+            Err(err) => {
+                tracing::debug!(error = %err, dlq = family.as_str(), "DLQ stats unavailable")
+            }
         }
     }
 }

@@ -11,8 +11,9 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use pipeline_ops::Family;
 use pipeline_ops::Services;
-use pipeline_ops::messages::{EXTRACTION, SCRAPE, SourceMessage};
+use pipeline_ops::messages::SourceMessage;
 use pipeline_store::batch::{StuckClaim, claim_stuck};
 use pipeline_store::progress;
 use pipeline_store::sources::{self, StuckSource};
@@ -38,13 +39,13 @@ pub struct ReconcileReport {
 }
 
 /// The family whose queue a stuck source belongs in.
-pub fn family_of(source: &StuckSource) -> &'static str {
+pub fn family_of(source: &StuckSource) -> Family {
     match source.status.as_str() {
-        "scraped" => EXTRACTION,
+        "scraped" => Family::Extraction,
         // A `retrying` or `dead_lettered` source waits for the stage that failed: extraction
         // once the page was fetched, scrape before.
-        "retrying" | "dead_lettered" if source.fetched_at.is_some() => EXTRACTION,
-        _ => SCRAPE,
+        "retrying" | "dead_lettered" if source.fetched_at.is_some() => Family::Extraction,
+        _ => Family::Scrape,
     }
 }
 
@@ -127,7 +128,7 @@ impl Reconciler {
         // replica claimed) is not enqueued, and a crash in between only delays the source by
         // one threshold (its fresh updated_at makes it stuck again later).
         let claimed = claim_stuck(&self.services.db, "reconciled", STAGE, &claims).await?;
-        for family in [SCRAPE, EXTRACTION] {
+        for family in Family::ALL {
             let batch: Vec<(String, serde_json::Value)> = stuck
                 .iter()
                 .filter(|s| family_of(s) == family && claimed.contains(&s.id))
@@ -143,19 +144,16 @@ impl Reconciler {
             if batch.is_empty() {
                 continue;
             }
-            let Some(queue) = self.services.queue(family) else {
-                continue;
-            };
-            queue.enqueue_bulk(&batch).await?;
-            metrics::counter!("requeue_reconciled_total", "family" => family)
+            self.services.queue(family).enqueue_bulk(&batch).await?;
+            metrics::counter!("requeue_reconciled_total", "family" => family.as_str())
                 .increment(batch.len() as u64);
             for s in stuck
                 .iter()
                 .filter(|s| family_of(s) == family && claimed.contains(&s.id))
             {
-                tracing::warn!(job_id = ?s.created_by_job_id, source_id = %s.id, family,
+                tracing::warn!(job_id = ?s.created_by_job_id, source_id = %s.id, family = family.as_str(),
                     status = %s.status, "reconciled: nothing in Redis held this source; enqueued again");
-                report.reconciled.push((family.to_owned(), s.id));
+                report.reconciled.push((family.as_str().to_owned(), s.id));
             }
         }
         Ok(report)
@@ -165,17 +163,15 @@ impl Reconciler {
     /// message hash exists while a message is ready, leased or delayed, and the DLQ's order
     /// index holds every DLQ entry, parked ones included.
     async fn held(&self, stuck: &[StuckSource]) -> Result<Vec<bool>, RequeueError> {
-        let families: Vec<&'static str> = self.services.families().collect();
         let mut pipe = redis::pipe();
         for source in stuck {
             let id = source.id.to_string();
-            for family in &families {
-                if let Some(queue) = self.services.queue(family) {
-                    pipe.cmd("EXISTS").arg(queue.keys().msg(&id));
-                }
-                if let Some(dlq) = self.services.dlq(family) {
-                    pipe.cmd("ZSCORE").arg(dlq.keys().dlq_order()).arg(&id);
-                }
+            for family in Family::ALL {
+                pipe.cmd("EXISTS")
+                    .arg(self.services.queue(family).keys().msg(&id));
+                pipe.cmd("ZSCORE")
+                    .arg(self.services.dlq(family).keys().dlq_order())
+                    .arg(&id);
             }
         }
         let mut conn = self.services.redis.get();

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use dlq_core::{DueAction, DueOutcome};
-use pipeline_ops::Services;
+use pipeline_ops::{Family, Services};
 use tokio_util::sync::CancellationToken;
 
 use crate::bookkeeping;
@@ -78,10 +78,8 @@ impl Redriver {
     pub async fn sweep(&self) -> Result<SweepReport, RequeueError> {
         let now = redis_now_ms(&self.services.redis).await?;
         let mut report = SweepReport::default();
-        for family in self.services.families() {
-            let Some(dlq) = self.services.dlq(family) else {
-                continue;
-            };
+        for family in Family::ALL {
+            let dlq = self.services.dlq(family);
             // Whatever stops the family's batches, the last one redriven is recorded.
             let mut last = None;
             let swept = self
@@ -107,7 +105,7 @@ impl Redriver {
     /// Returns whether the rate budget of this second is spent (no family gets more).
     async fn sweep_family(
         &self,
-        family: &'static str,
+        family: Family,
         dlq: &dlq_core::Dlq,
         now: i64,
         report: &mut SweepReport,
@@ -168,7 +166,7 @@ impl Redriver {
     }
 
     /// Counts and logs one batch's actions.
-    fn account(&self, family: &'static str, actions: &[DueAction], report: &mut SweepReport) {
+    fn account(&self, family: Family, actions: &[DueAction], report: &mut SweepReport) {
         let (mut redriven, mut parked) = (0u64, 0u64);
         for action in actions {
             match (&action.outcome, &action.item) {
@@ -178,7 +176,7 @@ impl Redriver {
                     // queue regardless.
                     if let Some(item) = item {
                         tracing::info!(job_id = ?item.job_id, source_id = ?item.source_id,
-                            dlq = family, retry_count = item.retry_count + 1, enqueued,
+                            dlq = family.as_str(), retry_count = item.retry_count + 1, enqueued,
                             "redriven");
                     }
                 }
@@ -186,7 +184,7 @@ impl Redriver {
                     parked += 1;
                     if let Some(item) = item {
                         tracing::warn!(job_id = ?item.job_id, source_id = ?item.source_id,
-                            dlq = family, retry_count = item.retry_count, error = %item.error,
+                            dlq = family.as_str(), retry_count = item.retry_count, error = %item.error,
                             "parked: redrive limit reached; only a person retries it now");
                     }
                 }
@@ -202,7 +200,7 @@ impl Redriver {
     /// Records one batch's redrives and parks in Postgres (nothing for `None`).
     async fn record(
         &self,
-        family: &'static str,
+        family: Family,
         actions: Option<Vec<DueAction>>,
     ) -> Result<(), RequeueError> {
         let Some(actions) = actions else {
@@ -243,9 +241,9 @@ impl Redriver {
         if let Err(err) = &result {
             // The Redis side is done and cannot be undone; the statuses catch up when the
             // workers process the redriven messages (parks stay visible in the DLQ).
-            tracing::error!(error = %err, dlq = family, redriven = redriven.len(),
+            tracing::error!(error = %err, dlq = family.as_str(), redriven = redriven.len(),
                 parked = parked.len(), "redrive bookkeeping failed");
-            metrics::counter!("requeue_bookkeeping_failures_total", "family" => family)
+            metrics::counter!("requeue_bookkeeping_failures_total", "family" => family.as_str())
                 .increment(1);
         }
         result

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use pipeline_core::{Settings, Sources};
+use pipeline_ops::Family;
 use pipeline_ops::Services;
-use pipeline_ops::messages::EXTRACTION;
 use pipeline_ops::submit::{SubmitRequest, submit};
 use sqlx::{Connection, Executor, PgConnection};
 use tokio_util::sync::CancellationToken;
@@ -148,9 +148,7 @@ async fn run_one(
     // none, and its first plans would be scans).
     sqlx::query("ANALYZE").execute(&services.db).await?;
 
-    let extraction = services
-        .queue(EXTRACTION)
-        .ok_or_else(|| anyhow::anyhow!("no extraction queue"))?;
+    let extraction = services.queue(Family::Extraction);
     let cancel = CancellationToken::new();
     let started = Instant::now();
     let worker = tokio::spawn(scrape_worker::run(services.clone(), cancel.clone()));

@@ -15,8 +15,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use pipeline_ops::Family;
 use pipeline_ops::Services;
-use pipeline_ops::messages::{EXTRACTION, SCRAPE, SourceMessage};
+use pipeline_ops::messages::SourceMessage;
 use pipeline_ops::worker::{Failure, Handler};
 use pipeline_store::StoreError;
 use pipeline_store::sources::{self, Fetched};
@@ -54,7 +55,7 @@ impl ScrapeHandler {
                 db,
                 msg.source_id,
                 msg.job_id,
-                SCRAPE,
+                Family::Scrape.as_str(),
                 Some(attempt),
                 &PAST_SCRAPING,
                 &json!({"deliveries": delivery.deliveries}),
@@ -147,11 +148,8 @@ impl ScrapeHandler {
     }
 
     async fn enqueue_extraction(&self, msg: &SourceMessage) -> Result<(), Failure> {
-        let queue = self
-            .services
-            .queue(EXTRACTION)
-            .ok_or_else(|| Failure::permanent("no extraction queue configured"))?;
-        queue
+        self.services
+            .queue(Family::Extraction)
             .enqueue(&msg.id(), &msg.body())
             .await
             .map_err(|e| Failure::transient(format!("enqueueing extraction: {e}")))?;

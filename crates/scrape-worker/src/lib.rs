@@ -20,9 +20,9 @@ mod robots;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pipeline_ops::Family;
 use pipeline_ops::Services;
 use pipeline_ops::daemon::Drain;
-use pipeline_ops::messages::SCRAPE;
 use pipeline_ops::worker::RunnerOptions;
 use tokio_util::sync::CancellationToken;
 
@@ -77,10 +77,7 @@ pub fn handler_for(services: &Services) -> Result<ScrapeHandler, FetchError> {
 /// When the HTTP client cannot be built or the scrape queue is missing.
 pub async fn run(services: Services, cancel: CancellationToken) -> anyhow::Result<Drain> {
     let handler = Arc::new(handler_for(&services)?);
-    let queue = services
-        .queue(SCRAPE)
-        .ok_or_else(|| anyhow::anyhow!("no scrape queue configured"))?
-        .clone();
+    let queue = services.queue(Family::Scrape).clone();
     let settings = services.settings.clone();
     let depth = tokio::spawn(report_depth(queue.clone(), cancel.clone()));
     let opts = RunnerOptions {

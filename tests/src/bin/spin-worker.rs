@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pipeline_ops::Family;
 use pipeline_ops::daemon::{self, Daemon, Drain};
-use pipeline_ops::messages::{SCRAPE, SourceMessage};
+use pipeline_ops::messages::SourceMessage;
 use pipeline_ops::worker::{Failure, Handler, RunnerOptions};
 use work_queue::Delivery;
 
@@ -55,10 +56,7 @@ fn main() -> ExitCode {
             port: |p| p.scrape_worker_port,
         },
         |services, cancel| async move {
-            let queue = services
-                .queue(SCRAPE)
-                .ok_or_else(|| anyhow::anyhow!("no scrape queue"))?
-                .clone();
+            let queue = services.queue(Family::Scrape).clone();
             let opts = RunnerOptions {
                 concurrency: 2,
                 reserve_batch: 2,

@@ -18,7 +18,10 @@ async fn push_extraction_item(env: &ApiEnv) -> anyhow::Result<String> {
         ErrorKind::Transient,
         json!({"source_id": id}),
     );
-    env.services.dlq("extraction").unwrap().push(&item).await?;
+    env.services
+        .dlq(pipeline_ops::Family::Extraction)
+        .push(&item)
+        .await?;
     Ok(id)
 }
 
@@ -112,7 +115,7 @@ async fn retry_redrives_into_the_queue_and_records_it() -> anyhow::Result<()> {
     let (job_id, source_id) = env
         .dead_lettered_source("https://example.com/retry", ErrorKind::Permanent)
         .await?;
-    let queue = env.services.queue("scrape").unwrap();
+    let queue = env.services.queue(pipeline_ops::Family::Scrape);
     assert!(!queue.contains(&source_id.to_string()).await?);
 
     let (status, body) = env
@@ -190,7 +193,7 @@ async fn retry_all_honours_its_limit_and_delete_discards() -> anyhow::Result<()>
     let (status, body) = env.post("/api/v1/dlq/scrape/retry-all?limit=2").await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["redriven"], 2);
-    let queue = env.services.queue("scrape").unwrap();
+    let queue = env.services.queue(pipeline_ops::Family::Scrape);
     assert_eq!(queue.depth().await?.ready, 2);
     // Oldest first: the first two went back.
     for s in &sources_ids[..2] {

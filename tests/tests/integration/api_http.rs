@@ -187,7 +187,11 @@ async fn submit_jobs_and_trails() -> anyhow::Result<()> {
     assert!(invalid[0]["reason"].as_str().unwrap().contains("scheme"));
     assert_eq!(invalid[1]["url"], "not a url");
     assert_eq!(
-        env.services.queue("scrape").unwrap().depth().await?.ready,
+        env.services
+            .queue(pipeline_ops::Family::Scrape)
+            .depth()
+            .await?
+            .ready,
         2
     );
 

@@ -48,7 +48,7 @@ async fn concurrent_retries_redrive_once_and_the_item_is_processed_once() -> any
     assert_eq!(ok[0]["id"], source_id.to_string());
     assert_eq!(ok[0]["enqueued"], true);
 
-    let scrape = env.services.queue("scrape").unwrap();
+    let scrape = env.services.queue(pipeline_ops::Family::Scrape);
     let depth = scrape.depth().await?;
     assert_eq!((depth.ready, depth.leased, depth.delayed), (1, 0, 0));
     let trail = sources::events(&env.services.db, source_id).await?;
@@ -71,7 +71,7 @@ async fn concurrent_retries_redrive_once_and_the_item_is_processed_once() -> any
     let depth = scrape.depth().await?;
     assert_eq!((depth.ready, depth.leased, depth.delayed), (0, 0, 0));
     assert_eq!(pages.hits("/ok/race"), 1);
-    let extraction = env.services.queue("extraction").unwrap();
+    let extraction = env.services.queue(pipeline_ops::Family::Extraction);
     assert!(extraction.contains(&source_id.to_string()).await?);
     assert_eq!(extraction.depth().await?.ready, 1);
 

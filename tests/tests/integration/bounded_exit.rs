@@ -14,8 +14,8 @@ use integration_tests::pages::PageServer;
 use integration_tests::stall::StallProxy;
 use integration_tests::{TestDb, TestRedis, binary, http_client, redis_url, settings_for};
 use pipeline_core::shutdown::{EXIT_HANDED_BACK, EXIT_MARGIN};
+use pipeline_ops::Family;
 use pipeline_ops::Services;
-use pipeline_ops::messages::SCRAPE;
 use pipeline_ops::submit::{SubmitRequest, submit};
 use tokio::process::{Child, Command};
 
@@ -117,7 +117,7 @@ async fn a_handler_spinning_in_a_blocking_task_cannot_hold_the_exit() -> anyhow:
     )
     .await?;
     let id = out.sources[0].source_id;
-    let queue = services.queue(SCRAPE).expect("scrape queue");
+    let queue = services.queue(Family::Scrape);
 
     let mut child = daemon("spin-worker", &db.url, &redis.prefix).spawn()?;
     let deadline = Instant::now() + Duration::from_secs(30);

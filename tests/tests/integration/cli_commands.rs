@@ -174,14 +174,19 @@ async fn dlq_commands() -> anyhow::Result<()> {
     let out = ctl(&env, &["dlq", "list", "nosuch"]).await?;
     assert_eq!(code(&out), 2);
     assert!(
-        stderr(&out).contains("unknown DLQ kind `nosuch`"),
+        stderr(&out).contains("unknown family `nosuch` (expected one of: scrape, extraction)"),
         "{}",
         stderr(&out)
     );
 
     let out = ctl(&env, &["dlq", "retry", "scrape", &id]).await?;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(env.services.queue("scrape").unwrap().contains(&id).await?);
+    assert!(
+        env.services
+            .queue(pipeline_ops::Family::Scrape)
+            .contains(&id)
+            .await?
+    );
     let out = ctl(&env, &["dlq", "retry", "scrape", &id]).await?;
     assert_eq!(code(&out), 3);
     assert!(stderr(&out).contains("no item"), "{}", stderr(&out));
@@ -202,7 +207,7 @@ async fn dlq_commands() -> anyhow::Result<()> {
     assert_eq!(bulk["redriven"], 1, "the other item");
     assert_eq!(sources::get(&env.services.db, old).await?.status, "queued");
     // Back in the DLQ for the purge below, as a worker would put it after another failure.
-    let scrape = env.services.queue("scrape").unwrap();
+    let scrape = env.services.queue(pipeline_ops::Family::Scrape);
     for d in scrape.reserve(10).await? {
         if d.id == old.to_string() {
             let moved = scrape

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use integration_tests::extraction::{EmbeddingServer, Env, Mode, article_page};
 use pipeline_core::settings::EmbeddingBackend;
-use pipeline_ops::messages::EXTRACTION;
+use pipeline_ops::Family;
 
 const DRAIN: Duration = Duration::from_secs(60);
 const DIMS: usize = 8;
@@ -42,7 +42,7 @@ async fn server_down_then_up_dead_letters_then_redrive_completes() -> anyhow::Re
     assert!(down.extractions > 1, "{down:?}");
     assert_eq!((down.embedded, down.embeddings), (0, 0));
     assert_eq!(env.status(source_id).await?, "dead_lettered");
-    let dlq = env.services.dlq(EXTRACTION).unwrap();
+    let dlq = env.services.dlq(Family::Extraction);
     let item = dlq.get(&source_id.to_string()).await?.expect("in the DLQ");
     assert_eq!(item.attempts, 2, "retried, then dead-lettered");
     assert_eq!(item.error_kind, work_queue::ErrorKind::Transient);
@@ -56,10 +56,14 @@ async fn server_down_then_up_dead_letters_then_redrive_completes() -> anyhow::Re
 
     // The server recovers; a redrive reprocesses the message.
     server.set_mode(Mode::Ok);
-    let redriven =
-        pipeline_ops::dlq_ops::retry(&env.services, EXTRACTION, &source_id.to_string(), "test")
-            .await?
-            .expect("redriven");
+    let redriven = pipeline_ops::dlq_ops::retry(
+        &env.services,
+        Family::Extraction,
+        &source_id.to_string(),
+        "test",
+    )
+    .await?
+    .expect("redriven");
     assert!(redriven.enqueued);
     assert_eq!(env.status(source_id).await?, "scraped");
     env.drain(&handler, DRAIN).await?;
@@ -90,7 +94,7 @@ async fn a_wrong_reply_is_permanent_and_a_stall_is_transient() -> anyhow::Result
     let server = EmbeddingServer::start(DIMS).await?;
     let env = env_with(&server, 300).await?;
     let handler = env.handler()?;
-    let dlq = env.services.dlq(EXTRACTION).unwrap();
+    let dlq = env.services.dlq(Family::Extraction);
 
     server.set_mode(Mode::WrongCount);
     let (wrong, job) = env

@@ -334,7 +334,7 @@ async fn refused_content_is_dead_lettered_at_once_and_plain_text_passes() -> any
     }
     env.drain(&handler, DRAIN).await?;
 
-    let dlq = env.services.dlq("extraction").unwrap();
+    let dlq = env.services.dlq(pipeline_ops::Family::Extraction);
     for (source, why) in [
         (pdf, "unsupported content type"),
         (empty, "no text content"),

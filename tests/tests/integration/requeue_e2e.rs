@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use integration_tests::pages::PageServer;
 use integration_tests::requeue::{Pipeline, World, e2e_settings, eventually};
+use pipeline_ops::Family;
 use pipeline_ops::dlq_ops;
-use pipeline_ops::messages::SCRAPE;
 use pipeline_store::jobs;
 
 #[tokio::test]
@@ -30,7 +30,7 @@ async fn a_page_failing_twice_is_extracted_through_two_redrives() -> anyhow::Res
     pipeline.stop().await?;
 
     assert_eq!(pages.hits("/flaky/twice"), 3);
-    assert_eq!(w.services.dlq(SCRAPE).unwrap().stats().await?.total, 0);
+    assert_eq!(w.services.dlq(Family::Scrape).stats().await?.total, 0);
     let kinds = w.event_kinds(id).await?;
     assert_eq!(
         kinds.iter().filter(|k| *k == "dead_lettered").count(),
@@ -70,7 +70,7 @@ async fn a_page_that_always_fails_is_parked_and_a_manual_retry_completes_it() ->
     .await?;
     // One first attempt plus two redrives, then parked: no more requests, ever.
     assert_eq!(pages.hits("/flaky/broken"), 3);
-    let dlq = w.services.dlq(SCRAPE).unwrap();
+    let dlq = w.services.dlq(Family::Scrape);
     let stats = dlq.stats().await?;
     assert_eq!((stats.total, stats.parked), (1, 1));
     let kinds = w.event_kinds(id).await?;
@@ -87,7 +87,7 @@ async fn a_page_that_always_fails_is_parked_and_a_manual_retry_completes_it() ->
     // The page is fixed; a person retries the item.
     pages.set_failures("/flaky/broken", 0);
     assert!(
-        dlq_ops::retry(&w.services, SCRAPE, &id.to_string(), "api")
+        dlq_ops::retry(&w.services, Family::Scrape, &id.to_string(), "api")
             .await?
             .is_some()
     );

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use dlq_core::ErrorKind;
 use integration_tests::requeue::{World, urls};
+use pipeline_ops::Family;
 use pipeline_ops::dlq_ops;
-use pipeline_ops::messages::SCRAPE;
 use pipeline_store::SourceStatus;
 use pipeline_store::jobs;
 use pipeline_store::sources::{self, Transition};
@@ -28,9 +28,9 @@ async fn transient_items_are_redriven_once_and_recorded() -> anyhow::Result<()> 
         .await?;
     assert_eq!(report.redriven, 20, "{report:?}");
 
-    let dlq = w.services.dlq(SCRAPE).unwrap();
+    let dlq = w.services.dlq(Family::Scrape);
     assert_eq!(dlq.stats().await?.total, 0);
-    let queue = w.services.queue(SCRAPE).unwrap();
+    let queue = w.services.queue(Family::Scrape);
     assert_eq!(queue.depth().await?.ready, 20);
     for id in &ids {
         assert_eq!(w.status(*id).await?, "queued");
@@ -64,7 +64,7 @@ async fn permanent_items_wait_for_a_person_and_backoff_defers() -> anyhow::Resul
     // The two transient items are not due for an hour: deferred, not redriven.
     assert_eq!(report.redriven, 0, "{report:?}");
     assert_eq!(report.parked, 0);
-    let stats = w.services.dlq(SCRAPE).unwrap().stats().await?;
+    let stats = w.services.dlq(Family::Scrape).stats().await?;
     assert_eq!((stats.total, stats.permanent, stats.transient), (5, 3, 2));
     for id in later {
         assert_eq!(w.status(id).await?, "dead_lettered");
@@ -92,7 +92,7 @@ async fn an_item_over_the_limit_is_parked_and_a_manual_retry_completes_it() -> a
     let r = redriver.sweep().await?;
     assert_eq!((r.redriven, r.parked), (0, 1), "{r:?}");
 
-    let dlq = w.services.dlq(SCRAPE).unwrap();
+    let dlq = w.services.dlq(Family::Scrape);
     let stats = dlq.stats().await?;
     assert_eq!((stats.total, stats.parked), (1, 1));
     assert!(dlq.get(&id.to_string()).await?.unwrap().parked);
@@ -107,10 +107,10 @@ async fn an_item_over_the_limit_is_parked_and_a_manual_retry_completes_it() -> a
     assert_eq!(dlq.stats().await?.parked, 1);
 
     // A person retries it after the page is fixed; the page then succeeds.
-    let out = dlq_ops::retry(&w.services, SCRAPE, &id.to_string(), "api").await?;
+    let out = dlq_ops::retry(&w.services, Family::Scrape, &id.to_string(), "api").await?;
     assert!(out.is_some());
     assert_eq!(w.status(id).await?, "queued");
-    let queue = w.services.queue(SCRAPE).unwrap();
+    let queue = w.services.queue(Family::Scrape);
     let d = queue.reserve(1).await?.pop().expect("redriven message");
     assert_eq!(d.redrives, 3);
     for to in [SourceStatus::Scraped, SourceStatus::Extracted] {
@@ -154,7 +154,7 @@ async fn the_rate_limit_bounds_redrives_per_second() -> anyhow::Result<()> {
         async move { r.run(c).await }
     });
     let started = std::time::Instant::now();
-    let dlq = w.services.dlq(SCRAPE).unwrap();
+    let dlq = w.services.dlq(Family::Scrape);
     while dlq.stats().await?.total > 0 {
         assert!(started.elapsed() < Duration::from_secs(60), "not drained");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -167,6 +167,6 @@ async fn the_rate_limit_bounds_redrives_per_second() -> anyhow::Result<()> {
     );
     cancel.cancel();
     task.await?;
-    assert_eq!(w.services.queue(SCRAPE).unwrap().depth().await?.ready, 12);
+    assert_eq!(w.services.queue(Family::Scrape).depth().await?.ready, 12);
     Ok(())
 }

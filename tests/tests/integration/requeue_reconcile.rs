@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dlq_core::ErrorKind;
 use integration_tests::requeue::{World, urls};
-use pipeline_ops::messages::{EXTRACTION, SCRAPE};
+use pipeline_ops::Family;
 use pipeline_store::SourceStatus;
 use pipeline_store::sources::{self, Transition};
 use requeue_daemon::Reconciler;
@@ -48,7 +48,7 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
     // Two sources go to the DLQ again and one is queued again by its producer: those are
     // held and must not be reconciled. The held ones are marked retrying/queued so they are
     // candidates by status.
-    let scrape = w.services.queue(SCRAPE).unwrap();
+    let scrape = w.services.queue(Family::Scrape);
     for id in &ids[10..12] {
         let msg = pipeline_ops::messages::SourceMessage {
             source_id: *id,
@@ -88,7 +88,7 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
     assert_eq!(report.held, 3, "{report:?}");
     assert_eq!(report.reconciled.len(), 27);
 
-    let extraction = w.services.queue(EXTRACTION).unwrap();
+    let extraction = w.services.queue(Family::Extraction);
     assert_eq!(extraction.depth().await?.ready, 10);
     assert_eq!(scrape.depth().await?.ready, 17 + 1);
     for id in &ids[..10] {
@@ -144,7 +144,7 @@ async fn two_reconcilers_enqueue_each_lost_source_once() -> anyhow::Result<()> {
     let counts = w.event_counts("reconciled").await?;
     assert_eq!(counts.len(), ids.len());
     assert!(counts.iter().all(|(_, n)| *n == 1), "{counts:?}");
-    assert_eq!(w.services.queue(SCRAPE).unwrap().depth().await?.ready, 200);
+    assert_eq!(w.services.queue(Family::Scrape).depth().await?.ready, 200);
     Ok(())
 }
 
@@ -181,7 +181,7 @@ async fn dead_lettered_sources_whose_dlq_entry_was_lost_are_enqueued_again() -> 
     }
     assert_eq!(reconciled.len(), 4, "{report:?}");
     // The two still queued and the two transient ones; nothing else.
-    let scrape = w.services.queue(SCRAPE).unwrap();
+    let scrape = w.services.queue(Family::Scrape);
     assert_eq!(scrape.depth().await?.ready, 4);
     for id in &ids {
         let id = id.to_string();
@@ -204,7 +204,7 @@ async fn sources_held_for_long_do_not_hide_lost_ones() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (_, lost_ids) = w.submit(urls("https://example.com/lost", 3)).await?;
     // Only the queued messages are lost; the DLQ still holds the first five.
-    let scrape = w.services.queue(SCRAPE).unwrap();
+    let scrape = w.services.queue(Family::Scrape);
     let lost_msgs = w.reserve_all().await?;
     assert_eq!(lost_msgs.len(), 3);
     for d in &lost_msgs {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use dlq_core::ErrorKind;
 use integration_tests::requeue::{World, eventually, free_port, urls};
 use integration_tests::{binary, http_client, redis_url};
-use pipeline_ops::messages::SCRAPE;
+use pipeline_ops::Family;
 use tokio::process::{Child, Command};
 
 const ITEMS: usize = 1000;
@@ -86,7 +86,7 @@ async fn two_daemons_redrive_each_item_exactly_once() -> anyhow::Result<()> {
     w.dead_letter(&held, ErrorKind::Transient, "HTTP 500")
         .await?;
 
-    let dlq = w.services.dlq(SCRAPE).unwrap();
+    let dlq = w.services.dlq(Family::Scrape);
     eventually(
         Duration::from_secs(60),
         "an empty DLQ and 1,000 redriven events",
@@ -106,7 +106,7 @@ async fn two_daemons_redrive_each_item_exactly_once() -> anyhow::Result<()> {
         "an item was redriven twice"
     );
     assert_eq!(
-        w.services.queue(SCRAPE).unwrap().depth().await?.ready,
+        w.services.queue(Family::Scrape).depth().await?.ready,
         ITEMS as u64
     );
     for id in ids.iter().step_by(97) {

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use integration_tests::pages::PageServer;
 use integration_tests::{TestDb, TestRedis, binary, redis_url, settings_for};
+use pipeline_ops::Family;
 use pipeline_ops::Services;
-use pipeline_ops::messages::{EXTRACTION, SCRAPE};
 use pipeline_ops::submit::{SubmitRequest, submit};
 use pipeline_ops::worker::run_next;
 use pipeline_store::sources;
@@ -107,7 +107,7 @@ impl Setup {
 
     /// Waits until the worker process holds `n` messages and the server sees them.
     async fn wait_held(&self, paths: &[String]) -> anyhow::Result<()> {
-        let queue = self.services.queue(SCRAPE).expect("scrape queue");
+        let queue = self.services.queue(Family::Scrape);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let leased = queue.depth().await?.leased as usize;
@@ -142,7 +142,7 @@ impl Setup {
     /// Processes in-process until every source is scraped.
     async fn finish_in_process(&self, ids: &[Uuid]) -> anyhow::Result<()> {
         let handler = scrape_worker::handler_for(&self.services)?;
-        let queue = self.services.queue(SCRAPE).expect("scrape queue");
+        let queue = self.services.queue(Family::Scrape);
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.statuses(ids).await?.iter().any(|s| s != "scraped") {
             assert!(
@@ -161,13 +161,13 @@ impl Setup {
             .fetch_one(&self.services.db)
             .await?;
         assert_eq!(rows as usize, ids.len(), "duplicate source rows");
-        let extraction = self.services.queue(EXTRACTION).expect("extraction queue");
+        let extraction = self.services.queue(Family::Extraction);
         assert_eq!(extraction.depth().await?.total() as usize, ids.len());
         for id in ids {
             assert!(extraction.contains(&id.to_string()).await?);
             assert_eq!(self.count_events(*id, "succeeded").await?, 1, "{id}");
         }
-        let scrape = self.services.queue(SCRAPE).expect("scrape queue");
+        let scrape = self.services.queue(Family::Scrape);
         assert_eq!(scrape.depth().await?.total(), 0, "scrape queue not empty");
         Ok(())
     }

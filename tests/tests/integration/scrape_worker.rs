@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use integration_tests::pages::PageServer;
 use integration_tests::{TestDb, TestRedis, settings_for};
 use pipeline_core::Settings;
+use pipeline_ops::Family;
 use pipeline_ops::Services;
-use pipeline_ops::messages::{EXTRACTION, SCRAPE};
 use pipeline_ops::submit::{SubmitRequest, submit};
 use pipeline_ops::worker::run_next;
 use pipeline_store::sources;
@@ -71,7 +71,7 @@ impl Env {
 
     /// Runs the worker step by step until every source is `scraped` or `dead_lettered`.
     async fn drive(&self, ids: &[Uuid]) -> anyhow::Result<()> {
-        let queue = self.services.queue(SCRAPE).expect("scrape queue");
+        let queue = self.services.queue(Family::Scrape);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let n = run_next(queue, &self.handler, 16).await?;
@@ -99,7 +99,7 @@ impl Env {
     }
 
     async fn dlq_kind(&self, id: Uuid) -> anyhow::Result<Option<String>> {
-        let dlq = self.services.dlq(SCRAPE).expect("scrape dlq");
+        let dlq = self.services.dlq(Family::Scrape);
         Ok(dlq
             .get(&id.to_string())
             .await?
@@ -145,7 +145,7 @@ async fn each_kind_of_page_ends_in_the_right_state() -> anyhow::Result<()> {
     assert_eq!(ids.len(), cases.len());
     env.drive(&ids).await?;
     let db = &env.services.db;
-    let extraction = env.services.queue(EXTRACTION).expect("extraction queue");
+    let extraction = env.services.queue(Family::Extraction);
 
     // (index, status, DLQ kind, event kinds, error contains)
     let expect: [Expected; 17] = [
@@ -373,7 +373,7 @@ async fn events_detail(env: &Env, id: Uuid, kind: &str) -> anyhow::Result<serde_
 async fn malformed_messages_are_dead_lettered_as_permanent() -> anyhow::Result<()> {
     let env = env(|_| {}).await?;
     let (_, ids) = env.submit(&[env.server.url("/ok/m")]).await?;
-    let queue = env.services.queue(SCRAPE).expect("scrape queue");
+    let queue = env.services.queue(Family::Scrape);
     // Replace the good message with a malformed body under the same id.
     let held = queue.reserve(1).await?;
     assert_eq!(held.len(), 1);
@@ -396,7 +396,7 @@ async fn malformed_messages_are_dead_lettered_as_permanent() -> anyhow::Result<(
         strs(&["enqueued", "dead_lettered"])
     );
     assert_eq!(env.dlq_kind(ids[0]).await?.as_deref(), Some("permanent"));
-    let dlq = env.services.dlq(SCRAPE).expect("scrape dlq");
+    let dlq = env.services.dlq(Family::Scrape);
     let stray = dlq
         .get("garbage-1")
         .await?
@@ -417,7 +417,7 @@ async fn per_host_concurrency_is_capped_through_redis() -> anyhow::Result<()> {
         .map(|i| env.server.url(&format!("/slow/300/{i}")))
         .collect();
     let (_, ids) = env.submit(&urls).await?;
-    let queue = env.services.queue(SCRAPE).expect("scrape queue");
+    let queue = env.services.queue(Family::Scrape);
     // All six at once: only the limiter keeps them apart.
     assert_eq!(run_next(queue, &env.handler, 6).await?, 6);
     env.drive(&ids).await?;
@@ -441,7 +441,7 @@ async fn per_host_min_delay_spaces_requests() -> anyhow::Result<()> {
         .map(|i| env.server.url(&format!("/ok/d{i}")))
         .collect();
     let (_, ids) = env.submit(&urls).await?;
-    let queue = env.services.queue(SCRAPE).expect("scrape queue");
+    let queue = env.services.queue(Family::Scrape);
     assert_eq!(run_next(queue, &env.handler, 4).await?, 4);
     env.drive(&ids).await?;
     let mut times: Vec<Instant> = env.server.requests().iter().map(|h| h.at).collect();
@@ -469,7 +469,7 @@ async fn robots_txt_can_be_ignored_and_a_missing_one_allows_all() -> anyhow::Res
     let ignoring = env_sharing(&env, |s| s.scrape.respect_robots_txt = false)?;
     let server = PageServer::start().await; // robots.txt disallows /private/
     let (_, ids) = env.submit(&[server.url("/private/ignored")]).await?;
-    let queue = env.services.queue(SCRAPE).expect("scrape queue");
+    let queue = env.services.queue(Family::Scrape);
     let deadline = Instant::now() + Duration::from_secs(30);
     while sources::get(&env.services.db, ids[0]).await?.status != "scraped" {
         run_next(queue, &ignoring, 4).await?;
@@ -493,7 +493,7 @@ fn env_sharing(env: &Env, tweak: impl FnOnce(&mut Settings)) -> anyhow::Result<S
 
 /// Replaces the queued scrape message of `id` with `body`.
 async fn requeue_with(env: &Env, id: Uuid, body: serde_json::Value) -> anyhow::Result<()> {
-    let queue = env.services.queue(SCRAPE).expect("scrape queue");
+    let queue = env.services.queue(Family::Scrape);
     let held = queue.reserve(16).await?;
     for d in &held {
         assert_eq!(queue.ack(d).await?, work_queue::AckOutcome::Acked);
@@ -550,13 +550,13 @@ async fn the_url_in_a_message_is_fetched_early_but_the_source_row_decides() -> a
         serde_json::json!({"source_id": ids[0], "job_id": job, "uri": env.server.url("/ok/plain")}),
     )
     .await?;
-    let queue = env.services.queue(SCRAPE).expect("scrape queue");
+    let queue = env.services.queue(Family::Scrape);
     assert_eq!(run_next(queue, &env.handler, 16).await?, 1);
     assert_eq!(
         env.kinds(ids[0]).await?,
         strs(&["enqueued", "started", "succeeded"])
     );
-    let extraction = env.services.queue(EXTRACTION).expect("extraction queue");
+    let extraction = env.services.queue(Family::Extraction);
     assert!(extraction.contains(&ids[0].to_string()).await?);
     assert_eq!(queue.depth().await?.ready, 0);
     assert_eq!(env.server.hits("/ok/plain"), 2);

@@ -1,0 +1,91 @@
+//! The queue families: one name for the idea that the API calls a DLQ "kind", the DLQ item
+//! calls `dlq_type`, the trail calls a "stage", and Redis uses as a hash tag.
+
+use std::fmt;
+use std::str::FromStr;
+
+use pipeline_store::SourceStatus;
+use serde::{Deserialize, Serialize};
+
+/// A family of work: its work queue, its DLQ, and the stage of a source's life it stands for.
+/// The word (`scrape`, `extraction`) is the same everywhere: in Redis keys (`{scrape}`), the
+/// DLQ item's `dlq_type`, API paths (`/api/v1/dlq/{family}`), metrics labels, the event
+/// trail's `stage`, and the CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Fetching each source's page.
+    Scrape,
+    /// Main text, chunks, embeddings and entities of each fetched page.
+    Extraction,
+}
+
+impl Family {
+    /// Every family, in pipeline order.
+    pub const ALL: [Family; 2] = [Family::Scrape, Family::Extraction];
+
+    /// The family's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scrape => "scrape",
+            Self::Extraction => "extraction",
+        }
+    }
+
+    /// The status of a source waiting in this family's queue (`queued` for scrape, `scraped`
+    /// for extraction): what a redrive or a reconciliation puts it back to.
+    pub fn waiting_status(self) -> SourceStatus {
+        match self {
+            Self::Scrape => SourceStatus::Queued,
+            Self::Extraction => SourceStatus::Scraped,
+        }
+    }
+
+    /// Every family's word, comma-separated, for error messages.
+    pub fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A word that names no family.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown family `{0}` (expected one of: {names})", names = Family::names())]
+pub struct UnknownFamily(pub String);
+
+impl FromStr for Family {
+    type Err = UnknownFamily;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| UnknownFamily(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_round_trip_and_unknown_words_name_the_choices() {
+        for f in Family::ALL {
+            assert_eq!(f.as_str().parse::<Family>(), Ok(f));
+            assert_eq!(
+                serde_json::to_value(f).unwrap(),
+                serde_json::json!(f.as_str())
+            );
+        }
+        let err = "scrap".parse::<Family>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown family `scrap` (expected one of: scrape, extraction)"
+        );
+    }
+}
