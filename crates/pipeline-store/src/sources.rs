@@ -167,6 +167,17 @@ pub async fn find_by_uri(pool: &PgPool, uri: &str) -> Result<Vec<SourceRow>> {
     .await?)
 }
 
+/// The URLs of `ids` (sources that do not exist are left out), in one round trip: what a
+/// DLQ listing shows beside each item.
+pub async fn uris(pool: &PgPool, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, String>> {
+    let rows: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, uri FROM sources WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// One event of a source's trail.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct EventRow {

@@ -1,4 +1,4 @@
-//! `pipelinectl dlq ...`: stats, list, retry, retry-all, purge. Changes go through
+//! `pipelinectl dlq ...`: stats, list, retry, retry-all, discard, purge. Changes go through
 //! `pipeline_ops::dlq_ops`, so the source's status and event trail record them (stage `cli`).
 
 use std::collections::BTreeMap;
@@ -48,22 +48,42 @@ pub enum DlqCommand {
         #[arg(long)]
         rate: Option<u32>,
     },
-    /// Discards items older than an age, recording each in its source's trail.
+    /// Discards one item for good, recording it in its source's trail (status `discarded`).
+    Discard {
+        /// `scrape` or `extraction`.
+        kind: Family,
+        /// The item id (the source id).
+        id: String,
+    },
+    /// Discards items older than an age, recording each in its source's trail. Asks for
+    /// confirmation (with the count) unless `--yes`; refuses without `--yes` when not on a
+    /// terminal.
     Purge {
         /// `scrape` or `extraction`.
         kind: Family,
-        /// Age such as `30d`, `12h`, `45m`, `90s`.
+        /// Age with its unit: `30d`, `12h`, `45m`, `90s`, `2w`.
         #[arg(long, value_parser = parse_age)]
         older_than: chrono::Duration,
+        /// Only count what would be purged.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 }
 
-/// Parses `30d`, `12h`, `45m`, `90s` (a bare number is seconds).
+/// Parses `30d`, `12h`, `45m`, `90s`, `2w`. The unit is required: a bare `5` read as
+/// seconds once purged a whole DLQ that its operator meant to keep for five days.
 pub fn parse_age(text: &str) -> Result<chrono::Duration, String> {
     let t = text.trim();
     let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => t.split_at(i),
-        None => (t, "s"),
+        None => {
+            return Err(format!(
+                "`{text}` has no unit; write e.g. {t}d, {t}h, {t}m or {t}s"
+            ));
+        }
     };
     let n: i64 = num
         .parse()
@@ -94,7 +114,22 @@ pub async fn run(services: &Services, cmd: DlqCommand, as_json: bool) -> CmdResu
         DlqCommand::RetryAll { kind, limit, rate } => {
             retry_all(services, kind, limit, rate, as_json).await
         }
-        DlqCommand::Purge { kind, older_than } => purge(services, kind, older_than, as_json).await,
+        DlqCommand::Discard { kind, id } => discard(services, kind, &id, as_json).await,
+        DlqCommand::Purge {
+            kind,
+            older_than,
+            dry_run,
+            yes,
+        } => {
+            purge(
+                services,
+                kind,
+                older_than,
+                Confirm { dry_run, yes },
+                as_json,
+            )
+            .await
+        }
     }
 }
 
@@ -152,12 +187,27 @@ async fn list(
         println!("the {kind} DLQ is empty");
         return Ok(());
     }
+    let ids: Vec<uuid::Uuid> = page
+        .items
+        .iter()
+        .filter_map(|l| match l {
+            ListedItem::Ok(i) => dlq_ops::source_of(i),
+            ListedItem::Malformed(_) => None,
+        })
+        .collect();
+    // The table still prints without Postgres; the URL column is then unknown.
+    let urls = pipeline_store::sources::uris(&services.db, &ids)
+        .await
+        .unwrap_or_default();
     let rows: Vec<Vec<String>> = page
         .items
         .iter()
         .map(|listed| match listed {
             ListedItem::Ok(i) => vec![
                 i.id.clone(),
+                dlq_ops::source_of(i)
+                    .and_then(|s| urls.get(&s))
+                    .map_or_else(|| "-".to_owned(), |u| clip(u, 60)),
                 opt(&i.job_id),
                 i.error_kind.as_str().to_owned(),
                 i.attempts.to_string(),
@@ -168,6 +218,7 @@ async fn list(
             ],
             ListedItem::Malformed(m) => vec![
                 m.id.clone(),
+                "-".into(),
                 "-".into(),
                 "MALFORMED".into(),
                 "-".into(),
@@ -181,6 +232,7 @@ async fn list(
     print_table(
         &[
             "ID",
+            "URL",
             "JOB",
             "KIND",
             "ATTEMPTS",
@@ -198,7 +250,6 @@ async fn list(
 }
 
 async fn retry(services: &Services, kind: Family, id: &str, as_json: bool) -> CmdResult {
-    services.dlq(kind);
     let Some(outcome) = dlq_ops::retry(services, kind, id, ACTOR).await? else {
         return Err(Failure::not_found(format!(
             "no item `{id}` in the {kind} DLQ"
@@ -230,7 +281,6 @@ async fn retry_all(
     rate: Option<u32>,
     as_json: bool,
 ) -> CmdResult {
-    services.dlq(kind);
     if limit == Some(0) {
         return Err(Failure::usage(
             "--limit must be at least 1 (leave it out to redrive every item)",
@@ -267,6 +317,7 @@ async fn purge(
     services: &Services,
     kind: Family,
     older_than: chrono::Duration,
+    confirm: Confirm,
     as_json: bool,
 ) -> CmdResult {
     let dlq = services.dlq(kind);
@@ -289,6 +340,30 @@ async fn purge(
             None => break,
         }
     }
+    let age = humanize(older_than);
+    if confirm.dry_run {
+        if as_json {
+            return print_json(&json!({"would_purge": old.len(), "dry_run": true}));
+        }
+        println!(
+            "dry run: {} item(s) older than {age} in the {kind} DLQ would be purged",
+            old.len()
+        );
+        return Ok(());
+    }
+    if old.is_empty() && dlq.stats().await?.total == 0 {
+        if as_json {
+            return print_json(&json!({"purged": 0}));
+        }
+        println!("the {kind} DLQ is empty; nothing to purge");
+        return Ok(());
+    }
+    if !confirm.yes {
+        confirm_on_terminal(&format!(
+            "purge {} item(s) older than {age} from the {kind} DLQ, for good?",
+            old.len()
+        ))?;
+    }
     let mut discarded = 0u64;
     for id in &old {
         if dlq_ops::discard(services, kind, id, ACTOR).await?.is_some() {
@@ -304,6 +379,56 @@ async fn purge(
         "purged {total} item(s) older than {} from the {kind} DLQ",
         clip(&humanize(older_than), 20)
     );
+    Ok(())
+}
+
+/// What `purge` may do without asking.
+#[derive(Debug, Clone, Copy)]
+struct Confirm {
+    dry_run: bool,
+    yes: bool,
+}
+
+/// Asks `question` on the terminal; anything but `y`/`yes` cancels. Without a terminal
+/// there is nobody to ask, so the command refuses rather than guess.
+fn confirm_on_terminal(question: &str) -> CmdResult {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(format!(
+            "{question} Not on a terminal, so not asking: add --yes to confirm (or --dry-run to count)"
+        )));
+    }
+    eprint!("{question} [y/N] ");
+    // A failed flush only risks an unprinted prompt; the answer is still read.
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(anyhow::Error::from)?;
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(Failure::usage("cancelled; nothing was purged")),
+    }
+}
+
+/// Discards one item (recorded as `discarded` in its source's trail).
+async fn discard(services: &Services, kind: Family, id: &str, as_json: bool) -> CmdResult {
+    let Some(listed) = dlq_ops::discard(services, kind, id, ACTOR).await? else {
+        return Err(Failure::not_found(format!(
+            "no item `{id}` in the {kind} DLQ"
+        )));
+    };
+    if as_json {
+        return print_json(&listed);
+    }
+    match &listed {
+        ListedItem::Ok(item) => println!(
+            "discarded {id} from the {kind} DLQ; source {} is now `discarded`",
+            opt(&item.source_id)
+        ),
+        ListedItem::Malformed(_) => println!("discarded malformed entry {id} from the {kind} DLQ"),
+    }
     Ok(())
 }
 
@@ -325,7 +450,9 @@ mod tests {
     fn ages_parse() {
         assert_eq!(parse_age("30d").unwrap(), chrono::Duration::days(30));
         assert_eq!(parse_age("12h").unwrap(), chrono::Duration::hours(12));
-        assert_eq!(parse_age("90").unwrap(), chrono::Duration::seconds(90));
+        assert_eq!(parse_age("90s").unwrap(), chrono::Duration::seconds(90));
+        let bare = parse_age("5").unwrap_err();
+        assert!(bare.contains("no unit"), "{bare}");
         assert!(parse_age("3x").is_err());
         assert!(parse_age("d").is_err());
         assert_eq!(humanize(chrono::Duration::days(2)), "2d");

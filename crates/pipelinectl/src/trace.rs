@@ -86,11 +86,19 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
                 Err(e) => return Err(e.into()),
             }
         }
+        // The trail is in Postgres; Redis only adds where the source sits in a DLQ now. With
+        // Redis down the trace still prints, and says that part is unknown.
         let mut in_dlq = Vec::new();
+        let mut queue_state_unknown = None;
         for family in pipeline_ops::Family::ALL {
             let dlq = services.dlq(family);
-            if let Some(listed) = dlq.get_listed(&source.id.to_string()).await? {
-                in_dlq.push((family, listed));
+            match dlq.get_listed(&source.id.to_string()).await {
+                Ok(Some(listed)) => in_dlq.push((family, listed)),
+                Ok(None) => {}
+                Err(e) => {
+                    queue_state_unknown = Some(format!("Redis unavailable: {e}"));
+                    break;
+                }
             }
         }
         if as_json {
@@ -98,6 +106,7 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
                 "source": source,
                 "jobs": job_rows,
                 "dlq": in_dlq.iter().map(|(f, l)| json!({"kind": f, "item": l})).collect::<Vec<_>>(),
+                "queue_state": queue_state_unknown.as_ref().map_or_else(|| json!("known"), |why| json!({"unknown": why})),
                 "events": events,
             }));
             continue;
@@ -120,6 +129,9 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
                 err,
                 source.last_error_kind.as_deref().unwrap_or("?")
             );
+        }
+        if let Some(why) = &queue_state_unknown {
+            println!("queues     unknown ({why}); the trail below is complete");
         }
         for (family, listed) in &in_dlq {
             match listed.item() {

@@ -139,6 +139,21 @@ async fn submit_jobs_and_trace() -> anyhow::Result<()> {
     assert!(traced_ids.contains(&source_id.to_string().as_str()));
     let out = ctl(&env, &["trace", "https://example.com/never"]).await?;
     assert_eq!(code(&out), 3);
+
+    // Redis down: the trail is in Postgres, so the trace still answers, and says the queue
+    // state is unknown.
+    let out = tokio::process::Command::new(binary("pipelinectl"))
+        .args(["trace", &source_id.to_string()])
+        .env("DATABASE_URL", &env.db.url)
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env_remove("PIPELINE_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .await?;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("queues     unknown"), "{text}");
+    assert!(text.contains("enqueued"), "{text}");
     Ok(())
 }
 
@@ -206,21 +221,69 @@ async fn dlq_commands() -> anyhow::Result<()> {
     let bulk: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(bulk["redriven"], 1, "the other item");
     assert_eq!(sources::get(&env.services.db, old).await?.status, "queued");
-    // Back in the DLQ for the purge below, as a worker would put it after another failure.
+    // Both back in the DLQ, as a worker would put them after another failure.
     let scrape = env.services.queue(pipeline_ops::Family::Scrape);
     for d in scrape.reserve(10).await? {
-        if d.id == old.to_string() {
-            let moved = scrape
-                .dead_letter(&d, "HTTP 503 again", ErrorKind::Permanent)
-                .await?;
-            assert_eq!(moved, work_queue::DeadLetterOutcome::DeadLettered);
-        }
+        let moved = scrape
+            .dead_letter(&d, "HTTP 503 again", ErrorKind::Permanent)
+            .await?;
+        assert_eq!(moved, work_queue::DeadLetterOutcome::DeadLettered);
     }
 
-    // Purge discards what is left (the other item) with bookkeeping.
+    // Discard one, recorded in its trail.
+    let out = ctl(&env, &["dlq", "discard", "scrape", &id]).await?;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        sources::get(&env.services.db, source_id).await?.status,
+        "discarded"
+    );
+    let out = ctl(&env, &["dlq", "discard", "scrape", &id]).await?;
+    assert_eq!(code(&out), 3, "already gone");
+
+    // Purge: a bare number is refused, a dry run only counts, and without a terminal it
+    // will not purge unless told --yes.
+    let out = ctl(&env, &["dlq", "purge", "scrape", "--older-than", "5"]).await?;
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("no unit"), "{}", stderr(&out));
     let out = ctl(
         &env,
-        &["dlq", "purge", "scrape", "--older-than", "0s", "--json"],
+        &[
+            "dlq",
+            "purge",
+            "scrape",
+            "--older-than",
+            "0s",
+            "--dry-run",
+            "--json",
+        ],
+    )
+    .await?;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let dry: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(dry["would_purge"], 1);
+    let out = ctl(&env, &["dlq", "purge", "scrape", "--older-than", "0s"]).await?;
+    assert_eq!(code(&out), 2, "no terminal and no --yes");
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert_eq!(
+        env.services
+            .dlq(pipeline_ops::Family::Scrape)
+            .stats()
+            .await?
+            .total,
+        1,
+        "nothing purged without confirmation"
+    );
+    let out = ctl(
+        &env,
+        &[
+            "dlq",
+            "purge",
+            "scrape",
+            "--older-than",
+            "0s",
+            "--yes",
+            "--json",
+        ],
     )
     .await?;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
