@@ -37,6 +37,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |f: &str| args.iter().any(|a| a == f);
     let opts = ExtractOptions {
+        limits: extract_core::Limits::default(),
         strategy: match args.iter().find_map(|a| a.strip_prefix("--strategy=")) {
             None | Some("combined") => Strategy::Combined,
             Some("readability") => Strategy::Readability,
