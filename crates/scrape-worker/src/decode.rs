@@ -52,8 +52,8 @@ pub fn decode_body(bytes: &[u8], content_type: &str, is_html: bool) -> String {
 }
 
 /// Whether a body declared as text is binary: a known binary signature, or control bytes
-/// that no text has (the WHATWG sniffing rule's "binary data bytes") in more than a tenth
-/// of its first 1,024 bytes. A few stray NULs in a page do not make it binary (they are
+/// that no text has (the WHATWG sniffing rule's "binary data bytes") in more than one in
+/// thirty of its first 1,024 bytes (random or compressed data has about one in ten). A few stray NULs in a page do not make it binary (they are
 /// dropped when decoding); UTF-16, whose ASCII has a NUL every other byte, is exempt.
 pub fn looks_binary(bytes: &[u8], content_type: &str) -> bool {
     const MAGIC: &[&[u8]] = &[
@@ -85,7 +85,7 @@ pub fn looks_binary(bytes: &[u8], content_type: &str) -> bool {
         .iter()
         .filter(|&&b| matches!(b, 0x00..=0x08 | 0x0b | 0x0e..=0x1a | 0x1c..=0x1f))
         .count();
-    binary * 10 > head.len()
+    binary * 30 > head.len()
 }
 
 /// Whether bytes of an undeclared type look like HTML.
