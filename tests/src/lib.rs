@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod extraction;
+pub mod hostile;
 pub mod pages;
 pub mod requeue;
 pub mod stall;

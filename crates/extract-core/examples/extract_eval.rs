@@ -37,6 +37,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |f: &str| args.iter().any(|a| a == f);
     let opts = ExtractOptions {
+        limits: extract_core::Limits::default(),
         strategy: match args.iter().find_map(|a| a.strip_prefix("--strategy=")) {
             None | Some("combined") => Strategy::Combined,
             Some("readability") => Strategy::Readability,
@@ -235,10 +236,11 @@ fn load_readability(dir: &Path) -> anyhow::Result<Vec<Page>> {
             )?)?;
             let expected = std::fs::read_to_string(case.join("expected.html")).unwrap_or_default();
             // All text of the expected article: what Readability kept, not re-extracted.
-            let truth_text = dom_query::Document::from(expected.as_str())
-                .select("body")
-                .text()
-                .to_string();
+            let truth_text =
+                extract_core::html::parse_guarded(&expected, &extract_core::Limits::default())?
+                    .select("body")
+                    .text()
+                    .to_string();
             Ok(Page {
                 id: case
                     .file_name()

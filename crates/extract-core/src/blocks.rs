@@ -2,7 +2,10 @@
 //! paragraphs, list items. Every extractor's output goes through this one converter so the
 //! text the pipeline keeps looks the same whichever extractor produced it.
 
-use dom_query::{Document, NodeRef};
+use dom_query::NodeRef;
+
+use crate::html::parse_guarded;
+use crate::limits::{Budget, Limits, TooExpensive};
 
 /// What a block of text is, as far as sectioning cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,19 +72,27 @@ const BLOCK: &[&str] = &[
     "hgroup",
 ];
 
-/// Parses `html` and returns its blocks.
-pub(crate) fn html_to_blocks(html: &str) -> Vec<Block> {
-    let doc = Document::from(html);
+/// Parses `html` (an extractor's output, checked like any markup) and returns its blocks.
+pub(crate) fn html_to_blocks(
+    html: &str,
+    limits: &Limits,
+    budget: &mut Budget,
+) -> Result<Vec<Block>, TooExpensive> {
+    budget.spend(html.len() as u64, "scanning an extractor's output")?;
+    let doc = parse_guarded(html, limits)?;
     let root = doc.root();
-    node_to_blocks(&root)
+    node_to_blocks(&root, budget)
 }
 
 /// Returns the blocks under `node` (included).
-pub(crate) fn node_to_blocks(node: &NodeRef) -> Vec<Block> {
+pub(crate) fn node_to_blocks(
+    node: &NodeRef,
+    budget: &mut Budget,
+) -> Result<Vec<Block>, TooExpensive> {
     let mut w = Walker::default();
-    w.walk(node, false);
+    w.walk(node, false, budget)?;
     w.flush();
-    w.blocks
+    Ok(w.blocks)
 }
 
 #[derive(Default)]
@@ -103,11 +114,22 @@ enum Step<'a> {
 }
 
 impl Walker {
-    fn walk(&mut self, root: &NodeRef, in_pre: bool) {
+    fn walk(
+        &mut self,
+        root: &NodeRef,
+        in_pre: bool,
+        budget: &mut Budget,
+    ) -> Result<(), TooExpensive> {
         let mut stack = vec![Step::Enter(*root, in_pre)];
         while let Some(step) = stack.pop() {
             match step {
-                Step::Enter(node, in_pre) => self.enter(&node, in_pre, &mut stack),
+                Step::Enter(node, in_pre) => {
+                    // One unit per node plus the text it adds.
+                    let before = self.cur.len();
+                    self.enter(&node, in_pre, &mut stack);
+                    let added = self.cur.len().saturating_sub(before) as u64;
+                    budget.spend(1 + added, "the block walker")?;
+                }
                 Step::Close(outer) => {
                     self.flush();
                     self.kind = outer;
@@ -115,6 +137,7 @@ impl Walker {
                 Step::CellEnd => self.cur.push(' '),
             }
         }
+        Ok(())
     }
 
     fn enter<'a>(&mut self, node: &NodeRef<'a>, in_pre: bool, stack: &mut Vec<Step<'a>>) {
@@ -263,11 +286,12 @@ pub(crate) fn join_blocks(blocks: &[Block]) -> String {
 mod tests {
     use super::*;
 
+    fn blocks(html: &str) -> Vec<Block> {
+        html_to_blocks(html, &Limits::default(), &mut Budget::unlimited()).unwrap()
+    }
+
     fn texts(html: &str) -> Vec<(BlockKind, String)> {
-        html_to_blocks(html)
-            .into_iter()
-            .map(|b| (b.kind, b.text))
-            .collect()
+        blocks(html).into_iter().map(|b| (b.kind, b.text)).collect()
     }
 
     #[test]
@@ -299,7 +323,18 @@ mod tests {
 
     #[test]
     fn joined_text_separates_blocks() {
-        let blocks = html_to_blocks("<p>A</p><ul><li>x</li><li>y</li></ul><p>B</p>");
-        assert_eq!(join_blocks(&blocks), "A\n\nx\ny\n\nB");
+        let b = blocks("<p>A</p><ul><li>x</li><li>y</li></ul><p>B</p>");
+        assert_eq!(join_blocks(&b), "A\n\nx\ny\n\nB");
+    }
+
+    #[test]
+    fn the_walker_spends_from_the_budget() {
+        let limits = Limits {
+            max_work: 50,
+            ..Limits::default()
+        };
+        let mut budget = Budget::new(&limits);
+        let err = html_to_blocks(&"<p>word</p>".repeat(100), &limits, &mut budget).unwrap_err();
+        assert_eq!(err.kind, crate::Exceeded::Work);
     }
 }

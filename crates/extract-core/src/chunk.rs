@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::{Budget, Exceeded, Limits, TooExpensive};
 use crate::sections::{SECTION_SEPARATOR, Section};
 
 /// Smallest `max_chars` honoured; anything below is raised to it so chunking always
@@ -65,7 +66,40 @@ impl Chunk {
 
 /// Cuts `sections` into chunks. Offsets refer to the sections' texts joined with
 /// [`SECTION_SEPARATOR`], which is [`crate::Extracted::text`] for an extraction's sections.
+/// No caps: see [`chunk_in`] for fetched documents.
 pub fn chunk(sections: &[Section], opts: ChunkOptions) -> Vec<Chunk> {
+    match chunk_in(
+        sections,
+        opts,
+        &Limits::unlimited(),
+        &mut Budget::unlimited(),
+    ) {
+        Ok(chunks) => chunks,
+        Err(_) => unreachable!("unlimited chunking cannot run out"),
+    }
+}
+
+/// [`chunk`] within `limits` (`max_text_bytes`, `max_chunks`), spending from `budget`.
+///
+/// # Errors
+/// [`TooExpensive`] when the text or the chunk count is over its cap, or the budget runs
+/// out. A document is refused whole rather than cut short: the chunks must cover its text.
+pub fn chunk_in(
+    sections: &[Section],
+    opts: ChunkOptions,
+    limits: &Limits,
+    budget: &mut Budget,
+) -> Result<Vec<Chunk>, TooExpensive> {
+    let bytes: usize = sections.iter().map(|s| s.text.len()).sum();
+    if bytes > limits.max_text_bytes {
+        return Err(TooExpensive::new(
+            Exceeded::TextBytes,
+            format!(
+                "{bytes} bytes of main text, over the cap of {}",
+                limits.max_text_bytes
+            ),
+        ));
+    }
     let max = opts.max_chars.max(MIN_MAX_CHARS);
     let overlap = opts.overlap_chars.min(max / 2);
     let sep = SECTION_SEPARATOR.chars().count();
@@ -76,7 +110,17 @@ pub fn chunk(sections: &[Section], opts: ChunkOptions) -> Vec<Chunk> {
             offset += sep;
         }
         let chars: Vec<char> = section.text.chars().collect();
-        for (a, b) in spans(&chars, max, overlap) {
+        let room = limits.max_chunks.saturating_sub(out.len());
+        let spans = spans(&chars, max, overlap, room.saturating_add(1));
+        if out.len() + spans.len() > limits.max_chunks {
+            return Err(TooExpensive::new(
+                Exceeded::Chunks,
+                format!("more than {} chunks", limits.max_chunks),
+            ));
+        }
+        for (a, b) in spans {
+            // Each chunk copies its characters (and searched back for a break).
+            budget.spend((b - a) as u64 * 2, "the chunker")?;
             out.push(Chunk {
                 index: out.len(),
                 heading_path: section.heading_path.clone(),
@@ -87,15 +131,15 @@ pub fn chunk(sections: &[Section], opts: ChunkOptions) -> Vec<Chunk> {
         }
         offset += chars.len();
     }
-    out
+    Ok(out)
 }
 
-/// Character spans of the chunks of one section's text.
-fn spans(chars: &[char], max: usize, overlap: usize) -> Vec<(usize, usize)> {
+/// Character spans of the chunks of one section's text; at most `cap` of them.
+fn spans(chars: &[char], max: usize, overlap: usize, cap: usize) -> Vec<(usize, usize)> {
     let n = chars.len();
     let mut out = Vec::new();
     let mut start = skip_space(chars, 0);
-    while start < n {
+    while start < n && out.len() < cap {
         if n - start <= max {
             out.push((start, trim_end(chars, start, n)));
             break;

@@ -10,6 +10,10 @@ pub enum ExtractError {
     /// The document has no readable text at all (empty body, only scripts or images).
     #[error("no text content in the document")]
     NoContent,
+    /// The document is over one of the [`crate::Limits`], or its [`crate::Budget`] ran out.
+    /// Permanent: the same document costs the same the next time.
+    #[error("too expensive to extract: {0}")]
+    TooExpensive(#[from] crate::TooExpensive),
 }
 
 impl ExtractError {

@@ -10,6 +10,11 @@
 //! - [`find_entities`]: schema.org JSON-LD entities, e-mail addresses, phone numbers, domains.
 //! - [`metric`]: the Article Extraction Benchmark's shingle metric, used by the
 //!   `extract_eval` example to measure quality on real pages.
+//!
+//! Every page costs a bounded amount: markup enters the DOM only through
+//! [`html::parse_guarded`] / [`html::check`] (a linear pre-scan against [`Limits`]), and the
+//! `*_in` functions ([`extract_in`], [`chunk_in`], [`find_entities_in`]) spend from one
+//! [`Budget`] of time and work per document, failing with [`TooExpensive`] when it runs out.
 
 #![warn(missing_docs)]
 
@@ -17,15 +22,20 @@ mod blocks;
 mod chunk;
 mod entities;
 mod error;
-mod html;
+pub mod html;
+mod limits;
 pub mod metric;
 mod plain;
 mod sections;
 
-pub use chunk::{Chunk, ChunkOptions, chunk};
-pub use entities::{EntitiesStatus, Entity, EntityKind, EntityReport, EntitySource, find_entities};
+pub use chunk::{Chunk, ChunkOptions, chunk, chunk_in};
+pub use entities::{
+    EntitiesStatus, Entity, EntityKind, EntityReport, EntitySource, Markup, find_entities,
+    find_entities_in,
+};
 pub use error::ExtractError;
 pub use html::{Extractor, Strategy};
+pub use limits::{Budget, Exceeded, Limits, TooExpensive};
 pub use sections::{SECTION_SEPARATOR, Section};
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +52,10 @@ pub struct Extracted {
     pub sections: Vec<Section>,
     /// Which extractor's output was kept.
     pub extractor: Extractor,
+    /// What entity finding needs from the markup, read from the one parse of the page
+    /// (`None` for text documents and for pages too deep to parse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub markup: Option<Markup>,
 }
 
 /// How a content type is handled.
@@ -94,6 +108,8 @@ fn looks_like_html(body: &str) -> bool {
 pub struct ExtractOptions {
     /// Which extractors run on HTML.
     pub strategy: Strategy,
+    /// What one document may cost.
+    pub limits: Limits,
 }
 
 /// Extracts the title, whole main text and sections of a document, with the default
@@ -117,26 +133,60 @@ pub fn extract(
 /// `url` is the page's absolute URL, used to resolve links; a bad one is ignored.
 ///
 /// # Errors
-/// [`ExtractError::UnsupportedContentType`] for anything else (images, PDF, JSON), and
-/// [`ExtractError::NoContent`] when the document has no text at all.
+/// [`ExtractError::UnsupportedContentType`] for anything else (images, PDF, JSON),
+/// [`ExtractError::NoContent`] when the document has no text at all, and
+/// [`ExtractError::TooExpensive`] when it is over `opts.limits`.
 pub fn extract_with(
     body: &str,
     url: Option<&str>,
     content_type: &str,
     opts: &ExtractOptions,
 ) -> Result<Extracted, ExtractError> {
-    let (title, blocks, extractor) = match classify(content_type, body)? {
+    extract_in(
+        body,
+        url,
+        content_type,
+        opts,
+        &mut Budget::new(&opts.limits),
+    )
+}
+
+/// [`extract_with`], spending from `budget` (shared with the document's chunking and
+/// entity finding, so the whole document has one budget).
+///
+/// # Errors
+/// As [`extract_with`]; [`ExtractError::TooExpensive`] also when `budget` runs out.
+pub fn extract_in(
+    body: &str,
+    url: Option<&str>,
+    content_type: &str,
+    opts: &ExtractOptions,
+    budget: &mut Budget,
+) -> Result<Extracted, ExtractError> {
+    let (title, blocks, extractor, markup) = match classify(content_type, body)? {
         Kind::Html => {
-            let h = html::extract_html(body, url, opts.strategy);
-            (h.title, h.blocks, h.extractor)
+            let h = html::extract_html(body, url, opts.strategy, &opts.limits, budget)?;
+            (h.title, h.blocks, h.extractor, h.markup)
         }
         kind @ (Kind::Markdown | Kind::Plain) => {
+            if body.len() > opts.limits.max_input_bytes {
+                return Err(TooExpensive::new(
+                    Exceeded::InputBytes,
+                    format!(
+                        "{} bytes of text, over the cap of {}",
+                        body.len(),
+                        opts.limits.max_input_bytes
+                    ),
+                )
+                .into());
+            }
+            budget.spend(body.len() as u64, "splitting text")?;
             let blocks = plain::text_to_blocks(body, kind == Kind::Markdown);
             let title = blocks.iter().find_map(|b| match b.kind {
                 blocks::BlockKind::Heading(1) => Some(b.text.clone()),
                 _ => None,
             });
-            (title, blocks, Extractor::PlainText)
+            (title, blocks, Extractor::PlainText, None)
         }
     };
     if blocks.is_empty() {
@@ -149,5 +199,6 @@ pub fn extract_with(
         text,
         sections,
         extractor,
+        markup,
     })
 }

@@ -52,7 +52,16 @@ fn section(stack: &[(u8, String)], blocks: &[Block]) -> Section {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blocks::html_to_blocks;
+    use crate::blocks::Block;
+
+    fn html_to_blocks(html: &str) -> Vec<Block> {
+        crate::blocks::html_to_blocks(
+            html,
+            &crate::Limits::default(),
+            &mut crate::Budget::unlimited(),
+        )
+        .unwrap()
+    }
 
     #[test]
     fn heading_paths_follow_levels() {

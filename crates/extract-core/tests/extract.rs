@@ -280,7 +280,10 @@ fn a_single_extractor_strategy_uses_only_that_extractor() {
             ARTICLE,
             Some(URL),
             "text/html",
-            &ExtractOptions { strategy },
+            &ExtractOptions {
+                strategy,
+                ..ExtractOptions::default()
+            },
         )
         .expect("extract");
         assert_eq!(e.extractor, want);
@@ -322,6 +325,7 @@ fn a_non_web_url_does_not_stop_extraction() {
     use extract_core::{ExtractOptions, Extractor, Strategy, extract_with};
     let opts = ExtractOptions {
         strategy: Strategy::Readability,
+        ..ExtractOptions::default()
     };
     for url in [
         "mailto:someone@example.com",

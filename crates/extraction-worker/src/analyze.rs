@@ -1,8 +1,12 @@
 //! The CPU-bound part of one source: main content, chunks and entities, computed by
 //! `extract-core` in one synchronous call (HTML parse trees are not `Send`, so the worker
-//! runs [`analyze`] inside `spawn_blocking`).
+//! runs [`analyze`] inside `spawn_blocking`), under one [`Budget`] of time and work.
 
-use extract_core::{Chunk, ChunkOptions, EntityReport, EntitySource, ExtractError, Extractor};
+use aho_corasick::AhoCorasick;
+use extract_core::{
+    Budget, Chunk, ChunkOptions, EntityReport, EntitySource, Exceeded, ExtractError,
+    ExtractOptions, Extractor, Limits, TooExpensive,
+};
 
 /// Everything the worker stores about one document, before any I/O.
 #[derive(Debug, Clone)]
@@ -21,22 +25,34 @@ pub struct Analysis {
     pub extractor: Extractor,
 }
 
-/// Extracts, chunks and finds entities.
+/// Extracts, chunks and finds entities, all within `limits` and one budget of its time and
+/// work. The page is parsed once: entity finding reads the markup the extraction kept.
 ///
 /// # Errors
-/// What extract-core refuses (unsupported content type, no text): permanent by nature.
+/// What extract-core refuses (unsupported content type, no text) and what is over the
+/// limits (`TooExpensive`): permanent by nature.
 pub fn analyze(
     body: &str,
     url: Option<&str>,
     content_type: &str,
     opts: ChunkOptions,
+    limits: &Limits,
 ) -> Result<Analysis, ExtractError> {
-    let extracted = extract_core::extract(body, url, content_type)?;
-    let chunks = extract_core::chunk(&extracted.sections, opts);
+    let mut budget = Budget::new(limits);
+    let extract_opts = ExtractOptions {
+        limits: *limits,
+        ..ExtractOptions::default()
+    };
+    let extracted = extract_core::extract_in(body, url, content_type, &extract_opts, &mut budget)?;
+    let chunks = extract_core::chunk_in(&extracted.sections, opts, limits, &mut budget)?;
     // JSON-LD and mailto:/tel: links exist only in markup; plain text is searched as text.
-    let html = (extracted.extractor != Extractor::PlainText).then_some(body);
-    let entities = extract_core::find_entities(html, &extracted.text);
-    let links = link_entities(&entities, &chunks);
+    let entities = extract_core::find_entities_in(
+        extracted.markup.as_ref(),
+        &extracted.text,
+        limits,
+        &mut budget,
+    )?;
+    let links = link_entities(&entities, &chunks, &mut budget)?;
     Ok(Analysis {
         title: extracted.title,
         text: extracted.text,
@@ -50,33 +66,58 @@ pub fn analyze(
 /// Links each entity to the chunks whose text mentions it (case and spacing ignored), or to
 /// the first chunk when no chunk does: JSON-LD entities and link targets often appear
 /// nowhere in the text, yet they belong to the document, and the first chunk stands for it.
-fn link_entities(report: &EntityReport, chunks: &[Chunk]) -> Vec<Vec<usize>> {
-    let folded: Vec<String> = chunks.iter().map(|c| fold(&c.text)).collect();
-    report
-        .entities
-        .iter()
-        .map(|entity| {
-            if chunks.is_empty() {
-                return Vec::new();
+///
+/// One Aho-Corasick pass per chunk finds every entity at once, so the cost grows with the
+/// text and the matches, not with entities times chunks (thousands of each on a hostile
+/// page made the pairwise search quadratic).
+fn link_entities(
+    report: &EntityReport,
+    chunks: &[Chunk],
+    budget: &mut Budget,
+) -> Result<Vec<Vec<usize>>, TooExpensive> {
+    let mut links: Vec<Vec<usize>> = vec![Vec::new(); report.entities.len()];
+    if chunks.is_empty() {
+        return Ok(links);
+    }
+    // Pattern k belongs to entity owner[k]; an entity has its name and its normal form.
+    let mut patterns = Vec::new();
+    let mut owner = Vec::new();
+    for (i, entity) in report.entities.iter().enumerate() {
+        let name = fold(&entity.name);
+        if entity.source == EntitySource::JsonLd || name.is_empty() {
+            continue;
+        }
+        let normalized = fold(&entity.normalized);
+        if !normalized.is_empty() && normalized != name {
+            patterns.push(normalized);
+            owner.push(i);
+        }
+        patterns.push(name);
+        owner.push(i);
+    }
+    if !patterns.is_empty() {
+        let bytes: usize = patterns.iter().map(String::len).sum();
+        budget.spend(bytes as u64, "linking entities")?;
+        let matcher = AhoCorasick::new(&patterns)
+            .map_err(|e| TooExpensive::new(Exceeded::Work, format!("entity patterns: {e}")))?;
+        for chunk in chunks {
+            let text = fold(&chunk.text);
+            budget.spend(text.len() as u64, "linking entities")?;
+            for m in matcher.find_overlapping_iter(&text) {
+                budget.spend(1, "linking entities")?;
+                let hits = &mut links[owner[m.pattern().as_usize()]];
+                if hits.last() != Some(&chunk.index) {
+                    hits.push(chunk.index);
+                }
             }
-            let name = fold(&entity.name);
-            let normalized = fold(&entity.normalized);
-            let mut hits: Vec<usize> = if entity.source == EntitySource::JsonLd || name.is_empty() {
-                Vec::new()
-            } else {
-                folded
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, text)| text.contains(&name) || text.contains(&normalized))
-                    .map(|(i, _)| chunks[i].index)
-                    .collect()
-            };
-            if hits.is_empty() {
-                hits.push(chunks[0].index);
-            }
-            hits
-        })
-        .collect()
+        }
+    }
+    for hits in &mut links {
+        if hits.is_empty() {
+            hits.push(chunks[0].index);
+        }
+    }
+    Ok(links)
 }
 
 /// Lower-cased, whitespace collapsed: how mentions are compared.
@@ -108,6 +149,7 @@ mod tests {
                 max_chars: 100,
                 overlap_chars: 0,
             },
+            &Limits::default(),
         )
         .unwrap();
         assert!(a.chunks.len() >= 2, "{:?}", a.chunks);
@@ -141,6 +183,7 @@ mod tests {
             None,
             "text/plain",
             ChunkOptions::default(),
+            &Limits::default(),
         )
         .unwrap();
         assert_eq!(a.extractor, Extractor::PlainText);
@@ -151,11 +194,23 @@ mod tests {
     #[test]
     fn refused_content_is_an_error() {
         assert!(matches!(
-            analyze("%PDF-1.4", None, "application/pdf", ChunkOptions::default()),
+            analyze(
+                "%PDF-1.4",
+                None,
+                "application/pdf",
+                ChunkOptions::default(),
+                &Limits::default()
+            ),
             Err(ExtractError::UnsupportedContentType(_))
         ));
         assert!(matches!(
-            analyze("   ", None, "text/plain", ChunkOptions::default()),
+            analyze(
+                "   ",
+                None,
+                "text/plain",
+                ChunkOptions::default(),
+                &Limits::default()
+            ),
             Err(ExtractError::NoContent)
         ));
     }

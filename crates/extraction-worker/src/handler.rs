@@ -1,10 +1,12 @@
 //! The work of one extraction delivery. The runner decodes the message and records
 //! failures.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
 
 use embedder::Batcher;
-use extract_core::{ChunkOptions, ExtractError};
+use extract_core::{ChunkOptions, ExtractError, Limits};
 use pipeline_ops::Family;
 use pipeline_ops::messages::SourceMessage;
 use pipeline_ops::worker::{Failure, Handler};
@@ -17,6 +19,10 @@ use work_queue::Delivery;
 use crate::analyze::{Analysis, analyze};
 use crate::store::{self, Finish};
 
+const RUNNING: u8 = 0;
+const FINISHED: u8 = 1;
+const ABANDONED: u8 = 2;
+
 /// Processes extraction deliveries: extract, chunk, store, find entities, embed (through the
 /// process's one [`Batcher`]), and mark the source `extracted`.
 #[derive(Debug, Clone)]
@@ -24,16 +30,87 @@ pub struct ExtractionHandler {
     db: PgPool,
     batcher: Batcher,
     chunking: ChunkOptions,
+    limits: Limits,
+    abandon_grace: Duration,
 }
 
 impl ExtractionHandler {
-    /// A handler writing to `db`, embedding through `batcher`, chunking with `chunking`.
+    /// A handler writing to `db`, embedding through `batcher`, chunking with `chunking`,
+    /// with the default [`Limits`] (see [`ExtractionHandler::with_limits`]).
     pub fn new(db: PgPool, batcher: Batcher, chunking: ChunkOptions) -> Self {
         Self {
             db,
             batcher,
             chunking,
+            limits: Limits::default(),
+            abandon_grace: Duration::from_secs(10),
         }
+    }
+
+    /// The same handler with what one page may cost: `limits`, and how long past the time
+    /// budget the worker still waits for a parser that cannot be interrupted.
+    pub fn with_limits(mut self, limits: Limits, abandon_grace: Duration) -> Self {
+        self.limits = limits;
+        self.abandon_grace = abandon_grace;
+        self
+    }
+
+    /// Runs [`analyze`] on a blocking thread, and stops waiting for it at the time budget
+    /// plus the grace. The budget's own checks end our loops on time; html5ever,
+    /// Readability and trafilatura cannot look at a clock, so a page that keeps one of them
+    /// busy past the deadline is failed here and its slot freed, while the thread runs on
+    /// until it returns (counted in `pipeline_extraction_abandoned_total` and
+    /// `pipeline_extraction_abandoned_running`).
+    async fn analyze_bounded(
+        &self,
+        body: String,
+        uri: String,
+        content_type: String,
+    ) -> Result<Analysis, Failure> {
+        let (chunking, limits) = (self.chunking, self.limits);
+        // Who finished first: the thread (RUNNING -> FINISHED) or the waiter giving up
+        // (RUNNING -> ABANDONED). Exactly one transition wins, so the gauge of abandoned
+        // threads goes up once and down once.
+        let state = Arc::new(AtomicU8::new(RUNNING));
+        let thread_state = state.clone();
+        let mut task = tokio::task::spawn_blocking(move || {
+            let result = analyze(&body, Some(&uri), &content_type, chunking, &limits);
+            if thread_state
+                .compare_exchange(RUNNING, FINISHED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                metrics::gauge!("pipeline_extraction_abandoned_running").decrement(1.0);
+            }
+            result
+        });
+        let wait =
+            Duration::from_millis(self.limits.time_budget_ms).saturating_add(self.abandon_grace);
+        let joined = match tokio::time::timeout(wait, &mut task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                if state
+                    .compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    metrics::counter!("pipeline_extraction_abandoned_total").increment(1);
+                    metrics::gauge!("pipeline_extraction_abandoned_running").increment(1.0);
+                    tracing::warn!(
+                        waited_ms = wait.as_millis() as u64,
+                        "extraction still running past its budget; thread abandoned"
+                    );
+                    return Err(Failure::permanent(format!(
+                        "too expensive to extract: still running after {} ms (time budget {} ms)",
+                        wait.as_millis(),
+                        self.limits.time_budget_ms
+                    )));
+                }
+                // The thread finished just as the wait ended: its result is there.
+                task.await
+            }
+        };
+        joined
+            .map_err(|e| Failure::transient(format!("extraction task failed: {e}")))?
+            .map_err(refused)
     }
 
     async fn process(&self, delivery: &Delivery, msg: SourceMessage) -> Result<(), Failure> {
@@ -60,14 +137,8 @@ impl ExtractionHandler {
         })?;
         let uri = source.uri.clone();
         let content_type = source.content_type.clone().unwrap_or_default();
-        let chunking = self.chunking;
         // HTML trees are not Send, and parsing is CPU work: off the async threads.
-        let analysis = tokio::task::spawn_blocking(move || {
-            analyze(&body, Some(&uri), &content_type, chunking)
-        })
-        .await
-        .map_err(|e| Failure::transient(format!("extraction task failed: {e}")))?
-        .map_err(refused)?;
+        let analysis = self.analyze_bounded(body, uri, content_type).await?;
         record_analysis_metrics(&analysis);
 
         let model = self.batcher.model().to_owned();
@@ -163,9 +234,17 @@ fn database(e: &dyn std::fmt::Display) -> Failure {
     Failure::transient(format!("database error: {e}"))
 }
 
-/// Content extract-core refuses: retrying cannot change a pure function's answer.
+/// Content extract-core refuses: retrying cannot change a pure function's answer. A page
+/// over its budget says so first (`too expensive to extract: ...`), so operators can tell
+/// it from content that has nothing to extract.
 fn refused(e: ExtractError) -> Failure {
-    Failure::permanent(format!("extraction refused the content: {e}"))
+    match e {
+        ExtractError::TooExpensive(_) => {
+            metrics::counter!("pipeline_extraction_too_expensive_total").increment(1);
+            Failure::permanent(e.to_string())
+        }
+        e => Failure::permanent(format!("extraction refused the content: {e}")),
+    }
 }
 
 fn record_analysis_metrics(a: &Analysis) {

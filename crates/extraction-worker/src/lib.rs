@@ -24,11 +24,12 @@ mod handler;
 pub mod store;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use embedder::{
     Batcher, BatcherConfig, EmbedError, Embedder, EmbedderConfig, HashingConfig, OpenAiConfig,
 };
-use extract_core::ChunkOptions;
+use extract_core::{ChunkOptions, Limits};
 use pipeline_core::settings::EmbeddingBackend;
 use pipeline_core::{Settings, SettingsError, Sources};
 use pipeline_ops::Family;
@@ -119,12 +120,33 @@ pub fn chunk_options(settings: &Settings) -> ChunkOptions {
     }
 }
 
-/// The handler for `services`, embedding through `batcher`.
+/// What one page may cost, from the `[extraction]` settings.
+pub fn limits(settings: &Settings) -> Limits {
+    let e = &settings.extraction;
+    Limits {
+        max_input_bytes: e.max_html_bytes,
+        max_depth: e.max_depth,
+        max_elements: e.max_elements,
+        max_attributes: e.max_attributes,
+        max_attributes_per_element: e.max_attributes_per_element,
+        max_text_bytes: e.max_text_bytes,
+        max_chunks: e.max_chunks,
+        max_entities: e.max_entities,
+        max_work: e.max_work_units,
+        time_budget_ms: e.time_budget_ms,
+    }
+}
+
+/// The handler for `services`, embedding through `batcher`, with the configured limits.
 pub fn handler(services: &Services, batcher: Batcher) -> ExtractionHandler {
     ExtractionHandler::new(
         services.db.clone(),
         batcher,
         chunk_options(&services.settings),
+    )
+    .with_limits(
+        limits(&services.settings),
+        Duration::from_millis(services.settings.extraction.abandon_grace_ms),
     )
 }
 

@@ -169,6 +169,8 @@ pub struct ScrapeSettings {
     pub concurrency: usize,
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
+    pub read_timeout_ms: u64,
+    pub fetch_timeout_ms: u64,
     pub max_redirects: usize,
     pub max_body_bytes: u64,
     pub allowed_content_types: Vec<String>,
@@ -188,6 +190,17 @@ pub struct ExtractionSettings {
     pub concurrency: usize,
     pub chunk_max_chars: usize,
     pub chunk_overlap_chars: usize,
+    pub max_html_bytes: usize,
+    pub max_depth: usize,
+    pub max_elements: usize,
+    pub max_attributes: usize,
+    pub max_attributes_per_element: usize,
+    pub max_text_bytes: usize,
+    pub max_chunks: usize,
+    pub max_entities: usize,
+    pub max_work_units: u64,
+    pub time_budget_ms: u64,
+    pub abandon_grace_ms: u64,
 }
 
 /// Embedding backend.
@@ -335,7 +348,7 @@ impl Settings {
                 ),
             );
         }
-        let positive: [(&str, u64); 10] = [
+        let positive: [(&str, u64); 16] = [
             (
                 "database.max_connections",
                 self.database.max_connections.into(),
@@ -355,6 +368,15 @@ impl Settings {
                 self.extraction.chunk_max_chars as u64,
             ),
             ("embedding.batch_size", self.embedding.batch_size as u64),
+            ("scrape.read_timeout_ms", self.scrape.read_timeout_ms),
+            ("scrape.fetch_timeout_ms", self.scrape.fetch_timeout_ms),
+            (
+                "extraction.max_html_bytes",
+                self.extraction.max_html_bytes as u64,
+            ),
+            ("extraction.max_chunks", self.extraction.max_chunks as u64),
+            ("extraction.max_work_units", self.extraction.max_work_units),
+            ("extraction.time_budget_ms", self.extraction.time_budget_ms),
         ];
         for (key, value) in positive {
             if value == 0 {

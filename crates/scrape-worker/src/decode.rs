@@ -51,6 +51,43 @@ pub fn decode_body(bytes: &[u8], content_type: &str, is_html: bool) -> String {
     }
 }
 
+/// Whether a body declared as text is binary: a known binary signature, or control bytes
+/// that no text has (the WHATWG sniffing rule's "binary data bytes") in more than one in
+/// thirty of its first 1,024 bytes (random or compressed data has about one in ten). A few stray NULs in a page do not make it binary (they are
+/// dropped when decoding); UTF-16, whose ASCII has a NUL every other byte, is exempt.
+pub fn looks_binary(bytes: &[u8], content_type: &str) -> bool {
+    const MAGIC: &[&[u8]] = &[
+        b"\x89PNG",
+        b"GIF8",
+        b"\xff\xd8\xff",
+        b"%PDF-",
+        b"PK\x03\x04",
+        b"\x1f\x8b",
+        b"\x7fELF",
+        b"RIFF",
+        b"\x00\x00\x01\x00",
+        b"BZh",
+        b"\xfd7zXZ",
+        b"7z\xbc\xaf",
+    ];
+    if MAGIC.iter().any(|m| bytes.starts_with(m)) {
+        return true;
+    }
+    let utf16 = bytes.starts_with(b"\xff\xfe")
+        || bytes.starts_with(b"\xfe\xff")
+        || charset_param(content_type)
+            .is_some_and(|c| c.to_ascii_lowercase().starts_with("utf-16"));
+    if utf16 {
+        return false;
+    }
+    let head = &bytes[..bytes.len().min(1024)];
+    let binary = head
+        .iter()
+        .filter(|&&b| matches!(b, 0x00..=0x08 | 0x0b | 0x0e..=0x1a | 0x1c..=0x1f))
+        .count();
+    binary * 30 > head.len()
+}
+
 /// Whether bytes of an undeclared type look like HTML.
 pub fn looks_like_html(bytes: &[u8]) -> bool {
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).to_ascii_lowercase();
@@ -113,6 +150,20 @@ mod tests {
             decode_body(bom, "text/plain; charset=iso-8859-1", false),
             "hello"
         );
+    }
+
+    #[test]
+    fn binary_is_told_from_text_with_stray_nuls() {
+        assert!(looks_binary(b"\x89PNG\r\n\x1a\n....", "text/html"));
+        let noise: Vec<u8> = (0..2048u32).map(|i| (i * 7 % 32) as u8).collect();
+        assert!(looks_binary(&noise, "text/html"));
+        let mut page = b"<html><body>".repeat(20);
+        page.extend_from_slice(b"a\0b\0c");
+        assert!(!looks_binary(&page, "text/html"));
+        assert!(!looks_binary(
+            b"h\0i\0 \0t\0h\0e\0r\0e\0",
+            "text/html; charset=utf-16le"
+        ));
     }
 
     #[test]

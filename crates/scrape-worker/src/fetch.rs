@@ -11,7 +11,7 @@ use reqwest::{Response, StatusCode};
 use url::Url;
 
 use crate::FetchError;
-use crate::decode::{decode_body, html_title, looks_like_html, media_type};
+use crate::decode::{decode_body, html_title, looks_binary, looks_like_html, media_type};
 use crate::guard::{AddressPolicy, Blocked, GuardedResolver};
 use crate::politeness::{HostLimiter, HostSlot};
 use crate::robots::RobotsCache;
@@ -23,6 +23,10 @@ pub struct FetchOptions {
     pub connect_timeout: Duration,
     /// Longest one request (headers and body) may take.
     pub request_timeout: Duration,
+    /// Longest wait for the next bytes of a response.
+    pub read_timeout: Duration,
+    /// Longest the whole fetch may take: every hop and the body.
+    pub fetch_timeout: Duration,
     /// Redirects followed at most.
     pub max_redirects: usize,
     /// Largest body accepted (decompressed bytes).
@@ -44,6 +48,8 @@ impl From<&ScrapeSettings> for FetchOptions {
         Self {
             connect_timeout: Duration::from_millis(s.connect_timeout_ms),
             request_timeout: Duration::from_millis(s.request_timeout_ms),
+            read_timeout: Duration::from_millis(s.read_timeout_ms),
+            fetch_timeout: Duration::from_millis(s.fetch_timeout_ms),
             max_redirects: s.max_redirects,
             max_body_bytes: s.max_body_bytes,
             allowed_content_types: s
@@ -103,6 +109,7 @@ impl Fetcher {
             .user_agent(opts.user_agent.clone())
             .connect_timeout(opts.connect_timeout)
             .timeout(opts.request_timeout)
+            .read_timeout(opts.read_timeout)
             // Redirects are followed by hand so each hop passes the address and robots checks.
             .redirect(reqwest::redirect::Policy::none())
             // A proxy would resolve names itself, bypassing the address check.
@@ -135,8 +142,22 @@ impl Fetcher {
     }
 
     /// Fetches `url`: checks, robots.txt, politeness, redirects, content type, body cap,
-    /// decoding. Every failure is classified (see [`FetchError::is_transient`]).
+    /// decoding, all within `fetch_timeout`. Every failure is classified (see
+    /// [`FetchError::is_transient`]).
     pub async fn fetch(&self, url: &str) -> Result<Page, FetchError> {
+        // The per-request timeout restarts on every redirect hop and a read timeout only
+        // bounds silence, so a server trickling a byte at a time, or a chain of slow
+        // redirects, is bounded here as a whole.
+        match tokio::time::timeout(self.opts.fetch_timeout, self.fetch_unbounded(url)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::Timeout(format!(
+                "the whole fetch took over {} ms",
+                self.opts.fetch_timeout.as_millis()
+            ))),
+        }
+    }
+
+    async fn fetch_unbounded(&self, url: &str) -> Result<Page, FetchError> {
         let url = Url::parse(url).map_err(|e| FetchError::InvalidUrl(format!("{url}: {e}")))?;
         let (resp, final_url, slot, redirects) =
             self.follow(url, self.opts.max_redirects, true).await?;
@@ -168,6 +189,11 @@ impl Fetcher {
             return Err(FetchError::ContentType(content_type));
         }
         let is_html = content_type.contains("html");
+        if looks_binary(&bytes, &header) {
+            return Err(FetchError::ContentType(format!(
+                "binary content declared as {content_type}"
+            )));
+        }
         let body = decode_body(&bytes, &header, is_html);
         let title = if is_html { html_title(&body) } else { None };
         Ok(Page {
@@ -369,13 +395,25 @@ fn declared_length(resp: &Response) -> Option<u64> {
         .ok()
 }
 
-/// Classifies an HTTP client error: a refused address found in the error chain, a
-/// timeout, or a connection problem.
+/// Classifies an HTTP client error: a refused address found in the error chain, an
+/// answer that is not HTTP we accept (a header bomb: more or larger headers than the
+/// client parses; garbage instead of a status line), a timeout, or a connection problem.
 fn classify(err: reqwest::Error) -> FetchError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = source {
         if let Some(blocked) = e.downcast_ref::<Blocked>() {
             return FetchError::BlockedAddress(blocked.0.clone());
+        }
+        // The same server sends the same headers next time: permanent, not a retry.
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && h.is_parse()
+        {
+            let what = if h.is_parse_too_large() {
+                "response headers too large"
+            } else {
+                "invalid HTTP response"
+            };
+            return FetchError::Malformed(format!("{what}: {}", error_chain(&err)));
         }
         source = e.source();
     }

@@ -22,6 +22,7 @@ mod extraction_embeddings;
 mod extraction_process;
 mod extraction_worker;
 mod foundation;
+mod hostile_pages;
 mod job_progress;
 mod requeue_data_loss;
 mod requeue_e2e;

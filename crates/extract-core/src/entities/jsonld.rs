@@ -1,7 +1,6 @@
 //! schema.org entities from JSON-LD blocks, including `@graph` and nested objects (an
 //! article's `publisher`, an event's `location`, a product's `brand`).
 
-use dom_query::Document;
 use serde_json::Value;
 
 use super::{
@@ -12,17 +11,11 @@ use super::{
 /// keeps hostile input from exhausting the stack.
 const MAX_DEPTH: usize = 32;
 
-/// Adds the entities of every JSON-LD block of `doc`; returns one failure per bad block.
-pub(crate) fn find(doc: &Document, out: &mut Collector) -> Vec<String> {
+/// Adds the entities of every JSON-LD block; returns one failure per bad block.
+pub(crate) fn find(blocks: &[String], out: &mut Collector) -> Vec<String> {
     let mut failures = Vec::new();
-    let scripts = doc.select("script");
-    let blocks = scripts.nodes().iter().filter(|n| {
-        n.attr("type")
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/ld+json"))
-    });
-    for (i, node) in blocks.enumerate() {
-        let raw = node.text();
-        let cleaned = clean_block(&raw);
+    for (i, raw) in blocks.iter().enumerate() {
+        let cleaned = clean_block(raw);
         if cleaned.is_empty() {
             continue;
         }
@@ -238,9 +231,10 @@ mod tests {
     use super::*;
 
     fn run(html: &str) -> (Vec<(EntityKind, String)>, Vec<String>) {
-        let doc = Document::from(html);
+        let doc = crate::html::parse_guarded(html, &crate::Limits::default()).unwrap();
+        let markup = super::super::Markup::from_document(&doc);
         let mut c = Collector::default();
-        let failures = find(&doc, &mut c);
+        let failures = find(&markup.jsonld, &mut c);
         (
             c.entities
                 .into_iter()

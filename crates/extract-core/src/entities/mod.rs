@@ -11,7 +11,10 @@ mod text;
 
 use std::collections::HashSet;
 
+use dom_query::Document;
 use serde::{Deserialize, Serialize};
+
+use crate::limits::{Budget, Limits, TooExpensive};
 
 /// What kind of thing an entity is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -125,14 +128,75 @@ impl EntityReport {
     }
 }
 
-/// Collects entities, dropping repeats of a `(kind, normalized)` pair.
-#[derive(Default)]
+/// What entity finding reads from a page's markup: the JSON-LD blocks and the `mailto:`
+/// and `tel:` link targets. Taken from the page's one parse (see [`crate::Extracted`]), so
+/// entity finding never parses the page again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Markup {
+    /// The text of each `<script type="application/ld+json">`, in page order.
+    pub jsonld: Vec<String>,
+    /// The `href` of each `mailto:` or `tel:` link, in page order.
+    pub contact_links: Vec<String>,
+}
+
+impl Markup {
+    /// Reads the entity markup of a parsed page.
+    pub fn from_document(doc: &Document) -> Self {
+        let jsonld = doc
+            .select("script")
+            .nodes()
+            .iter()
+            .filter(|n| {
+                n.attr("type")
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/ld+json"))
+            })
+            .map(|n| n.text().to_string())
+            .collect();
+        // Only contact links are kept: a page of a million links keeps none of the others.
+        let contact_links = doc
+            .select("a[href]")
+            .nodes()
+            .iter()
+            .filter_map(|n| n.attr("href"))
+            .filter(|h| {
+                let h = h.trim_start().as_bytes();
+                let prefix = |p: &[u8]| h.len() >= p.len() && h[..p.len()].eq_ignore_ascii_case(p);
+                prefix(b"mailto:") || prefix(b"tel:")
+            })
+            .map(|h| h.to_string())
+            .collect();
+        Self {
+            jsonld,
+            contact_links,
+        }
+    }
+}
+
+/// Collects entities, dropping repeats of a `(kind, normalized)` pair, and counting those
+/// beyond the cap.
 pub(crate) struct Collector {
     seen: HashSet<(EntityKind, String)>,
     entities: Vec<Entity>,
+    cap: usize,
+    dropped: usize,
+}
+
+impl Default for Collector {
+    fn default() -> Self {
+        Self::with_cap(usize::MAX)
+    }
 }
 
 impl Collector {
+    pub(crate) fn with_cap(cap: usize) -> Self {
+        Self {
+            seen: HashSet::new(),
+            entities: Vec::new(),
+            cap,
+            dropped: 0,
+        }
+    }
+
     pub(crate) fn add(
         &mut self,
         kind: EntityKind,
@@ -141,6 +205,12 @@ impl Collector {
         source: EntitySource,
     ) {
         if normalized.is_empty() {
+            return;
+        }
+        if self.entities.len() >= self.cap {
+            if !self.seen.contains(&(kind, normalized.clone())) {
+                self.dropped += 1;
+            }
             return;
         }
         if self.seen.insert((kind, normalized.clone())) {
@@ -157,23 +227,70 @@ impl Collector {
 /// Finds the entities of a document: JSON-LD blocks and `mailto:`/`tel:` links of `html`
 /// (when the document is HTML), and e-mail addresses, phone numbers and domains of `text`
 /// (the extracted main text).
+///
+/// The markup goes through the guard with the default [`Limits`]; a page it refuses is
+/// reported as a failure of the markup extractors (the text is still searched). Callers
+/// that extracted the page already should use [`find_entities_in`] with
+/// [`crate::Extracted::markup`] instead, which parses nothing.
 pub fn find_entities(html: Option<&str>, text: &str) -> EntityReport {
+    let limits = Limits::default();
+    let mut budget = Budget::new(&limits);
+    let markup =
+        html.map(|h| crate::html::parse_guarded(h, &limits).map(|d| Markup::from_document(&d)));
+    let refused = match &markup {
+        Some(Err(e)) => Some(format!("markup: too expensive to parse: {e}")),
+        _ => None,
+    };
+    let markup = markup.and_then(Result::ok);
+    let mut report = match find_entities_in(markup.as_ref(), text, &limits, &mut budget) {
+        Ok(report) => report,
+        Err(e) => EntityReport {
+            failures: vec![format!("too expensive to extract: {e}")],
+            ..EntityReport::default()
+        },
+    };
+    report.failures.extend(refused);
+    report
+}
+
+/// Finds the entities of a document from its [`Markup`] (when it is HTML) and its main
+/// text, spending from `budget`. At most `limits.max_entities` are kept; more are reported
+/// as a failure (`entities: ...`), so the status says `partial`.
+///
+/// # Errors
+/// [`TooExpensive`] when the budget runs out.
+pub fn find_entities_in(
+    markup: Option<&Markup>,
+    text: &str,
+    limits: &Limits,
+    budget: &mut Budget,
+) -> Result<EntityReport, TooExpensive> {
     let mut report = EntityReport::default();
-    let mut found = Collector::default();
-    if let Some(html) = html {
-        let doc = dom_query::Document::from(html);
-        let failures = jsonld::find(&doc, &mut found);
+    let mut found = Collector::with_cap(limits.max_entities);
+    if let Some(markup) = markup {
+        let bytes: usize = markup.jsonld.iter().map(String::len).sum();
+        budget.spend(bytes as u64, "JSON-LD")?;
+        let failures = jsonld::find(&markup.jsonld, &mut found);
         if failures.is_empty() {
             report.completed.push("json-ld".into());
         }
         report.failures.extend(failures);
-        text::find_links(&doc, &mut found);
+        budget.spend(markup.contact_links.len() as u64, "contact links")?;
+        text::find_links(&markup.contact_links, &mut found);
         report.completed.push("links".into());
     }
+    // Three linear-time patterns over the text.
+    budget.spend(3 * text.len() as u64, "finding entities in the text")?;
     text::find_in_text(text, &mut found);
     report.completed.push("text".into());
+    if found.dropped > 0 {
+        report.failures.push(format!(
+            "entities: {} more than the cap of {} were dropped",
+            found.dropped, limits.max_entities
+        ));
+    }
     report.entities = found.entities;
-    report
+    Ok(report)
 }
 
 /// Trims and collapses whitespace: the normal form of names.

@@ -5,7 +5,6 @@
 
 use std::sync::LazyLock;
 
-use dom_query::Document;
 use regex::Regex;
 
 use super::{
@@ -45,11 +44,8 @@ const TLDS: &[&str] = &[
 ];
 
 /// Adds the targets of `mailto:` and `tel:` links.
-pub(crate) fn find_links(doc: &Document, out: &mut Collector) {
-    for node in doc.select("a[href]").nodes() {
-        let Some(href) = node.attr("href") else {
-            continue;
-        };
+pub(crate) fn find_links(hrefs: &[String], out: &mut Collector) {
+    for href in hrefs {
         let href = href.trim();
         let lower = href.to_ascii_lowercase();
         if lower.starts_with("mailto:") {
@@ -213,11 +209,15 @@ mod tests {
 
     #[test]
     fn links_give_emails_and_phones() {
-        let doc = Document::from(
-            r#"<a href="mailto:Sales@Shop.example?subject=hi">mail</a><a href="tel:+44-20-7946-0000">call</a>"#,
-        );
+        let doc = crate::html::parse_guarded(
+            r#"<a href="mailto:Sales@Shop.example?subject=hi">mail</a><a href="/x">x</a><a href="tel:+44-20-7946-0000">call</a>"#,
+            &crate::Limits::default(),
+        )
+        .unwrap();
+        let markup = crate::Markup::from_document(&doc);
+        assert_eq!(markup.contact_links.len(), 2);
         let mut c = Collector::default();
-        find_links(&doc, &mut c);
+        find_links(&markup.contact_links, &mut c);
         let got: Vec<_> = c
             .entities
             .into_iter()

@@ -95,10 +95,12 @@ mod tests {
 
     #[test]
     fn readability_title_first_then_declared_ones() {
-        let doc = Document::from(
+        let doc = super::super::parse_guarded(
             r#"<html><head><title>A page title here | Site</title>
             <meta property="og:title" content=" The  OG title "></head><body><h1>H</h1></body></html>"#,
-        );
+            &crate::Limits::default(),
+        )
+        .unwrap();
         let c = TitleCandidates::from_document(&doc);
         assert_eq!(
             c.choose(Some("From readability")).as_deref(),
