@@ -405,6 +405,35 @@ pub async fn run_next<H: Handler>(
     Ok(n)
 }
 
+/// How often a running worker publishes its family's queue depth.
+const DEPTH_EVERY: Duration = Duration::from_secs(5);
+
+/// Publishes the queue's depth (`pipeline_queue_depth{family, state}`) every
+/// [`DEPTH_EVERY`] until `cancel` fires: every worker reports its own family.
+async fn report_depth(queue: WorkQueue, cancel: CancellationToken) {
+    let family = queue.family().to_owned();
+    loop {
+        match queue.depth().await {
+            Ok(d) => {
+                for (state, n) in [
+                    ("ready", d.ready),
+                    ("leased", d.leased),
+                    ("delayed", d.delayed),
+                ] {
+                    metrics::gauge!("pipeline_queue_depth", "family" => family.clone(), "state" => state)
+                        .set(n as f64);
+                }
+            }
+            // Only the gauge goes stale; reserve failures report Redis trouble loudly.
+            Err(err) => tracing::debug!(error = %err, "queue depth unavailable"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(DEPTH_EVERY) => {}
+        }
+    }
+}
+
 /// Runs until `cancel` fires, then drains within the timeout. Work still running then keeps
 /// its lease until it expires, and the queue delivers it again. Returns whether the drain
 /// was complete (`false`: work was still running at the timeout).
@@ -416,6 +445,7 @@ pub async fn run<H: Handler>(
 ) -> bool {
     let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let tracker = TaskTracker::new();
+    let depth = tokio::spawn(report_depth(queue.clone(), cancel.clone()));
     let mut error_pause = Duration::from_millis(100);
     tracing::info!(
         family = queue.family(),
@@ -464,6 +494,7 @@ pub async fn run<H: Handler>(
         }
     }
     tracker.close();
+    depth.abort();
     let finished = pipeline_core::shutdown::drain_within(opts.drain_timeout, async {
         tracker.wait().await;
         handler.settled().await;

@@ -79,36 +79,11 @@ pub async fn run(services: Services, cancel: CancellationToken) -> anyhow::Resul
     let handler = Arc::new(handler_for(&services)?);
     let queue = services.queue(Family::Scrape).clone();
     let settings = services.settings.clone();
-    let depth = tokio::spawn(report_depth(queue.clone(), cancel.clone()));
     let opts = RunnerOptions {
         concurrency: settings.scrape.concurrency,
         reserve_batch: settings.queue.reserve_batch,
         drain_timeout: settings.shutdown.drain_timeout(),
     };
     let drained = pipeline_ops::worker::run(queue, handler, opts, cancel).await;
-    depth.abort();
     Ok(Drain::from_drained(drained))
-}
-
-/// Publishes the scrape queue's depth as gauges every few seconds.
-async fn report_depth(queue: work_queue::WorkQueue, cancel: CancellationToken) {
-    loop {
-        match queue.depth().await {
-            Ok(d) => {
-                for (state, n) in [
-                    ("ready", d.ready),
-                    ("leased", d.leased),
-                    ("delayed", d.delayed),
-                ] {
-                    metrics::gauge!("scrape_queue_depth", "state" => state).set(n as f64);
-                }
-            }
-            // Only the gauge goes stale; the worker itself reports Redis trouble.
-            Err(err) => tracing::debug!(error = %err, "queue depth unavailable"),
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
-    }
 }

@@ -61,8 +61,24 @@ async fn the_binary_extracts_serves_probes_and_stops_on_sigterm() -> anyhow::Res
         "pipeline_embedding_batch_size",
         "pipeline_embedding_seconds",
         "pipeline_entities_status_total",
+        "pipeline_queue_depth",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    // Durations are histograms (they add up across replicas), and every series says what
+    // it is.
+    assert!(
+        metrics.contains("# TYPE pipeline_message_duration_seconds histogram"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("pipeline_message_duration_seconds_bucket{"));
+    assert!(metrics.contains(r#"pipeline_queue_depth{family="extraction",state="ready"}"#));
+    for line in metrics.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split_whitespace().nth(2).expect("a metric name");
+        assert!(
+            metrics.contains(&format!("# HELP {name} ")),
+            "{name} has no # HELP"
+        );
     }
 
     let pid = child.id().expect("running").to_string();
