@@ -25,7 +25,7 @@ async fn partition_of(pool: &PgPool, id: i64) -> anyhow::Result<Option<String>> 
 async fn apply_every_migration_file_again(pool: &PgPool) -> anyhow::Result<()> {
     for m in pipeline_store::MIGRATOR.iter() {
         let mut tx = pool.begin().await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.to_string()))
+        sqlx::raw_sql(m.sql.clone())
             .execute(&mut *tx)
             .await
             .map_err(|e| anyhow::anyhow!("migration {} run again: {e}", m.version))?;
@@ -39,10 +39,11 @@ async fn the_migration_keeps_the_old_trail_and_its_ids() -> anyhow::Result<()> {
     let db = TestDb::empty().await?;
     let pool = &db.pool;
     // The schema as it was before partitioning, with a trail spanning three months.
-    for m in pipeline_store::MIGRATOR.iter().filter(|m| m.version < 20261210000000) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.to_string()))
-            .execute(pool)
-            .await?;
+    for m in pipeline_store::MIGRATOR
+        .iter()
+        .filter(|m| m.version < 20261210000000)
+    {
+        sqlx::raw_sql(m.sql.clone()).execute(pool).await?;
     }
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "INSERT INTO projects (id, name) VALUES ('{PROJECT}', 'p');
@@ -56,10 +57,14 @@ async fn the_migration_keeps_the_old_trail_and_its_ids() -> anyhow::Result<()> {
     )))
     .execute(pool)
     .await?;
-    let before: Vec<(i64, String, Option<serde_json::Value>, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT id, kind, detail, at FROM job_events ORDER BY id")
-            .fetch_all(pool)
-            .await?;
+    let before: Vec<(
+        i64,
+        String,
+        Option<serde_json::Value>,
+        chrono::DateTime<chrono::Utc>,
+    )> = sqlx::query_as("SELECT id, kind, detail, at FROM job_events ORDER BY id")
+        .fetch_all(pool)
+        .await?;
 
     pipeline_store::migrate(pool).await?;
     let relkind: String =
@@ -67,10 +72,14 @@ async fn the_migration_keeps_the_old_trail_and_its_ids() -> anyhow::Result<()> {
             .fetch_one(pool)
             .await?;
     assert_eq!(relkind, "p", "job_events is partitioned");
-    let after: Vec<(i64, String, Option<serde_json::Value>, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT id, kind, detail, at FROM job_events ORDER BY id")
-            .fetch_all(pool)
-            .await?;
+    let after: Vec<(
+        i64,
+        String,
+        Option<serde_json::Value>,
+        chrono::DateTime<chrono::Utc>,
+    )> = sqlx::query_as("SELECT id, kind, detail, at FROM job_events ORDER BY id")
+        .fetch_all(pool)
+        .await?;
     assert_eq!(after, before);
     // Each old row sits in its month's partition, none in the default.
     for (id, ..) in &before {
@@ -82,7 +91,16 @@ async fn the_migration_keeps_the_old_trail_and_its_ids() -> anyhow::Result<()> {
     // The store's writers and readers work on the new table, and ids go on from the old ones.
     let source = Uuid::parse_str(SOURCE)?;
     let job = Uuid::parse_str(JOB)?;
-    sources::record_event(pool, Some(job), source, "reconciled", "requeue", None, &serde_json::json!({})).await?;
+    sources::record_event(
+        pool,
+        Some(job),
+        source,
+        "reconciled",
+        "requeue",
+        None,
+        &serde_json::json!({}),
+    )
+    .await?;
     let trail = sources::events(pool, source).await?;
     let kinds: Vec<&str> = trail.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["enqueued", "started", "succeeded", "reconciled"]);
@@ -95,12 +113,18 @@ async fn the_migration_keeps_the_old_trail_and_its_ids() -> anyhow::Result<()> {
 
     // The foreign keys keep their actions: a deleted job leaves its events, unattributed;
     // a deleted source takes its trail with it.
-    sqlx::query("DELETE FROM jobs WHERE id = $1").bind(job).execute(pool).await?;
+    sqlx::query("DELETE FROM jobs WHERE id = $1")
+        .bind(job)
+        .execute(pool)
+        .await?;
     let attributed: i64 = sqlx::query_scalar("SELECT count(job_id) FROM job_events")
         .fetch_one(pool)
         .await?;
     assert_eq!(attributed, 0);
-    sqlx::query("DELETE FROM sources WHERE id = $1").bind(source).execute(pool).await?;
+    sqlx::query("DELETE FROM sources WHERE id = $1")
+        .bind(source)
+        .execute(pool)
+        .await?;
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM job_events")
         .fetch_one(pool)
         .await?;
@@ -132,9 +156,20 @@ async fn partitions_are_made_ahead_and_retention_drops_whole_months() -> anyhow:
     let future = insert_at("now() + interval '6 months'").await?;
     let old = insert_at("now() - interval '5 months'").await?;
     let current = insert_at("now()").await?;
-    assert_eq!(partition_of(pool, future).await?.unwrap(), "job_events_default");
-    assert_eq!(partition_of(pool, old).await?.unwrap(), "job_events_default");
-    assert!(partition_of(pool, current).await?.unwrap().starts_with("job_events_y"));
+    assert_eq!(
+        partition_of(pool, future).await?.unwrap(),
+        "job_events_default"
+    );
+    assert_eq!(
+        partition_of(pool, old).await?.unwrap(),
+        "job_events_default"
+    );
+    assert!(
+        partition_of(pool, current)
+            .await?
+            .unwrap()
+            .starts_with("job_events_y")
+    );
 
     // The daemon's maintenance creates the coming months; the future row moves out of the
     // default partition into its month.
@@ -144,13 +179,20 @@ async fn partitions_are_made_ahead_and_retention_drops_whole_months() -> anyhow:
         maintenance_interval_secs: 3600,
     };
     let changes = requeue_daemon::partitions::maintain(pool, &settings).await?;
-    assert!(!changes.is_empty() && changes.iter().all(|c| c.change == "created"), "{changes:?}");
+    assert!(
+        !changes.is_empty() && changes.iter().all(|c| c.change == "created"),
+        "{changes:?}"
+    );
     let p = partition_of(pool, future).await?.unwrap();
     assert!(p.starts_with("job_events_y"), "{p}");
     assert!(changes.iter().any(|c| c.partition_name == p), "{changes:?}");
     assert_eq!(events::rows_in_default_partition(pool).await?, 1);
     // Nothing left to do the second time.
-    assert!(requeue_daemon::partitions::maintain(pool, &settings).await?.is_empty());
+    assert!(
+        requeue_daemon::partitions::maintain(pool, &settings)
+            .await?
+            .is_empty()
+    );
 
     // The old month gets its partition (the row moves), then retention drops that month
     // whole; this month and the coming ones stay.
@@ -211,12 +253,25 @@ async fn every_trace_view_column_is_documented() -> anyhow::Result<()> {
     .await?;
     assert_eq!(
         views,
-        ["dlq_history", "events", "job_sources", "jobs", "sources", "stage_runs"]
+        [
+            "dlq_history",
+            "events",
+            "job_sources",
+            "jobs",
+            "sources",
+            "stage_runs"
+        ]
     );
     // The doc describes every view.
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/traceability.md"))?;
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/traceability.md"
+    ))?;
     for v in &views {
-        assert!(doc.contains(&format!("### `trace.{v}`")), "docs/traceability.md lacks trace.{v}");
+        assert!(
+            doc.contains(&format!("### `trace.{v}`")),
+            "docs/traceability.md lacks trace.{v}"
+        );
     }
     Ok(())
 }

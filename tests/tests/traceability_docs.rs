@@ -170,7 +170,11 @@ async fn every_query_in_the_traceability_doc_answers_a_real_run() -> anyhow::Res
     checked.insert("source-timeline");
 
     // source-dlq-history: three failures, two redrives by the daemon, then parked.
-    let r = rows(db, &bind(sql_of("source-dlq-history"), &with_source(broken))).await?;
+    let r = rows(
+        db,
+        &bind(sql_of("source-dlq-history"), &with_source(broken)),
+    )
+    .await?;
     let actions: Vec<&str> = col(&r, "action").into_iter().map(s).collect();
     assert_eq!(
         actions,
@@ -186,9 +190,15 @@ async fn every_query_in_the_traceability_doc_answers_a_real_run() -> anyhow::Res
     );
     assert!(r.iter().all(|e| e["dlq"] == "scrape"), "{r:?}");
     assert_eq!(r[0]["actor"], "scrape");
-    assert_eq!((&r[1]["actor"], &r[1]["redrive_count"]), (&json!("requeue"), &json!(1)));
+    assert_eq!(
+        (&r[1]["actor"], &r[1]["redrive_count"]),
+        (&json!("requeue"), &json!(1))
+    );
     assert_eq!(r[3]["redrive_count"], 2);
-    assert_eq!((&r[5]["actor"], &r[5]["redrive_count"]), (&json!("requeue"), &json!(2)));
+    assert_eq!(
+        (&r[5]["actor"], &r[5]["redrive_count"]),
+        (&json!("requeue"), &json!(2))
+    );
     checked.insert("source-dlq-history");
 
     // job-summary
@@ -201,18 +211,31 @@ async fn every_query_in_the_traceability_doc_answers_a_real_run() -> anyhow::Res
     let j = &r[0];
     assert_eq!(j["status"], "completed_with_errors", "{j}");
     assert_eq!(
-        [&j["sources_total"], &j["extracted"], &j["failed"], &j["in_flight"], &j["parked"]],
+        [
+            &j["sources_total"],
+            &j["extracted"],
+            &j["failed"],
+            &j["in_flight"],
+            &j["parked"]
+        ],
         [&json!(5), &json!(3), &json!(2), &json!(0), &json!(1)],
         "{j}"
     );
     // flaky: 2 failures, 404: 1, broken: 3; two redrives each for flaky and broken.
-    assert_eq!((&j["failure_events"], &j["redrives"]), (&json!(6), &json!(4)), "{j}");
+    assert_eq!(
+        (&j["failure_events"], &j["redrives"]),
+        (&json!(6), &json!(4)),
+        "{j}"
+    );
     assert_eq!(j["events"], job_events, "{j}");
     checked.insert("job-summary");
 
     // job-failures: the whole trail of exactly the sources that failed.
     let r = rows(db, &bind(sql_of("job-failures"), &vars)).await?;
-    let failed: BTreeSet<String> = col(&r, "source_id").into_iter().map(|v| s(v).to_owned()).collect();
+    let failed: BTreeSet<String> = col(&r, "source_id")
+        .into_iter()
+        .map(|v| s(v).to_owned())
+        .collect();
     let expect: BTreeSet<String> = [flaky, gone, broken].iter().map(Uuid::to_string).collect();
     assert_eq!(failed, expect);
     let trail: i64 =
@@ -227,11 +250,20 @@ async fn every_query_in_the_traceability_doc_answers_a_real_run() -> anyhow::Res
     let r = rows(db, &bind(sql_of("failed-permanently-last-day"), &vars)).await?;
     let got: Vec<(&str, &str, i64)> = r
         .iter()
-        .map(|x| (s(&x["status"]), s(&x["last_error_kind"]), x["sources"].as_i64().unwrap()))
+        .map(|x| {
+            (
+                s(&x["status"]),
+                s(&x["last_error_kind"]),
+                x["sources"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
-        [("dead_lettered", "permanent", 1), ("parked", "transient", 1)],
+        [
+            ("dead_lettered", "permanent", 1),
+            ("parked", "transient", 1)
+        ],
         "{r:?}"
     );
     assert!(s(&r[0]["example_error"]).contains("404"), "{r:?}");
@@ -245,7 +277,13 @@ async fn every_query_in_the_traceability_doc_answers_a_real_run() -> anyhow::Res
     let r = rows(db, &bind(sql_of("job-redriven-pages"), &vars)).await?;
     let got: Vec<(String, i64, &str)> = r
         .iter()
-        .map(|x| (s(&x["uri"]).to_owned(), x["redrives"].as_i64().unwrap(), s(&x["status_now"])))
+        .map(|x| {
+            (
+                s(&x["uri"]).to_owned(),
+                x["redrives"].as_i64().unwrap(),
+                s(&x["status_now"]),
+            )
+        })
         .collect();
     assert_eq!(got, expect, "{r:?}");
     checked.insert("job-redriven-pages");
@@ -256,23 +294,37 @@ async fn every_query_in_the_traceability_doc_answers_a_real_run() -> anyhow::Res
         .collect();
     assert_eq!(
         got,
-        expect.iter().map(|(u, n, _)| (u.clone(), *n)).collect::<Vec<_>>()
+        expect
+            .iter()
+            .map(|(u, n, _)| (u.clone(), *n))
+            .collect::<Vec<_>>()
     );
     checked.insert("redriven-pages-last-day");
 
     // slowest-stage-last-hour: one scrape run per request to the pages, one extraction run
     // per page stored.
-    let scrape_runs: usize = ["/ok/1", "/ok/2", "/ok/3", "/flaky/twice", "/status/404", "/flaky/broken"]
-        .iter()
-        .map(|p| pages.hits(p))
-        .sum();
+    let scrape_runs: usize = [
+        "/ok/1",
+        "/ok/2",
+        "/ok/3",
+        "/flaky/twice",
+        "/status/404",
+        "/flaky/broken",
+    ]
+    .iter()
+    .map(|p| pages.hits(p))
+    .sum();
     assert_eq!(scrape_runs, 10);
     let r = rows(db, &bind(sql_of("slowest-stage-last-hour"), &vars)).await?;
     let runs: BTreeMap<&str, i64> = r
         .iter()
         .map(|x| (s(&x["stage"]), x["runs"].as_i64().unwrap()))
         .collect();
-    assert_eq!(runs, BTreeMap::from([("scrape", 10), ("extraction", 4)]), "{r:?}");
+    assert_eq!(
+        runs,
+        BTreeMap::from([("scrape", 10), ("extraction", 4)]),
+        "{r:?}"
+    );
     for x in &r {
         let (p50, p95, max) = (
             x["p50_ms"].as_f64().unwrap(),
@@ -281,8 +333,14 @@ async fn every_query_in_the_traceability_doc_answers_a_real_run() -> anyhow::Res
         );
         assert!(0.0 <= p50 && p50 <= p95 && p95 <= max, "{x}");
     }
-    let p95: Vec<f64> = col(&r, "p95_ms").into_iter().map(|v| v.as_f64().unwrap()).collect();
-    assert!(p95.windows(2).all(|w| w[0] >= w[1]), "not slowest first: {r:?}");
+    let p95: Vec<f64> = col(&r, "p95_ms")
+        .into_iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        p95.windows(2).all(|w| w[0] >= w[1]),
+        "not slowest first: {r:?}"
+    );
     checked.insert("slowest-stage-last-hour");
 
     // job-stage-time: job 1's runs (the shared /ok/1 ran once, on behalf of job 1).
@@ -292,23 +350,25 @@ async fn every_query_in_the_traceability_doc_answers_a_real_run() -> anyhow::Res
         .map(|x| (s(&x["stage"]), x["runs"].as_i64().unwrap()))
         .collect();
     assert_eq!(runs, [("extraction", 3), ("scrape", 9)], "{r:?}");
-    assert!(r.iter().all(|x| x["working"].is_string() && x["waiting"].is_string()), "{r:?}");
+    assert!(
+        r.iter()
+            .all(|x| x["working"].is_string() && x["waiting"].is_string()),
+        "{r:?}"
+    );
     checked.insert("job-stage-time");
 
     assert_eq!(
-        names,
-        checked,
+        names, checked,
         "every SQL block of the doc must be run and checked here"
     );
 
     // The plans, over realistic row counts: the planner rightly reads a table of a few rows
     // sequentially, so the real run alone proves nothing about indexes.
     add_filler(db).await?;
-    let nonempty: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT tableoid::regclass::text FROM job_events",
-    )
-    .fetch_all(db)
-    .await?;
+    let nonempty: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT tableoid::regclass::text FROM job_events")
+            .fetch_all(db)
+            .await?;
     let single = [
         ("which-job-created", with_source(ok1)),
         ("source-by-url", vars.clone()),
@@ -321,11 +381,10 @@ async fn every_query_in_the_traceability_doc_answers_a_real_run() -> anyhow::Res
     ];
     for (name, v) in &single {
         let sql = bind(sql_of(name), v);
-        let plan: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN (FORMAT JSON) {sql}"
-        )))
-        .fetch_one(db)
-        .await?;
+        let plan: Value =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN (FORMAT JSON) {sql}")))
+                .fetch_one(db)
+                .await?;
         let mut scans = Vec::new();
         seq_scans(&plan, &mut scans);
         // A sequential scan of an empty partition (next month's, the default) costs nothing
@@ -334,7 +393,10 @@ async fn every_query_in_the_traceability_doc_answers_a_real_run() -> anyhow::Res
             .iter()
             .filter(|t| *t == "sources" || nonempty.contains(t))
             .collect();
-        assert!(bad.is_empty(), "`{name}` scans {bad:?} sequentially:\n{plan:#}");
+        assert!(
+            bad.is_empty(),
+            "`{name}` scans {bad:?} sequentially:\n{plan:#}"
+        );
     }
     Ok(())
 }

@@ -34,7 +34,9 @@ fn args() -> anyhow::Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let v = it.next().ok_or_else(|| anyhow::anyhow!("{k} needs a value"))?;
+        let v = it
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{k} needs a value"))?;
         match k.as_str() {
             "--sources" => a.sources = v.parse()?,
             "--job-size" => a.job_size = v.parse()?,
@@ -81,7 +83,9 @@ async fn main() -> anyhow::Result<()> {
     let db_name = format!("trail_bench_{}", Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&a.database_url).await?;
     admin
-        .execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{db_name}""#)))
+        .execute(sqlx::AssertSqlSafe(format!(
+            r#"CREATE DATABASE "{db_name}""#
+        )))
         .await?;
     let url = match a.database_url.rsplit_once('/') {
         Some((base, _)) => format!("{base}/{db_name}"),
@@ -216,7 +220,10 @@ fn pick(k: usize, n: i64) -> i64 {
 fn p95(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    (ms(v[v.len() / 2]), ms(v[(v.len() * 95 / 100).min(v.len() - 1)]))
+    (
+        ms(v[v.len() / 2]),
+        ms(v[(v.len() * 95 / 100).min(v.len() - 1)]),
+    )
 }
 
 async fn queries(a: &Args, pool: &PgPool, njobs: i64) -> anyhow::Result<()> {
@@ -242,7 +249,11 @@ async fn queries(a: &Args, pool: &PgPool, njobs: i64) -> anyhow::Result<()> {
     }
     println!("\nquery (docs/traceability.md)       samples   p50 ms   p95 ms");
     for sql in &blocks {
-        let name = sql.lines().next().unwrap_or("").trim_start_matches("-- name: ");
+        let name = sql
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("-- name: ");
         let global = !sql.contains(":'");
         let n = if global { 10.min(a.samples) } else { a.samples };
         let mut times = Vec::with_capacity(n);
@@ -282,9 +293,15 @@ async fn queries(a: &Args, pool: &PgPool, njobs: i64) -> anyhow::Result<()> {
         job.push(t.elapsed());
     }
     let (p50, p95v) = p95(trace);
-    println!("{:<36} {:>7} {p50:>8.2} {p95v:>8.2}", "API trace (source + events)", a.samples);
+    println!(
+        "{:<36} {:>7} {p50:>8.2} {p95v:>8.2}",
+        "API trace (source + events)", a.samples
+    );
     let (p50, p95v) = p95(job);
-    println!("{:<36} {:>7} {p50:>8.2} {p95v:>8.2}", "API job (job + its sources)", a.samples);
+    println!(
+        "{:<36} {:>7} {p50:>8.2} {p95v:>8.2}",
+        "API job (job + its sources)", a.samples
+    );
     Ok(())
 }
 
@@ -307,7 +324,10 @@ async fn inserts(pool: &PgPool) -> anyhow::Result<()> {
     .execute(pool)
     .await?;
     println!("\ninsert throughput          partitioned      plain   (rows/s)");
-    for (label, batch, rounds) in [("batches of 1000", 1000i64, 100i64), ("1 row per commit", 1, 3000)] {
+    for (label, batch, rounds) in [
+        ("batches of 1000", 1000i64, 100i64),
+        ("1 row per commit", 1, 3000),
+    ] {
         let mut rates = Vec::new();
         for table in ["job_events", "job_events_plain"] {
             let sql = format!(

@@ -44,7 +44,10 @@ pub async fn run(db: PgPool, settings: EventsSettings, cancel: CancellationToken
         let pause = match maintain(&db, &settings).await {
             Ok(_) => interval,
             Err(err) => {
-                tracing::error!(error = format!("{err:#}"), "event partition maintenance failed");
+                tracing::error!(
+                    error = format!("{err:#}"),
+                    "event partition maintenance failed"
+                );
                 RETRY_AFTER_ERROR.min(interval)
             }
         };
