@@ -3,6 +3,9 @@
 //! that reached the default partition move into their month), and retention drops whole
 //! old partitions.
 
+// Row tuples from sqlx read clearer inline than behind type aliases.
+#![allow(clippy::type_complexity)]
+
 use integration_tests::TestDb;
 use pipeline_core::settings::EventsSettings;
 use pipeline_store::{events, sources};

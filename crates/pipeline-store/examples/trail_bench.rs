@@ -176,11 +176,12 @@ async fn run(a: &Args, url: &str) -> anyhow::Result<()> {
          CREATE INDEX job_events_job_idx ON job_events (job_id, id);
          CREATE INDEX job_events_at_brin ON job_events USING brin (at);
          CREATE INDEX job_events_dlq_at_idx ON job_events (at)
-             WHERE kind IN ('dead_lettered', 'redriven', 'parked', 'discarded');
-         VACUUM ANALYZE;",
+             WHERE kind IN ('dead_lettered', 'redriven', 'parked', 'discarded');",
     )
     .execute(&pool)
     .await?;
+    // VACUUM refuses a transaction block, which a multi-statement string is.
+    sqlx::raw_sql("VACUUM ANALYZE").execute(&pool).await?;
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM job_events")
         .fetch_one(&pool)
         .await?;
