@@ -69,6 +69,7 @@ pub struct Settings {
     pub extraction: ExtractionSettings,
     pub embedding: EmbeddingSettings,
     pub requeue: RequeueSettings,
+    pub events: EventsSettings,
     pub api: ApiSettings,
 }
 
@@ -250,6 +251,16 @@ pub struct RequeueSettings {
     pub reconcile_after_secs: u64,
     pub reconcile_batch: usize,
     pub reconcile_interval_secs: u64,
+}
+
+/// `[events]`: the event trail's partitions, maintained by the requeue daemon.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct EventsSettings {
+    pub retention_days: u32,
+    pub partitions_ahead_months: u32,
+    pub maintenance_interval_secs: u64,
 }
 
 /// `[api]`

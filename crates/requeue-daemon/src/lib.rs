@@ -7,7 +7,9 @@
 //!   job progress), one transaction per batch.
 //! - [`Reconciler`]: sources in flight for too long that nothing in Redis holds are enqueued
 //!   again, so Redis losing its data loses no work.
-//! - [`run`]: both loops plus the DLQ gauges, until cancelled.
+//! - [`partitions`]: the event trail's monthly partitions, created ahead and dropped past
+//!   the `[events]` retention.
+//! - [`run`]: these loops plus the DLQ gauges, until cancelled.
 //!
 //! Any number of replicas may run at once: each batch is one Redis script, so no item is
 //! redriven twice, and the reconciler claims a source in Postgres before enqueuing it.
@@ -17,6 +19,7 @@ mod clock;
 pub mod config;
 mod error;
 pub mod metrics;
+pub mod partitions;
 pub mod reconcile;
 pub mod redrive;
 
@@ -36,7 +39,7 @@ pub use redrive::{Redriver, SweepReport};
 /// How often the DLQ size gauges are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Runs the redrive loop, the reconciler and the gauges until `cancel` fires, then waits for
+/// Runs the redrive loop, the reconciler, partition maintenance and the gauges until `cancel` fires, then waits for
 /// them to finish their current batch for at most `drain` (a batch is atomic in Redis, so
 /// stopping between batches loses nothing). Returns whether they drained in time.
 pub async fn run(
@@ -52,6 +55,11 @@ pub async fn run(
     tracker.spawn(async move { redriver.run(c).await });
     let c = cancel.clone();
     tracker.spawn(async move { reconciler.run(c).await });
+    tracker.spawn(partitions::run(
+        services.db.clone(),
+        services.settings.events.clone(),
+        cancel.clone(),
+    ));
     tracker.spawn(metrics::run_gauges(
         services.clone(),
         GAUGE_INTERVAL,

@@ -1,0 +1,48 @@
+//! Maintenance of the event trail's partitions: `job_events` is partitioned by UTC month
+//! (see the migration `job_events_partitioned`). Partitions are created ahead of time so
+//! inserts land in their month, and retention drops whole months, never rows.
+
+use sqlx::PgPool;
+
+use crate::Result;
+
+/// A partition created or dropped by [`ensure_partitions`].
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PartitionChange {
+    /// The partition's table name (`job_events_y2026m12`).
+    pub partition_name: String,
+    /// `created` or `dropped`.
+    pub change: String,
+}
+
+/// Creates the partitions of the current month and the `months_ahead` next ones, and, with
+/// `retention_days` > 0, drops the monthly partitions whose whole month ended more than
+/// `retention_days` days ago (the SQL function `pipeline_ensure_event_partitions`). Safe to
+/// call from many replicas at once: they serialise on an advisory lock.
+pub async fn ensure_partitions(
+    pool: &PgPool,
+    months_ahead: u32,
+    retention_days: u32,
+) -> Result<Vec<PartitionChange>> {
+    // Settings are u32; the SQL function takes integers.
+    let ahead = i32::try_from(months_ahead).unwrap_or(i32::MAX);
+    let days = i32::try_from(retention_days).unwrap_or(i32::MAX);
+    Ok(sqlx::query_as::<_, PartitionChange>(
+        "SELECT partition_name, change FROM pipeline_ensure_event_partitions($1, $2)",
+    )
+    .bind(ahead)
+    .bind(days)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Rows sitting in the default partition: events whose month had no partition when they
+/// were written. Non-zero means partition maintenance is not running (or was late); the
+/// next [`ensure_partitions`] for that month moves them.
+pub async fn rows_in_default_partition(pool: &PgPool) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM job_events_default")
+            .fetch_one(pool)
+            .await?,
+    )
+}

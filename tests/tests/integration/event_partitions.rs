@@ -1,0 +1,277 @@
+//! The partitioned event trail: the migration from the plain table keeps every row and the
+//! id sequence, every migration is safe to run twice, partitions are created ahead (rows
+//! that reached the default partition move into their month), and retention drops whole
+//! old partitions.
+
+use integration_tests::TestDb;
+use pipeline_core::settings::EventsSettings;
+use pipeline_store::{events, sources};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const PROJECT: &str = "00000000-0000-0000-0000-0000000000a1";
+const JOB: &str = "00000000-0000-0000-0000-0000000000b1";
+const SOURCE: &str = "00000000-0000-0000-0000-0000000000c1";
+
+async fn partition_of(pool: &PgPool, id: i64) -> anyhow::Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT tableoid::regclass::text FROM job_events WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+async fn apply_every_migration_file_again(pool: &PgPool) -> anyhow::Result<()> {
+    for m in pipeline_store::MIGRATOR.iter() {
+        let mut tx = pool.begin().await?;
+        sqlx::raw_sql(m.sql.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| anyhow::anyhow!("migration {} run again: {e}", m.version))?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_migration_keeps_the_old_trail_and_its_ids() -> anyhow::Result<()> {
+    let db = TestDb::empty().await?;
+    let pool = &db.pool;
+    // The schema as it was before partitioning, with a trail spanning three months.
+    for m in pipeline_store::MIGRATOR
+        .iter()
+        .filter(|m| m.version < 20261210000000)
+    {
+        sqlx::raw_sql(m.sql.clone()).execute(pool).await?;
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO projects (id, name) VALUES ('{PROJECT}', 'p');
+         INSERT INTO jobs (id, project_id, type, status) VALUES ('{JOB}', '{PROJECT}', 'scrape', 'running');
+         INSERT INTO sources (id, project_id, uri, status, created_by_job_id)
+              VALUES ('{SOURCE}', '{PROJECT}', 'https://example.com/', 'extracted', '{JOB}');
+         INSERT INTO job_events (job_id, source_id, kind, stage, detail, at) VALUES
+             ('{JOB}', '{SOURCE}', 'enqueued', 'submit', '{{\"n\": 1}}', now() - interval '70 days'),
+             ('{JOB}', '{SOURCE}', 'started', 'scrape', NULL, now() - interval '35 days'),
+             ('{JOB}', '{SOURCE}', 'succeeded', 'scrape', NULL, now());"
+    )))
+    .execute(pool)
+    .await?;
+    let before: Vec<(
+        i64,
+        String,
+        Option<serde_json::Value>,
+        chrono::DateTime<chrono::Utc>,
+    )> = sqlx::query_as("SELECT id, kind, detail, at FROM job_events ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+
+    pipeline_store::migrate(pool).await?;
+    let relkind: String =
+        sqlx::query_scalar("SELECT relkind::text FROM pg_class WHERE oid = 'job_events'::regclass")
+            .fetch_one(pool)
+            .await?;
+    assert_eq!(relkind, "p", "job_events is partitioned");
+    let after: Vec<(
+        i64,
+        String,
+        Option<serde_json::Value>,
+        chrono::DateTime<chrono::Utc>,
+    )> = sqlx::query_as("SELECT id, kind, detail, at FROM job_events ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    assert_eq!(after, before);
+    // Each old row sits in its month's partition, none in the default.
+    for (id, ..) in &before {
+        let p = partition_of(pool, *id).await?.unwrap();
+        assert!(p.starts_with("job_events_y"), "row {id} in {p}");
+    }
+    assert_eq!(events::rows_in_default_partition(pool).await?, 0);
+
+    // The store's writers and readers work on the new table, and ids go on from the old ones.
+    let source = Uuid::parse_str(SOURCE)?;
+    let job = Uuid::parse_str(JOB)?;
+    sources::record_event(
+        pool,
+        Some(job),
+        source,
+        "reconciled",
+        "requeue",
+        None,
+        &serde_json::json!({}),
+    )
+    .await?;
+    let trail = sources::events(pool, source).await?;
+    let kinds: Vec<&str> = trail.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["enqueued", "started", "succeeded", "reconciled"]);
+    assert!(trail[3].id > before.last().unwrap().0);
+
+    // Every migration, run again by hand, changes nothing; the migrator has nothing to do.
+    apply_every_migration_file_again(pool).await?;
+    assert!(pipeline_store::migrate(pool).await?.applied.is_empty());
+    assert_eq!(sources::events(pool, source).await?.len(), 4);
+
+    // The foreign keys keep their actions: a deleted job leaves its events, unattributed;
+    // a deleted source takes its trail with it.
+    sqlx::query("DELETE FROM jobs WHERE id = $1")
+        .bind(job)
+        .execute(pool)
+        .await?;
+    let attributed: i64 = sqlx::query_scalar("SELECT count(job_id) FROM job_events")
+        .fetch_one(pool)
+        .await?;
+    assert_eq!(attributed, 0);
+    sqlx::query("DELETE FROM sources WHERE id = $1")
+        .bind(source)
+        .execute(pool)
+        .await?;
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM job_events")
+        .fetch_one(pool)
+        .await?;
+    assert_eq!(left, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn partitions_are_made_ahead_and_retention_drops_whole_months() -> anyhow::Result<()> {
+    let db = TestDb::migrated().await?;
+    let pool = &db.pool;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO projects (id, name) VALUES ('{PROJECT}', 'p');
+         INSERT INTO sources (id, project_id, uri, status)
+              VALUES ('{SOURCE}', '{PROJECT}', 'https://example.com/', 'queued');"
+    )))
+    .execute(pool)
+    .await?;
+    let insert_at = |at: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO job_events (source_id, kind, at) VALUES ('{SOURCE}', 'enqueued', {at})
+             RETURNING id"
+        )))
+        .fetch_one(pool)
+        .await
+    };
+
+    // Months without a partition: the default partition takes the rows, no insert fails.
+    let future = insert_at("now() + interval '6 months'").await?;
+    let old = insert_at("now() - interval '5 months'").await?;
+    let current = insert_at("now()").await?;
+    assert_eq!(
+        partition_of(pool, future).await?.unwrap(),
+        "job_events_default"
+    );
+    assert_eq!(
+        partition_of(pool, old).await?.unwrap(),
+        "job_events_default"
+    );
+    assert!(
+        partition_of(pool, current)
+            .await?
+            .unwrap()
+            .starts_with("job_events_y")
+    );
+
+    // The daemon's maintenance creates the coming months; the future row moves out of the
+    // default partition into its month.
+    let settings = EventsSettings {
+        retention_days: 0,
+        partitions_ahead_months: 7,
+        maintenance_interval_secs: 3600,
+    };
+    let changes = requeue_daemon::partitions::maintain(pool, &settings).await?;
+    assert!(
+        !changes.is_empty() && changes.iter().all(|c| c.change == "created"),
+        "{changes:?}"
+    );
+    let p = partition_of(pool, future).await?.unwrap();
+    assert!(p.starts_with("job_events_y"), "{p}");
+    assert!(changes.iter().any(|c| c.partition_name == p), "{changes:?}");
+    assert_eq!(events::rows_in_default_partition(pool).await?, 1);
+    // Nothing left to do the second time.
+    assert!(
+        requeue_daemon::partitions::maintain(pool, &settings)
+            .await?
+            .is_empty()
+    );
+
+    // The old month gets its partition (the row moves), then retention drops that month
+    // whole; this month and the coming ones stay.
+    let made: bool = sqlx::query_scalar(
+        "SELECT pipeline_create_event_partition((now() - interval '5 months')::date)",
+    )
+    .fetch_one(pool)
+    .await?;
+    assert!(made);
+    let old_partition = partition_of(pool, old).await?.unwrap();
+    assert!(old_partition.starts_with("job_events_y"), "{old_partition}");
+    assert_eq!(events::rows_in_default_partition(pool).await?, 0);
+    let changes = requeue_daemon::partitions::maintain(
+        pool,
+        &EventsSettings {
+            retention_days: 30,
+            ..settings.clone()
+        },
+    )
+    .await?;
+    let dropped: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.change == "dropped")
+        .map(|c| c.partition_name.as_str())
+        .collect();
+    assert_eq!(dropped, [old_partition.as_str()], "{changes:?}");
+    assert_eq!(partition_of(pool, old).await?, None);
+    assert!(partition_of(pool, current).await?.is_some());
+    assert!(partition_of(pool, future).await?.is_some());
+    let gone: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(&old_partition)
+        .fetch_one(pool)
+        .await?;
+    assert_eq!(gone, None, "the partition table itself is dropped");
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_trace_view_column_is_documented() -> anyhow::Result<()> {
+    let db = TestDb::migrated().await?;
+    let missing: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname || '.' || a.attname
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+          WHERE n.nspname = 'trace' AND c.relkind = 'v'
+            AND col_description(c.oid, a.attnum) IS NULL
+          ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    assert!(missing.is_empty(), "columns without a COMMENT: {missing:?}");
+    let views: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = 'trace' AND c.relkind = 'v' AND obj_description(c.oid) IS NOT NULL
+          ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    assert_eq!(
+        views,
+        [
+            "dlq_history",
+            "events",
+            "job_sources",
+            "jobs",
+            "sources",
+            "stage_runs"
+        ]
+    );
+    // The doc describes every view.
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/traceability.md"
+    ))?;
+    for v in &views {
+        assert!(
+            doc.contains(&format!("### `trace.{v}`")),
+            "docs/traceability.md lacks trace.{v}"
+        );
+    }
+    Ok(())
+}
