@@ -158,6 +158,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "work_queue_orphans_dropped_total",
         "Queue entries without a message hash, dropped",
     ),
+    (
+        "pipeline_event_partitions_total",
+        "Event-trail partitions created or dropped by the maintenance, by change",
+    ),
 ];
 
 /// Gauges: name and help.
