@@ -111,8 +111,8 @@ impl ApiError {
         e
     }
 
-    /// 500. The cause is logged with the request id; the client gets only the id, because
-    /// a database or Redis message can carry schema names, values and internal addresses.
+    /// An internal error (500): the cause is logged with the request id and the client gets
+    /// only the id, since a database or Redis message can carry schema names and values.
     pub fn internal(context: &str, err: &dyn std::fmt::Display) -> Self {
         let request_id = current_request_id();
         tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), error = %err, "{context}");

@@ -99,6 +99,8 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::scrape))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::show))
+        .routes(routes!(jobs::job_sources))
+        .routes(routes!(jobs::job_invalid_urls))
         .routes(routes!(jobs::source_events))
         .split_for_parts();
     openapi_doc::complete(&mut doc);
