@@ -125,7 +125,10 @@ async fn run() -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let exe = std::env::current_exe()?;
-    let bin_dir = exe.parent().and_then(|p| p.parent()).context("target dir")?;
+    let bin_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .context("target dir")?;
     let api_bin = bin_dir.join("pipeline-api");
     anyhow::ensure!(
         api_bin.is_file(),
@@ -136,8 +139,11 @@ async fn run() -> anyhow::Result<()> {
     let db = format!("pipeline_load_{}", uuid::Uuid::new_v4().simple());
     let prefix = format!("load:{}:", uuid::Uuid::new_v4().simple());
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await?;
-    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{db}""#)))
-        .await?;
+    sqlx::Executor::execute(
+        &mut conn,
+        sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{db}""#)),
+    )
+    .await?;
     let (head, _) = admin.rsplit_once('/').context("admin URL")?;
     let db_url = format!("{head}/{db}");
     let pool = sqlx::PgPool::connect(&db_url).await?;
@@ -189,7 +195,10 @@ async fn run() -> anyhow::Result<()> {
         .query_async(&mut rc)
         .await?;
     for chunk in keys.chunks(500) {
-        redis::cmd("DEL").arg(chunk).query_async::<()>(&mut rc).await?;
+        redis::cmd("DEL")
+            .arg(chunk)
+            .query_async::<()>(&mut rc)
+            .await?;
     }
     result
 }
@@ -254,7 +263,10 @@ async fn phases(
     let mut reopened = 0u64;
     for a in attackers {
         let out = a.wait_with_output().await?;
-        reopened += String::from_utf8_lossy(&out.stdout).trim().parse::<u64>().unwrap_or(0);
+        reopened += String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0);
     }
     keyed.sort();
     health.sort();
@@ -321,7 +333,9 @@ async fn phases(
     );
 
     // Phase 3: many refused URLs, then the list the issue saw at 539 MB.
-    println!("phase 3: 100 submissions of 9,999 refused URLs, then two GET /jobs?limit=1000 at once");
+    println!(
+        "phase 3: 100 submissions of 9,999 refused URLs, then two GET /jobs?limit=1000 at once"
+    );
     let bad: Vec<String> = (0..9_999)
         .map(|i| format!("ftp://refused.example/{i}/{}", "x".repeat(180)))
         .collect();

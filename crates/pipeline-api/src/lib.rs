@@ -8,7 +8,13 @@
 //! are `{"detail": "..."}`.
 //!
 //! The OpenAPI document is collected from the handlers' `#[utoipa::path]` attributes by the
-//! same router that serves them, so a route cannot exist without being documented.
+//! same router that serves them, so a route cannot exist without being documented; the
+//! answers common to every operation are added by [`openapi_doc`].
+//!
+//! Hostile clients are bounded at every layer: [`server`] (header and idle timeouts, a cap on
+//! connections that sheds idle ones first), [`layers`] (key check before routing, body size
+//! and time, request deadline, request ids), validation before SQL, paged answers, and 503
+//! with `Retry-After` for overload.
 //!
 //! ```no_run
 //! # async fn demo(services: pipeline_ops::Services) -> anyhow::Result<()> {

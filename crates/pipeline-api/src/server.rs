@@ -122,7 +122,9 @@ impl Registry {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         if conns.len() >= self.max {
             // The map iterates oldest first, so `min_by_key` on `keyed` alone picks the
-            // oldest keyless idle connection, else the oldest keyed idle one.
+            // oldest keyless idle connection, else the oldest keyed idle one. A request whose
+            // head completes between this check and the close is lost with the connection;
+            // the client sees a reset, as for any server-side close of an idle connection.
             let victim = conns
                 .values()
                 .filter(|c| c.active.load(Ordering::Acquire) == 0)
