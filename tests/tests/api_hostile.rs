@@ -494,3 +494,44 @@ async fn small_leaks_are_closed() -> anyhow::Result<()> {
     assert_eq!(status, 405);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_newcomer_is_refused_with_503_only_when_every_connection_is_busy() -> anyhow::Result<()> {
+    let env = ApiEnv::start(|s| {
+        s.api.max_connections = 2;
+        s.api.body_timeout_ms = 3000;
+    })
+    .await?;
+    let addr = env.base.trim_start_matches("http://").to_owned();
+    // Two keyed requests in progress (their bodies are still coming): nothing to shed.
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(&addr).await?;
+        s.write_all(
+            format!(
+                "POST /api/v1/scrape HTTP/1.1\r\nhost: x\r\nx-api-key: {TEST_KEY}\r\n\
+                 content-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+            )
+            .as_bytes(),
+        )
+        .await?;
+        busy.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut newcomer = TcpStream::connect(&addr).await?;
+    let (answer, closed) = read_until_closed(&mut newcomer, Duration::from_secs(2)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    assert!(closed);
+    // Once they are answered (408), room again.
+    for s in &mut busy {
+        let (answer, _) = read_until_closed(s, Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    let (status, _) = env.get("/api/v1/jobs").await?;
+    assert_eq!(status, 200);
+    Ok(())
+}
