@@ -36,3 +36,6 @@ else
   echo "cargo-nextest not installed; using cargo test (install it with: cargo install cargo-nextest --locked)"
   cargo test --workspace --locked --no-fail-fast
 fi
+
+step "schemathesis: the admin API against its OpenAPI document (all checks, bounded)"
+deploy/local/schemathesis.sh

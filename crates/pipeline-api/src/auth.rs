@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::ApiError;
+use crate::server::ConnMark;
 
 /// The header that carries the key.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -61,10 +62,15 @@ impl ApiKeys {
 
     /// Whether `candidate` is one of the keys, in time independent of where it differs.
     pub fn accepts(&self, candidate: &str) -> bool {
+        self.accepts_bytes(candidate.as_bytes())
+    }
+
+    /// [`Self::accepts`] for a raw header value (which may hold any byte).
+    pub fn accepts_bytes(&self, candidate: &[u8]) -> bool {
         let mut ok = false;
         // No early exit: every key is compared in full.
         for key in self.keys.iter() {
-            ok |= constant_time_eq(key.expose_secret().as_bytes(), candidate.as_bytes());
+            ok |= constant_time_eq(key.expose_secret().as_bytes(), candidate);
         }
         ok
     }
@@ -85,16 +91,30 @@ pub fn constant_time_eq(expected: &[u8], candidate: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// Middleware of the `/api/v1` routes: a configured key must be presented; without a key,
-/// only loopback clients are served.
+/// Whether `path` is under the keyed part of the API (`/api` and everything below it).
+fn is_keyed_path(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/")
+}
+
+/// Middleware around the whole router, run before routing: under `/api`, a configured key
+/// must be presented, whatever the route or method, so a client without a key gets 401 for
+/// an unknown route or a wrong method too and cannot map the API; without a key configured,
+/// only loopback clients are served. Other paths (probes, `/openapi.json`) pass.
 pub async fn require_key(State(keys): State<ApiKeys>, req: Request, next: Next) -> Response {
+    if !is_keyed_path(req.uri().path()) {
+        return next.run(req).await;
+    }
     if keys.is_configured() {
-        let presented = req
-            .headers()
-            .get(API_KEY_HEADER)
-            .and_then(|v| v.to_str().ok());
+        // Compared as bytes: a header with a non-ASCII byte is a key that is wrong, not a
+        // key that is missing.
+        let presented = req.headers().get(API_KEY_HEADER).map(|v| v.as_bytes());
         return match presented {
-            Some(key) if keys.accepts(key) => next.run(req).await,
+            Some(key) if keys.accepts_bytes(key) => {
+                if let Some(mark) = req.extensions().get::<ConnMark>() {
+                    mark.mark_keyed();
+                }
+                next.run(req).await
+            }
             Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key").into_response(),
             None => ApiError::new(
                 StatusCode::UNAUTHORIZED,

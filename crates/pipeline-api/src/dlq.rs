@@ -12,16 +12,22 @@ use pipeline_ops::dlq_ops;
 use crate::AppState;
 use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
 use crate::model::{
-    DEFAULT_LIMIT, DlqEntry, DlqPage, ListQuery, RetriedItem, RetryAllBody, RetryAllQuery,
+    DEFAULT_LIMIT, DlqEntry, DlqPage, ListQuery, MAX_RETRY_ALL_LIMIT, RetriedItem, RetryAllBody,
+    RetryAllQuery,
 };
 
 /// Who the event trail names for changes made through the API.
 const ACTOR: &str = "api";
 
-/// The family a path names; 404 for any other word.
+/// The family a path names; 404 for any other word (quoted back clipped: it is client input).
 fn family(kind: &str) -> Result<Family, ApiError> {
-    kind.parse::<Family>()
-        .map_err(|e| ApiError::not_found(e.to_string()))
+    kind.parse::<Family>().map_err(|_| {
+        ApiError::not_found(format!(
+            "unknown family `{}` (expected one of: {})",
+            crate::error::clip(kind),
+            Family::names()
+        ))
+    })
 }
 
 /// Counts per DLQ kind (parked items included), with the parked counts apart.
@@ -150,7 +156,8 @@ pub async fn retry(
             }))
         }
         None => Err(ApiError::not_found(format!(
-            "no item `{item_id}` in the {kind} DLQ"
+            "no item `{}` in the {kind} DLQ",
+            crate::error::clip(&item_id)
         ))),
     }
 }
@@ -164,7 +171,7 @@ pub async fn retry(
         (status = 200, description = "How many items were redriven", body = RetryAllBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "Unknown kind", body = ErrorBody),
-        (status = 422, description = "`limit` is 0", body = ErrorBody),
+        (status = 422, description = "`limit` outside 1..=1000000000", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -174,10 +181,12 @@ pub async fn retry_all(
     ApiQuery(q): ApiQuery<RetryAllQuery>,
 ) -> Result<Json<RetryAllBody>, ApiError> {
     let family = family(&kind)?;
-    if q.limit == Some(0) {
-        return Err(ApiError::unprocessable(
-            "limit must be at least 1 (leave it out to redrive every item)",
-        ));
+    if let Some(limit) = q.limit
+        && !(1..=MAX_RETRY_ALL_LIMIT).contains(&limit)
+    {
+        return Err(ApiError::unprocessable(format!(
+            "limit must be between 1 and {MAX_RETRY_ALL_LIMIT} (leave it out to redrive every item)"
+        )));
     }
     let bulk = dlq_ops::retry_all(&state.services, family, q.limit, None, ACTOR).await?;
     tracing::info!(dlq = %kind, redriven = bulk.redriven.len(),
@@ -210,7 +219,8 @@ pub async fn delete(
     match dlq_ops::discard(&state.services, family(&kind)?, &item_id, ACTOR).await? {
         Some(listed) => Ok(Json(listed.into())),
         None => Err(ApiError::not_found(format!(
-            "no item `{item_id}` in the {kind} DLQ"
+            "no item `{}` in the {kind} DLQ",
+            crate::error::clip(&item_id)
         ))),
     }
 }

@@ -2,10 +2,10 @@
 //! rejections (malformed JSON, wrong content type, bad query or path) go through the
 //! extractors below so they take the same shape.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -14,8 +14,56 @@ use utoipa::ToSchema;
 /// The body of every error answer.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorBody {
-    /// What went wrong, for a person to read.
+    /// What went wrong, for a person to read. Never internal text (SQL, Redis replies).
     pub detail: String,
+    /// On a 500: the id the server logged the cause under (also in `X-Request-Id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+tokio::task_local! {
+    /// The id of the request being answered, set by [`crate::layers::request_id`] for the
+    /// whole handler so an error can name it in the log and in the answer.
+    pub(crate) static REQUEST_ID: String;
+}
+
+/// The id of the request being answered, when called inside one.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// How long a client should wait before retrying an overloaded request, in seconds.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// Longest piece of client input repeated in an error message, in characters.
+const ECHO_MAX_CHARS: usize = 64;
+
+/// Longest parser message (which may quote the input) put in a `detail`, in characters.
+const MESSAGE_MAX_CHARS: usize = 300;
+
+/// `input` cut to a few dozen characters with control characters escaped, for quoting a
+/// client's value back in an error without echoing a 20 KB parameter whole.
+pub fn clip(input: &str) -> String {
+    clip_to(input, ECHO_MAX_CHARS)
+}
+
+/// `input` cut to `max` characters (then `…`), control characters escaped.
+pub fn clip_to(input: &str, max: usize) -> String {
+    let mut out: String = input
+        .chars()
+        .take(max)
+        .flat_map(char::escape_debug)
+        .collect();
+    if input.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A parser's message (serde, axum's rejections), which can quote the client's input, cut
+/// to a bounded length.
+fn message(text: &str) -> String {
+    clip_to(text, MESSAGE_MAX_CHARS)
 }
 
 /// An error answer: a status and a message.
@@ -25,6 +73,12 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The `detail` text.
     pub detail: String,
+    /// Set on 500s: the request id the cause was logged under.
+    pub request_id: Option<String>,
+    /// Sent as `Retry-After` (seconds) on overload answers.
+    pub retry_after: Option<u64>,
+    /// Ask the client to close the connection (a body that never came).
+    pub close: bool,
 }
 
 impl ApiError {
@@ -33,6 +87,9 @@ impl ApiError {
         Self {
             status,
             detail: detail.into(),
+            request_id: None,
+            retry_after: None,
+            close: false,
         }
     }
 
@@ -46,25 +103,43 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
     }
 
-    /// 500, logged with its cause; the client sees the message without internals beyond it.
+    /// 503 with `Retry-After`: the server is overloaded or a backend is unreachable; the
+    /// same request may succeed a moment later.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, detail);
+        e.retry_after = Some(RETRY_AFTER_SECS);
+        e
+    }
+
+    /// An internal error (500): the cause is logged with the request id and the client gets
+    /// only the id, since a database or Redis message can carry schema names and values.
     pub fn internal(context: &str, err: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %err, "{context}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{context}: {err}"),
-        )
+        let request_id = current_request_id();
+        tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), error = %err, "{context}");
+        let mut e = Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        e.request_id = request_id;
+        e
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             axum::Json(ErrorBody {
                 detail: self.detail,
+                request_id: self.request_id,
             }),
         )
-            .into_response()
+            .into_response();
+        let headers = response.headers_mut();
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
@@ -72,16 +147,34 @@ impl From<dlq_core::DlqError> for ApiError {
     fn from(err: dlq_core::DlqError) -> Self {
         use dlq_core::DlqError as E;
         match &err {
-            E::InvalidLimit { .. } | E::InvalidCursor(_) | E::InvalidArgument(_) => {
-                Self::unprocessable(err.to_string())
-            }
-            E::Malformed { .. } => Self::new(
+            E::InvalidLimit { .. } | E::InvalidArgument(_) => Self::unprocessable(err.to_string()),
+            // The cursor is the client's input: say it is wrong without echoing it whole.
+            E::InvalidCursor(c) => Self::unprocessable(format!(
+                "invalid cursor `{}`: pass the `next_cursor` of a previous page",
+                clip(c)
+            )),
+            E::Malformed { id, .. } => Self::new(
                 StatusCode::CONFLICT,
-                format!("{err}; it stays in the DLQ until it is deleted"),
+                format!(
+                    "DLQ entry `{}` cannot be parsed; it stays in the DLQ until it is deleted",
+                    clip(id)
+                ),
             ),
+            E::Redis(r) if is_unavailable(r) => {
+                tracing::warn!(error = %err, "Redis unavailable");
+                Self::unavailable("the queue store is unavailable; retry later")
+            }
             _ => Self::internal("DLQ operation failed", &err),
         }
     }
+}
+
+/// Whether a Redis error means "not reachable now" rather than a bug.
+fn is_unavailable(err: &redis::RedisError) -> bool {
+    err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
 }
 
 impl From<pipeline_ops::dlq_ops::DlqOpError> for ApiError {
@@ -89,6 +182,7 @@ impl From<pipeline_ops::dlq_ops::DlqOpError> for ApiError {
         use pipeline_ops::dlq_ops::DlqOpError as E;
         match err {
             E::Dlq(e) => e.into(),
+            E::Store(e) => e.into(),
             other => Self::internal("DLQ bookkeeping failed", &other),
         }
     }
@@ -96,28 +190,28 @@ impl From<pipeline_ops::dlq_ops::DlqOpError> for ApiError {
 
 impl From<pipeline_store::StoreError> for ApiError {
     fn from(err: pipeline_store::StoreError) -> Self {
+        use pipeline_store::StoreError as E;
         match err {
-            pipeline_store::StoreError::NotFound(what) => {
-                Self::not_found(format!("{what} not found"))
+            E::NotFound(what) => Self::not_found(format!("{what} not found")),
+            E::Database(sqlx::Error::PoolTimedOut) => {
+                tracing::warn!("no database connection free within the acquire timeout");
+                Self::unavailable("the server is busy; retry later")
+            }
+            E::Database(
+                e @ (sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)),
+            ) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self::unavailable("the database is unavailable; retry later")
             }
             other => Self::internal("database query failed", &other),
         }
     }
 }
 
-/// Keeps axum's status for a rejection, except that a body that parses as JSON but does not
-/// fit the schema (wrong field type, missing field) is 422, as for every other invalid value.
-fn from_json_rejection(rejection: JsonRejection) -> ApiError {
-    let status = match &rejection {
-        JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        other => other.status(),
-    };
-    ApiError::new(status, rejection.body_text())
-}
-
-/// `axum::Json` whose rejections answer `{"detail"}`.
+/// `axum::Json` for request bodies that must be one JSON object, whose rejections answer
+/// `{"detail"}`: no `application/json` content type is 415, a body over the limit 413, and a
+/// body that is not JSON, not an object (serde would read an array as the struct's fields in
+/// order) or not the schema 422.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -129,10 +223,32 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(req, state)
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected a body with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map(|axum::Json(v)| Self(v))
-            .map_err(from_json_rejection)
+            .map_err(|r| ApiError::new(r.status(), message(&r.body_text())))?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::unprocessable("the body must be a JSON object"));
+        }
+        serde_json::from_slice(&bytes).map(Self).map_err(|e| {
+            ApiError::unprocessable(format!("invalid body: {}", message(&e.to_string())))
+        })
     }
 }
 
@@ -151,7 +267,7 @@ where
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Self(q.0))
-            .map_err(|r: QueryRejection| ApiError::unprocessable(r.body_text()))
+            .map_err(|r: QueryRejection| ApiError::unprocessable(message(&r.body_text())))
     }
 }
 
@@ -172,9 +288,9 @@ where
             .map(|p| Self(p.0))
             .map_err(|r: PathRejection| match r {
                 PathRejection::FailedToDeserializePathParams(e) => {
-                    ApiError::unprocessable(e.body_text())
+                    ApiError::unprocessable(message(&e.body_text()))
                 }
-                other => ApiError::new(other.status(), other.body_text()),
+                other => ApiError::new(other.status(), message(&other.body_text())),
             })
     }
 }

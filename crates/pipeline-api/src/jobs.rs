@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use pipeline_ops::submit::{self, SubmitError, SubmitRequest};
-use pipeline_store::JobStatus;
 use pipeline_store::jobs::{self, JobFilter};
 use pipeline_store::sources;
 use uuid::Uuid;
@@ -12,20 +11,16 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::model::{
-    EventBody, InvalidUrlBody, JobBody, JobDetail, JobsPage, JobsQuery, QueuedSource,
-    ScrapeAccepted, ScrapeRequest, SourceBody, SourceEvents,
+    EventBody, EventsQuery, InvalidUrlBody, InvalidUrlsPage, JobBody, JobDetail, JobsPage,
+    JobsQuery, MAX_OFFSET, PageQuery, QueuedSource, ScrapeAccepted, ScrapeRequest, SourceBody,
+    SourceEvents, SourcesPage,
 };
 
 /// The largest jobs page.
 const MAX_JOBS_LIMIT: i64 = 1000;
 
-const JOB_STATUSES: [JobStatus; 5] = [
-    JobStatus::Queued,
-    JobStatus::Running,
-    JobStatus::Completed,
-    JobStatus::Failed,
-    JobStatus::CompletedWithErrors,
-];
+/// Longest `type` filter, in characters.
+const MAX_TYPE_CHARS: usize = 64;
 
 /// Submits URLs: one job, one source per valid distinct URL, one scrape message each. Invalid
 /// URLs are listed one by one in the answer and recorded on the job, never dropped silently.
@@ -33,10 +28,8 @@ const JOB_STATUSES: [JobStatus; 5] = [
     post, path = "/api/v1/scrape", tag = "jobs", request_body = ScrapeRequest,
     responses(
         (status = 202, description = "Job recorded and its sources queued", body = ScrapeAccepted),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "`project_id` names no project", body = ErrorBody),
-        (status = 422, description = "Malformed body, no URLs or too many", body = ErrorBody),
-        (status = 503, description = "The job was recorded but Redis refused the messages; the reconciler will enqueue them", body = ErrorBody),
+        (status = 422, description = "Not a JSON object, not the schema, no URLs or too many, or a project or source group that is too long or holds control characters", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -59,8 +52,12 @@ pub async fn scrape(
             }
             e @ SubmitError::Enqueue { .. } => {
                 tracing::error!(error = %e, "submission enqueue failed");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                ApiError::unavailable(
+                    "the job was recorded but the queue is unavailable; \
+                     the reconciler will enqueue its sources",
+                )
             }
+            SubmitError::Store(e) => e.into(),
             other => ApiError::internal("submission failed", &other),
         })?;
     Ok((
@@ -90,13 +87,34 @@ pub async fn scrape(
     ))
 }
 
-/// Jobs, newest first, filtered by type and status.
+/// `limit` within 1..=1000 (default 100) and `offset` within 0..=[`MAX_OFFSET`].
+fn page_bounds(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let limit = limit.unwrap_or(crate::model::DEFAULT_LIMIT as i64);
+    if !(1..=MAX_JOBS_LIMIT).contains(&limit) {
+        return Err(ApiError::unprocessable(format!(
+            "limit must be between 1 and {MAX_JOBS_LIMIT}, got {limit}"
+        )));
+    }
+    let offset = offset.unwrap_or(0);
+    if !(0..=MAX_OFFSET).contains(&offset) {
+        return Err(ApiError::unprocessable(format!(
+            "offset must be between 0 and {MAX_OFFSET}, got {offset}"
+        )));
+    }
+    Ok((limit, offset))
+}
+
+fn next_offset(len: usize, limit: i64, offset: i64) -> Option<i64> {
+    (len as i64 == limit).then_some(offset + limit)
+}
+
+/// Jobs, newest first, filtered by type and status. Summaries only: a job's URLs and refused
+/// URLs are paged on its own routes.
 #[utoipa::path(
     get, path = "/api/v1/jobs", tag = "jobs", params(JobsQuery),
     responses(
         (status = 200, description = "A page of jobs, newest first", body = JobsPage),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
-        (status = 422, description = "`limit` outside 1..=1000, a negative offset or an unknown status", body = ErrorBody),
+        (status = 422, description = "`limit` outside 1..=1000, `offset` outside 0..=1000000000, an unknown status, or a type with control characters or over 64 characters", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -104,52 +122,38 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<JobsQuery>,
 ) -> Result<Json<JobsPage>, ApiError> {
-    let limit = q.limit.unwrap_or(crate::model::DEFAULT_LIMIT as i64);
-    if !(1..=MAX_JOBS_LIMIT).contains(&limit) {
-        return Err(ApiError::unprocessable(format!(
-            "limit must be between 1 and {MAX_JOBS_LIMIT}, got {limit}"
-        )));
-    }
-    let offset = q.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::unprocessable(format!(
-            "offset must not be negative, got {offset}"
-        )));
-    }
-    let status = q.status.filter(|s| !s.is_empty());
-    if let Some(s) = &status
-        && !JOB_STATUSES.iter().any(|j| j.as_str() == s)
+    let (limit, offset) = page_bounds(q.limit, q.offset)?;
+    let job_type = q.job_type.filter(|t| !t.is_empty());
+    if let Some(t) = &job_type
+        && (t.chars().any(char::is_control) || t.chars().count() > MAX_TYPE_CHARS)
     {
-        let known: Vec<&str> = JOB_STATUSES.iter().map(|j| j.as_str()).collect();
         return Err(ApiError::unprocessable(format!(
-            "unknown job status `{s}`; expected one of {}",
-            known.join(", ")
+            "type must be at most {MAX_TYPE_CHARS} characters without control characters"
         )));
     }
-    let rows = jobs::list(
+    let rows = jobs::list_summaries(
         &state.services.db,
         &JobFilter {
-            job_type: q.job_type.filter(|t| !t.is_empty()),
-            status,
+            job_type,
+            status: q.status.map(|s| s.as_str().to_owned()),
             limit,
             offset,
         },
     )
     .await?;
-    let next_offset = (rows.len() as i64 == limit).then_some(offset + limit);
     Ok(Json(JobsPage {
+        next_offset: next_offset(rows.len(), limit, offset),
         items: rows.into_iter().map(JobBody::from).collect(),
-        next_offset,
     }))
 }
 
-/// One job: its status, counts by outcome and its sources with their statuses.
+/// One job: its status, counts by outcome, and the first page of its sources and of the
+/// URLs its submission refused.
 #[utoipa::path(
     get, path = "/api/v1/jobs/{id}", tag = "jobs",
     params(("id" = Uuid, Path, description = "Job id")),
     responses(
         (status = 200, description = "The job", body = JobDetail),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 422, description = "The id is not a UUID", body = ErrorBody),
     ),
@@ -159,35 +163,104 @@ pub async fn show(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<JobDetail>, ApiError> {
-    let job = jobs::get(&state.services.db, id).await?;
-    let sources = jobs::sources(&state.services.db, id).await?;
+    let db = &state.services.db;
+    let limit = crate::model::DEFAULT_LIMIT as i64;
+    let job = jobs::get_summary(db, id).await?;
+    let sources = jobs::sources_page(db, id, limit, 0).await?;
+    let invalid = jobs::invalid_urls_page(db, id, limit, 0).await?;
     Ok(Json(JobDetail {
         job: job.into(),
+        sources_next_offset: next_offset(sources.len(), limit, 0),
         sources: sources.into_iter().map(SourceBody::from).collect(),
+        invalid_urls_next_offset: next_offset(invalid.len(), limit, 0),
+        invalid_urls: invalid.into_iter().map(InvalidUrlBody::from).collect(),
     }))
 }
 
-/// A source and its event trail, oldest first: which job created it, every attempt, error,
-/// DLQ move and redrive.
+/// A page of a job's sources with their statuses, in creation order.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/{id}/sources", tag = "jobs",
+    params(("id" = Uuid, Path, description = "Job id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of the job's sources", body = SourcesPage),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID, `limit` outside 1..=1000 or `offset` outside 0..=1000000000", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn job_sources(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<SourcesPage>, ApiError> {
+    let (limit, offset) = page_bounds(q.limit, q.offset)?;
+    let db = &state.services.db;
+    jobs::get_summary(db, id).await?;
+    let rows = jobs::sources_page(db, id, limit, offset).await?;
+    Ok(Json(SourcesPage {
+        next_offset: next_offset(rows.len(), limit, offset),
+        items: rows.into_iter().map(SourceBody::from).collect(),
+    }))
+}
+
+/// A page of the URLs a job's submission refused, each with its reason, in submission order.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/{id}/invalid-urls", tag = "jobs",
+    params(("id" = Uuid, Path, description = "Job id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of refused URLs", body = InvalidUrlsPage),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID, `limit` outside 1..=1000 or `offset` outside 0..=1000000000", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn job_invalid_urls(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<InvalidUrlsPage>, ApiError> {
+    let (limit, offset) = page_bounds(q.limit, q.offset)?;
+    let db = &state.services.db;
+    jobs::get_summary(db, id).await?;
+    let rows = jobs::invalid_urls_page(db, id, limit, offset).await?;
+    Ok(Json(InvalidUrlsPage {
+        next_offset: next_offset(rows.len(), limit, offset),
+        items: rows.into_iter().map(InvalidUrlBody::from).collect(),
+    }))
+}
+
+/// A source and a page of its event trail, oldest first: which job created it, every
+/// attempt, error, DLQ move and redrive.
 #[utoipa::path(
     get, path = "/api/v1/sources/{id}/events", tag = "jobs",
-    params(("id" = Uuid, Path, description = "Source id")),
+    params(("id" = Uuid, Path, description = "Source id"), EventsQuery),
     responses(
         (status = 200, description = "The source and its events", body = SourceEvents),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "No such source", body = ErrorBody),
-        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID, `limit` outside 1..=1000 or a negative `after`", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
 pub async fn source_events(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<SourceEvents>, ApiError> {
+    let (limit, _) = page_bounds(q.limit, None)?;
+    let after = q.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::unprocessable(format!(
+            "after must not be negative, got {after}"
+        )));
+    }
     let source = sources::get(&state.services.db, id).await?;
-    let events = sources::events(&state.services.db, id).await?;
+    let events = sources::events_page(&state.services.db, id, after, limit).await?;
+    let next_after = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.id))
+        .flatten();
     Ok(Json(SourceEvents {
         source: source.into(),
         events: events.into_iter().map(EventBody::from).collect(),
+        next_after,
     }))
 }

@@ -8,7 +8,13 @@
 //! are `{"detail": "..."}`.
 //!
 //! The OpenAPI document is collected from the handlers' `#[utoipa::path]` attributes by the
-//! same router that serves them, so a route cannot exist without being documented.
+//! same router that serves them, so a route cannot exist without being documented; the
+//! answers common to every operation are added by [`openapi_doc`].
+//!
+//! Hostile clients are bounded at every layer: [`server`] (header and idle timeouts, a cap on
+//! connections that sheds idle ones first), [`layers`] (key check before routing, body size
+//! and time, request deadline, request ids), validation before SQL, paged answers, and 503
+//! with `Retry-After` for overload.
 //!
 //! ```no_run
 //! # async fn demo(services: pipeline_ops::Services) -> anyhow::Result<()> {
@@ -25,7 +31,10 @@ pub mod auth;
 pub mod dlq;
 pub mod error;
 pub mod jobs;
+pub mod layers;
 pub mod model;
+pub mod openapi_doc;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -85,7 +94,7 @@ impl Modify for ApiKeyScheme {
 
 /// The `/api/v1` routes and the OpenAPI document collected from them.
 fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(dlq::stats))
         .routes(routes!(dlq::list_scrape))
         .routes(routes!(dlq::list_extraction))
@@ -96,8 +105,12 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::scrape))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::show))
+        .routes(routes!(jobs::job_sources))
+        .routes(routes!(jobs::job_invalid_urls))
         .routes(routes!(jobs::source_events))
-        .split_for_parts()
+        .split_for_parts();
+    openapi_doc::complete(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document of the API, as served at `/openapi.json`.
@@ -105,18 +118,28 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_routes().1
 }
 
-/// The whole application: `/api/v1` behind the key check, the probes, `/openapi.json`, and
-/// `{"detail"}` answers for unknown routes and methods.
+/// The whole application: `/api/v1` behind the key check (run before routing), the probes,
+/// `/openapi.json`, `{"detail"}` answers for unknown routes and methods, and the request
+/// limits of [`layers`] (the `[api]` settings of `services`).
 pub fn app(services: Services, api_key: Option<SecretString>) -> Router {
     let keys = ApiKeys::new(api_key);
+    let limits = server::Limits::from_settings(&services.settings.api);
+    let body_limits = layers::BodyLimits {
+        max_bytes: limits.max_body_bytes,
+        timeout: limits.body_timeout,
+        request_timeout: limits.request_timeout,
+    };
     let (api, doc) = api_routes();
     let doc = std::sync::Arc::new(doc);
     let probes = pipeline_core::probes::router(services.probe_state());
-    let state = AppState { services, keys };
+    let state = AppState {
+        services,
+        keys: keys.clone(),
+    };
     let api = api
-        .route_layer(middleware::from_fn_with_state(
-            state.keys.clone(),
-            auth::require_key,
+        .layer(middleware::from_fn_with_state(
+            body_limits,
+            layers::read_body,
         ))
         .with_state(state);
     Router::new()
@@ -137,7 +160,15 @@ pub fn app(services: Services, api_key: Option<SecretString>) -> Router {
             )
             .into_response()
         })
+        .layer(middleware::from_fn_with_state(
+            body_limits,
+            layers::deadline,
+        ))
+        .layer(middleware::from_fn_with_state(keys, auth::require_key))
+        .layer(middleware::from_fn(layers::head_limits))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn(layers::request_id))
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
 }
 
 /// One log line per request, with its status and duration.
@@ -178,6 +209,9 @@ pub enum ServeError {
 
 /// Binds `addr` and serves [`app`] until `cancel` fires, then finishes the requests in flight
 /// (graceful shutdown). Returns the bound address (useful with port 0) and the server task.
+///
+/// Connections are bounded as [`server`] describes (header and idle timeouts, a cap on open
+/// connections that sheds idle ones first), with the `[api]` settings of `services`.
 pub async fn serve(
     services: Services,
     api_key: Option<SecretString>,
@@ -194,18 +228,10 @@ pub async fn serve(
     let local = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
+    let limits = server::Limits::from_settings(&services.settings.api);
     let app = app(services, api_key);
-    let task = tokio::spawn(async move {
-        let result = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await;
-        if let Err(err) = result {
-            tracing::error!(error = %err, "API server failed");
-        }
-    });
-    tracing::info!(addr = %local, api_key = keyed, "API listening");
+    tracing::info!(addr = %local, api_key = keyed, max_connections = limits.max_connections,
+        "API listening");
+    let task = tokio::spawn(server::run(listener, app, limits, cancel));
     Ok((local, task))
 }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use dlq_core::{DlqItem, ListedItem};
-use pipeline_store::jobs::JobRow;
+use pipeline_store::jobs::JobSummary;
 use pipeline_store::sources::{EventRow, SourceRow};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -43,7 +43,6 @@ pub struct DlqItemBody {
     /// The worker that gave up on it.
     pub worker_id: Option<String>,
     /// The work message a redrive enqueues.
-    #[schema(value_type = Object)]
     pub payload: Value,
 }
 
@@ -53,7 +52,7 @@ impl From<DlqItem> for DlqItemBody {
             id: i.id,
             source_id: i.source_id,
             job_id: i.job_id,
-            error: i.error,
+            error: clip_long(i.error, MAX_ERROR_CHARS),
             failed_at: i.failed_at,
             retry_count: i.retry_count,
             dlq_type: i.dlq_type,
@@ -97,8 +96,8 @@ impl From<ListedItem> for DlqEntry {
             ListedItem::Malformed(m) => Self::Malformed(MalformedBody {
                 id: m.id,
                 malformed: true,
-                raw: m.raw,
-                reason: m.reason,
+                raw: clip_opt(m.raw, MAX_ERROR_CHARS),
+                reason: clip_long(m.reason, MAX_ERROR_CHARS),
             }),
         }
     }
@@ -118,8 +117,10 @@ pub struct DlqPage {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (empty: the first page).
+    #[param(pattern = "^(c[0-9a-fA-F]{1,16})?$")]
     pub cursor: Option<String>,
 }
 
@@ -138,8 +139,12 @@ pub struct RetriedItem {
 #[into_params(parameter_in = Query)]
 pub struct RetryAllQuery {
     /// Redrive at most this many items, oldest first (default: all).
+    #[param(minimum = 1, maximum = 1000000000)]
     pub limit: Option<u64>,
 }
+
+/// Largest `limit` of a bulk redrive.
+pub const MAX_RETRY_ALL_LIMIT: u64 = 1_000_000_000;
 
 /// What a bulk redrive did.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -154,13 +159,20 @@ pub struct RetryAllBody {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScrapeRequest {
-    /// The URLs to scrape (http or https).
+    /// The URLs to scrape (http or https), 1 to 10,000. Each is checked on its own: one
+    /// that is not an absolute http(s) URL, holds control characters or is over 2,048
+    /// bytes once normalised is listed in `invalid` and the others go ahead.
+    #[schema(min_items = 1, max_items = 10000)]
     pub urls: Vec<String>,
     /// The project by id (must exist).
     pub project_id: Option<Uuid>,
     /// The project by name (created when missing); used when `project_id` is absent.
+    /// At most 200 characters, no control characters.
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub project: Option<String>,
-    /// A free-form group name stored on each source.
+    /// A free-form group name stored on each source. At most 200 characters, no control
+    /// characters.
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub source_group: Option<String>,
 }
 
@@ -171,6 +183,15 @@ pub struct InvalidUrlBody {
     pub url: String,
     /// Why it was refused.
     pub reason: String,
+}
+
+impl From<pipeline_store::jobs::InvalidUrl> for InvalidUrlBody {
+    fn from(i: pipeline_store::jobs::InvalidUrl) -> Self {
+        Self {
+            url: i.url,
+            reason: i.reason,
+        }
+    }
 }
 
 /// A source queued by a submission.
@@ -203,20 +224,105 @@ pub struct ScrapeAccepted {
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct JobsQuery {
-    /// Only jobs of this type (e.g. `scrape`).
+    /// Only jobs of this type (e.g. `scrape`); at most 64 characters, no control characters.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(
+        rename = "type",
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub job_type: Option<String>,
-    /// Only jobs in this status (`queued`, `running`, `completed`, `failed`,
-    /// `completed_with_errors`).
-    pub status: Option<String>,
+    /// Only jobs in this status.
+    #[param(inline)]
+    pub status: Option<JobStatusFilter>,
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Jobs to skip (default 0).
+    #[param(minimum = 0, maximum = 1000000000)]
     pub offset: Option<i64>,
 }
 
-/// A job.
+/// A job status to filter on.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatusFilter {
+    /// No source has moved yet.
+    Queued,
+    /// Some sources are in progress.
+    Running,
+    /// Every source extracted and no URL refused.
+    Completed,
+    /// No source extracted.
+    Failed,
+    /// Some extracted, some failed or refused.
+    CompletedWithErrors,
+}
+
+impl JobStatusFilter {
+    /// The word stored in `jobs.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::CompletedWithErrors => "completed_with_errors",
+        }
+    }
+}
+
+/// Largest `offset` of the offset-paged lists.
+pub const MAX_OFFSET: i64 = 1_000_000_000;
+
+/// Query of the pages under a job (`/jobs/{id}/sources`, `/jobs/{id}/invalid-urls`).
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// Entries to skip (default 0).
+    #[param(minimum = 0, maximum = 1000000000)]
+    pub offset: Option<i64>,
+}
+
+/// Query of a source's event trail.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// Only events with an id above this one (the `next_after` of the previous page).
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
+}
+
+/// Longest error text in an answer, in characters (errors come from remote servers).
+pub const MAX_ERROR_CHARS: usize = 1000;
+/// Longest page title in an answer, in characters (titles come from fetched pages).
+pub const MAX_TITLE_CHARS: usize = 500;
+
+fn clip_opt(s: Option<String>, max: usize) -> Option<String> {
+    s.map(|s| clip_long(s, max))
+}
+
+fn clip_long(s: String, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => {
+            let mut s = s;
+            s.truncate(i);
+            s.push('…');
+            s
+        }
+        None => s,
+    }
+}
+
+/// A job as lists show it: its status and counts, never its submitted URLs (those are on
+/// `/jobs/{id}/sources` and `/jobs/{id}/invalid-urls`), so a list's size is bounded by its
+/// length whatever was submitted.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JobBody {
     /// Job id.
@@ -228,13 +334,11 @@ pub struct JobBody {
     pub job_type: String,
     /// `queued`, `running`, `completed`, `failed` or `completed_with_errors`.
     pub status: String,
-    /// What was submitted (URLs, refused URLs, source group).
-    #[schema(value_type = Object)]
-    pub payload: Option<Value>,
+    /// The submission's source group.
+    pub source_group: Option<String>,
     /// Counts by outcome (`total`, `terminal`, `failed`, `invalid_urls`, one per status).
-    #[schema(value_type = Object)]
     pub counts: Option<Value>,
-    /// A job-level error.
+    /// A job-level error (at most 1,000 characters).
     pub error: Option<String>,
     /// Created.
     pub created_at: DateTime<Utc>,
@@ -246,16 +350,16 @@ pub struct JobBody {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-impl From<JobRow> for JobBody {
-    fn from(j: JobRow) -> Self {
+impl From<JobSummary> for JobBody {
+    fn from(j: JobSummary) -> Self {
         Self {
             id: j.id,
             project_id: j.project_id,
             job_type: j.job_type,
             status: j.status,
-            payload: j.payload,
+            source_group: clip_opt(j.source_group, MAX_TITLE_CHARS),
             counts: j.result,
-            error: j.error,
+            error: clip_opt(j.error, MAX_ERROR_CHARS),
             created_at: j.created_at,
             updated_at: j.updated_at,
             started_at: j.started_at,
@@ -312,13 +416,13 @@ impl From<SourceRow> for SourceBody {
             id: s.id,
             project_id: s.project_id,
             uri: s.uri,
-            source_group: s.source_group,
+            source_group: clip_opt(s.source_group, MAX_TITLE_CHARS),
             status: s.status,
-            title: s.title,
+            title: clip_opt(s.title, MAX_TITLE_CHARS),
             content_type: s.content_type,
             http_status: s.http_status,
             fetched_at: s.fetched_at,
-            last_error: s.last_error,
+            last_error: clip_opt(s.last_error, MAX_ERROR_CHARS),
             last_error_kind: s.last_error_kind,
             created_at: s.created_at,
             updated_at: s.updated_at,
@@ -327,14 +431,38 @@ impl From<SourceRow> for SourceBody {
     }
 }
 
-/// A job with its sources.
+/// A job with the first page of its sources and of its refused URLs.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JobDetail {
     /// The job, its status and counts.
     #[serde(flatten)]
     pub job: JobBody,
-    /// Its sources with their statuses.
+    /// Its first sources (up to 100) with their statuses.
     pub sources: Vec<SourceBody>,
+    /// The `offset` of the next page on `/jobs/{id}/sources`; `null` when that was all.
+    pub sources_next_offset: Option<i64>,
+    /// The first URLs its submission refused (up to 100).
+    pub invalid_urls: Vec<InvalidUrlBody>,
+    /// The `offset` of the next page on `/jobs/{id}/invalid-urls`; `null` when that was all.
+    pub invalid_urls_next_offset: Option<i64>,
+}
+
+/// A page of a job's sources, in creation order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SourcesPage {
+    /// The sources.
+    pub items: Vec<SourceBody>,
+    /// The `offset` of the next page; `null` when this page was not full.
+    pub next_offset: Option<i64>,
+}
+
+/// A page of the URLs a submission refused, in submission order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InvalidUrlsPage {
+    /// The refused URLs.
+    pub items: Vec<InvalidUrlBody>,
+    /// The `offset` of the next page; `null` when this page was not full.
+    pub next_offset: Option<i64>,
 }
 
 /// One event of a source's trail.
@@ -354,7 +482,6 @@ pub struct EventBody {
     /// The attempt number, when relevant.
     pub attempt: Option<i32>,
     /// Details (error, kind, delay, DLQ...).
-    #[schema(value_type = Object)]
     pub detail: Option<Value>,
     /// When.
     pub at: DateTime<Utc>,
@@ -380,6 +507,8 @@ impl From<EventRow> for EventBody {
 pub struct SourceEvents {
     /// The source.
     pub source: SourceBody,
-    /// Its events, oldest first.
+    /// Its events, oldest first (a page of up to `limit`).
     pub events: Vec<EventBody>,
+    /// Pass as `after` for the next page; `null` when this page was not full.
+    pub next_after: Option<i64>,
 }

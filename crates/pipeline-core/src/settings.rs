@@ -270,6 +270,12 @@ pub struct EventsSettings {
 pub struct ApiSettings {
     pub bind: String,
     pub key_file: String,
+    pub max_connections: usize,
+    pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub max_body_bytes: usize,
 }
 
 /// Where the layers come from; [`Sources::from_process`] reads the real environment, tests
@@ -359,7 +365,13 @@ impl Settings {
                 ),
             );
         }
-        let positive: [(&str, u64); 16] = [
+        let positive: &[(&str, u64)] = &[
+            ("api.max_connections", self.api.max_connections as u64),
+            ("api.header_timeout_ms", self.api.header_timeout_ms),
+            ("api.body_timeout_ms", self.api.body_timeout_ms),
+            ("api.idle_timeout_ms", self.api.idle_timeout_ms),
+            ("api.request_timeout_ms", self.api.request_timeout_ms),
+            ("api.max_body_bytes", self.api.max_body_bytes as u64),
             (
                 "database.max_connections",
                 self.database.max_connections.into(),
@@ -389,7 +401,7 @@ impl Settings {
             ("extraction.max_work_units", self.extraction.max_work_units),
             ("extraction.time_budget_ms", self.extraction.time_budget_ms),
         ];
-        for (key, value) in positive {
+        for &(key, value) in positive {
             if value == 0 {
                 return invalid(key, "must be greater than 0".into());
             }

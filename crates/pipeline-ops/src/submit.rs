@@ -10,8 +10,16 @@ use crate::Family;
 use crate::Services;
 use crate::messages::SourceMessage;
 
-/// Longest URL accepted.
+/// Longest URL accepted, in bytes of its normalised form (what the unique index on
+/// `(project_id, uri)` stores: percent-encoding can make a URL nine times longer than typed,
+/// and a btree entry over ~2,700 bytes fails the whole insert).
 pub const MAX_URL_LEN: usize = 2048;
+/// Longest project name or source group, in characters (at most 4 bytes each, well inside
+/// what a btree index entry holds).
+pub const MAX_NAME_CHARS: usize = 200;
+/// Longest refused URL recorded on the job and echoed in the answer, in characters; the
+/// rest is cut (a refused URL can be anything a client sends).
+pub const MAX_REFUSED_URL_CHARS: usize = 300;
 /// Most URLs in one submission.
 pub const MAX_URLS: usize = 10_000;
 
@@ -75,8 +83,13 @@ pub fn validate_url(raw: &str) -> Result<String, String> {
     if trimmed.is_empty() {
         return Err("empty URL".into());
     }
+    // Postgres text cannot hold NUL, and the URL parser would silently drop tabs and
+    // newlines or encode other controls: a URL with any is refused as typed.
+    if trimmed.chars().any(char::is_control) {
+        return Err("contains control characters".into());
+    }
     if trimmed.len() > MAX_URL_LEN {
-        return Err(format!("longer than {MAX_URL_LEN} characters"));
+        return Err(format!("longer than {MAX_URL_LEN} bytes"));
     }
     let url = url::Url::parse(trimmed).map_err(|e| format!("not a valid URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -90,7 +103,52 @@ pub fn validate_url(raw: &str) -> Result<String, String> {
     }
     let mut url = url;
     url.set_fragment(None);
-    Ok(url.to_string())
+    let normalised = url.to_string();
+    if normalised.len() > MAX_URL_LEN {
+        return Err(format!(
+            "longer than {MAX_URL_LEN} bytes once normalised ({} bytes)",
+            normalised.len()
+        ));
+    }
+    Ok(normalised)
+}
+
+/// A refused URL as recorded and echoed: control characters escaped (Postgres `jsonb`
+/// cannot hold NUL) and cut to [`MAX_REFUSED_URL_CHARS`].
+pub fn refused_url_display(raw: &str) -> String {
+    let mut out: String = raw
+        .chars()
+        .take(MAX_REFUSED_URL_CHARS)
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_unicode().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    if raw.chars().nth(MAX_REFUSED_URL_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Checks a project name or source group: at most [`MAX_NAME_CHARS`] characters, no
+/// control characters (Postgres text cannot hold NUL; the others are never meant).
+pub fn validate_name(what: &str, value: &str) -> Result<(), SubmitError> {
+    if value.chars().any(char::is_control) {
+        return Err(SubmitError::Invalid(format!(
+            "{what} contains control characters"
+        )));
+    }
+    let chars = value.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(SubmitError::Invalid(format!(
+            "{what} is {chars} characters long; at most {MAX_NAME_CHARS}"
+        )));
+    }
+    Ok(())
 }
 
 /// Splits URLs into valid, distinct ones (in order) and refused ones with reasons.
@@ -106,7 +164,7 @@ pub fn partition_urls(urls: &[String]) -> (Vec<String>, Vec<InvalidUrl>) {
                 }
             }
             Err(reason) => invalid.push(InvalidUrl {
-                url: raw.clone(),
+                url: refused_url_display(raw),
                 reason,
             }),
         }
@@ -127,6 +185,12 @@ pub async fn submit(
             "{} URLs given; at most {MAX_URLS} per submission",
             req.urls.len()
         )));
+    }
+    if let Some(name) = &req.project_name {
+        validate_name("project", name)?;
+    }
+    if let Some(group) = &req.source_group {
+        validate_name("source_group", group)?;
     }
     let (valid, invalid) = partition_urls(&req.urls);
     let project = match (req.project_id, req.project_name.as_deref()) {
@@ -207,5 +271,34 @@ mod tests {
         assert_eq!(valid, vec!["https://example.com/a"]);
         assert_eq!(invalid.len(), 4);
         assert!(invalid[0].reason.contains("scheme"));
+    }
+
+    #[test]
+    fn lengths_are_bytes_after_normalisation_and_controls_are_refused() {
+        // 2,000 characters that percent-encode to 3 bytes each pass a length check on the
+        // typed form but not on the stored one.
+        let long = format!("https://example.com/{}", "\"".repeat(2000));
+        let err = validate_url(&long).unwrap_err();
+        assert!(err.contains("once normalised"), "{err}");
+        let cjk = format!("https://example.com/{}", "漢".repeat(600));
+        assert!(
+            validate_url(&cjk).is_err(),
+            "600 CJK characters are 1,800 bytes, 5,400 encoded"
+        );
+        assert!(
+            validate_url("https://example.com/a\0b")
+                .unwrap_err()
+                .contains("control")
+        );
+        assert!(validate_url("https://example.com/a\u{85}b").is_err());
+        assert_eq!(refused_url_display("a\0b"), "a\\u{0}b");
+        assert_eq!(
+            refused_url_display(&"x".repeat(1000)).chars().count(),
+            MAX_REFUSED_URL_CHARS + 1
+        );
+        assert!(validate_name("project", "docs").is_ok());
+        assert!(validate_name("project", "a\0").is_err());
+        assert!(validate_name("project", &"é".repeat(MAX_NAME_CHARS)).is_ok());
+        assert!(validate_name("project", &"é".repeat(MAX_NAME_CHARS + 1)).is_err());
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::sources::{SourceRow, record_event_in};
+use crate::sources::SourceRow;
 use crate::status::JobStatus;
 use crate::{Result, StoreError};
 
@@ -53,10 +53,22 @@ pub struct CreatedJob {
     pub sources: Vec<JobSource>,
 }
 
+/// Sources written per transaction by [`create_scrape_job`].
+pub const SUBMIT_BATCH: usize = 500;
+
 /// Creates the job, upserts one source per URL (unique per project and URL) with
-/// `created_by_job_id`, links them to the job and records an `enqueued` event each, in one
-/// transaction. The caller enqueues after commit; if it crashes before, the reconciler finds
-/// the `queued` sources and enqueues them.
+/// `created_by_job_id`, links them to the job and records an `enqueued` event each.
+///
+/// The job row commits first, then the sources in transactions of [`SUBMIT_BATCH`] (three
+/// statements each, over arrays), then the job's progress. A 10,000-URL submission thus
+/// holds a pooled connection for a few milliseconds at a time instead of for ten thousand
+/// round trips in one transaction, and concurrent submissions and readers interleave. URLs
+/// are written in sorted order, so two submissions sharing URLs lock them in the same order
+/// and cannot deadlock.
+///
+/// The caller enqueues after this returns; if it crashes before (or between batches), the
+/// reconciler finds the `queued` sources and enqueues them. A batch that fails is recorded
+/// in the job's `error` and the error returned; the batches before it stay.
 pub async fn create_scrape_job(pool: &PgPool, new: &NewScrapeJob<'_>) -> Result<CreatedJob> {
     let mut tx = pool.begin().await?;
     let project_id = match new.project {
@@ -86,56 +98,120 @@ pub async fn create_scrape_job(pool: &PgPool, new: &NewScrapeJob<'_>) -> Result<
     .bind(json!({"total": new.urls.len(), "invalid_urls": new.invalid.len()}))
     .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
+    drop(payload);
 
-    let mut sources = Vec::with_capacity(new.urls.len());
-    for url in new.urls {
-        // On conflict the existing source is re-queued for this job, keeping the job that
-        // created it. `xmax = 0` tells an insert from an update.
-        let (source_id, created): (Uuid, bool) = sqlx::query_as(
-            "INSERT INTO sources (id, project_id, uri, source_group, status, created_by_job_id)
-             VALUES ($1, $2, $3, $4, 'queued', $5)
-             ON CONFLICT (project_id, uri) DO UPDATE
-                SET status = 'queued', updated_at = now(),
-                    source_group = COALESCE(EXCLUDED.source_group, sources.source_group)
-             RETURNING id, (xmax = 0)",
-        )
-        .bind(Uuid::now_v7())
-        .bind(project_id)
-        .bind(url)
-        .bind(new.source_group)
-        .bind(job_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO job_sources (job_id, source_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(job_id)
-        .bind(source_id)
-        .execute(&mut *tx)
-        .await?;
-        record_event_in(
-            &mut tx,
-            Some(job_id),
-            source_id,
-            "enqueued",
-            "submit",
-            None,
-            &json!({"uri": url, "created": created}),
-        )
-        .await?;
-        sources.push(JobSource {
-            source_id,
-            uri: url.clone(),
-            created,
-        });
+    let mut order: Vec<usize> = (0..new.urls.len()).collect();
+    order.sort_by(|&a, &b| new.urls[a].cmp(&new.urls[b]));
+    let mut written: Vec<Option<JobSource>> = vec![None; new.urls.len()];
+    for (n, batch) in order.chunks(SUBMIT_BATCH).enumerate() {
+        let urls: Vec<&str> = batch.iter().map(|&i| new.urls[i].as_str()).collect();
+        match write_sources(pool, job_id, project_id, new.source_group, &urls).await {
+            Ok(rows) => {
+                for (&i, row) in batch.iter().zip(rows) {
+                    written[i] = Some(row);
+                }
+            }
+            Err(err) => {
+                let note = format!(
+                    "submission interrupted after {} of {} sources",
+                    n * SUBMIT_BATCH,
+                    new.urls.len()
+                );
+                // Best effort: the batch error is what the caller needs; a failure to note
+                // it on the job is only logged.
+                if let Err(e) = sqlx::query("UPDATE jobs SET error = $2 WHERE id = $1")
+                    .bind(job_id)
+                    .bind(&note)
+                    .execute(pool)
+                    .await
+                {
+                    tracing::warn!(%job_id, error = %e, "could not record the interrupted submission");
+                }
+                return Err(err);
+            }
+        }
     }
+    let mut tx = pool.begin().await?;
     refresh_in(&mut tx, job_id).await?;
     tx.commit().await?;
     Ok(CreatedJob {
         job_id,
         project_id,
-        sources,
+        sources: written.into_iter().flatten().collect(),
     })
+}
+
+/// One batch of [`create_scrape_job`]: upserts the sources (on conflict the existing source
+/// is re-queued for this job, keeping the job that created it; `xmax = 0` tells an insert
+/// from an update), links them to the job and writes their events, in one transaction.
+/// Returns the rows in the order of `urls`.
+async fn write_sources(
+    pool: &PgPool,
+    job_id: Uuid,
+    project_id: Uuid,
+    source_group: Option<&str>,
+    urls: &[&str],
+) -> Result<Vec<JobSource>> {
+    let new_ids: Vec<Uuid> = urls.iter().map(|_| Uuid::now_v7()).collect();
+    let mut tx = pool.begin().await?;
+    let rows: Vec<(Uuid, String, bool)> = sqlx::query_as(
+        "INSERT INTO sources (id, project_id, uri, source_group, status, created_by_job_id)
+         SELECT u.id, $3, u.uri, $4, 'queued', $5
+           FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(id, uri, ord)
+          ORDER BY u.ord
+         ON CONFLICT (project_id, uri) DO UPDATE
+            SET status = 'queued', updated_at = now(),
+                source_group = COALESCE(EXCLUDED.source_group, sources.source_group)
+         RETURNING id, uri, (xmax = 0)",
+    )
+    .bind(&new_ids)
+    .bind(urls)
+    .bind(project_id)
+    .bind(source_group)
+    .bind(job_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let uris: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    let created: Vec<bool> = rows.iter().map(|r| r.2).collect();
+    sqlx::query(
+        "INSERT INTO job_sources (job_id, source_id)
+         SELECT $1, u.id FROM unnest($2::uuid[]) AS u(id) ON CONFLICT DO NOTHING",
+    )
+    .bind(job_id)
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO job_events (job_id, source_id, kind, stage, detail)
+         SELECT $1, u.id, 'enqueued', 'submit', jsonb_build_object('uri', u.uri, 'created', u.created)
+           FROM unnest($2::uuid[], $3::text[], $4::bool[]) WITH ORDINALITY AS u(id, uri, created, ord)
+          ORDER BY u.ord",
+    )
+    .bind(job_id)
+    .bind(&ids)
+    .bind(&uris)
+    .bind(&created)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    // RETURNING gives no order guarantee: match the rows back to the input by URL (unique
+    // within a batch: the caller passes distinct URLs).
+    let mut by_uri: std::collections::HashMap<String, JobSource> = rows
+        .into_iter()
+        .map(|(source_id, uri, created)| {
+            (
+                uri.clone(),
+                JobSource {
+                    source_id,
+                    uri,
+                    created,
+                },
+            )
+        })
+        .collect();
+    Ok(urls.iter().filter_map(|u| by_uri.remove(*u)).collect())
 }
 
 /// The project's id, creating it when missing.
@@ -234,4 +310,103 @@ pub async fn sources(pool: &PgPool, job_id: Uuid) -> Result<Vec<SourceRow>> {
     .bind(job_id)
     .fetch_all(pool)
     .await?)
+}
+
+/// A job without its payload: what a list shows. Bounded in size whatever was submitted
+/// (the payload holds every URL and refused URL of the submission).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct JobSummary {
+    pub id: Uuid,
+    pub project_id: Option<Uuid>,
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub job_type: String,
+    pub status: String,
+    /// The submission's source group, from the payload.
+    pub source_group: Option<String>,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+const SUMMARY_COLUMNS: &str = "id, project_id, type, status, payload ->> 'source_group' AS source_group, \
+    result, error, created_at, updated_at, started_at, completed_at";
+
+/// Job summaries, newest first. Postgres extracts the one payload field shown, so the
+/// payloads themselves never leave the database.
+pub async fn list_summaries(pool: &PgPool, filter: &JobFilter) -> Result<Vec<JobSummary>> {
+    Ok(sqlx::query_as::<_, JobSummary>(sqlx::AssertSqlSafe(format!(
+        "SELECT {SUMMARY_COLUMNS} FROM jobs
+         WHERE ($1::text IS NULL OR type = $1) AND ($2::text IS NULL OR status = $2)
+         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+    )))
+    .bind(&filter.job_type)
+    .bind(&filter.status)
+    .bind(filter.limit)
+    .bind(filter.offset)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// One job's summary.
+pub async fn get_summary(pool: &PgPool, id: Uuid) -> Result<JobSummary> {
+    sqlx::query_as::<_, JobSummary>(sqlx::AssertSqlSafe(format!(
+        "SELECT {SUMMARY_COLUMNS} FROM jobs WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("job {id}")))
+}
+
+/// A page of a job's sources, in id order (creation order: ids are UUIDv7).
+pub async fn sources_page(
+    pool: &PgPool,
+    job_id: Uuid,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<SourceRow>> {
+    Ok(sqlx::query_as::<_, SourceRow>(
+        "SELECT s.id, s.project_id, s.uri, s.source_group, s.status, s.title, s.content_type,
+                s.http_status, s.fetched_at, s.last_error, s.last_error_kind, s.created_at,
+                s.updated_at, s.created_by_job_id
+         FROM job_sources js JOIN sources s ON s.id = js.source_id
+         WHERE js.job_id = $1 ORDER BY s.id LIMIT $2 OFFSET $3",
+    )
+    .bind(job_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A page of the URLs a job's submission refused, in submission order. Postgres walks the
+/// payload's array, so only the page leaves the database.
+pub async fn invalid_urls_page(
+    pool: &PgPool,
+    job_id: Uuid,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<InvalidUrl>> {
+    let rows: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT e ->> 'url', e ->> 'reason'
+           FROM jobs, jsonb_array_elements(COALESCE(payload -> 'invalid_urls', '[]'::jsonb))
+                WITH ORDINALITY AS a(e, ord)
+          WHERE jobs.id = $1 ORDER BY a.ord LIMIT $2 OFFSET $3",
+    )
+    .bind(job_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(url, reason)| InvalidUrl {
+            url: url.unwrap_or_default(),
+            reason: reason.unwrap_or_default(),
+        })
+        .collect())
 }

@@ -202,6 +202,24 @@ pub async fn events(pool: &PgPool, source_id: Uuid) -> Result<Vec<EventRow>> {
     .await?)
 }
 
+/// A page of a source's events, oldest first, starting after the event id `after`.
+pub async fn events_page(
+    pool: &PgPool,
+    source_id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
+    Ok(sqlx::query_as::<_, EventRow>(
+        "SELECT id, job_id, source_id, kind, stage, attempt, detail, at
+         FROM job_events WHERE source_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(source_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// What the scrape worker stores about a fetched page.
 #[derive(Debug, Clone)]
 pub struct Fetched<'a> {

@@ -13,6 +13,7 @@
 #![allow(clippy::type_complexity)]
 
 mod api_dlq;
+mod api_hostile;
 mod api_http;
 mod api_process;
 mod api_retry_race;
