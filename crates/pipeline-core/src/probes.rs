@@ -162,10 +162,19 @@ const COUNTERS: &[(&str, &str)] = &[
         "pipeline_event_partitions_total",
         "Event-trail partitions created or dropped by the maintenance, by change",
     ),
+    (
+        "api_connections_evicted_total",
+        "API connections closed to make room under the connection cap, by reason",
+    ),
+    (
+        "api_connections_refused_total",
+        "API connections refused with 503 because every connection was busy",
+    ),
 ];
 
 /// Gauges: name and help.
 const GAUGES: &[(&str, &str)] = &[
+    ("api_connections_open", "Connections open to the API"),
     (
         "pipeline_in_flight",
         "Deliveries being processed now, by family",
