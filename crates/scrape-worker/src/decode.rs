@@ -1,4 +1,5 @@
-//! Turning response bytes into stored text: media type, charset, title.
+//! Turning response bytes into stored text: media type, charset, title. Public so that the
+//! fuzz targets exercise exactly what the worker runs on fetched bodies.
 
 use encoding_rs::{Encoding, UTF_8};
 
