@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
     // A body that is UTF-8 and declared so comes back as it was, less a BOM and NULs.
     if let Ok(s) = std::str::from_utf8(body) {
         let same = decode_body(body, "text/plain; charset=utf-8", false);
-        assert_eq!(same, s.strip_prefix('\u{feff}').unwrap_or(s).replace('\0', ""));
+        assert_eq!(
+            same,
+            s.strip_prefix('\u{feff}').unwrap_or(s).replace('\0', "")
+        );
     }
 
     if let Some(title) = html_title(&text) {

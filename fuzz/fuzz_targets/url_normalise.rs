@@ -14,8 +14,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(normal) = validate_url(raw) else {
         return;
     };
-    assert_eq!(validate_url(&normal).as_deref(), Ok(normal.as_str()), "from {raw:?}");
-    assert!(normal.len() <= MAX_URL_LEN, "{} bytes from {raw:?}", normal.len());
+    assert_eq!(
+        validate_url(&normal).as_deref(),
+        Ok(normal.as_str()),
+        "from {raw:?}"
+    );
+    assert!(
+        normal.len() <= MAX_URL_LEN,
+        "{} bytes from {raw:?}",
+        normal.len()
+    );
     let url = url::Url::parse(&normal).expect("a validated URL parses");
     assert!(matches!(url.scheme(), "http" | "https"));
     assert!(url.host_str().is_some_and(|h| !h.is_empty()));

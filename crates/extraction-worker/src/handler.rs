@@ -13,8 +13,8 @@ use pipeline_ops::worker::{Failure, Handler};
 use pipeline_store::sources;
 use serde_json::json;
 use sqlx::PgPool;
-use uuid::Uuid;
 use tokio::sync::watch;
+use uuid::Uuid;
 use work_queue::Delivery;
 
 use crate::analyze::{Analysis, analyze};

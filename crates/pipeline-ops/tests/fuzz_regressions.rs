@@ -10,7 +10,9 @@ use pipeline_ops::submit::{MAX_URL_LEN, validate_url};
 use work_queue::Delivery;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus-regressions").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus-regressions")
+        .join(target);
     let mut inputs: Vec<_> = std::fs::read_dir(&dir)
         .expect("the regression corpus exists")
         .map(|e| {
@@ -32,12 +34,29 @@ fn fuzz_regressions_url_normalise() {
         let Ok(normal) = validate_url(raw) else {
             continue;
         };
-        assert_eq!(validate_url(&normal).as_deref(), Ok(normal.as_str()), "{}", path.display());
+        assert_eq!(
+            validate_url(&normal).as_deref(),
+            Ok(normal.as_str()),
+            "{}",
+            path.display()
+        );
         assert!(normal.len() <= MAX_URL_LEN, "{}", path.display());
         let url = url::Url::parse(&normal).expect("a validated URL parses");
-        assert!(matches!(url.scheme(), "http" | "https"), "{}", path.display());
-        assert!(url.host_str().is_some_and(|h| !h.is_empty()), "{}", path.display());
-        assert!(url.username().is_empty() && url.password().is_none(), "{}", path.display());
+        assert!(
+            matches!(url.scheme(), "http" | "https"),
+            "{}",
+            path.display()
+        );
+        assert!(
+            url.host_str().is_some_and(|h| !h.is_empty()),
+            "{}",
+            path.display()
+        );
+        assert!(
+            url.username().is_empty() && url.password().is_none(),
+            "{}",
+            path.display()
+        );
         assert!(url.fragment().is_none(), "{}", path.display());
         let _ = url.join(location);
     }

@@ -10,7 +10,9 @@ use scrape_worker::decode::{
 };
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus-regressions").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus-regressions")
+        .join(target);
     let mut inputs: Vec<_> = std::fs::read_dir(&dir)
         .expect("the regression corpus exists")
         .map(|e| {
@@ -37,8 +39,15 @@ fn fuzz_regressions_decode() {
         let content_type = String::from_utf8_lossy(head);
         let is_html = data.first().is_some_and(|b| b & 1 == 1);
         let media = media_type(&content_type);
-        assert!(!media.contains(';') && media.trim() == media, "{}", path.display());
-        let _ = (charset_param(&content_type), looks_binary(body, &content_type));
+        assert!(
+            !media.contains(';') && media.trim() == media,
+            "{}",
+            path.display()
+        );
+        let _ = (
+            charset_param(&content_type),
+            looks_binary(body, &content_type),
+        );
         let _ = looks_like_html(body);
         let text = decode_body(body, &content_type, is_html);
         assert!(!text.contains('\0'), "{}", path.display());
@@ -48,8 +57,16 @@ fn fuzz_regressions_decode() {
             assert_eq!(same, expected, "{}", path.display());
         }
         if let Some(title) = html_title(&text) {
-            assert!(!title.is_empty() && title.chars().count() <= 1000, "{}", path.display());
-            assert!(title.trim() == title && !title.contains("  "), "{}", path.display());
+            assert!(
+                !title.is_empty() && title.chars().count() <= 1000,
+                "{}",
+                path.display()
+            );
+            assert!(
+                title.trim() == title && !title.contains("  "),
+                "{}",
+                path.display()
+            );
         }
     }
 }

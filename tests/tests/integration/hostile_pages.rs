@@ -284,7 +284,10 @@ async fn no_extraction_starts_while_abandoned_threads_are_at_the_bound() -> anyh
             abandoned_done = Some(started.elapsed());
         }
         if matches!(row.status.as_str(), "extracted" | "dead_lettered") {
-            assert_eq!(running, 0.0, "extracted while the abandoned thread still ran");
+            assert_eq!(
+                running, 0.0,
+                "extracted while the abandoned thread still ran"
+            );
             break row;
         }
         anyhow::ensure!(Instant::now() < deadline, "the next page did not settle");
@@ -298,7 +301,10 @@ async fn no_extraction_starts_while_abandoned_threads_are_at_the_bound() -> anyh
     let stuck_row = sources::get(&env.services.db, stuck).await?;
     assert_eq!(stuck_row.status, "dead_lettered");
     assert_eq!(next_row.status, "extracted", "{:?}", next_row.last_error);
-    assert!(saw_waiting, "the next page never waited for the abandoned thread");
+    assert!(
+        saw_waiting,
+        "the next page never waited for the abandoned thread"
+    );
     assert_eq!(
         metric(&rendered, "pipeline_extraction_abandoned_waits_total"),
         1.0
