@@ -90,7 +90,13 @@ pub fn validate_url(raw: &str) -> Result<String, String> {
     }
     let mut url = url;
     url.set_fragment(None);
-    Ok(url.to_string())
+    let url = url.to_string();
+    // Parsing percent-encodes and punycodes, so the stored form can be longer than what
+    // was given; the limit is on what is stored.
+    if url.len() > MAX_URL_LEN {
+        return Err(format!("longer than {MAX_URL_LEN} characters once normalised"));
+    }
+    Ok(url)
 }
 
 /// Splits URLs into valid, distinct ones (in order) and refused ones with reasons.
