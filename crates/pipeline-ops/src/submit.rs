@@ -94,7 +94,9 @@ pub fn validate_url(raw: &str) -> Result<String, String> {
     // Parsing percent-encodes and punycodes, so the stored form can be longer than what
     // was given; the limit is on what is stored.
     if url.len() > MAX_URL_LEN {
-        return Err(format!("longer than {MAX_URL_LEN} characters once normalised"));
+        return Err(format!(
+            "longer than {MAX_URL_LEN} characters once normalised"
+        ));
     }
     Ok(url)
 }
