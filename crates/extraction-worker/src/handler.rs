@@ -13,6 +13,7 @@ use pipeline_ops::worker::{Failure, Handler};
 use pipeline_store::sources;
 use serde_json::json;
 use sqlx::PgPool;
+use tokio::sync::watch;
 use uuid::Uuid;
 use work_queue::Delivery;
 
@@ -23,6 +24,26 @@ const RUNNING: u8 = 0;
 const FINISHED: u8 = 1;
 const ABANDONED: u8 = 2;
 
+/// Abandoned threads allowed by [`ExtractionHandler::new`] (the default concurrency).
+pub const DEFAULT_MAX_ABANDONED: usize = 8;
+
+/// `pipeline_extraction_waiting_on_abandoned`: deliveries held back by the bound on
+/// abandoned threads, down again however the wait ends (shutdown drops it).
+struct WaitingGauge;
+
+impl WaitingGauge {
+    fn new() -> Self {
+        metrics::gauge!("pipeline_extraction_waiting_on_abandoned").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for WaitingGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("pipeline_extraction_waiting_on_abandoned").decrement(1.0);
+    }
+}
+
 /// Processes extraction deliveries: extract, chunk, store, find entities, embed (through the
 /// process's one [`Batcher`]), and mark the source `extracted`.
 #[derive(Debug, Clone)]
@@ -32,6 +53,9 @@ pub struct ExtractionHandler {
     chunking: ChunkOptions,
     limits: Limits,
     abandon_grace: Duration,
+    /// Abandoned threads still running, shared by every clone of the handler.
+    abandoned: Arc<watch::Sender<usize>>,
+    max_abandoned: usize,
 }
 
 impl ExtractionHandler {
@@ -44,7 +68,42 @@ impl ExtractionHandler {
             chunking,
             limits: Limits::default(),
             abandon_grace: Duration::from_secs(10),
+            abandoned: Arc::new(watch::Sender::new(0)),
+            max_abandoned: DEFAULT_MAX_ABANDONED,
         }
+    }
+
+    /// The same handler starting no extraction while `max` abandoned threads (see
+    /// [`ExtractionHandler::with_limits`]) are still running (at least 1). Extractions
+    /// already running may still be abandoned, so at most `max` + concurrency - 1 such
+    /// threads exist at once.
+    pub fn with_max_abandoned(mut self, max: usize) -> Self {
+        self.max_abandoned = max.max(1);
+        self
+    }
+
+    /// Waits while the abandoned threads are at the bound: each holds a blocking-pool
+    /// thread and its page's memory, so a stream of poison pages must not add more.
+    async fn wait_for_abandoned(&self) {
+        let mut running = self.abandoned.subscribe();
+        let now = *running.borrow_and_update();
+        if now < self.max_abandoned {
+            return;
+        }
+        metrics::counter!("pipeline_extraction_abandoned_waits_total").increment(1);
+        let _waiting = WaitingGauge::new();
+        tracing::warn!(
+            abandoned = now,
+            max_abandoned = self.max_abandoned,
+            "abandoned extraction threads at the bound; not starting new extractions until one finishes"
+        );
+        let started = Instant::now();
+        // The handler holds the sender, so the channel cannot close while we wait.
+        let _ = running.wait_for(|&n| n < self.max_abandoned).await;
+        tracing::info!(
+            waited_ms = started.elapsed().as_millis() as u64,
+            "an abandoned extraction thread finished; extracting again"
+        );
     }
 
     /// The same handler with what one page may cost: `limits`, and how long past the time
@@ -73,6 +132,7 @@ impl ExtractionHandler {
         // threads goes up once and down once.
         let state = Arc::new(AtomicU8::new(RUNNING));
         let thread_state = state.clone();
+        let abandoned = self.abandoned.clone();
         let mut task = tokio::task::spawn_blocking(move || {
             let result = analyze(&body, Some(&uri), &content_type, chunking, &limits);
             if thread_state
@@ -80,6 +140,7 @@ impl ExtractionHandler {
                 .is_err()
             {
                 metrics::gauge!("pipeline_extraction_abandoned_running").decrement(1.0);
+                abandoned.send_modify(|n| *n -= 1);
             }
             result
         });
@@ -88,6 +149,9 @@ impl ExtractionHandler {
         let joined = match tokio::time::timeout(wait, &mut task).await {
             Ok(joined) => joined,
             Err(_) => {
+                // Counted before the transition, so the thread's decrement (which only
+                // follows a won transition) never comes first.
+                self.abandoned.send_modify(|n| *n += 1);
                 if state
                     .compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
@@ -105,6 +169,7 @@ impl ExtractionHandler {
                     )));
                 }
                 // The thread finished just as the wait ended: its result is there.
+                self.abandoned.send_modify(|n| *n -= 1);
                 task.await
             }
         };
@@ -114,6 +179,8 @@ impl ExtractionHandler {
     }
 
     async fn process(&self, delivery: &Delivery, msg: SourceMessage) -> Result<(), Failure> {
+        // Before anything is recorded: a held-back page has not started.
+        self.wait_for_abandoned().await;
         let source_id = msg.source_id;
         let attempt = (delivery.attempts + 1) as i32;
         sources::record_event(

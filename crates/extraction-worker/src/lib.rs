@@ -148,6 +148,13 @@ pub fn handler(services: &Services, batcher: Batcher) -> ExtractionHandler {
         limits(&services.settings),
         Duration::from_millis(services.settings.extraction.abandon_grace_ms),
     )
+    .with_max_abandoned(max_abandoned(&services.settings))
+}
+
+/// `extraction.max_abandoned`, the concurrency when unset.
+pub fn max_abandoned(settings: &Settings) -> usize {
+    let e = &settings.extraction;
+    e.max_abandoned.unwrap_or(e.concurrency)
 }
 
 /// The runner options of the `[extraction]`, `[queue]` and `[shutdown]` settings.

@@ -202,6 +202,9 @@ pub struct ExtractionSettings {
     pub max_work_units: u64,
     pub time_budget_ms: u64,
     pub abandon_grace_ms: u64,
+    /// Abandoned extraction threads at which no new extraction starts; unset: `concurrency`.
+    #[serde(default)]
+    pub max_abandoned: Option<usize>,
 }
 
 /// Embedding backend.
@@ -405,6 +408,12 @@ impl Settings {
             if value == 0 {
                 return invalid(key, "must be greater than 0".into());
             }
+        }
+        if self.extraction.max_abandoned == Some(0) {
+            return invalid(
+                "extraction.max_abandoned",
+                "must be greater than 0 (unset, it equals extraction.concurrency)".into(),
+            );
         }
         if self.extraction.chunk_overlap_chars >= self.extraction.chunk_max_chars {
             return invalid(

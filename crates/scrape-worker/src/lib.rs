@@ -9,7 +9,7 @@
 //! Settings: `[scrape]` of the configuration (environment `PIPELINE__SCRAPE__*`), the
 //! `[queue]` lease and retry settings, and `probes.scrape_worker_port`.
 
-mod decode;
+pub mod decode;
 mod error;
 pub mod fetch;
 pub mod guard;
@@ -30,6 +30,7 @@ pub use error::FetchError;
 pub use fetch::{FetchOptions, Fetcher, Page};
 pub use handler::ScrapeHandler;
 pub use politeness::{HostLimiter, Limits};
+pub use robots::RobotsRules;
 
 /// How long a fetch waits for a politeness slot on its host before failing as transient.
 pub const MAX_POLITENESS_WAIT: Duration = Duration::from_secs(60);

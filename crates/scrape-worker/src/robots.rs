@@ -20,15 +20,44 @@ use crate::fetch::Fetcher;
 /// How long an unreachable robots.txt counts as "allow all" before it is asked again.
 const FAILURE_TTL: Duration = Duration::from_secs(60);
 
+/// The rules of one robots.txt for one agent, as the fetcher applies them.
+pub struct RobotsRules(Rules);
+
 enum Rules {
     AllowAll,
     Parsed(Box<Robot>),
 }
 
+impl RobotsRules {
+    /// Rules for `agent` (its product token, e.g. `pipeline-scraper`; `*` groups apply when
+    /// no group names it) from a fetched robots.txt `body`, which may be cut, binary or
+    /// otherwise not a robots.txt. A body the parser refuses allows everything; its
+    /// complaint comes back alongside, for the log.
+    pub fn parse(agent: &str, body: &[u8]) -> (Self, Option<String>) {
+        match Robot::new(agent, body) {
+            Ok(robot) => (Self(Rules::Parsed(Box::new(robot))), None),
+            Err(err) => (Self(Rules::AllowAll), Some(err.to_string())),
+        }
+    }
+
+    /// Rules that allow everything (no robots.txt, or none reachable).
+    pub fn allow_all() -> Self {
+        Self(Rules::AllowAll)
+    }
+
+    /// Whether these rules let the agent fetch `url`.
+    pub fn allows(&self, url: &Url) -> bool {
+        match &self.0 {
+            Rules::AllowAll => true,
+            Rules::Parsed(robot) => robot.allowed(url.as_str()),
+        }
+    }
+}
+
 struct Entry {
     created: Instant,
     ttl: OnceCell<Duration>,
-    rules: OnceCell<Arc<Rules>>,
+    rules: OnceCell<Arc<RobotsRules>>,
 }
 
 /// A per-origin robots.txt cache with a time to live.
@@ -77,17 +106,17 @@ impl RobotsCache {
             .rules
             .get_or_init(|| async {
                 let (rules, ttl) = match fetcher.fetch_robots(url).await {
-                    Ok(Some(body)) => match Robot::new(&self.agent, &body) {
-                        Ok(robot) => (Rules::Parsed(Box::new(robot)), self.ttl),
-                        Err(err) => {
+                    Ok(Some(body)) => {
+                        let (rules, refused) = RobotsRules::parse(&self.agent, &body);
+                        if let Some(err) = refused {
                             tracing::warn!(%origin, error = %err, "unparsable robots.txt; allowing");
-                            (Rules::AllowAll, self.ttl)
                         }
-                    },
-                    Ok(None) => (Rules::AllowAll, self.ttl),
+                        (rules, self.ttl)
+                    }
+                    Ok(None) => (RobotsRules::allow_all(), self.ttl),
                     Err(err) => {
                         tracing::warn!(%origin, error = %err, "robots.txt unavailable; allowing for now");
-                        (Rules::AllowAll, self.ttl.min(FAILURE_TTL))
+                        (RobotsRules::allow_all(), self.ttl.min(FAILURE_TTL))
                     }
                 };
                 // Only the initialising task sets it; ignoring the error is safe.
@@ -95,9 +124,6 @@ impl RobotsCache {
                 Arc::new(rules)
             })
             .await;
-        match rules.as_ref() {
-            Rules::AllowAll => true,
-            Rules::Parsed(robot) => robot.allowed(url.as_str()),
-        }
+        rules.allows(url)
     }
 }

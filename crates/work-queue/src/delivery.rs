@@ -26,6 +26,14 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The [`body`](Self::body) for bytes as stored in the message hash: anything a
+    /// producer wrote, so bytes that are not UTF-8 are replaced (U+FFFD) rather than
+    /// refused, and the message still reaches the worker to be judged.
+    pub fn body_from_stored(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
     /// The body as a JSON value.
     ///
     /// # Errors

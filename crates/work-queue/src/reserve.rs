@@ -115,8 +115,7 @@ impl WorkQueue {
                 |(((id, token), body), ((deliveries, attempts), redrives))| Delivery {
                     id,
                     token,
-                    body: String::from_utf8(body)
-                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                    body: Delivery::body_from_stored(body),
                     deliveries,
                     attempts,
                     redrives,

@@ -220,3 +220,101 @@ async fn a_page_stuck_past_its_budget_is_dead_lettered_and_its_slot_freed() -> a
     );
     Ok(())
 }
+
+/// The value of an unlabelled gauge or counter in a Prometheus text rendering (0 if absent).
+fn metric(rendered: &str, name: &str) -> f64 {
+    rendered
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_extraction_starts_while_abandoned_threads_are_at_the_bound() -> anyhow::Result<()> {
+    // One slot, one abandoned thread allowed: the stuck page's thread is abandoned at budget
+    // + grace and keeps parsing; the next page is delivered at once but must not be
+    // extracted until that thread has returned.
+    let metrics = pipeline_core::probes::metrics_handle();
+    let (db, redis, services) = services(|s| {
+        s.extraction.time_budget_ms = 10;
+        s.extraction.abandon_grace_ms = 20;
+        s.extraction.concurrency = 1;
+        s.extraction.max_abandoned = Some(1);
+    })
+    .await?;
+    let env = integration_tests::extraction::Env {
+        db,
+        redis,
+        services,
+    };
+    let huge = integration_tests::hostile::huge_article();
+    let (stuck, job) = env
+        .scraped_source("http://127.0.0.1/huge", &huge, "text/html")
+        .await?;
+    let (next, next_job) = env
+        .scraped_source(
+            "http://127.0.0.1/next",
+            "Short news.\n\nNothing else.",
+            "text/plain",
+        )
+        .await?;
+    env.enqueue(stuck, job).await?;
+    env.enqueue(next, next_job).await?;
+
+    let cancel = CancellationToken::new();
+    let batcher = extraction_worker::batcher_from_settings(&env.services.settings)?;
+    let worker = {
+        let (services, cancel) = (env.services.clone(), cancel.clone());
+        tokio::spawn(async move { extraction_worker::run(&services, batcher, cancel).await })
+    };
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let (mut saw_waiting, mut abandoned_done) = (false, None);
+    let next_row = loop {
+        // The page's status first: the bound lifts only after the abandoned thread's gauge
+        // went down, so a page extracted must come with no abandoned thread left.
+        let row = sources::get(&env.services.db, next).await?;
+        let rendered = metrics.render();
+        let running = metric(&rendered, "pipeline_extraction_abandoned_running");
+        if metric(&rendered, "pipeline_extraction_waiting_on_abandoned") >= 1.0 {
+            saw_waiting = true;
+            assert_eq!(row.status, "scraped", "extracting while at the bound");
+        }
+        if running == 0.0 && saw_waiting && abandoned_done.is_none() {
+            abandoned_done = Some(started.elapsed());
+        }
+        if matches!(row.status.as_str(), "extracted" | "dead_lettered") {
+            assert_eq!(
+                running, 0.0,
+                "extracted while the abandoned thread still ran"
+            );
+            break row;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the next page did not settle");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let next_after = started.elapsed();
+    let rendered = metrics.render();
+    cancel.cancel();
+    let _ = worker.await;
+
+    let stuck_row = sources::get(&env.services.db, stuck).await?;
+    assert_eq!(stuck_row.status, "dead_lettered");
+    assert_eq!(next_row.status, "extracted", "{:?}", next_row.last_error);
+    assert!(
+        saw_waiting,
+        "the next page never waited for the abandoned thread"
+    );
+    assert_eq!(
+        metric(&rendered, "pipeline_extraction_abandoned_waits_total"),
+        1.0
+    );
+    assert_eq!(
+        metric(&rendered, "pipeline_extraction_waiting_on_abandoned"),
+        0.0
+    );
+    println!(
+        "abandoned thread returned by {abandoned_done:?}; the next page was extracted at {next_after:?}"
+    );
+    Ok(())
+}
