@@ -84,6 +84,10 @@ fn describe_metrics() {
 /// Counters: name and help.
 const COUNTERS: &[(&str, &str)] = &[
     (
+        "pipeline_extraction_abandoned_waits_total",
+        "Times an extraction delivery waited for abandoned parser threads to finish",
+    ),
+    (
         "pipeline_messages_total",
         "Deliveries processed, by family and outcome (succeeded, retry_scheduled, dead_lettered, lease_lost, ack_failed, settle_failed)",
     ),
@@ -174,6 +178,10 @@ const COUNTERS: &[(&str, &str)] = &[
 
 /// Gauges: name and help.
 const GAUGES: &[(&str, &str)] = &[
+    (
+        "pipeline_extraction_waiting_on_abandoned",
+        "Extraction deliveries waiting because abandoned parser threads are at their bound",
+    ),
     ("api_connections_open", "Connections open to the API"),
     (
         "pipeline_in_flight",
