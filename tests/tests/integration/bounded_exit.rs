@@ -290,6 +290,45 @@ async fn the_api_exits_with_a_request_stuck_on_a_stalled_postgres() -> anyhow::R
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sigterms_end_a_long_drain_at_once() -> anyhow::Result<()> {
+    // An extraction worker stuck on an embedding server that never answers, and a drain
+    // timeout far longer than the test: only the second signal can end it quickly.
+    let emb = EmbeddingServer::start(384).await?;
+    emb.set_mode(Mode::Stall(Duration::from_secs(600)));
+    let env = Env::new(|_| {}).await?;
+    let (source_id, job_id) = env
+        .scraped_source("https://blog.example/twice", &article_page(), "text/html")
+        .await?;
+    env.enqueue(source_id, job_id).await?;
+    let mut cmd = daemon("extraction-worker", &env.db.url, &env.redis.prefix);
+    cmd.env("PIPELINE__EMBEDDING__BACKEND", "openai")
+        .env("PIPELINE__EMBEDDING__OPENAI__URL", emb.url())
+        .env("PIPELINE__EMBEDDING__OPENAI__TIMEOUT_MS", "600000")
+        .env("PIPELINE__SHUTDOWN__DRAIN_TIMEOUT_SECS", "120");
+    let mut child = cmd.spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while emb.requests().is_empty() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no embedding request within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent = Instant::now();
+    signal(&child, "TERM")?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&child, "TERM")?;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(i32::from(EXIT_HANDED_BACK)));
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let log = stderr_of(&mut child).await?;
+    assert!(log.contains("second shutdown signal"), "{log}");
+    assert!(log.contains(&source_id.to_string()), "{log}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn every_daemon_answers_help_and_version_without_starting() -> anyhow::Result<()> {
     for bin in [

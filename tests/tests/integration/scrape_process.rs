@@ -282,7 +282,7 @@ async fn a_second_signal_exits_at_once() -> anyhow::Result<()> {
     let sent = Instant::now();
     signal(&child, "TERM")?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    signal(&child, "INT")?;
+    signal(&child, "TERM")?;
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await??;
     let took = sent.elapsed();
     assert_eq!(
