@@ -41,7 +41,10 @@ async fn terminate(child: &mut Child) -> anyhow::Result<(Option<i32>, Duration)>
     let sent = Instant::now();
     signal(child, "TERM")?;
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
-    Ok((status.code(), sent.elapsed()))
+    let took = sent.elapsed();
+    // The figure the docs quote: SIGTERM to exit with a 1 s drain.
+    println!("exit {:?} after {took:?}", status.code());
+    Ok((status.code(), took))
 }
 
 async fn stderr_of(child: &mut Child) -> anyhow::Result<String> {
