@@ -263,28 +263,13 @@ pub struct JobRow {
 const JOB_COLUMNS: &str = "id, project_id, type, status, payload, result, error, created_at, \
     updated_at, started_at, completed_at";
 
-/// Filters for [`list`].
+/// Filters for [`list_summaries`].
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
     pub job_type: Option<String>,
     pub status: Option<String>,
     pub limit: i64,
     pub offset: i64,
-}
-
-/// Jobs, newest first.
-pub async fn list(pool: &PgPool, filter: &JobFilter) -> Result<Vec<JobRow>> {
-    Ok(sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {JOB_COLUMNS} FROM jobs
-         WHERE ($1::text IS NULL OR type = $1) AND ($2::text IS NULL OR status = $2)
-         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-    )))
-    .bind(&filter.job_type)
-    .bind(&filter.status)
-    .bind(filter.limit)
-    .bind(filter.offset)
-    .fetch_all(pool)
-    .await?)
 }
 
 /// One job.

@@ -88,6 +88,11 @@ impl JobStatus {
         Self::CompletedWithErrors,
     ];
 
+    /// Parses a stored word.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
     /// The word stored in `jobs.status`.
     pub fn as_str(self) -> &'static str {
         match self {

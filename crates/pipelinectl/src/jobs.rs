@@ -1,15 +1,19 @@
-//! `pipelinectl submit`, `jobs list`, `jobs show`.
+//! `pipelinectl submit`, `jobs list`, `jobs show`, `jobs sources`. Lists are summaries and
+//! pages (a job of 100,000 URLs prints its first page and the command for the next), the
+//! same bounds and validation as the API.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use pipeline_ops::Services;
 use pipeline_ops::submit::{self, SubmitError, SubmitRequest};
-use pipeline_store::jobs::{self, JobFilter, JobRow};
+use pipeline_store::JobStatus;
+use pipeline_store::jobs::{self, JobFilter, JobSummary};
+use pipeline_store::sources::SourceRow;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::output::{CmdResult, Failure, opt, print_json, print_table, time};
+use crate::output::{CmdResult, Failure, clip, opt, print_json, print_table, time};
 
 /// `submit` arguments.
 #[derive(Debug, Args)]
@@ -45,10 +49,24 @@ pub enum JobsCommand {
         #[arg(long, default_value_t = 0)]
         offset: i64,
     },
-    /// Shows one job: status, counts, sources.
+    /// Shows one job: status, counts, its first sources and refused URLs.
     Show {
         /// The job id.
         id: String,
+        /// Sources (and refused URLs) shown, 1..=1000.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Lists a job's sources, a page at a time.
+    Sources {
+        /// The job id.
+        id: String,
+        /// Sources per page, 1..=1000.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Sources to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
     },
 }
 
@@ -135,8 +153,31 @@ pub async fn run(services: &Services, cmd: JobsCommand, as_json: bool) -> CmdRes
             limit,
             offset,
         } => list(services, job_type, status, limit, offset, as_json).await,
-        JobsCommand::Show { id } => show(services, &id, as_json).await,
+        JobsCommand::Show { id, limit } => show(services, &id, limit, as_json).await,
+        JobsCommand::Sources { id, limit, offset } => {
+            sources(services, &id, limit, offset, as_json).await
+        }
     }
+}
+
+/// The page bounds the API uses too.
+fn check_page(limit: i64, offset: i64) -> CmdResult {
+    if !(1..=1000).contains(&limit) {
+        return Err(Failure::usage(format!(
+            "--limit must be between 1 and 1000, got {limit}"
+        )));
+    }
+    if !(0..=1_000_000_000).contains(&offset) {
+        return Err(Failure::usage(format!(
+            "--offset must be between 0 and 1000000000, got {offset}"
+        )));
+    }
+    Ok(())
+}
+
+/// The offset of the next page, when this one was full.
+fn next_offset(offset: i64, limit: i64, got: usize) -> Option<i64> {
+    (got as i64 == limit).then_some(offset + limit)
 }
 
 fn count(counts: &Option<Value>, key: &str) -> String {
@@ -155,15 +196,17 @@ async fn list(
     offset: i64,
     as_json: bool,
 ) -> CmdResult {
-    if !(1..=1000).contains(&limit) {
+    check_page(limit, offset)?;
+    if let Some(s) = &status
+        && JobStatus::parse(s).is_none()
+    {
+        let known: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
         return Err(Failure::usage(format!(
-            "--limit must be between 1 and 1000, got {limit}"
+            "unknown job status `{s}` (expected one of: {})",
+            known.join(", ")
         )));
     }
-    if offset < 0 {
-        return Err(Failure::usage("--offset must not be negative"));
-    }
-    let rows = jobs::list(
+    let rows = jobs::list_summaries(
         &services.db,
         &JobFilter {
             job_type,
@@ -173,8 +216,9 @@ async fn list(
         },
     )
     .await?;
+    let next = next_offset(offset, limit, rows.len());
     if as_json {
-        return print_json(&json!({ "items": rows }));
+        return print_json(&json!({ "items": rows, "next_offset": next }));
     }
     if rows.is_empty() {
         println!("no jobs");
@@ -208,6 +252,9 @@ async fn list(
         ],
         &table,
     );
+    if let Some(next) = next {
+        println!("\nmore: pipelinectl jobs list --limit {limit} --offset {next}");
+    }
     Ok(())
 }
 
@@ -217,11 +264,14 @@ pub fn parse_id(what: &str, text: &str) -> CmdResult<Uuid> {
         .map_err(|e| Failure::usage(format!("`{text}` is not a {what} id (a UUID): {e}")))
 }
 
-fn print_job_header(j: &JobRow) {
+fn print_job_header(j: &JobSummary) {
     println!("job        {}", j.id);
     println!("type       {}", j.job_type);
     println!("status     {}", j.status);
     println!("project    {}", opt(&j.project_id));
+    if let Some(group) = &j.source_group {
+        println!("group      {group}");
+    }
     println!("created    {}", time(&j.created_at));
     println!(
         "started    {}",
@@ -244,28 +294,46 @@ fn print_job_header(j: &JobRow) {
     }
 }
 
-async fn show(services: &Services, id: &str, as_json: bool) -> CmdResult {
+fn print_sources(sources: &[SourceRow]) {
+    let rows: Vec<Vec<String>> = sources
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.to_string(),
+                s.status.clone(),
+                clip(&s.uri, 80),
+                clip(s.last_error.as_deref().unwrap_or_default(), 80),
+            ]
+        })
+        .collect();
+    print_table(&["SOURCE", "STATUS", "URL", "LAST ERROR"], &rows);
+}
+
+async fn show(services: &Services, id: &str, limit: i64, as_json: bool) -> CmdResult {
     let id = parse_id("job", id)?;
-    let job = jobs::get(&services.db, id).await?;
-    let sources = jobs::sources(&services.db, id).await?;
+    check_page(limit, 0)?;
+    let job = jobs::get_summary(&services.db, id).await?;
+    let sources = jobs::sources_page(&services.db, id, limit, 0).await?;
+    let invalid = jobs::invalid_urls_page(&services.db, id, limit, 0).await?;
+    let sources_next = next_offset(0, limit, sources.len());
+    let invalid_next = next_offset(0, limit, invalid.len());
     if as_json {
-        return print_json(&json!({"job": job, "sources": sources}));
+        return print_json(&json!({
+            "job": job,
+            "sources": sources,
+            "sources_next_offset": sources_next,
+            "invalid_urls": invalid,
+            "invalid_urls_next_offset": invalid_next,
+        }));
     }
     print_job_header(&job);
-    if let Some(invalid) = job
-        .payload
-        .as_ref()
-        .and_then(|p| p.get("invalid_urls"))
-        .and_then(Value::as_array)
-        .filter(|a| !a.is_empty())
-    {
+    if !invalid.is_empty() {
         println!("\nrefused URLs:");
-        for bad in invalid {
-            println!(
-                "  {}: {}",
-                bad.get("url").and_then(Value::as_str).unwrap_or("?"),
-                bad.get("reason").and_then(Value::as_str).unwrap_or("?")
-            );
+        for bad in &invalid {
+            println!("  {}: {}", clip(&bad.url, 100), bad.reason);
+        }
+        if invalid_next.is_some() {
+            println!("  ... more (the API pages them: GET /api/v1/jobs/{id}/invalid-urls)");
         }
     }
     println!();
@@ -273,17 +341,36 @@ async fn show(services: &Services, id: &str, as_json: bool) -> CmdResult {
         println!("no sources");
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = sources
-        .iter()
-        .map(|s| {
-            vec![
-                s.id.to_string(),
-                s.status.clone(),
-                s.uri.clone(),
-                s.last_error.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    print_table(&["SOURCE", "STATUS", "URL", "LAST ERROR"], &rows);
+    print_sources(&sources);
+    if let Some(next) = sources_next {
+        println!("\nmore: pipelinectl jobs sources {id} --offset {next}");
+    }
+    Ok(())
+}
+
+async fn sources(
+    services: &Services,
+    id: &str,
+    limit: i64,
+    offset: i64,
+    as_json: bool,
+) -> CmdResult {
+    let id = parse_id("job", id)?;
+    check_page(limit, offset)?;
+    // A missing job is "not found", not an empty page.
+    jobs::get_summary(&services.db, id).await?;
+    let page = jobs::sources_page(&services.db, id, limit, offset).await?;
+    let next = next_offset(offset, limit, page.len());
+    if as_json {
+        return print_json(&json!({"items": page, "next_offset": next}));
+    }
+    if page.is_empty() {
+        println!("no sources at offset {offset}");
+        return Ok(());
+    }
+    print_sources(&page);
+    if let Some(next) = next {
+        println!("\nmore: pipelinectl jobs sources {id} --limit {limit} --offset {next}");
+    }
     Ok(())
 }

@@ -79,7 +79,7 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
             .collect();
         let mut job_rows = Vec::new();
         for id in &job_ids {
-            match jobs::get(&services.db, *id).await {
+            match jobs::get_summary(&services.db, *id).await {
                 Ok(j) => job_rows.push(j),
                 // A job deleted since keeps its id in the trail; nothing more to show.
                 Err(pipeline_store::StoreError::NotFound(_)) => {}

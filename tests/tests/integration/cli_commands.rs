@@ -115,6 +115,44 @@ async fn submit_jobs_and_trace() -> anyhow::Result<()> {
     assert_eq!(list["items"].as_array().unwrap().len(), 3);
     let out = ctl(&env, &["jobs", "list", "--limit", "0"]).await?;
     assert_eq!(code(&out), 2);
+    // The same validation as the API: an unknown status is an error naming the known ones,
+    // not an empty list.
+    let out = ctl(&env, &["jobs", "list", "--status", "done"]).await?;
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("unknown job status `done`")
+            && stderr(&out).contains("completed_with_errors"),
+        "{}",
+        stderr(&out)
+    );
+    // Pages: a full page says where the next one starts; the last says there is none.
+    let out = ctl(&env, &["jobs", "list", "--limit", "2", "--json"]).await?;
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    assert_eq!(page["next_offset"], 2);
+    assert!(
+        page["items"][0].get("payload").is_none(),
+        "lists are summaries"
+    );
+    let out = ctl(
+        &env,
+        &["jobs", "list", "--limit", "2", "--offset", "2", "--json"],
+    )
+    .await?;
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert!(page["next_offset"].is_null());
+    let out = ctl(
+        &env,
+        &["jobs", "sources", &job_id.to_string(), "--limit", "1"],
+    )
+    .await?;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("more: pipelinectl jobs sources {job_id}")),
+        "{}",
+        stdout(&out)
+    );
 
     let source_id = sources_of_job[0].id;
     let out = ctl(&env, &["trace", &source_id.to_string()]).await?;
