@@ -6,13 +6,15 @@
 #
 # Checks:
 #   systemd  - each unit carries the directives the deployment relies on (user, secrets,
-#              config path, hardening, restart policy, stop timeout above the drain timeout);
+#              config path, hardening, restart policy, stop timeout above the drain timeout),
+#              and the worker template units (`pipeline-scrape-worker@.service`) the same plus
+#              a probe port taken from the instance name;
 #            - `systemd-analyze verify` passes with no diagnostic at all. verify insists that
 #              every ExecStart binary exists, and the binaries live in /usr/local/bin only
 #              after an install, so it runs on copies of the units (in a temporary directory)
 #              whose ExecStart points at the built binaries under target/ when they exist and
-#              at tiny stand-in scripts otherwise. Everything else in the units is verified as
-#              written;
+#              at tiny stand-in scripts otherwise. A template unit is verified as its instance
+#              `@9111`. Everything else in the units is verified as written;
 #            - `systemd-analyze security --offline` exposure stays at or below 2.0 of 10 (when this
 #              systemd is new enough to score unit files offline).
 #   k8s      - the kustomize copy of the configuration equals config/default.toml;
@@ -110,7 +112,8 @@ names = {u.rsplit("/", 1)[1] for u in units}
 expected = {
     "pipeline.target", "pipeline-migrate.service", "pipeline-scrape-worker.service",
     "pipeline-extraction-worker.service", "pipeline-requeue-daemon.service",
-    "pipeline-api.service",
+    "pipeline-api.service", "pipeline-scrape-worker@.service",
+    "pipeline-extraction-worker@.service",
 }
 errors = []
 if names != expected:
@@ -148,6 +151,13 @@ binaries = {
     "pipeline-extraction-worker.service": "/usr/local/bin/extraction-worker",
     "pipeline-requeue-daemon.service": "/usr/local/bin/requeue-daemon",
     "pipeline-api.service": "/usr/local/bin/pipeline-api",
+    "pipeline-scrape-worker@.service": "/usr/local/bin/scrape-worker",
+    "pipeline-extraction-worker@.service": "/usr/local/bin/extraction-worker",
+}
+# Template units: the instance name is the probe port, so two instances never share one.
+template_ports = {
+    "pipeline-scrape-worker@.service": "PIPELINE__PROBES__SCRAPE_WORKER_PORT",
+    "pipeline-extraction-worker@.service": "PIPELINE__PROBES__EXTRACTION_WORKER_PORT",
 }
 for path in units:
     name = path.rsplit("/", 1)[1]
@@ -166,6 +176,12 @@ for path in units:
         errors.append(f"{name}: not grouped by pipeline.target (PartOf= and WantedBy=)")
     if name in binaries and not has(svc, "ExecStart", binaries[name]):
         errors.append(f"{name}: ExecStart is not {binaries[name]}")
+    if name in template_ports:
+        var = template_ports[name]
+        if not has(svc, "Environment", f"{var}=%i"):
+            errors.append(f"{name}: the instance name must pick the probe port (Environment={var}=%i)")
+        if not any(k == "RestartPreventExitStatus" and "2" in v.split() for k, v in svc):
+            errors.append(f"{name}: missing RestartPreventExitStatus=2 (a bad instance name must not restart forever)")
     if name == "pipeline-migrate.service":
         if not has(svc, "Type", "oneshot"):
             errors.append(f"{name}: not Type=oneshot")
@@ -210,6 +226,13 @@ check_units_verify() {
         fi
     done
     cp "${UNITS[@]}" "$dir/" || return 1
+    # verify and security take unit files, and a template file is no unit: each template is
+    # checked as one instance of it (so its specifiers are expanded too).
+    local tpl
+    for tpl in "$dir"/*@.service; do
+        [[ -e $tpl ]] || continue
+        mv "$tpl" "${tpl%@.service}@9111.service" || return 1
+    done
     sed -i "s#^ExecStart=/usr/local/bin/#ExecStart=$dir/bin/#" "$dir"/*.service || return 1
     local out
     out=$(cd "$dir" && systemd-analyze verify --man=no ./*.service ./*.target 2>&1) || {
