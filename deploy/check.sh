@@ -23,7 +23,7 @@
 #              kubernetes-validate from PyPI, installed into .local/venv on first use;
 #            - the kustomizations reference files that exist and list every manifest, and the
 #              workloads keep their contract (probes, security context, grace period, secret
-#              references, PDBs, HPAs, Service, migration Job);
+#              references, PDBs, HPAs, Service, a migrate init container in each Deployment);
 #            - with kubectl present, `kubectl kustomize` renders base and overlays, and the
 #              rendered objects validate too (without kubectl this part is skipped, said so).
 #   docker   - a minimal lint of deploy/Dockerfile and .dockerignore. The image itself is not
@@ -358,11 +358,11 @@ if not any(g.get("name") == "pipeline-config" and "pipeline.toml" in g.get("file
 
 SECRET_KEYS = {"database-url", "redis-url", "api-key", "embedding-api-key"}
 
-def check_pod(name, spec, container_name):
+def check_pod(name, spec, container_name, kind="containers"):
     sc = spec.get("securityContext", {})
     if not (sc.get("runAsNonRoot") is True and sc.get("seccompProfile", {}).get("type") == "RuntimeDefault"):
         errors.append(f"{name}: pod needs runAsNonRoot and seccomp RuntimeDefault")
-    cs = [c for c in spec["containers"] if c["name"] == container_name]
+    cs = [c for c in spec.get(kind, []) if c["name"] == container_name]
     if not cs:
         errors.append(f"{name}: no container {container_name}")
         return None
@@ -407,6 +407,14 @@ for name, port in daemons.items():
     c, env = got
     if c.get("command") != [f"/usr/local/bin/{name}"]:
         errors.append(f"{name}: command must be /usr/local/bin/{name}")
+    # Migrations run on every rollout, from the pod's own image, before the daemon starts.
+    init = check_pod(f"{name} (init container migrate)", spec, "migrate", "initContainers")
+    if init:
+        ic = init[0]
+        if ic.get("command") != ["/usr/local/bin/pipelinectl", "migrate"]:
+            errors.append(f"{name}: init container migrate must run pipelinectl migrate")
+        if ic.get("image") != c.get("image"):
+            errors.append(f"{name}: init container migrate must use the daemon's image")
     ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
     for probe, path in (("livenessProbe", "/health"), ("readinessProbe", "/ready")):
         g = c.get(probe, {}).get("httpGet", {})
@@ -435,13 +443,10 @@ svc = objs.get(("Service", "pipeline-api"))
 if not svc or svc["spec"]["selector"].get("app.kubernetes.io/name") != "pipeline-api":
     errors.append("Service pipeline-api (selecting the API pods) is missing")
 
-job = objs.get(("Job", "pipeline-migrate"))
-if not job:
-    errors.append("Job pipeline-migrate is missing")
-else:
-    got = check_pod("pipeline-migrate", job["spec"]["template"]["spec"], "migrate")
-    if got and got[0].get("command") != ["/usr/local/bin/pipelinectl", "migrate"]:
-        errors.append("pipeline-migrate: command must be pipelinectl migrate")
+# A migration Job with a fixed name cannot take a new image (a Job's template is immutable),
+# so every rollout would need a manual delete: the init containers replace it.
+if ("Job", "pipeline-migrate") in objs:
+    errors.append("Job pipeline-migrate: migrations run in the Deployments' init containers")
 
 if errors:
     print("\n".join(errors))
@@ -468,7 +473,7 @@ check_kustomize_render() {
 run_check "k8s: $CONFIG_COPY is identical to $CONFIG" check_config_copy
 ensure_venv
 run_check "k8s: every manifest validates against the Kubernetes $KV_VERSION schemas (strict)" check_manifests_schema
-run_check "k8s: kustomizations complete; workloads keep probes, security, secrets, PDB/HPA, Job" check_manifests_contract
+run_check "k8s: kustomizations complete; workloads keep probes, security, secrets, PDB/HPA, migrate init containers" check_manifests_contract
 run_check "k8s: kustomize renders base and overlays into valid objects" check_kustomize_render
 
 # --- Docker --------------------------------------------------------------------------------
