@@ -26,6 +26,7 @@ mod extraction_worker;
 mod foundation;
 mod hostile_pages;
 mod job_progress;
+mod own_services_docs;
 mod requeue_data_loss;
 mod requeue_e2e;
 mod requeue_policy;

@@ -252,10 +252,10 @@ async fn the_api_waits_for_the_schema_and_accepts_a_newer_one() -> anyhow::Resul
     let mut api = cmd.spawn()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let body = loop {
-        if let Ok((503, body)) = get(addr, "/ready").await {
-            if body.contains("waiting for migrations") {
-                break body;
-            }
+        if let Ok((503, body)) = get(addr, "/ready").await
+            && body.contains("waiting for migrations")
+        {
+            break body;
         }
         anyhow::ensure!(Instant::now() < deadline, "the API never reported the wait");
         tokio::time::sleep(Duration::from_millis(100)).await;
