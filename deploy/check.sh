@@ -6,13 +6,15 @@
 #
 # Checks:
 #   systemd  - each unit carries the directives the deployment relies on (user, secrets,
-#              config path, hardening, restart policy, stop timeout above the drain timeout);
+#              config path, hardening, restart policy, stop timeout above the drain timeout),
+#              and the worker template units (`pipeline-scrape-worker@.service`) the same plus
+#              a probe port taken from the instance name;
 #            - `systemd-analyze verify` passes with no diagnostic at all. verify insists that
 #              every ExecStart binary exists, and the binaries live in /usr/local/bin only
 #              after an install, so it runs on copies of the units (in a temporary directory)
 #              whose ExecStart points at the built binaries under target/ when they exist and
-#              at tiny stand-in scripts otherwise. Everything else in the units is verified as
-#              written;
+#              at tiny stand-in scripts otherwise. A template unit is verified as its instance
+#              `@9111`. Everything else in the units is verified as written;
 #            - `systemd-analyze security --offline` exposure stays at or below 2.0 of 10 (when this
 #              systemd is new enough to score unit files offline).
 #   k8s      - the kustomize copy of the configuration equals config/default.toml;
@@ -21,7 +23,7 @@
 #              kubernetes-validate from PyPI, installed into .local/venv on first use;
 #            - the kustomizations reference files that exist and list every manifest, and the
 #              workloads keep their contract (probes, security context, grace period, secret
-#              references, PDBs, HPAs, Service, migration Job);
+#              references, PDBs, HPAs, Service, a migrate init container in each Deployment);
 #            - with kubectl present, `kubectl kustomize` renders base and overlays, and the
 #              rendered objects validate too (without kubectl this part is skipped, said so).
 #   docker   - a minimal lint of deploy/Dockerfile and .dockerignore. The image itself is not
@@ -110,7 +112,8 @@ names = {u.rsplit("/", 1)[1] for u in units}
 expected = {
     "pipeline.target", "pipeline-migrate.service", "pipeline-scrape-worker.service",
     "pipeline-extraction-worker.service", "pipeline-requeue-daemon.service",
-    "pipeline-api.service",
+    "pipeline-api.service", "pipeline-scrape-worker@.service",
+    "pipeline-extraction-worker@.service",
 }
 errors = []
 if names != expected:
@@ -148,6 +151,13 @@ binaries = {
     "pipeline-extraction-worker.service": "/usr/local/bin/extraction-worker",
     "pipeline-requeue-daemon.service": "/usr/local/bin/requeue-daemon",
     "pipeline-api.service": "/usr/local/bin/pipeline-api",
+    "pipeline-scrape-worker@.service": "/usr/local/bin/scrape-worker",
+    "pipeline-extraction-worker@.service": "/usr/local/bin/extraction-worker",
+}
+# Template units: the instance name is the probe port, so two instances never share one.
+template_ports = {
+    "pipeline-scrape-worker@.service": "PIPELINE__PROBES__SCRAPE_WORKER_PORT",
+    "pipeline-extraction-worker@.service": "PIPELINE__PROBES__EXTRACTION_WORKER_PORT",
 }
 for path in units:
     name = path.rsplit("/", 1)[1]
@@ -166,6 +176,12 @@ for path in units:
         errors.append(f"{name}: not grouped by pipeline.target (PartOf= and WantedBy=)")
     if name in binaries and not has(svc, "ExecStart", binaries[name]):
         errors.append(f"{name}: ExecStart is not {binaries[name]}")
+    if name in template_ports:
+        var = template_ports[name]
+        if not has(svc, "Environment", f"{var}=%i"):
+            errors.append(f"{name}: the instance name must pick the probe port (Environment={var}=%i)")
+        if not any(k == "RestartPreventExitStatus" and "2" in v.split() for k, v in svc):
+            errors.append(f"{name}: missing RestartPreventExitStatus=2 (a bad instance name must not restart forever)")
     if name == "pipeline-migrate.service":
         if not has(svc, "Type", "oneshot"):
             errors.append(f"{name}: not Type=oneshot")
@@ -210,6 +226,13 @@ check_units_verify() {
         fi
     done
     cp "${UNITS[@]}" "$dir/" || return 1
+    # verify and security take unit files, and a template file is no unit: each template is
+    # checked as one instance of it (so its specifiers are expanded too).
+    local tpl
+    for tpl in "$dir"/*@.service; do
+        [[ -e $tpl ]] || continue
+        mv "$tpl" "${tpl%@.service}@9111.service" || return 1
+    done
     sed -i "s#^ExecStart=/usr/local/bin/#ExecStart=$dir/bin/#" "$dir"/*.service || return 1
     local out
     out=$(cd "$dir" && systemd-analyze verify --man=no ./*.service ./*.target 2>&1) || {
@@ -335,11 +358,11 @@ if not any(g.get("name") == "pipeline-config" and "pipeline.toml" in g.get("file
 
 SECRET_KEYS = {"database-url", "redis-url", "api-key", "embedding-api-key"}
 
-def check_pod(name, spec, container_name):
+def check_pod(name, spec, container_name, kind="containers"):
     sc = spec.get("securityContext", {})
     if not (sc.get("runAsNonRoot") is True and sc.get("seccompProfile", {}).get("type") == "RuntimeDefault"):
         errors.append(f"{name}: pod needs runAsNonRoot and seccomp RuntimeDefault")
-    cs = [c for c in spec["containers"] if c["name"] == container_name]
+    cs = [c for c in spec.get(kind, []) if c["name"] == container_name]
     if not cs:
         errors.append(f"{name}: no container {container_name}")
         return None
@@ -384,6 +407,14 @@ for name, port in daemons.items():
     c, env = got
     if c.get("command") != [f"/usr/local/bin/{name}"]:
         errors.append(f"{name}: command must be /usr/local/bin/{name}")
+    # Migrations run on every rollout, from the pod's own image, before the daemon starts.
+    init = check_pod(f"{name} (init container migrate)", spec, "migrate", "initContainers")
+    if init:
+        ic = init[0]
+        if ic.get("command") != ["/usr/local/bin/pipelinectl", "migrate"]:
+            errors.append(f"{name}: init container migrate must run pipelinectl migrate")
+        if ic.get("image") != c.get("image"):
+            errors.append(f"{name}: init container migrate must use the daemon's image")
     ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
     for probe, path in (("livenessProbe", "/health"), ("readinessProbe", "/ready")):
         g = c.get(probe, {}).get("httpGet", {})
@@ -412,13 +443,10 @@ svc = objs.get(("Service", "pipeline-api"))
 if not svc or svc["spec"]["selector"].get("app.kubernetes.io/name") != "pipeline-api":
     errors.append("Service pipeline-api (selecting the API pods) is missing")
 
-job = objs.get(("Job", "pipeline-migrate"))
-if not job:
-    errors.append("Job pipeline-migrate is missing")
-else:
-    got = check_pod("pipeline-migrate", job["spec"]["template"]["spec"], "migrate")
-    if got and got[0].get("command") != ["/usr/local/bin/pipelinectl", "migrate"]:
-        errors.append("pipeline-migrate: command must be pipelinectl migrate")
+# A migration Job with a fixed name cannot take a new image (a Job's template is immutable),
+# so every rollout would need a manual delete: the init containers replace it.
+if ("Job", "pipeline-migrate") in objs:
+    errors.append("Job pipeline-migrate: migrations run in the Deployments' init containers")
 
 if errors:
     print("\n".join(errors))
@@ -445,7 +473,7 @@ check_kustomize_render() {
 run_check "k8s: $CONFIG_COPY is identical to $CONFIG" check_config_copy
 ensure_venv
 run_check "k8s: every manifest validates against the Kubernetes $KV_VERSION schemas (strict)" check_manifests_schema
-run_check "k8s: kustomizations complete; workloads keep probes, security, secrets, PDB/HPA, Job" check_manifests_contract
+run_check "k8s: kustomizations complete; workloads keep probes, security, secrets, PDB/HPA, migrate init containers" check_manifests_contract
 run_check "k8s: kustomize renders base and overlays into valid objects" check_kustomize_render
 
 # --- Docker --------------------------------------------------------------------------------

@@ -81,7 +81,12 @@ async fn run(
     let drain = settings.shutdown.drain_timeout();
     let services = Services::build(settings)?;
     let cancel = shutdown::signal_token(drain);
+    // As the other daemons: serve at once (`/health` 200, `/ready` 503), but wait for the
+    // schema before calling itself ready; routes answer errors until then.
+    let (db, gate) = (services.db.clone(), services.schema.clone());
+    gate.wait("checking migrations");
     let (_, server) = pipeline_api::serve(services, api_key, addr, cancel.clone()).await?;
+    pipeline_ops::schema::wait_for_schema(&db, &gate, &cancel).await;
     cancel.cancelled().await;
     // Graceful shutdown: no new connections; requests in flight get the drain timeout.
     let finished = pipeline_core::shutdown::drain_within(drain, async {

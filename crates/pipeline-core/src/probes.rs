@@ -1,8 +1,8 @@
 //! The probe server every daemon mounts: `/health` (the process is up), `/ready` (Postgres
-//! and Redis answer) and `/metrics` (Prometheus text).
+//! and Redis answer, and the schema is there) and `/metrics` (Prometheus text).
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -227,6 +227,29 @@ const HISTOGRAMS: &[(&str, &str)] = &[
     ("pipeline_embedding_batch_size", "Texts per embedding batch"),
 ];
 
+/// Whether the process may call itself ready as far as the database schema goes. A new gate
+/// is open (ready); a daemon closes it while it waits for migrations, with the reason `/ready`
+/// reports, and opens it once the schema is there. Clones share the state.
+#[derive(Clone, Default)]
+pub struct SchemaGate(Arc<Mutex<Option<String>>>);
+
+impl SchemaGate {
+    /// Not ready: `/ready` answers 503 with `reason` as its `schema` field.
+    pub fn wait(&self, reason: impl Into<String>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.into());
+    }
+
+    /// Ready as far as the schema goes.
+    pub fn open(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// `None` when open, else why not.
+    pub fn waiting(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// What the probe handlers check.
 #[derive(Clone)]
 pub struct ProbeState {
@@ -234,6 +257,8 @@ pub struct ProbeState {
     pub db: PgPool,
     /// The process's Redis pool.
     pub redis: dlq_core::RedisPool,
+    /// Closed while the daemon waits for the schema.
+    pub schema: SchemaGate,
 }
 
 /// The probe routes, to serve alone or merge into another router (the API does).
@@ -259,11 +284,13 @@ pub fn router(state: ProbeState) -> Router {
 
 async fn ready(State(state): State<ProbeState>) -> Response {
     let (db, redis) = tokio::join!(check_postgres(&state.db), check_redis(&state.redis));
+    let schema = state.schema.waiting();
     let body = serde_json::json!({
         "postgres": db.as_ref().map(|_| "ok").unwrap_or_else(|e| e.as_str()),
         "redis": redis.as_ref().map(|_| "ok").unwrap_or_else(|e| e.as_str()),
+        "schema": schema.as_deref().unwrap_or("ok"),
     });
-    let status = if db.is_ok() && redis.is_ok() {
+    let status = if db.is_ok() && redis.is_ok() && schema.is_none() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -1,6 +1,7 @@
 //! The start-up and shutdown every daemon shares: the command line (`--help`, `--version`,
 //! `--check-config`), settings (exit 2 when they are invalid), telemetry, the TLS provider,
-//! the process's [`Services`], the probe server, the signal token, and a bounded exit.
+//! the process's [`Services`], the probe server, the signal token, the wait for the schema
+//! (see [`crate::schema`]), and a bounded exit.
 //!
 //! Exit codes: `0` after a complete drain, [`EXIT_HANDED_BACK`] (75) when the drain was cut
 //! short and held work was handed back, `1` after a failure, `2` for a bad command line or
@@ -19,6 +20,7 @@ use pipeline_core::{Settings, probes, shutdown, telemetry};
 use tokio_util::sync::CancellationToken;
 
 use crate::Services;
+use crate::schema::{self, SchemaWait};
 
 /// How a daemon's body ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,11 +181,19 @@ where
     let services = Services::build(settings)?;
     let cancel = shutdown::signal_token(drain);
     let probe_cancel = CancellationToken::new();
+    // The probes answer from the start: `/health` 200 (the process is alive), `/ready` 503
+    // until the schema is there, so an orchestrator neither kills nor routes to a waiting
+    // daemon.
+    services.schema.wait("checking migrations");
     let (bound, probe_task) = probes::serve(addr, services.probe_state(), probe_cancel.clone())
         .await
         .with_context(|| format!("cannot bind the probe server to {addr}"))?;
     tracing::info!(probes = %bound, "{name} starting");
-    let result = body(services, cancel).await;
+    let result = match schema::wait_for_schema(&services.db, &services.schema, &cancel).await {
+        SchemaWait::Current => body(services, cancel).await,
+        // Stopped while waiting: nothing was taken, so nothing is handed back.
+        SchemaWait::Cancelled => Ok(Drain::Complete),
+    };
     probe_cancel.cancel();
     // The probe server ends with its token once its connections close; a scraper holding a
     // keep-alive connection must not hold the exit, so the wait is short. An error there was

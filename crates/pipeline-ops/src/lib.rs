@@ -1,12 +1,13 @@
 //! Operations shared by the daemons, the API and the CLI: the process's [`Services`] (one
 //! Postgres pool, one Redis pool, a queue and a DLQ handle per family), [`submit`], the
 //! work messages, the generic [`worker`] runner both workers are built on, and the
-//! [`daemon`] start-up every daemon shares.
+//! [`daemon`] start-up every daemon shares, with its [`schema`] wait.
 
 pub mod daemon;
 pub mod dlq_ops;
 pub mod family;
 pub mod messages;
+pub mod schema;
 pub mod services;
 pub mod submit;
 pub mod worker;

@@ -21,6 +21,8 @@ pub struct Services {
     pub db: PgPool,
     /// The process's Redis pool.
     pub redis: dlq_core::RedisPool,
+    /// Closed while the process waits for migrations (`/ready` answers 503); open otherwise.
+    pub schema: pipeline_core::probes::SchemaGate,
     queues: BTreeMap<Family, WorkQueue>,
     dlqs: BTreeMap<Family, Dlq>,
 }
@@ -67,6 +69,7 @@ impl Services {
             settings: Arc::new(settings),
             db,
             redis,
+            schema: Default::default(),
             queues,
             dlqs,
         })
@@ -87,6 +90,7 @@ impl Services {
         pipeline_core::probes::ProbeState {
             db: self.db.clone(),
             redis: self.redis.clone(),
+            schema: self.schema.clone(),
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod progress;
 pub mod sources;
 pub mod status;
 
-pub use migrate::{MIGRATOR, migrate};
+pub use migrate::{MIGRATOR, SchemaStatus, migrate, schema_status};
 pub use status::{JobStatus, SourceStatus};
 
 /// A database error from the store.

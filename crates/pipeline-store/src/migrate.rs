@@ -15,10 +15,22 @@ pub struct MigrateReport {
 }
 
 /// Applies the pending migrations. Running it again is a no-op. Concurrent runs (several
-/// replicas starting at once) serialise on the migrator's advisory lock.
+/// replicas starting at once) serialise on the migrator's advisory lock (`pg_advisory_lock`,
+/// keyed by the database). Migrations applied by a newer release, unknown to this binary,
+/// are left alone rather than refused, so an older binary (the old pods of a rolling upgrade,
+/// or a rollback) can still run this, as a Kubernetes init container does on every start.
 pub async fn migrate(pool: &PgPool) -> crate::Result<MigrateReport> {
     let before = applied_versions(pool).await?;
-    MIGRATOR.run(pool).await?;
+    let mut migrator = sqlx::migrate::Migrator {
+        migrations: MIGRATOR.migrations.clone(),
+        locking: MIGRATOR.locking,
+        no_tx: MIGRATOR.no_tx,
+        table_name: MIGRATOR.table_name.clone(),
+        create_schemas: MIGRATOR.create_schemas.clone(),
+        ignore_missing: MIGRATOR.ignore_missing,
+    };
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
     let after = applied_versions(pool).await?;
     let applied = after
         .into_iter()
@@ -28,6 +40,39 @@ pub async fn migrate(pool: &PgPool) -> crate::Result<MigrateReport> {
         applied,
         known: MIGRATOR.iter().count(),
     })
+}
+
+/// How the database's schema compares with the migrations this binary knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// Migrations this binary knows that the database has applied successfully.
+    pub have: usize,
+    /// Migrations this binary knows: every one must be applied before it may run.
+    pub need: usize,
+}
+
+impl SchemaStatus {
+    /// Every migration this binary knows is applied. Migrations it does not know (a newer
+    /// binary already migrated the database, as in a rolling upgrade) do not count against
+    /// it: they only add to the schema.
+    pub fn is_current(&self) -> bool {
+        self.have >= self.need
+    }
+}
+
+/// Reads `_sqlx_migrations` (absent: nothing applied) and counts which of this binary's
+/// migrations are there. Applies nothing.
+pub async fn schema_status(pool: &PgPool) -> crate::Result<SchemaStatus> {
+    let applied = applied_versions(pool).await?;
+    let need = MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .count();
+    let have = MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration() && applied.contains(&m.version))
+        .count();
+    Ok(SchemaStatus { have, need })
 }
 
 async fn applied_versions(pool: &PgPool) -> crate::Result<Vec<i64>> {

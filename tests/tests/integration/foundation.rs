@@ -169,6 +169,7 @@ async fn probes_answer_health_ready_and_metrics() -> anyhow::Result<()> {
     let state = ProbeState {
         db: db.pool.clone(),
         redis: redis.pool.clone(),
+        schema: Default::default(),
     };
     let (addr, task) = probes::serve("127.0.0.1:0".parse()?, state, cancel.clone()).await?;
     metrics::counter!("pipeline_test_probe_total").increment(1);
@@ -193,6 +194,7 @@ async fn probes_answer_health_ready_and_metrics() -> anyhow::Result<()> {
         ProbeState {
             db: bad_db,
             redis: redis.pool.clone(),
+            schema: Default::default(),
         },
         cancel.clone(),
     )
