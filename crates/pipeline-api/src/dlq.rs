@@ -147,8 +147,8 @@ pub async fn retry(
 ) -> Result<Json<RetriedItem>, ApiError> {
     match dlq_ops::retry(&state.services, family(&kind)?, &item_id, ACTOR).await? {
         Some(outcome) => {
-            tracing::info!(dlq = %kind, item_id, job_id = ?outcome.item.job_id,
-                source_id = ?outcome.item.source_id, enqueued = outcome.enqueued,
+            tracing::info!(dlq = %kind, item_id, job_id = outcome.item.job_id.map(tracing::field::display),
+                source_id = outcome.item.source_id.map(tracing::field::display), enqueued = outcome.enqueued,
                 "DLQ item retried through the API");
             Ok(Json(RetriedItem {
                 item: outcome.item.into(),

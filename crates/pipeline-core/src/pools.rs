@@ -73,6 +73,19 @@ pub fn pg_pool(settings: &Settings) -> Result<PgPool, PoolError> {
         .connect_lazy_with(pg_options(settings)?))
 }
 
+/// Where `pool` connects, for error messages: `host:port/database as user`, never the
+/// password. "pool timed out" alone does not tell an operator which server is down.
+pub fn pg_endpoint(pool: &PgPool) -> String {
+    let o = pool.connect_options();
+    format!(
+        "postgres at {}:{}/{} as {}",
+        o.get_host(),
+        o.get_port(),
+        o.get_database().unwrap_or("(default database)"),
+        o.get_username()
+    )
+}
+
 /// The process's Redis connections, with a response timeout longer than any wait.
 pub fn redis_pool(settings: &Settings) -> Result<RedisPool, PoolError> {
     redis_pool_for(

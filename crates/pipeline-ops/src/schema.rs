@@ -54,7 +54,10 @@ pub async fn wait_for_schema(
                 "waiting for migrations: have {}, need {}; run `pipelinectl migrate`",
                 s.have, s.need
             ),
-            Err(err) => format!("waiting for the database: {err}"),
+            Err(err) => format!(
+                "waiting for the database ({}): {err}",
+                pipeline_core::pools::pg_endpoint(db)
+            ),
         };
         waited = true;
         if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {

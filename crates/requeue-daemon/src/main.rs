@@ -21,8 +21,11 @@ fn main() -> ExitCode {
         |services, cancel| async move {
             let config = RequeueConfig::from_settings(&services.settings.requeue);
             let drain = services.settings.shutdown.drain_timeout();
-            tracing::info!(max_redrives = config.policy.max_redrives,
-                rate_per_sec = ?config.rate_per_sec, "requeue policy");
+            tracing::info!(
+                max_redrives = config.policy.max_redrives,
+                rate_per_sec = config.rate_per_sec,
+                "requeue policy"
+            );
             let drained = requeue_daemon::run(&services, config, cancel, drain).await;
             Ok(Drain::from_drained(drained))
         },

@@ -151,7 +151,7 @@ impl Reconciler {
                 .iter()
                 .filter(|s| family_of(s) == family && claimed.contains(&s.id))
             {
-                tracing::warn!(job_id = ?s.created_by_job_id, source_id = %s.id, family = family.as_str(),
+                tracing::warn!(job_id = s.created_by_job_id.map(tracing::field::display), source_id = %s.id, family = family.as_str(),
                     status = %s.status, "reconciled: nothing in Redis held this source; enqueued again");
                 report.reconciled.push((family.as_str().to_owned(), s.id));
             }

@@ -175,15 +175,20 @@ impl Redriver {
                     // Without an item dlq-core logged the raw text; the message is on the
                     // queue regardless.
                     if let Some(item) = item {
-                        tracing::info!(job_id = ?item.job_id, source_id = ?item.source_id,
-                            dlq = family.as_str(), retry_count = item.retry_count + 1, enqueued,
-                            "redriven");
+                        tracing::info!(
+                            job_id = item.job_id.map(tracing::field::display),
+                            source_id = item.source_id.map(tracing::field::display),
+                            dlq = family.as_str(),
+                            retry_count = item.retry_count + 1,
+                            enqueued,
+                            "redriven"
+                        );
                     }
                 }
                 (DueOutcome::Parked, item) => {
                     parked += 1;
                     if let Some(item) = item {
-                        tracing::warn!(job_id = ?item.job_id, source_id = ?item.source_id,
+                        tracing::warn!(job_id = item.job_id.map(tracing::field::display), source_id = item.source_id.map(tracing::field::display),
                             dlq = family.as_str(), retry_count = item.retry_count, error = %item.error,
                             "parked: redrive limit reached; only a person retries it now");
                     }

@@ -378,3 +378,26 @@ async fn every_daemon_answers_help_and_version_without_starting() -> anyhow::Res
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_is_named_without_its_password() -> anyhow::Result<()> {
+    let redis = TestRedis::new()?;
+    let mut cmd = daemon(
+        "requeue-daemon",
+        "postgres://someone:hunter2secret@127.0.0.1:1/nowhere",
+        &redis.prefix,
+    );
+    cmd.env("PIPELINE__DATABASE__ACQUIRE_TIMEOUT_SECS", "1");
+    let mut child = cmd.spawn()?;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (code, took) = terminate(&mut child).await?;
+    assert_eq!(code, Some(0), "stopped while waiting: nothing was held");
+    assert!(took < exit_bound(), "took {took:?}");
+    let log = stderr_of(&mut child).await?;
+    assert!(
+        log.contains("postgres at 127.0.0.1:1/nowhere as someone"),
+        "{log}"
+    );
+    assert!(!log.contains("hunter2secret"), "the password leaked: {log}");
+    Ok(())
+}

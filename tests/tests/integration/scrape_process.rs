@@ -296,3 +296,61 @@ async fn a_second_signal_exits_at_once() -> anyhow::Result<()> {
     s.assert_scraped_once(&ids).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_message_fields_as_plain_top_level_values() -> anyhow::Result<()> {
+    let s = setup().await?;
+    let ids = s
+        .submit(&["/ok/json".to_owned(), "/status/404".to_owned()])
+        .await?;
+    let mut child = s
+        .worker_command(5)
+        .env("RUST_LOG", "info")
+        .env("PIPELINE__TELEMETRY__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.statuses(&ids).await? != ["scraped", "dead_lettered"] {
+        anyhow::ensure!(Instant::now() < deadline, "pages not settled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    signal(&child, "TERM")?;
+    tokio::time::timeout(Duration::from_secs(15), child.wait()).await??;
+    let mut log = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().expect("piped"), &mut log)
+        .await?;
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| anyhow::anyhow!("{e}: {l}")))
+        .collect::<anyhow::Result<_>>()?;
+    assert!(!log.contains("Some("), "Debug text in the log: {log}");
+    let job = sources::get(&s.services.db, ids[0])
+        .await?
+        .created_by_job_id
+        .expect("a submitted source has its job")
+        .to_string();
+    let about = |id: &Uuid, message: &str| {
+        lines
+            .iter()
+            .find(|l| l["source_id"] == id.to_string() && l["message"] == message)
+            .cloned()
+            .unwrap_or_else(|| panic!("no `{message}` line for {id} in {log}"))
+    };
+    let ok = about(&ids[0], "scraped");
+    let failed = about(&ids[1], "delivery failed");
+    for line in [&ok, &failed] {
+        assert_eq!(line["family"], "scrape", "{line}");
+        assert_eq!(line["job_id"], job.as_str(), "{line}");
+        assert!(
+            line["url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+            "{line}"
+        );
+    }
+    assert_eq!(failed["error_kind"], "permanent", "{failed}");
+    assert_eq!(failed["outcome"], "dead_lettered", "{failed}");
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    Ok(())
+}
