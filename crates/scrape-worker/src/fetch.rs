@@ -136,11 +136,6 @@ impl Fetcher {
         })
     }
 
-    /// The options in force.
-    pub fn options(&self) -> &FetchOptions {
-        &self.opts
-    }
-
     /// Fetches `url`: checks, robots.txt, politeness, redirects, content type, body cap,
     /// decoding, all within `fetch_timeout`. Every failure is classified (see
     /// [`FetchError::is_transient`]).
@@ -304,47 +299,14 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     let secs = match value.parse::<u64>() {
         Ok(secs) => secs,
         Err(_) => {
-            let when = httpdate_parse(value)?;
+            // The three date forms HTTP allows, through the crate hyper already uses.
+            let when = httpdate::parse_http_date(value).ok()?;
             when.duration_since(std::time::SystemTime::now())
                 .unwrap_or_default()
                 .as_secs()
         }
     };
     Some(Duration::from_secs(secs.min(86_400)))
-}
-
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form servers send.
-fn httpdate_parse(s: &str) -> Option<std::time::SystemTime> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
-        return None;
-    }
-    let day: i64 = parts[1].parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == parts[2])? as i64
-        + 1;
-    let year: i64 = parts[3].parse().ok()?;
-    let hms: Vec<i64> = parts[4].split(':').filter_map(|p| p.parse().ok()).collect();
-    if hms.len() != 3 {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
-    let secs = u64::try_from(secs).ok()?;
-    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// Reads the body, failing as soon as it grows past `cap` (the declared length is checked
@@ -455,10 +417,10 @@ mod tests {
             parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
             Some(Duration::ZERO)
         );
-        let t = httpdate_parse("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert_eq!(
-            t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
-            784_111_777
-        );
+        // A date a minute and a half ahead: waited for, give or take the clock.
+        let ahead = std::time::SystemTime::now() + Duration::from_secs(90);
+        let date = httpdate::HttpDate::from(ahead).to_string();
+        let waited = parse_retry_after(&date).expect("a date parses");
+        assert!((80..=90).contains(&waited.as_secs()), "{waited:?}");
     }
 }
