@@ -12,8 +12,8 @@ use crate::AppState;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::model::{
     EventBody, EventsQuery, InvalidUrlBody, InvalidUrlsPage, JobBody, JobDetail, JobsPage,
-    JobsQuery, MAX_OFFSET, PageQuery, QueuedSource, ScrapeAccepted, ScrapeRequest, SourceBody,
-    SourceEvents, SourcesPage,
+    JobsQuery, MAX_OFFSET, PageQuery, ProjectBody, ProjectsPage, QueuedSource, ScrapeAccepted,
+    ScrapeRequest, SourceBody, SourceEvents, SourcesPage,
 };
 
 /// The largest jobs page.
@@ -262,5 +262,35 @@ pub async fn source_events(
         source: source.into(),
         events: events.into_iter().map(EventBody::from).collect(),
         next_after,
+    }))
+}
+
+/// Projects by name, with their job and source counts.
+#[utoipa::path(
+    get, path = "/api/v1/projects", tag = "jobs", params(PageQuery),
+    responses(
+        (status = 200, description = "A page of projects, by name", body = ProjectsPage),
+        (status = 422, description = "`limit` outside 1..=1000 or `offset` outside 0..=1000000000", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn projects(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<ProjectsPage>, ApiError> {
+    let (limit, offset) = page_bounds(q.limit, q.offset)?;
+    let rows = jobs::projects_page(&state.services.db, limit, offset).await?;
+    Ok(Json(ProjectsPage {
+        next_offset: next_offset(rows.len(), limit, offset),
+        items: rows
+            .into_iter()
+            .map(|p| ProjectBody {
+                id: p.id,
+                name: p.name,
+                created_at: p.created_at,
+                jobs: p.jobs,
+                sources: p.sources,
+            })
+            .collect(),
     }))
 }

@@ -108,6 +108,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::job_sources))
         .routes(routes!(jobs::job_invalid_urls))
         .routes(routes!(jobs::source_events))
+        .routes(routes!(jobs::projects))
         .split_for_parts();
     openapi_doc::complete(&mut doc);
     (router, doc)

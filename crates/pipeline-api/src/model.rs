@@ -512,3 +512,27 @@ pub struct SourceEvents {
     /// Pass as `after` for the next page; `null` when this page was not full.
     pub next_after: Option<i64>,
 }
+
+/// A project, with how much it holds.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProjectBody {
+    /// Project id.
+    pub id: Uuid,
+    /// Its unique name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Jobs submitted to it.
+    pub jobs: i64,
+    /// Sources it holds.
+    pub sources: i64,
+}
+
+/// A page of projects.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProjectsPage {
+    /// The projects, by name.
+    pub items: Vec<ProjectBody>,
+    /// The `offset` of the next page; `null` when this page was not full.
+    pub next_offset: Option<i64>,
+}

@@ -395,3 +395,30 @@ pub async fn invalid_urls_page(
         })
         .collect())
 }
+
+/// A project with how much it holds.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ProjectRow {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    /// Jobs submitted to it.
+    pub jobs: i64,
+    /// Sources it holds.
+    pub sources: i64,
+}
+
+/// Projects by name, a page at a time, with their job and source counts (index lookups per
+/// project on `jobs.project_id` and `sources (project_id, uri)`).
+pub async fn projects_page(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<ProjectRow>> {
+    Ok(sqlx::query_as::<_, ProjectRow>(
+        "SELECT p.id, p.name, p.created_at,
+                (SELECT count(*) FROM jobs j WHERE j.project_id = p.id) AS jobs,
+                (SELECT count(*) FROM sources s WHERE s.project_id = p.id) AS sources
+           FROM projects p ORDER BY p.name, p.id LIMIT $1 OFFSET $2",
+    )
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?)
+}

@@ -374,3 +374,34 @@ async fn sources(
     }
     Ok(())
 }
+
+/// `pipelinectl projects`: projects by name with their job and source counts.
+pub async fn projects(services: &Services, limit: i64, offset: i64, as_json: bool) -> CmdResult {
+    check_page(limit, offset)?;
+    let page = jobs::projects_page(&services.db, limit, offset).await?;
+    let next = next_offset(offset, limit, page.len());
+    if as_json {
+        return print_json(&json!({"items": page, "next_offset": next}));
+    }
+    if page.is_empty() {
+        println!("no projects");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = page
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.to_string(),
+                clip(&p.name, 60),
+                p.jobs.to_string(),
+                p.sources.to_string(),
+                time(&p.created_at),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "NAME", "JOBS", "SOURCES", "CREATED"], &rows);
+    if let Some(next) = next {
+        println!("\nmore: pipelinectl projects --limit {limit} --offset {next}");
+    }
+    Ok(())
+}

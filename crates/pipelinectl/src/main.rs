@@ -42,15 +42,24 @@ enum Command {
     Migrate,
     /// Submit URLs to scrape: prints the job id; refused URLs are reported one by one.
     Submit(jobs::SubmitArgs),
-    /// Jobs: list, show.
+    /// Jobs: list, show, sources.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Projects by name, with their job and source counts.
+    Projects {
+        /// Projects per page, 1..=1000.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Projects to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
     /// A source's timeline (by source id or URL): job, attempts, errors, DLQ moves.
     Trace {
         /// A source id or a URL.
         target: String,
     },
-    /// Dead-letter queues: stats, list, retry, retry-all, purge.
+    /// Dead-letter queues: stats, list, retry, retry-all, discard, purge.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
 }
@@ -95,6 +104,9 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
         Command::Migrate => unreachable!("handled above"),
         Command::Submit(args) => jobs::submit(&services, args, cli.json).await,
         Command::Jobs(cmd) => jobs::run(&services, cmd, cli.json).await,
+        Command::Projects { limit, offset } => {
+            jobs::projects(&services, limit, offset, cli.json).await
+        }
         Command::Trace { target } => trace::run(&services, &target, cli.json).await,
         Command::Dlq(cmd) => dlq::run(&services, cmd, cli.json).await,
     }

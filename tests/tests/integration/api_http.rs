@@ -253,3 +253,30 @@ async fn submit_jobs_and_trails() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn projects_are_listed_by_name_with_what_they_hold_and_paged() -> anyhow::Result<()> {
+    let env = ApiEnv::start(|_| {}).await?;
+    // `submit` uses the default project.
+    env.submit(&["https://example.com/p1", "https://example.com/p2"])
+        .await?;
+    let (status, page) = env.get("/api/v1/projects").await?;
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{page}");
+    assert_eq!(items[0]["jobs"], 1);
+    assert_eq!(items[0]["sources"], 2);
+    assert!(page["next_offset"].is_null());
+    let (status, page) = env.get("/api/v1/projects?limit=1").await?;
+    assert_eq!(status, 200);
+    assert_eq!(page["next_offset"], 1);
+    let (status, body) = env.get("/api/v1/projects?limit=0").await?;
+    assert_eq!(status, 422, "{body}");
+    let status = env
+        .req_no_key(Method::GET, "/api/v1/projects")
+        .send()
+        .await?
+        .status();
+    assert_eq!(status, 401);
+    Ok(())
+}

@@ -115,6 +115,20 @@ async fn submit_jobs_and_trace() -> anyhow::Result<()> {
     assert_eq!(list["items"].as_array().unwrap().len(), 3);
     let out = ctl(&env, &["jobs", "list", "--limit", "0"]).await?;
     assert_eq!(code(&out), 2);
+    // Projects by name, with what they hold (the submissions above used `cli` and the
+    // default project).
+    let out = ctl(&env, &["projects", "--json"]).await?;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let projects: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let cli_project = projects["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cli")
+        .cloned()
+        .unwrap_or_else(|| panic!("no `cli` project in {projects}"));
+    assert!(cli_project["jobs"].as_i64() >= Some(1), "{cli_project}");
+    assert!(cli_project["sources"].as_i64() >= Some(2), "{cli_project}");
     // The same validation as the API: an unknown status is an error naming the known ones,
     // not an empty list.
     let out = ctl(&env, &["jobs", "list", "--status", "done"]).await?;
