@@ -339,6 +339,8 @@ pub async fn record_failure(
     failure: &Failure,
     settled: Settled,
 ) {
+    // The settled kind is the failure's (a transient failure that ran out of attempts is
+    // dead-lettered as transient), so the failure's kind is recorded throughout.
     let kind = failure.kind().as_str();
     let message = failure.message();
     let (to, event, attempts, detail) = match settled {
@@ -353,22 +355,18 @@ pub async fn record_failure(
                 "delay_ms": delay.as_millis() as u64,
             }),
         ),
-        Settled::DeadLettered { attempts, kind } => (
+        Settled::DeadLettered { attempts, .. } => (
             SourceStatus::DeadLettered,
             "dead_lettered",
             attempts,
             json!({
                 "error": message,
-                "kind": kind.as_str(),
+                "kind": kind,
                 "attempts": attempts,
                 "dlq": family,
             }),
         ),
         Settled::LeaseLost => return,
-    };
-    let error_kind = match settled {
-        Settled::DeadLettered { kind, .. } => kind.as_str(),
-        _ => kind,
     };
     let transition = Transition {
         source_id,
@@ -378,7 +376,7 @@ pub async fn record_failure(
         stage: family,
         attempt: Some(attempts as i32),
         detail,
-        error: Some((error_kind, message)),
+        error: Some((kind, message)),
     };
     match sources::transition(db, &transition).await {
         Ok(true) => {}

@@ -277,20 +277,22 @@ async fn queries(a: &Args, pool: &PgPool, njobs: i64) -> anyhow::Result<()> {
         println!("{name:<36} {n:>7} {p50:>8.2} {p95:>8.2}");
     }
 
-    // The API's routes: GET /api/v1/sources/{id}/events (and the CLI's trace) and
-    // GET /api/v1/jobs/{id} run these store calls.
+    // The API's routes run these store calls: GET /api/v1/sources/{id}/events (the source
+    // and its first page of 100 events) and GET /api/v1/jobs/{id} (the summary and the first
+    // pages of 100 sources and of refused URLs).
     let mut trace = Vec::new();
     let mut job = Vec::new();
     for k in 0..a.samples {
         let t = Instant::now();
         let id = source_uuid(pick(k, a.sources));
         sources::get(pool, id).await?;
-        sources::events(pool, id).await?;
+        sources::events_page(pool, id, 0, 100).await?;
         trace.push(t.elapsed());
         let t = Instant::now();
         let id = job_uuid(pick(k + 7, njobs));
-        jobs::get(pool, id).await?;
-        jobs::sources(pool, id).await?;
+        jobs::get_summary(pool, id).await?;
+        jobs::sources_page(pool, id, 100, 0).await?;
+        jobs::invalid_urls_page(pool, id, 100, 0).await?;
         job.push(t.elapsed());
     }
     let (p50, p95v) = p95(trace);
@@ -301,7 +303,7 @@ async fn queries(a: &Args, pool: &PgPool, njobs: i64) -> anyhow::Result<()> {
     let (p50, p95v) = p95(job);
     println!(
         "{:<36} {:>7} {p50:>8.2} {p95v:>8.2}",
-        "API job (job + its sources)", a.samples
+        "API job (summary + first pages)", a.samples
     );
     Ok(())
 }

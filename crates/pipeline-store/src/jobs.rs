@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::sources::SourceRow;
+use crate::sources::{SOURCE_COLUMNS, SourceRow};
 use crate::status::JobStatus;
 use crate::{Result, StoreError};
 
@@ -283,20 +283,6 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<JobRow> {
     .ok_or_else(|| StoreError::NotFound(format!("job {id}")))
 }
 
-/// The sources of a job, in submission order.
-pub async fn sources(pool: &PgPool, job_id: Uuid) -> Result<Vec<SourceRow>> {
-    Ok(sqlx::query_as::<_, SourceRow>(
-        "SELECT s.id, s.project_id, s.uri, s.source_group, s.status, s.title, s.content_type,
-                s.http_status, s.fetched_at, s.last_error, s.last_error_kind, s.created_at,
-                s.updated_at, s.created_by_job_id
-         FROM job_sources js JOIN sources s ON s.id = js.source_id
-         WHERE js.job_id = $1 ORDER BY s.id",
-    )
-    .bind(job_id)
-    .fetch_all(pool)
-    .await?)
-}
-
 /// A job without its payload: what a list shows. Bounded in size whatever was submitted
 /// (the payload holds every URL and refused URL of the submission).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -354,13 +340,11 @@ pub async fn sources_page(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<SourceRow>> {
-    Ok(sqlx::query_as::<_, SourceRow>(
-        "SELECT s.id, s.project_id, s.uri, s.source_group, s.status, s.title, s.content_type,
-                s.http_status, s.fetched_at, s.last_error, s.last_error_kind, s.created_at,
-                s.updated_at, s.created_by_job_id
-         FROM job_sources js JOIN sources s ON s.id = js.source_id
-         WHERE js.job_id = $1 ORDER BY s.id LIMIT $2 OFFSET $3",
-    )
+    Ok(sqlx::query_as::<_, SourceRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {SOURCE_COLUMNS} FROM sources
+          WHERE id IN (SELECT source_id FROM job_sources WHERE job_id = $1)
+          ORDER BY id LIMIT $2 OFFSET $3"
+    )))
     .bind(job_id)
     .bind(limit)
     .bind(offset)

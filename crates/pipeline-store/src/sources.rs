@@ -143,7 +143,7 @@ pub struct SourceRow {
     pub created_by_job_id: Option<Uuid>,
 }
 
-const SOURCE_COLUMNS: &str = "id, project_id, uri, source_group, status, title, content_type, \
+pub(crate) const SOURCE_COLUMNS: &str = "id, project_id, uri, source_group, status, title, content_type, \
     http_status, fetched_at, last_error, last_error_kind, created_at, updated_at, created_by_job_id";
 
 /// One source by id.
@@ -193,13 +193,7 @@ pub struct EventRow {
 
 /// A source's event trail, oldest first.
 pub async fn events(pool: &PgPool, source_id: Uuid) -> Result<Vec<EventRow>> {
-    Ok(sqlx::query_as::<_, EventRow>(
-        "SELECT id, job_id, source_id, kind, stage, attempt, detail, at
-         FROM job_events WHERE source_id = $1 ORDER BY id",
-    )
-    .bind(source_id)
-    .fetch_all(pool)
-    .await?)
+    events_page(pool, source_id, 0, i64::MAX).await
 }
 
 /// A page of a source's events, oldest first, starting after the event id `after`.

@@ -99,6 +99,30 @@ async fn postgres_addr(url: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow::anyhow!("{host}:{port} does not resolve"))
 }
 
+/// An extraction worker process embedding through `emb` (which the test makes stall), with
+/// a fetch timeout longer than any test.
+fn extraction_worker(env: &Env, emb: &EmbeddingServer) -> Command {
+    let mut cmd = daemon("extraction-worker", &env.db.url, &env.redis.prefix);
+    cmd.env("PIPELINE__EMBEDDING__BACKEND", "openai")
+        .env("PIPELINE__EMBEDDING__OPENAI__URL", emb.url())
+        .env("PIPELINE__EMBEDDING__OPENAI__TIMEOUT_MS", "600000")
+        .env("PIPELINE__EMBEDDING__BATCH_WINDOW_MS", "5");
+    cmd
+}
+
+/// Waits until `emb` has received a request: the worker is then inside the embedding call.
+async fn wait_for_embedding_call(emb: &EmbeddingServer) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while emb.requests().is_empty() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no embedding request within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_spinning_in_a_blocking_task_cannot_hold_the_exit() -> anyhow::Result<()> {
     pipeline_core::install_crypto_provider();
@@ -160,23 +184,8 @@ async fn an_embedding_server_that_never_answers_cannot_hold_the_exit() -> anyhow
         .scraped_source("https://blog.example/hang", &article_page(), "text/html")
         .await?;
     env.enqueue(source_id, job_id).await?;
-    let worker = |env: &Env| {
-        let mut cmd = daemon("extraction-worker", &env.db.url, &env.redis.prefix);
-        cmd.env("PIPELINE__EMBEDDING__BACKEND", "openai")
-            .env("PIPELINE__EMBEDDING__OPENAI__URL", emb.url())
-            .env("PIPELINE__EMBEDDING__OPENAI__TIMEOUT_MS", "600000")
-            .env("PIPELINE__EMBEDDING__BATCH_WINDOW_MS", "5");
-        cmd
-    };
-    let mut child = worker(&env).spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while emb.requests().is_empty() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no embedding request within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut child = extraction_worker(&env, &emb).spawn()?;
+    wait_for_embedding_call(&emb).await?;
     let (code, took) = terminate(&mut child).await?;
     assert_eq!(code, Some(i32::from(EXIT_HANDED_BACK)));
     assert!(took < exit_bound(), "took {took:?}");
@@ -187,7 +196,7 @@ async fn an_embedding_server_that_never_answers_cannot_hold_the_exit() -> anyhow
 
     // A second worker finishes it once the lease expires: once, nothing duplicated.
     emb.set_mode(Mode::Ok);
-    let mut second = worker(&env).spawn()?;
+    let mut second = extraction_worker(&env, &emb).spawn()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while env.status(source_id).await? != "extracted" {
         anyhow::ensure!(
@@ -304,20 +313,10 @@ async fn two_sigterms_end_a_long_drain_at_once() -> anyhow::Result<()> {
         .scraped_source("https://blog.example/twice", &article_page(), "text/html")
         .await?;
     env.enqueue(source_id, job_id).await?;
-    let mut cmd = daemon("extraction-worker", &env.db.url, &env.redis.prefix);
-    cmd.env("PIPELINE__EMBEDDING__BACKEND", "openai")
-        .env("PIPELINE__EMBEDDING__OPENAI__URL", emb.url())
-        .env("PIPELINE__EMBEDDING__OPENAI__TIMEOUT_MS", "600000")
-        .env("PIPELINE__SHUTDOWN__DRAIN_TIMEOUT_SECS", "120");
-    let mut child = cmd.spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while emb.requests().is_empty() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no embedding request within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut child = extraction_worker(&env, &emb)
+        .env("PIPELINE__SHUTDOWN__DRAIN_TIMEOUT_SECS", "120")
+        .spawn()?;
+    wait_for_embedding_call(&emb).await?;
     let sent = Instant::now();
     signal(&child, "TERM")?;
     tokio::time::sleep(Duration::from_millis(300)).await;

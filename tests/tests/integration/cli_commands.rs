@@ -62,7 +62,8 @@ async fn submit_jobs_and_trace() -> anyhow::Result<()> {
         "{}",
         stderr(&out)
     );
-    let sources_of_job = pipeline_store::jobs::sources(&env.services.db, job_id).await?;
+    let sources_of_job =
+        pipeline_store::jobs::sources_page(&env.services.db, job_id, 1000, 0).await?;
     assert_eq!(sources_of_job.len(), 2);
     assert_eq!(sources_of_job[0].source_group.as_deref(), Some("g1"));
 
