@@ -1,28 +1,9 @@
-//! A robots.txt body (any bytes, as fetched and cut) through the scrape worker's rules,
-//! then asked about a URL whose path is the input's first line.
+//! The `robots` target: see `fuzz/checks/robots.rs` for what it runs and checks.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scrape_worker::RobotsRules;
 
-fuzz_target!(|data: &[u8]| {
-    let (path, body) = match data.iter().position(|&b| b == b'\n') {
-        Some(at) => (&data[..at], &data[at + 1..]),
-        None => (&[][..], data),
-    };
-    let (rules, _) = RobotsRules::parse("pipeline-scraper", body);
-    let Ok(url) = url::Url::parse("https://example.com/")
-        .and_then(|base| base.join(&String::from_utf8_lossy(path)))
-    else {
-        return;
-    };
-    let allowed = rules.allows(&url);
-    // Asking twice is the same question (the cache asks many times per parse).
-    assert_eq!(rules.allows(&url), allowed);
-    // A file without a single rule line cannot forbid anything. The parser follows Google's
-    // in accepting misspelt keys (`diasllow`, `disalow`: the first run found that), so the
-    // test for "no rule" is weaker: every spelling it accepts has an `l`.
-    if !body.iter().any(|b| b.eq_ignore_ascii_case(&b'l')) {
-        assert!(allowed, "{url} refused by rules without a rule");
-    }
-});
+#[path = "../checks/robots.rs"]
+mod checks;
+
+fuzz_target!(|data: &[u8]| checks::check(data));

@@ -203,49 +203,29 @@ fn a_spent_work_budget_stops_the_page() {
     assert_eq!(kind, Exceeded::Work);
 }
 
-/// Inputs the fuzzer found interesting (`fuzz/corpus-regressions/extract/`), run through the
-/// same steps as the `extract` fuzz target on every test run.
+#[path = "../../../fuzz/checks/extract.rs"]
+mod extract_check;
+
+/// Inputs the fuzzer found interesting (`fuzz/corpus-regressions/extract/`), replayed on
+/// every test run through the very checks the `extract` fuzz target runs (the check file is
+/// compiled into both).
 #[test]
 fn fuzz_regressions_extract() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fuzz/corpus-regressions/extract");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).expect("the regression corpus exists") {
-        let path = entry.expect("a readable directory").path();
-        let data = std::fs::read(&path).expect("a readable file");
-        let html = String::from_utf8_lossy(&data);
-        let limits = Limits::default();
-        let mut budget = Budget::new(&limits);
-        let Ok(e) = extract_in(
-            &html,
-            Some("https://example.com/a"),
-            "text/html",
-            &ExtractOptions::default(),
-            &mut budget,
-        ) else {
-            n += 1;
-            continue;
-        };
-        let joined: Vec<&str> = e.sections.iter().map(|s| s.text.as_str()).collect();
-        assert_eq!(
-            joined.join(extract_core::SECTION_SEPARATOR),
-            e.text,
-            "{}",
-            path.display()
-        );
-        let opts = ChunkOptions {
-            max_chars: 200,
-            overlap_chars: 40,
-        };
-        if let Ok(chunks) = chunk_in(&e.sections, opts, &limits, &mut budget) {
-            let chars: Vec<char> = e.text.chars().collect();
-            for c in &chunks {
-                let text: String = chars[c.char_start..c.char_end].iter().collect();
-                assert_eq!(text, c.text, "{}", path.display());
-            }
-        }
-        let _ = find_entities_in(e.markup.as_ref(), &e.text, &limits, &mut budget);
-        n += 1;
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the regression corpus exists")
+        .map(|e| e.expect("a readable directory").path())
+        .collect();
+    paths.sort();
+    assert!(
+        paths.len() >= 5,
+        "only {} regression inputs in {}",
+        paths.len(),
+        dir.display()
+    );
+    for path in paths {
+        eprintln!("replaying {}", path.display());
+        extract_check::check(&std::fs::read(&path).expect("a readable file"));
     }
-    assert!(n >= 5, "only {n} regression inputs in {}", dir.display());
 }
