@@ -21,14 +21,9 @@ pub struct MigrateReport {
 /// or a rollback) can still run this, as a Kubernetes init container does on every start.
 pub async fn migrate(pool: &PgPool) -> crate::Result<MigrateReport> {
     let before = applied_versions(pool).await?;
-    let mut migrator = sqlx::migrate::Migrator {
-        migrations: MIGRATOR.migrations.clone(),
-        locking: MIGRATOR.locking,
-        no_tx: MIGRATOR.no_tx,
-        table_name: MIGRATOR.table_name.clone(),
-        create_schemas: MIGRATOR.create_schemas.clone(),
-        ignore_missing: MIGRATOR.ignore_missing,
-    };
+    // The same embedded migrations as MIGRATOR (a static, so not mutable), with the one
+    // setting changed through sqlx's public API rather than by copying its fields.
+    let mut migrator = sqlx::migrate!("../../migrations");
     migrator.set_ignore_missing(true);
     migrator.run(pool).await?;
     let after = applied_versions(pool).await?;
