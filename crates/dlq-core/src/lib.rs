@@ -36,7 +36,7 @@ pub use error::{DlqError, Result};
 pub use item::{DlqItem, EncodedItem, ErrorKind, ListedItem, MalformedItem};
 pub use keys::FamilyKeys;
 pub use lua::LUA_PUSH_FN;
-pub use pool::{RedisPool, build_pool};
+pub use pool::{RedisPool, build_pool, is_unreachable};
 pub use redrive::{
     BulkRedrive, DueAction, DueOutcome, RedriveOutcome, RedrivePolicy, RedriveResult,
     jitter_fraction,

@@ -27,6 +27,7 @@ pub struct RedisPool {
 
 struct Inner {
     client: Client,
+    endpoint: String,
     config: ConnectionManagerConfig,
     slots: Box<[OnceLock<ConnectionManager>]>,
     next: AtomicUsize,
@@ -62,14 +63,22 @@ impl RedisPool {
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1));
+        let endpoint = endpoint_of(client.get_connection_info());
         Ok(Self {
             inner: Arc::new(Inner {
+                endpoint,
                 client,
                 config,
                 slots: (0..size.max(1)).map(|_| OnceLock::new()).collect(),
                 next: AtomicUsize::new(0),
             }),
         })
+    }
+
+    /// Where the pool connects, for messages: `redis at host:port/db`, never the password.
+    /// "Connection refused" alone does not tell an operator which server is down.
+    pub fn endpoint(&self) -> &str {
+        &self.inner.endpoint
     }
 
     /// A connection to send commands on (the pool's connections in turn). Must be called
@@ -87,6 +96,33 @@ impl RedisPool {
     }
 }
 
+fn endpoint_of(info: &redis::ConnectionInfo) -> String {
+    let scheme = match info.addr() {
+        redis::ConnectionAddr::TcpTls { .. } => "rediss",
+        _ => "redis",
+    };
+    format!("{scheme} at {}/{}", info.addr(), info.redis_settings().db())
+}
+
+/// Whether `err`, or any error it wraps, is Redis being unreachable (refused, timed out,
+/// dropped, or another I/O failure) rather than Redis answering with an error: the case
+/// where a message should name the endpoint.
+pub fn is_unreachable(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(r) = e.downcast_ref::<redis::RedisError>()
+            && (r.is_io_error()
+                || r.is_connection_refusal()
+                || r.is_timeout()
+                || r.is_connection_dropped())
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// A pool of `size` connections to `url` whose response timeout is `response_timeout`
 /// (connection attempts time out after 5 s). `redis` 1.x defaults to 500 ms, too short for
 /// a bulk script over thousands of items, hence the explicit value.
@@ -95,4 +131,31 @@ impl RedisPool {
 /// [`DlqError::PoolBuild`] when `url` is not a Redis URL.
 pub fn build_pool(url: &str, size: usize, response_timeout: Duration) -> Result<RedisPool> {
     RedisPool::new(url, size, response_timeout, Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoint_names_host_port_and_database_but_not_the_password() {
+        let pool = RedisPool::new(
+            "redis://user:s3cret@cache.internal:6390/4",
+            1,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(pool.endpoint(), "redis at cache.internal:6390/4");
+        let tls = RedisPool::new(
+            "rediss://h:6380",
+            1,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        // TLS needs a compiled-in TLS feature; without one the URL is refused, which is fine.
+        if let Ok(tls) = tls {
+            assert_eq!(tls.endpoint(), "rediss at h:6380/0");
+        }
+    }
 }

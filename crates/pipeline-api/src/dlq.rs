@@ -12,8 +12,8 @@ use pipeline_ops::dlq_ops;
 use crate::AppState;
 use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
 use crate::model::{
-    DEFAULT_LIMIT, DlqEntry, DlqPage, ListQuery, MAX_RETRY_ALL_LIMIT, RetriedItem, RetryAllBody,
-    RetryAllQuery,
+    DEFAULT_LIMIT, DlqEntry, DlqPage, ListQuery, MAX_RETRY_ALL_LIMIT, PurgeBody, PurgeQuery,
+    RetriedItem, RetryAllBody, RetryAllQuery,
 };
 
 /// Who the event trail names for changes made through the API.
@@ -71,41 +71,7 @@ async fn list_kind(
     }))
 }
 
-/// The scrape DLQ, newest first.
-#[utoipa::path(
-    get, path = "/api/v1/dlq/scrape", tag = "dlq", params(ListQuery),
-    responses(
-        (status = 200, description = "A page of items, newest first", body = DlqPage),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
-        (status = 422, description = "`limit` outside 1..=1000 or an invalid cursor", body = ErrorBody),
-    ),
-    security(("api_key" = []))
-)]
-pub async fn list_scrape(
-    State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<DlqPage>, ApiError> {
-    list_kind(&state, Family::Scrape, q).await
-}
-
-/// The extraction DLQ, newest first.
-#[utoipa::path(
-    get, path = "/api/v1/dlq/extraction", tag = "dlq", params(ListQuery),
-    responses(
-        (status = 200, description = "A page of items, newest first", body = DlqPage),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
-        (status = 422, description = "`limit` outside 1..=1000 or an invalid cursor", body = ErrorBody),
-    ),
-    security(("api_key" = []))
-)]
-pub async fn list_extraction(
-    State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<DlqPage>, ApiError> {
-    list_kind(&state, Family::Extraction, q).await
-}
-
-/// Any DLQ by kind, newest first (the same as the per-kind routes; an unknown kind is 404).
+/// A DLQ by kind, newest first (an unknown kind is 404).
 #[utoipa::path(
     get, path = "/api/v1/dlq/{kind}", tag = "dlq",
     params(("kind" = String, Path, description = "DLQ kind: `scrape` or `extraction`"), ListQuery),
@@ -223,4 +189,36 @@ pub async fn delete(
             crate::error::clip(&item_id)
         ))),
     }
+}
+
+/// Discards every item that failed more than `older_than` ago (each source becomes
+/// `discarded`, with an event naming the API), or with `dry_run=true` only counts them: the
+/// same operation as `pipelinectl dlq purge`, whose terminal confirmation is the dry run here.
+#[utoipa::path(
+    post, path = "/api/v1/dlq/{kind}/purge", tag = "dlq",
+    params(("kind" = String, Path, description = "DLQ kind: `scrape` or `extraction`"), PurgeQuery),
+    responses(
+        (status = 200, description = "How many items matched and how many were removed", body = PurgeBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "Unknown kind", body = ErrorBody),
+        (status = 422, description = "`older_than` missing, without a unit (`30d`, `12h`, `45m`, `90s`, `2w`) or over 100 years", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn purge(
+    State(state): State<AppState>,
+    ApiPath(kind): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PurgeQuery>,
+) -> Result<Json<PurgeBody>, ApiError> {
+    let family = family(&kind)?;
+    let older_than = dlq_ops::parse_age(&q.older_than).map_err(|reason| {
+        ApiError::unprocessable(format!("older_than: {}", crate::error::clip(&reason)))
+    })?;
+    let dry_run = q.dry_run.unwrap_or(false);
+    let done = dlq_ops::purge(&state.services, family, older_than, dry_run, ACTOR).await?;
+    Ok(Json(PurgeBody {
+        matched: done.matched,
+        purged: done.purged,
+        dry_run,
+    }))
 }

@@ -160,21 +160,13 @@ impl From<dlq_core::DlqError> for ApiError {
                     clip(id)
                 ),
             ),
-            E::Redis(r) if is_unavailable(r) => {
+            E::Redis(_) if dlq_core::is_unreachable(&err) => {
                 tracing::warn!(error = %err, "Redis unavailable");
                 Self::unavailable("the queue store is unavailable; retry later")
             }
             _ => Self::internal("DLQ operation failed", &err),
         }
     }
-}
-
-/// Whether a Redis error means "not reachable now" rather than a bug.
-fn is_unavailable(err: &redis::RedisError) -> bool {
-    err.is_io_error()
-        || err.is_timeout()
-        || err.is_connection_dropped()
-        || err.is_connection_refusal()
 }
 
 impl From<pipeline_ops::dlq_ops::DlqOpError> for ApiError {

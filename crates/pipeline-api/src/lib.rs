@@ -96,12 +96,11 @@ impl Modify for ApiKeyScheme {
 fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(dlq::stats))
-        .routes(routes!(dlq::list_scrape))
-        .routes(routes!(dlq::list_extraction))
         .routes(routes!(dlq::list))
         .routes(routes!(dlq::retry))
         .routes(routes!(dlq::retry_all))
         .routes(routes!(dlq::delete))
+        .routes(routes!(dlq::purge))
         .routes(routes!(jobs::scrape))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::show))
@@ -230,9 +229,13 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
     let limits = server::Limits::from_settings(&services.settings.api);
+    // Named once here, so a later "Redis unavailable" or "database unavailable" line can be
+    // matched to the servers this process talks to.
+    let redis = services.redis.endpoint().to_owned();
+    let postgres = pipeline_core::pools::pg_endpoint(&services.db);
     let app = app(services, api_key);
     tracing::info!(addr = %local, api_key = keyed, max_connections = limits.max_connections,
-        "API listening");
+        redis, postgres, "API listening");
     let task = tokio::spawn(server::run(listener, app, limits, cancel));
     Ok((local, task))
 }

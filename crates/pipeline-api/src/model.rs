@@ -143,6 +143,28 @@ pub struct RetryAllQuery {
     pub limit: Option<u64>,
 }
 
+/// `POST /api/v1/dlq/{kind}/purge` query.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PurgeQuery {
+    /// Age with its unit: `30d`, `12h`, `45m`, `90s`, `2w` (a bare number is refused).
+    #[param(example = "30d", pattern = "^[0-9]+[smhdw]$")]
+    pub older_than: String,
+    /// Only count what would be purged (default false).
+    pub dry_run: Option<bool>,
+}
+
+/// What a purge found and did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PurgeBody {
+    /// Items older than the age when the DLQ was read.
+    pub matched: u64,
+    /// Items removed (0 on a dry run; malformed entries of that age included).
+    pub purged: u64,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
 /// Largest `limit` of a bulk redrive.
 pub const MAX_RETRY_ALL_LIMIT: u64 = 1_000_000_000;
 

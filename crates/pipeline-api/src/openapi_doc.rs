@@ -2,9 +2,11 @@
 //! document in one place, from the same constants the middleware uses, so no handler's
 //! `#[utoipa::path]` can forget one: the key check (401), the request-head limits (414,
 //! 431), overload (503 with `Retry-After`), and internal errors (500 with a request id); for
-//! operations with a body also 408, 413 and 415.
+//! operations with a body also 408, 413 and 415. Every `{kind}` path parameter gets the
+//! family names as its enum, from [`Family::ALL`], so the document cannot drift from them.
 
-use utoipa::openapi::path::Operation;
+use pipeline_ops::Family;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, ObjectBuilder, OpenApi, Ref, Response, ResponseBuilder, Type,
 };
@@ -44,6 +46,21 @@ fn add(op: &mut Operation, status: &str, response: Response) {
         .or_insert_with(|| response.into());
 }
 
+/// A `{kind}` path parameter is one of the families' names.
+fn type_kind(op: &mut Operation) {
+    let names: Vec<&str> = Family::ALL.iter().map(|f| f.as_str()).collect();
+    for p in op.parameters.iter_mut().flatten() {
+        if p.name == "kind" && p.parameter_in == ParameterIn::Path {
+            p.schema = Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(names.clone()))
+                    .into(),
+            );
+        }
+    }
+}
+
 /// Adds the common answers to every operation under `/api` in `doc`.
 pub fn complete(doc: &mut OpenApi) {
     for (path, item) in doc.paths.paths.iter_mut() {
@@ -58,6 +75,7 @@ pub fn complete(doc: &mut OpenApi) {
             item.delete.as_mut(),
         ];
         for op in ops.into_iter().flatten() {
+            type_kind(op);
             add(op, "401", error("Missing or wrong API key"));
             add(
                 op,

@@ -187,3 +187,133 @@ pub async fn discard(
     }
     Ok(Some(listed))
 }
+
+/// What [`purge`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Purged {
+    /// Items older than the age when the DLQ was read (malformed entries not included: they
+    /// carry no readable time until the final sweep removes them).
+    pub matched: u64,
+    /// Items removed (0 on a dry run). Can exceed `matched` by the malformed entries the
+    /// final sweep removed, or fall short of it when a concurrent retry took an item first.
+    pub purged: u64,
+}
+
+/// Removes every item of `family`'s DLQ that failed more than `older_than` ago, recording a
+/// `discarded` event in each item's source trail (a bare [`dlq_core::Dlq::purge`] would
+/// leave those sources `dead_lettered` with no word), then sweeps what is left of that age
+/// (entries too malformed to name a source). With `dry_run` it only counts.
+///
+/// Walks the DLQ a page at a time (newest first, stable cursor), so memory stays bounded
+/// whatever its size; items that arrive meanwhile are newer than the cutoff and untouched.
+pub async fn purge(
+    services: &Services,
+    family: Family,
+    older_than: chrono::Duration,
+    dry_run: bool,
+    actor: &str,
+) -> Result<Purged, DlqOpError> {
+    if older_than < chrono::Duration::zero() {
+        return Err(dlq_core::DlqError::InvalidArgument(format!(
+            "purge age must not be negative, got {older_than}"
+        ))
+        .into());
+    }
+    let dlq = services.dlq(family);
+    let cutoff = chrono::Utc::now() - older_than;
+    let mut out = Purged {
+        matched: 0,
+        purged: 0,
+    };
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = dlq
+            .list(dlq_core::MAX_LIST_LIMIT, cursor.as_deref())
+            .await?;
+        for listed in &page.items {
+            let ListedItem::Ok(item) = listed else {
+                continue;
+            };
+            if item.failed_at >= cutoff {
+                continue;
+            }
+            out.matched += 1;
+            if !dry_run && discard(services, family, &item.id, actor).await?.is_some() {
+                out.purged += 1;
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    if !dry_run {
+        out.purged += dlq.purge(older_than).await?;
+        tracing::info!(
+            dlq = family.as_str(),
+            matched = out.matched,
+            purged = out.purged,
+            by = actor,
+            "DLQ purged"
+        );
+    }
+    Ok(out)
+}
+
+/// Parses an age with its unit: `30d`, `12h`, `45m`, `90s`, `2w`. The unit is required: a
+/// bare `5` read as seconds once purged a whole DLQ that its operator meant to keep for five
+/// days. Shared by the CLI's `--older-than` and the API's `older_than`.
+pub fn parse_age(text: &str) -> Result<chrono::Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => {
+            return Err(format!(
+                "`{t}` has no unit; write e.g. {t}d, {t}h, {t}m or {t}s"
+            ));
+        }
+    };
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("`{t}` is not an age like 30d, 12h, 45m or 90s"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(format!("unknown unit in `{t}`; use s, m, h, d or w")),
+    };
+    n.checked_mul(secs)
+        .filter(|s| *s <= MAX_AGE_SECS)
+        .map(chrono::Duration::seconds)
+        .ok_or_else(|| format!("`{t}` is too large (at most 100 years)"))
+}
+
+/// The largest age [`parse_age`] accepts (100 years): far past any retention, and small
+/// enough that `now - age` cannot overflow.
+const MAX_AGE_SECS: i64 = 100 * 366 * 86_400;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_need_a_unit_and_a_sane_size() {
+        assert_eq!(parse_age("30d").unwrap(), chrono::Duration::days(30));
+        assert_eq!(parse_age("12h").unwrap(), chrono::Duration::hours(12));
+        assert_eq!(parse_age(" 90s ").unwrap(), chrono::Duration::seconds(90));
+        assert_eq!(parse_age("2w").unwrap(), chrono::Duration::weeks(2));
+        let bare = parse_age("5").unwrap_err();
+        assert!(bare.contains("no unit"), "{bare}");
+        assert!(parse_age("3x").unwrap_err().contains("unknown unit"));
+        assert!(parse_age("d").is_err());
+        assert!(parse_age("-5d").is_err());
+        assert!(
+            parse_age("99999999999999999d")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(parse_age("36600000d").unwrap_err().contains("too large"));
+    }
+}

@@ -75,6 +75,29 @@ impl Services {
         })
     }
 
+    /// The server `err` failed to reach, named for a log line (`redis at host:port/db` or
+    /// `postgres at host:port/db as user`, never a password); `None` when `err` is not an
+    /// unreachable server (a bad reply, a constraint, a bug), where the endpoint is noise.
+    pub fn unreachable(&self, err: &(dyn std::error::Error + 'static)) -> Option<String> {
+        if dlq_core::is_unreachable(err) {
+            return Some(self.redis.endpoint().to_owned());
+        }
+        let mut next = Some(err);
+        while let Some(e) = next {
+            if let Some(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed,
+            ) = e.downcast_ref::<sqlx::Error>()
+            {
+                return Some(pipeline_core::pools::pg_endpoint(&self.db));
+            }
+            next = e.source();
+        }
+        None
+    }
+
     /// The work queue of a family.
     pub fn queue(&self, family: Family) -> &WorkQueue {
         &self.queues[&family]

@@ -463,7 +463,7 @@ pub async fn run<H: Handler>(
                 d
             }
             Err(err) => {
-                tracing::error!(error = %err, pause_ms = error_pause.as_millis() as u64, "reserve failed; backing off");
+                tracing::error!(error = %err, redis = queue.endpoint(), pause_ms = error_pause.as_millis() as u64, "reserve failed; backing off");
                 drop(first);
                 tokio::select! {
                     _ = cancel.cancelled() => break,

@@ -62,7 +62,7 @@ pub enum DlqCommand {
         /// `scrape` or `extraction`.
         kind: Family,
         /// Age with its unit: `30d`, `12h`, `45m`, `90s`, `2w`.
-        #[arg(long, value_parser = parse_age)]
+        #[arg(long, value_parser = dlq_ops::parse_age)]
         older_than: chrono::Duration,
         /// Only count what would be purged.
         #[arg(long)]
@@ -71,34 +71,6 @@ pub enum DlqCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
-}
-
-/// Parses `30d`, `12h`, `45m`, `90s`, `2w`. The unit is required: a bare `5` read as
-/// seconds once purged a whole DLQ that its operator meant to keep for five days.
-pub fn parse_age(text: &str) -> Result<chrono::Duration, String> {
-    let t = text.trim();
-    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => t.split_at(i),
-        None => {
-            return Err(format!(
-                "`{text}` has no unit; write e.g. {t}d, {t}h, {t}m or {t}s"
-            ));
-        }
-    };
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not an age like 30d, 12h, 45m or 90s"))?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return Err(format!("unknown unit in `{text}`; use s, m, h, d or w")),
-    };
-    n.checked_mul(secs)
-        .map(chrono::Duration::seconds)
-        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// Runs one DLQ subcommand.
@@ -310,9 +282,8 @@ async fn retry_all(
     Ok(())
 }
 
-/// Discards each old item through `dlq_ops::discard` so every source's trail says what
-/// happened to it (a bare `Dlq::purge` would leave sources `dead_lettered` with no word),
-/// then purges what is left (entries too malformed to name a source).
+/// Purges through `dlq_ops::purge` (each item's trail records the discard): counts first,
+/// asks with that count unless `--yes`, then purges.
 async fn purge(
     services: &Services,
     kind: Family,
@@ -320,38 +291,19 @@ async fn purge(
     confirm: Confirm,
     as_json: bool,
 ) -> CmdResult {
-    let dlq = services.dlq(kind);
-    let cutoff = chrono::Utc::now() - older_than;
-    let mut old = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = dlq
-            .list(dlq_core::MAX_LIST_LIMIT, cursor.as_deref())
-            .await?;
-        for listed in &page.items {
-            if let ListedItem::Ok(item) = listed
-                && item.failed_at < cutoff
-            {
-                old.push(item.id.clone());
-            }
-        }
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
     let age = humanize(older_than);
+    let counted = dlq_ops::purge(services, kind, older_than, true, ACTOR).await?;
     if confirm.dry_run {
         if as_json {
-            return print_json(&json!({"would_purge": old.len(), "dry_run": true}));
+            return print_json(&json!({"would_purge": counted.matched, "dry_run": true}));
         }
         println!(
             "dry run: {} item(s) older than {age} in the {kind} DLQ would be purged",
-            old.len()
+            counted.matched
         );
         return Ok(());
     }
-    if old.is_empty() && dlq.stats().await?.total == 0 {
+    if counted.matched == 0 && services.dlq(kind).stats().await?.total == 0 {
         if as_json {
             return print_json(&json!({"purged": 0}));
         }
@@ -361,23 +313,17 @@ async fn purge(
     if !confirm.yes {
         confirm_on_terminal(&format!(
             "purge {} item(s) older than {age} from the {kind} DLQ, for good?",
-            old.len()
+            counted.matched
         ))?;
     }
-    let mut discarded = 0u64;
-    for id in &old {
-        if dlq_ops::discard(services, kind, id, ACTOR).await?.is_some() {
-            discarded += 1;
-        }
-    }
-    let rest = dlq.purge(older_than).await?;
-    let total = discarded + rest;
+    let done = dlq_ops::purge(services, kind, older_than, false, ACTOR).await?;
     if as_json {
-        return print_json(&json!({"purged": total}));
+        return print_json(&json!({"purged": done.purged}));
     }
     println!(
-        "purged {total} item(s) older than {} from the {kind} DLQ",
-        clip(&humanize(older_than), 20)
+        "purged {} item(s) older than {} from the {kind} DLQ",
+        done.purged,
+        clip(&age, 20)
     );
     Ok(())
 }
@@ -447,14 +393,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ages_parse() {
-        assert_eq!(parse_age("30d").unwrap(), chrono::Duration::days(30));
-        assert_eq!(parse_age("12h").unwrap(), chrono::Duration::hours(12));
-        assert_eq!(parse_age("90s").unwrap(), chrono::Duration::seconds(90));
-        let bare = parse_age("5").unwrap_err();
-        assert!(bare.contains("no unit"), "{bare}");
-        assert!(parse_age("3x").is_err());
-        assert!(parse_age("d").is_err());
+    fn ages_print_in_their_largest_whole_unit() {
         assert_eq!(humanize(chrono::Duration::days(2)), "2d");
     }
 }

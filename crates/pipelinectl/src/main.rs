@@ -100,7 +100,8 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
         return migrate(&settings, cli.json).await;
     }
     let services = Services::build(settings).context("connecting to Postgres and Redis")?;
-    match cli.command {
+    let endpoint = services.redis.endpoint().to_owned();
+    let result = match cli.command {
         Command::Migrate => unreachable!("handled above"),
         Command::Submit(args) => jobs::submit(&services, args, cli.json).await,
         Command::Jobs(cmd) => jobs::run(&services, cmd, cli.json).await,
@@ -109,7 +110,13 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
         }
         Command::Trace { target } => trace::run(&services, &target, cli.json).await,
         Command::Dlq(cmd) => dlq::run(&services, cmd, cli.json).await,
-    }
+    };
+    result.map_err(|mut failure| {
+        if failure.redis_unreachable {
+            failure.message = format!("cannot reach {endpoint}: {}", failure.message);
+        }
+        failure
+    })
 }
 
 async fn migrate(settings: &Settings, as_json: bool) -> CmdResult {

@@ -15,6 +15,8 @@ pub struct Failure {
     pub code: u8,
     /// The message, printed as `error: {message}`.
     pub message: String,
+    /// Redis could not be reached: `main` names the endpoint it tried.
+    pub redis_unreachable: bool,
 }
 
 impl Failure {
@@ -23,6 +25,7 @@ impl Failure {
         Self {
             code: EXIT_USAGE,
             message: message.into(),
+            redis_unreachable: false,
         }
     }
 
@@ -31,6 +34,7 @@ impl Failure {
         Self {
             code: EXIT_NOT_FOUND,
             message: message.into(),
+            redis_unreachable: false,
         }
     }
 
@@ -44,9 +48,28 @@ impl From<anyhow::Error> for Failure {
     fn from(err: anyhow::Error) -> Self {
         Self {
             code: 1,
-            message: format!("{err:#}"),
+            message: chain_once(&err),
+            redis_unreachable: dlq_core::is_unreachable(err.as_ref()),
         }
     }
+}
+
+/// The error and its causes joined with `: `, skipping a cause whose text the message
+/// already holds: wrappers that quote their source (`redis error: Connection refused`)
+/// would otherwise print the same words two or three times over.
+pub fn chain_once(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 impl From<pipeline_store::StoreError> for Failure {

@@ -190,7 +190,11 @@ impl Reconciler {
             let again = match self.sweep().await {
                 Ok(report) => report.examined as usize >= self.config.reconcile_batch,
                 Err(err) => {
-                    tracing::error!(error = format!("{err:#}"), "reconcile sweep failed");
+                    tracing::error!(
+                        error = format!("{err:#}"),
+                        unreachable = self.services.unreachable(&err).map(tracing::field::display),
+                        "reconcile sweep failed"
+                    );
                     false
                 }
             };

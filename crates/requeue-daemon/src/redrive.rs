@@ -275,6 +275,7 @@ impl Redriver {
                 Err(err) => {
                     tracing::error!(
                         error = format!("{err:#}"),
+                        unreachable = self.services.unreachable(&err).map(tracing::field::display),
                         retry_in_ms = backoff.as_millis() as u64,
                         "redrive sweep failed"
                     );

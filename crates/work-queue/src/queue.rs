@@ -60,6 +60,11 @@ impl WorkQueue {
         })
     }
 
+    /// Where the queue's Redis is (`redis at host:port/db`), for error messages.
+    pub fn endpoint(&self) -> &str {
+        self.inner.pool.endpoint()
+    }
+
     /// The family's key names.
     pub fn keys(&self) -> &FamilyKeys {
         &self.inner.keys

@@ -222,3 +222,64 @@ async fn retry_all_honours_its_limit_and_delete_discards() -> anyhow::Result<()>
     assert_eq!(body["redriven"], 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn purge_counts_on_a_dry_run_then_discards_with_a_trail() -> anyhow::Result<()> {
+    let env = ApiEnv::start(|_| {}).await?;
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let (_, s) = env
+            .dead_lettered_source(
+                &format!("https://example.com/old/{n}"),
+                ErrorKind::Permanent,
+            )
+            .await?;
+        ids.push(s);
+    }
+    // The age is required and needs its unit, as on the command line.
+    for bad in [
+        "/api/v1/dlq/scrape/purge",
+        "/api/v1/dlq/scrape/purge?older_than=5",
+        "/api/v1/dlq/scrape/purge?older_than=5y",
+        "/api/v1/dlq/scrape/purge?older_than=99999999999d",
+    ] {
+        let (status, body) = env.post(bad).await?;
+        assert_eq!(status, 422, "{bad}: {body}");
+    }
+    let (status, _) = env.post("/api/v1/dlq/nope/purge?older_than=1d").await?;
+    assert_eq!(status, 404);
+
+    // Nothing is a day old; a dry run of everything counts both and removes nothing.
+    let (status, body) = env.post("/api/v1/dlq/scrape/purge?older_than=1d").await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["matched"].as_u64(), body["purged"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let (status, body) = env
+        .post("/api/v1/dlq/scrape/purge?older_than=0s&dry_run=true")
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["matched"], 2);
+    assert_eq!(body["purged"], 0);
+    assert_eq!(body["dry_run"], true);
+    let (_, stats) = env.get("/api/v1/dlq/stats").await?;
+    assert_eq!(stats["scrape"], 2, "a dry run removes nothing");
+
+    let (status, body) = env.post("/api/v1/dlq/scrape/purge?older_than=0s").await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["purged"], 2);
+    let (_, stats) = env.get("/api/v1/dlq/stats").await?;
+    assert_eq!(stats["scrape"], 0);
+    for id in ids {
+        assert_eq!(
+            sources::get(&env.services.db, id).await?.status,
+            "discarded"
+        );
+        let events = sources::events(&env.services.db, id).await?;
+        let last = events.last().expect("events");
+        assert_eq!(last.kind, "discarded");
+        assert_eq!(last.stage.as_deref(), Some("api"));
+    }
+    Ok(())
+}

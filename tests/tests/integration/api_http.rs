@@ -95,8 +95,8 @@ async fn openapi_lists_every_route() -> anyhow::Result<()> {
     let paths = doc["paths"].as_object().expect("paths");
     for (method, path) in [
         ("get", "/api/v1/dlq/stats"),
-        ("get", "/api/v1/dlq/scrape"),
-        ("get", "/api/v1/dlq/extraction"),
+        ("get", "/api/v1/dlq/{kind}"),
+        ("post", "/api/v1/dlq/{kind}/purge"),
         ("post", "/api/v1/dlq/{kind}/{item_id}/retry"),
         ("post", "/api/v1/dlq/{kind}/retry-all"),
         ("delete", "/api/v1/dlq/{kind}/{item_id}"),
@@ -111,6 +111,17 @@ async fn openapi_lists_every_route() -> anyhow::Result<()> {
         assert!(op.is_object(), "{method} {path} is documented");
         assert!(op["responses"].is_object(), "{method} {path} has responses");
     }
+    // A family is named by one typed path parameter, whose values are the families.
+    let kind = paths["/api/v1/dlq/{kind}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "kind")
+        .expect("kind parameter");
+    assert_eq!(
+        kind["schema"]["enum"],
+        serde_json::json!(["scrape", "extraction"])
+    );
     // The documented shapes of the list answers and the key scheme.
     let schemas = &doc["components"]["schemas"];
     assert!(schemas["DlqPage"]["properties"]["next_cursor"].is_object());

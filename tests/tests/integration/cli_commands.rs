@@ -350,3 +350,35 @@ async fn dlq_commands() -> anyhow::Result<()> {
     assert_eq!(code(&out), 2);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_unreachable_redis_is_named_once_without_its_password() -> anyhow::Result<()> {
+    let env = ApiEnv::start(|_| {}).await?;
+    // A port nothing listens on: bound, read, released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let out = tokio::process::Command::new(binary("pipelinectl"))
+        .args(["dlq", "stats"])
+        .env("DATABASE_URL", &env.db.url)
+        .env("REDIS_URL", format!("redis://:hunter2@127.0.0.1:{port}/5"))
+        .env("PIPELINE__REDIS__CONNECT_TIMEOUT_MS", "500")
+        .env_remove("PIPELINE_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .await?;
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(
+        err.contains(&format!("cannot reach redis at 127.0.0.1:{port}/5")),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "no password in messages: {err}");
+    let cause = if err.contains("refused") {
+        "refused"
+    } else {
+        "timed out"
+    };
+    assert_eq!(err.matches(cause).count(), 1, "the cause once: {err}");
+    Ok(())
+}
