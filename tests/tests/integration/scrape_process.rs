@@ -354,3 +354,38 @@ async fn json_logs_carry_the_message_fields_as_plain_top_level_values() -> anyho
     assert_eq!(failed["attempts"], 1, "{failed}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_is_named_in_the_log_without_its_password() -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let s = setup().await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = s
+        .worker_command(1)
+        .env("REDIS_URL", format!("redis://:hunter2@127.0.0.1:{port}/0"))
+        .env("PIPELINE__REDIS__CONNECT_TIMEOUT_MS", "300")
+        .env("RUST_LOG", "warn")
+        .env("PIPELINE__TELEMETRY__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("piped")).lines();
+    let want = format!("redis at 127.0.0.1:{port}/0");
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            assert!(!line.contains("hunter2"), "a password in the log: {line}");
+            let v: serde_json::Value = serde_json::from_str(&line)?;
+            if v["redis"] == want.as_str() {
+                return anyhow::Ok(v);
+            }
+        }
+        anyhow::bail!("the worker exited without naming {want}")
+    })
+    .await??;
+    assert_eq!(found["level"], "ERROR", "{found}");
+    signal(&child, "TERM")?;
+    tokio::time::timeout(Duration::from_secs(15), child.wait()).await??;
+    Ok(())
+}
