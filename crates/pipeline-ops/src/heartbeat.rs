@@ -158,7 +158,7 @@ pub async fn run(services: crate::Services, kind: &'static str, cancel: Cancella
             Ok(paused) => activity::set_paused(paused),
             Err(err) => tracing::debug!(error = %err, "pause flags not read"),
         }
-        if tick % beat_every == 0 {
+        if tick.is_multiple_of(beat_every) {
             let runner = activity::runner();
             let family = runner.as_ref().map(|r| r.0.clone());
             let beat = Beat {

@@ -258,10 +258,7 @@ async fn the_dlq_browser_filters_by_kind_and_job_and_acts_on_a_selection() -> an
         "a bad filter is said, not ignored silently"
     );
     // The confirmation says how many.
-    let confirm = get(format!(
-        "/ui/dlq/scrape/confirm?action=discard&kind=permanent"
-    ))
-    .await?;
+    let confirm = get("/ui/dlq/scrape/confirm?action=discard&kind=permanent".to_owned()).await?;
     assert!(confirm.contains("data-count=\"2\""), "{confirm}");
     let confirm = get(format!("/ui/dlq/scrape/confirm?action=retry&job={job_b}")).await?;
     assert!(confirm.contains("data-count=\"1\""), "{confirm}");

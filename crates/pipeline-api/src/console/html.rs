@@ -199,7 +199,7 @@ pub fn unavailable(err: &dyn std::fmt::Display) -> Response {
 
 /// A progress bar with its text (`<progress>` is announced by screen readers).
 pub fn progress(done: u64, total: u64, label: &str) -> String {
-    let pct = if total == 0 { 0 } else { done * 100 / total };
+    let pct = (done * 100).checked_div(total).unwrap_or(0);
     format!(
         "<span class=\"progress\"><progress max=\"{max}\" value=\"{done}\" aria-label=\"{label}\">{pct}%</progress>\
 <span class=\"pct\">{pct}%</span></span>",

@@ -10,6 +10,10 @@
 //! Sign-in turns the API key into a session ([`session`]); every page needs one and every
 //! change needs the session's CSRF token. The JSON API is untouched: it keeps `X-API-Key`.
 
+// Helpers here return the finished error page as their `Err` (axum's own style for
+// rejections); it is built at most once per request, so boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
 mod dlq;
 pub mod html;
 mod jobs;
