@@ -92,7 +92,11 @@ async fn an_operator_signs_in_follows_a_job_retries_a_dead_letter_pauses_and_sig
         .await?
         .click()
         .await?;
-    assert_eq!(text_of(&b, "#login-error").await?, "Invalid API key.");
+    eventually(Duration::from_secs(10), "the refusal", || async {
+        let e = text_of(&b, "#login-error").await.unwrap_or_default();
+        Ok((e == "Invalid API key.").then_some(()))
+    })
+    .await?;
     b.client
         .find(Locator::Id("key"))
         .await?
@@ -103,8 +107,12 @@ async fn an_operator_signs_in_follows_a_job_retries_a_dead_letter_pauses_and_sig
         .await?
         .click()
         .await?;
+    eventually(Duration::from_secs(10), "the overview", || async {
+        let h1 = text_of(&b, "h1").await.unwrap_or_default();
+        Ok((h1 == "Overview").then_some(()))
+    })
+    .await?;
     assert_eq!(b.client.current_url().await?.path(), "/ui/");
-    assert_eq!(text_of(&b, "h1").await?, "Overview");
 
     // A job of three pages; one answers 404 until the page server is fixed.
     pages.set_failures_with("/flaky/gone", 1_000, StatusCode::NOT_FOUND, None);
@@ -204,8 +212,13 @@ async fn an_operator_signs_in_follows_a_job_retries_a_dead_letter_pauses_and_sig
         .await?
         .click()
         .await?;
-    let state = text_of(&b, "tr[data-family=scrape] .badge").await?;
-    assert_eq!(state, "paused");
+    eventually(Duration::from_secs(10), "scrape shown paused", || async {
+        let state = text_of(&b, "tr[data-family=scrape] .badge")
+            .await
+            .unwrap_or_default();
+        Ok((state == "paused").then_some(()))
+    })
+    .await?;
     // The workers see the flag within a second; a reserve already waiting ends within the
     // 200 ms block timeout.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -250,7 +263,12 @@ async fn an_operator_signs_in_follows_a_job_retries_a_dead_letter_pauses_and_sig
         .await?
         .click()
         .await?;
-    assert!(b.client.current_url().await?.path().ends_with("/ui/login"));
+    // The click returns before the navigation it starts has finished.
+    eventually(Duration::from_secs(10), "the sign-in page", || async {
+        let url = b.client.current_url().await?;
+        Ok(url.path().ends_with("/ui/login").then_some(()))
+    })
+    .await?;
     b.client.goto(&format!("{base}/ui/jobs/{job_id}")).await?;
     assert!(b.client.current_url().await?.path().ends_with("/ui/login"));
     assert_eq!(text_of(&b, "h1").await?, "Sign in");
