@@ -15,6 +15,12 @@ ensure_services
 export TEST_DATABASE_URL="$DATABASE_ADMIN_URL"
 export TEST_REDIS_URL="$REDIS_URL"
 
+step "browser for the console tests (Debian's chromium and chromium-driver)"
+# The console's browser tests drive a real headless chromium over WebDriver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  apt_install chromium chromium-driver
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -7,6 +7,7 @@
 //! `redis://127.0.0.1:6379/0`), `TEST_LOG` (show logs).
 
 pub mod api;
+pub mod browser;
 pub mod extraction;
 pub mod hostile;
 pub mod pages;

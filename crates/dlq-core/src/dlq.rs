@@ -354,11 +354,11 @@ pub fn check_limit(limit: usize) -> Result<()> {
 }
 
 /// Cursors wrap the last seq seen; the `c` prefix and hex keep them visibly opaque.
-fn encode_cursor(seq: u64) -> String {
+pub(crate) fn encode_cursor(seq: u64) -> String {
     format!("c{seq:x}")
 }
 
-fn decode_cursor(cursor: &str) -> Result<u64> {
+pub(crate) fn decode_cursor(cursor: &str) -> Result<u64> {
     cursor
         .strip_prefix('c')
         .filter(|hex| !hex.is_empty() && hex.len() <= 16)

@@ -23,6 +23,7 @@
 //! # let _ = page; Ok(()) }
 //! ```
 
+mod browse;
 mod dlq;
 mod error;
 mod item;
@@ -31,6 +32,7 @@ mod lua;
 mod pool;
 mod redrive;
 
+pub use browse::{Filter, FilteredPage, KindFilter, SCAN_BUDGET};
 pub use dlq::{Dlq, DlqOptions, DlqStats, MAX_LIST_LIMIT, Page, PushOutcome, check_limit};
 pub use error::{DlqError, Result};
 pub use item::{DlqItem, EncodedItem, ErrorKind, ListedItem, MalformedItem};

@@ -28,12 +28,14 @@
 //! ```
 
 pub mod auth;
+pub mod console;
 pub mod dlq;
 pub mod error;
 pub mod jobs;
 pub mod layers;
 pub mod model;
 pub mod openapi_doc;
+pub mod queues;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -76,6 +78,7 @@ pub struct AppState {
     tags(
         (name = "dlq", description = "Dead-letter queues"),
         (name = "jobs", description = "Submissions, jobs and source trails"),
+        (name = "queues", description = "Queue state, live daemons, pause and resume"),
     )
 )]
 struct ApiDoc;
@@ -108,6 +111,10 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::job_invalid_urls))
         .routes(routes!(jobs::source_events))
         .routes(routes!(jobs::projects))
+        .routes(routes!(queues::queues))
+        .routes(routes!(queues::workers))
+        .routes(routes!(queues::pause_family))
+        .routes(routes!(queues::resume_family))
         .split_for_parts();
     openapi_doc::complete(&mut doc);
     (router, doc)
@@ -136,6 +143,12 @@ pub fn app(services: Services, api_key: Option<SecretString>) -> Router {
         services,
         keys: keys.clone(),
     };
+    let ui = console::routes()
+        .layer(middleware::from_fn_with_state(
+            body_limits,
+            layers::read_body,
+        ))
+        .with_state(state.clone());
     let api = api
         .layer(middleware::from_fn_with_state(
             body_limits,
@@ -144,6 +157,7 @@ pub fn app(services: Services, api_key: Option<SecretString>) -> Router {
         .with_state(state);
     Router::new()
         .merge(api)
+        .merge(ui)
         .merge(probes)
         .route(
             "/openapi.json",
@@ -233,9 +247,30 @@ pub async fn serve(
     // matched to the servers this process talks to.
     let redis = services.redis.endpoint().to_owned();
     let postgres = pipeline_core::pools::pg_endpoint(&services.db);
-    let app = app(services, api_key);
+    let app = app(services.clone(), api_key);
     tracing::info!(addr = %local, api_key = keyed, max_connections = limits.max_connections,
         redis, postgres, "API listening");
+    tokio::spawn(publish_queue_gauges(services.clone(), cancel.clone()));
     let task = tokio::spawn(server::run(listener, app, limits, cancel));
     Ok((local, task))
+}
+
+/// How often the API refreshes the queue gauges of every family.
+const GAUGES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Publishes every family's queue, DLQ and pause gauges (see
+/// [`pipeline_ops::queues::publish`]) every [`GAUGES_EVERY`] until `cancel` fires: each
+/// worker reports only its own family, and the API is the one process that sees them all.
+async fn publish_queue_gauges(services: Services, cancel: CancellationToken) {
+    loop {
+        match pipeline_ops::queues::snapshot(&services).await {
+            Ok(s) => pipeline_ops::queues::publish(&s),
+            // Only the gauges go stale; the routes report Redis trouble to their callers.
+            Err(err) => tracing::debug!(error = %err, "queue gauges not refreshed"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(GAUGES_EVERY) => {}
+        }
+    }
 }

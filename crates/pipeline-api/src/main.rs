@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use pipeline_core::{Settings, Sources, shutdown};
 use pipeline_ops::Services;
+use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let check_config = match pipeline_ops::daemon::command_line(
@@ -85,6 +86,12 @@ async fn run(
     // schema before calling itself ready; routes answer errors until then.
     let (db, gate) = (services.db.clone(), services.schema.clone());
     gate.wait("checking migrations");
+    let beat_cancel = CancellationToken::new();
+    let beat = tokio::spawn(pipeline_ops::heartbeat::run(
+        services.clone(),
+        "pipeline-api",
+        beat_cancel.clone(),
+    ));
     let (_, server) = pipeline_api::serve(services, api_key, addr, cancel.clone()).await?;
     pipeline_ops::schema::wait_for_schema(&db, &gate, &cancel).await;
     cancel.cancelled().await;
@@ -94,6 +101,9 @@ async fn run(
         let _ = server.await;
     })
     .await;
+    beat_cancel.cancel();
+    // Removing the heartbeat is a courtesy (it expires anyway), so it gets little time.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), beat).await;
     tracing::info!(drained = finished, "pipeline-api stopped");
     Ok(finished)
 }

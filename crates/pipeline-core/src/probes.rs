@@ -195,6 +195,10 @@ const GAUGES: &[(&str, &str)] = &[
         "dlq_items",
         "Items in a family's DLQ, by state (total, parked, transient, permanent)",
     ),
+    (
+        "pipeline_family_paused",
+        "1 while a family's workers are paused, else 0 (published by the API)",
+    ),
     ("scrape_fetches_in_flight", "Page fetches running now"),
     (
         "pipeline_extraction_abandoned_running",

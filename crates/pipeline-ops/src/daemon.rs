@@ -189,11 +189,20 @@ where
         .await
         .with_context(|| format!("cannot bind the probe server to {addr}"))?;
     tracing::info!(probes = %bound, "{name} starting");
+    let beat_cancel = CancellationToken::new();
+    let beat = tokio::spawn(crate::heartbeat::run(
+        services.clone(),
+        daemon.bin,
+        beat_cancel.clone(),
+    ));
     let result = match schema::wait_for_schema(&services.db, &services.schema, &cancel).await {
         SchemaWait::Current => body(services, cancel).await,
         // Stopped while waiting: nothing was taken, so nothing is handed back.
         SchemaWait::Cancelled => Ok(Drain::Complete),
     };
+    beat_cancel.cancel();
+    // Removing the heartbeat is a courtesy (it expires anyway), so it gets little time.
+    let _ = tokio::time::timeout(Duration::from_secs(1), beat).await;
     probe_cancel.cancel();
     // The probe server ends with its token once its connections close; a scraper holding a
     // keep-alive connection must not hold the exit, so the wait is short. An error there was

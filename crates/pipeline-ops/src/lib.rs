@@ -3,10 +3,14 @@
 //! work messages, the generic [`worker`] runner both workers are built on, and the
 //! [`daemon`] start-up every daemon shares, with its [`schema`] wait.
 
+pub mod activity;
 pub mod daemon;
 pub mod dlq_ops;
 pub mod family;
+pub mod heartbeat;
 pub mod messages;
+pub mod pause;
+pub mod queues;
 pub mod schema;
 pub mod services;
 pub mod submit;

@@ -138,6 +138,7 @@ pub async fn process<H: Handler>(queue: &WorkQueue, handler: &H, delivery: Deliv
     let started = Instant::now();
     // Held until settled, so an exit that cuts the drain short can name what it hands back.
     let _held = pipeline_core::shutdown::held::hold(&family, &delivery.id);
+    let _busy = crate::activity::in_flight(&family);
     metrics::gauge!("pipeline_in_flight", "family" => family.clone()).increment(1.0);
     let decoded = delivery.parse::<H::Message>();
     let span = tracing::info_span!(
@@ -194,6 +195,7 @@ pub async fn process<H: Handler>(queue: &WorkQueue, handler: &H, delivery: Deliv
     metrics::gauge!("pipeline_in_flight", "family" => family.clone()).decrement(1.0);
     metrics::counter!("pipeline_messages_total", "family" => family.clone(), "outcome" => outcome)
         .increment(1);
+    crate::activity::record(&family, outcome);
     metrics::histogram!("pipeline_message_duration_seconds", "family" => family)
         .record(started.elapsed().as_secs_f64());
 }
@@ -403,6 +405,9 @@ pub async fn run_next<H: Handler>(
     Ok(n)
 }
 
+/// How often a paused worker looks again whether its family was resumed.
+const PAUSE_RECHECK: Duration = Duration::from_millis(250);
+
 /// How often a running worker publishes its family's queue depth.
 const DEPTH_EVERY: Duration = Duration::from_secs(5);
 
@@ -450,7 +455,16 @@ pub async fn run<H: Handler>(
         concurrency = opts.concurrency,
         "worker started"
     );
+    crate::activity::runner_started(queue.family(), opts.concurrency);
     while !cancel.is_cancelled() {
+        // A paused family reserves nothing; what is in flight finishes. The flag is the
+        // heartbeat task's last look (see crate::pause), so this costs no round trip.
+        if crate::activity::is_paused(queue.family()) {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(PAUSE_RECHECK) => continue,
+            }
+        }
         // Wait for a free slot before reserving, so nothing sits leased but unprocessed.
         let first = tokio::select! {
             _ = cancel.cancelled() => break,

@@ -7,6 +7,7 @@
 //! ([`progress`]).
 
 pub mod batch;
+pub mod console;
 pub mod events;
 pub mod jobs;
 pub mod migrate;

@@ -9,6 +9,7 @@
 mod dlq;
 mod jobs;
 mod output;
+mod queues;
 mod trace;
 
 use std::process::ExitCode;
@@ -62,6 +63,20 @@ enum Command {
     /// Dead-letter queues: stats, list, retry, retry-all, discard, purge.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Per family: messages ready, in flight and delayed, the DLQ by kind, and pause state.
+    Queues,
+    /// Every live daemon (from the heartbeats they write every 5 s with a 15 s TTL).
+    Workers,
+    /// Pauses a family: its workers stop reserving; work in flight finishes.
+    Pause {
+        /// `scrape` or `extraction`.
+        family: pipeline_ops::Family,
+    },
+    /// Resumes a paused family.
+    Resume {
+        /// `scrape` or `extraction`.
+        family: pipeline_ops::Family,
+    },
 }
 
 fn main() -> ExitCode {
@@ -110,6 +125,10 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
         }
         Command::Trace { target } => trace::run(&services, &target, cli.json).await,
         Command::Dlq(cmd) => dlq::run(&services, cmd, cli.json).await,
+        Command::Queues => queues::show(&services, cli.json).await,
+        Command::Workers => queues::workers(&services, cli.json).await,
+        Command::Pause { family } => queues::set_paused(&services, family, true, cli.json).await,
+        Command::Resume { family } => queues::set_paused(&services, family, false, cli.json).await,
     };
     result.map_err(|mut failure| {
         if failure.redis_unreachable {

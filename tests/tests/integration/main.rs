@@ -19,6 +19,8 @@ mod api_process;
 mod api_retry_race;
 mod bounded_exit;
 mod cli_commands;
+mod console_browser;
+mod console_http;
 mod event_partitions;
 mod extraction_embeddings;
 mod extraction_process;

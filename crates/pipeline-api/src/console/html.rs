@@ -1,0 +1,287 @@
+//! HTML building blocks: escaping, the page layout, and the small widgets (progress bars,
+//! charts, pagers) the pages share. Plain functions over `String`s: the pages are small,
+//! and every value from outside goes through [`esc`] on its way in.
+
+use std::fmt::Write;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+use super::session::Session;
+
+/// `s` with the five HTML metacharacters escaped (text and quoted attribute values).
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `s` percent-encoded for a query value.
+pub fn url_escape(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A number with thousands separators (`1,234,567`).
+pub fn num(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A timestamp as `2026-12-01 17:23:02Z` inside a `<time>` element.
+pub fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "<time datetime=\"{}\">{}</time>",
+        t.to_rfc3339(),
+        t.format("%Y-%m-%d %H:%M:%SZ")
+    )
+}
+
+/// The sections of the navigation bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    /// Queues and throughput.
+    Overview,
+    /// Live daemons.
+    Workers,
+    /// Dead-letter queues.
+    Dlq,
+    /// Jobs and sources.
+    Jobs,
+}
+
+/// Options of one page.
+pub struct Page<'a> {
+    /// The `<title>` and `<h1>`.
+    pub title: &'a str,
+    /// The highlighted section.
+    pub nav: Nav,
+    /// Reload the main content every this many seconds (0: never).
+    pub refresh_secs: u32,
+}
+
+/// The whole document: header, navigation with sign-out, and `body` as the main content.
+pub fn layout(page: Page<'_>, session: &Session, body: &str) -> Response {
+    let mut nav = String::new();
+    for (item, href, label) in [
+        (Nav::Overview, "/ui/", "Overview"),
+        (Nav::Workers, "/ui/workers", "Workers"),
+        (Nav::Dlq, "/ui/dlq/scrape", "Dead letters"),
+        (Nav::Jobs, "/ui/jobs", "Jobs"),
+    ] {
+        let current = if item == page.nav {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        let _ = write!(nav, "<li><a href=\"{href}\"{current}>{label}</a></li>");
+    }
+    let refresh = if page.refresh_secs > 0 {
+        format!(" data-refresh=\"{}\"", page.refresh_secs)
+    } else {
+        String::new()
+    };
+    let doc = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<meta name=\"csrf-token\" content=\"{csrf}\">\
+<title>{title} · pipeline console</title>\
+<link rel=\"stylesheet\" href=\"/ui/assets/console.css\">\
+<script src=\"/ui/assets/console.js\" defer></script></head><body>\
+<a class=\"skip\" href=\"#main\">Skip to content</a>\
+<header><span class=\"brand\">pipeline</span><nav aria-label=\"Sections\"><ul>{nav}</ul></nav>\
+<form method=\"post\" action=\"/ui/logout\" class=\"signout\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<button type=\"submit\">Sign out</button></form></header>\
+<main id=\"main\"{refresh}><h1>{title}</h1>{body}</main></body></html>",
+        csrf = esc(&session.csrf),
+        title = esc(page.title),
+    );
+    document(StatusCode::OK, doc)
+}
+
+/// An HTML answer with the console's security headers: a strict Content-Security-Policy
+/// (scripts, styles and forms from this origin only; no framing), no caching, no sniffing.
+pub fn document(status: StatusCode, doc: String) -> Response {
+    let mut response = (status, Html(doc)).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+fn bare(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{t} · pipeline console</title>\
+<link rel=\"stylesheet\" href=\"/ui/assets/console.css\"></head><body>\
+<main id=\"main\" class=\"narrow\"><h1>{t}</h1>{body}</main></body></html>",
+        t = esc(title)
+    )
+}
+
+/// The sign-in page.
+pub fn login(token: &str, error: Option<&str>, next: &str) -> Response {
+    let error = error
+        .map(|e| {
+            format!(
+                "<p class=\"error\" role=\"alert\" id=\"login-error\">{}</p>",
+                esc(e)
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        "{error}<form method=\"post\" action=\"/ui/login\" class=\"login\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+<input type=\"hidden\" name=\"next\" value=\"{next}\">\
+<label for=\"key\">API key</label>\
+<input id=\"key\" name=\"key\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
+<button type=\"submit\">Sign in</button></form>\
+<p class=\"hint\">The key the API accepts in <code>X-API-Key</code>. It is checked once; the \
+browser then holds a session cookie.</p>",
+        token = esc(token),
+        next = esc(next),
+    );
+    document(StatusCode::OK, bare("Sign in", &body))
+}
+
+/// An error page outside the layout (no session needed).
+pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = format!(
+        "<p class=\"error\" role=\"alert\">{}</p><p><a href=\"/ui/\">Back to the console</a></p>",
+        esc(message)
+    );
+    document(status, bare(title, &body))
+}
+
+/// 503 for a backend that did not answer (the cause is logged, not shown).
+pub fn unavailable(err: &dyn std::fmt::Display) -> Response {
+    tracing::warn!(error = %err, "console: backend unavailable");
+    let mut r = error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Unavailable",
+        "Redis or Postgres did not answer. Retry in a moment.",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// A progress bar with its text (`<progress>` is announced by screen readers).
+pub fn progress(done: u64, total: u64, label: &str) -> String {
+    let pct = (done * 100).checked_div(total).unwrap_or(0);
+    format!(
+        "<span class=\"progress\"><progress max=\"{max}\" value=\"{done}\" aria-label=\"{label}\">{pct}%</progress>\
+<span class=\"pct\">{pct}%</span></span>",
+        max = total.max(1),
+        label = esc(label)
+    )
+}
+
+/// A small hidden CSRF field for a form.
+pub fn csrf_field(session: &Session) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(&session.csrf)
+    )
+}
+
+/// A line chart of per-minute series (oldest first), drawn as inline SVG, with the numbers
+/// in a table for screen readers and for anyone who wants them exact.
+pub fn chart(caption: &str, minutes: &[i64], series: &[(&str, &str, Vec<u64>)]) -> String {
+    let (w, h, pad) = (600.0_f64, 120.0_f64, 4.0_f64);
+    let max = series
+        .iter()
+        .flat_map(|s| s.2.iter().copied())
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let n = minutes.len().max(2) as f64;
+    let mut lines = String::new();
+    for (_, class, values) in series {
+        let points: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let x = pad + (w - 2.0 * pad) * i as f64 / (n - 1.0);
+                let y = h - pad - (h - 2.0 * pad) * (*v as f64) / max;
+                format!("{x:.1},{y:.1}")
+            })
+            .collect();
+        let _ = write!(
+            lines,
+            "<polyline class=\"{class}\" points=\"{}\"/>",
+            points.join(" ")
+        );
+    }
+    let totals: Vec<String> = series
+        .iter()
+        .map(|(name, class, v)| {
+            format!(
+                "<span class=\"key {class}\">{} {}</span>",
+                esc(name),
+                num(v.iter().sum())
+            )
+        })
+        .collect();
+    let summary: Vec<String> = series
+        .iter()
+        .map(|(name, _, v)| format!("{} {}", name, v.iter().sum::<u64>()))
+        .collect();
+    let mut rows = String::new();
+    for (i, m) in minutes.iter().enumerate() {
+        let t = chrono::DateTime::from_timestamp(m * 60, 0).unwrap_or_default();
+        let _ = write!(rows, "<tr><td>{}</td>", t.format("%H:%M"));
+        for s in series {
+            let _ = write!(rows, "<td>{}</td>", s.2.get(i).copied().unwrap_or(0));
+        }
+        rows.push_str("</tr>");
+    }
+    let heads: String = series
+        .iter()
+        .map(|s| format!("<th scope=\"col\">{}</th>", esc(s.0)))
+        .collect();
+    format!(
+        "<figure class=\"chart\"><figcaption>{cap} <span class=\"keys\">{keys}</span> \
+<span class=\"scale\">peak {peak}/min</span></figcaption>\
+<svg viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{label}\">\
+<line class=\"axis\" x1=\"0\" y1=\"{base}\" x2=\"{w}\" y2=\"{base}\"/>{lines}</svg>\
+<details><summary>Per-minute numbers</summary><div class=\"scroll\"><table><thead><tr><th scope=\"col\">Minute (UTC)</th>{heads}</tr></thead>\
+<tbody>{rows}</tbody></table></div></details></figure>",
+        cap = esc(caption),
+        keys = totals.join(" "),
+        peak = num(max as u64),
+        label = esc(&format!("{caption}, last hour: {}", summary.join(", "))),
+        base = h - pad,
+    )
+}

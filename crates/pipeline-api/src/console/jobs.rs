@@ -1,0 +1,488 @@
+//! Jobs (with progress bars), a job (its counts and its sources, paged and filtered by
+//! status) and a source (its event trail, its extraction, and a retry button while it sits
+//! in a DLQ).
+
+use std::fmt::Write;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use pipeline_ops::{Family, dlq_ops};
+use pipeline_store::jobs::{self, JobFilter, JobSummary};
+use pipeline_store::{SourceStatus, StoreError, console, sources};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::Form;
+use super::html::{self, Nav, Page, esc, num, url_escape};
+use super::session::Session;
+use crate::AppState;
+
+/// Rows per page.
+const PAGE: i64 = 50;
+/// Deepest jobs page (offset paging over jobs, which are few next to sources).
+const MAX_JOBS_OFFSET: i64 = 100_000;
+
+fn store_error(e: StoreError, what: &str) -> Response {
+    match e {
+        StoreError::NotFound(_) => html::error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            &format!("There is no such {what}."),
+        ),
+        other => html::unavailable(&other),
+    }
+}
+
+fn count(counts: Option<&Value>, key: &str) -> u64 {
+    counts
+        .and_then(|c| c.get(key))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+fn job_progress(j: &JobSummary) -> String {
+    let c = j.result.as_ref();
+    html::progress(
+        count(c, "terminal"),
+        count(c, "total"),
+        &format!("Job {} progress", j.id),
+    )
+}
+
+fn status_badge(status: &str) -> String {
+    format!("<span class=\"badge {s}\">{s}</span>", s = esc(status))
+}
+
+/// `GET /ui/jobs?offset=`: jobs, newest first, with their progress.
+pub async fn list(
+    State(state): State<AppState>,
+    session: Session,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let form = Form::parse(raw.as_deref().unwrap_or(""));
+    let offset = form
+        .one("offset")
+        .and_then(|o| o.parse::<i64>().ok())
+        .unwrap_or(0)
+        .clamp(0, MAX_JOBS_OFFSET);
+    let rows = match jobs::list_summaries(
+        &state.services.db,
+        &JobFilter {
+            job_type: None,
+            status: None,
+            limit: PAGE,
+            offset,
+        },
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return html::unavailable(&e),
+    };
+    let mut body = String::from(
+        "<div class=\"table-wrap\"><table><caption>Jobs, newest first</caption><thead><tr><th scope=\"col\">Job</th>\
+<th scope=\"col\">Status</th><th scope=\"col\">Progress</th><th scope=\"col\">Sources</th>\
+<th scope=\"col\">Extracted</th><th scope=\"col\">Failed</th><th scope=\"col\">Group</th>\
+<th scope=\"col\">Created</th></tr></thead><tbody>",
+    );
+    if rows.is_empty() {
+        body.push_str("<tr><td colspan=\"8\">No jobs.</td></tr>");
+    }
+    for j in &rows {
+        let c = j.result.as_ref();
+        let _ = write!(
+            body,
+            "<tr data-job=\"{id}\"><th scope=\"row\"><a href=\"/ui/jobs/{id}\">{short}</a></th><td>{status}</td>\
+<td>{progress}</td><td class=\"n\">{total}</td><td class=\"n\">{extracted}</td><td class=\"n\">{failed}</td>\
+<td>{group}</td><td>{created}</td></tr>",
+            id = j.id,
+            short = &j.id.to_string()[..8],
+            status = status_badge(&j.status),
+            progress = job_progress(j),
+            total = num(count(c, "total")),
+            extracted = num(count(c, "extracted")),
+            failed = num(count(c, "failed")),
+            group = esc(j.source_group.as_deref().unwrap_or("")),
+            created = html::time(j.created_at),
+        );
+    }
+    body.push_str("</tbody></table></div><nav class=\"pager\" aria-label=\"Pages\">");
+    if offset > 0 {
+        let _ = write!(
+            body,
+            "<a href=\"/ui/jobs?offset={}\" rel=\"prev\">← Newer</a> ",
+            (offset - PAGE).max(0)
+        );
+    }
+    if rows.len() as i64 == PAGE {
+        let _ = write!(
+            body,
+            "<a href=\"/ui/jobs?offset={}\" rel=\"next\">Older →</a>",
+            offset + PAGE
+        );
+    }
+    body.push_str("</nav>");
+    html::layout(
+        Page {
+            title: "Jobs",
+            nav: Nav::Jobs,
+            refresh_secs: 5,
+        },
+        &session,
+        &body,
+    )
+}
+
+/// `GET /ui/jobs/{id}?status=&after=`: the job's counts and a page of its sources.
+pub async fn job(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return html::error_page(StatusCode::NOT_FOUND, "Not found", "That is not a job id.");
+    };
+    let form = Form::parse(raw.as_deref().unwrap_or(""));
+    let status = form.some("status").and_then(SourceStatus::parse);
+    let after = form.some("after").and_then(|a| Uuid::parse_str(a).ok());
+    let db = &state.services.db;
+    let j = match jobs::get_summary(db, id).await {
+        Ok(j) => j,
+        Err(e) => return store_error(e, "job"),
+    };
+    let rows =
+        match console::job_sources_after(db, id, status.map(|s| s.as_str()), after, PAGE).await {
+            Ok(r) => r,
+            Err(e) => return html::unavailable(&e),
+        };
+    let c = j.result.as_ref();
+    let mut body = format!(
+        "<dl class=\"facts\"><dt>Status</dt><dd>{status}</dd><dt>Progress</dt><dd>{progress} \
+<span data-progress=\"{terminal}/{total}\">{terminal_n} of {total_n} sources done</span></dd>\
+<dt>Created</dt><dd>{created}</dd><dt>Completed</dt><dd>{completed}</dd></dl>",
+        status = status_badge(&j.status),
+        progress = job_progress(&j),
+        terminal = count(c, "terminal"),
+        total = count(c, "total"),
+        terminal_n = num(count(c, "terminal")),
+        total_n = num(count(c, "total")),
+        created = html::time(j.created_at),
+        completed = j.completed_at.map(html::time).unwrap_or_else(|| "—".into()),
+    );
+    body.push_str("<ul class=\"counts\" aria-label=\"Sources by status\">");
+    for s in SourceStatus::ALL {
+        let _ = write!(
+            body,
+            "<li><a href=\"/ui/jobs/{id}?status={w}\">{w} <strong>{n}</strong></a></li>",
+            w = s.as_str(),
+            n = num(count(c, s.as_str()))
+        );
+    }
+    let invalid = count(c, "invalid_urls");
+    if invalid > 0 {
+        let _ = write!(
+            body,
+            "<li>refused URLs <strong>{}</strong></li>",
+            num(invalid)
+        );
+    }
+    body.push_str("</ul>");
+    let mut options = String::from("<option value=\"\">every status</option>");
+    for s in SourceStatus::ALL {
+        let sel = if Some(s) == status { " selected" } else { "" };
+        let _ = write!(
+            options,
+            "<option value=\"{w}\"{sel}>{w}</option>",
+            w = s.as_str()
+        );
+    }
+    let _ = write!(
+        body,
+        "<form method=\"get\" action=\"/ui/jobs/{id}\" class=\"filters\"><label for=\"status\">Status</label>\
+<select id=\"status\" name=\"status\">{options}</select><button type=\"submit\">Filter</button></form>\
+<div class=\"table-wrap\"><table><caption>Sources of this job</caption><thead><tr><th scope=\"col\">URL</th><th scope=\"col\">Status</th>\
+<th scope=\"col\">HTTP</th><th scope=\"col\">Last error</th><th scope=\"col\">Updated</th></tr></thead><tbody>"
+    );
+    if rows.is_empty() {
+        body.push_str("<tr><td colspan=\"5\">No sources here.</td></tr>");
+    }
+    for s in &rows {
+        let _ = write!(
+            body,
+            "<tr data-source=\"{id}\"><td class=\"url\"><a href=\"/ui/sources/{id}\">{uri}</a></td><td>{status}</td>\
+<td class=\"n\">{http}</td><td class=\"err\">{err}</td><td>{updated}</td></tr>",
+            id = s.id,
+            uri = esc(&s.uri),
+            status = status_badge(&s.status),
+            http = s.http_status.map(|h| h.to_string()).unwrap_or_default(),
+            err = esc(&crate::error::clip_to(
+                s.last_error.as_deref().unwrap_or(""),
+                200
+            )),
+            updated = html::time(s.updated_at),
+        );
+    }
+    body.push_str("</tbody></table></div><nav class=\"pager\" aria-label=\"Pages\">");
+    let sq = status
+        .map(|s| format!("status={}&amp;", s.as_str()))
+        .unwrap_or_default();
+    let _ = write!(body, "<a href=\"/ui/jobs/{id}?{sq}\">First</a>");
+    if rows.len() as i64 == PAGE
+        && let Some(last) = rows.last()
+    {
+        let _ = write!(
+            body,
+            " <a href=\"/ui/jobs/{id}?{sq}after={}\" rel=\"next\">Next →</a>",
+            last.id
+        );
+    }
+    body.push_str("</nav>");
+    html::layout(
+        Page {
+            title: &format!("Job {}", &id.to_string()[..8]),
+            nav: Nav::Jobs,
+            refresh_secs: if j.completed_at.is_some() { 0 } else { 5 },
+        },
+        &session,
+        &body,
+    )
+}
+
+/// The family whose DLQ holds the source now, if any.
+async fn dlq_holding(state: &AppState, source: Uuid) -> Result<Option<Family>, Response> {
+    for family in Family::ALL {
+        match state
+            .services
+            .dlq(family)
+            .get_listed(&source.to_string())
+            .await
+        {
+            Ok(Some(_)) => return Ok(Some(family)),
+            Ok(None) => {}
+            Err(e) => return Err(html::unavailable(&e)),
+        }
+    }
+    Ok(None)
+}
+
+/// `GET /ui/sources/{id}?after=`: the source, its event trail, its extraction, and a retry
+/// button while it sits in a DLQ.
+pub async fn source(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return html::error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "That is not a source id.",
+        );
+    };
+    let form = Form::parse(raw.as_deref().unwrap_or(""));
+    let after = form
+        .one("after")
+        .and_then(|a| a.parse::<i64>().ok())
+        .unwrap_or(0)
+        .max(0);
+    let db = &state.services.db;
+    let s = match sources::get(db, id).await {
+        Ok(s) => s,
+        Err(e) => return store_error(e, "source"),
+    };
+    let events = match sources::events_page(db, id, after, PAGE * 2).await {
+        Ok(e) => e,
+        Err(e) => return html::unavailable(&e),
+    };
+    let extraction = match console::extraction(db, id, PAGE).await {
+        Ok(x) => x,
+        Err(e) => return html::unavailable(&e),
+    };
+    let holder = match dlq_holding(&state, id).await {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let mut body = String::new();
+    if form.one("done") == Some("retried") {
+        body.push_str("<p class=\"notice\" role=\"status\">Sent back to its queue.</p>");
+    }
+    let _ = write!(
+        body,
+        "<dl class=\"facts\"><dt>URL</dt><dd class=\"url\"><a href=\"{uri}\" rel=\"noreferrer noopener\">{uri}</a></dd>\
+<dt>Status</dt><dd id=\"source-status\">{status}</dd><dt>Title</dt><dd>{title}</dd>\
+<dt>HTTP</dt><dd>{http} {ctype}</dd><dt>Fetched</dt><dd>{fetched}</dd>\
+<dt>Last error</dt><dd class=\"err\">{err}</dd><dt>Job</dt><dd>{job}</dd></dl>",
+        uri = esc(&s.uri),
+        status = status_badge(&s.status),
+        title = esc(s.title.as_deref().unwrap_or("—")),
+        http = s.http_status.map(|h| h.to_string()).unwrap_or_default(),
+        ctype = esc(s.content_type.as_deref().unwrap_or("")),
+        fetched = s.fetched_at.map(html::time).unwrap_or_else(|| "—".into()),
+        err = esc(&format!(
+            "{}{}",
+            s.last_error_kind
+                .as_deref()
+                .map(|k| format!("[{k}] "))
+                .unwrap_or_default(),
+            s.last_error.as_deref().unwrap_or("—")
+        )),
+        job = s
+            .created_by_job_id
+            .map(|j| format!("<a href=\"/ui/jobs/{j}\">{j}</a>"))
+            .unwrap_or_else(|| "—".into()),
+    );
+    if let Some(family) = holder {
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"/ui/sources/{id}/retry\" class=\"retry\">{csrf}\
+<input type=\"hidden\" name=\"family\" value=\"{f}\">\
+<p>This source is in the {f} DLQ.</p><button type=\"submit\">Retry now</button></form>",
+            csrf = html::csrf_field(&session),
+            f = family.as_str()
+        );
+    }
+    body.push_str("<h2>Event trail</h2><ol class=\"timeline\">");
+    for e in &events {
+        let detail = e
+            .detail
+            .as_ref()
+            .map(|d| crate::error::clip_to(&d.to_string(), 400))
+            .unwrap_or_default();
+        let _ = write!(
+            body,
+            "<li><span class=\"when\">{at}</span> <span class=\"badge {kind}\">{kind}</span> \
+<span class=\"stage\">{stage}</span>{attempt} <code>{detail}</code></li>",
+            at = html::time(e.at),
+            kind = esc(&e.kind),
+            stage = esc(e.stage.as_deref().unwrap_or("")),
+            attempt = e
+                .attempt
+                .map(|a| format!(" attempt {a}"))
+                .unwrap_or_default(),
+            detail = esc(&detail),
+        );
+    }
+    body.push_str("</ol>");
+    if events.len() as i64 == PAGE * 2
+        && let Some(last) = events.last()
+    {
+        let _ = write!(
+            body,
+            "<nav class=\"pager\" aria-label=\"Events\"><a href=\"/ui/sources/{id}?after={}\" rel=\"next\">Later events →</a></nav>",
+            last.id
+        );
+    }
+    let _ = write!(
+        body,
+        "<h2>Extraction</h2><h3>Main text <small>({} characters)</small></h3>",
+        num(extraction.text_chars as u64)
+    );
+    match &extraction.text {
+        Some(t) if !t.is_empty() => {
+            let _ = write!(body, "<div class=\"text\" tabindex=\"0\">{}</div>", esc(t));
+            if extraction.text_chars > pipeline_store::console::MAX_TEXT_CHARS as i64 {
+                body.push_str("<p class=\"hint\">The text is cut here.</p>");
+            }
+        }
+        _ => body.push_str("<p>None yet.</p>"),
+    }
+    let _ = write!(
+        body,
+        "<h3>Chunks <small>({} in all)</small></h3><ol class=\"chunks\">",
+        num(extraction.chunk_count as u64)
+    );
+    for c in &extraction.chunks {
+        let heading = c
+            .heading_path
+            .as_ref()
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" › ")
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            body,
+            "<li><p class=\"meta\">#{i} {h} · embedding {emb} · entities {ent}</p><p>{t}</p></li>",
+            i = c.chunk_index,
+            h = esc(&heading),
+            emb = if c.embeddings_created {
+                "stored"
+            } else {
+                "missing"
+            },
+            ent = esc(c.entities_status.as_deref().unwrap_or("—")),
+            t = esc(&crate::error::clip_to(
+                c.text.as_deref().unwrap_or(""),
+                1200
+            )),
+        );
+    }
+    body.push_str("</ol><h3>Entities</h3>");
+    if extraction.entities.is_empty() {
+        body.push_str("<p>None.</p>");
+    } else {
+        body.push_str("<ul class=\"entities\">");
+        for e in &extraction.entities {
+            let _ = write!(
+                body,
+                "<li><span class=\"badge\">{}</span> {} <small>({} chunks)</small></li>",
+                esc(&e.kind),
+                esc(&e.name),
+                e.chunks
+            );
+        }
+        body.push_str("</ul>");
+    }
+    html::layout(
+        Page {
+            title: "Source",
+            nav: Nav::Jobs,
+            refresh_secs: 0,
+        },
+        &session,
+        &body,
+    )
+}
+
+/// `POST /ui/sources/{id}/retry`: redrives the source's DLQ item now.
+pub async fn retry_source(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let form = Form::parse(&body);
+    if let Err(r) = session.check(&headers, &form) {
+        return r;
+    }
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return html::error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "That is not a source id.",
+        );
+    };
+    let family = match dlq_holding(&state, id).await {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            return html::error_page(
+                StatusCode::CONFLICT,
+                "Not in a DLQ",
+                "This source is not in a dead-letter queue (any more); nothing to retry.",
+            );
+        }
+        Err(r) => return r,
+    };
+    match dlq_ops::retry(&state.services, family, &id.to_string(), "console").await {
+        Ok(_) => Redirect::to(&format!("/ui/sources/{id}?done={}", url_escape("retried")))
+            .into_response(),
+        Err(e) => html::unavailable(&e),
+    }
+}

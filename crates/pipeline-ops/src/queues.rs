@@ -1,0 +1,107 @@
+//! What the operator sees of each family at a glance: its work queue by state, its DLQ by
+//! kind, whether it is paused, and its work per minute. The API's `GET /api/v1/queues`,
+//! `pipelinectl queues` and the console's overview all read it from here, so they agree.
+
+use serde::Serialize;
+
+use crate::activity::{self, Minute};
+use crate::pause::{self, Paused};
+use crate::{Family, Services};
+
+/// One family's counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct FamilyQueues {
+    /// The family.
+    pub family: Family,
+    /// Messages waiting to be reserved.
+    pub ready: u64,
+    /// Messages reserved by a worker now (leased).
+    pub in_flight: u64,
+    /// Messages waiting for their retry backoff.
+    pub delayed: u64,
+    /// DLQ items that failed transiently (automatic redrive pending), parked excluded.
+    pub dlq_transient: u64,
+    /// DLQ items that failed permanently, parked excluded.
+    pub dlq_permanent: u64,
+    /// DLQ items parked after their last automatic redrive.
+    pub dlq_parked: u64,
+    /// Who paused the family and when; `None` while it runs.
+    pub paused: Option<Paused>,
+}
+
+/// Every family's counts, in pipeline order.
+///
+/// # Errors
+/// Redis failures, as text.
+pub async fn snapshot(services: &Services) -> Result<Vec<FamilyQueues>, String> {
+    let mut out = Vec::new();
+    for family in Family::ALL {
+        let depth = services
+            .queue(family)
+            .depth()
+            .await
+            .map_err(|e| e.to_string())?;
+        let dlq = services
+            .dlq(family)
+            .stats()
+            .await
+            .map_err(|e| e.to_string())?;
+        let paused = pause::state(&services.redis, services.queue(family).keys())
+            .await
+            .map_err(|e| e.to_string())?;
+        out.push(FamilyQueues {
+            family,
+            ready: depth.ready,
+            in_flight: depth.leased,
+            delayed: depth.delayed,
+            dlq_transient: dlq.transient,
+            dlq_permanent: dlq.permanent,
+            dlq_parked: dlq.parked,
+            paused,
+        });
+    }
+    Ok(out)
+}
+
+/// A family's work per minute over the last `minutes` minutes, oldest first.
+///
+/// # Errors
+/// Redis failures, as text.
+pub async fn per_minute(
+    services: &Services,
+    family: Family,
+    minutes: i64,
+) -> Result<Vec<(i64, Minute)>, String> {
+    activity::last_minutes(&services.redis, services.queue(family).keys(), minutes)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Sets the queue gauges of every family (`pipeline_queue_depth`, `dlq_items`,
+/// `pipeline_family_paused`), for a process that watches them all (the API).
+pub fn publish(snapshot: &[FamilyQueues]) {
+    for f in snapshot {
+        let family = f.family.as_str();
+        for (state, n) in [
+            ("ready", f.ready),
+            ("leased", f.in_flight),
+            ("delayed", f.delayed),
+        ] {
+            metrics::gauge!("pipeline_queue_depth", "family" => family, "state" => state)
+                .set(n as f64);
+        }
+        for (state, n) in [
+            ("total", f.dlq_transient + f.dlq_permanent + f.dlq_parked),
+            ("parked", f.dlq_parked),
+            ("transient", f.dlq_transient),
+            ("permanent", f.dlq_permanent),
+        ] {
+            metrics::gauge!("dlq_items", "family" => family, "state" => state).set(n as f64);
+        }
+        metrics::gauge!("pipeline_family_paused", "family" => family).set(if f.paused.is_some() {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}

@@ -1,0 +1,130 @@
+//! Reads of the operator console that the other modules do not already answer: a job's
+//! sources filtered by status with keyset paging, and a source's extraction (main text,
+//! chunks, entities). Each is bounded (a page, a capped text) and index-backed.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::Result;
+use crate::sources::{SOURCE_COLUMNS, SourceRow};
+
+/// Most characters of a source's main text the console shows.
+pub const MAX_TEXT_CHARS: i32 = 20_000;
+
+/// A page of a job's sources in id order (creation order: ids are UUIDv7), after the source
+/// id `after`, optionally only those with `status`. Walks the `job_sources` primary key from
+/// `after`, so any page costs the same, however deep.
+pub async fn job_sources_after(
+    pool: &PgPool,
+    job_id: Uuid,
+    status: Option<&str>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<SourceRow>> {
+    let columns = SOURCE_COLUMNS
+        .split(", ")
+        .map(|c| format!("s.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(sqlx::query_as::<_, SourceRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {columns} FROM job_sources js JOIN sources s ON s.id = js.source_id
+          WHERE js.job_id = $1 AND js.source_id > $2 AND ($3::text IS NULL OR s.status = $3)
+          ORDER BY js.source_id LIMIT $4"
+    )))
+    .bind(job_id)
+    .bind(after.unwrap_or(Uuid::nil()))
+    .bind(status)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// One chunk of a source's main text.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Chunk {
+    /// Its position.
+    pub chunk_index: i32,
+    /// Its text.
+    pub text: Option<String>,
+    /// The headings above it.
+    pub heading_path: Option<Value>,
+    /// Whether its embedding is stored.
+    pub embeddings_created: bool,
+    /// `complete`, `partial` or `failed`.
+    pub entities_status: Option<String>,
+}
+
+/// An entity found in a source.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct FoundEntity {
+    /// Its kind (`person`, `organization`, `email`, ...).
+    pub kind: String,
+    /// Its name as found.
+    pub name: String,
+    /// In how many of the source's chunks.
+    pub chunks: i64,
+}
+
+/// What the extraction worker made of a source.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Extraction {
+    /// The main text (at most [`MAX_TEXT_CHARS`] characters).
+    pub text: Option<String>,
+    /// The main text's full length in characters.
+    pub text_chars: i64,
+    /// A page of its chunks, in order.
+    pub chunks: Vec<Chunk>,
+    /// How many chunks it has.
+    pub chunk_count: i64,
+    /// The entities found (most frequent first, at most `limit`).
+    pub entities: Vec<FoundEntity>,
+}
+
+/// The extraction of `source_id`: main text (capped), the first `limit` chunks and the top
+/// `limit` entities. Three index lookups on the source id.
+pub async fn extraction(pool: &PgPool, source_id: Uuid, limit: i64) -> Result<Extraction> {
+    let text: Option<(Option<String>, i64)> = sqlx::query_as(
+        "SELECT left(content, $2), COALESCE(char_length(content), 0)::bigint
+           FROM sources WHERE id = $1",
+    )
+    .bind(source_id)
+    .bind(MAX_TEXT_CHARS)
+    .fetch_optional(pool)
+    .await?;
+    let (text, text_chars) = text.unwrap_or((None, 0));
+    let chunks = sqlx::query_as::<_, Chunk>(
+        "SELECT chunk_index, data ->> 'text' AS text, data -> 'heading_path' AS heading_path,
+                embeddings_created, entities_status
+           FROM extractions WHERE source_id = $1 ORDER BY extraction_type, chunk_index LIMIT $2",
+    )
+    .bind(source_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let (chunk_count,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM extractions WHERE source_id = $1")
+            .bind(source_id)
+            .fetch_one(pool)
+            .await?;
+    let entities = sqlx::query_as::<_, FoundEntity>(
+        "SELECT e.kind, e.name, count(*) AS chunks
+           FROM extractions x
+           JOIN extraction_entities xe ON xe.extraction_id = x.id
+           JOIN entities e ON e.id = xe.entity_id
+          WHERE x.source_id = $1
+          GROUP BY e.id, e.kind, e.name ORDER BY count(*) DESC, e.name LIMIT $2",
+    )
+    .bind(source_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(Extraction {
+        text,
+        text_chars,
+        chunks,
+        chunk_count,
+        entities,
+    })
+}

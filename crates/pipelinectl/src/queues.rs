@@ -1,0 +1,129 @@
+//! `pipelinectl queues`, `workers`, `pause` and `resume`: the same state the API's
+//! `/api/v1/queues` and `/api/v1/workers` show, read from Redis directly.
+
+use anyhow::Context;
+use pipeline_ops::{Family, Services, heartbeat, pause, queues};
+use serde_json::json;
+
+use crate::output::{self, CmdResult};
+
+/// Per family: ready, in flight, delayed, DLQ by kind, paused.
+pub async fn show(services: &Services, as_json: bool) -> CmdResult {
+    let snapshot = queues::snapshot(services)
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("reading the queues")?;
+    if as_json {
+        return output::print_json(&json!({ "families": snapshot }));
+    }
+    let rows: Vec<Vec<String>> = snapshot
+        .iter()
+        .map(|f| {
+            vec![
+                f.family.as_str().to_owned(),
+                f.ready.to_string(),
+                f.in_flight.to_string(),
+                f.delayed.to_string(),
+                f.dlq_transient.to_string(),
+                f.dlq_permanent.to_string(),
+                f.dlq_parked.to_string(),
+                match &f.paused {
+                    Some(p) => format!("paused by {} at {}", p.by, output::time(&p.at)),
+                    None => "running".to_owned(),
+                },
+            ]
+        })
+        .collect();
+    output::print_table(
+        &[
+            "FAMILY",
+            "READY",
+            "IN_FLIGHT",
+            "DELAYED",
+            "DLQ_TRANSIENT",
+            "DLQ_PERMANENT",
+            "DLQ_PARKED",
+            "STATE",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// Every live daemon, from its heartbeat.
+pub async fn workers(services: &Services, as_json: bool) -> CmdResult {
+    let beats = heartbeat::live(&services.redis, &services.settings.redis.key_prefix)
+        .await
+        .context("reading the heartbeats")?;
+    if as_json {
+        return output::print_json(&json!({ "workers": beats }));
+    }
+    let rows: Vec<Vec<String>> = beats
+        .iter()
+        .map(|b| {
+            vec![
+                b.kind.clone(),
+                b.family.clone().unwrap_or_else(|| "-".into()),
+                b.host.clone(),
+                b.pid.to_string(),
+                b.version.clone(),
+                b.concurrency.to_string(),
+                b.in_flight.to_string(),
+                if b.paused { "paused" } else { "" }.to_owned(),
+                output::time(&b.last_beat),
+            ]
+        })
+        .collect();
+    output::print_table(
+        &[
+            "KIND",
+            "FAMILY",
+            "HOST",
+            "PID",
+            "VERSION",
+            "CONCURRENCY",
+            "IN_FLIGHT",
+            "PAUSED",
+            "LAST_HEARTBEAT",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// Pauses (`pause = true`) or resumes a family.
+pub async fn set_paused(
+    services: &Services,
+    family: Family,
+    paused: bool,
+    as_json: bool,
+) -> CmdResult {
+    if paused {
+        let flag = pause::pause(services, family, "cli")
+            .await
+            .context("setting the pause flag")?;
+        if as_json {
+            return output::print_json(
+                &json!({"family": family, "paused": true, "paused_by": flag}),
+            );
+        }
+        println!(
+            "{family} paused (by {} at {}); its workers stop reserving within a second, work in flight finishes",
+            flag.by,
+            output::time(&flag.at)
+        );
+    } else {
+        let was = pause::resume(services, family, "cli")
+            .await
+            .context("clearing the pause flag")?;
+        if as_json {
+            return output::print_json(&json!({"family": family, "paused": false}));
+        }
+        if was {
+            println!("{family} resumed");
+        } else {
+            println!("{family} was not paused");
+        }
+    }
+    Ok(())
+}
