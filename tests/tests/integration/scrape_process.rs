@@ -126,7 +126,12 @@ impl Setup {
     async fn statuses(&self, ids: &[Uuid]) -> anyhow::Result<Vec<String>> {
         let mut out = Vec::new();
         for id in ids {
-            out.push(sources::get(&self.services.db, *id).await?.status);
+            out.push(
+                sources::get(&self.services.db, *id)
+                    .await?
+                    .status
+                    .to_string(),
+            );
         }
         Ok(out)
     }
