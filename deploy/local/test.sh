@@ -15,6 +15,12 @@ ensure_services
 export TEST_DATABASE_URL="$DATABASE_ADMIN_URL"
 export TEST_REDIS_URL="$REDIS_URL"
 
+step "sqlx offline data (.sqlx/) matches the queries and migrations/"
+deploy/local/sqlx-prepare.sh --check
+# Every build below reads .sqlx/, never the database DATABASE_URL points at (services.sh
+# exported it): a query without data there fails the build, as it would in CI and the image.
+export SQLX_OFFLINE=true
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
