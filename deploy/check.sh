@@ -487,8 +487,9 @@ check_dockerfile() {
     for bin in "${BINARIES[@]}"; do
         grep -q -- "--bin $bin\b" "$f" || { echo "$f: does not build $bin"; status=1; }
     done
+    grep -q '^ENV SQLX_OFFLINE=true' "$f" || { echo "$f: the build does not set SQLX_OFFLINE=true"; status=1; }
     grep -qx 'target' .dockerignore || { echo ".dockerignore: target/ is not excluded"; status=1; }
-    if grep -qE '^(Cargo\.lock|crates|migrations|config|vendor)/?$' .dockerignore; then
+    if grep -qE '^(Cargo\.lock|\.sqlx|crates|migrations|config|vendor)/?$' .dockerignore; then
         echo ".dockerignore excludes files the build needs"
         status=1
     fi

@@ -36,7 +36,8 @@ say "services"
 ensure_services
 
 say "building the binaries (first build takes a few minutes)"
-cargo build --bins --locked --quiet
+# The query macros read the committed .sqlx/, not the (maybe not yet migrated) database.
+SQLX_OFFLINE=true cargo build --bins --locked --quiet
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 
 # The demo's settings: the demo site is on 127.0.0.1, so the scraper must be allowed to

@@ -59,7 +59,7 @@ DATABASE_URL="$db_url" target/debug/pipelinectl migrate >/dev/null
 # Keep-alive timers longer than the run: between two requests on one pooled connection the
 # generator can think for seconds, and a connection the server closes just as the client
 # reuses it is a client-side race, not a contract failure. The timeouts have their own tests
-# (tests/tests/api_hostile.rs).
+# (tests/tests/integration/api_hostile.rs).
 DATABASE_URL="$db_url" PIPELINE__REDIS__KEY_PREFIX="$prefix" PIPELINE_API_KEY="$key" \
     PIPELINE__API__BIND="127.0.0.1:$port" RUST_LOG=warn \
     PIPELINE__API__HEADER_TIMEOUT_MS=120000 PIPELINE__API__IDLE_TIMEOUT_MS=120000 \

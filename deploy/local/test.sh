@@ -21,6 +21,12 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   apt_install chromium chromium-driver
 fi
 
+step "sqlx offline data (.sqlx/) matches the queries and migrations/"
+deploy/local/sqlx-prepare.sh --check
+# Every build below reads .sqlx/, never the database DATABASE_URL points at (services.sh
+# exported it): a query without data there fails the build, as it would in CI and the image.
+export SQLX_OFFLINE=true
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -15,6 +15,7 @@ use extraction_worker::ExtractionHandler;
 use pipeline_ops::Family;
 use pipeline_ops::Services;
 use pipeline_ops::messages::SourceMessage;
+use pipeline_store::SourceStatus;
 use pipeline_store::jobs::{self, NewScrapeJob, ProjectRef};
 use pipeline_store::sources::{self, Fetched};
 use serde_json::{Value, json};
@@ -173,7 +174,7 @@ impl Env {
     }
 
     /// The source's status.
-    pub async fn status(&self, source_id: Uuid) -> anyhow::Result<String> {
+    pub async fn status(&self, source_id: Uuid) -> anyhow::Result<SourceStatus> {
         Ok(sources::get(&self.db.pool, source_id).await?.status)
     }
 

@@ -174,8 +174,8 @@ impl World {
             .collect())
     }
 
-    /// A source's status word.
-    pub async fn status(&self, source: Uuid) -> anyhow::Result<String> {
+    /// A source's status.
+    pub async fn status(&self, source: Uuid) -> anyhow::Result<SourceStatus> {
         Ok(sources::get(&self.db.pool, source).await?.status)
     }
 }

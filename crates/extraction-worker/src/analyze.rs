@@ -4,9 +4,11 @@
 
 use aho_corasick::AhoCorasick;
 use extract_core::{
-    Budget, Chunk, ChunkOptions, EntityReport, EntitySource, Exceeded, ExtractError,
-    ExtractOptions, Extractor, Limits, TooExpensive,
+    Budget, Chunk, ChunkOptions, EntitiesStatus, EntityReport, EntitySource, Exceeded,
+    ExtractError, ExtractOptions, Extractor, Limits, TooExpensive,
 };
+use pipeline_store::extractions::{NewAnalysis, NewEntity};
+use serde_json::json;
 
 /// Everything the worker stores about one document, before any I/O.
 #[derive(Debug, Clone)]
@@ -23,6 +25,46 @@ pub struct Analysis {
     pub links: Vec<Vec<usize>>,
     /// Which extractor's text was kept.
     pub extractor: Extractor,
+}
+
+impl Analysis {
+    /// The rows the store writes for this analysis
+    /// ([`pipeline_store::extractions::store_analysis`]).
+    pub fn rows(&self) -> NewAnalysis<'_> {
+        let status = self.entities.status();
+        NewAnalysis {
+            text: &self.text,
+            title: self.title.as_deref(),
+            chunks: self
+                .chunks
+                .iter()
+                .map(|c| {
+                    json!({
+                        "text": c.text,
+                        "heading_path": c.heading_path,
+                        "char_start": c.char_start,
+                        "char_end": c.char_end,
+                        "chunk_index": c.index,
+                    })
+                    .to_string()
+                })
+                .collect(),
+            entities: self
+                .entities
+                .entities
+                .iter()
+                .map(|e| NewEntity {
+                    kind: e.kind.as_str(),
+                    name: &e.name,
+                    normalized: &e.normalized,
+                    data: json!({ "source": e.source }).to_string(),
+                })
+                .collect(),
+            links: &self.links,
+            entities_status: status.as_str(),
+            entities_extracted: status != EntitiesStatus::Failed,
+        }
+    }
 }
 
 /// Extracts, chunks and finds entities, all within `limits` and one budget of its time and

@@ -10,6 +10,7 @@ use extract_core::{ChunkOptions, ExtractError, Limits};
 use pipeline_ops::Family;
 use pipeline_ops::messages::SourceMessage;
 use pipeline_ops::worker::{Failure, Handler};
+use pipeline_store::extractions::{self, Finish};
 use pipeline_store::sources;
 use serde_json::json;
 use sqlx::PgPool;
@@ -18,7 +19,6 @@ use uuid::Uuid;
 use work_queue::Delivery;
 
 use crate::analyze::{Analysis, analyze};
-use crate::store::{self, Finish};
 
 const RUNNING: u8 = 0;
 const FINISHED: u8 = 1;
@@ -195,7 +195,7 @@ impl ExtractionHandler {
         .await
         .map_err(|e| database(&e))?;
 
-        let source = store::load_source(&self.db, source_id)
+        let source = extractions::load_source(&self.db, source_id)
             .await
             .map_err(|e| database(&e))?
             .ok_or_else(|| Failure::permanent(format!("source {source_id} does not exist")))?;
@@ -209,10 +209,16 @@ impl ExtractionHandler {
         record_analysis_metrics(&analysis);
 
         let model = self.batcher.model().to_owned();
-        let stored =
-            store::store_analysis(&self.db, source_id, &source, msg.job_id, &analysis, &model)
-                .await
-                .map_err(|e| database(&e))?;
+        let stored = extractions::store_analysis(
+            &self.db,
+            source_id,
+            &source,
+            msg.job_id,
+            &analysis.rows(),
+            &model,
+        )
+        .await
+        .map_err(|e| database(&e))?;
 
         // Only what is still missing is embedded: a retry after an embedding failure, or a
         // redelivery after a crash, does not pay for vectors it already has.
@@ -253,7 +259,7 @@ impl ExtractionHandler {
             "extractor": analysis.extractor.as_str(),
             "model": model,
         });
-        store::finish(
+        extractions::finish(
             &self.db,
             &Finish {
                 source_id,

@@ -21,7 +21,6 @@
 
 mod analyze;
 mod handler;
-pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -135,7 +135,7 @@ pub async fn list(
         &state.services.db,
         &JobFilter {
             job_type,
-            status: q.status.map(|s| s.as_str().to_owned()),
+            status: q.status.map(Into::into),
             limit,
             offset,
         },

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use dlq_core::{DlqItem, ListedItem};
+use pipeline_store::JobStatus;
 use pipeline_store::jobs::JobSummary;
 use pipeline_store::sources::{EventRow, SourceRow};
 use serde::{Deserialize, Serialize};
@@ -281,15 +282,14 @@ pub enum JobStatusFilter {
     CompletedWithErrors,
 }
 
-impl JobStatusFilter {
-    /// The word stored in `jobs.status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::CompletedWithErrors => "completed_with_errors",
+impl From<JobStatusFilter> for JobStatus {
+    fn from(s: JobStatusFilter) -> Self {
+        match s {
+            JobStatusFilter::Queued => Self::Queued,
+            JobStatusFilter::Running => Self::Running,
+            JobStatusFilter::Completed => Self::Completed,
+            JobStatusFilter::Failed => Self::Failed,
+            JobStatusFilter::CompletedWithErrors => Self::CompletedWithErrors,
         }
     }
 }
@@ -378,7 +378,7 @@ impl From<JobSummary> for JobBody {
             id: j.id,
             project_id: j.project_id,
             job_type: j.job_type,
-            status: j.status,
+            status: j.status.to_string(),
             source_group: clip_opt(j.source_group, MAX_TITLE_CHARS),
             counts: j.result,
             error: clip_opt(j.error, MAX_ERROR_CHARS),
@@ -439,7 +439,7 @@ impl From<SourceRow> for SourceBody {
             project_id: s.project_id,
             uri: s.uri,
             source_group: clip_opt(s.source_group, MAX_TITLE_CHARS),
-            status: s.status,
+            status: s.status.to_string(),
             title: clip_opt(s.title, MAX_TITLE_CHARS),
             content_type: s.content_type,
             http_status: s.http_status,

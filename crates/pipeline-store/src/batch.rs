@@ -68,41 +68,41 @@ pub async fn transition_many(
     let guard: Vec<&str> = only_from.iter().map(|s| s.as_str()).collect();
 
     let mut tx = pool.begin().await?;
-    let changed = sqlx::query(
+    let changed = sqlx::query!(
         "UPDATE sources s
          SET status = u.to_status, updated_at = now(), last_error_kind = u.kind, last_error = u.msg
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, to_status, kind, msg)
          WHERE s.id = u.id AND (cardinality($5::text[]) = 0 OR s.status = ANY($5))",
+        &ids,
+        &to as &[&str],
+        &error_kinds as &[Option<&str>],
+        &errors as &[Option<&str>],
+        &guard as &[&str],
     )
-    .bind(&ids)
-    .bind(&to)
-    .bind(&error_kinds)
-    .bind(&errors)
-    .bind(&guard)
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    let written = sqlx::query(
+    let written = sqlx::query!(
         "INSERT INTO job_events (job_id, source_id, kind, stage, attempt, detail)
          SELECT u.job_id, u.id, u.kind, u.stage, u.attempt, u.detail
          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::jsonb[])
               WITH ORDINALITY AS u(id, job_id, kind, stage, attempt, detail, ord)
          WHERE EXISTS (SELECT 1 FROM sources s WHERE s.id = u.id)
          ORDER BY u.ord",
+        &ids,
+        &job_ids as &[Option<Uuid>],
+        &events as &[&str],
+        &stages as &[&str],
+        &attempts as &[Option<i32>],
+        &details,
     )
-    .bind(&ids)
-    .bind(&job_ids)
-    .bind(&events)
-    .bind(&stages)
-    .bind(&attempts)
-    .bind(&details)
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    let jobs: Vec<Uuid> = sqlx::query_scalar(
+    let jobs = sqlx::query_scalar!(
         "SELECT DISTINCT job_id FROM job_sources WHERE source_id = ANY($1) ORDER BY job_id",
+        &ids,
     )
-    .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -143,14 +143,14 @@ pub async fn claim_stuck(
     let ids: Vec<Uuid> = entries.iter().map(|e| e.source_id).collect();
     let seen: Vec<DateTime<Utc>> = entries.iter().map(|e| e.seen_updated_at).collect();
     let mut tx = pool.begin().await?;
-    let claimed: Vec<Uuid> = sqlx::query_scalar(
+    let claimed = sqlx::query_scalar!(
         "UPDATE sources s SET updated_at = now()
          FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, seen)
          WHERE s.id = u.id AND s.updated_at = u.seen
          RETURNING s.id",
+        &ids,
+        &seen,
     )
-    .bind(&ids)
-    .bind(&seen)
     .fetch_all(&mut *tx)
     .await?;
     let chosen: Vec<&StuckClaim> = entries
@@ -160,17 +160,17 @@ pub async fn claim_stuck(
     let ids: Vec<Uuid> = chosen.iter().map(|e| e.source_id).collect();
     let job_ids: Vec<Option<Uuid>> = chosen.iter().map(|e| e.job_id).collect();
     let details: Vec<serde_json::Value> = chosen.iter().map(|e| e.detail.clone()).collect();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO job_events (job_id, source_id, kind, stage, detail)
          SELECT u.job_id, u.id, $3, $4, u.detail
          FROM unnest($1::uuid[], $2::uuid[], $5::jsonb[]) WITH ORDINALITY AS u(id, job_id, detail, ord)
          ORDER BY u.ord",
+        &ids,
+        &job_ids as &[Option<Uuid>],
+        kind,
+        stage,
+        &details,
     )
-    .bind(&ids)
-    .bind(&job_ids)
-    .bind(kind)
-    .bind(stage)
-    .bind(&details)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

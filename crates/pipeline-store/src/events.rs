@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use crate::Result;
 
 /// A partition created or dropped by [`ensure_partitions`].
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionChange {
     /// The partition's table name (`job_events_y2026m12`).
     pub partition_name: String,
@@ -27,11 +27,13 @@ pub async fn ensure_partitions(
     // Settings are u32; the SQL function takes integers.
     let ahead = i32::try_from(months_ahead).unwrap_or(i32::MAX);
     let days = i32::try_from(retention_days).unwrap_or(i32::MAX);
-    Ok(sqlx::query_as::<_, PartitionChange>(
-        "SELECT partition_name, change FROM pipeline_ensure_event_partitions($1, $2)",
+    Ok(sqlx::query_as!(
+        PartitionChange,
+        r#"SELECT partition_name AS "partition_name!", change AS "change!"
+             FROM pipeline_ensure_event_partitions($1, $2)"#,
+        ahead,
+        days,
     )
-    .bind(ahead)
-    .bind(days)
     .fetch_all(pool)
     .await?)
 }
@@ -41,7 +43,7 @@ pub async fn ensure_partitions(
 /// next [`ensure_partitions`] for that month moves them.
 pub async fn rows_in_default_partition(pool: &PgPool) -> Result<i64> {
     Ok(
-        sqlx::query_scalar("SELECT count(*) FROM job_events_default")
+        sqlx::query_scalar!(r#"SELECT count(*) AS "rows!" FROM job_events_default"#)
             .fetch_one(pool)
             .await?,
     )

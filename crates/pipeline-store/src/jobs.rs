@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::sources::{SOURCE_COLUMNS, SourceRow};
+use crate::sources::{SourceRow, query_source_rows};
 use crate::status::JobStatus;
 use crate::{Result, StoreError};
 
@@ -73,8 +73,7 @@ pub async fn create_scrape_job(pool: &PgPool, new: &NewScrapeJob<'_>) -> Result<
     let mut tx = pool.begin().await?;
     let project_id = match new.project {
         ProjectRef::Id(id) => {
-            let exists: Option<Uuid> = sqlx::query_scalar("SELECT id FROM projects WHERE id = $1")
-                .bind(id)
+            let exists = sqlx::query_scalar!("SELECT id FROM projects WHERE id = $1", id)
                 .fetch_optional(&mut *tx)
                 .await?;
             exists.ok_or_else(|| StoreError::NotFound(format!("project {id}")))?
@@ -87,15 +86,15 @@ pub async fn create_scrape_job(pool: &PgPool, new: &NewScrapeJob<'_>) -> Result<
         "invalid_urls": new.invalid,
         "source_group": new.source_group,
     });
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO jobs (id, project_id, type, status, payload, result)
          VALUES ($1, $2, 'scrape', $3, $4, $5)",
+        job_id,
+        project_id,
+        JobStatus::Queued.as_str(),
+        &payload,
+        json!({"total": new.urls.len(), "invalid_urls": new.invalid.len()}),
     )
-    .bind(job_id)
-    .bind(project_id)
-    .bind(JobStatus::Queued.as_str())
-    .bind(&payload)
-    .bind(json!({"total": new.urls.len(), "invalid_urls": new.invalid.len()}))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -120,11 +119,10 @@ pub async fn create_scrape_job(pool: &PgPool, new: &NewScrapeJob<'_>) -> Result<
                 );
                 // Best effort: the batch error is what the caller needs; a failure to note
                 // it on the job is only logged.
-                if let Err(e) = sqlx::query("UPDATE jobs SET error = $2 WHERE id = $1")
-                    .bind(job_id)
-                    .bind(&note)
-                    .execute(pool)
-                    .await
+                if let Err(e) =
+                    sqlx::query!("UPDATE jobs SET error = $2 WHERE id = $1", job_id, note)
+                        .execute(pool)
+                        .await
                 {
                     tracing::warn!(%job_id, error = %e, "could not record the interrupted submission");
                 }
@@ -155,44 +153,44 @@ async fn write_sources(
 ) -> Result<Vec<JobSource>> {
     let new_ids: Vec<Uuid> = urls.iter().map(|_| Uuid::now_v7()).collect();
     let mut tx = pool.begin().await?;
-    let rows: Vec<(Uuid, String, bool)> = sqlx::query_as(
-        "INSERT INTO sources (id, project_id, uri, source_group, status, created_by_job_id)
-         SELECT u.id, $3, u.uri, $4, 'queued', $5
-           FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(id, uri, ord)
-          ORDER BY u.ord
-         ON CONFLICT (project_id, uri) DO UPDATE
-            SET status = 'queued', updated_at = now(),
-                source_group = COALESCE(EXCLUDED.source_group, sources.source_group)
-         RETURNING id, uri, (xmax = 0)",
+    let rows = sqlx::query!(
+        r#"INSERT INTO sources (id, project_id, uri, source_group, status, created_by_job_id)
+           SELECT u.id, $3, u.uri, $4, 'queued', $5
+             FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(id, uri, ord)
+            ORDER BY u.ord
+           ON CONFLICT (project_id, uri) DO UPDATE
+              SET status = 'queued', updated_at = now(),
+                  source_group = COALESCE(EXCLUDED.source_group, sources.source_group)
+           RETURNING id, uri, (xmax = 0) AS "created!""#,
+        &new_ids,
+        urls as &[&str],
+        project_id,
+        source_group,
+        job_id,
     )
-    .bind(&new_ids)
-    .bind(urls)
-    .bind(project_id)
-    .bind(source_group)
-    .bind(job_id)
     .fetch_all(&mut *tx)
     .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
-    let uris: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-    let created: Vec<bool> = rows.iter().map(|r| r.2).collect();
-    sqlx::query(
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let uris: Vec<&str> = rows.iter().map(|r| r.uri.as_str()).collect();
+    let created: Vec<bool> = rows.iter().map(|r| r.created).collect();
+    sqlx::query!(
         "INSERT INTO job_sources (job_id, source_id)
          SELECT $1, u.id FROM unnest($2::uuid[]) AS u(id) ON CONFLICT DO NOTHING",
+        job_id,
+        &ids,
     )
-    .bind(job_id)
-    .bind(&ids)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO job_events (job_id, source_id, kind, stage, detail)
          SELECT $1, u.id, 'enqueued', 'submit', jsonb_build_object('uri', u.uri, 'created', u.created)
            FROM unnest($2::uuid[], $3::text[], $4::bool[]) WITH ORDINALITY AS u(id, uri, created, ord)
           ORDER BY u.ord",
+        job_id,
+        &ids,
+        &uris as &[&str],
+        &created,
     )
-    .bind(job_id)
-    .bind(&ids)
-    .bind(&uris)
-    .bind(&created)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -200,13 +198,13 @@ async fn write_sources(
     // within a batch: the caller passes distinct URLs).
     let mut by_uri: std::collections::HashMap<String, JobSource> = rows
         .into_iter()
-        .map(|(source_id, uri, created)| {
+        .map(|r| {
             (
-                uri.clone(),
+                r.uri.clone(),
                 JobSource {
-                    source_id,
-                    uri,
-                    created,
+                    source_id: r.id,
+                    uri: r.uri,
+                    created: r.created,
                 },
             )
         })
@@ -216,12 +214,12 @@ async fn write_sources(
 
 /// The project's id, creating it when missing.
 pub async fn ensure_project_in(tx: &mut Transaction<'_, Postgres>, name: &str) -> Result<Uuid> {
-    let id: Uuid = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "INSERT INTO projects (id, name) VALUES ($1, $2)
          ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+        Uuid::now_v7(),
+        name,
     )
-    .bind(Uuid::now_v7())
-    .bind(name)
     .fetch_one(&mut **tx)
     .await?;
     Ok(id)
@@ -235,22 +233,20 @@ pub async fn ensure_project_in(tx: &mut Transaction<'_, Postgres>, name: &str) -
 /// The work is the `pipeline_refresh_job_progress` function of the schema: one indexed
 /// aggregate over the job's sources, in one round trip.
 pub async fn refresh_in(tx: &mut Transaction<'_, Postgres>, job_id: Uuid) -> Result<()> {
-    sqlx::query("SELECT pipeline_refresh_job_progress($1)")
-        .bind(job_id)
+    sqlx::query!("SELECT FROM pipeline_refresh_job_progress($1)", job_id)
         .execute(&mut **tx)
         .await?;
     Ok(())
 }
 
 /// A job row.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct JobRow {
     pub id: Uuid,
     pub project_id: Option<Uuid>,
     #[serde(rename = "type")]
-    #[sqlx(rename = "type")]
     pub job_type: String,
-    pub status: String,
+    pub status: JobStatus,
     pub payload: Option<Value>,
     pub result: Option<Value>,
     pub error: Option<String>,
@@ -260,24 +256,24 @@ pub struct JobRow {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-const JOB_COLUMNS: &str = "id, project_id, type, status, payload, result, error, created_at, \
-    updated_at, started_at, completed_at";
-
 /// Filters for [`list_summaries`].
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
     pub job_type: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<JobStatus>,
     pub limit: i64,
     pub offset: i64,
 }
 
 /// One job.
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<JobRow> {
-    sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
-    )))
-    .bind(id)
+    sqlx::query_as!(
+        JobRow,
+        r#"SELECT id, project_id, type AS job_type, status AS "status: JobStatus", payload,
+                  result, error, created_at, updated_at, started_at, completed_at
+             FROM jobs WHERE id = $1"#,
+        id,
+    )
     .fetch_optional(pool)
     .await?
     .ok_or_else(|| StoreError::NotFound(format!("job {id}")))
@@ -285,14 +281,13 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<JobRow> {
 
 /// A job without its payload: what a list shows. Bounded in size whatever was submitted
 /// (the payload holds every URL and refused URL of the submission).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct JobSummary {
     pub id: Uuid,
     pub project_id: Option<Uuid>,
     #[serde(rename = "type")]
-    #[sqlx(rename = "type")]
     pub job_type: String,
-    pub status: String,
+    pub status: JobStatus,
     /// The submission's source group, from the payload.
     pub source_group: Option<String>,
     pub result: Option<Value>,
@@ -303,34 +298,43 @@ pub struct JobSummary {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-const SUMMARY_COLUMNS: &str = "id, project_id, type, status, payload ->> 'source_group' AS source_group, \
-    result, error, created_at, updated_at, started_at, completed_at";
+/// The one column list of [`JobSummary`]: `query_as!` over `SELECT <columns> ` + `$from`
+/// (a string literal; the query macros take only literals, hence a macro).
+macro_rules! query_job_summaries {
+    ($from:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            JobSummary,
+            r#"SELECT id, project_id, type AS job_type, status AS "status: JobStatus",
+                      payload ->> 'source_group' AS source_group, result, error, created_at,
+                      updated_at, started_at, completed_at "#
+                + $from
+            $(, $arg)*
+        )
+    };
+}
 
 /// Job summaries, newest first. Postgres extracts the one payload field shown, so the
 /// payloads themselves never leave the database.
 pub async fn list_summaries(pool: &PgPool, filter: &JobFilter) -> Result<Vec<JobSummary>> {
-    Ok(sqlx::query_as::<_, JobSummary>(sqlx::AssertSqlSafe(format!(
-        "SELECT {SUMMARY_COLUMNS} FROM jobs
+    Ok(query_job_summaries!(
+        "FROM jobs
          WHERE ($1::text IS NULL OR type = $1) AND ($2::text IS NULL OR status = $2)
-         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-    )))
-    .bind(&filter.job_type)
-    .bind(&filter.status)
-    .bind(filter.limit)
-    .bind(filter.offset)
+         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
+        filter.job_type.as_deref(),
+        filter.status.map(JobStatus::as_str),
+        filter.limit,
+        filter.offset,
+    )
     .fetch_all(pool)
     .await?)
 }
 
 /// One job's summary.
 pub async fn get_summary(pool: &PgPool, id: Uuid) -> Result<JobSummary> {
-    sqlx::query_as::<_, JobSummary>(sqlx::AssertSqlSafe(format!(
-        "SELECT {SUMMARY_COLUMNS} FROM jobs WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or_else(|| StoreError::NotFound(format!("job {id}")))
+    query_job_summaries!("FROM jobs WHERE id = $1", id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("job {id}")))
 }
 
 /// A page of a job's sources, in id order (creation order: ids are UUIDv7).
@@ -340,14 +344,14 @@ pub async fn sources_page(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<SourceRow>> {
-    Ok(sqlx::query_as::<_, SourceRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {SOURCE_COLUMNS} FROM sources
+    Ok(query_source_rows!(
+        "FROM sources
           WHERE id IN (SELECT source_id FROM job_sources WHERE job_id = $1)
-          ORDER BY id LIMIT $2 OFFSET $3"
-    )))
-    .bind(job_id)
-    .bind(limit)
-    .bind(offset)
+          ORDER BY id LIMIT $2 OFFSET $3",
+        job_id,
+        limit,
+        offset,
+    )
     .fetch_all(pool)
     .await?)
 }
@@ -360,28 +364,28 @@ pub async fn invalid_urls_page(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<InvalidUrl>> {
-    let rows: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT e ->> 'url', e ->> 'reason'
+    let rows = sqlx::query!(
+        "SELECT e ->> 'url' AS url, e ->> 'reason' AS reason
            FROM jobs, jsonb_array_elements(COALESCE(payload -> 'invalid_urls', '[]'::jsonb))
                 WITH ORDINALITY AS a(e, ord)
           WHERE jobs.id = $1 ORDER BY a.ord LIMIT $2 OFFSET $3",
+        job_id,
+        limit,
+        offset,
     )
-    .bind(job_id)
-    .bind(limit)
-    .bind(offset)
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(url, reason)| InvalidUrl {
-            url: url.unwrap_or_default(),
-            reason: reason.unwrap_or_default(),
+        .map(|r| InvalidUrl {
+            url: r.url.unwrap_or_default(),
+            reason: r.reason.unwrap_or_default(),
         })
         .collect())
 }
 
 /// A project with how much it holds.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ProjectRow {
     pub id: Uuid,
     pub name: String,
@@ -395,14 +399,15 @@ pub struct ProjectRow {
 /// Projects by name, a page at a time, with their job and source counts (index lookups per
 /// project on `jobs.project_id` and `sources (project_id, uri)`).
 pub async fn projects_page(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<ProjectRow>> {
-    Ok(sqlx::query_as::<_, ProjectRow>(
-        "SELECT p.id, p.name, p.created_at,
-                (SELECT count(*) FROM jobs j WHERE j.project_id = p.id) AS jobs,
-                (SELECT count(*) FROM sources s WHERE s.project_id = p.id) AS sources
-           FROM projects p ORDER BY p.name, p.id LIMIT $1 OFFSET $2",
+    Ok(sqlx::query_as!(
+        ProjectRow,
+        r#"SELECT p.id, p.name, p.created_at,
+                  (SELECT count(*) FROM jobs j WHERE j.project_id = p.id) AS "jobs!",
+                  (SELECT count(*) FROM sources s WHERE s.project_id = p.id) AS "sources!"
+             FROM projects p ORDER BY p.name, p.id LIMIT $1 OFFSET $2"#,
+        limit,
+        offset,
     )
-    .bind(limit)
-    .bind(offset)
     .fetch_all(pool)
     .await?)
 }

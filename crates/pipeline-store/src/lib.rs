@@ -1,5 +1,7 @@
 //! The Postgres system of record: the schema migrator, and the queries every process shares
-//! about projects, jobs, sources and their event trail.
+//! about projects, jobs, sources, extractions and their event trail. Every statement the
+//! workspace runs against the schema lives here, checked at compile time by sqlx's query
+//! macros (against the committed `.sqlx/` data when `SQLX_OFFLINE=true`).
 //!
 //! Postgres is the source of truth: Redis only carries work. Every status change of a source
 //! goes through [`sources::transition`], which writes the status and the event in one
@@ -9,6 +11,7 @@
 pub mod batch;
 pub mod console;
 pub mod events;
+pub mod extractions;
 pub mod jobs;
 pub mod migrate;
 pub mod progress;

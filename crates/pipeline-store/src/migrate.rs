@@ -71,14 +71,17 @@ pub async fn schema_status(pool: &PgPool) -> crate::Result<SchemaStatus> {
 }
 
 async fn applied_versions(pool: &PgPool) -> crate::Result<Vec<i64>> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-        .fetch_one(pool)
-        .await?;
+    let exists =
+        sqlx::query_scalar!(r#"SELECT to_regclass('_sqlx_migrations') IS NOT NULL AS "exists!""#)
+            .fetch_one(pool)
+            .await?;
     if !exists {
         return Ok(Vec::new());
     }
+    // Checked against a migrated schema like every query; at run time it only runs once
+    // the check above found the table.
     Ok(
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        sqlx::query_scalar!("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
             .fetch_all(pool)
             .await?,
     )

@@ -190,8 +190,7 @@ async fn refresh_one(pool: &PgPool, job_id: Uuid) -> Result<()> {
 /// Recomputes one job's progress in its own transaction: one statement that locks the row,
 /// aggregates and updates ([`crate::jobs::refresh_in`]).
 pub async fn refresh(pool: &PgPool, job_id: Uuid) -> Result<()> {
-    sqlx::query("SELECT pipeline_refresh_job_progress($1)")
-        .bind(job_id)
+    sqlx::query!("SELECT FROM pipeline_refresh_job_progress($1)", job_id)
         .execute(pool)
         .await?;
     Ok(())
@@ -201,13 +200,13 @@ pub async fn refresh(pool: &PgPool, job_id: Uuid) -> Result<()> {
 /// first, at most `limit`: the reconciler refreshes them, which settles a job whose last
 /// refresh was lost with its process.
 pub async fn stale_jobs(pool: &PgPool, older_than_secs: i64, limit: i64) -> Result<Vec<Uuid>> {
-    Ok(sqlx::query_scalar(
+    Ok(sqlx::query_scalar!(
         "SELECT id FROM jobs
          WHERE status IN ('queued', 'running') AND updated_at < now() - make_interval(secs => $1)
          ORDER BY updated_at LIMIT $2",
+        older_than_secs as f64,
+        limit,
     )
-    .bind(older_than_secs as f64)
-    .bind(limit)
     .fetch_all(pool)
     .await?)
 }

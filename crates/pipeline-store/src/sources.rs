@@ -56,7 +56,7 @@ pub async fn transition_in(
         Some((k, m)) => (Some(k), Some(m)),
         None => (None, None),
     };
-    let row: Option<(Option<Vec<Uuid>>,)> = sqlx::query_as(
+    let row = sqlx::query_scalar!(
         "WITH u AS (
              UPDATE sources SET status = $2, updated_at = now(), last_error_kind = $3,
                     last_error = $4
@@ -68,19 +68,19 @@ pub async fn transition_in(
          )
          SELECT (SELECT array_agg(job_id ORDER BY job_id) FROM job_sources WHERE source_id = u.id)
          FROM u",
+        t.source_id,
+        t.to.as_str(),
+        kind,
+        message,
+        t.job_id,
+        t.event,
+        t.stage,
+        t.attempt,
+        &t.detail,
     )
-    .bind(t.source_id)
-    .bind(t.to.as_str())
-    .bind(kind)
-    .bind(message)
-    .bind(t.job_id)
-    .bind(t.event)
-    .bind(t.stage)
-    .bind(t.attempt)
-    .bind(&t.detail)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|(jobs,)| jobs.unwrap_or_default()))
+    Ok(row.map(Option::unwrap_or_default))
 }
 
 /// Appends one event to a source's trail.
@@ -93,16 +93,16 @@ pub async fn record_event_in(
     attempt: Option<i32>,
     detail: &Value,
 ) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO job_events (job_id, source_id, kind, stage, attempt, detail)
          VALUES ($1, $2, $3, $4, $5, $6)",
+        job_id,
+        source_id,
+        kind,
+        stage,
+        attempt,
+        detail,
     )
-    .bind(job_id)
-    .bind(source_id)
-    .bind(kind)
-    .bind(stage)
-    .bind(attempt)
-    .bind(detail)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -125,13 +125,13 @@ pub async fn record_event(
 }
 
 /// A source row, without its (possibly large) bodies.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SourceRow {
     pub id: Uuid,
     pub project_id: Uuid,
     pub uri: String,
     pub source_group: Option<String>,
-    pub status: String,
+    pub status: SourceStatus,
     pub title: Option<String>,
     pub content_type: Option<String>,
     pub http_status: Option<i32>,
@@ -143,43 +143,58 @@ pub struct SourceRow {
     pub created_by_job_id: Option<Uuid>,
 }
 
-pub(crate) const SOURCE_COLUMNS: &str = "id, project_id, uri, source_group, status, title, content_type, \
-    http_status, fetched_at, last_error, last_error_kind, created_at, updated_at, created_by_job_id";
+/// The one column list of [`SourceRow`]: `query_as!` over `SELECT <columns> ` + the rest of
+/// the statement (`$from`, a string literal), optionally after a `WITH` clause. The query
+/// macros take only literals (joined with `+`), hence a macro rather than a `const`. The
+/// `!` marks keep the columns non-null when the statement reads them through a CTE, where
+/// Postgres reports no table column for sqlx to infer nullability from.
+macro_rules! query_source_rows {
+    (with $with:tt, $from:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            $crate::sources::SourceRow,
+            $with
+                + r#" SELECT id AS "id!", project_id AS "project_id!", uri AS "uri!", source_group,
+                  status AS "status!: crate::status::SourceStatus", title, content_type,
+                  http_status, fetched_at, last_error, last_error_kind,
+                  created_at AS "created_at!", updated_at AS "updated_at!", created_by_job_id "#
+                + $from
+            $(, $arg)*
+        )
+    };
+    ($from:tt $(, $arg:expr)* $(,)?) => {
+        query_source_rows!(with "", $from $(, $arg)*)
+    };
+}
+pub(crate) use query_source_rows;
 
 /// One source by id.
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<SourceRow> {
-    sqlx::query_as::<_, SourceRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {SOURCE_COLUMNS} FROM sources WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or_else(|| StoreError::NotFound(format!("source {id}")))
+    query_source_rows!("FROM sources WHERE id = $1", id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("source {id}")))
 }
 
 /// Sources with this exact URI, in any project, newest first.
 pub async fn find_by_uri(pool: &PgPool, uri: &str) -> Result<Vec<SourceRow>> {
-    Ok(sqlx::query_as::<_, SourceRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {SOURCE_COLUMNS} FROM sources WHERE uri = $1 ORDER BY created_at DESC"
-    )))
-    .bind(uri)
-    .fetch_all(pool)
-    .await?)
+    Ok(
+        query_source_rows!("FROM sources WHERE uri = $1 ORDER BY created_at DESC", uri)
+            .fetch_all(pool)
+            .await?,
+    )
 }
 
 /// The URLs of `ids` (sources that do not exist are left out), in one round trip: what a
 /// DLQ listing shows beside each item.
 pub async fn uris(pool: &PgPool, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, String>> {
-    let rows: Vec<(Uuid, String)> =
-        sqlx::query_as("SELECT id, uri FROM sources WHERE id = ANY($1)")
-            .bind(ids)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().collect())
+    let rows = sqlx::query!("SELECT id, uri FROM sources WHERE id = ANY($1)", ids)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.uri)).collect())
 }
 
 /// One event of a source's trail.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct EventRow {
     pub id: i64,
     pub job_id: Option<Uuid>,
@@ -203,13 +218,14 @@ pub async fn events_page(
     after: i64,
     limit: i64,
 ) -> Result<Vec<EventRow>> {
-    Ok(sqlx::query_as::<_, EventRow>(
+    Ok(sqlx::query_as!(
+        EventRow,
         "SELECT id, job_id, source_id, kind, stage, attempt, detail, at
          FROM job_events WHERE source_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        source_id,
+        after,
+        limit,
     )
-    .bind(source_id)
-    .bind(after)
-    .bind(limit)
     .fetch_all(pool)
     .await?)
 }
@@ -236,7 +252,7 @@ pub async fn store_fetched(
     page: &Fetched<'_>,
     detail: Value,
 ) -> Result<bool> {
-    let row: Option<(Option<Vec<Uuid>>,)> = sqlx::query_as(
+    let row = sqlx::query_scalar!(
         "WITH u AS (
              UPDATE sources SET raw_content = $2, title = $3, content_type = $4,
                     http_status = $5, fetched_at = now(), status = 'scraped',
@@ -249,19 +265,19 @@ pub async fn store_fetched(
          )
          SELECT (SELECT array_agg(job_id ORDER BY job_id) FROM job_sources WHERE source_id = u.id)
          FROM u",
+        source_id,
+        page.raw_content,
+        page.title,
+        page.content_type,
+        page.http_status,
+        job_id,
+        attempt,
+        &detail,
     )
-    .bind(source_id)
-    .bind(page.raw_content)
-    .bind(page.title)
-    .bind(page.content_type)
-    .bind(page.http_status)
-    .bind(job_id)
-    .bind(attempt)
-    .bind(&detail)
     .fetch_optional(pool)
     .await?;
     match row {
-        Some((jobs,)) => {
+        Some(jobs) => {
             progress::refresh_in_background(pool, jobs.unwrap_or_default());
             Ok(true)
         }
@@ -282,30 +298,32 @@ pub async fn start_work(
     detail: &Value,
 ) -> Result<SourceRow> {
     let done: Vec<&str> = done.iter().map(|s| s.as_str()).collect();
-    sqlx::query_as::<_, SourceRow>(sqlx::AssertSqlSafe(format!(
-        "WITH s AS (SELECT {SOURCE_COLUMNS} FROM sources WHERE id = $1), e AS (
+    // The event's CTE and the outer SELECT read the row in the same snapshot, each by the
+    // primary key; neither touches the bodies.
+    query_source_rows!(
+        with "WITH e AS (
              INSERT INTO job_events (job_id, source_id, kind, stage, attempt, detail)
              SELECT $2, s.id, 'started', $3, $4, $5 || jsonb_build_object('uri', s.uri)
-             FROM s WHERE s.status <> ALL($6)
-         )
-         SELECT {SOURCE_COLUMNS} FROM s"
-    )))
-    .bind(source_id)
-    .bind(job_id)
-    .bind(stage)
-    .bind(attempt)
-    .bind(detail)
-    .bind(&done)
+             FROM sources s WHERE s.id = $1 AND s.status <> ALL($6)
+         )",
+        "FROM sources WHERE id = $1",
+        source_id,
+        job_id,
+        stage,
+        attempt,
+        detail,
+        &done as &[&str],
+    )
     .fetch_optional(pool)
     .await?
     .ok_or_else(|| StoreError::NotFound(format!("source {source_id}")))
 }
 
 /// A source the reconciler may enqueue again.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct StuckSource {
     pub id: Uuid,
-    pub status: String,
+    pub status: SourceStatus,
     pub created_by_job_id: Option<Uuid>,
     pub updated_at: DateTime<Utc>,
     /// When the page was fetched: tells a `retrying` source's family (none: scrape).
@@ -328,19 +346,21 @@ pub async fn stuck(
 ) -> Result<Vec<StuckSource>> {
     let statuses: Vec<&str> = SourceStatus::IN_FLIGHT.iter().map(|s| s.as_str()).collect();
     let (after_at, after_id) = after.unzip();
-    Ok(sqlx::query_as::<_, StuckSource>(
-        "SELECT id, status, created_by_job_id, updated_at, fetched_at FROM sources
-         WHERE (status = ANY($1)
-                OR (status = 'dead_lettered' AND last_error_kind IS DISTINCT FROM 'permanent'))
-           AND updated_at < now() - make_interval(secs => $2)
-           AND ($4::timestamptz IS NULL OR (updated_at, id) > ($4, $5))
-         ORDER BY updated_at, id LIMIT $3",
+    Ok(sqlx::query_as!(
+        StuckSource,
+        r#"SELECT id, status AS "status: SourceStatus", created_by_job_id, updated_at, fetched_at
+           FROM sources
+          WHERE (status = ANY($1)
+                 OR (status = 'dead_lettered' AND last_error_kind IS DISTINCT FROM 'permanent'))
+            AND updated_at < now() - make_interval(secs => $2)
+            AND ($4::timestamptz IS NULL OR (updated_at, id) > ($4, $5))
+          ORDER BY updated_at, id LIMIT $3"#,
+        &statuses as &[&str],
+        older_than_secs as f64,
+        limit,
+        after_at,
+        after_id,
     )
-    .bind(&statuses)
-    .bind(older_than_secs as f64)
-    .bind(limit)
-    .bind(after_at)
-    .bind(after_id)
     .fetch_all(pool)
     .await?)
 }
@@ -348,9 +368,11 @@ pub async fn stuck(
 /// Marks a source as seen by the reconciler without changing its status, so the next sweep
 /// does not pick it again at once.
 pub async fn touch(pool: &PgPool, source_id: Uuid) -> Result<()> {
-    sqlx::query("UPDATE sources SET updated_at = now() WHERE id = $1")
-        .bind(source_id)
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "UPDATE sources SET updated_at = now() WHERE id = $1",
+        source_id
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }

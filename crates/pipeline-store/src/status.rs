@@ -1,10 +1,17 @@
 //! The words for where a source and a job are. DESIGN keeps these words for these meanings.
+//!
+//! Both are stored as `text` with a `CHECK` constraint listing exactly these words (migration
+//! `status_constraints`); `sqlx::Type` maps them, so the query macros decode a status column
+//! straight into the enum (`status AS "status: SourceStatus"`). Statuses are bound as
+//! [`SourceStatus::as_str`]: a `text` parameter the macros check, where binding the enum
+//! would cost a per-connection lookup of the type by name.
 
 use serde::{Deserialize, Serialize};
 
 /// Where a source is in the pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum SourceStatus {
     /// Waiting in the scrape queue.
     Queued,
@@ -58,13 +65,21 @@ impl SourceStatus {
 
 impl std::fmt::Display for SourceStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
+    }
+}
+
+/// Compares with a stored word, so a status reads `status == "scraped"` in checks and tests.
+impl PartialEq<&str> for SourceStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
 /// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum JobStatus {
     /// Created, nothing processed yet.
     Queued,
@@ -102,5 +117,18 @@ impl JobStatus {
             Self::Failed => "failed",
             Self::CompletedWithErrors => "completed_with_errors",
         }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Compares with a stored word (`status == "completed"`).
+impl PartialEq<&str> for JobStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }

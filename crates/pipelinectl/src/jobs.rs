@@ -197,15 +197,16 @@ async fn list(
     as_json: bool,
 ) -> CmdResult {
     check_page(limit, offset)?;
-    if let Some(s) = &status
-        && JobStatus::parse(s).is_none()
-    {
-        let known: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
-        return Err(Failure::usage(format!(
-            "unknown job status `{s}` (expected one of: {})",
-            known.join(", ")
-        )));
-    }
+    let status = match status {
+        None => None,
+        Some(s) => Some(JobStatus::parse(&s).ok_or_else(|| {
+            let known: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+            Failure::usage(format!(
+                "unknown job status `{s}` (expected one of: {})",
+                known.join(", ")
+            ))
+        })?),
+    };
     let rows = jobs::list_summaries(
         &services.db,
         &JobFilter {
@@ -230,7 +231,7 @@ async fn list(
             vec![
                 j.id.to_string(),
                 j.job_type.clone(),
-                j.status.clone(),
+                j.status.to_string(),
                 count(&j.result, "total"),
                 count(&j.result, "extracted"),
                 count(&j.result, "failed"),
@@ -300,7 +301,7 @@ fn print_sources(sources: &[SourceRow]) {
         .map(|s| {
             vec![
                 s.id.to_string(),
-                s.status.clone(),
+                s.status.to_string(),
                 clip(&s.uri, 80),
                 clip(s.last_error.as_deref().unwrap_or_default(), 80),
             ]

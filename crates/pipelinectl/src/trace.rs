@@ -152,7 +152,7 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
                 .map(|j| {
                     vec![
                         j.id.to_string(),
-                        j.status.clone(),
+                        j.status.to_string(),
                         time(&j.created_at),
                         if Some(j.id) == source.created_by_job_id {
                             "created this source".into()

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use pipeline_ops::Family;
 use pipeline_ops::Services;
 use pipeline_ops::messages::SourceMessage;
+use pipeline_store::SourceStatus;
 use pipeline_store::batch::{StuckClaim, claim_stuck};
 use pipeline_store::progress;
 use pipeline_store::sources::{self, StuckSource};
@@ -40,11 +41,13 @@ pub struct ReconcileReport {
 
 /// The family whose queue a stuck source belongs in.
 pub fn family_of(source: &StuckSource) -> Family {
-    match source.status.as_str() {
-        "scraped" => Family::Extraction,
+    match source.status {
+        SourceStatus::Scraped => Family::Extraction,
         // A `retrying` or `dead_lettered` source waits for the stage that failed: extraction
         // once the page was fetched, scrape before.
-        "retrying" | "dead_lettered" if source.fetched_at.is_some() => Family::Extraction,
+        SourceStatus::Retrying | SourceStatus::DeadLettered if source.fetched_at.is_some() => {
+            Family::Extraction
+        }
         _ => Family::Scrape,
     }
 }

@@ -79,13 +79,13 @@ impl ScrapeHandler {
             }
             None => (start.await?, None),
         };
-        let status = SourceStatus::parse(&source.status);
+        let status = source.status;
         // A scrape message for a source that is already past scraping is a redelivery of
         // work that was done but not acked (a crash, a lost lease): finish it, don't redo it
         // (and no `started` event was written).
-        if status.is_some_and(|s| PAST_SCRAPING.contains(&s)) {
-            tracing::info!(status = %source.status, "source already past scraping; not fetching again");
-            if status == Some(SourceStatus::Scraped) {
+        if PAST_SCRAPING.contains(&status) {
+            tracing::info!(%status, "source already past scraping; not fetching again");
+            if status == SourceStatus::Scraped {
                 self.enqueue_extraction(&msg).await?;
             }
             metrics::counter!("scrape_fetches_total", "outcome" => "skipped").increment(1);

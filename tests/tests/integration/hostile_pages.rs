@@ -96,7 +96,10 @@ async fn every_hostile_page_ends_in_its_expected_state_within_a_bound() -> anyho
             let id = ids[&server.url(page.path)];
             let row = sources::get(&services.db, id).await?;
             if matches!(row.status.as_str(), "extracted" | "dead_lettered") {
-                settled.insert(page.path, (row.status, row.last_error, started.elapsed()));
+                settled.insert(
+                    page.path,
+                    (row.status.to_string(), row.last_error, started.elapsed()),
+                );
             }
         }
         peak_rss = peak_rss.max(memory_kib().1);

@@ -106,13 +106,22 @@ impl Setup {
     }
 
     /// Waits until the worker process holds `n` messages and the server sees them.
-    async fn wait_held(&self, paths: &[String]) -> anyhow::Result<()> {
+    /// Waits until the worker holds every message, has asked for every page and has recorded
+    /// every `started` event (written beside the fetch, so a page being served does not mean
+    /// the event has committed; a kill before that commit would leave one `started` too few).
+    async fn wait_held(&self, paths: &[String], ids: &[Uuid]) -> anyhow::Result<()> {
         let queue = self.services.queue(Family::Scrape);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let leased = queue.depth().await?.leased as usize;
             let seen = paths.iter().filter(|p| self.server.hits(p) > 0).count();
-            if leased == paths.len() && seen == paths.len() {
+            let mut started = 0;
+            for id in ids {
+                if self.count_events(*id, "started").await? > 0 {
+                    started += 1;
+                }
+            }
+            if leased == paths.len() && seen == paths.len() && started == ids.len() {
                 return Ok(());
             }
             assert!(
@@ -126,7 +135,12 @@ impl Setup {
     async fn statuses(&self, ids: &[Uuid]) -> anyhow::Result<Vec<String>> {
         let mut out = Vec::new();
         for id in ids {
-            out.push(sources::get(&self.services.db, *id).await?.status);
+            out.push(
+                sources::get(&self.services.db, *id)
+                    .await?
+                    .status
+                    .to_string(),
+            );
         }
         Ok(out)
     }
@@ -190,7 +204,7 @@ async fn messages_held_by_a_killed_worker_are_redelivered_and_processed_once() -
     let paths: Vec<String> = (0..6).map(|i| format!("/slow/4000/{i}")).collect();
     let ids = s.submit(&paths).await?;
     let mut child = s.spawn_worker(30)?;
-    s.wait_held(&paths).await?;
+    s.wait_held(&paths, &ids).await?;
     signal(&child, "KILL")?;
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await??;
     assert!(!status.success(), "the worker was killed");
@@ -215,7 +229,7 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() -> anyhow::Result<()> {
     let paths: Vec<String> = (0..4).map(|i| format!("/slow/1500/{i}")).collect();
     let ids = s.submit(&paths).await?;
     let mut child = s.spawn_worker(20)?;
-    s.wait_held(&paths).await?;
+    s.wait_held(&paths, &ids).await?;
     let sent = Instant::now();
     signal(&child, "TERM")?;
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
@@ -243,7 +257,7 @@ async fn sigterm_past_the_drain_timeout_hands_work_back() -> anyhow::Result<()> 
     let paths: Vec<String> = (0..3).map(|i| format!("/hang/{i}")).collect();
     let ids = s.submit(&paths).await?;
     let mut child = s.spawn_worker_logged(1)?;
-    s.wait_held(&paths).await?;
+    s.wait_held(&paths, &ids).await?;
     let sent = Instant::now();
     signal(&child, "TERM")?;
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await??;
@@ -278,7 +292,7 @@ async fn a_second_signal_exits_at_once() -> anyhow::Result<()> {
     let ids = s.submit(&paths).await?;
     // A drain timeout far longer than the test: only the second signal can end it quickly.
     let mut child = s.spawn_worker(120)?;
-    s.wait_held(&paths).await?;
+    s.wait_held(&paths, &ids).await?;
     let sent = Instant::now();
     signal(&child, "TERM")?;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -1,23 +1,23 @@
-//! The worker's Postgres writes, in two short transactions per source: the extractions,
+//! The extraction worker's writes, in two short transactions per source: the extractions,
 //! content and entities first; then, after the embedding call (never inside a transaction),
 //! the vectors together with `embeddings_created` and the source's `extracted` status.
 //!
 //! Every write is an upsert keyed on a unique constraint, so a redelivered message rewrites
 //! the same rows instead of adding copies.
 
-use pipeline_store::SourceStatus;
-use pipeline_store::sources::{self, Transition};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::analyze::Analysis;
+use crate::Result;
+use crate::sources::{self, Transition};
+use crate::status::SourceStatus;
 
 /// The `extraction_type` of a chunk of the main text.
 pub const TEXT_CHUNK: &str = "text_chunk";
 
 /// What the worker reads of a source.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct SourceContent {
     /// The source's project (entities are unique per project).
     pub project_id: Uuid,
@@ -32,14 +32,47 @@ pub struct SourceContent {
 }
 
 /// Reads the stored content of a source; `None` when there is no such source.
-pub async fn load_source(db: &PgPool, source_id: Uuid) -> sqlx::Result<Option<SourceContent>> {
-    sqlx::query_as::<_, SourceContent>(
+pub async fn load_source(db: &PgPool, source_id: Uuid) -> Result<Option<SourceContent>> {
+    Ok(sqlx::query_as!(
+        SourceContent,
         "SELECT project_id, uri, raw_content, content_type, created_by_job_id
          FROM sources WHERE id = $1",
+        source_id,
     )
-    .bind(source_id)
     .fetch_optional(db)
-    .await
+    .await?)
+}
+
+/// What the analysis of one page produced, as the rows to store.
+#[derive(Debug, Clone)]
+pub struct NewAnalysis<'a> {
+    /// The whole cleaned main text (`sources.content`).
+    pub text: &'a str,
+    /// The document's title, when found (a stored title is kept otherwise).
+    pub title: Option<&'a str>,
+    /// Each chunk's `data` document (JSON text); its position is its chunk index.
+    pub chunks: Vec<String>,
+    /// The entities found.
+    pub entities: Vec<NewEntity<'a>>,
+    /// For each entity (same order), the chunk indexes it is linked to.
+    pub links: &'a [Vec<usize>],
+    /// `complete`, `partial` or `failed` (`extractions.entities_status`).
+    pub entities_status: &'a str,
+    /// Whether any entity extractor ran to the end (`extractions.entities_extracted`).
+    pub entities_extracted: bool,
+}
+
+/// An entity to upsert (unique per project, kind and normalised value).
+#[derive(Debug, Clone)]
+pub struct NewEntity<'a> {
+    /// Its kind (`email`, `url`, ...).
+    pub kind: &'a str,
+    /// The name as found.
+    pub name: &'a str,
+    /// The normalised value it is unique on.
+    pub normalized: &'a str,
+    /// Its `data` document.
+    pub data: String,
 }
 
 /// A chunk still without a current vector.
@@ -63,40 +96,40 @@ pub struct Stored {
 }
 
 /// Stores the content, one extraction per chunk, the entities and their links, and returns
-/// the chunks that still need a vector. One transaction.
+/// the chunks that still need a vector from `model`. One transaction.
 pub async fn store_analysis(
     db: &PgPool,
     source_id: Uuid,
     source: &SourceContent,
     job_id: Option<Uuid>,
-    analysis: &Analysis,
+    analysis: &NewAnalysis<'_>,
     model: &str,
-) -> sqlx::Result<Stored> {
+) -> Result<Stored> {
     let mut tx = db.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE sources SET content = $2, title = COALESCE($3, title), updated_at = now()
          WHERE id = $1",
+        source_id,
+        analysis.text,
+        analysis.title,
     )
-    .bind(source_id)
-    .bind(&analysis.text)
-    .bind(analysis.title.as_deref())
     .execute(&mut *tx)
     .await?;
 
     let ids = upsert_chunks(&mut tx, source_id, source, job_id, analysis).await?;
-    let entities = upsert_entities(&mut tx, source.project_id, analysis).await?;
-    link_entities(&mut tx, source_id, &ids, &entities, analysis).await?;
+    let entities = upsert_entities(&mut tx, source.project_id, &analysis.entities).await?;
+    link_entities(&mut tx, source_id, &ids, &entities, analysis.links).await?;
 
-    let missing: Vec<(Uuid, i32)> = sqlx::query_as(
+    let missing = sqlx::query!(
         "SELECT x.id, x.chunk_index FROM extractions x
          LEFT JOIN extraction_embeddings e ON e.extraction_id = x.id
          WHERE x.source_id = $1 AND x.extraction_type = $2
            AND (NOT x.embeddings_created OR e.model IS DISTINCT FROM $3)
          ORDER BY x.chunk_index",
+        source_id,
+        TEXT_CHUNK,
+        model,
     )
-    .bind(source_id)
-    .bind(TEXT_CHUNK)
-    .bind(model)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -105,9 +138,9 @@ pub async fn store_analysis(
         entities: entities.len(),
         missing: missing
             .into_iter()
-            .map(|(extraction_id, i)| Missing {
-                extraction_id,
-                chunk_index: i as usize,
+            .map(|r| Missing {
+                extraction_id: r.id,
+                chunk_index: r.chunk_index as usize,
             })
             .collect(),
     })
@@ -120,28 +153,12 @@ async fn upsert_chunks(
     source_id: Uuid,
     source: &SourceContent,
     job_id: Option<Uuid>,
-    analysis: &Analysis,
-) -> sqlx::Result<Vec<Uuid>> {
+    analysis: &NewAnalysis<'_>,
+) -> Result<Vec<Uuid>> {
     let n = analysis.chunks.len();
     let new_ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
-    let indexes: Vec<i32> = analysis.chunks.iter().map(|c| c.index as i32).collect();
-    let data: Vec<String> = analysis
-        .chunks
-        .iter()
-        .map(|c| {
-            json!({
-                "text": c.text,
-                "heading_path": c.heading_path,
-                "char_start": c.char_start,
-                "char_end": c.char_end,
-                "chunk_index": c.index,
-            })
-            .to_string()
-        })
-        .collect();
-    let status = analysis.entities.status();
-    let extracted = status != extract_core::EntitiesStatus::Failed;
-    let rows: Vec<(Uuid, i32)> = sqlx::query_as(
+    let indexes: Vec<i32> = (0..n as i32).collect();
+    let rows = sqlx::query!(
         "INSERT INTO extractions (id, source_id, project_id, extraction_type, data, chunk_index,
                                   entities_extracted, entities_status, created_by_job_id)
          SELECT u.id, $1, $2, $3, u.data::jsonb, u.idx, $7, $8, $9
@@ -155,51 +172,50 @@ async fn upsert_chunks(
              created_by_job_id = COALESCE(extractions.created_by_job_id,
                                           EXCLUDED.created_by_job_id)
          RETURNING id, chunk_index",
+        source_id,
+        source.project_id,
+        TEXT_CHUNK,
+        &new_ids,
+        &analysis.chunks,
+        &indexes,
+        analysis.entities_extracted,
+        analysis.entities_status,
+        job_id.or(source.created_by_job_id),
     )
-    .bind(source_id)
-    .bind(source.project_id)
-    .bind(TEXT_CHUNK)
-    .bind(&new_ids)
-    .bind(&data)
-    .bind(&indexes)
-    .bind(extracted)
-    .bind(status.as_str())
-    .bind(job_id.or(source.created_by_job_id))
     .fetch_all(&mut **tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "DELETE FROM extractions WHERE source_id = $1 AND extraction_type = $2 AND chunk_index >= $3",
+        source_id,
+        TEXT_CHUNK,
+        n as i32,
     )
-    .bind(source_id)
-    .bind(TEXT_CHUNK)
-    .bind(n as i32)
     .execute(&mut **tx)
     .await?;
     // A vector of text that changed is not a vector of this chunk any more.
-    sqlx::query(
+    sqlx::query!(
         "DELETE FROM extraction_embeddings e USING extractions x
          WHERE e.extraction_id = x.id AND x.source_id = $1 AND NOT x.embeddings_created",
+        source_id,
     )
-    .bind(source_id)
     .execute(&mut **tx)
     .await?;
     let mut ids = vec![Uuid::nil(); n];
-    for (id, i) in rows {
-        if let Some(slot) = ids.get_mut(i as usize) {
-            *slot = id;
+    for r in rows {
+        if let Some(slot) = ids.get_mut(r.chunk_index as usize) {
+            *slot = r.id;
         }
     }
     Ok(ids)
 }
 
 /// Upserts the entities (unique per project, kind and normalised value) and returns their
-/// ids in the order of `analysis.entities.entities`.
+/// ids in the order of `found`.
 async fn upsert_entities(
     tx: &mut Transaction<'_, Postgres>,
     project_id: Uuid,
-    analysis: &Analysis,
-) -> sqlx::Result<Vec<Uuid>> {
-    let found = &analysis.entities.entities;
+    found: &[NewEntity<'_>],
+) -> Result<Vec<Uuid>> {
     if found.is_empty() {
         return Ok(Vec::new());
     }
@@ -207,55 +223,48 @@ async fn upsert_entities(
     // row locks in the same order and cannot deadlock.
     let mut order: Vec<usize> = (0..found.len()).collect();
     order.sort_by(|&a, &b| {
-        (found[a].kind.as_str(), &found[a].normalized)
-            .cmp(&(found[b].kind.as_str(), &found[b].normalized))
+        (found[a].kind, found[a].normalized).cmp(&(found[b].kind, found[b].normalized))
     });
     let ids: Vec<Uuid> = order.iter().map(|_| Uuid::now_v7()).collect();
-    let kinds: Vec<&str> = order.iter().map(|&i| found[i].kind.as_str()).collect();
-    let names: Vec<&str> = order.iter().map(|&i| found[i].name.as_str()).collect();
-    let normalized: Vec<&str> = order
-        .iter()
-        .map(|&i| found[i].normalized.as_str())
-        .collect();
-    let data: Vec<String> = order
-        .iter()
-        .map(|&i| json!({ "source": found[i].source }).to_string())
-        .collect();
-    sqlx::query(
+    let kinds: Vec<&str> = order.iter().map(|&i| found[i].kind).collect();
+    let names: Vec<&str> = order.iter().map(|&i| found[i].name).collect();
+    let normalized: Vec<&str> = order.iter().map(|&i| found[i].normalized).collect();
+    let data: Vec<&str> = order.iter().map(|&i| found[i].data.as_str()).collect();
+    sqlx::query!(
         "INSERT INTO entities (id, project_id, kind, name, normalized, data)
          SELECT u.id, $1, u.kind, u.name, u.normalized, u.data::jsonb
          FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
               AS u(id, kind, name, normalized, data)
          ON CONFLICT (project_id, kind, normalized) DO NOTHING",
+        project_id,
+        &ids,
+        &kinds as &[&str],
+        &names as &[&str],
+        &normalized as &[&str],
+        &data as &[&str],
     )
-    .bind(project_id)
-    .bind(&ids)
-    .bind(&kinds)
-    .bind(&names)
-    .bind(&normalized)
-    .bind(&data)
     .execute(&mut **tx)
     .await?;
-    let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT e.id, e.kind, e.normalized FROM entities e
          JOIN UNNEST($2::text[], $3::text[]) AS u(kind, normalized)
            ON e.kind = u.kind AND e.normalized = u.normalized
          WHERE e.project_id = $1",
+        project_id,
+        &kinds as &[&str],
+        &normalized as &[&str],
     )
-    .bind(project_id)
-    .bind(&kinds)
-    .bind(&normalized)
     .fetch_all(&mut **tx)
     .await?;
     let by_key: std::collections::HashMap<(String, String), Uuid> = rows
         .into_iter()
-        .map(|(id, kind, norm)| ((kind, norm), id))
+        .map(|r| ((r.kind, r.normalized), r.id))
         .collect();
     Ok(found
         .iter()
         .map(|e| {
             by_key
-                .get(&(e.kind.as_str().to_owned(), e.normalized.clone()))
+                .get(&(e.kind.to_owned(), e.normalized.to_owned()))
                 .copied()
                 .unwrap_or_default()
         })
@@ -269,10 +278,10 @@ async fn link_entities(
     source_id: Uuid,
     chunk_ids: &[Uuid],
     entity_ids: &[Uuid],
-    analysis: &Analysis,
-) -> sqlx::Result<()> {
+    links: &[Vec<usize>],
+) -> Result<()> {
     let mut pairs: Vec<(Uuid, Uuid)> = Vec::new();
-    for (entity_id, chunks) in entity_ids.iter().zip(&analysis.links) {
+    for (entity_id, chunks) in entity_ids.iter().zip(links) {
         if entity_id.is_nil() {
             continue;
         }
@@ -285,24 +294,24 @@ async fn link_entities(
     pairs.sort();
     pairs.dedup();
     let (xs, es): (Vec<Uuid>, Vec<Uuid>) = pairs.into_iter().unzip();
-    sqlx::query(
+    sqlx::query!(
         "DELETE FROM extraction_entities l USING extractions x
          WHERE l.extraction_id = x.id AND x.source_id = $1
            AND (l.extraction_id, l.entity_id) NOT IN
                (SELECT * FROM UNNEST($2::uuid[], $3::uuid[]))",
+        source_id,
+        &xs,
+        &es,
     )
-    .bind(source_id)
-    .bind(&xs)
-    .bind(&es)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO extraction_entities (extraction_id, entity_id)
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[])
          ON CONFLICT DO NOTHING",
+        &xs,
+        &es,
     )
-    .bind(&xs)
-    .bind(&es)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -331,29 +340,32 @@ pub struct Finish<'a> {
 
 /// Stores the vectors, sets `embeddings_created` on their rows and moves the source to
 /// `extracted`, all in one transaction; then refreshes the progress of the source's jobs.
-pub async fn finish(db: &PgPool, f: &Finish<'_>) -> pipeline_store::Result<bool> {
+/// Returns `false` when the source does not exist.
+pub async fn finish(db: &PgPool, f: &Finish<'_>) -> Result<bool> {
     let mut tx = db.begin().await?;
     if !f.extraction_ids.is_empty() {
         // One flat array and a slice per row: Postgres cannot unnest an array of arrays.
         let flat: Vec<f32> = f.vectors.iter().flatten().copied().collect();
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO extraction_embeddings (extraction_id, model, dims, embedding)
-             SELECT $1[i], $2, $3, $4[(i - 1) * $3 + 1 : i * $3]
-             FROM generate_subscripts($1, 1) AS i
+             SELECT ($1::uuid[])[i], $2, $3::int, ($4::real[])[(i - 1) * $3 + 1 : i * $3]
+             FROM generate_subscripts($1::uuid[], 1) AS i
              ON CONFLICT (extraction_id) DO UPDATE SET
                  model = EXCLUDED.model, dims = EXCLUDED.dims,
                  embedding = EXCLUDED.embedding, created_at = now()",
+            f.extraction_ids,
+            f.model,
+            f.dims as i32,
+            &flat,
         )
-        .bind(f.extraction_ids)
-        .bind(f.model)
-        .bind(f.dims as i32)
-        .bind(&flat)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE extractions SET embeddings_created = true WHERE id = ANY($1)")
-            .bind(f.extraction_ids)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE extractions SET embeddings_created = true WHERE id = ANY($1)",
+            f.extraction_ids,
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     let jobs = sources::transition_in(
         &mut tx,
@@ -370,5 +382,5 @@ pub async fn finish(db: &PgPool, f: &Finish<'_>) -> pipeline_store::Result<bool>
     )
     .await?;
     tx.commit().await?;
-    pipeline_store::progress::after_transition(db, jobs).await
+    crate::progress::after_transition(db, jobs).await
 }
