@@ -445,6 +445,8 @@ pub async fn run<H: Handler>(
     let tracker = TaskTracker::new();
     let depth = tokio::spawn(report_depth(queue.clone(), cancel.clone()));
     let mut error_pause = Duration::from_millis(100);
+    // The loop's own connection for blocking waits, kept across them (see `Waiter`).
+    let mut waiter = queue.waiter();
     tracing::info!(
         family = queue.family(),
         concurrency = opts.concurrency,
@@ -457,7 +459,7 @@ pub async fn run<H: Handler>(
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
         };
         let want = (permits.available_permits() + 1).min(opts.reserve_batch.max(1));
-        let deliveries = match queue.reserve_wait(want, &cancel).await {
+        let deliveries = match waiter.reserve_wait(want, &cancel).await {
             Ok(d) => {
                 error_pause = Duration::from_millis(100);
                 d
