@@ -287,21 +287,28 @@ async fn report_idle_cost(args: &Args, pool: &RedisPool, queue: &WorkQueue) -> R
         }
     }
     let block = QueueOptions::default().block_timeout;
-    let per_block = seen.len() as f64 / (window.as_secs_f64() / block.as_secs_f64());
-    seen.sort();
-    seen.dedup();
+    let periods = window.as_secs_f64() / block.as_secs_f64();
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for name in seen {
+        *counts.entry(name).or_default() += 1;
+    }
+    let per_block: Vec<String> = counts
+        .iter()
+        .map(|(name, n)| format!("{name} {:.2}", *n as f64 / periods))
+        .collect();
     let _ = pool;
     if args.json {
         println!(
             "{}",
-            json!({"idle_commands_per_block_timeout": per_block, "block_timeout_ms": block.as_millis() as u64, "commands": seen})
+            json!({"idle_window_secs": window.as_secs(), "block_timeout_ms": block.as_millis() as u64, "commands": counts})
         );
     } else {
+        // BZPOPMIN is the wait; LLEN and ZCARD are the runner's queue-depth gauge (every 5 s).
         println!(
-            "idle runner: {per_block:.2} commands per block_timeout ({} ms) over {} s ({})",
+            "idle runner, commands on its keys per block_timeout ({} ms), over {} s: {}",
             block.as_millis(),
             window.as_secs(),
-            seen.join(", ")
+            per_block.join(", ")
         );
     }
     Ok(())
