@@ -52,6 +52,13 @@ impl FamilyKeys {
         format!("{}:delayed", self.tag())
     }
 
+    /// `P{family}:wake`: ZSET holding at most one member, the wake-up marker. Whatever makes
+    /// work ready (enqueue, redrive, a retry scheduled, a first lease taken) adds it; a
+    /// waiting worker takes it with a blocking `BZPOPMIN` and reserves.
+    pub fn wake(&self) -> String {
+        format!("{}:wake", self.tag())
+    }
+
     /// `P{family}:token_seq`: counter giving globally unique lease tokens.
     pub fn token_seq(&self) -> String {
         format!("{}:token_seq", self.tag())
@@ -127,6 +134,7 @@ mod tests {
         assert_eq!(k.tag(), "p:{scrape}");
         assert_eq!(k.ready(), "p:{scrape}:ready");
         assert_eq!(k.msg("a"), "p:{scrape}:msg:a");
+        assert_eq!(k.wake(), "p:{scrape}:wake");
         assert_eq!(k.dlq_item("a"), "p:{scrape}:dlq:item:a");
         for key in k.dlq_script_keys() {
             assert!(key.starts_with("p:{scrape}:"), "{key}");

@@ -1,5 +1,5 @@
 //! The process's Redis connections: a few multiplexed, self-reconnecting connections that
-//! every task shares.
+//! every task shares, plus a small checkout pool for blocking waits.
 //!
 //! A multiplexed connection carries any number of concurrent commands (they are pipelined
 //! on one socket), so a task never waits for a connection of its own, and nothing checks a
@@ -7,15 +7,20 @@
 //! health-check each checkout with a `PING`, which doubles the round trips of every short
 //! command; here a broken connection is noticed by the command that hits it (an I/O error,
 //! which callers treat as transient) and reconnected in the background, so the next
-//! command finds a fresh one. No command of this workspace blocks inside Redis (the queue
-//! polls instead of BLPOP), which is what makes sharing a socket safe.
+//! command finds a fresh one.
+//!
+//! The one exception is the work queue's wait for work: a blocking pop holds its socket
+//! until it returns, and every command queued behind it on a shared socket would wait as
+//! long. Each waiting loop therefore checks a connection of its own out of
+//! [`RedisPool::checkout`] (a `deadpool-redis` pool) and keeps it for as long as it loops,
+//! so the checkout's health-check `PING` is paid once per loop, not once per wait.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use redis::Client;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncConnectionConfig, Client};
 
 use crate::error::{DlqError, Result};
 
@@ -28,6 +33,8 @@ pub struct RedisPool {
 struct Inner {
     client: Client,
     endpoint: String,
+    /// Connections for blocking waits, one per waiting loop, created on first checkout.
+    waiters: deadpool_redis::Pool,
     config: ConnectionManagerConfig,
     slots: Box<[OnceLock<ConnectionManager>]>,
     next: AtomicUsize,
@@ -64,10 +71,25 @@ impl RedisPool {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1));
         let endpoint = endpoint_of(client.get_connection_info());
+        // The blocking waits get the same response timeout as every command: the settings
+        // require it to exceed the longest wait (`queue.block_timeout_ms`), so a wait that
+        // outlives it means a dead connection, not a quiet queue.
+        let wait_config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(response_timeout))
+            .set_connection_timeout(Some(connect_timeout));
+        let manager = deadpool_redis::Manager::new_with_config(url, wait_config)
+            .map_err(|e| DlqError::PoolBuild(e.to_string()))?;
+        let waiters = deadpool_redis::Pool::builder(manager)
+            .max_size(size.max(1))
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .create_timeout(Some(connect_timeout))
+            .build()
+            .map_err(|e| DlqError::PoolBuild(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 endpoint,
                 client,
+                waiters,
                 config,
                 slots: (0..size.max(1)).map(|_| OnceLock::new()).collect(),
                 next: AtomicUsize::new(0),
@@ -121,6 +143,23 @@ pub fn is_unreachable(err: &(dyn std::error::Error + 'static)) -> bool {
         next = e.source();
     }
     false
+}
+
+impl RedisPool {
+    /// A connection of the caller's own, for a blocking command (at most `size` are out at
+    /// once; a further checkout waits for one to come back). Keep it across waits: each
+    /// checkout of an idle connection costs a health-check `PING`. A connection whose
+    /// blocking command was abandoned mid-way must be dropped with
+    /// [`deadpool_redis::Connection::take`], not returned, or its next user would wait
+    /// behind the abandoned command.
+    ///
+    /// # Errors
+    /// The connection could not be made (or did not answer its health check).
+    pub async fn checkout(
+        &self,
+    ) -> std::result::Result<deadpool_redis::Connection, deadpool_redis::PoolError> {
+        self.inner.waiters.get().await
+    }
 }
 
 /// A pool of `size` connections to `url` whose response timeout is `response_timeout`

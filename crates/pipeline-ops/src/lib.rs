@@ -3,6 +3,7 @@
 //! work messages, the generic [`worker`] runner both workers are built on, and the
 //! [`daemon`] start-up every daemon shares, with its [`schema`] wait.
 
+mod acks;
 pub mod activity;
 pub mod daemon;
 pub mod dlq_ops;

@@ -19,13 +19,14 @@ use pipeline_store::SourceStatus;
 use pipeline_store::sources::{self, Transition};
 use serde_json::json;
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 use work_queue::{AckOutcome, DeadLetterOutcome, Delivery, ErrorKind, RetryOutcome, WorkQueue};
 
+use crate::acks::{AckResult, Acker};
 use crate::messages::WorkMessage;
 
 /// Why one delivery failed.
@@ -134,6 +135,19 @@ pub struct RunnerOptions {
 
 /// Processes one delivery end to end: decode, handle (panics caught), then settle and record.
 pub async fn process<H: Handler>(queue: &WorkQueue, handler: &H, delivery: Delivery) {
+    process_with(queue, handler, delivery, None, None).await;
+}
+
+/// [`process`], acking through the runner's gathered acks when `acker` is given, and
+/// giving back `permit` as soon as the handler succeeded: the ack then overlaps the next
+/// delivery's work instead of holding its slot for a round trip.
+async fn process_with<H: Handler>(
+    queue: &WorkQueue,
+    handler: &H,
+    delivery: Delivery,
+    acker: Option<&Acker>,
+    permit: Option<OwnedSemaphorePermit>,
+) {
     let family = queue.family().to_owned();
     let started = Instant::now();
     // Held until settled, so an exit that cuts the drain short can name what it hands back.
@@ -176,7 +190,7 @@ pub async fn process<H: Handler>(queue: &WorkQueue, handler: &H, delivery: Deliv
     .await;
     let outcome = async {
         match &result {
-            Ok(()) => match queue.ack(&delivery).await {
+            Ok(()) => match ack(queue, acker, permit, delivery).await {
                 Ok(AckOutcome::Acked) => "succeeded",
                 Ok(AckOutcome::LeaseLost) => {
                     tracing::warn!("lease lost before ack; another worker redoes it (idempotently)");
@@ -187,7 +201,11 @@ pub async fn process<H: Handler>(queue: &WorkQueue, handler: &H, delivery: Deliv
                     "ack_failed"
                 }
             },
-            Err(failure) => settle_failure(queue, handler, &delivery, ids, failure).await,
+            Err(failure) => {
+                let outcome = settle_failure(queue, handler, &delivery, ids, failure).await;
+                drop(permit);
+                outcome
+            }
         }
     }
     .instrument(span)
@@ -198,6 +216,20 @@ pub async fn process<H: Handler>(queue: &WorkQueue, handler: &H, delivery: Deliv
     crate::activity::record(&family, outcome);
     metrics::histogram!("pipeline_message_duration_seconds", "family" => family)
         .record(started.elapsed().as_secs_f64());
+}
+
+/// Acks a handled delivery, after giving back its slot.
+async fn ack(
+    queue: &WorkQueue,
+    acker: Option<&Acker>,
+    permit: Option<OwnedSemaphorePermit>,
+    delivery: Delivery,
+) -> AckResult {
+    drop(permit);
+    match acker {
+        Some(acker) => acker.ack(delivery).await,
+        None => queue.ack(&delivery).await.map_err(|e| e.to_string()),
+    }
 }
 
 /// Runs the handler with the lease kept alive; a panic becomes a transient failure.
@@ -450,6 +482,9 @@ pub async fn run<H: Handler>(
     let tracker = TaskTracker::new();
     let depth = tokio::spawn(report_depth(queue.clone(), cancel.clone()));
     let mut error_pause = Duration::from_millis(100);
+    // The loop's own connection for blocking waits, kept across them (see `Waiter`).
+    let mut waiter = queue.waiter();
+    let (acker, acks) = Acker::start(queue.clone());
     tracing::info!(
         family = queue.family(),
         concurrency = opts.concurrency,
@@ -471,7 +506,7 @@ pub async fn run<H: Handler>(
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
         };
         let want = (permits.available_permits() + 1).min(opts.reserve_batch.max(1));
-        let deliveries = match queue.reserve_wait(want, &cancel).await {
+        let deliveries = match waiter.reserve_wait(want, &cancel).await {
             Ok(d) => {
                 error_pause = Duration::from_millis(100);
                 d
@@ -497,18 +532,26 @@ pub async fn run<H: Handler>(
                     .await
                     .expect("the semaphore is never closed"),
             };
-            let queue = queue.clone();
-            let handler = handler.clone();
+            let (queue, handler, acker) = (queue.clone(), handler.clone(), acker.clone());
             tracker.spawn(async move {
-                process(&queue, handler.as_ref(), delivery).await;
-                drop(permit);
+                process_with(
+                    &queue,
+                    handler.as_ref(),
+                    delivery,
+                    Some(&acker),
+                    Some(permit),
+                )
+                .await;
             });
         }
     }
     tracker.close();
     depth.abort();
+    drop(acker);
     let finished = pipeline_core::shutdown::drain_within(opts.drain_timeout, async {
         tracker.wait().await;
+        // Every task's ack has its answer by now; the gathering task ends with the last.
+        let _ = acks.await;
         handler.settled().await;
     })
     .await;

@@ -46,6 +46,7 @@ impl WorkQueue {
         let added: u64 = SCRIPTS
             .enqueue
             .key(&self.inner.ready)
+            .key(&self.inner.wake)
             .arg(&self.inner.tag)
             .arg(id)
             .arg(body)
@@ -107,7 +108,7 @@ impl WorkQueue {
         let mut calls = 0;
         for (chunk, chunk_bodies) in items.chunks(MAX_BATCH).zip(bodies.chunks(MAX_BATCH)) {
             let mut inv = SCRIPTS.enqueue.key(&self.inner.ready);
-            inv.arg(&self.inner.tag);
+            inv.key(&self.inner.wake).arg(&self.inner.tag);
             for ((id, _), body) in chunk.iter().zip(chunk_bodies) {
                 inv.arg(id.as_ref()).arg(body);
             }

@@ -11,6 +11,9 @@ pub enum QueueError {
     /// Redis answered with an error or the connection failed mid-command.
     #[error("Redis command failed")]
     Redis(#[from] redis::RedisError),
+    /// No connection for a blocking wait could be checked out of the pool.
+    #[error("could not check out a Redis connection for the wait")]
+    Checkout(#[from] deadpool_redis::PoolError),
     /// A script answered with a shape this crate does not expect (version skew, or keys
     /// of the family written by something else).
     #[error("unexpected reply from Redis: {0}")]
@@ -32,6 +35,8 @@ impl QueueError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Redis(e) => redis_is_transient(e),
+            // Redis unreachable, or the connection failed its health check.
+            Self::Checkout(_) => true,
             Self::Protocol(_) | Self::InvalidArgument(_) | Self::Dlq(_) | Self::Json(_) => false,
         }
     }

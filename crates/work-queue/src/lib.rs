@@ -62,6 +62,7 @@ mod queue;
 mod reserve;
 mod scripts;
 mod settle;
+mod wait;
 
 pub(crate) use dlq_core as dlq;
 
@@ -74,3 +75,4 @@ pub use keep_alive::LeaseKeeper;
 pub use options::QueueOptions;
 pub use queue::{MAX_BATCH, WorkQueue};
 pub use settle::MAX_ERROR_BYTES;
+pub use wait::Waiter;

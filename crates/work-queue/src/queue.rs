@@ -31,15 +31,15 @@ pub(crate) struct Inner {
     pub(crate) leases: String,
     pub(crate) delayed: String,
     pub(crate) token_seq: String,
+    pub(crate) wake: String,
     pub(crate) opts: QueueOptions,
 }
 
 impl WorkQueue {
     /// A handle on the family `keys` names, using connections from `pool`.
     ///
-    /// The pool's connections need a response timeout comfortably above the time of one
-    /// script call (milliseconds); `reserve_wait` never blocks inside Redis, so the
-    /// client's default works.
+    /// The pool's response timeout must exceed `opts.block_timeout`: the wait for work is a
+    /// blocking pop of up to that long on a connection checked out of the pool.
     ///
     /// # Errors
     /// [`QueueError::InvalidArgument`](crate::QueueError::InvalidArgument) for options the
@@ -53,6 +53,7 @@ impl WorkQueue {
                 leases: keys.leases(),
                 delayed: keys.delayed(),
                 token_seq: keys.token_seq(),
+                wake: keys.wake(),
                 pool,
                 keys,
                 opts,

@@ -1,21 +1,14 @@
-//! Taking work: reserve with a lease, and the bounded wait for work.
+//! Taking work: reserve with a lease (the wait for work is in `wait.rs`).
 
 use std::time::Duration;
-
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::queue::{HOUSEKEEPING_LIMIT, MAX_BATCH};
 use crate::scripts::SCRIPTS;
 use crate::{Delivery, QueueError, Result, WorkQueue};
 
-/// First pause of [`WorkQueue::reserve_wait`] after finding the queue empty.
-const FIRST_POLL_PAUSE: Duration = Duration::from_millis(5);
-/// Longest pause between two polls: how late an idle worker may notice new work.
-const MAX_POLL_PAUSE: Duration = Duration::from_millis(200);
-
 /// The reserve script's reply: counts of dropped, promoted and reclaimed ids, then one
-/// column per field of the deliveries (id, token, body, deliveries, attempts, redrives).
+/// column per field of the deliveries (id, token, body, deliveries, attempts, redrives),
+/// then the ms until the earliest retry or lease deadline when nothing was reserved (-1: none).
 type ReserveReply = (
     u64,
     u64,
@@ -26,6 +19,7 @@ type ReserveReply = (
     Vec<u32>,
     Vec<u32>,
     Vec<u32>,
+    i64,
 );
 
 impl WorkQueue {
@@ -46,9 +40,18 @@ impl WorkQueue {
     /// Redis or pool failures. A failure after the script ran (a lost reply) leaves the
     /// batch leased to nobody; those messages come back when their lease ends.
     pub async fn reserve(&self, max: usize) -> Result<Vec<Delivery>> {
+        Ok(self.reserve_or_next_due(max).await?.0)
+    }
+
+    /// [`reserve`](Self::reserve), and when it finds nothing, how long until the earliest
+    /// retry becomes due or lease runs out (`None`: neither exists).
+    pub(crate) async fn reserve_or_next_due(
+        &self,
+        max: usize,
+    ) -> Result<(Vec<Delivery>, Option<Duration>)> {
         let max = max.min(MAX_BATCH);
         if max == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let inner = &self.inner;
         let mut con = self.conn();
@@ -58,6 +61,7 @@ impl WorkQueue {
             .key(&inner.leases)
             .key(&inner.delayed)
             .key(&inner.token_seq)
+            .key(&inner.wake)
             .arg(&inner.tag)
             .arg(max)
             .arg(duration_ms(inner.opts.visibility_timeout))
@@ -65,8 +69,18 @@ impl WorkQueue {
             .invoke_async(&mut con)
             .await?;
         drop(con);
-        let (dropped, promoted, reclaimed, ids, tokens, bodies, deliveries, attempts, redrives) =
-            reply;
+        let (
+            dropped,
+            promoted,
+            reclaimed,
+            ids,
+            tokens,
+            bodies,
+            deliveries,
+            attempts,
+            redrives,
+            next_due,
+        ) = reply;
         let n = ids.len();
         if [
             tokens.len(),
@@ -122,47 +136,8 @@ impl WorkQueue {
                 },
             )
             .collect();
-        Ok(batch)
-    }
-
-    /// Reserves up to `max` messages, waiting at most `block_timeout` for some to arrive.
-    /// Returns an empty batch when the wait ends without work or `cancel` fires, so a
-    /// worker loop notices shutdown within `block_timeout`.
-    ///
-    /// The wait is a client-side poll with a pause that doubles from 5 ms to 200 ms while
-    /// the queue stays empty. A blocking pop cannot run inside the reserve script (Redis
-    /// forbids blocking commands in Lua), and a separate notification list would still
-    /// miss retries that become due by the clock alone; polling covers both with one
-    /// cheap, non-blocking script, and costs an idle worker about five calls a second.
-    ///
-    /// # Errors
-    /// Redis or pool failures.
-    pub async fn reserve_wait(
-        &self,
-        max: usize,
-        cancel: &CancellationToken,
-    ) -> Result<Vec<Delivery>> {
-        let deadline = Instant::now() + self.inner.opts.block_timeout;
-        let mut pause = FIRST_POLL_PAUSE;
-        loop {
-            if cancel.is_cancelled() {
-                return Ok(Vec::new());
-            }
-            let batch = self.reserve(max).await?;
-            if !batch.is_empty() {
-                return Ok(batch);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(Vec::new());
-            }
-            let nap = pause.min(deadline - now);
-            tokio::select! {
-                () = cancel.cancelled() => return Ok(Vec::new()),
-                () = tokio::time::sleep(nap) => {}
-            }
-            pause = (pause * 2).min(MAX_POLL_PAUSE);
-        }
+        let next_due = u64::try_from(next_due).ok().map(Duration::from_millis);
+        Ok((batch, next_due))
     }
 }
 

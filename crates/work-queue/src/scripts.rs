@@ -18,6 +18,7 @@ pub(crate) struct Scripts {
     pub(crate) renew: Script,
     pub(crate) retry: Script,
     pub(crate) dead_letter: Script,
+    pub(crate) rewake: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -36,4 +37,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
         crate::dlq::LUA_PUSH_FN,
         include_str!("lua/dead_letter.lua")
     )),
+    rewake: Script::new(include_str!("lua/rewake.lua")),
 });

@@ -160,6 +160,7 @@ impl WorkQueue {
             .retry
             .key(&self.inner.leases)
             .key(&self.inner.delayed)
+            .key(&self.inner.wake)
             .arg(&self.inner.tag)
             .arg(&delivery.id)
             .arg(delivery.token)

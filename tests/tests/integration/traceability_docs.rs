@@ -82,6 +82,11 @@ async fn every_query_in_the_traceability_doc_answers_a_real_run() -> anyhow::Res
         // Every failure goes to the DLQ at once, so each retry is a redrive.
         s.queue.max_attempts = 1;
         s.requeue.max_redrives = 2;
+        // A redrive that comes at once can overtake the worker's own record of the failure
+        // (the runner settles in Redis first, then writes Postgres), and a worker now starts
+        // a redriven message the moment it is queued: the trail then interleaves two runs.
+        // A second of delay keeps the runs apart, as the shipped 30 s base does.
+        s.requeue.redrive_base_delay_secs = 1;
     })
     .await?;
     let pages = PageServer::start().await;

@@ -7,7 +7,7 @@ local function dlq_keys(tag)
   return {
     order = p .. 'order', time = p .. 'time', due = p .. 'due', parked = p .. 'parked',
     seq = p .. 'seq', dropped = p .. 'dropped', item = p .. 'item:',
-    ready = tag .. ':ready', msg = tag .. ':msg:',
+    ready = tag .. ':ready', msg = tag .. ':msg:', wake = tag .. ':wake',
   }
 end
 
@@ -122,5 +122,7 @@ local function dlq_redrive(k, id, now)
   redis.call('HSET', msg, 'body', f[2], 'redrives', (tonumber(f[4]) or 0) + 1,
     'attempts', 0, 'deliveries', 0, 'enqueued_at', now)
   redis.call('LPUSH', k.ready, id)
+  -- The work queue's wake-up marker: a worker blocked on it reserves at once.
+  redis.call('ZADD', k.wake, 0, '0')
   return f, 'enqueued'
 end

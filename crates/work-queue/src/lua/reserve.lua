@@ -1,9 +1,11 @@
 -- Reserve up to ARGV[2] messages.
--- KEYS[1] ready, KEYS[2] leases, KEYS[3] delayed, KEYS[4] token_seq
+-- KEYS[1] ready, KEYS[2] leases, KEYS[3] delayed, KEYS[4] token_seq, KEYS[5] wake-up marker
 -- ARGV[1] family tag, ARGV[2] max, ARGV[3] visibility timeout ms, ARGV[4] housekeeping limit
--- Returns {dropped, promoted, reclaimed, ids, tokens, bodies, deliveries, attempts, redrives}:
--- one column per field rather than one table per message, which saves Lua allocations.
-local ready, leases, delayed, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- Returns {dropped, promoted, reclaimed, ids, tokens, bodies, deliveries, attempts, redrives,
+-- next_due}: one column per field rather than one table per message, which saves Lua
+-- allocations. next_due is -1 unless nothing was reserved; then it is the ms until the
+-- earliest retry or lease deadline (0 if one is already due), or -1 if there is none.
+local ready, leases, delayed, seq, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix = ARGV[1] .. ':msg:'
 local max = tonumber(ARGV[2])
 local visibility = tonumber(ARGV[3])
@@ -62,7 +64,29 @@ if ids then
     end
   end
   if #lease_args > 0 then
+    -- A waiting worker bounds its wait by the earliest deadline it last read. When there
+    -- was none, it could sleep through this lease's end: wake it to read this one. Later
+    -- leases end after this one (renewals only push deadlines later), so it learns of them
+    -- in time by reserving again when this one is due.
+    if redis.call('ZCARD', leases) == 0 then
+      redis.call('ZADD', wake, 0, '0')
+    end
     redis.call('ZADD', leases, unpack(lease_args))
   end
+  -- Work is left: pass the marker on, so another waiting worker takes the rest.
+  if redis.call('LLEN', ready) > 0 then
+    redis.call('ZADD', wake, 0, '0')
+  end
 end
-return {dropped, #due, #expired, ids_out, tokens, bodies, delivs, attempts, redrives}
+local next_due = -1
+if #ids_out == 0 then
+  for _, set in ipairs({delayed, leases}) do
+    local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+    if first[2] then
+      local wait = math.max(0, tonumber(first[2]) - now)
+      if next_due < 0 or wait < next_due then next_due = wait end
+    end
+  end
+end
+return {dropped, #due, #expired, ids_out, tokens, bodies, delivs, attempts, redrives,
+  int(next_due)}

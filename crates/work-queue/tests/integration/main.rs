@@ -5,3 +5,4 @@ mod bulk;
 mod common;
 mod failures;
 mod lifecycle;
+mod wake;
