@@ -1,5 +1,5 @@
 //! The pipeline's admin HTTP API (axum): the DLQs (stats, lists, retry, retry-all, delete),
-//! submissions, jobs and source event trails, plus the probes (`/health`, `/ready`,
+//! submissions, jobs and source event trails, chunk search ([`search`]), plus the probes (`/health`, `/ready`,
 //! `/metrics`) and a generated OpenAPI document (`/openapi.json`).
 //!
 //! Every `/api/v1` route needs an `X-API-Key` header matching a configured key
@@ -34,9 +34,11 @@ pub mod jobs;
 pub mod layers;
 pub mod model;
 pub mod openapi_doc;
+pub mod search;
 pub mod server;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -62,6 +64,8 @@ pub struct AppState {
     pub services: Services,
     /// The accepted API keys.
     pub keys: ApiKeys,
+    /// Chunk search, or why it is unavailable.
+    pub search: search::SearchState,
 }
 
 #[derive(OpenApi)]
@@ -76,6 +80,7 @@ pub struct AppState {
     tags(
         (name = "dlq", description = "Dead-letter queues"),
         (name = "jobs", description = "Submissions, jobs and source trails"),
+        (name = "search", description = "Chunks that answer a query"),
     )
 )]
 struct ApiDoc;
@@ -109,6 +114,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::job_invalid_urls))
         .routes(routes!(jobs::source_events))
         .routes(routes!(jobs::projects))
+        .routes(routes!(search::search))
         .split_for_parts();
     openapi_doc::complete(&mut doc);
     (router, doc)
@@ -122,7 +128,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole application: `/api/v1` behind the key check (run before routing), the probes,
 /// `/openapi.json`, `{"detail"}` answers for unknown routes and methods, and the request
 /// limits of [`layers`] (the `[api]` settings of `services`).
+///
+/// Search is built from the `[embedding]` settings; if that fails, `/api/v1/search` answers
+/// 503 with the reason ([`serve`] refuses to start instead).
 pub fn app(services: Services, api_key: Option<SecretString>) -> Router {
+    let searcher = search::build(&services).map_err(|e| Arc::from(e.to_string()));
+    app_with_search(services, api_key, searcher)
+}
+
+fn app_with_search(
+    services: Services,
+    api_key: Option<SecretString>,
+    search: search::SearchState,
+) -> Router {
     let keys = ApiKeys::new(api_key);
     let limits = server::Limits::from_settings(&services.settings.api);
     let body_limits = layers::BodyLimits {
@@ -131,11 +149,12 @@ pub fn app(services: Services, api_key: Option<SecretString>) -> Router {
         request_timeout: limits.request_timeout,
     };
     let (api, doc) = api_routes();
-    let doc = std::sync::Arc::new(doc);
+    let doc = Arc::new(doc);
     let probes = pipeline_core::probes::router(services.probe_state());
     let state = AppState {
         services,
         keys: keys.clone(),
+        search,
     };
     let api = api
         .layer(middleware::from_fn_with_state(
@@ -198,6 +217,10 @@ pub enum ServeError {
          (127.0.0.1, ::1) is allowed; set PIPELINE_API_KEY or api.key_file, or bind loopback"
     )]
     NoKeyNonLoopback(SocketAddr),
+    /// The embedder for search queries could not be built (missing model files, a bad
+    /// `[embedding]` setting).
+    #[error("search: {0}")]
+    Search(#[from] pipeline_search::SearchError),
     /// The address could not be bound.
     #[error("cannot bind {addr}: {source}")]
     Bind {
@@ -223,6 +246,7 @@ pub async fn serve(
     if !keyed && !addr.ip().is_loopback() {
         return Err(ServeError::NoKeyNonLoopback(addr));
     }
+    let searcher = search::build(&services)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
@@ -230,7 +254,7 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
     let limits = server::Limits::from_settings(&services.settings.api);
-    let app = app(services, api_key);
+    let app = app_with_search(services, api_key, Ok(searcher));
     tracing::info!(addr = %local, api_key = keyed, max_connections = limits.max_connections,
         "API listening");
     let task = tokio::spawn(server::run(listener, app, limits, cancel));

@@ -1,5 +1,6 @@
 //! The Postgres system of record: the schema migrator, and the queries every process shares
-//! about projects, jobs, sources and their event trail.
+//! about projects, jobs, sources and their event trail, and chunk search ([`search`],
+//! [`vector_index`]).
 //!
 //! Postgres is the source of truth: Redis only carries work. Every status change of a source
 //! goes through [`sources::transition`], which writes the status and the event in one
@@ -11,8 +12,10 @@ pub mod events;
 pub mod jobs;
 pub mod migrate;
 pub mod progress;
+pub mod search;
 pub mod sources;
 pub mod status;
+pub mod vector_index;
 
 pub use migrate::{MIGRATOR, SchemaStatus, migrate, schema_status};
 pub use status::{JobStatus, SourceStatus};

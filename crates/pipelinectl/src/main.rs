@@ -9,6 +9,7 @@
 mod dlq;
 mod jobs;
 mod output;
+mod search;
 mod trace;
 
 use std::process::ExitCode;
@@ -59,6 +60,8 @@ enum Command {
         /// A source id or a URL.
         target: String,
     },
+    /// The chunks that best answer a query: text, score, URL, title and job.
+    Search(search::SearchArgs),
     /// Dead-letter queues: stats, list, retry, retry-all, discard, purge.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
@@ -108,6 +111,7 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
             jobs::projects(&services, limit, offset, cli.json).await
         }
         Command::Trace { target } => trace::run(&services, &target, cli.json).await,
+        Command::Search(args) => search::run(&services, args, cli.json).await,
         Command::Dlq(cmd) => dlq::run(&services, cmd, cli.json).await,
     }
 }
