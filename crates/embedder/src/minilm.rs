@@ -250,7 +250,11 @@ impl Bert {
                     value: candle_nn::linear(h, h, a.pp("self.value"))?,
                     attention_out: candle_nn::linear(h, h, a.pp("output.dense"))?,
                     attention_norm: ln(a.pp("output.LayerNorm"))?,
-                    intermediate: candle_nn::linear(h, c.intermediate_size, l.pp("intermediate.dense"))?,
+                    intermediate: candle_nn::linear(
+                        h,
+                        c.intermediate_size,
+                        l.pp("intermediate.dense"),
+                    )?,
                     output: candle_nn::linear(c.intermediate_size, h, l.pp("output.dense"))?,
                     output_norm: ln(l.pp("output.LayerNorm"))?,
                 })
@@ -258,7 +262,11 @@ impl Bert {
             .collect::<candle_core::Result<_>>()?;
         Ok(Self {
             word: candle_nn::embedding(c.vocab_size, h, e.pp("word_embeddings"))?,
-            position: candle_nn::embedding(c.max_position_embeddings, h, e.pp("position_embeddings"))?,
+            position: candle_nn::embedding(
+                c.max_position_embeddings,
+                h,
+                e.pp("position_embeddings"),
+            )?,
             token_type: candle_nn::embedding(c.type_vocab_size, h, e.pp("token_type_embeddings"))?,
             norm: ln(e.pp("LayerNorm"))?,
             layers,

@@ -44,7 +44,10 @@ async fn vectors_match_sentence_transformers() -> anyhow::Result<()> {
         None,
     )
     .map_err(|e| anyhow::anyhow!("{e} (run deploy/local/install-model.sh)"))?;
-    assert_eq!((embedder.model(), embedder.dims()), ("all-MiniLM-L6-v2", 384));
+    assert_eq!(
+        (embedder.model(), embedder.dims()),
+        ("all-MiniLM-L6-v2", 384)
+    );
 
     let vectors = embedder.embed(&reference.sentences).await?;
     assert_eq!(vectors.len(), reference.sentences.len());

@@ -137,7 +137,13 @@ pub async fn search(
         .map_err(|why| ApiError::unavailable(format!("search is unavailable: {why}")))?;
     let mode = q.mode.unwrap_or(SearchMode::Hybrid);
     let hits = searcher
-        .search(&state.services.db, text, q.project_id, k as usize, mode.into())
+        .search(
+            &state.services.db,
+            text,
+            q.project_id,
+            k as usize,
+            mode.into(),
+        )
         .await
         .map_err(|e| match e {
             SearchError::Store(e) => ApiError::from(e),

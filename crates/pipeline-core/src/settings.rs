@@ -449,7 +449,10 @@ impl Settings {
             return invalid("embedding.openai.dims", "must be greater than 0".into());
         }
         if self.embedding.minilm.max_tokens == 0 {
-            return invalid("embedding.minilm.max_tokens", "must be greater than 0".into());
+            return invalid(
+                "embedding.minilm.max_tokens",
+                "must be greater than 0".into(),
+            );
         }
         if self.api.bind.parse::<std::net::SocketAddr>().is_err() {
             return invalid(

@@ -111,8 +111,10 @@ pub async fn chunks(db: &sqlx::PgPool, ids: &[Uuid]) -> Result<Vec<ChunkHit>> {
 
 /// The id of the project named `name`, if there is one.
 pub async fn project_id(db: &sqlx::PgPool, name: &str) -> Result<Option<Uuid>> {
-    Ok(sqlx::query_scalar("SELECT id FROM projects WHERE name = $1")
-        .bind(name)
-        .fetch_optional(db)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT id FROM projects WHERE name = $1")
+            .bind(name)
+            .fetch_optional(db)
+            .await?,
+    )
 }

@@ -36,4 +36,5 @@ mod schema_wait;
 mod scrape_pages;
 mod scrape_process;
 mod scrape_worker;
+mod search_api;
 mod traceability_docs;
