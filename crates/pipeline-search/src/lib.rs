@@ -75,6 +75,22 @@ pub fn embedder_from_settings(
     Embedder::from_config(cfg, api_key)
 }
 
+/// The model name the `[embedding]` settings store vectors under, without loading the
+/// model (what `pipelinectl reembed` compares stored vectors with).
+pub fn model_name(settings: &Settings) -> String {
+    let e = &settings.embedding;
+    match e.backend {
+        EmbeddingBackend::Minilm => embedder::MINILM_MODEL.to_owned(),
+        EmbeddingBackend::Hashing => embedder::HashingEmbedder::new(HashingConfig {
+            dims: e.hashing.dims,
+            ..HashingConfig::default()
+        })
+        .model()
+        .to_owned(),
+        EmbeddingBackend::Openai => e.openai.model.clone(),
+    }
+}
+
 /// The configured URL is the server's base ("/v1/embeddings" is appended, as the defaults
 /// file says); a URL that already ends in `/v1` or `/embeddings` is taken as it is.
 fn openai_base(url: &str) -> String {

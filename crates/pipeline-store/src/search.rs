@@ -118,3 +118,52 @@ pub async fn project_id(db: &sqlx::PgPool, name: &str) -> Result<Option<Uuid>> {
             .await?,
     )
 }
+
+/// Extracted sources (in `project`, or all) with at least one chunk whose vector is missing
+/// or from another model than `model`, after `after` in id order, at most `limit`: the
+/// sources a re-embedding pass sends back to the extraction worker. With the job that
+/// created each source.
+pub async fn sources_to_reembed(
+    db: &sqlx::PgPool,
+    model: &str,
+    project: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<(Uuid, Option<Uuid>)>> {
+    Ok(sqlx::query_as(
+        "SELECT s.id, s.created_by_job_id FROM sources s
+         WHERE s.status = 'extracted'
+           AND ($2::uuid IS NULL OR s.project_id = $2)
+           AND ($3::uuid IS NULL OR s.id > $3)
+           AND EXISTS (SELECT 1 FROM extractions x
+                       LEFT JOIN extraction_embeddings e ON e.extraction_id = x.id
+                       WHERE x.source_id = s.id AND x.extraction_type = 'text_chunk'
+                         AND e.model IS DISTINCT FROM $1)
+         ORDER BY s.id
+         LIMIT $4",
+    )
+    .bind(model)
+    .bind(project)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Chunks (in `project`, or all) without a vector of `model`, and all chunks: the progress
+/// of a re-embedding pass.
+pub async fn reembed_progress(
+    db: &sqlx::PgPool,
+    model: &str,
+    project: Option<Uuid>,
+) -> Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE e.model IS DISTINCT FROM $1), count(*)
+         FROM extractions x LEFT JOIN extraction_embeddings e ON e.extraction_id = x.id
+         WHERE x.extraction_type = 'text_chunk' AND ($2::uuid IS NULL OR x.project_id = $2)",
+    )
+    .bind(model)
+    .bind(project)
+    .fetch_one(db)
+    .await?)
+}

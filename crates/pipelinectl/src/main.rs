@@ -9,6 +9,7 @@
 mod dlq;
 mod jobs;
 mod output;
+mod reembed;
 mod search;
 mod trace;
 
@@ -62,6 +63,8 @@ enum Command {
     },
     /// The chunks that best answer a query: text, score, URL, title and job.
     Search(search::SearchArgs),
+    /// Give every chunk a vector of the configured model, in the background (resumable).
+    Reembed(reembed::ReembedArgs),
     /// Dead-letter queues: stats, list, retry, retry-all, discard, purge.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
@@ -111,6 +114,7 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
             jobs::projects(&services, limit, offset, cli.json).await
         }
         Command::Trace { target } => trace::run(&services, &target, cli.json).await,
+        Command::Reembed(args) => reembed::run(&services, args, cli.json).await,
         Command::Search(args) => search::run(&services, args, cli.json).await,
         Command::Dlq(cmd) => dlq::run(&services, cmd, cli.json).await,
     }

@@ -45,18 +45,7 @@ pub async fn run(services: &Services, args: SearchArgs, as_json: bool) -> CmdRes
         return Err(Failure::usage("the query must not be blank"));
     }
     let db = &services.db;
-    let project = match args.project.as_deref() {
-        None => None,
-        Some(p) => match Uuid::parse_str(p) {
-            Ok(id) => Some(id),
-            Err(_) => Some(
-                pipeline_store::search::project_id(db, p)
-                    .await
-                    .context("looking up the project")?
-                    .ok_or_else(|| Failure::not_found(format!("no project named `{p}`")))?,
-            ),
-        },
-    };
+    let project = project(db, args.project.as_deref()).await?;
     let mode = match args.mode {
         ModeArg::Hybrid => Mode::Hybrid,
         ModeArg::FullText => Mode::FullText,
@@ -122,4 +111,17 @@ pub async fn run(services: &Services, args: SearchArgs, as_json: bool) -> CmdRes
         .collect();
     output::print_table(&["#", "SCORE", "TITLE", "URL", "JOB", "TEXT"], &rows);
     Ok(())
+}
+
+/// `--project` (a name or an id) as an id; an unknown name is "not found" (exit 3).
+pub async fn project(db: &sqlx::PgPool, project: Option<&str>) -> Result<Option<Uuid>, Failure> {
+    let Some(p) = project else { return Ok(None) };
+    if let Ok(id) = Uuid::parse_str(p) {
+        return Ok(Some(id));
+    }
+    let id = pipeline_store::search::project_id(db, p)
+        .await
+        .context("looking up the project")?
+        .ok_or_else(|| Failure::not_found(format!("no project named `{p}`")))?;
+    Ok(Some(id))
 }

@@ -27,6 +27,7 @@ mod foundation;
 mod hostile_pages;
 mod job_progress;
 mod own_services_docs;
+mod reembed_cli;
 mod requeue_data_loss;
 mod requeue_e2e;
 mod requeue_policy;
