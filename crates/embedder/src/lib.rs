@@ -143,7 +143,8 @@ mod tests {
 
     #[tokio::test]
     async fn hashing_backend_through_the_enum() {
-        let e = Embedder::from_config(EmbedderConfig::default(), None).unwrap();
+        let e =
+            Embedder::from_config(EmbedderConfig::Hashing(HashingConfig::default()), None).unwrap();
         assert_eq!(e.model(), "hashing-v1-n2-d384");
         let v = e
             .embed(&["a b".to_string(), "c".to_string()])

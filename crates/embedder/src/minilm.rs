@@ -107,7 +107,12 @@ impl MiniLmEmbedder {
         };
         let config: BertConfig = serde_json::from_slice(&read("config.json")?)
             .map_err(|e| bad(dir, "config.json", e))?;
-        if config.hidden_act != "gelu" || config.hidden_size % config.num_attention_heads != 0 {
+        if config.hidden_act != "gelu"
+            || config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
             return Err(bad(dir, "config.json", "not a BERT with gelu activations"));
         }
         let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
