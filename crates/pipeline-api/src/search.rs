@@ -30,7 +30,7 @@ pub type SearchState = Result<Searcher, Arc<str>>;
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// The text to look for (1..=1000 characters, not blank).
+    /// The text to look for (1..=1000 characters, not blank, no NUL).
     pub q: String,
     /// Only chunks of this project (default: every project).
     pub project_id: Option<Uuid>,
@@ -107,7 +107,7 @@ pub struct SearchResults {
     get, path = "/api/v1/search", tag = "search", params(SearchQuery),
     responses(
         (status = 200, description = "Best chunks first", body = SearchResults),
-        (status = 422, description = "`q` blank or over 1000 characters, `k` outside 1..=100, an unknown mode or a `project_id` that is not a UUID", body = ErrorBody),
+        (status = 422, description = "`q` blank, over 1000 characters or holding NUL, `k` outside 1..=100, an unknown mode or a `project_id` that is not a UUID", body = ErrorBody),
         (status = 503, description = "The embedding model is not available", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -125,6 +125,10 @@ pub async fn search(
     let text = q.q.trim();
     if text.is_empty() {
         return Err(ApiError::unprocessable("q must not be blank"));
+    }
+    // Postgres text cannot hold NUL; say so rather than fail in the database.
+    if q.q.contains('\0') {
+        return Err(ApiError::unprocessable("q must not contain NUL characters"));
     }
     if q.q.chars().count() > MAX_QUERY_CHARS {
         return Err(ApiError::unprocessable(format!(

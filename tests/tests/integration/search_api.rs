@@ -165,6 +165,7 @@ async fn search_finds_the_page_that_says_it() -> anyhow::Result<()> {
         ("q=bread&mode=magic", "mode"),
         ("q=bread&project_id=nope", "project_id"),
         ("k=3", "q"),
+        ("q=bread%00crumbs", "NUL"),
     ] {
         let (status, body) = get(&client, &base, query).await?;
         assert_eq!(status, 422, "{query}: {body}");
