@@ -1,7 +1,8 @@
 //! `GET /api/v1/search`: the chunks that best answer a query, with their page and job.
 //!
 //! Ranking is [`pipeline_search`]'s: full-text (Postgres) fused with vector similarity
-//! (the in-memory index, refreshed from Postgres every [`REFRESH_EVERY`]) by reciprocal rank
+//! (the in-memory index, loaded at start and refreshed from Postgres every [`REFRESH_EVERY`]
+//! once searches begin) by reciprocal rank
 //! fusion, or either alone (`mode`).
 
 use std::sync::Arc;
@@ -179,8 +180,9 @@ pub async fn search(
     }))
 }
 
-/// The searcher the settings of `services` describe, its index refreshed in the background
-/// (when called inside a tokio runtime) for as long as the searcher lives.
+/// The searcher the settings of `services` describe, its index loaded in the background
+/// (when called inside a tokio runtime) and refreshed from the first search on, for as long
+/// as the searcher lives.
 ///
 /// # Errors
 /// The embedder cannot be built (missing model files: the message names the install
@@ -188,7 +190,7 @@ pub async fn search(
 pub fn build(services: &pipeline_ops::Services) -> Result<Searcher, SearchError> {
     let settings = &services.settings;
     let key = settings.embedding_api_key(&pipeline_core::Sources::from_process())?;
-    let searcher = Searcher::new(pipeline_search::embedder_from_settings(settings, key)?);
+    let mut searcher = Searcher::new(pipeline_search::embedder_from_settings(settings, key)?);
     if tokio::runtime::Handle::try_current().is_ok() {
         searcher.spawn_refresher(services.db.clone(), REFRESH_EVERY);
     }

@@ -134,13 +134,21 @@ pub struct Hit {
 pub struct Searcher {
     embedder: Embedder,
     index: Arc<VectorIndex>,
+    /// Where and how often to refresh once searches start (see [`Self::spawn_refresher`]).
+    refresher: Option<(sqlx::PgPool, Duration)>,
+    refreshing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Searcher {
     /// A searcher over `embedder`'s vectors; its index is empty until [`Self::refresh`].
     pub fn new(embedder: Embedder) -> Self {
         let index = Arc::new(VectorIndex::new(embedder.model()));
-        Self { embedder, index }
+        Self {
+            embedder,
+            index,
+            refresher: None,
+            refreshing: Arc::default(),
+        }
     }
 
     /// The model whose vectors are searched.
@@ -161,9 +169,31 @@ impl Searcher {
         Ok(self.index.refresh(db).await?)
     }
 
-    /// Refreshes the index every `every` until the last clone of the index is dropped,
-    /// logging (not failing on) database errors: the next tick tries again.
-    pub fn spawn_refresher(&self, db: sqlx::PgPool, every: Duration) {
+    /// Loads the index from Postgres now (in the background), and refreshes it every
+    /// `every` from the first search on, until the last clone of the index is dropped. A
+    /// process that never searches costs the database one query. Database errors are
+    /// logged, not fatal: the next tick tries again.
+    pub fn spawn_refresher(&mut self, db: sqlx::PgPool, every: Duration) {
+        let index = self.index.clone();
+        let pool = db.clone();
+        tokio::spawn(async move {
+            if let Err(e) = index.refresh(&pool).await {
+                tracing::warn!(error = %e, "vector index load failed; retried at the first search");
+            }
+        });
+        self.refresher = Some((db, every));
+    }
+
+    fn start_refreshing(&self) {
+        let Some((db, every)) = self.refresher.clone() else {
+            return;
+        };
+        if self
+            .refreshing
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
         let weak = Arc::downgrade(&self.index);
         tokio::spawn(async move {
             loop {
@@ -207,6 +237,7 @@ impl Searcher {
             if !self.index.is_loaded().await {
                 self.index.refresh(db).await?;
             }
+            self.start_refreshing();
             let q = self.embedder.embed(&[query.to_owned()]).await?;
             let q = q.into_iter().next().unwrap_or_default();
             self.index.search(project, &q, depth).await

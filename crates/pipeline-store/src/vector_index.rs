@@ -154,7 +154,7 @@ impl VectorIndex {
     pub async fn refresh(&self, db: &sqlx::PgPool) -> Result<usize> {
         let mut watermark = self.watermark.lock().await;
         let overlap = chrono::Duration::from_std(OVERLAP).unwrap_or_default();
-        let since = watermark.map(|w| w - overlap);
+        let since = watermark.map(|w| w.checked_sub_signed(overlap).unwrap_or(w));
         let mut after = None;
         let mut newest = *watermark;
         let mut read = 0;

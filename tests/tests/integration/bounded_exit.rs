@@ -107,6 +107,7 @@ fn extraction_worker(env: &Env, emb: &EmbeddingServer) -> Command {
     cmd.env("PIPELINE__EMBEDDING__BACKEND", "openai")
         .env("PIPELINE__EMBEDDING__OPENAI__URL", emb.url())
         .env("PIPELINE__EMBEDDING__OPENAI__TIMEOUT_MS", "600000")
+        .env("PIPELINE__EMBEDDING__OPENAI__DIMS", "384")
         .env("PIPELINE__EMBEDDING__BATCH_WINDOW_MS", "5");
     cmd
 }
