@@ -32,6 +32,11 @@ pub type SearchState = Result<Searcher, Arc<str>>;
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// The text to look for (1..=1000 characters, not blank, no NUL).
+    #[param(
+        min_length = 1,
+        max_length = 1000,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     pub q: String,
     /// Only chunks of this project (default: every project).
     pub project_id: Option<Uuid>,
