@@ -5,9 +5,10 @@
 #   ./deploy/local/quickstart.sh --once   # demo, summary, stop; exit 0 only if the demo
 #                                         # ended as expected
 #
-# Steps: Postgres and Redis (started, or installed then started, if needed), the binaries
-# built, migrations applied, the three daemons and the API started (logs in .local/logs),
-# a demo site served on 127.0.0.1, a demo job submitted, its progress shown, and a summary.
+# Steps: Postgres and Redis (started, or installed then started, if needed), the embedding
+# model installed (deploy/local/install-model.sh), the binaries built, migrations applied, the three daemons and the API started (logs in .local/logs),
+# a demo site served on 127.0.0.1, a demo job submitted, its progress shown, and a summary
+# that ends with a search over the demo job's pages.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$(pwd)"
@@ -34,6 +35,9 @@ say "services"
 # shellcheck source=deploy/local/services.sh
 . deploy/local/services.sh
 ensure_services
+
+say "embedding model (all-MiniLM-L6-v2, installed once into .local/models)"
+deploy/local/install-model.sh
 
 say "building the binaries (first build takes a few minutes)"
 # The query macros read the committed .sqlx/, not the (maybe not yet migrated) database.
@@ -143,6 +147,9 @@ say "trace of $SITE/flaky (failed twice, dead-lettered, redriven, recovered)"
 echo
 say "DLQ stats"
 "$BIN/pipelinectl" dlq stats || true
+echo
+say "search over the demo job's pages: \"what happens when a worker dies?\""
+"$BIN/pipelinectl" search "what happens when a worker dies?" -k 3 || true
 cat <<INFO
 
     logs:     ${LOGS#"$ROOT"/}/*.log
@@ -150,6 +157,7 @@ cat <<INFO
     try:
       curl -s -H "X-API-Key: $PIPELINE_API_KEY" http://127.0.0.1:8742/api/v1/dlq/stats
       curl -s -H "X-API-Key: $PIPELINE_API_KEY" http://127.0.0.1:8742/api/v1/jobs/$JOB_ID
+      curl -s -H "X-API-Key: $PIPELINE_API_KEY" 'http://127.0.0.1:8742/api/v1/search?q=redrive+failed+messages&k=3'
       PIPELINE__REDIS__KEY_PREFIX=$PIPELINE__REDIS__KEY_PREFIX ${BIN#"$ROOT"/}/pipelinectl dlq list scrape
       PIPELINE__REDIS__KEY_PREFIX=$PIPELINE__REDIS__KEY_PREFIX ${BIN#"$ROOT"/}/pipelinectl jobs show $JOB_ID
       curl -s http://127.0.0.1:9101/metrics | grep pipeline_

@@ -15,6 +15,9 @@ ensure_services
 export TEST_DATABASE_URL="$DATABASE_ADMIN_URL"
 export TEST_REDIS_URL="$REDIS_URL"
 
+step "embedding model (the model's own tests compare it with reference vectors)"
+deploy/local/install-model.sh
+
 step "browser for the console tests (Debian's chromium and chromium-driver)"
 # The console's browser tests drive a real headless chromium over WebDriver.
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then

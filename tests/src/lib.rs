@@ -219,5 +219,7 @@ pub fn settings_for(db: &TestDb, redis: &TestRedis) -> pipeline_core::Settings {
     settings.database.url = db.url.clone().into();
     settings.redis.url = redis_url().into();
     settings.redis.key_prefix = redis.prefix.clone();
+    // Fast and deterministic; the model has its own tests (embedder, search).
+    settings.embedding.backend = pipeline_core::settings::EmbeddingBackend::Hashing;
     settings
 }

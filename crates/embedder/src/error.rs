@@ -43,6 +43,9 @@ pub enum EmbedError {
     /// The embedder is misconfigured (bad URL, zero dimensions).
     #[error("embedder configuration: {0}")]
     Config(String),
+    /// The in-process model failed on this input (tokenizer or forward pass).
+    #[error("embedding model: {0}")]
+    Model(String),
     /// The batcher task is gone (the runtime is shutting down).
     #[error("embedding batcher has stopped")]
     BatcherClosed,
@@ -59,6 +62,7 @@ impl EmbedError {
             Self::Count { .. }
             | Self::Dimensions { .. }
             | Self::InvalidReply(_)
+            | Self::Model(_)
             | Self::Config(_) => false,
         }
     }

@@ -1,7 +1,9 @@
 //! Text embeddings for the pipeline.
 //!
-//! An [`Embedder`] has two built-in backends:
-//! - [`HashingEmbedder`] (the default): feature hashing of word n-grams into a fixed number
+//! An [`Embedder`] has three built-in backends:
+//! - [`MiniLmEmbedder`] (the default): the all-MiniLM-L6-v2 sentence model, in process on
+//!   the CPU, from model files on disk (nothing is downloaded at run time).
+//! - [`HashingEmbedder`]: feature hashing of word n-grams into a fixed number
 //!   of dimensions, L2-normalised. In-process, deterministic, no network; lexical, not
 //!   semantic, and honest about it (its model name says `hashing`).
 //! - [`OpenAiEmbedder`]: any OpenAI-compatible `/v1/embeddings` server.
@@ -17,36 +19,36 @@
 mod batcher;
 mod error;
 mod hashing;
+mod minilm;
 mod openai;
 
 pub use batcher::{Batcher, BatcherConfig};
 pub use error::EmbedError;
 pub use hashing::{HashingConfig, HashingEmbedder};
+pub use minilm::{INSTALL_HINT, MINILM_MODEL, MiniLmConfig, MiniLmEmbedder};
 pub use openai::{OpenAiConfig, OpenAiEmbedder};
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-/// Which backend to build, as read from configuration (`backend = "hashing"` or
-/// `backend = "openai"` plus that backend's keys).
+/// Which backend to build, as read from configuration (`backend = "minilm"`, `"hashing"`
+/// or `"openai"`, plus that backend's keys).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "backend", rename_all = "snake_case")]
 pub enum EmbedderConfig {
+    /// The in-process sentence model.
+    Minilm(MiniLmConfig),
     /// The in-process hashing embedder.
     Hashing(HashingConfig),
     /// An OpenAI-compatible server.
     Openai(OpenAiConfig),
 }
 
-impl Default for EmbedderConfig {
-    fn default() -> Self {
-        Self::Hashing(HashingConfig::default())
-    }
-}
-
 /// An embedding backend. Cheap to clone; clones share connections.
 #[derive(Debug, Clone)]
 pub enum Embedder {
+    /// The sentence model, in process.
+    MiniLm(MiniLmEmbedder),
     /// Feature hashing, in process.
     Hashing(HashingEmbedder),
     /// An OpenAI-compatible server.
@@ -55,14 +57,18 @@ pub enum Embedder {
 
 impl Embedder {
     /// Builds the configured backend. `api_key` is used by the `openai` backend only.
+    /// Loading the model takes a moment (it reads ~90 MB); an `openai` backend without
+    /// configured dimensions is asked for them with [`Embedder::probe_dims`] by the caller.
     ///
     /// # Errors
-    /// [`EmbedError::Config`] when the `openai` settings are unusable.
+    /// [`EmbedError::Config`] when the model files are missing or the `openai` settings are
+    /// unusable.
     pub fn from_config(
         cfg: EmbedderConfig,
         api_key: Option<SecretString>,
     ) -> Result<Self, EmbedError> {
         Ok(match cfg {
+            EmbedderConfig::Minilm(m) => Self::MiniLm(MiniLmEmbedder::load(&m)?),
             EmbedderConfig::Hashing(h) => Self::Hashing(HashingEmbedder::new(h)),
             EmbedderConfig::Openai(o) => Self::OpenAi(OpenAiEmbedder::new(o, api_key)?),
         })
@@ -77,6 +83,13 @@ impl Embedder {
         match self {
             // Hashing costs microseconds per text: cheaper inline than a thread hop.
             Self::Hashing(h) => Ok(h.embed_sync(texts)),
+            // Milliseconds of CPU per text: off the async threads.
+            Self::MiniLm(m) => {
+                let (m, texts) = (m.clone(), texts.to_vec());
+                tokio::task::spawn_blocking(move || m.embed_sync(&texts))
+                    .await
+                    .map_err(|e| EmbedError::Model(format!("embedding thread: {e}")))?
+            }
             Self::OpenAi(o) => o.embed(texts).await,
         }
     }
@@ -84,6 +97,7 @@ impl Embedder {
     /// The model name to store with each vector.
     pub fn model(&self) -> &str {
         match self {
+            Self::MiniLm(m) => m.model(),
             Self::Hashing(h) => h.model(),
             Self::OpenAi(o) => o.model(),
         }
@@ -92,6 +106,7 @@ impl Embedder {
     /// Vector length.
     pub fn dims(&self) -> usize {
         match self {
+            Self::MiniLm(m) => m.dims(),
             Self::Hashing(h) => h.dims(),
             Self::OpenAi(o) => o.dims(),
         }
@@ -128,7 +143,8 @@ mod tests {
 
     #[tokio::test]
     async fn hashing_backend_through_the_enum() {
-        let e = Embedder::from_config(EmbedderConfig::default(), None).unwrap();
+        let e =
+            Embedder::from_config(EmbedderConfig::Hashing(HashingConfig::default()), None).unwrap();
         assert_eq!(e.model(), "hashing-v1-n2-d384");
         let v = e
             .embed(&["a b".to_string(), "c".to_string()])

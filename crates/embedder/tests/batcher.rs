@@ -115,7 +115,8 @@ async fn oversized_requests_go_alone_and_empty_ones_skip_the_server() {
 
 #[tokio::test]
 async fn hashing_backend_works_behind_the_batcher() {
-    let e = Embedder::from_config(EmbedderConfig::default(), None).expect("hashing");
+    let e =
+        Embedder::from_config(EmbedderConfig::Hashing(Default::default()), None).expect("hashing");
     let direct = e.embed(&["same text".to_string()]).await.expect("direct");
     let batcher = Batcher::spawn(e, BatcherConfig::default());
     assert_eq!(batcher.model(), "hashing-v1-n2-d384");

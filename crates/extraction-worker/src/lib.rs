@@ -25,11 +25,8 @@ mod handler;
 use std::sync::Arc;
 use std::time::Duration;
 
-use embedder::{
-    Batcher, BatcherConfig, EmbedError, Embedder, EmbedderConfig, HashingConfig, OpenAiConfig,
-};
+use embedder::{Batcher, BatcherConfig, EmbedError, Embedder};
 use extract_core::{ChunkOptions, Limits};
-use pipeline_core::settings::EmbeddingBackend;
 use pipeline_core::{Settings, SettingsError, Sources};
 use pipeline_ops::Family;
 use pipeline_ops::Services;
@@ -51,42 +48,7 @@ pub enum BuildError {
     Embedder(#[from] EmbedError),
 }
 
-/// The embedder the `[embedding]` settings describe. `api_key` is used by `openai` only.
-///
-/// # Errors
-/// [`BuildError::Embedder`] when the `openai` settings are unusable.
-pub fn embedder_from_settings(
-    settings: &Settings,
-    api_key: Option<secrecy::SecretString>,
-) -> Result<Embedder, BuildError> {
-    let e = &settings.embedding;
-    let cfg = match e.backend {
-        EmbeddingBackend::Hashing => EmbedderConfig::Hashing(HashingConfig {
-            dims: e.dims,
-            ..HashingConfig::default()
-        }),
-        EmbeddingBackend::Openai => EmbedderConfig::Openai(OpenAiConfig {
-            url: openai_base(&e.openai.url),
-            model: e.openai.model.clone(),
-            dims: e.dims,
-            batch_size: e.batch_size,
-            timeout_ms: e.openai.timeout_ms,
-            send_dimensions: false,
-        }),
-    };
-    Ok(Embedder::from_config(cfg, api_key)?)
-}
-
-/// The configured URL is the server's base ("/v1/embeddings" is appended, as the defaults
-/// file says); a URL that already ends in `/v1` or `/embeddings` is taken as it is.
-fn openai_base(url: &str) -> String {
-    let url = url.trim_end_matches('/');
-    if url.ends_with("/v1") || url.ends_with("/embeddings") {
-        url.to_owned()
-    } else {
-        format!("{url}/v1")
-    }
-}
+pub use pipeline_search::embedder_from_settings;
 
 /// The process's batcher over the configured embedder (one per process, shared by every
 /// delivery). Reads the API key from the process environment.
@@ -171,23 +133,4 @@ pub async fn run(services: &Services, batcher: Batcher, cancel: CancellationToke
     let queue = services.queue(Family::Extraction).clone();
     let handler = Arc::new(handler(services, batcher));
     pipeline_ops::worker::run(queue, handler, runner_options(&services.settings), cancel).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn openai_url_gets_v1_once() {
-        assert_eq!(openai_base("http://h:8000"), "http://h:8000/v1");
-        assert_eq!(openai_base("http://h:8000/"), "http://h:8000/v1");
-        assert_eq!(
-            openai_base("https://api.openai.com/v1"),
-            "https://api.openai.com/v1"
-        );
-        assert_eq!(
-            openai_base("http://h/v1/embeddings"),
-            "http://h/v1/embeddings"
-        );
-    }
 }

@@ -1,5 +1,5 @@
 //! The pipeline's admin HTTP API (axum): the DLQs (stats, lists, retry, retry-all, delete),
-//! submissions, jobs and source event trails, plus the probes (`/health`, `/ready`,
+//! submissions, jobs and source event trails, chunk search ([`search`]), plus the probes (`/health`, `/ready`,
 //! `/metrics`) and a generated OpenAPI document (`/openapi.json`).
 //!
 //! Every `/api/v1` route needs an `X-API-Key` header matching a configured key
@@ -36,9 +36,11 @@ pub mod layers;
 pub mod model;
 pub mod openapi_doc;
 pub mod queues;
+pub mod search;
 pub mod server;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -64,6 +66,8 @@ pub struct AppState {
     pub services: Services,
     /// The accepted API keys.
     pub keys: ApiKeys,
+    /// Chunk search, or why it is unavailable.
+    pub search: search::SearchState,
 }
 
 #[derive(OpenApi)]
@@ -79,6 +83,7 @@ pub struct AppState {
         (name = "dlq", description = "Dead-letter queues"),
         (name = "jobs", description = "Submissions, jobs and source trails"),
         (name = "queues", description = "Queue state, live daemons, pause and resume"),
+        (name = "search", description = "Chunks that answer a query"),
     )
 )]
 struct ApiDoc;
@@ -115,6 +120,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(queues::workers))
         .routes(routes!(queues::pause_family))
         .routes(routes!(queues::resume_family))
+        .routes(routes!(search::search))
         .split_for_parts();
     openapi_doc::complete(&mut doc);
     (router, doc)
@@ -128,7 +134,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole application: `/api/v1` behind the key check (run before routing), the probes,
 /// `/openapi.json`, `{"detail"}` answers for unknown routes and methods, and the request
 /// limits of [`layers`] (the `[api]` settings of `services`).
+///
+/// Search is built from the `[embedding]` settings; if that fails, `/api/v1/search` answers
+/// 503 with the reason ([`serve`] refuses to start instead).
 pub fn app(services: Services, api_key: Option<SecretString>) -> Router {
+    let searcher = search::build(&services).map_err(|e| Arc::from(e.to_string()));
+    app_with_search(services, api_key, searcher)
+}
+
+fn app_with_search(
+    services: Services,
+    api_key: Option<SecretString>,
+    search: search::SearchState,
+) -> Router {
     let keys = ApiKeys::new(api_key);
     let limits = server::Limits::from_settings(&services.settings.api);
     let body_limits = layers::BodyLimits {
@@ -137,11 +155,12 @@ pub fn app(services: Services, api_key: Option<SecretString>) -> Router {
         request_timeout: limits.request_timeout,
     };
     let (api, doc) = api_routes();
-    let doc = std::sync::Arc::new(doc);
+    let doc = Arc::new(doc);
     let probes = pipeline_core::probes::router(services.probe_state());
     let state = AppState {
         services,
         keys: keys.clone(),
+        search,
     };
     let ui = console::routes()
         .layer(middleware::from_fn_with_state(
@@ -211,6 +230,10 @@ pub enum ServeError {
          (127.0.0.1, ::1) is allowed; set PIPELINE_API_KEY or api.key_file, or bind loopback"
     )]
     NoKeyNonLoopback(SocketAddr),
+    /// The embedder for search queries could not be built (missing model files, a bad
+    /// `[embedding]` setting).
+    #[error("search: {0}")]
+    Search(#[from] pipeline_search::SearchError),
     /// The address could not be bound.
     #[error("cannot bind {addr}: {source}")]
     Bind {
@@ -236,6 +259,7 @@ pub async fn serve(
     if !keyed && !addr.ip().is_loopback() {
         return Err(ServeError::NoKeyNonLoopback(addr));
     }
+    let searcher = search::build(&services)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
@@ -247,7 +271,7 @@ pub async fn serve(
     // matched to the servers this process talks to.
     let redis = services.redis.endpoint().to_owned();
     let postgres = pipeline_core::pools::pg_endpoint(&services.db);
-    let app = app(services.clone(), api_key);
+    let app = app_with_search(services.clone(), api_key, Ok(searcher));
     tracing::info!(addr = %local, api_key = keyed, max_connections = limits.max_connections,
         redis, postgres, "API listening");
     tokio::spawn(publish_queue_gauges(services.clone(), cancel.clone()));

@@ -211,6 +211,8 @@ pub struct ExtractionSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbeddingBackend {
+    /// The all-MiniLM-L6-v2 sentence model, in process.
+    Minilm,
     /// In-process feature hashing.
     Hashing,
     /// An OpenAI-compatible `/v1/embeddings` server.
@@ -223,10 +225,28 @@ pub enum EmbeddingBackend {
 #[allow(missing_docs)]
 pub struct EmbeddingSettings {
     pub backend: EmbeddingBackend,
-    pub dims: usize,
     pub batch_size: usize,
     pub batch_window_ms: u64,
+    pub minilm: MiniLmSettings,
+    pub hashing: HashingSettings,
     pub openai: OpenAiSettings,
+}
+
+/// `[embedding.minilm]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct MiniLmSettings {
+    pub model_dir: String,
+    pub max_tokens: usize,
+}
+
+/// `[embedding.hashing]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct HashingSettings {
+    pub dims: usize,
 }
 
 /// `[embedding.openai]`
@@ -236,6 +256,7 @@ pub struct EmbeddingSettings {
 pub struct OpenAiSettings {
     pub url: String,
     pub model: String,
+    pub dims: usize,
     pub api_key_file: String,
     pub timeout_ms: u64,
 }
@@ -421,8 +442,17 @@ impl Settings {
                 "must be smaller than extraction.chunk_max_chars".into(),
             );
         }
-        if self.embedding.dims == 0 {
-            return invalid("embedding.dims", "must be greater than 0".into());
+        if self.embedding.hashing.dims == 0 {
+            return invalid("embedding.hashing.dims", "must be greater than 0".into());
+        }
+        if self.embedding.openai.dims == 0 {
+            return invalid("embedding.openai.dims", "must be greater than 0".into());
+        }
+        if self.embedding.minilm.max_tokens == 0 {
+            return invalid(
+                "embedding.minilm.max_tokens",
+                "must be greater than 0".into(),
+            );
         }
         if self.api.bind.parse::<std::net::SocketAddr>().is_err() {
             return invalid(

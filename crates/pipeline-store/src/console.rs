@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::Result;
-use crate::sources::{SOURCE_COLUMNS, SourceRow};
+use crate::sources::{SourceRow, query_source_rows};
 
 /// Most characters of a source's main text the console shows.
 pub const MAX_TEXT_CHARS: i32 = 20_000;
@@ -23,26 +23,24 @@ pub async fn job_sources_after(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<SourceRow>> {
-    let columns = SOURCE_COLUMNS
-        .split(", ")
-        .map(|c| format!("s.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Ok(sqlx::query_as::<_, SourceRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {columns} FROM job_sources js JOIN sources s ON s.id = js.source_id
-          WHERE js.job_id = $1 AND js.source_id > $2 AND ($3::text IS NULL OR s.status = $3)
-          ORDER BY js.source_id LIMIT $4"
-    )))
-    .bind(job_id)
-    .bind(after.unwrap_or(Uuid::nil()))
-    .bind(status)
-    .bind(limit)
+    Ok(query_source_rows!(
+        with "WITH page AS (
+                SELECT s.* FROM job_sources js JOIN sources s ON s.id = js.source_id
+                 WHERE js.job_id = $1 AND js.source_id > $2
+                   AND ($3::text IS NULL OR s.status = $3)
+                 ORDER BY js.source_id LIMIT $4)",
+        "FROM page ORDER BY id",
+        job_id,
+        after.unwrap_or(Uuid::nil()),
+        status,
+        limit,
+    )
     .fetch_all(pool)
     .await?)
 }
 
 /// One chunk of a source's main text.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Chunk {
     /// Its position.
     pub chunk_index: i32,
@@ -57,7 +55,7 @@ pub struct Chunk {
 }
 
 /// An entity found in a source.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct FoundEntity {
     /// Its kind (`person`, `organization`, `email`, ...).
     pub kind: String,
@@ -85,39 +83,44 @@ pub struct Extraction {
 /// The extraction of `source_id`: main text (capped), the first `limit` chunks and the top
 /// `limit` entities. Three index lookups on the source id.
 pub async fn extraction(pool: &PgPool, source_id: Uuid, limit: i64) -> Result<Extraction> {
-    let text: Option<(Option<String>, i64)> = sqlx::query_as(
-        "SELECT left(content, $2), COALESCE(char_length(content), 0)::bigint
-           FROM sources WHERE id = $1",
+    let text = sqlx::query!(
+        r#"SELECT left(content, $2) AS text,
+                  COALESCE(char_length(content), 0)::bigint AS "chars!"
+           FROM sources WHERE id = $1"#,
+        source_id,
+        MAX_TEXT_CHARS,
     )
-    .bind(source_id)
-    .bind(MAX_TEXT_CHARS)
     .fetch_optional(pool)
     .await?;
-    let (text, text_chars) = text.unwrap_or((None, 0));
-    let chunks = sqlx::query_as::<_, Chunk>(
-        "SELECT chunk_index, data ->> 'text' AS text, data -> 'heading_path' AS heading_path,
-                embeddings_created, entities_status
-           FROM extractions WHERE source_id = $1 ORDER BY extraction_type, chunk_index LIMIT $2",
+    let (text, text_chars) = text.map_or((None, 0), |r| (r.text, r.chars));
+    let chunks = sqlx::query_as!(
+        Chunk,
+        r#"SELECT chunk_index AS "chunk_index!", data ->> 'text' AS text,
+                data -> 'heading_path' AS heading_path,
+                embeddings_created AS "embeddings_created!", entities_status
+           FROM extractions WHERE source_id = $1 ORDER BY extraction_type, chunk_index LIMIT $2"#,
+        source_id,
+        limit,
     )
-    .bind(source_id)
-    .bind(limit)
     .fetch_all(pool)
     .await?;
-    let (chunk_count,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM extractions WHERE source_id = $1")
-            .bind(source_id)
-            .fetch_one(pool)
-            .await?;
-    let entities = sqlx::query_as::<_, FoundEntity>(
-        "SELECT e.kind, e.name, count(*) AS chunks
+    let chunk_count = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM extractions WHERE source_id = $1"#,
+        source_id
+    )
+    .fetch_one(pool)
+    .await?;
+    let entities = sqlx::query_as!(
+        FoundEntity,
+        r#"SELECT e.kind AS "kind!", e.name AS "name!", count(*) AS "chunks!"
            FROM extractions x
            JOIN extraction_entities xe ON xe.extraction_id = x.id
            JOIN entities e ON e.id = xe.entity_id
           WHERE x.source_id = $1
-          GROUP BY e.id, e.kind, e.name ORDER BY count(*) DESC, e.name LIMIT $2",
+          GROUP BY e.id, e.kind, e.name ORDER BY count(*) DESC, e.name LIMIT $2"#,
+        source_id,
+        limit,
     )
-    .bind(source_id)
-    .bind(limit)
     .fetch_all(pool)
     .await?;
     Ok(Extraction {

@@ -1,7 +1,8 @@
 //! The Postgres system of record: the schema migrator, and the queries every process shares
-//! about projects, jobs, sources, extractions and their event trail. Every statement the
-//! workspace runs against the schema lives here, checked at compile time by sqlx's query
-//! macros (against the committed `.sqlx/` data when `SQLX_OFFLINE=true`).
+//! about projects, jobs, sources, extractions and their event trail, and chunk search
+//! ([`search`], [`vector_index`]). Every statement the workspace runs against the schema
+//! lives here, checked at compile time by sqlx's query macros (against the committed
+//! `.sqlx/` data when `SQLX_OFFLINE=true`).
 //!
 //! Postgres is the source of truth: Redis only carries work. Every status change of a source
 //! goes through [`sources::transition`], which writes the status and the event in one
@@ -15,8 +16,10 @@ pub mod extractions;
 pub mod jobs;
 pub mod migrate;
 pub mod progress;
+pub mod search;
 pub mod sources;
 pub mod status;
+pub mod vector_index;
 
 pub use migrate::{MIGRATOR, SchemaStatus, migrate, schema_status};
 pub use status::{JobStatus, SourceStatus};

@@ -10,6 +10,8 @@ mod dlq;
 mod jobs;
 mod output;
 mod queues;
+mod reembed;
+mod search;
 mod trace;
 
 use std::process::ExitCode;
@@ -60,6 +62,10 @@ enum Command {
         /// A source id or a URL.
         target: String,
     },
+    /// The chunks that best answer a query: text, score, URL, title and job.
+    Search(search::SearchArgs),
+    /// Give every chunk a vector of the configured model, in the background (resumable).
+    Reembed(reembed::ReembedArgs),
     /// Dead-letter queues: stats, list, retry, retry-all, discard, purge.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
@@ -124,6 +130,8 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
             jobs::projects(&services, limit, offset, cli.json).await
         }
         Command::Trace { target } => trace::run(&services, &target, cli.json).await,
+        Command::Reembed(args) => reembed::run(&services, args, cli.json).await,
+        Command::Search(args) => search::run(&services, args, cli.json).await,
         Command::Dlq(cmd) => dlq::run(&services, cmd, cli.json).await,
         Command::Queues => queues::show(&services, cli.json).await,
         Command::Workers => queues::workers(&services, cli.json).await,

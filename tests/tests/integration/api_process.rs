@@ -15,6 +15,7 @@ fn free_port() -> anyhow::Result<u16> {
 fn command(env: &ApiEnv, bind: &str, key: Option<&str>) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(binary("pipeline-api"));
     cmd.env("DATABASE_URL", &env.db.url)
+        .env("PIPELINE__EMBEDDING__BACKEND", "hashing")
         .env("REDIS_URL", redis_url())
         .env("PIPELINE__REDIS__KEY_PREFIX", &env.redis.prefix)
         .env("PIPELINE__API__BIND", bind)

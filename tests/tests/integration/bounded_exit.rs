@@ -59,6 +59,7 @@ async fn stderr_of(child: &mut Child) -> anyhow::Result<String> {
 fn daemon(bin: &str, database_url: &str, prefix: &str) -> Command {
     let mut cmd = Command::new(binary(bin));
     cmd.env("DATABASE_URL", database_url)
+        .env("PIPELINE__EMBEDDING__BACKEND", "hashing")
         .env("REDIS_URL", redis_url())
         .env("PIPELINE__REDIS__KEY_PREFIX", prefix)
         .env("PIPELINE__PROBES__HOST", "127.0.0.1")
@@ -106,6 +107,7 @@ fn extraction_worker(env: &Env, emb: &EmbeddingServer) -> Command {
     cmd.env("PIPELINE__EMBEDDING__BACKEND", "openai")
         .env("PIPELINE__EMBEDDING__OPENAI__URL", emb.url())
         .env("PIPELINE__EMBEDDING__OPENAI__TIMEOUT_MS", "600000")
+        .env("PIPELINE__EMBEDDING__OPENAI__DIMS", "384")
         .env("PIPELINE__EMBEDDING__BATCH_WINDOW_MS", "5");
     cmd
 }
@@ -343,6 +345,7 @@ async fn every_daemon_answers_help_and_version_without_starting() -> anyhow::Res
         let run = |args: &[&str]| {
             let mut cmd = Command::new(binary(bin));
             cmd.args(args)
+                .env("PIPELINE__EMBEDDING__BACKEND", "hashing")
                 .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
                 .env("REDIS_URL", "redis://127.0.0.1:1");
             cmd

@@ -12,6 +12,7 @@ use uuid::Uuid;
 /// Runs `pipelinectl` on the test's database and Redis prefix.
 async fn ctl(env: &ApiEnv, args: &[&str]) -> anyhow::Result<Output> {
     Ok(tokio::process::Command::new(binary("pipelinectl"))
+        .env("PIPELINE__EMBEDDING__BACKEND", "hashing")
         .args(args)
         .env("DATABASE_URL", &env.db.url)
         .env("REDIS_URL", redis_url())

@@ -19,7 +19,7 @@ async fn env_with(server: &EmbeddingServer, timeout_ms: u64) -> anyhow::Result<E
         s.embedding.openai.url = url;
         s.embedding.openai.model = "test-embed".into();
         s.embedding.openai.timeout_ms = timeout_ms;
-        s.embedding.dims = DIMS;
+        s.embedding.openai.dims = DIMS;
         s.extraction.chunk_max_chars = 400;
     })
     .await
@@ -160,7 +160,7 @@ async fn texts_of_concurrent_sources_share_batches() -> anyhow::Result<()> {
     let env = Env::new(move |s| {
         s.embedding.backend = EmbeddingBackend::Openai;
         s.embedding.openai.url = url;
-        s.embedding.dims = DIMS;
+        s.embedding.openai.dims = DIMS;
         s.embedding.batch_size = 64;
         s.embedding.batch_window_ms = 200;
     })

@@ -22,6 +22,7 @@ async fn the_binary_extracts_serves_probes_and_stops_on_sigterm() -> anyhow::Res
     env.enqueue(source_id, job_id).await?;
     let port = free_port().await?;
     let mut child = tokio::process::Command::new(binary("extraction-worker"))
+        .env("PIPELINE__EMBEDDING__BACKEND", "hashing")
         .env("DATABASE_URL", &env.db.url)
         .env("REDIS_URL", redis_url())
         .env("PIPELINE__REDIS__KEY_PREFIX", &env.redis.prefix)
@@ -95,6 +96,7 @@ async fn the_binary_extracts_serves_probes_and_stops_on_sigterm() -> anyhow::Res
 #[tokio::test]
 async fn a_bad_configuration_exits_2_naming_the_key() -> anyhow::Result<()> {
     let out = tokio::process::Command::new(binary("extraction-worker"))
+        .env("PIPELINE__EMBEDDING__BACKEND", "hashing")
         .env("PIPELINE__EXTRACTION__CHUNK_SIZE", "10")
         .output()
         .await?;

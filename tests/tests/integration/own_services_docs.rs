@@ -186,6 +186,8 @@ async fn run(
             ports[2].to_string(),
         )
         .env("PIPELINE__API__BIND", format!("127.0.0.1:{api_port}"))
+        // The section installs nothing; the model is the embedder's own tests' concern.
+        .env("PIPELINE__EMBEDDING__BACKEND", "hashing")
         // Its own process group, so the daemons it leaves running are stopped together.
         .process_group(0)
         .kill_on_drop(true);

@@ -25,6 +25,7 @@ struct Daemon {
 impl Daemon {
     fn start(bin: &str, db: &TestDb, redis: &TestRedis) -> anyhow::Result<Self> {
         let mut child = Command::new(binary(bin))
+            .env("PIPELINE__EMBEDDING__BACKEND", "hashing")
             .env_remove("PIPELINE_CONFIG")
             .env("DATABASE_URL", &db.url)
             .env("REDIS_URL", redis_url())
@@ -239,6 +240,7 @@ async fn the_api_waits_for_the_schema_and_accepts_a_newer_one() -> anyhow::Resul
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let mut cmd = Command::new(binary("pipeline-api"));
     cmd.env("DATABASE_URL", &db.url)
+        .env("PIPELINE__EMBEDDING__BACKEND", "hashing")
         .env("REDIS_URL", redis_url())
         .env("PIPELINE__REDIS__KEY_PREFIX", &redis.prefix)
         .env("PIPELINE__API__BIND", addr.to_string())

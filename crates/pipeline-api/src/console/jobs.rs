@@ -98,7 +98,7 @@ pub async fn list(
 <td>{group}</td><td>{created}</td></tr>",
             id = j.id,
             short = &j.id.to_string()[..8],
-            status = status_badge(&j.status),
+            status = status_badge(j.status.as_str()),
             progress = job_progress(j),
             total = num(count(c, "total")),
             extracted = num(count(c, "extracted")),
@@ -162,7 +162,7 @@ pub async fn job(
         "<dl class=\"facts\"><dt>Status</dt><dd>{status}</dd><dt>Progress</dt><dd>{progress} \
 <span data-progress=\"{terminal}/{total}\">{terminal_n} of {total_n} sources done</span></dd>\
 <dt>Created</dt><dd>{created}</dd><dt>Completed</dt><dd>{completed}</dd></dl>",
-        status = status_badge(&j.status),
+        status = status_badge(j.status.as_str()),
         progress = job_progress(&j),
         terminal = count(c, "terminal"),
         total = count(c, "total"),
@@ -215,7 +215,7 @@ pub async fn job(
 <td class=\"n\">{http}</td><td class=\"err\">{err}</td><td>{updated}</td></tr>",
             id = s.id,
             uri = esc(&s.uri),
-            status = status_badge(&s.status),
+            status = status_badge(s.status.as_str()),
             http = s.http_status.map(|h| h.to_string()).unwrap_or_default(),
             err = esc(&crate::error::clip_to(
                 s.last_error.as_deref().unwrap_or(""),
@@ -316,7 +316,7 @@ pub async fn source(
 <dt>HTTP</dt><dd>{http} {ctype}</dd><dt>Fetched</dt><dd>{fetched}</dd>\
 <dt>Last error</dt><dd class=\"err\">{err}</dd><dt>Job</dt><dd>{job}</dd></dl>",
         uri = esc(&s.uri),
-        status = status_badge(&s.status),
+        status = status_badge(s.status.as_str()),
         title = esc(s.title.as_deref().unwrap_or("—")),
         http = s.http_status.map(|h| h.to_string()).unwrap_or_default(),
         ctype = esc(s.content_type.as_deref().unwrap_or("")),

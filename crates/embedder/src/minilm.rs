@@ -1,0 +1,341 @@
+//! all-MiniLM-L6-v2, a sentence-embedding model, run in process on the CPU with candle.
+//!
+//! The model is a 6-layer BERT (384 hidden, 12 heads) whose token states are mean-pooled
+//! over the attention mask and L2-normalised, exactly as sentence-transformers does for
+//! this model (`modules.json`: Transformer, Pooling(mean), Normalize). Texts are cut at
+//! `max_tokens` word pieces (256, the model's `max_seq_length`).
+//!
+//! The weights are read from a model directory (`config.json`, `tokenizer.json`,
+//! `model.safetensors`), put there by `deploy/local/install-model.sh` or the container
+//! image; nothing is downloaded at run time. A missing file is a [`EmbedError::Config`] that
+//! names the install command.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::EmbedError;
+
+/// The model name stored with each vector.
+pub const MINILM_MODEL: &str = "all-MiniLM-L6-v2";
+
+/// The command that installs the model files, named in the error when they are missing.
+pub const INSTALL_HINT: &str = "deploy/local/install-model.sh";
+
+/// Settings of the in-process model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MiniLmConfig {
+    /// Directory holding `config.json`, `tokenizer.json` and `model.safetensors`.
+    pub model_dir: PathBuf,
+    /// Longest input in word pieces; longer texts are truncated (the model saw 256).
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: usize,
+    /// Texts per forward pass. Texts are sorted by length first, so a batch pads little.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+fn default_max_tokens() -> usize {
+    256
+}
+
+fn default_batch_size() -> usize {
+    32
+}
+
+/// The loaded model. Cheap to clone (the weights are shared).
+#[derive(Clone)]
+pub struct MiniLmEmbedder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tokenizer: Tokenizer,
+    bert: Bert,
+    batch_size: usize,
+    dims: usize,
+}
+
+impl std::fmt::Debug for MiniLmEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MiniLmEmbedder")
+            .field("dims", &self.inner.dims)
+            .field("batch_size", &self.inner.batch_size)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct BertConfig {
+    vocab_size: usize,
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    intermediate_size: usize,
+    max_position_embeddings: usize,
+    type_vocab_size: usize,
+    layer_norm_eps: f64,
+    hidden_act: String,
+}
+
+impl MiniLmEmbedder {
+    /// Loads the tokenizer and the weights from `cfg.model_dir`.
+    ///
+    /// # Errors
+    /// [`EmbedError::Config`] when a file is missing (naming the install command) or unusable.
+    pub fn load(cfg: &MiniLmConfig) -> Result<Self, EmbedError> {
+        if cfg.max_tokens == 0 || cfg.batch_size == 0 {
+            return Err(EmbedError::Config(
+                "embedding.minilm: max_tokens and batch_size must be at least 1".into(),
+            ));
+        }
+        let dir = &cfg.model_dir;
+        let read = |name: &str| -> Result<Vec<u8>, EmbedError> {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|e| {
+                EmbedError::Config(format!(
+                    "model file {} cannot be read ({e}); install the model with \
+                     `{INSTALL_HINT}` or point embedding.minilm.model_dir at it",
+                    path.display()
+                ))
+            })
+        };
+        let config: BertConfig = serde_json::from_slice(&read("config.json")?)
+            .map_err(|e| bad(dir, "config.json", e))?;
+        if config.hidden_act != "gelu"
+            || config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
+            return Err(bad(dir, "config.json", "not a BERT with gelu activations"));
+        }
+        let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
+            .map_err(|e| bad(dir, "tokenizer.json", e))?;
+        let max_tokens = cfg.max_tokens.min(config.max_position_embeddings);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| bad(dir, "tokenizer.json", e))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..PaddingParams::default()
+        }));
+        let weights = read("model.safetensors")?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+            .map_err(|e| bad(dir, "model.safetensors", e))?;
+        let bert = Bert::load(vb, &config).map_err(|e| bad(dir, "model.safetensors", e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                tokenizer,
+                bert,
+                batch_size: cfg.batch_size,
+                dims: config.hidden_size,
+            }),
+        })
+    }
+
+    /// The model name stored with each vector.
+    pub fn model(&self) -> &str {
+        MINILM_MODEL
+    }
+
+    /// Vector length (384).
+    pub fn dims(&self) -> usize {
+        self.inner.dims
+    }
+
+    /// Embeds texts on the calling thread (CPU-bound: call it from a blocking thread).
+    /// Every vector has length 1.
+    ///
+    /// # Errors
+    /// [`EmbedError::Model`] when tokenizing or the forward pass fails.
+    pub fn embed_sync(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let inner = &self.inner;
+        // Sorting by length makes each batch pad to a similar length: less wasted compute.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut out = vec![Vec::new(); texts.len()];
+        for batch in order.chunks(inner.batch_size) {
+            let inputs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
+            let vectors = inner.forward(inputs)?;
+            for (&i, v) in batch.iter().zip(vectors) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Inner {
+    fn forward(&self, inputs: Vec<&str>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(inputs, true)
+            .map_err(|e| EmbedError::Model(format!("tokenizer: {e}")))?;
+        let n = encodings.len();
+        let len = encodings.first().map_or(0, |e| e.get_ids().len());
+        let mut ids = Vec::with_capacity(n * len);
+        let mut mask = Vec::with_capacity(n * len);
+        for e in &encodings {
+            ids.extend_from_slice(e.get_ids());
+            mask.extend(e.get_attention_mask().iter().map(|&m| m as f32));
+        }
+        self.run(ids, mask, n, len)
+            .map_err(|e| EmbedError::Model(format!("forward pass: {e}")))
+    }
+
+    fn run(
+        &self,
+        ids: Vec<u32>,
+        mask: Vec<f32>,
+        n: usize,
+        len: usize,
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
+        let ids = Tensor::from_vec(ids, (n, len), &Device::Cpu)?;
+        let mask = Tensor::from_vec(mask, (n, len), &Device::Cpu)?;
+        let states = self.bert.forward(&ids, &mask)?;
+        // Mean over the real tokens (padding masked out), then unit length.
+        let m = mask.unsqueeze(2)?;
+        let summed = states.broadcast_mul(&m)?.sum(1)?;
+        let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?;
+        let mean = summed.broadcast_div(&counts)?;
+        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+        mean.broadcast_div(&norm)?.to_vec2()
+    }
+}
+
+fn bad(dir: &Path, file: &str, e: impl std::fmt::Display) -> EmbedError {
+    EmbedError::Config(format!(
+        "model file {} is unusable ({e}); reinstall it with `{INSTALL_HINT}`",
+        dir.join(file).display()
+    ))
+}
+
+/// The BERT encoder: embeddings, then `layers` of self-attention and feed-forward.
+struct Bert {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    norm: LayerNorm,
+    layers: Vec<Layer>,
+    heads: usize,
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+impl Bert {
+    fn load(vb: VarBuilder, c: &BertConfig) -> candle_core::Result<Self> {
+        let h = c.hidden_size;
+        let ln = |vb: VarBuilder| candle_nn::layer_norm(h, c.layer_norm_eps, vb);
+        let e = vb.pp("embeddings");
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| {
+                let l = vb.pp(format!("encoder.layer.{i}"));
+                let a = l.pp("attention");
+                Ok(Layer {
+                    query: candle_nn::linear(h, h, a.pp("self.query"))?,
+                    key: candle_nn::linear(h, h, a.pp("self.key"))?,
+                    value: candle_nn::linear(h, h, a.pp("self.value"))?,
+                    attention_out: candle_nn::linear(h, h, a.pp("output.dense"))?,
+                    attention_norm: ln(a.pp("output.LayerNorm"))?,
+                    intermediate: candle_nn::linear(
+                        h,
+                        c.intermediate_size,
+                        l.pp("intermediate.dense"),
+                    )?,
+                    output: candle_nn::linear(c.intermediate_size, h, l.pp("output.dense"))?,
+                    output_norm: ln(l.pp("output.LayerNorm"))?,
+                })
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Self {
+            word: candle_nn::embedding(c.vocab_size, h, e.pp("word_embeddings"))?,
+            position: candle_nn::embedding(
+                c.max_position_embeddings,
+                h,
+                e.pp("position_embeddings"),
+            )?,
+            token_type: candle_nn::embedding(c.type_vocab_size, h, e.pp("token_type_embeddings"))?,
+            norm: ln(e.pp("LayerNorm"))?,
+            layers,
+            heads: c.num_attention_heads,
+        })
+    }
+
+    /// Token states `(n, len, hidden)` for token ids `(n, len)` under a 0/1 mask `(n, len)`.
+    fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let (n, len) = ids.dims2()?;
+        let positions = Tensor::arange(0u32, len as u32, ids.device())?;
+        let types = ids.zeros_like()?;
+        let x = self
+            .word
+            .forward(ids)?
+            .broadcast_add(&self.position.forward(&positions)?)?
+            .add(&self.token_type.forward(&types)?)?;
+        let hidden = x.dim(2)?;
+        // Rows of all tokens at once: every linear layer is one matrix product.
+        let mut x = self.norm.forward(&x)?.reshape((n * len, hidden))?;
+        // Padding gets a large negative score, so softmax gives it no weight.
+        let bias = ((mask.ones_like()? - mask)? * -1e4)?.reshape((n, 1, 1, len))?;
+        let head = hidden / self.heads;
+        let scale = 1.0 / (head as f64).sqrt();
+        for l in &self.layers {
+            let split = |t: Tensor| {
+                t.reshape((n, len, self.heads, head))?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
+            let q = split(l.query.forward(&x)?)?;
+            let k = split(l.key.forward(&x)?)?;
+            let v = split(l.value.forward(&x)?)?;
+            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let context = probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .reshape((n * len, hidden))?;
+            let a = l
+                .attention_norm
+                .forward(&(l.attention_out.forward(&context)? + &x)?)?;
+            let i = l.intermediate.forward(&a)?.gelu_erf()?;
+            x = l.output_norm.forward(&(l.output.forward(&i)? + &a)?)?;
+        }
+        x.reshape((n, len, hidden))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_model_names_the_install_command() {
+        let err = MiniLmEmbedder::load(&MiniLmConfig {
+            model_dir: "/nonexistent/model".into(),
+            max_tokens: 256,
+            batch_size: 8,
+        })
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("config.json"), "{text}");
+        assert!(text.contains(INSTALL_HINT), "{text}");
+        assert!(!err.is_transient());
+    }
+}

@@ -1,0 +1,208 @@
+//! `GET /api/v1/search`: the chunks that best answer a query, with their page and job.
+//!
+//! Ranking is [`pipeline_search`]'s: full-text (Postgres) fused with vector similarity
+//! (the in-memory index, loaded at start and refreshed from Postgres every [`REFRESH_EVERY`]
+//! once searches begin) by reciprocal rank
+//! fusion, or either alone (`mode`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use pipeline_search::{MAX_K, Mode, SearchError, Searcher};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiQuery, ErrorBody};
+
+/// How often the vector index reads the vectors written since its last look.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+/// Longest query, in characters.
+pub const MAX_QUERY_CHARS: usize = 1000;
+
+/// The API's searcher, or why it could not be built (answered as 503 by the route).
+pub type SearchState = Result<Searcher, Arc<str>>;
+
+/// Query of `/search`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// The text to look for (1..=1000 characters, not blank, no NUL).
+    #[param(
+        min_length = 1,
+        max_length = 1000,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
+    pub q: String,
+    /// Only chunks of this project (default: every project).
+    pub project_id: Option<Uuid>,
+    /// Results, 1..=100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
+    pub k: Option<i64>,
+    /// `hybrid` (default), `full_text` or `vector`.
+    pub mode: Option<SearchMode>,
+}
+
+/// How chunks are ranked.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchMode {
+    /// Full-text and vector ranks fused by reciprocal rank fusion.
+    Hybrid,
+    /// Postgres full-text search only.
+    FullText,
+    /// Vector similarity only.
+    Vector,
+}
+
+impl From<SearchMode> for Mode {
+    fn from(m: SearchMode) -> Self {
+        match m {
+            SearchMode::Hybrid => Mode::Hybrid,
+            SearchMode::FullText => Mode::FullText,
+            SearchMode::Vector => Mode::Vector,
+        }
+    }
+}
+
+/// One chunk found.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchHitBody {
+    /// The chunk (extraction) id.
+    pub extraction_id: Uuid,
+    /// Its page (source).
+    pub source_id: Uuid,
+    /// Its project.
+    pub project_id: Uuid,
+    /// Position of the chunk in its page.
+    pub chunk_index: i32,
+    /// The chunk's text.
+    pub text: String,
+    /// Ranking score, higher is better; comparable within one answer only (fused score,
+    /// full-text rank or cosine, by mode).
+    pub score: f32,
+    /// The page's URL.
+    pub url: String,
+    /// The page's title.
+    pub title: Option<String>,
+    /// The job that created the page's source.
+    pub job_id: Option<Uuid>,
+    /// Rank in the full-text list (1 = best), if the chunk was in it.
+    pub text_rank: Option<usize>,
+    /// Rank in the vector list (1 = best), if the chunk was in it.
+    pub vector_rank: Option<usize>,
+}
+
+/// The answer of `/search`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchResults {
+    /// The embedding model of the vectors searched.
+    pub model: String,
+    /// The ranking used.
+    pub mode: SearchMode,
+    /// Best first.
+    pub results: Vec<SearchHitBody>,
+}
+
+/// The chunks that best answer `q`.
+#[utoipa::path(
+    get, path = "/api/v1/search", tag = "search", params(SearchQuery),
+    responses(
+        (status = 200, description = "Best chunks first", body = SearchResults),
+        (status = 422, description = "`q` blank, over 1000 characters or holding NUL, `k` outside 1..=100, an unknown mode or a `project_id` that is not a UUID", body = ErrorBody),
+        (status = 503, description = "The embedding model is not available", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn search(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+) -> Result<Json<SearchResults>, ApiError> {
+    let k = q.k.unwrap_or(10);
+    if !(1..=MAX_K as i64).contains(&k) {
+        return Err(ApiError::unprocessable(format!(
+            "k must be within 1..={MAX_K}, got {k}"
+        )));
+    }
+    // Blank as the documented pattern's `\s` reads it: JSON Schema validators (Python's
+    // `re` among them) also count the separators U+001C..U+001F, which Rust does not.
+    if q.q
+        .chars()
+        .all(|c| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+    {
+        return Err(ApiError::unprocessable("q must not be blank"));
+    }
+    let text = q.q.trim();
+    // Postgres text cannot hold NUL; say so rather than fail in the database.
+    if q.q.contains('\0') {
+        return Err(ApiError::unprocessable("q must not contain NUL characters"));
+    }
+    if q.q.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::unprocessable(format!(
+            "q is longer than {MAX_QUERY_CHARS} characters"
+        )));
+    }
+    let searcher = state
+        .search
+        .as_ref()
+        .map_err(|why| ApiError::unavailable(format!("search is unavailable: {why}")))?;
+    let mode = q.mode.unwrap_or(SearchMode::Hybrid);
+    let hits = searcher
+        .search(
+            &state.services.db,
+            text,
+            q.project_id,
+            k as usize,
+            mode.into(),
+        )
+        .await
+        .map_err(|e| match e {
+            SearchError::Store(e) => ApiError::from(e),
+            SearchError::Embed(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "query embedding failed");
+                ApiError::unavailable("the embedding backend is unavailable; retry later")
+            }
+            other => ApiError::internal("search failed", &other),
+        })?;
+    Ok(Json(SearchResults {
+        model: searcher.model().to_owned(),
+        mode,
+        results: hits
+            .into_iter()
+            .map(|h| SearchHitBody {
+                extraction_id: h.chunk.extraction_id,
+                source_id: h.chunk.source_id,
+                project_id: h.chunk.project_id,
+                chunk_index: h.chunk.chunk_index,
+                text: h.chunk.text,
+                score: h.score,
+                url: h.chunk.uri,
+                title: h.chunk.title,
+                job_id: h.chunk.job_id,
+                text_rank: h.text_rank,
+                vector_rank: h.vector_rank,
+            })
+            .collect(),
+    }))
+}
+
+/// The searcher the settings of `services` describe, its index loaded in the background
+/// (when called inside a tokio runtime) and refreshed from the first search on, for as long
+/// as the searcher lives.
+///
+/// # Errors
+/// The embedder cannot be built (missing model files: the message names the install
+/// command; an unreadable API key file).
+pub fn build(services: &pipeline_ops::Services) -> Result<Searcher, SearchError> {
+    let settings = &services.settings;
+    let key = settings.embedding_api_key(&pipeline_core::Sources::from_process())?;
+    let mut searcher = Searcher::new(pipeline_search::embedder_from_settings(settings, key)?);
+    if tokio::runtime::Handle::try_current().is_ok() {
+        searcher.spawn_refresher(services.db.clone(), REFRESH_EVERY);
+    }
+    Ok(searcher)
+}

@@ -1,0 +1,180 @@
+//! The queries behind chunk search: full-text candidates, the vectors written since a point
+//! in time (to keep an in-memory index fresh), and the chunks' details for an answer.
+//!
+//! Full-text search uses the generated `extractions.search_tsv` column (English stemming,
+//! GIN index) and `websearch_to_tsquery`, so user text ("quoted phrases", `-exclusions`,
+//! `or`) never fails to parse.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::Result;
+
+/// One stored vector, as the in-memory index takes it.
+#[derive(Debug, Clone)]
+pub struct VectorRow {
+    /// The chunk (extraction) it belongs to.
+    pub extraction_id: Uuid,
+    /// The chunk's project.
+    pub project_id: Uuid,
+    /// The vector.
+    pub embedding: Vec<f32>,
+    /// When it was written (the index's watermark).
+    pub created_at: DateTime<Utc>,
+}
+
+/// The vectors of `model` written at or after `since` (all of them for `None`), in
+/// `(created_at, extraction_id)` order, at most `limit`, after the keyset `after`.
+pub async fn vectors_since(
+    db: &sqlx::PgPool,
+    model: &str,
+    since: Option<DateTime<Utc>>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<VectorRow>> {
+    let (after_at, after_id) = after.unzip();
+    Ok(sqlx::query_as!(
+        VectorRow,
+        r#"SELECT e.extraction_id AS "extraction_id!", x.project_id AS "project_id!",
+                e.embedding AS "embedding!", e.created_at AS "created_at!"
+         FROM extraction_embeddings e JOIN extractions x ON x.id = e.extraction_id
+         WHERE e.model = $1
+           AND ($2::timestamptz IS NULL OR e.created_at >= $2)
+           AND ($3::timestamptz IS NULL OR (e.created_at, e.extraction_id) > ($3, $4::uuid))
+         ORDER BY e.created_at, e.extraction_id
+         LIMIT $5"#,
+        model,
+        since,
+        after_at,
+        after_id,
+        limit,
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// The best `limit` chunks for `query` by full-text rank (`ts_rank_cd`), best first, in
+/// `project` or in every project.
+pub async fn full_text(
+    db: &sqlx::PgPool,
+    project: Option<Uuid>,
+    query: &str,
+    limit: i64,
+) -> Result<Vec<(Uuid, f32)>> {
+    Ok(sqlx::query!(
+        r#"SELECT x.id AS "id!", ts_rank_cd(x.search_tsv, q) AS "rank!"
+         FROM extractions x, websearch_to_tsquery('english', $1) q
+         WHERE x.search_tsv @@ q AND ($2::uuid IS NULL OR x.project_id = $2)
+         ORDER BY 2 DESC, x.id
+         LIMIT $3"#,
+        query,
+        project,
+        limit,
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|r| (r.id, r.rank))
+    .collect())
+}
+
+/// A chunk with what a search answer shows about it.
+#[derive(Debug, Clone)]
+pub struct ChunkHit {
+    /// The chunk (extraction) id.
+    pub extraction_id: Uuid,
+    /// Its project.
+    pub project_id: Uuid,
+    /// Its source (page).
+    pub source_id: Uuid,
+    /// Position of the chunk in the page.
+    pub chunk_index: i32,
+    /// The chunk's text.
+    pub text: String,
+    /// The page's URL.
+    pub uri: String,
+    /// The page's title, if it has one.
+    pub title: Option<String>,
+    /// The job that created the source (kept even when later jobs asked for it too).
+    pub job_id: Option<Uuid>,
+}
+
+/// The chunks of `ids` that still exist (a chunk deleted since it was indexed is left out),
+/// in no particular order.
+pub async fn chunks(db: &sqlx::PgPool, ids: &[Uuid]) -> Result<Vec<ChunkHit>> {
+    Ok(sqlx::query_as!(
+        ChunkHit,
+        r#"SELECT x.id AS "extraction_id!", x.project_id AS "project_id!",
+                x.source_id AS "source_id!", x.chunk_index AS "chunk_index!",
+                coalesce(x.data ->> 'text', '') AS "text!", s.uri AS "uri!", s.title,
+                s.created_by_job_id AS job_id
+         FROM extractions x JOIN sources s ON s.id = x.source_id
+         WHERE x.id = ANY($1)"#,
+        ids,
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// The id of the project named `name`, if there is one.
+pub async fn project_id(db: &sqlx::PgPool, name: &str) -> Result<Option<Uuid>> {
+    Ok(
+        sqlx::query_scalar!("SELECT id FROM projects WHERE name = $1", name)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// Extracted sources (in `project`, or all) with at least one chunk whose vector is missing
+/// or from another model than `model`, after `after` in id order, at most `limit`: the
+/// sources a re-embedding pass sends back to the extraction worker. With the job that
+/// created each source.
+pub async fn sources_to_reembed(
+    db: &sqlx::PgPool,
+    model: &str,
+    project: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<(Uuid, Option<Uuid>)>> {
+    Ok(sqlx::query!(
+        "SELECT s.id, s.created_by_job_id FROM sources s
+         WHERE s.status = 'extracted'
+           AND ($2::uuid IS NULL OR s.project_id = $2)
+           AND ($3::uuid IS NULL OR s.id > $3)
+           AND EXISTS (SELECT 1 FROM extractions x
+                       LEFT JOIN extraction_embeddings e ON e.extraction_id = x.id
+                       WHERE x.source_id = s.id AND x.extraction_type = 'text_chunk'
+                         AND e.model IS DISTINCT FROM $1)
+         ORDER BY s.id
+         LIMIT $4",
+        model,
+        project,
+        after,
+        limit,
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|r| (r.id, r.created_by_job_id))
+    .collect())
+}
+
+/// Chunks (in `project`, or all) without a vector of `model`, and all chunks: the progress
+/// of a re-embedding pass.
+pub async fn reembed_progress(
+    db: &sqlx::PgPool,
+    model: &str,
+    project: Option<Uuid>,
+) -> Result<(i64, i64)> {
+    let r = sqlx::query!(
+        r#"SELECT count(*) FILTER (WHERE e.model IS DISTINCT FROM $1) AS "missing!",
+                count(*) AS "all!"
+         FROM extractions x LEFT JOIN extraction_embeddings e ON e.extraction_id = x.id
+         WHERE x.extraction_type = 'text_chunk' AND ($2::uuid IS NULL OR x.project_id = $2)"#,
+        model,
+        project,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok((r.missing, r.all))
+}

@@ -1,0 +1,90 @@
+//! `pipelinectl reembed`: gives every chunk a vector of the configured model, in the
+//! background. Each extracted source with a chunk whose vector is missing or from another
+//! model gets an extraction message; the extraction workers re-run it and embed only those
+//! chunks (a chunk whose vector is already of the model is kept). Resumable: a second run
+//! finds only what is still missing, and a source already queued is not queued twice.
+//! `--status` prints the progress without queueing anything.
+
+use crate::output::{self, CmdResult};
+use anyhow::Context;
+use pipeline_ops::messages::SourceMessage;
+use pipeline_ops::{Family, Services};
+
+const PAGE: i64 = 1000;
+
+/// Arguments of `pipelinectl reembed`.
+#[derive(Debug, clap::Args)]
+pub struct ReembedArgs {
+    /// Only this project (name or id).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// The model the vectors must be of (default: the configured embedder's model; the
+    /// workers embed with theirs, so set them to the same).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Only print how many chunks still lack a vector of the model.
+    #[arg(long)]
+    pub status: bool,
+}
+
+/// Queues the sources to re-embed (or, with `--status`, prints the progress).
+pub async fn run(services: &Services, args: ReembedArgs, as_json: bool) -> CmdResult {
+    let db = &services.db;
+    let project = crate::search::project(db, args.project.as_deref()).await?;
+    let model = args
+        .model
+        .unwrap_or_else(|| pipeline_search::model_name(&services.settings));
+    let mut queued = 0usize;
+    let mut already = 0usize;
+    if !args.status {
+        let queue = services.queue(Family::Extraction);
+        let mut after = None;
+        loop {
+            let page = pipeline_store::search::sources_to_reembed(db, &model, project, after, PAGE)
+                .await
+                .context("listing the sources to re-embed")?;
+            for (source_id, job_id) in &page {
+                let msg = SourceMessage {
+                    source_id: *source_id,
+                    job_id: *job_id,
+                    uri: None,
+                };
+                if queue
+                    .enqueue(&msg.id(), &msg.body())
+                    .await
+                    .context("queueing an extraction message")?
+                {
+                    queued += 1;
+                } else {
+                    already += 1;
+                }
+            }
+            if (page.len() as i64) < PAGE {
+                break;
+            }
+            after = page.last().map(|p| p.0);
+        }
+    }
+    let (missing, total) = pipeline_store::search::reembed_progress(db, &model, project)
+        .await
+        .context("counting chunks")?;
+    if as_json {
+        return output::print_json(&serde_json::json!({
+            "model": model,
+            "sources_queued": queued,
+            "sources_already_queued": already,
+            "chunks_without_model": missing,
+            "chunks": total,
+        }));
+    }
+    if !args.status {
+        println!(
+            "model {model}: {queued} source(s) queued for re-embedding, {already} already queued"
+        );
+    }
+    println!(
+        "{} of {total} chunk(s) have a vector of {model}; {missing} to go (run `pipelinectl reembed --status` to follow)",
+        total - missing
+    );
+    Ok(())
+}
