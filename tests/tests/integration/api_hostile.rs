@@ -391,7 +391,7 @@ async fn openapi_states_bounds_and_every_status() -> anyhow::Result<()> {
             .unwrap_or_else(|| panic!("{path} {name}"))["schema"]
             .clone()
     };
-    let dlq_limit = param("/api/v1/dlq/scrape", "limit");
+    let dlq_limit = param("/api/v1/dlq/{kind}", "limit");
     assert_eq!(dlq_limit["minimum"], 1, "{dlq_limit}");
     assert_eq!(dlq_limit["maximum"], 1000);
     let jobs_limit = param("/api/v1/jobs", "limit");
