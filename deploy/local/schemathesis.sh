@@ -74,7 +74,7 @@ done
 # `--checks all`: status codes, content types, headers and bodies as documented; 5xx never;
 # negative data refused and valid data accepted; the key enforced (ignored_auth).
 run_schemathesis() {
-  "$VENV/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+  "$VENV/bin/schemathesis" --config-file deploy/local/schemathesis.toml run "http://127.0.0.1:$port/openapi.json" \
       --checks all \
       --header "X-API-Key: $key" \
       --max-examples "$MAX_EXAMPLES" \

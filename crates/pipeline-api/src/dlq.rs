@@ -201,7 +201,7 @@ pub async fn delete(
         (status = 200, description = "How many items matched and how many were removed", body = PurgeBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "Unknown kind", body = ErrorBody),
-        (status = 422, description = "`older_than` missing, without a unit (`30d`, `12h`, `45m`, `90s`, `2w`) or over 100 years", body = ErrorBody),
+        (status = 422, description = "`older_than` missing, without a unit (`30d`, `12h`, `45m`, `90s`, `2w`) or over 6 digits", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]

@@ -149,7 +149,7 @@ pub struct RetryAllQuery {
 #[into_params(parameter_in = Query)]
 pub struct PurgeQuery {
     /// Age with its unit: `30d`, `12h`, `45m`, `90s`, `2w` (a bare number is refused).
-    #[param(example = "30d", pattern = "^[0-9]+[smhdw]$")]
+    #[param(example = "30d", pattern = "^[0-9]{1,6}[smhdw]$")]
     pub older_than: String,
     /// Only count what would be purged (default false).
     pub dry_run: Option<bool>,

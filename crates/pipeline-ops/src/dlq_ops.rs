@@ -273,6 +273,11 @@ pub fn parse_age(text: &str) -> Result<chrono::Duration, String> {
             ));
         }
     };
+    if num.len() > MAX_AGE_DIGITS {
+        return Err(format!(
+            "`{t}` is too large (at most {MAX_AGE_DIGITS} digits before the unit)"
+        ));
+    }
     let n: i64 = num
         .parse()
         .map_err(|_| format!("`{t}` is not an age like 30d, 12h, 45m or 90s"))?;
@@ -284,15 +289,13 @@ pub fn parse_age(text: &str) -> Result<chrono::Duration, String> {
         "w" => 604_800,
         _ => return Err(format!("unknown unit in `{t}`; use s, m, h, d or w")),
     };
-    n.checked_mul(secs)
-        .filter(|s| *s <= MAX_AGE_SECS)
-        .map(chrono::Duration::seconds)
-        .ok_or_else(|| format!("`{t}` is too large (at most 100 years)"))
+    Ok(chrono::Duration::seconds(n * secs))
 }
 
-/// The largest age [`parse_age`] accepts (100 years): far past any retention, and small
-/// enough that `now - age` cannot overflow.
-const MAX_AGE_SECS: i64 = 100 * 366 * 86_400;
+/// Digits [`parse_age`] accepts before the unit: 999999 weeks (about 19,000 years) is far past
+/// any retention, and small enough that `now - age` cannot overflow. A digit count, not a
+/// time, so the API can state the same bound as a pattern (`^[0-9]{1,6}[smhdw]$`).
+pub const MAX_AGE_DIGITS: usize = 6;
 
 #[cfg(test)]
 mod tests {
