@@ -282,8 +282,8 @@ async fn retry_all(
     Ok(())
 }
 
-/// Purges through `dlq_ops::purge` (each item's trail records the discard): counts first,
-/// asks with that count unless `--yes`, then purges.
+/// Purges through `dlq_ops::purge` (each item's trail records the discard). Without `--yes`
+/// it counts first and asks with that count; with `--yes` it purges in one walk.
 async fn purge(
     services: &Services,
     kind: Family,
@@ -292,25 +292,26 @@ async fn purge(
     as_json: bool,
 ) -> CmdResult {
     let age = humanize(older_than);
-    let counted = dlq_ops::purge(services, kind, older_than, true, ACTOR).await?;
-    if confirm.dry_run {
-        if as_json {
-            return print_json(&json!({"would_purge": counted.matched, "dry_run": true}));
+    // The count walks the whole DLQ; it is needed only to report a dry run or to ask.
+    if confirm.dry_run || !confirm.yes {
+        let counted = dlq_ops::purge(services, kind, older_than, true, ACTOR).await?;
+        if confirm.dry_run {
+            if as_json {
+                return print_json(&json!({"would_purge": counted.matched, "dry_run": true}));
+            }
+            println!(
+                "dry run: {} item(s) older than {age} in the {kind} DLQ would be purged",
+                counted.matched
+            );
+            return Ok(());
         }
-        println!(
-            "dry run: {} item(s) older than {age} in the {kind} DLQ would be purged",
-            counted.matched
-        );
-        return Ok(());
-    }
-    if counted.matched == 0 && services.dlq(kind).stats().await?.total == 0 {
-        if as_json {
-            return print_json(&json!({"purged": 0}));
+        if counted.matched == 0 && services.dlq(kind).stats().await?.total == 0 {
+            if as_json {
+                return print_json(&json!({"purged": 0}));
+            }
+            println!("the {kind} DLQ is empty; nothing to purge");
+            return Ok(());
         }
-        println!("the {kind} DLQ is empty; nothing to purge");
-        return Ok(());
-    }
-    if !confirm.yes {
         confirm_on_terminal(&format!(
             "purge {} item(s) older than {age} from the {kind} DLQ, for good?",
             counted.matched
