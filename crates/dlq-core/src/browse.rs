@@ -17,7 +17,7 @@ use crate::item::ListedItem;
 use crate::lua::{LUA_PUSH_FN, parse_rows};
 
 /// Most ids one filtered page looks at.
-pub const SCAN_BUDGET: usize = 5000;
+pub const SCAN_BUDGET: usize = 2000;
 
 static BROWSE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
