@@ -257,6 +257,14 @@ async fn the_dlq_browser_filters_by_kind_and_job_and_acts_on_a_selection() -> an
         bad.contains("not a job id"),
         "a bad filter is said, not ignored silently"
     );
+    let job_page = get(format!("/ui/jobs/{job_a}?status=finished")).await?;
+    assert!(
+        job_page.contains("Unknown source status"),
+        "an unknown status filter is said on the job page too"
+    );
+    assert!(job_page.contains(&format!("data-source=\"{perm}\"")));
+    let filtered = get(format!("/ui/jobs/{job_a}?status=dead_lettered")).await?;
+    assert!(!filtered.contains("Unknown source status"));
     // The confirmation says how many.
     let confirm = get("/ui/dlq/scrape/confirm?action=discard&kind=permanent".to_owned()).await?;
     assert!(confirm.contains("data-count=\"2\""), "{confirm}");

@@ -145,7 +145,10 @@ pub async fn job(
         return html::error_page(StatusCode::NOT_FOUND, "Not found", "That is not a job id.");
     };
     let form = Form::parse(raw.as_deref().unwrap_or(""));
-    let status = form.some("status").and_then(SourceStatus::parse);
+    let asked = form.some("status");
+    let status = asked.and_then(SourceStatus::parse);
+    // Said on the page, as the DLQ page says an unknown filter: never a silent "every status".
+    let unknown_status = asked.is_some() && status.is_none();
     let after = form.some("after").and_then(|a| Uuid::parse_str(a).ok());
     let db = &state.services.db;
     let j = match jobs::get_summary(db, id).await {
@@ -171,6 +174,11 @@ pub async fn job(
         created = html::time(j.created_at),
         completed = j.completed_at.map(html::time).unwrap_or_else(|| "—".into()),
     );
+    if unknown_status {
+        body.push_str(
+            "<p class=\"error\" role=\"alert\">Unknown source status; showing every status.</p>",
+        );
+    }
     body.push_str("<ul class=\"counts\" aria-label=\"Sources by status\">");
     for s in SourceStatus::ALL {
         let _ = write!(
