@@ -76,6 +76,47 @@ impl ApiKeys {
     }
 }
 
+impl ApiKeys {
+    /// The fingerprint of the key `candidate` if it is one of the keys ([`fingerprint`]),
+    /// or of the open door when no key is configured (`"open"`); `None` if refused.
+    pub fn sign_in(&self, candidate: &str) -> Option<String> {
+        if !self.is_configured() {
+            return Some(OPEN.to_owned());
+        }
+        self.accepts(candidate).then(|| fingerprint(candidate))
+    }
+
+    /// Whether a session signed in under `fingerprint` may still act: its key is still one
+    /// of the keys (a key removed from the configuration ends the sessions it opened, at the
+    /// API's next start), or no key is configured and it was opened that way.
+    pub fn still_signs_in(&self, fingerprint_of_key: &str) -> bool {
+        if !self.is_configured() {
+            return fingerprint_of_key == OPEN;
+        }
+        let mut ok = false;
+        for key in self.keys.iter() {
+            ok |= constant_time_eq(
+                fingerprint(key.expose_secret()).as_bytes(),
+                fingerprint_of_key.as_bytes(),
+            );
+        }
+        ok
+    }
+}
+
+/// What a session opened without any configured key records instead of a fingerprint.
+const OPEN: &str = "open";
+
+/// A key's fingerprint: SHA-256 of the key, hex. Stored in a session instead of the key, so
+/// reading Redis never yields a key.
+pub fn fingerprint(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Compares two byte strings in time that depends only on their lengths, never on their
 /// content. A length mismatch still walks the candidate, so the time reveals the candidate's
 /// length (which the client knows) and not where the bytes differ.
@@ -143,6 +184,25 @@ pub async fn require_key(State(keys): State<ApiKeys>, req: Request, next: Next) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_outlives_no_removed_key() {
+        let before = ApiKeys::new(Some("alpha,beta".to_owned().into()));
+        let alpha = before.sign_in("alpha").expect("alpha is a key");
+        assert!(before.sign_in("gamma").is_none());
+        assert!(!alpha.contains("alpha"), "a fingerprint, not the key");
+        let after = ApiKeys::new(Some("beta".to_owned().into()));
+        assert!(before.still_signs_in(&alpha));
+        assert!(!after.still_signs_in(&alpha), "alpha was removed");
+        assert!(after.still_signs_in(&after.sign_in("beta").unwrap()));
+        let open = ApiKeys::new(None);
+        assert!(open.still_signs_in(&open.sign_in("anything").unwrap()));
+        assert!(
+            !after.still_signs_in("open"),
+            "a key configured since closes the door"
+        );
+        assert!(!open.still_signs_in(&alpha));
+    }
 
     #[test]
     fn keys_compare_exactly() {

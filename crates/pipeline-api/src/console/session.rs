@@ -44,6 +44,11 @@ pub struct Session {
     pub csrf: String,
     /// When it signed in.
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The fingerprint of the key it signed in with ([`crate::auth::fingerprint`]): a
+    /// session whose key is no longer configured is no session. Sessions stored before this
+    /// field existed have none and must sign in again.
+    #[serde(default)]
+    pub key: String,
 }
 
 /// 32 random bytes from the thread's CSPRNG, as hex.
@@ -105,6 +110,7 @@ pub async fn find(state: &AppState, headers: &HeaderMap) -> Result<Option<Sessio
         .map_err(|e| html::unavailable(&e))?;
     Ok(raw
         .and_then(|r| serde_json::from_str::<Session>(&r).ok())
+        .filter(|s| state.keys.still_signs_in(&s.key))
         .map(|mut s| {
             s.id = id.to_owned();
             s
@@ -209,12 +215,7 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Stri
     let presented_key = form.one("key").unwrap_or("");
     // With no key configured the API serves loopback clients only (`serve` refuses other
     // binds), and so does the console: any key signs in.
-    let accepted = if state.keys.is_configured() {
-        state.keys.accepts(presented_key)
-    } else {
-        true
-    };
-    if !accepted {
+    let Some(key_fingerprint) = state.keys.sign_in(presented_key) else {
         tracing::info!("console sign-in refused");
         return login_page(
             &headers,
@@ -222,11 +223,12 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Stri
             Some("Invalid API key."),
             next,
         );
-    }
+    };
     let session = Session {
         id: token(),
         csrf: token(),
         created_at: chrono::Utc::now(),
+        key: key_fingerprint,
     };
     let json = serde_json::to_string(&session).expect("a session always serialises");
     let mut con = state.services.redis.get();
