@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -138,6 +139,52 @@ pub async fn process<H: Handler>(queue: &WorkQueue, handler: &H, delivery: Deliv
     process_with(queue, handler, delivery, None, None).await;
 }
 
+/// Handler time below which the runner reserves ahead of its free slots (see [`Pace`]).
+const FAST_WORK: Duration = Duration::from_millis(1);
+
+/// How long the handler takes, as a moving average, so the runner can tell work shorter
+/// than a Redis round trip from real work.
+///
+/// When every delivery takes longer than [`FAST_WORK`] (fetching a page, extracting one),
+/// the runner reserves only as many messages as it has free slots: nothing waits leased
+/// while another runs, and replicas share a backlog fairly. When the work is shorter,
+/// the reserve round trip is most of a delivery's cost, so the runner reserves a whole
+/// `reserve_batch` and lets the extras wait for a slot; the wait that adds is at most
+/// `reserve_batch` times the average handler time, a few milliseconds, far inside a lease.
+#[derive(Debug, Default)]
+struct Pace {
+    /// Exponential moving average of handler time, in microseconds (weight 1/8).
+    avg_micros: AtomicU64,
+    /// Whether any delivery was measured yet (the first reserve does not reserve ahead).
+    measured: std::sync::atomic::AtomicBool,
+}
+
+impl Pace {
+    fn record(&self, took: Duration) {
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let avg = if self.measured.swap(true, Ordering::Relaxed) {
+            let old = self.avg_micros.load(Ordering::Relaxed);
+            old - old / 8 + sample / 8
+        } else {
+            sample
+        };
+        // Racing updates may drop a sample; an average needs none of them exactly.
+        self.avg_micros.store(avg, Ordering::Relaxed);
+    }
+
+    fn fast(&self) -> bool {
+        self.measured.load(Ordering::Relaxed)
+            && self.avg_micros.load(Ordering::Relaxed) < FAST_WORK.as_micros() as u64
+    }
+}
+
+/// What the runner's tasks share: the gathered acks and the handler's pace.
+#[derive(Clone, Debug)]
+struct Shared {
+    acker: Acker,
+    pace: Arc<Pace>,
+}
+
 /// [`process`], acking through the runner's gathered acks when `acker` is given, and
 /// giving back `permit` as soon as the handler succeeded: the ack then overlaps the next
 /// delivery's work instead of holding its slot for a round trip.
@@ -145,9 +192,10 @@ async fn process_with<H: Handler>(
     queue: &WorkQueue,
     handler: &H,
     delivery: Delivery,
-    acker: Option<&Acker>,
+    shared: Option<&Shared>,
     permit: Option<OwnedSemaphorePermit>,
 ) {
+    let acker = shared.map(|s| &s.acker);
     let family = queue.family().to_owned();
     let started = Instant::now();
     // Held until settled, so an exit that cuts the drain short can name what it hands back.
@@ -188,6 +236,9 @@ async fn process_with<H: Handler>(
     }
     .instrument(span.clone())
     .await;
+    if let Some(shared) = shared {
+        shared.pace.record(started.elapsed());
+    }
     let outcome = async {
         match &result {
             Ok(()) => match ack(queue, acker, permit, delivery).await {
@@ -445,28 +496,52 @@ const DEPTH_EVERY: Duration = Duration::from_secs(5);
 
 /// Publishes the queue's depth (`pipeline_queue_depth{family, state}`) every
 /// [`DEPTH_EVERY`] until `cancel` fires: every worker reports its own family.
-async fn report_depth(queue: WorkQueue, cancel: CancellationToken) {
+///
+/// An idle worker does not poll for it. When nothing was reserved since the last reading,
+/// nothing is in flight and the family is not paused, the worker is blocked waiting for
+/// work, so the ready count is still the zero of its last empty reserve and the reading
+/// is skipped: an idle worker costs Redis its blocking wait and nothing else. The first
+/// tick after work stops still reads, so the gauges end on the state the worker left.
+/// (The API publishes every family's gauges too, fresh, for a process that watches all.)
+async fn report_depth(queue: WorkQueue, busy: Busy, cancel: CancellationToken) {
     let family = queue.family().to_owned();
+    let mut read_at: Option<u64> = None;
     loop {
-        match queue.depth().await {
-            Ok(d) => {
-                for (state, n) in [
-                    ("ready", d.ready),
-                    ("leased", d.leased),
-                    ("delayed", d.delayed),
-                ] {
-                    metrics::gauge!("pipeline_queue_depth", "family" => family.clone(), "state" => state)
-                        .set(n as f64);
+        let reserved = busy.reserved.load(Ordering::Relaxed);
+        let idle = read_at == Some(reserved)
+            && busy.tasks.is_empty()
+            && !crate::activity::is_paused(&family);
+        if !idle {
+            match queue.depth().await {
+                Ok(d) => {
+                    read_at = Some(reserved);
+                    for (state, n) in [
+                        ("ready", d.ready),
+                        ("leased", d.leased),
+                        ("delayed", d.delayed),
+                    ] {
+                        metrics::gauge!("pipeline_queue_depth", "family" => family.clone(), "state" => state)
+                            .set(n as f64);
+                    }
                 }
+                // Only the gauge goes stale; reserve failures report Redis trouble loudly.
+                Err(err) => tracing::debug!(error = %err, "queue depth unavailable"),
             }
-            // Only the gauge goes stale; reserve failures report Redis trouble loudly.
-            Err(err) => tracing::debug!(error = %err, "queue depth unavailable"),
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(DEPTH_EVERY) => {}
         }
     }
+}
+
+/// What the depth reporter reads of the runner to tell whether it is idle.
+#[derive(Clone)]
+struct Busy {
+    /// Reserve calls that returned work, so far.
+    reserved: Arc<AtomicU64>,
+    /// The deliveries in progress (none: the worker is waiting for work or paused).
+    tasks: TaskTracker,
 }
 
 /// Runs until `cancel` fires, then drains within the timeout. Work still running then keeps
@@ -480,11 +555,19 @@ pub async fn run<H: Handler>(
 ) -> bool {
     let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let tracker = TaskTracker::new();
-    let depth = tokio::spawn(report_depth(queue.clone(), cancel.clone()));
+    let busy = Busy {
+        reserved: Arc::new(AtomicU64::new(0)),
+        tasks: tracker.clone(),
+    };
+    let depth = tokio::spawn(report_depth(queue.clone(), busy.clone(), cancel.clone()));
     let mut error_pause = Duration::from_millis(100);
     // The loop's own connection for blocking waits, kept across them (see `Waiter`).
     let mut waiter = queue.waiter();
     let (acker, acks) = Acker::start(queue.clone());
+    let shared = Shared {
+        acker,
+        pace: Arc::default(),
+    };
     tracing::info!(
         family = queue.family(),
         concurrency = opts.concurrency,
@@ -505,10 +588,18 @@ pub async fn run<H: Handler>(
             _ = cancel.cancelled() => break,
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
         };
-        let want = (permits.available_permits() + 1).min(opts.reserve_batch.max(1));
+        // Only free slots' worth, unless the work is shorter than a round trip (see `Pace`).
+        let want = if shared.pace.fast() {
+            opts.reserve_batch.max(1)
+        } else {
+            (permits.available_permits() + 1).min(opts.reserve_batch.max(1))
+        };
         let deliveries = match waiter.reserve_wait(want, &cancel).await {
             Ok(d) => {
                 error_pause = Duration::from_millis(100);
+                if !d.is_empty() {
+                    busy.reserved.fetch_add(1, Ordering::Relaxed);
+                }
                 d
             }
             Err(err) => {
@@ -526,19 +617,27 @@ pub async fn run<H: Handler>(
         for delivery in deliveries {
             let permit = match first.take() {
                 Some(p) => p,
-                None => permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed"),
+                None => match permits.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        // Reserved ahead: its lease is kept alive while it waits for a slot,
+                        // in case the work stopped being fast since the reserve.
+                        let _keeper = queue.keep_alive(&delivery);
+                        permits
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("the semaphore is never closed")
+                    }
+                },
             };
-            let (queue, handler, acker) = (queue.clone(), handler.clone(), acker.clone());
+            let (queue, handler, shared) = (queue.clone(), handler.clone(), shared.clone());
             tracker.spawn(async move {
                 process_with(
                     &queue,
                     handler.as_ref(),
                     delivery,
-                    Some(&acker),
+                    Some(&shared),
                     Some(permit),
                 )
                 .await;
@@ -547,7 +646,7 @@ pub async fn run<H: Handler>(
     }
     tracker.close();
     depth.abort();
-    drop(acker);
+    drop(shared);
     let finished = pipeline_core::shutdown::drain_within(opts.drain_timeout, async {
         tracker.wait().await;
         // Every task's ack has its answer by now; the gathering task ends with the last.
