@@ -354,15 +354,25 @@ async fn overload_is_503_with_retry_after_and_large_submissions_all_finish() -> 
                     }
                 })
                 .collect();
-            let resp = client
-                .post(format!("{base}/api/v1/scrape"))
-                .header("X-API-Key", TEST_KEY)
-                .json(&json!({"urls": urls}))
-                .send()
-                .await?;
-            let status = resp.status().as_u16();
-            let body: Value = resp.json().await?;
-            anyhow::Ok((status, body))
+            // A 503 with Retry-After is the server shedding load, which a client retries
+            // (a few times, bounded); what must never happen is a 500 or a lost URL.
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let resp = client
+                    .post(format!("{base}/api/v1/scrape"))
+                    .header("X-API-Key", TEST_KEY)
+                    .json(&json!({"urls": urls}))
+                    .send()
+                    .await?;
+                let status = resp.status().as_u16();
+                let body: Value = resp.json().await?;
+                if status == 503 && tries < 5 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                break anyhow::Ok((status, body));
+            }
         }));
     }
     for t in tasks {

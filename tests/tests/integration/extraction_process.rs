@@ -51,12 +51,24 @@ async fn the_binary_extracts_serves_probes_and_stops_on_sigterm() -> anyhow::Res
         http.get(format!("{base}/ready")).send().await?.status(),
         200
     );
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    // The source reads `extracted` once the handler stored it; the runner records the
+    // delivery's duration after the ack that follows, so wait (bounded) for that too.
+    let metrics = loop {
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        if metrics.contains("pipeline_message_duration_seconds_bucket{") {
+            break metrics;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no delivery duration recorded within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     for name in [
         "pipeline_extractions_per_source",
         "pipeline_embedding_batch_size",
