@@ -77,12 +77,12 @@ pub struct CrawlRequestBody {
 
 /// An include or exclude glob.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[schema(value_type = String, max_length = 500, pattern = r"^[^\u0000]*$")]
+#[schema(value_type = String, pattern = r"^[^\u0000]{0,500}$")]
 pub struct Pattern(pub String);
 
 /// A tracking parameter name.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[schema(value_type = String, min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$")]
+#[schema(value_type = String, pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,100}$")]
 pub struct TrackingParam(pub String);
 
 impl From<CrawlRequestBody> for CrawlRequest {
