@@ -90,7 +90,7 @@ async fn bad_crawl_bodies_are_422_with_a_reason() -> anyhow::Result<()> {
         ),
         (
             json!({"url": "https://example.com/", "max_depth": -1}),
-            "max_depth",
+            "expected u32",
         ),
         (
             json!({"url": "https://example.com/", "scope": "planet"}),
