@@ -94,7 +94,7 @@ async fn bad_crawl_bodies_are_422_with_a_reason() -> anyhow::Result<()> {
         ),
         (
             json!({"url": "https://example.com/", "scope": "planet"}),
-            "scope",
+            "planet",
         ),
         (
             json!({"url": "https://example.com/", "sitemaps": true}),
