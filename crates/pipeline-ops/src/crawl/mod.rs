@@ -314,21 +314,12 @@ mod tests {
             })
             .contains("exclude")
         );
-        assert!(
-            err(CrawlRequest {
-                prefix: Some("https://e.com/a/".into()),
-                ..req("https://e.com/")
-            })
-            .contains("prefix")
-        );
-        assert!(
-            err(CrawlRequest {
-                scope: Some(ScopeKind::Prefix),
-                prefix: Some("https://e.com/a/".into()),
-                ..req("https://e.com/b")
-            })
-            .contains("outside the prefix")
-        );
+        assert!(settings_of(&req("http://127.0.0.1:65535/")).is_ok());
+        assert!(err(req("http://127.0.0.1:65536/")).starts_with("url:"));
+        assert!(err(req("http://01.2.3.4/")).starts_with("url:"));
+        assert!(err(req("http://a--b.com/")).starts_with("url:"));
+        assert!(err(req("https://e.com/a b")).starts_with("url:"));
+        assert!(err(req(&format!("https://e.com/{}", "a".repeat(600)))).starts_with("url:"));
         let p = settings_of(&CrawlRequest {
             scope: Some(ScopeKind::Prefix),
             ..req("https://e.com/docs/x.html")
