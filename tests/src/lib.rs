@@ -12,6 +12,7 @@ pub mod extraction;
 pub mod hostile;
 pub mod pages;
 pub mod requeue;
+pub mod site;
 pub mod stall;
 
 use std::time::Duration;

@@ -24,6 +24,7 @@ mod entities;
 mod error;
 pub mod html;
 mod limits;
+pub mod links;
 pub mod metric;
 mod plain;
 mod sections;

@@ -29,6 +29,7 @@
 
 pub mod auth;
 pub mod console;
+pub mod crawl;
 pub mod dlq;
 pub mod error;
 pub mod jobs;
@@ -82,6 +83,7 @@ pub struct AppState {
     tags(
         (name = "dlq", description = "Dead-letter queues"),
         (name = "jobs", description = "Submissions, jobs and source trails"),
+        (name = "crawl", description = "Crawl jobs: start, progress, cancel, discovery paths"),
         (name = "queues", description = "Queue state, live daemons, pause and resume"),
         (name = "search", description = "Chunks that answer a query"),
     )
@@ -110,6 +112,10 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(dlq::delete))
         .routes(routes!(dlq::purge))
         .routes(routes!(jobs::scrape))
+        .routes(routes!(crawl::start))
+        .routes(routes!(crawl::show))
+        .routes(routes!(crawl::cancel))
+        .routes(routes!(crawl::path))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::show))
         .routes(routes!(jobs::job_sources))

@@ -101,6 +101,10 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
     ("scrape_fetches_total", "Page fetches, by outcome"),
     (
+        "crawl_links_total",
+        "Links read from crawled pages, by outcome (admitted, known, or the skip reason)",
+    ),
+    (
         "scrape_politeness_waits_total",
         "Fetches that waited for a host's politeness slot",
     ),

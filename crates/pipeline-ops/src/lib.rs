@@ -5,6 +5,7 @@
 
 mod acks;
 pub mod activity;
+pub mod crawl;
 pub mod daemon;
 pub mod dlq_ops;
 pub mod family;

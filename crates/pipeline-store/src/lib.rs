@@ -11,6 +11,8 @@
 
 pub mod batch;
 pub mod console;
+pub mod crawl_status;
+pub mod crawls;
 pub mod events;
 pub mod extractions;
 pub mod jobs;

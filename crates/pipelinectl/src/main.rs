@@ -6,6 +6,7 @@
 //! Exit codes: 0 success; 1 failure (database, Redis, I/O); 2 invalid arguments or
 //! configuration; 3 the thing asked for does not exist.
 
+mod crawl;
 mod dlq;
 mod jobs;
 mod output;
@@ -45,6 +46,18 @@ enum Command {
     Migrate,
     /// Submit URLs to scrape: prints the job id; refused URLs are reported one by one.
     Submit(jobs::SubmitArgs),
+    /// Crawl from start URLs (one crawl job each) within a scope, depth and page cap.
+    Crawl(crawl::CrawlArgs),
+    /// A crawl's progress: discovered, queued, fetched, extracted, failed, skipped by reason.
+    CrawlStatus {
+        /// The crawl's job id.
+        job: String,
+    },
+    /// Cancels a crawl: no more links followed, its waiting pages discarded.
+    CrawlCancel {
+        /// The crawl's job id.
+        job: String,
+    },
     /// Jobs: list, show, sources.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -125,6 +138,9 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
     let result = match cli.command {
         Command::Migrate => unreachable!("handled above"),
         Command::Submit(args) => jobs::submit(&services, args, cli.json).await,
+        Command::Crawl(args) => crawl::start(&services, args, cli.json).await,
+        Command::CrawlStatus { job } => crawl::status(&services, &job, cli.json).await,
+        Command::CrawlCancel { job } => crawl::cancel(&services, &job, cli.json).await,
         Command::Jobs(cmd) => jobs::run(&services, cmd, cli.json).await,
         Command::Projects { limit, offset } => {
             jobs::projects(&services, limit, offset, cli.json).await

@@ -1,6 +1,6 @@
 //! `pipelinectl trace SOURCE_ID|URL`: a source's timeline: the job that created it, the jobs
 //! that asked for it since, every attempt, error, DLQ move and redrive, and whether it sits in
-//! a DLQ right now.
+//! a DLQ right now; for a page a crawl found, its discovery path back to the start URL.
 
 use std::collections::BTreeSet;
 
@@ -101,9 +101,12 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
                 }
             }
         }
+        let (crawl_job, path) =
+            pipeline_store::crawl_status::discovery_path(&services.db, source.id, None).await?;
         if as_json {
             out.push(json!({
                 "source": source,
+                "discovery": {"crawl_job_id": crawl_job, "path": path},
                 "jobs": job_rows,
                 "dlq": in_dlq.iter().map(|(f, l)| json!({"kind": f, "item": l})).collect::<Vec<_>>(),
                 "queue_state": queue_state_unknown.as_ref().map_or_else(|| json!("known"), |why| json!({"unknown": why})),
@@ -163,6 +166,21 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
                 })
                 .collect();
             print_table(&["JOB", "STATUS", "CREATED", ""], &rows);
+        }
+        if let Some(job) = crawl_job {
+            println!("\ndiscovery path (crawl {job}), start URL first:");
+            let rows: Vec<Vec<String>> = path
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.depth.to_string(),
+                        s.via.clone(),
+                        s.url.clone(),
+                        s.source_id.to_string(),
+                    ]
+                })
+                .collect();
+            print_table(&["DEPTH", "VIA", "URL", "SOURCE"], &rows);
         }
         println!("\ntimeline:");
         if events.is_empty() {

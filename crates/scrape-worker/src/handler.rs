@@ -1,9 +1,9 @@
 //! The scrape queue's [`Handler`]: load the source, fetch, store, enqueue extraction. The
 //! runner decodes the message, and records failures.
 //!
-//! Crash safety comes from the order: the page is stored (an UPDATE that also moves the
-//! source to `scraped`), then the extraction message is enqueued (idempotent by id), then
-//! the runner acks. A crash between any two steps redelivers the message, and doing the
+//! Crash safety comes from the order: a crawled page's links are admitted (the discovered
+//! pages enqueued), the page is stored (an UPDATE that also moves the source to `scraped`),
+//! then the extraction message is enqueued (idempotent by id), then the runner acks. A crash between any two steps redelivers the message, and doing the
 //! steps again changes nothing that matters.
 //!
 //! When the message carries the source's URL (submissions put it there), the fetch starts
@@ -97,6 +97,15 @@ impl ScrapeHandler {
             _ => self.fetch(&source.uri).await,
         };
         let page = result.map_err(|e| e.to_failure())?;
+        // Before the page is stored: a crash from here on redelivers the message (see
+        // `discover`).
+        crate::discover::discover(
+            &self.services,
+            msg.source_id,
+            source.source_group.as_deref(),
+            &page,
+        )
+        .await?;
 
         let detail = json!({
             "http_status": page.status,

@@ -10,6 +10,7 @@
 //! `[queue]` lease and retry settings, and `probes.scrape_worker_port`.
 
 pub mod decode;
+pub mod discover;
 mod error;
 pub mod fetch;
 pub mod guard;

@@ -1,0 +1,388 @@
+//! Crawl jobs: start one, follow its progress, cancel it, and read a page's discovery path.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use pipeline_ops::crawl::{self, CrawlRequest};
+use pipeline_ops::submit::SubmitError;
+use pipeline_store::crawl_status;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+
+/// Which URLs belong to a crawl.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeBody {
+    /// The start URL's host (default).
+    Host,
+    /// Any host of the start URL's registrable domain (public suffix list).
+    Domain,
+    /// URLs starting with the start URL up to its last `/`.
+    Prefix,
+}
+
+/// A crawl to start. Every field but `url` is optional.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrawlRequestBody {
+    /// The start URL: http or https; a host name (letters, digits, single hyphens; the last
+    /// label starts with a letter) or a dotted IPv4 address; an optional port; then
+    /// printable ASCII. At most 600 characters.
+    #[schema(
+        max_length = 600,
+        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://(([A-Za-z0-9]+(-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*|((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][!-~]*)?$"
+    )]
+    pub url: String,
+    /// `host` (default), `domain` or `prefix`.
+    pub scope: Option<ScopeBody>,
+    /// Globs over the whole normalised URL (`*` matches anything, every other character is
+    /// itself); when any is given, a page must match one.
+    #[schema(max_items = 50, inline)]
+    pub include: Option<Vec<Pattern>>,
+    /// Globs over the whole normalised URL; a URL matching any is skipped.
+    #[schema(max_items = 50, inline)]
+    pub exclude: Option<Vec<Pattern>>,
+    /// Links followed from the start URL (default 10).
+    #[schema(minimum = 0, maximum = 100)]
+    pub max_depth: Option<u32>,
+    /// Most pages (default 1000).
+    #[schema(minimum = 1, maximum = 100000)]
+    pub max_pages: Option<u32>,
+    /// Follow links marked `rel=nofollow` (default false).
+    pub follow_nofollow: Option<bool>,
+    /// Trap cap: distinct query strings accepted per path (default 20).
+    #[schema(minimum = 1, maximum = 10000)]
+    pub max_query_variants: Option<u32>,
+    /// Trap cap: path segments per URL (default 12).
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max_path_depth: Option<u32>,
+    /// Query parameters removed from discovered URLs (a trailing `*` makes a prefix);
+    /// default `utm_*`, `gclid`, `fbclid` and other common trackers.
+    #[schema(max_items = 50, inline)]
+    pub tracking_params: Option<Vec<TrackingParam>>,
+    /// The project by id (must exist).
+    pub project_id: Option<Uuid>,
+    /// The project by name (created when missing). At most 200 characters, no control
+    /// characters.
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    pub project: Option<String>,
+    /// A free-form group name stored on each page's source.
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    pub source_group: Option<String>,
+}
+
+/// An include or exclude glob.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(value_type = String, pattern = r"^[^\u0000]{0,500}$")]
+pub struct Pattern(pub String);
+
+/// A tracking parameter name.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(value_type = String, pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,100}$")]
+pub struct TrackingParam(pub String);
+
+impl From<CrawlRequestBody> for CrawlRequest {
+    fn from(b: CrawlRequestBody) -> Self {
+        Self {
+            url: b.url,
+            scope: b.scope.map(|s| match s {
+                ScopeBody::Host => crawl::rules::ScopeKind::Host,
+                ScopeBody::Domain => crawl::rules::ScopeKind::Domain,
+                ScopeBody::Prefix => crawl::rules::ScopeKind::Prefix,
+            }),
+            include: b
+                .include
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.0)
+                .collect(),
+            exclude: b
+                .exclude
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.0)
+                .collect(),
+            max_depth: b.max_depth,
+            max_pages: b.max_pages,
+            follow_nofollow: b.follow_nofollow.unwrap_or(false),
+            max_query_variants: b.max_query_variants,
+            max_path_depth: b.max_path_depth,
+            tracking_params: b
+                .tracking_params
+                .map(|v| v.into_iter().map(|t| t.0).collect()),
+            project_id: b.project_id,
+            project: b.project,
+            source_group: b.source_group,
+        }
+    }
+}
+
+/// A crawl's settings, as stored.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CrawlSettingsBody {
+    pub start_url: String,
+    pub scope: String,
+    pub scope_prefix: Option<String>,
+    pub include_patterns: Vec<String>,
+    pub exclude_patterns: Vec<String>,
+    pub max_depth: i32,
+    pub max_pages: i32,
+    pub follow_nofollow: bool,
+    pub sitemaps: bool,
+    pub max_query_variants: i32,
+    pub max_path_depth: i32,
+    pub tracking_params: Vec<String>,
+}
+
+impl From<pipeline_store::crawls::CrawlSettings> for CrawlSettingsBody {
+    fn from(s: pipeline_store::crawls::CrawlSettings) -> Self {
+        Self {
+            start_url: s.start_url,
+            scope: s.scope,
+            scope_prefix: s.scope_prefix,
+            include_patterns: s.include_patterns,
+            exclude_patterns: s.exclude_patterns,
+            max_depth: s.max_depth,
+            max_pages: s.max_pages,
+            follow_nofollow: s.follow_nofollow,
+            sitemaps: s.sitemaps,
+            max_query_variants: s.max_query_variants,
+            max_path_depth: s.max_path_depth,
+            tracking_params: s.tracking_params,
+        }
+    }
+}
+
+/// A started crawl.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CrawlAccepted {
+    /// The crawl's job.
+    pub job_id: Uuid,
+    pub project_id: Uuid,
+    /// The start page's source.
+    pub source_id: Uuid,
+    pub settings: CrawlSettingsBody,
+}
+
+/// Distinct URLs a crawl refused, by reason.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SkippedBody {
+    pub scope: i64,
+    pub pattern: i64,
+    pub depth: i64,
+    pub limit: i64,
+    pub trap: i64,
+    pub nofollow: i64,
+    /// Pages robots.txt disallowed (dead-lettered as permanent failures).
+    pub robots: i64,
+}
+
+/// A crawl's progress.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CrawlProgressBody {
+    pub job_id: Uuid,
+    /// The job's status; an end (`completed`, `failed`, `completed_with_errors`) once
+    /// nothing in scope remains.
+    pub status: String,
+    pub ended: bool,
+    pub cancelled_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub settings: CrawlSettingsBody,
+    /// Distinct URLs seen (pages plus refused URLs).
+    pub discovered: i64,
+    /// Pages accepted.
+    pub pages: i64,
+    /// Pages waiting to be fetched.
+    pub queued: i64,
+    pub fetched: i64,
+    pub extracted: i64,
+    /// Pages that failed, robots.txt refusals apart.
+    pub failed: i64,
+    pub skipped: SkippedBody,
+}
+
+impl From<crawl_status::CrawlProgress> for CrawlProgressBody {
+    fn from(p: crawl_status::CrawlProgress) -> Self {
+        let s = p.skipped;
+        Self {
+            job_id: p.job_id,
+            status: p.status,
+            ended: p.ended,
+            cancelled_at: p.cancelled_at,
+            settings: p.settings.into(),
+            discovered: p.discovered,
+            pages: p.pages,
+            queued: p.queued,
+            fetched: p.fetched,
+            extracted: p.extracted,
+            failed: p.failed,
+            skipped: SkippedBody {
+                scope: s.scope,
+                pattern: s.pattern,
+                depth: s.depth,
+                limit: s.limit,
+                trap: s.trap,
+                nofollow: s.nofollow,
+                robots: s.robots,
+            },
+        }
+    }
+}
+
+/// A cancelled crawl.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CrawlCancelled {
+    pub job_id: Uuid,
+    /// Pages that were waiting and are now `discarded`.
+    pub discarded: u64,
+}
+
+/// One page of a discovery path.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PathStepBody {
+    pub source_id: Uuid,
+    pub url: String,
+    pub depth: i32,
+    /// `start`, `link`, `canonical` or `next`.
+    pub via: String,
+}
+
+/// A page's discovery path, from the start URL down to the page.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DiscoveryPath {
+    /// The crawl (the newest that includes the page); null when none does.
+    pub job_id: Option<Uuid>,
+    pub steps: Vec<PathStepBody>,
+}
+
+/// Starts a crawl: a job of type `crawl` whose start page is queued at once; the scrape
+/// worker follows the links of each page within the scope, depth and caps.
+#[utoipa::path(
+    post, path = "/api/v1/crawl", tag = "crawl", request_body = CrawlRequestBody,
+    responses(
+        (status = 202, description = "Crawl recorded and its start page queued", body = CrawlAccepted),
+        (status = 404, description = "`project_id` names no project", body = ErrorBody),
+        (status = 422, description = "Not the schema (a start URL that does not match its pattern, a cap out of range, an unknown field)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn start(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CrawlRequestBody>,
+) -> Result<(StatusCode, Json<CrawlAccepted>), ApiError> {
+    let started = crawl::start(&state.services, &body.into())
+        .await
+        .map_err(|e| match e {
+            SubmitError::Invalid(msg) => ApiError::unprocessable(msg),
+            SubmitError::UnknownProject(id) => {
+                ApiError::not_found(format!("project {id} not found"))
+            }
+            e @ SubmitError::Enqueue { .. } => {
+                tracing::error!(error = %e, "crawl enqueue failed");
+                ApiError::unavailable(
+                    "the crawl was recorded but the queue is unavailable; \
+                     the reconciler will enqueue its start page",
+                )
+            }
+            SubmitError::Store(e) => e.into(),
+            other => ApiError::internal("starting the crawl failed", &other),
+        })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(CrawlAccepted {
+            job_id: started.job_id,
+            project_id: started.project_id,
+            source_id: started.source_id,
+            settings: started.settings.into(),
+        }),
+    ))
+}
+
+/// A crawl's progress: pages discovered, queued, fetched, extracted, failed, and the URLs
+/// refused by scope, pattern, depth, page limit, trap caps, nofollow and robots.txt.
+#[utoipa::path(
+    get, path = "/api/v1/crawl/{id}", tag = "crawl",
+    params(("id" = Uuid, Path, description = "The crawl's job id")),
+    responses(
+        (status = 200, description = "The crawl's progress", body = CrawlProgressBody),
+        (status = 404, description = "No such crawl", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<CrawlProgressBody>, ApiError> {
+    Ok(Json(
+        crawl_status::progress(&state.services.db, id).await?.into(),
+    ))
+}
+
+/// Cancels a crawl: no more links are followed, and its pages still waiting are discarded.
+/// Cancelling twice is harmless.
+#[utoipa::path(
+    post, path = "/api/v1/crawl/{id}/cancel", tag = "crawl",
+    params(("id" = Uuid, Path, description = "The crawl's job id")),
+    responses(
+        (status = 200, description = "Cancelled", body = CrawlCancelled),
+        (status = 404, description = "No such crawl", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<CrawlCancelled>, ApiError> {
+    let discarded = crawl_status::cancel(&state.services.db, id, "api").await?;
+    Ok(Json(CrawlCancelled {
+        job_id: id,
+        discarded,
+    }))
+}
+
+/// A page's discovery path back to its crawl's start URL.
+#[utoipa::path(
+    get, path = "/api/v1/sources/{id}/path", tag = "crawl",
+    params(("id" = Uuid, Path, description = "Source id")),
+    responses(
+        (status = 200, description = "The path, start URL first (empty when no crawl found the page)", body = DiscoveryPath),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn path(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<DiscoveryPath>, ApiError> {
+    let (job_id, steps) = crawl_status::discovery_path(&state.services.db, id, None).await?;
+    Ok(Json(DiscoveryPath {
+        job_id,
+        steps: steps
+            .into_iter()
+            .map(|s| PathStepBody {
+                source_id: s.source_id,
+                url: s.url,
+                depth: s.depth,
+                via: s.via,
+            })
+            .collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The schema states the same start URL pattern the crawl checks, so a schema-valid
+    /// request is never refused for its URL and a schema-invalid one always is.
+    #[test]
+    fn the_documented_url_pattern_is_the_checked_one() {
+        let doc = serde_json::to_value(crate::openapi()).unwrap();
+        let pattern =
+            &doc["components"]["schemas"]["CrawlRequestBody"]["properties"]["url"]["pattern"];
+        assert_eq!(pattern, pipeline_ops::crawl::START_URL_PATTERN);
+    }
+}

@@ -1,0 +1,581 @@
+//! Crawls: creating a crawl job with its start page, the crawls a fetched page belongs to,
+//! and admitting the links a page discovered (de-duplicated per crawl, under the page and
+//! query-variant caps). Progress, cancellation and discovery paths are in
+//! [`crate::crawl_status`].
+//!
+//! Crash safety: the scrape worker admits a page's links *before* it stores the page, so a
+//! crash anywhere redelivers a message whose page is still `queued`; the second admission
+//! inserts nothing new (the primary key `(job_id, url)` of `crawl_pages`) and hands back
+//! every page this parent discovered that is still `queued`, which the worker enqueues again
+//! (enqueueing is idempotent by source id). A crawl's job cannot end while a parent is not
+//! terminal, and a parent becomes terminal only after its links are sources of the job.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::jobs::{CreatedJob, JobSource, ProjectRef, ensure_project_in, refresh_in};
+use crate::status::JobStatus;
+use crate::{Result, StoreError, progress};
+
+/// A crawl's settings as stored (validated by the caller).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CrawlSettings {
+    /// The start URL, normalised.
+    pub start_url: String,
+    /// `host`, `domain` or `prefix`.
+    pub scope: String,
+    /// The scope's anchor for `prefix` (the prefix); `None` otherwise.
+    pub scope_prefix: Option<String>,
+    pub include_patterns: Vec<String>,
+    pub exclude_patterns: Vec<String>,
+    pub max_depth: i32,
+    pub max_pages: i32,
+    pub follow_nofollow: bool,
+    pub sitemaps: bool,
+    pub max_query_variants: i32,
+    pub max_path_depth: i32,
+    pub tracking_params: Vec<String>,
+}
+
+/// What to create for a crawl.
+#[derive(Debug, Clone)]
+pub struct NewCrawl<'a> {
+    pub project: ProjectRef<'a>,
+    pub source_group: Option<&'a str>,
+    pub settings: &'a CrawlSettings,
+}
+
+/// Creates the crawl job, its `crawls` row and its start page (a source of the job at depth
+/// 0), in one transaction. The caller enqueues the start page; if it crashes first, the
+/// reconciler finds the `queued` source.
+pub async fn create(pool: &PgPool, new: &NewCrawl<'_>) -> Result<CreatedJob> {
+    let s = new.settings;
+    let mut tx = pool.begin().await?;
+    let project_id = match new.project {
+        ProjectRef::Id(id) => sqlx::query_scalar!("SELECT id FROM projects WHERE id = $1", id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("project {id}")))?,
+        ProjectRef::Name(name) => ensure_project_in(&mut tx, name).await?,
+    };
+    let job_id = Uuid::now_v7();
+    let payload = serde_json::to_value(s).expect("crawl settings serialise");
+    sqlx::query!(
+        "INSERT INTO jobs (id, project_id, type, status, payload, result)
+         VALUES ($1, $2, 'crawl', $3, $4, '{}')",
+        job_id,
+        project_id,
+        JobStatus::Queued.as_str(),
+        &payload,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO crawls (job_id, project_id, start_url, scope, scope_prefix,
+                             include_patterns, exclude_patterns, max_depth, max_pages,
+                             follow_nofollow, sitemaps, max_query_variants, max_path_depth,
+                             tracking_params, pages)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1)",
+        job_id,
+        project_id,
+        s.start_url,
+        s.scope,
+        s.scope_prefix,
+        &s.include_patterns,
+        &s.exclude_patterns,
+        s.max_depth,
+        s.max_pages,
+        s.follow_nofollow,
+        s.sitemaps,
+        s.max_query_variants,
+        s.max_path_depth,
+        &s.tracking_params,
+    )
+    .execute(&mut *tx)
+    .await?;
+    let start = Candidate {
+        url: s.start_url.clone(),
+        path_key: path_key_of(&s.start_url),
+        depth: 0,
+        via: "start".into(),
+    };
+    let mut pages = insert_pages(
+        &mut tx,
+        job_id,
+        project_id,
+        new.source_group,
+        None,
+        &[start],
+    )
+    .await?;
+    refresh_in(&mut tx, job_id).await?;
+    tx.commit().await?;
+    let start = pages
+        .pop()
+        .ok_or_else(|| StoreError::NotFound("start page".into()))?;
+    Ok(CreatedJob {
+        job_id,
+        project_id,
+        sources: vec![start],
+    })
+}
+
+/// The URL up to its query (for the start URL, which the caller already normalised).
+fn path_key_of(url: &str) -> String {
+    url.split_once('?').map_or(url, |(p, _)| p).to_string()
+}
+
+/// A crawl that a fetched page belongs to, with the page's place in it.
+#[derive(Debug, Clone)]
+pub struct PageCrawl {
+    pub job_id: Uuid,
+    pub project_id: Uuid,
+    /// The page's depth in this crawl.
+    pub depth: i32,
+    pub settings: CrawlSettings,
+}
+
+/// The crawls, neither cancelled nor ended, that include `source_id` as a page. Usually
+/// none (a submitted URL) or one. An ended crawl is not reopened when another job fetches
+/// one of its pages again.
+pub async fn crawls_of_source(pool: &PgPool, source_id: Uuid) -> Result<Vec<PageCrawl>> {
+    let rows = sqlx::query!(
+        "SELECT c.job_id, c.project_id, p.depth, c.start_url, c.scope, c.scope_prefix,
+                c.include_patterns, c.exclude_patterns, c.max_depth, c.max_pages,
+                c.follow_nofollow, c.sitemaps, c.max_query_variants, c.max_path_depth,
+                c.tracking_params
+           FROM crawl_pages p JOIN crawls c ON c.job_id = p.job_id JOIN jobs j ON j.id = c.job_id
+          WHERE p.source_id = $1 AND c.cancelled_at IS NULL
+            AND j.status IN ('queued', 'running')
+          ORDER BY c.job_id",
+        source_id,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| PageCrawl {
+            job_id: r.job_id,
+            project_id: r.project_id,
+            depth: r.depth,
+            settings: CrawlSettings {
+                start_url: r.start_url,
+                scope: r.scope,
+                scope_prefix: r.scope_prefix,
+                include_patterns: r.include_patterns,
+                exclude_patterns: r.exclude_patterns,
+                max_depth: r.max_depth,
+                max_pages: r.max_pages,
+                follow_nofollow: r.follow_nofollow,
+                sitemaps: r.sitemaps,
+                max_query_variants: r.max_query_variants,
+                max_path_depth: r.max_path_depth,
+                tracking_params: r.tracking_params,
+            },
+        })
+        .collect())
+}
+
+/// A link the crawl's rules accepted, before the caps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The normalised URL.
+    pub url: String,
+    /// The URL without its query.
+    pub path_key: String,
+    pub depth: i32,
+    /// `link`, `canonical`, `next`, `redirect`.
+    pub via: String,
+}
+
+/// A link the crawl refused, with the reason word (`crawl_skips.reason`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub url: String,
+    pub reason: &'static str,
+}
+
+/// What [`decide`] made of a page's candidates.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub accept: Vec<Candidate>,
+    pub skip: Vec<Skip>,
+}
+
+/// The caps, as a pure function: candidates already in the crawl (`known`) are neither
+/// accepted nor skipped; a path whose distinct query variants (`variants`, per path key,
+/// counting the bare path) reached `max_query_variants` refuses more as a `trap`; past
+/// `remaining` pages every candidate is refused as `limit`. Candidates are taken in order,
+/// and the first of duplicates wins.
+pub fn decide(
+    candidates: &[Candidate],
+    known: &HashSet<String>,
+    variants: &HashMap<String, i64>,
+    mut remaining: i64,
+    max_query_variants: i64,
+) -> Decision {
+    let mut variants = variants.clone();
+    let mut seen = HashSet::new();
+    let mut out = Decision::default();
+    for c in candidates {
+        if known.contains(&c.url) || !seen.insert(c.url.clone()) {
+            continue;
+        }
+        let n = variants.entry(c.path_key.clone()).or_insert(0);
+        if c.url != c.path_key && *n >= max_query_variants {
+            out.skip.push(Skip {
+                url: c.url.clone(),
+                reason: "trap",
+            });
+        } else if remaining <= 0 {
+            out.skip.push(Skip {
+                url: c.url.clone(),
+                reason: "limit",
+            });
+        } else {
+            *n += 1;
+            remaining -= 1;
+            out.accept.push(c.clone());
+        }
+    }
+    out
+}
+
+/// What an admission did.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    /// Pages new to the crawl.
+    pub new_pages: usize,
+    /// Links refused (by the rules before, or the caps here), recorded once per URL.
+    pub skipped: usize,
+    /// Pages discovered from this parent that wait in `queued` (new ones, and those of an
+    /// earlier delivery whose enqueue may have been lost): enqueue them all.
+    pub to_enqueue: Vec<JobSource>,
+    /// The crawl was cancelled: nothing was admitted.
+    pub cancelled: bool,
+}
+
+/// Admits the links `parent` discovered for crawl `job_id`: under the crawl's row lock,
+/// [`decide`] over the crawl's known URLs and query-variant counts, then the accepted pages
+/// become sources of the job (an existing source of the project joins it, re-queued, as a
+/// submission does), with their crawl page rows and `enqueued` events; the refusals
+/// (`skips` from the rules, plus the caps' own) are recorded once per URL. A URL accepted
+/// later (found again at a smaller depth) drops its earlier refusal.
+pub async fn admit(
+    pool: &PgPool,
+    job_id: Uuid,
+    parent: Uuid,
+    source_group: Option<&str>,
+    candidates: &[Candidate],
+    skips: &[Skip],
+) -> Result<Admitted> {
+    let mut tx = pool.begin().await?;
+    let Some(crawl) = sqlx::query!(
+        "SELECT project_id, pages, max_pages, max_query_variants, cancelled_at IS NOT NULL AS \"cancelled!\"
+           FROM crawls WHERE job_id = $1 FOR UPDATE",
+        job_id,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Err(StoreError::NotFound(format!("crawl {job_id}")));
+    };
+    if crawl.cancelled {
+        return Ok(Admitted {
+            cancelled: true,
+            ..Admitted::default()
+        });
+    }
+    let urls: Vec<&str> = candidates.iter().map(|c| c.url.as_str()).collect();
+    let keys: Vec<&str> = candidates.iter().map(|c| c.path_key.as_str()).collect();
+    let known: HashSet<String> = sqlx::query_scalar!(
+        "SELECT url FROM crawl_pages WHERE job_id = $1 AND url = ANY($2)",
+        job_id,
+        &urls as &[&str],
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let variants: HashMap<String, i64> = sqlx::query!(
+        "SELECT path_key, count(*) AS \"n!\" FROM crawl_pages
+          WHERE job_id = $1 AND path_key = ANY($2) GROUP BY path_key",
+        job_id,
+        &keys as &[&str],
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| (r.path_key, r.n))
+    .collect();
+    let decision = decide(
+        candidates,
+        &known,
+        &variants,
+        i64::from(crawl.max_pages) - i64::from(crawl.pages),
+        i64::from(crawl.max_query_variants),
+    );
+    let new_pages = insert_pages(
+        &mut tx,
+        job_id,
+        crawl.project_id,
+        source_group,
+        Some(parent),
+        &decision.accept,
+    )
+    .await?
+    .len();
+    let all_skips: Vec<&Skip> = skips.iter().chain(&decision.skip).collect();
+    let skip_urls: Vec<&str> = all_skips.iter().map(|s| s.url.as_str()).collect();
+    let skip_reasons: Vec<&str> = all_skips.iter().map(|s| s.reason).collect();
+    let skipped = sqlx::query!(
+        "INSERT INTO crawl_skips (job_id, url, reason, discovered_from)
+         SELECT $1, u.url, u.reason, $4
+           FROM unnest($2::text[], $3::text[]) AS u(url, reason)
+          WHERE NOT EXISTS (SELECT 1 FROM crawl_pages p WHERE p.job_id = $1 AND p.url = u.url)
+         ON CONFLICT (job_id, url) DO NOTHING",
+        job_id,
+        &skip_urls as &[&str],
+        &skip_reasons as &[&str],
+        parent,
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected() as usize;
+    let to_enqueue = sqlx::query!(
+        "SELECT s.id, s.uri FROM crawl_pages p JOIN sources s ON s.id = p.source_id
+          WHERE p.job_id = $1 AND p.discovered_from = $2 AND p.source_id <> $2
+            AND s.status = 'queued'
+          ORDER BY p.url",
+        job_id,
+        parent,
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| JobSource {
+        source_id: r.id,
+        uri: r.uri,
+        created: false,
+    })
+    .collect();
+    tx.commit().await?;
+    if new_pages > 0 {
+        progress::refresh_after_commit(pool, &[job_id]).await?;
+    }
+    Ok(Admitted {
+        new_pages,
+        skipped,
+        to_enqueue,
+        cancelled: false,
+    })
+}
+
+/// Records that `source_id`, a page of crawl `job_id` at `depth`, was fetched from `final_url`
+/// after redirects: the final URL joins the crawl's known URLs (pointing at the same source,
+/// `via = redirect`), so a later link to it is not fetched again. Idempotent.
+pub async fn record_redirect(
+    pool: &PgPool,
+    job_id: Uuid,
+    source_id: Uuid,
+    final_url: &str,
+    path_key: &str,
+    depth: i32,
+) -> Result<()> {
+    sqlx::query!(
+        "INSERT INTO crawl_pages (job_id, url, path_key, source_id, depth, discovered_from, via)
+         VALUES ($1, $2, $3, $4, $5, $4, 'redirect')
+         ON CONFLICT (job_id, url) DO NOTHING",
+        job_id,
+        final_url,
+        path_key,
+        source_id,
+        depth,
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Inserts accepted pages: sources (upserted per project and URL, the crawl's first
+/// discovery recorded on a new one), their job membership, crawl page rows and `enqueued`
+/// events; bumps the crawl's page counter; clears earlier refusals of these URLs. Returns
+/// the sources in the order of `pages`.
+async fn insert_pages(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    job_id: Uuid,
+    project_id: Uuid,
+    source_group: Option<&str>,
+    parent: Option<Uuid>,
+    pages: &[Candidate],
+) -> Result<Vec<JobSource>> {
+    if pages.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Sorted, so two admissions sharing URLs lock their sources in the same order.
+    let mut sorted: Vec<&Candidate> = pages.iter().collect();
+    sorted.sort_by(|a, b| a.url.cmp(&b.url));
+    let ids: Vec<Uuid> = sorted.iter().map(|_| Uuid::now_v7()).collect();
+    let urls: Vec<&str> = sorted.iter().map(|c| c.url.as_str()).collect();
+    let keys: Vec<&str> = sorted.iter().map(|c| c.path_key.as_str()).collect();
+    let depths: Vec<i32> = sorted.iter().map(|c| c.depth).collect();
+    let vias: Vec<&str> = sorted.iter().map(|c| c.via.as_str()).collect();
+    let rows = sqlx::query!(
+        r#"INSERT INTO sources (id, project_id, uri, source_group, status, created_by_job_id,
+                                discovered_from_source_id, crawl_depth)
+           SELECT u.id, $3, u.uri, $4, 'queued', $5, $6, u.depth
+             FROM unnest($1::uuid[], $2::text[], $7::int[]) WITH ORDINALITY AS u(id, uri, depth, ord)
+            ORDER BY u.ord
+           ON CONFLICT (project_id, uri) DO UPDATE
+              SET status = 'queued', updated_at = now(),
+                  source_group = COALESCE(EXCLUDED.source_group, sources.source_group)
+           RETURNING id, uri, (xmax = 0) AS "created!""#,
+        &ids,
+        &urls as &[&str],
+        project_id,
+        source_group,
+        job_id,
+        parent,
+        &depths,
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let by_uri: HashMap<&str, (Uuid, bool)> = rows
+        .iter()
+        .map(|r| (r.uri.as_str(), (r.id, r.created)))
+        .collect();
+    let source_ids: Vec<Uuid> = urls.iter().map(|u| by_uri[u].0).collect();
+    let created: Vec<bool> = urls.iter().map(|u| by_uri[u].1).collect();
+    sqlx::query!(
+        "INSERT INTO job_sources (job_id, source_id)
+         SELECT $1, u.id FROM unnest($2::uuid[]) AS u(id) ON CONFLICT DO NOTHING",
+        job_id,
+        &source_ids,
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO crawl_pages (job_id, url, path_key, source_id, depth, discovered_from, via)
+         SELECT $1, u.url, u.key, u.id, u.depth, $6, u.via
+           FROM unnest($2::text[], $3::text[], $4::uuid[], $5::int[], $7::text[])
+                AS u(url, key, id, depth, via)",
+        job_id,
+        &urls as &[&str],
+        &keys as &[&str],
+        &source_ids,
+        &depths,
+        parent,
+        &vias as &[&str],
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO job_events (job_id, source_id, kind, stage, detail)
+         SELECT $1, u.id, 'enqueued', 'crawl',
+                jsonb_build_object('uri', u.uri, 'created', u.created, 'depth', u.depth,
+                                   'via', u.via, 'discovered_from', $6::uuid)
+           FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::int[], $7::text[])
+                AS u(id, uri, created, depth, via)",
+        job_id,
+        &source_ids,
+        &urls as &[&str],
+        &created,
+        &depths,
+        parent,
+        &vias as &[&str],
+    )
+    .execute(&mut **tx)
+    .await?;
+    if parent.is_some() {
+        sqlx::query!(
+            "UPDATE crawls SET pages = pages + $2 WHERE job_id = $1",
+            job_id,
+            urls.len() as i32,
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query!(
+        "DELETE FROM crawl_skips WHERE job_id = $1 AND url = ANY($2)",
+        job_id,
+        &urls as &[&str],
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(pages
+        .iter()
+        .map(|c| {
+            let (source_id, created) = by_uri[c.url.as_str()];
+            JobSource {
+                source_id,
+                uri: c.url.clone(),
+                created,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(url: &str) -> Candidate {
+        Candidate {
+            url: url.into(),
+            path_key: path_key_of(url),
+            depth: 1,
+            via: "link".into(),
+        }
+    }
+
+    #[test]
+    fn caps_table() {
+        let known: HashSet<String> = ["https://e.com/known".to_string()].into();
+        let variants: HashMap<String, i64> = [("https://e.com/cal".to_string(), 1)].into();
+        let cands = [
+            c("https://e.com/known"),
+            c("https://e.com/a"),
+            c("https://e.com/a"),
+            c("https://e.com/cal?m=1"),
+            c("https://e.com/cal?m=2"),
+            c("https://e.com/cal"),
+            c("https://e.com/b"),
+            c("https://e.com/c"),
+        ];
+        let d = decide(&cands, &known, &variants, 4, 2);
+        let accepted: Vec<&str> = d.accept.iter().map(|c| c.url.as_str()).collect();
+        assert_eq!(
+            accepted,
+            [
+                "https://e.com/a",
+                "https://e.com/cal?m=1",
+                "https://e.com/cal",
+                "https://e.com/b"
+            ]
+        );
+        let skipped: Vec<(&str, &str)> =
+            d.skip.iter().map(|s| (s.url.as_str(), s.reason)).collect();
+        assert_eq!(
+            skipped,
+            [
+                ("https://e.com/cal?m=2", "trap"),
+                ("https://e.com/c", "limit")
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_left_means_every_new_link_is_a_limit_skip() {
+        let d = decide(
+            &[c("https://e.com/x")],
+            &HashSet::new(),
+            &HashMap::new(),
+            0,
+            5,
+        );
+        assert!(d.accept.is_empty());
+        assert_eq!(d.skip[0].reason, "limit");
+    }
+}

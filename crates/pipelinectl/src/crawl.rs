@@ -1,0 +1,196 @@
+//! `pipelinectl crawl URL...` (one crawl job per start URL), `crawl-status JOB` and
+//! `crawl-cancel JOB`.
+
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use pipeline_ops::Services;
+use pipeline_ops::crawl::rules::ScopeKind;
+use pipeline_ops::crawl::{self, CrawlRequest};
+use pipeline_ops::submit::SubmitError;
+use pipeline_store::crawl_status::{self, CrawlProgress};
+use uuid::Uuid;
+
+use crate::output::{CmdResult, Failure, print_json};
+
+/// Arguments of `pipelinectl crawl`.
+#[derive(Debug, Args)]
+pub struct CrawlArgs {
+    /// Start URLs: one crawl job each.
+    #[arg(required = true)]
+    urls: Vec<String>,
+    /// Which URLs belong to the crawl: `host` (default), `domain` (registrable domain) or
+    /// `prefix` (the start URL up to its last `/`).
+    #[arg(long, value_parser = parse_scope)]
+    scope: Option<ScopeKind>,
+    /// Follow only URLs matching one of these globs (`*` matches anything); repeatable.
+    #[arg(long)]
+    include: Vec<String>,
+    /// Skip URLs matching any of these globs; repeatable.
+    #[arg(long)]
+    exclude: Vec<String>,
+    /// Links followed from the start URL (default 10).
+    #[arg(long)]
+    max_depth: Option<u32>,
+    /// Most pages (default 1000).
+    #[arg(long)]
+    max_pages: Option<u32>,
+    /// Follow links marked rel=nofollow.
+    #[arg(long)]
+    follow_nofollow: bool,
+    /// Trap cap: distinct query strings per path (default 20).
+    #[arg(long)]
+    max_query_variants: Option<u32>,
+    /// Trap cap: path segments per URL (default 12).
+    #[arg(long)]
+    max_path_depth: Option<u32>,
+    /// Query parameters stripped from URLs (replaces the default list); repeatable.
+    #[arg(long = "tracking-param")]
+    tracking_params: Vec<String>,
+    /// The project name (created when missing; default `default`).
+    #[arg(long)]
+    project: Option<String>,
+    /// A group name stored on each page's source.
+    #[arg(long)]
+    source_group: Option<String>,
+    /// Wait until the crawl ends, printing its progress; at most this many seconds.
+    #[arg(long, value_name = "SECS")]
+    wait: Option<u64>,
+}
+
+fn parse_scope(s: &str) -> Result<ScopeKind, String> {
+    ScopeKind::parse(s).ok_or_else(|| format!("unknown scope `{s}`: host, domain or prefix"))
+}
+
+/// Starts one crawl per start URL.
+pub async fn start(services: &Services, args: CrawlArgs, as_json: bool) -> CmdResult {
+    let mut started = Vec::new();
+    for url in &args.urls {
+        let req = CrawlRequest {
+            url: url.clone(),
+            scope: args.scope,
+            include: args.include.clone(),
+            exclude: args.exclude.clone(),
+            max_depth: args.max_depth,
+            max_pages: args.max_pages,
+            follow_nofollow: args.follow_nofollow,
+            max_query_variants: args.max_query_variants,
+            max_path_depth: args.max_path_depth,
+            tracking_params: (!args.tracking_params.is_empty())
+                .then(|| args.tracking_params.clone()),
+            project_id: None,
+            project: args.project.clone(),
+            source_group: args.source_group.clone(),
+        };
+        let s = crawl::start(services, &req).await.map_err(|e| match e {
+            SubmitError::Invalid(msg) => Failure::usage(format!("{url}: {msg}")),
+            other => anyhow::Error::new(other).into(),
+        })?;
+        if !as_json {
+            println!("crawl job {} from {}", s.job_id, s.settings.start_url);
+        }
+        started.push(s);
+    }
+    if let Some(secs) = args.wait {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut ended = Vec::new();
+        for s in &started {
+            ended.push(wait(services, s.job_id, deadline, as_json).await?);
+        }
+        if as_json {
+            return print_json(&ended);
+        }
+        return Ok(());
+    }
+    if as_json {
+        print_json(&started)?;
+    }
+    Ok(())
+}
+
+/// Polls a crawl's progress until it ends or `deadline` passes (then fails, exit 1).
+async fn wait(
+    services: &Services,
+    job_id: Uuid,
+    deadline: Instant,
+    as_json: bool,
+) -> CmdResult<CrawlProgress> {
+    let mut last = String::new();
+    loop {
+        let p = crawl_status::progress(&services.db, job_id).await?;
+        let line = progress_line(&p);
+        if !as_json && line != last {
+            println!("{line}");
+            last = line;
+        }
+        if p.ended {
+            return Ok(p);
+        }
+        if Instant::now() >= deadline {
+            return Err(anyhow::anyhow!("crawl {job_id} still running when --wait ran out").into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn progress_line(p: &CrawlProgress) -> String {
+    let s = &p.skipped;
+    format!(
+        "{} {}: discovered {}, pages {}, queued {}, fetched {}, extracted {}, failed {}; \
+         skipped scope {} pattern {} depth {} limit {} trap {} nofollow {} robots {}",
+        p.job_id,
+        p.status,
+        p.discovered,
+        p.pages,
+        p.queued,
+        p.fetched,
+        p.extracted,
+        p.failed,
+        s.scope,
+        s.pattern,
+        s.depth,
+        s.limit,
+        s.trap,
+        s.nofollow,
+        s.robots
+    )
+}
+
+fn job_id(raw: &str) -> CmdResult<Uuid> {
+    Uuid::parse_str(raw.trim()).map_err(|_| Failure::usage(format!("`{raw}` is not a job id")))
+}
+
+/// `crawl-status JOB`.
+pub async fn status(services: &Services, raw: &str, as_json: bool) -> CmdResult {
+    let p = crawl_status::progress(&services.db, job_id(raw)?)
+        .await
+        .map_err(not_found)?;
+    if as_json {
+        return print_json(&p);
+    }
+    println!("{}", progress_line(&p));
+    if let Some(at) = p.cancelled_at {
+        println!("cancelled at {}", crate::output::time(&at));
+    }
+    Ok(())
+}
+
+/// `crawl-cancel JOB`.
+pub async fn cancel(services: &Services, raw: &str, as_json: bool) -> CmdResult {
+    let id = job_id(raw)?;
+    let discarded = crawl_status::cancel(&services.db, id, "cli")
+        .await
+        .map_err(not_found)?;
+    if as_json {
+        return print_json(&serde_json::json!({"job_id": id, "discarded": discarded}));
+    }
+    println!("crawl {id} cancelled; {discarded} waiting page(s) discarded");
+    Ok(())
+}
+
+fn not_found(e: pipeline_store::StoreError) -> Failure {
+    match e {
+        pipeline_store::StoreError::NotFound(what) => Failure::not_found(format!("no {what}")),
+        other => other.into(),
+    }
+}

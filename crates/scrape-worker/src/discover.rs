@@ -1,0 +1,259 @@
+//! Link discovery for crawls: the links of a fetched page that belongs to a crawl become
+//! sources of the crawl's job, enqueued like any scrape message (so robots.txt and per-host
+//! politeness apply to them exactly as to submitted URLs).
+//!
+//! The handler calls [`discover`] after the fetch and before it stores the page: while the
+//! page is not stored its message is redelivered after a crash, and a second discovery
+//! inserts nothing new but enqueues again whatever this page discovered that is still
+//! `queued` (see `pipeline_store::crawls`).
+
+use extract_core::links::{PageLinks, links};
+use pipeline_ops::Family;
+use pipeline_ops::Services;
+use pipeline_ops::crawl::rules::{Rules, path_key};
+use pipeline_ops::crawl::rules_of;
+use pipeline_ops::messages::SourceMessage;
+use pipeline_ops::worker::Failure;
+use pipeline_store::crawls::{self, Candidate, PageCrawl, Skip};
+use url::Url;
+use uuid::Uuid;
+
+use crate::fetch::Page;
+
+/// Reads the links of a fetched page, off the async threads (parsing is CPU work and the
+/// DOM is not `Send`). Non-HTML pages and pages over the guard's limits have none (the
+/// extraction worker reports the latter).
+async fn page_links(page: &Page) -> PageLinks {
+    if !matches!(
+        page.content_type.as_str(),
+        "text/html" | "application/xhtml+xml"
+    ) {
+        return PageLinks::default();
+    }
+    let body = page.body.clone();
+    tokio::task::spawn_blocking(move || {
+        match extract_core::html::check(&body, &extract_core::Limits::default()) {
+            Ok(checked) => links(&checked),
+            Err(e) => {
+                tracing::warn!(error = %e, "page too expensive to read links from");
+                PageLinks::default()
+            }
+        }
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// What the rules make of one page's links for one crawl: candidates (before the caps) and
+/// refusals, each URL once.
+pub fn judge_links(
+    rules: &Rules,
+    page_url: &Url,
+    found: &PageLinks,
+    depth: i32,
+) -> (Vec<Candidate>, Vec<Skip>) {
+    let base = found
+        .base
+        .as_deref()
+        .and_then(|b| page_url.join(b).ok())
+        .unwrap_or_else(|| page_url.clone());
+    let mut seen = std::collections::HashSet::new();
+    let (mut accept, mut skip) = (Vec::new(), Vec::new());
+    for link in &found.links {
+        let Some(url) = rules.normalise(&base, &link.href) else {
+            metrics::counter!("crawl_links_total", "outcome" => "unusable").increment(1);
+            continue;
+        };
+        if !seen.insert(url.to_string()) {
+            continue;
+        }
+        match rules.judge(&url, depth.max(0) as u32, link.nofollow) {
+            Ok(()) => accept.push(Candidate {
+                path_key: path_key(&url),
+                url: url.into(),
+                depth,
+                via: link.kind.as_str().into(),
+            }),
+            Err(reason) => {
+                metrics::counter!("crawl_links_total", "outcome" => reason.as_str()).increment(1);
+                skip.push(Skip {
+                    url: url.into(),
+                    reason: reason.as_str(),
+                });
+            }
+        }
+    }
+    (accept, skip)
+}
+
+/// Admits the links of `page` (the page of `source_id`) into every crawl that includes the
+/// source, and enqueues the pages they add. A no-op for a source no crawl includes.
+pub async fn discover(
+    services: &Services,
+    source_id: Uuid,
+    source_group: Option<&str>,
+    page: &Page,
+) -> Result<(), Failure> {
+    let db = &services.db;
+    let page_crawls = crawls::crawls_of_source(db, source_id)
+        .await
+        .map_err(|e| Failure::transient(format!("loading the page's crawls: {e}")))?;
+    if page_crawls.is_empty() {
+        return Ok(());
+    }
+    let found = page_links(page).await;
+    for pc in &page_crawls {
+        discover_in(services, source_id, source_group, page, &found, pc).await?;
+    }
+    Ok(())
+}
+
+async fn discover_in(
+    services: &Services,
+    source_id: Uuid,
+    source_group: Option<&str>,
+    page: &Page,
+    found: &PageLinks,
+    pc: &PageCrawl,
+) -> Result<(), Failure> {
+    let db = &services.db;
+    let rules = match rules_of(&pc.settings) {
+        Ok(r) => r,
+        Err(e) => {
+            // Settings are checked when the crawl starts; only a row edited by hand gets
+            // here. The page itself is fine, so it is stored; its links are not followed.
+            tracing::error!(job_id = %pc.job_id, error = %e, "crawl settings do not compile");
+            return Ok(());
+        }
+    };
+    // Links resolve against where the page really came from. A redirect that left the
+    // crawl's scope gives no links: the page behind it is not part of the crawl.
+    let page_url = match rules.normalise(&page.final_url, page.final_url.as_str()) {
+        Some(u) => u,
+        None => return Ok(()),
+    };
+    if page.redirects > 0 {
+        if !rules.in_scope(&page_url) {
+            tracing::info!(final_url = %page_url, "redirected out of the crawl's scope; links not followed");
+            return Ok(());
+        }
+        crawls::record_redirect(
+            db,
+            pc.job_id,
+            source_id,
+            page_url.as_str(),
+            &path_key(&page_url),
+            pc.depth,
+        )
+        .await
+        .map_err(|e| Failure::transient(format!("recording the redirect: {e}")))?;
+    }
+    let (candidates, skips) = judge_links(&rules, &page_url, found, pc.depth + 1);
+    let admitted = crawls::admit(db, pc.job_id, source_id, source_group, &candidates, &skips)
+        .await
+        .map_err(|e| Failure::transient(format!("admitting discovered links: {e}")))?;
+    metrics::counter!("crawl_links_total", "outcome" => "admitted")
+        .increment(admitted.new_pages as u64);
+    if admitted.cancelled {
+        tracing::info!(job_id = %pc.job_id, "crawl cancelled; links not followed");
+        return Ok(());
+    }
+    let messages: Vec<(String, serde_json::Value)> = admitted
+        .to_enqueue
+        .iter()
+        .map(|s| {
+            let m = SourceMessage {
+                source_id: s.source_id,
+                job_id: Some(pc.job_id),
+                uri: Some(s.uri.clone()),
+            };
+            (m.id(), m.body())
+        })
+        .collect();
+    if !messages.is_empty() {
+        services
+            .queue(Family::Scrape)
+            .enqueue_bulk(&messages)
+            .await
+            .map_err(|e| Failure::transient(format!("enqueueing discovered pages: {e}")))?;
+    }
+    tracing::info!(
+        job_id = %pc.job_id,
+        links = found.links.len(),
+        new_pages = admitted.new_pages,
+        skipped = admitted.skipped,
+        enqueued = messages.len(),
+        "links discovered"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use extract_core::links::{Link, LinkKind};
+    use pipeline_ops::crawl::rules::{RulesSpec, ScopeKind};
+
+    use super::*;
+
+    #[test]
+    fn a_page_links_become_candidates_and_skips_once_each() {
+        let rules = Rules::new(&RulesSpec {
+            scope: ScopeKind::Host,
+            anchor: "site.test",
+            include: &[],
+            exclude: &["*/private/*".into()],
+            max_depth: 3,
+            max_path_depth: 4,
+            follow_nofollow: false,
+            tracking_params: &["utm_*".into()],
+        })
+        .unwrap();
+        let link = |href: &str, kind, nofollow| Link {
+            href: href.into(),
+            kind,
+            nofollow,
+        };
+        let found = PageLinks {
+            base: Some("/docs/".into()),
+            links: vec![
+                link("a.html", LinkKind::Anchor, false),
+                link("a.html?utm_source=x#f", LinkKind::Anchor, false),
+                link("/docs/b.html", LinkKind::Next, false),
+                link("/p.html", LinkKind::Canonical, false),
+                link("/private/x", LinkKind::Anchor, false),
+                link("https://other.test/", LinkKind::Anchor, false),
+                link("/n.html", LinkKind::Anchor, true),
+                link("/1/2/3/4/5", LinkKind::Anchor, false),
+                link("mailto:x@site.test", LinkKind::Anchor, false),
+            ],
+        };
+        let page = Url::parse("http://site.test/index.html").unwrap();
+        let (cands, skips) = judge_links(&rules, &page, &found, 1);
+        let got: Vec<(&str, &str)> = cands
+            .iter()
+            .map(|c| (c.url.as_str(), c.via.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("http://site.test/docs/a.html", "link"),
+                ("http://site.test/docs/b.html", "next"),
+                ("http://site.test/p.html", "canonical"),
+            ]
+        );
+        let skipped: Vec<(&str, &str)> = skips.iter().map(|s| (s.url.as_str(), s.reason)).collect();
+        assert_eq!(
+            skipped,
+            [
+                ("http://site.test/private/x", "pattern"),
+                ("https://other.test/", "scope"),
+                ("http://site.test/n.html", "nofollow"),
+                ("http://site.test/1/2/3/4/5", "trap"),
+            ]
+        );
+        // One level deeper than the cap: every in-scope link is a depth skip.
+        let (cands, skips) = judge_links(&rules, &page, &found, 4);
+        assert!(cands.is_empty());
+        assert!(skips.iter().any(|s| s.reason == "depth"));
+    }
+}

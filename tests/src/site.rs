@@ -1,0 +1,188 @@
+//! A generated site on 127.0.0.1 for crawl tests: `pages` pages in a binary tree
+//! (`/p/{i}.html` links to `2i+1` and `2i+2`, back to its parent, and to a child again with
+//! a tracking parameter and a fragment), and around the tree's root:
+//!
+//! - `/robots.txt` disallowing `/private/`, and `/private/a.html` linked from the root;
+//! - a `rel=nofollow` link to `/hidden/x.html`, reachable no other way;
+//! - a link to the same server under the host name `localhost` (another host: out of scope);
+//! - an infinite calendar: `/calendar?month=N` links to `month=N+1` (an anchor and `rel=next`);
+//! - ever-deeper paths: `/deep/a/` links to `/deep/a/a/`, and so on;
+//! - from page 1, `/go/landing`, a redirect to `/landing.html` (in scope, linked nowhere),
+//!   which links to itself and to `/only-via-redirect.html`.
+//!
+//! Every request is counted by path and query, so a test can assert what was fetched and
+//! that nothing was fetched twice. An optional delay per page serves benchmarks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio_util::sync::CancellationToken;
+
+struct Shared {
+    pages: usize,
+    port: u16,
+    delay: Duration,
+    hits: Mutex<HashMap<String, usize>>,
+}
+
+/// The running site; it stops when dropped.
+pub struct Site {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+}
+
+impl Site {
+    /// Starts the site with `pages` tree pages, each answered after `delay`.
+    pub async fn start(pages: usize, delay: Duration) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("the listener's address");
+        let shared = Arc::new(Shared {
+            pages,
+            port: addr.port(),
+            delay,
+            hits: Mutex::new(HashMap::new()),
+        });
+        let app = Router::new().fallback(serve).with_state(shared.clone());
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        tokio::spawn(async move {
+            // Serving errors only end the fixture; the test then fails on its own assertions.
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await;
+        });
+        Self { addr, shared, stop }
+    }
+
+    /// `http://127.0.0.1:{port}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Requests served so far, by path and query (`/calendar?month=2`).
+    pub fn hits(&self) -> HashMap<String, usize> {
+        self.shared.hits.lock().expect("lock").clone()
+    }
+
+    /// The paths (with query) a crawl from `/p/0.html` fetches with a depth cap of at least
+    /// 8, no page cap below 513, at most 5 query variants per path and 6 path segments:
+    /// every tree page, 5 calendar months, 5 deep paths, the redirect and the two pages
+    /// behind it. robots.txt excluded.
+    pub fn expected_full_crawl(&self) -> Vec<String> {
+        let mut v: Vec<String> = (0..self.shared.pages)
+            .map(|i| format!("/p/{i}.html"))
+            .collect();
+        v.extend((1..=5).map(|m| format!("/calendar?month={m}")));
+        v.extend((1..=5).map(|d| format!("/deep/{}", "a/".repeat(d))));
+        v.extend(
+            ["/go/landing", "/landing.html", "/only-via-redirect.html"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn page(title: &str, links: &str) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+             <body><h1>{title}</h1><p>{title} is a page of the generated test site. It has \
+             enough words to be extracted as one section of text, with its links below.</p>\
+             {links}</body></html>"
+        ),
+    )
+        .into_response()
+}
+
+fn a(href: &str) -> String {
+    format!("<a href=\"{href}\">{href}</a> ")
+}
+
+async fn serve(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let key = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
+    *s.hits.lock().expect("lock").entry(key).or_insert(0) += 1;
+    if path == "/robots.txt" {
+        return "User-agent: *\nDisallow: /private/\n".into_response();
+    }
+    if !s.delay.is_zero() {
+        tokio::time::sleep(s.delay).await;
+    }
+    if let Some(i) = path
+        .strip_prefix("/p/")
+        .and_then(|r| r.strip_suffix(".html"))
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|i| *i < s.pages)
+    {
+        let mut links = String::new();
+        for c in [2 * i + 1, 2 * i + 2] {
+            if c < s.pages {
+                links += &a(&format!("/p/{c}.html"));
+                links += &a(&format!("/p/{c}.html?utm_source=news#part"));
+            }
+        }
+        if i > 0 {
+            links += &a(&format!("/p/{}.html", (i - 1) / 2));
+        }
+        links += &a("#top");
+        if i == 0 {
+            links += "<link rel=\"canonical\" href=\"/p/0.html\">";
+            links += &a("/private/a.html");
+            links += &a("/calendar?month=1");
+            links += &a("/deep/a/");
+            links += &a(&format!("http://localhost:{}/p/0.html", s.port));
+            links += &a("mailto:someone@example.com");
+            links += "<a rel=\"nofollow\" href=\"/hidden/x.html\">hidden</a>";
+        }
+        if i == 1 {
+            links += &a("/go/landing");
+        }
+        return page(&format!("Page {i}"), &links);
+    }
+    if path == "/calendar" {
+        let month: u64 = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("month="))
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        let next = format!("/calendar?month={}", month + 1);
+        let links = format!("{}<a rel=\"next\" href=\"{next}\">next</a>", a(&next));
+        return page(&format!("Calendar month {month}"), &links);
+    }
+    if path.starts_with("/deep/") && path.ends_with('/') {
+        return page(&format!("Deep {path}"), &a("a/"));
+    }
+    match path.as_str() {
+        "/go/landing" => (StatusCode::FOUND, [(header::LOCATION, "/landing.html")]).into_response(),
+        "/landing.html" => page(
+            "Landing",
+            &(a("/landing.html") + &a("/only-via-redirect.html")),
+        ),
+        "/only-via-redirect.html" => page("Only via redirect", ""),
+        "/private/a.html" => page("Private a", &a("/private/b.html")),
+        "/private/b.html" | "/hidden/x.html" => page("Not to be fetched", ""),
+        _ => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}

@@ -1,0 +1,251 @@
+//! Crawl jobs against a generated loopback site (`integration_tests::site`): the crawl
+//! fetches exactly the in-scope pages robots.txt allows, follows a redirect into scope,
+//! skips nofollow links, another host and the traps, respects the depth and page caps,
+//! creates no duplicate sources, fetches no page twice, and ends. The scrape and extraction
+//! workers run in process, step by step (`run_next`), against real Postgres and Redis.
+
+use std::time::{Duration, Instant};
+
+use integration_tests::site::Site;
+use integration_tests::{TestDb, TestRedis, settings_for};
+use pipeline_ops::Family;
+use pipeline_ops::Services;
+use pipeline_ops::crawl::{self, CrawlRequest};
+use pipeline_ops::worker::run_next;
+use pipeline_store::crawl_status::{self, CrawlProgress};
+use uuid::Uuid;
+
+struct Env {
+    site: Site,
+    services: Services,
+    scrape: scrape_worker::ScrapeHandler,
+    extract: extraction_worker::ExtractionHandler,
+    _redis: TestRedis,
+    _db: TestDb,
+}
+
+async fn env(pages: usize) -> anyhow::Result<Env> {
+    pipeline_core::install_crypto_provider();
+    let db = TestDb::migrated().await?;
+    let redis = TestRedis::new()?;
+    let mut settings = settings_for(&db, &redis);
+    settings.scrape.allow_private_hosts = vec!["127.0.0.1".into()];
+    settings.scrape.per_host_min_delay_ms = 0;
+    settings.scrape.per_host_max_concurrency = 16;
+    settings.queue.max_attempts = 2;
+    settings.queue.backoff_base_ms = 50;
+    let services = Services::with_pools(settings, db.pool.clone(), redis.pool.clone())?;
+    let scrape = scrape_worker::handler_for(&services)?;
+    let batcher = extraction_worker::batcher_from_settings(&services.settings)?;
+    let extract = extraction_worker::handler(&services, batcher);
+    Ok(Env {
+        site: Site::start(pages, Duration::ZERO).await,
+        services,
+        scrape,
+        extract,
+        _redis: redis,
+        _db: db,
+    })
+}
+
+impl Env {
+    async fn crawl(&self, tweak: impl FnOnce(&mut CrawlRequest)) -> anyhow::Result<Uuid> {
+        let mut req = CrawlRequest {
+            url: self.site.url("/p/0.html"),
+            max_query_variants: Some(5),
+            max_path_depth: Some(6),
+            ..CrawlRequest::default()
+        };
+        tweak(&mut req);
+        Ok(crawl::start(&self.services, &req).await?.job_id)
+    }
+
+    /// Runs both workers until the crawl's job ends; at most 120 s.
+    async fn run_to_end(&self, job: Uuid) -> anyhow::Result<CrawlProgress> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let a = run_next(self.services.queue(Family::Scrape), &self.scrape, 16).await?;
+            let b = run_next(self.services.queue(Family::Extraction), &self.extract, 32).await?;
+            pipeline_store::progress::refresh(&self.services.db, job).await?;
+            let p = crawl_status::progress(&self.services.db, job).await?;
+            if p.ended {
+                return Ok(p);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the crawl did not end in 120 s: {p:?}"
+            );
+            if a + b == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// The pages fetched (path and query), sorted; robots.txt left out. Fails if any was
+    /// fetched twice.
+    fn fetched_once(&self) -> Vec<String> {
+        let hits = self.site.hits();
+        let twice: Vec<_> = hits
+            .iter()
+            .filter(|(p, n)| **n > 1 && p.as_str() != "/robots.txt")
+            .collect();
+        assert!(twice.is_empty(), "fetched more than once: {twice:?}");
+        let mut v: Vec<String> = hits.into_keys().filter(|p| p != "/robots.txt").collect();
+        v.sort();
+        v
+    }
+
+    /// (sources of the job, distinct URIs among them, max crawl depth).
+    async fn sources_of(&self, job: Uuid) -> anyhow::Result<(i64, i64, i32)> {
+        let r: (i64, i64, Option<i32>) = sqlx::query_as(
+            "SELECT count(*), count(DISTINCT s.uri), max(p.depth)
+               FROM crawl_pages p JOIN sources s ON s.id = p.source_id
+              WHERE p.job_id = $1 AND p.via <> 'redirect'",
+        )
+        .bind(job)
+        .fetch_one(&self.services.db)
+        .await?;
+        Ok((r.0, r.1, r.2.unwrap_or(0)))
+    }
+}
+
+#[tokio::test]
+async fn a_crawl_fetches_exactly_the_allowed_in_scope_pages_and_ends() -> anyhow::Result<()> {
+    let env = env(500).await?;
+    let job = env.crawl(|_| {}).await?;
+    let p = env.run_to_end(job).await?;
+
+    assert_eq!(env.fetched_once(), env.site.expected_full_crawl());
+    // 512 pages fetched (the redirect's target is the page of `/go/landing`), plus
+    // /private/a.html, a source that robots.txt refused.
+    assert_eq!(p.pages, 513, "{p:?}");
+    assert_eq!(p.fetched, 512, "{p:?}");
+    assert_eq!(p.extracted, 512, "{p:?}");
+    assert_eq!(p.skipped.robots, 1, "{p:?}");
+    assert_eq!(p.skipped.nofollow, 1, "{p:?}");
+    assert_eq!(p.skipped.scope, 1, "{p:?}");
+    // The calendar's sixth month and the seventh path segment.
+    assert_eq!(p.skipped.trap, 2, "{p:?}");
+    assert_eq!(p.skipped.limit, 0, "{p:?}");
+    assert_eq!(p.failed, 0, "{p:?}");
+    assert_eq!(
+        p.status, "completed_with_errors",
+        "robots.txt refused one page"
+    );
+    let (sources, distinct, _) = env.sources_of(job).await?;
+    assert_eq!((sources, distinct), (513, 513), "no duplicate sources");
+
+    // The deepest tree page's discovery path runs back to the start URL, one level a step.
+    let deepest: Uuid = sqlx::query_scalar("SELECT id FROM sources WHERE uri = $1")
+        .bind(env.site.url("/p/300.html"))
+        .fetch_one(&env.services.db)
+        .await?;
+    let (in_job, path) = crawl_status::discovery_path(&env.services.db, deepest, None).await?;
+    assert_eq!(in_job, Some(job));
+    let urls: Vec<String> = path.iter().map(|s| s.url.clone()).collect();
+    let want: Vec<String> = [0, 1, 3, 8, 17, 36, 74, 149, 300]
+        .iter()
+        .map(|i| env.site.url(&format!("/p/{i}.html")))
+        .collect();
+    assert_eq!(urls, want);
+    assert_eq!(path[0].via, "start");
+    assert!(path.iter().enumerate().all(|(d, s)| s.depth == d as i32));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_depth_cap_stops_the_crawl_at_its_depth() -> anyhow::Result<()> {
+    let env = env(500).await?;
+    let job = env.crawl(|r| r.max_depth = Some(2)).await?;
+    let p = env.run_to_end(job).await?;
+    let mut want: Vec<String> = (0..=6).map(|i| format!("/p/{i}.html")).collect();
+    want.extend([
+        "/calendar?month=1".into(),
+        "/calendar?month=2".into(),
+        "/deep/a/".into(),
+        "/deep/a/a/".into(),
+        "/go/landing".into(),
+        "/landing.html".into(),
+    ]);
+    want.sort();
+    assert_eq!(env.fetched_once(), want);
+    let (sources, distinct, max_depth) = env.sources_of(job).await?;
+    assert_eq!(max_depth, 2);
+    assert_eq!(sources, distinct);
+    assert!(p.skipped.depth > 0, "{p:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_page_cap_bounds_the_crawl() -> anyhow::Result<()> {
+    let env = env(500).await?;
+    let job = env.crawl(|r| r.max_pages = Some(50)).await?;
+    let p = env.run_to_end(job).await?;
+    let (sources, distinct, _) = env.sources_of(job).await?;
+    assert_eq!((sources, distinct), (50, 50));
+    assert_eq!(p.pages, 50, "{p:?}");
+    assert!(p.skipped.limit > 0, "{p:?}");
+    // Every page fetched once; at most the 50 pages plus a redirect's target.
+    let fetched = env.fetched_once();
+    assert!(fetched.len() <= 51, "{} fetched", fetched.len());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cancelled_crawl_follows_no_more_links_and_ends() -> anyhow::Result<()> {
+    let env = env(500).await?;
+    let job = env.crawl(|_| {}).await?;
+    // Fetch the start page and its children, then cancel.
+    for _ in 0..2 {
+        run_next(env.services.queue(Family::Scrape), &env.scrape, 16).await?;
+    }
+    let before = crawl_status::progress(&env.services.db, job).await?;
+    let discarded = crawl_status::cancel(&env.services.db, job, "test").await?;
+    assert!(discarded > 0, "{before:?}");
+    assert_eq!(
+        crawl_status::cancel(&env.services.db, job, "test").await?,
+        0
+    );
+    let p = env.run_to_end(job).await?;
+    assert!(p.cancelled_at.is_some());
+    assert_eq!(p.pages, before.pages, "no page admitted after the cancel");
+    assert!(p.fetched <= before.pages - discarded as i64, "{p:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn admitting_the_same_links_twice_adds_nothing() -> anyhow::Result<()> {
+    // What a redelivered scrape message does: the same page's links admitted again.
+    let env = env(10).await?;
+    let job = env.crawl(|_| {}).await?;
+    let start: Uuid = sqlx::query_scalar("SELECT source_id FROM crawl_pages WHERE job_id = $1")
+        .bind(job)
+        .fetch_one(&env.services.db)
+        .await?;
+    let cands: Vec<pipeline_store::crawls::Candidate> = ["/p/1.html", "/p/2.html"]
+        .iter()
+        .map(|p| pipeline_store::crawls::Candidate {
+            url: env.site.url(p),
+            path_key: env.site.url(p),
+            depth: 1,
+            via: "link".into(),
+        })
+        .collect();
+    let first =
+        pipeline_store::crawls::admit(&env.services.db, job, start, None, &cands, &[]).await?;
+    let again =
+        pipeline_store::crawls::admit(&env.services.db, job, start, None, &cands, &[]).await?;
+    assert_eq!(first.new_pages, 2);
+    assert_eq!(again.new_pages, 0);
+    // The second delivery still hands back both waiting pages to enqueue (the first
+    // delivery's enqueue may have been lost with its process).
+    assert_eq!(again.to_enqueue.len(), 2);
+    let (sources, distinct, _) = env.sources_of(job).await?;
+    assert_eq!((sources, distinct), (3, 3));
+    let pages: i32 = sqlx::query_scalar("SELECT pages FROM crawls WHERE job_id = $1")
+        .bind(job)
+        .fetch_one(&env.services.db)
+        .await?;
+    assert_eq!(pages, 3);
+    Ok(())
+}
