@@ -34,7 +34,8 @@ impl OwnCluster {
             .env("REDIS_CLUSTER_BASE_PORT", base_port.to_string())
             .env("REDIS_CLUSTER_DIR", &dir)
             .output()?;
-        let cluster = Self {
+        // Stops whatever the script started, even when it failed half-way.
+        let mut cluster = Self {
             base_port,
             dir,
             nodes: Vec::new(),
@@ -44,12 +45,12 @@ impl OwnCluster {
             "redis-cluster.sh start failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let nodes = String::from_utf8(out.stdout)?
+        cluster.nodes = String::from_utf8(out.stdout)?
             .trim()
             .split(',')
             .map(str::to_owned)
             .collect();
-        Ok(Self { nodes, ..cluster })
+        Ok(cluster)
     }
 
     /// The cluster as a target for pools and settings.

@@ -66,20 +66,16 @@ async fn the_cluster_rejects_a_script_that_touches_another_slot() -> anyhow::Res
     // A family whose tag lives on another master than scrape's (three masters: one of
     // the first few families is elsewhere).
     let scrape_slot = keyslot(&mut conn, &scrape.tag()).await?;
-    let owner = |slot: u16| async move {
-        let mut c = redis.pool.get();
-        let shards: redis::Value = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query_async(&mut c)
-            .await?;
-        anyhow::Ok(master_port_of(&shards, slot))
-    };
-    let scrape_owner = owner(scrape_slot).await?;
+    let slots: redis::Value = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut conn)
+        .await?;
+    let scrape_owner = master_port_of(&slots, scrape_slot);
     let mut other = None;
     for i in 0..64 {
         let k = FamilyKeys::new(&redis.prefix, &format!("other{i}"));
         let slot = keyslot(&mut conn, &k.tag()).await?;
-        if owner(slot).await? != scrape_owner {
+        if master_port_of(&slots, slot) != scrape_owner {
             other = Some(k);
             break;
         }
