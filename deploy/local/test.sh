@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
 
 # The tests the cluster pass runs (nextest filter): see the "Redis Cluster" step.
-CLUSTER_TESTS='package(dlq-core) | package(work-queue) | (package(integration-tests) & test(/^(cluster|requeue_e2e|requeue_policy|requeue_reconcile|api_dlq|api_retry_race|runner_wake|job_progress|scrape_worker|extraction_worker)::/))'
+CLUSTER_TESTS='package(dlq-core) | package(work-queue) | (package(integration-tests) & test(/^cluster::/))'
 
 step "services"
 # shellcheck source=deploy/local/services.sh
@@ -60,12 +60,11 @@ step "Redis Cluster: 3 masters + 3 replicas on loopback, the Redis-touching test
 trap 'deploy/local/redis-cluster.sh stop' EXIT
 TEST_REDIS_CLUSTER_NODES="$(deploy/local/redis-cluster.sh start)"
 export TEST_REDIS_CLUSTER_NODES
-# The queue's and the DLQ's own suites (every script of both), the in-process pipeline and
-# API tests, and the cluster-only tests (ignored without a cluster, hence --run-ignored).
-# Process tests start daemons from REDIS_URL and stay on the single node.
+# The queue's and the DLQ's own suites (every script of both) and the cluster-only tests
+# (ignored without a cluster, hence --run-ignored). --workspace with a filter, not -p, so
+# the features (and the build) are the same as the pass above.
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast -p dlq-core -p work-queue -p integration-tests \
-    --run-ignored all -E "$CLUSTER_TESTS"
+  cargo nextest run --workspace --locked --no-fail-fast --run-ignored all -E "$CLUSTER_TESTS"
 else
   echo "cargo-nextest is needed for the cluster pass (cargo install cargo-nextest --locked)" >&2
   exit 1
