@@ -6,6 +6,9 @@ cd "$(dirname "$0")/../.."
 
 step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
 
+# The tests the cluster pass runs (nextest filter): see the "Redis Cluster" step.
+CLUSTER_TESTS='package(dlq-core) | package(work-queue) | (package(integration-tests) & test(/^cluster::/))'
+
 step "services"
 # shellcheck source=deploy/local/services.sh
 . deploy/local/services.sh
@@ -51,6 +54,23 @@ else
   echo "cargo-nextest not installed; using cargo test (install it with: cargo install cargo-nextest --locked)"
   cargo test --workspace --locked --no-fail-fast
 fi
+
+step "Redis Cluster: 3 masters + 3 replicas on loopback, the Redis-touching tests again on it"
+# Started here and stopped on exit (only the servers the script started; see the script).
+trap 'deploy/local/redis-cluster.sh stop' EXIT
+TEST_REDIS_CLUSTER_NODES="$(deploy/local/redis-cluster.sh start)"
+export TEST_REDIS_CLUSTER_NODES
+# The queue's and the DLQ's own suites (every script of both) and the cluster-only tests
+# (ignored without a cluster, hence --run-ignored). --workspace with a filter, not -p, so
+# the features (and the build) are the same as the pass above.
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast --run-ignored all -E "$CLUSTER_TESTS"
+else
+  echo "cargo-nextest is needed for the cluster pass (cargo install cargo-nextest --locked)" >&2
+  exit 1
+fi
+deploy/local/redis-cluster.sh stop
+unset TEST_REDIS_CLUSTER_NODES
 
 step "schemathesis: the admin API against its OpenAPI document (all checks, bounded)"
 deploy/local/schemathesis.sh

@@ -4,10 +4,13 @@
 //!
 //! Environment variables read here: `TEST_DATABASE_URL` (an admin connection URL; default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), `TEST_REDIS_URL` (default
-//! `redis://127.0.0.1:6379/0`), `TEST_LOG` (show logs).
+//! `redis://127.0.0.1:6379/0`), `TEST_REDIS_CLUSTER_NODES` (comma-separated node URLs of a
+//! Redis Cluster: when set, every Redis the tests touch is that cluster; see
+//! `deploy/local/redis-cluster.sh`), `TEST_LOG` (show logs).
 
 pub mod api;
 pub mod browser;
+pub mod cluster;
 pub mod extraction;
 pub mod hostile;
 pub mod pages;
@@ -17,6 +20,7 @@ pub mod stall;
 
 use std::time::Duration;
 
+use pipeline_redis::RedisTarget;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -128,62 +132,54 @@ pub struct TestRedis {
     pub prefix: String,
     /// A pool on the test Redis.
     pub pool: dlq_core::RedisPool,
+    /// Where that Redis is (one server, or a cluster).
+    pub target: RedisTarget,
 }
 
 impl TestRedis {
-    /// A new prefix and pool.
+    /// A new prefix and pool on the tests' Redis (see [`RedisTarget::from_test_env`]).
     pub fn new() -> anyhow::Result<Self> {
-        let prefix = format!("test:{}:", Uuid::new_v4().simple());
-        let pool = pipeline_core::pools::redis_pool_for(
-            &redis_url(),
-            16,
-            Duration::from_secs(10),
-            Duration::from_secs(5),
-        )?;
-        Ok(Self { prefix, pool })
+        Self::on(RedisTarget::from_test_env())
     }
 
-    /// Keys currently under the prefix.
+    /// A new prefix and pool on `target` (a test that starts a Redis of its own).
+    pub fn on(target: RedisTarget) -> anyhow::Result<Self> {
+        let prefix = format!("test:{}:", Uuid::new_v4().simple());
+        let pool = target.pool(16, Duration::from_secs(10), Duration::from_secs(5))?;
+        Ok(Self {
+            prefix,
+            pool,
+            target,
+        })
+    }
+
+    /// Keys currently under the prefix (on a cluster: on every master).
     pub async fn keys(&self) -> anyhow::Result<Vec<String>> {
-        let mut conn = self.pool.get();
-        let mut cursor: u64 = 0;
-        let mut keys = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{}*", self.prefix))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                return Ok(keys);
-            }
-            cursor = next;
-        }
+        Ok(self
+            .pool
+            .keys_matching(&format!("{}*", self.prefix))
+            .await?)
     }
 }
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
-        let prefix = self.prefix.clone();
-        let url = redis_url();
         // Same reasoning as TestDb: a thread with its own runtime; failures only leave keys.
-        let _ = std::thread::spawn(move || -> anyhow::Result<()> {
-            let client = redis::Client::open(url)?;
-            let mut conn = client.get_connection()?;
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}*"))
-                .query(&mut conn)?;
-            for chunk in keys.chunks(500) {
-                redis::cmd("DEL").arg(chunk).query::<()>(&mut conn)?;
-            }
-            Ok(())
-        })
-        .join();
+        let _ = self
+            .target
+            .delete_matching_blocking(&format!("{}*", self.prefix));
     }
+}
+
+/// The seed nodes of the test Redis Cluster, for the tests that need a cluster. They are
+/// `#[ignore]`d (nextest lists them as skipped) and the test command runs them in its
+/// cluster pass; run by hand without `TEST_REDIS_CLUSTER_NODES`, they fail saying so
+/// instead of passing without a cluster.
+pub fn require_cluster() -> Vec<String> {
+    pipeline_redis::test_cluster_nodes().expect(
+        "this test needs a Redis Cluster: start one with `deploy/local/redis-cluster.sh start` \
+         and set TEST_REDIS_CLUSTER_NODES to the node URLs it prints",
+    )
 }
 
 /// An HTTP client for talking to the servers under test (installs the TLS provider first).
@@ -218,7 +214,12 @@ pub fn settings_for(db: &TestDb, redis: &TestRedis) -> pipeline_core::Settings {
     let mut settings = pipeline_core::Settings::load_from(&pipeline_core::Sources::default())
         .expect("the default settings load");
     settings.database.url = db.url.clone().into();
-    settings.redis.url = redis_url().into();
+    match &redis.target {
+        RedisTarget::Single(url) => settings.redis.url = url.clone().into(),
+        RedisTarget::Cluster(nodes) => {
+            settings.redis.cluster_nodes = nodes.iter().cloned().map(Into::into).collect();
+        }
+    }
     settings.redis.key_prefix = redis.prefix.clone();
     // Fast and deterministic; the model has its own tests (embedder, search).
     settings.embedding.backend = pipeline_core::settings::EmbeddingBackend::Hashing;

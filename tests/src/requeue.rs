@@ -31,8 +31,12 @@ pub struct World {
 impl World {
     /// A fresh world whose settings `tune` adjusts first.
     pub async fn new(tune: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
+        Self::on(TestRedis::new()?, tune).await
+    }
+
+    /// A fresh world on `redis` (a test's own Redis), whose settings `tune` adjusts first.
+    pub async fn on(redis: TestRedis, tune: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
         let db = TestDb::migrated().await?;
-        let redis = TestRedis::new()?;
         let mut settings = settings_for(&db, &redis);
         settings.requeue.redrive_base_delay_secs = 0;
         settings.requeue.rate_per_sec = 0;

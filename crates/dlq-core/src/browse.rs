@@ -21,7 +21,8 @@ pub const SCAN_BUDGET: usize = 2000;
 
 static BROWSE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "{LUA_PUSH_FN}\n{}",
+        "{}\n{LUA_PUSH_FN}\n{}",
+        pipeline_redis::LUA_PRELUDE,
         include_str!("lua/browse.lua")
     ))
 });

@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::FamilyKeys;
+use crate::RedisPool;
 use crate::error::{DlqError, Result};
 use crate::item::{DlqItem, ListedItem};
-use crate::keys::FamilyKeys;
 use crate::lua::{Row, SCRIPTS, parse_rows};
-use crate::pool::RedisPool;
 
 /// The largest page [`Dlq::list`] returns.
 pub const MAX_LIST_LIMIT: usize = 1000;

@@ -27,19 +27,30 @@ mod browse;
 mod dlq;
 mod error;
 mod item;
-mod keys;
 mod lua;
-mod pool;
 mod redrive;
+
+use std::time::Duration;
 
 pub use browse::{Filter, FilteredPage, KindFilter, SCAN_BUDGET};
 pub use dlq::{Dlq, DlqOptions, DlqStats, MAX_LIST_LIMIT, Page, PushOutcome, check_limit};
 pub use error::{DlqError, Result};
 pub use item::{DlqItem, EncodedItem, ErrorKind, ListedItem, MalformedItem};
-pub use keys::FamilyKeys;
 pub use lua::LUA_PUSH_FN;
-pub use pool::{RedisPool, build_pool, is_unreachable};
+pub use pipeline_redis::FamilyKeys;
+pub use pipeline_redis::{LUA_PRELUDE, RedisConn, RedisPool, is_unreachable};
 pub use redrive::{
     BulkRedrive, DueAction, DueOutcome, RedriveOutcome, RedrivePolicy, RedriveResult,
     jitter_fraction,
 };
+
+/// A pool of `size` connections to `url` whose response timeout is `response_timeout`
+/// (connection attempts time out after 5 s). `redis` 1.x defaults to 500 ms, too short for
+/// a bulk script over thousands of items, hence the explicit value.
+///
+/// # Errors
+/// [`DlqError::PoolBuild`] when `url` is not a Redis URL.
+pub fn build_pool(url: &str, size: usize, response_timeout: Duration) -> Result<RedisPool> {
+    RedisPool::new(url, size, response_timeout, Duration::from_secs(5))
+        .map_err(|e| DlqError::PoolBuild(e.to_string()))
+}

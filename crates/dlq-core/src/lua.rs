@@ -12,8 +12,8 @@ use crate::item::StoredFields;
 /// `local function dlq_push(tag, id, item_json, payload, failed_at_ms, retry_count, transient, max_items)`
 /// (returning `{seq, replaced, {dropped ids}}`) and the functions it needs.
 ///
-/// A script that dead-letters a message (work-queue's fail script) prepends this text to its
-/// body and calls `dlq_push` with the arguments of [`crate::EncodedItem::push_argv`] after
+/// It uses [`pipeline_redis::LUA_PRELUDE`], which must come first. A script that
+/// dead-letters a message (work-queue's fail script) prepends both to its body and calls `dlq_push` with the arguments of [`crate::EncodedItem::push_argv`] after
 /// the tag (`P{family}`, see [`crate::FamilyKeys::tag`]); it should declare
 /// [`crate::FamilyKeys::dlq_script_keys`] among its KEYS. The caller should log the dropped
 /// ids when a retention bound is set (they are also counted in Redis).
@@ -30,7 +30,10 @@ pub(crate) struct Scripts {
 }
 
 fn with_lib(body: &str) -> Script {
-    Script::new(&format!("{LUA_PUSH_FN}\n{body}"))
+    Script::new(&format!(
+        "{}\n{LUA_PUSH_FN}\n{body}",
+        pipeline_redis::LUA_PRELUDE
+    ))
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {

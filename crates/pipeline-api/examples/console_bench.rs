@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use dlq_core::{DlqItem, ErrorKind, FamilyKeys, LUA_PUSH_FN};
+use dlq_core::{DlqItem, ErrorKind, FamilyKeys, LUA_PRELUDE, LUA_PUSH_FN};
 use pipeline_core::Settings;
 use pipeline_ops::Services;
 use sqlx::Executor;
@@ -209,7 +209,7 @@ async fn seed_job(db: &sqlx::PgPool) -> anyhow::Result<Uuid> {
 async fn seed_dlq(services: &Services, prefix: &str) -> anyhow::Result<Uuid> {
     let keys = FamilyKeys::new(prefix, "scrape");
     let script = redis::Script::new(&format!(
-        "{LUA_PUSH_FN}\nlocal n = (#ARGV - 1) / 7\nfor i = 0, n - 1 do\n  local b = 1 + i * 7\n  \
+        "{LUA_PRELUDE}\n{LUA_PUSH_FN}\nlocal n = (#ARGV - 1) / 7\nfor i = 0, n - 1 do\n  local b = 1 + i * 7\n  \
          dlq_push(ARGV[1], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7])\n\
          end\nreturn n"
     ));

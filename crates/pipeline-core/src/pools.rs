@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use dlq_core::RedisPool;
+use pipeline_redis::RedisPool;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
@@ -86,8 +86,19 @@ pub fn pg_endpoint(pool: &PgPool) -> String {
     )
 }
 
-/// The process's Redis connections, with a response timeout longer than any wait.
+/// The process's Redis connections, with a response timeout longer than any wait: to the
+/// Redis Cluster of `redis.cluster_nodes` when that is set, else to the Redis at `redis.url`.
 pub fn redis_pool(settings: &Settings) -> Result<RedisPool, PoolError> {
+    let nodes = settings.redis_cluster_nodes();
+    if !nodes.is_empty() {
+        return RedisPool::cluster(
+            &nodes,
+            settings.redis.pool_size,
+            Duration::from_millis(settings.redis.response_timeout_ms),
+            Duration::from_millis(settings.redis.connect_timeout_ms),
+        )
+        .map_err(|e| PoolError::Redis(e.to_string()));
+    }
     redis_pool_for(
         settings.redis_url(),
         settings.redis.pool_size,

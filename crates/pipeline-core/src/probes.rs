@@ -264,7 +264,7 @@ pub struct ProbeState {
     /// The process's Postgres pool.
     pub db: PgPool,
     /// The process's Redis pool.
-    pub redis: dlq_core::RedisPool,
+    pub redis: pipeline_redis::RedisPool,
     /// Closed while the daemon waits for the schema.
     pub schema: SchemaGate,
 }
@@ -318,7 +318,7 @@ pub async fn check_postgres(db: &PgPool) -> Result<(), String> {
 }
 
 /// `PING` within the readiness timeout.
-pub async fn check_redis(pool: &dlq_core::RedisPool) -> Result<(), String> {
+pub async fn check_redis(pool: &pipeline_redis::RedisPool) -> Result<(), String> {
     let ping = async {
         let mut conn = pool.get();
         redis::cmd("PING")

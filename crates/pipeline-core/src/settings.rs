@@ -26,7 +26,11 @@ use serde::Deserialize;
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 
 /// Keys whose environment values are comma-separated lists.
-const LIST_KEYS: &[&str] = &["scrape.allowed_content_types", "scrape.allow_private_hosts"];
+const LIST_KEYS: &[&str] = &[
+    "scrape.allowed_content_types",
+    "scrape.allow_private_hosts",
+    "redis.cluster_nodes",
+];
 
 /// A configuration that cannot be used, with the key at fault named in the message.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +94,9 @@ pub struct DatabaseSettings {
 #[allow(missing_docs)]
 pub struct RedisSettings {
     pub url: SecretString,
+    /// Seed node URLs of a Redis Cluster; empty means the one Redis at `url`. Secret:
+    /// a node URL may carry the cluster's password.
+    pub cluster_nodes: Vec<SecretString>,
     pub key_prefix: String,
     pub pool_size: usize,
     pub response_timeout_ms: u64,
@@ -496,6 +503,16 @@ impl Settings {
         )
     }
 
+    /// The Redis Cluster's seed node URLs, empty for a single Redis (exposed for the pool
+    /// builder only).
+    pub fn redis_cluster_nodes(&self) -> Vec<String> {
+        self.redis
+            .cluster_nodes
+            .iter()
+            .map(|n| n.expose_secret().to_owned())
+            .collect()
+    }
+
     /// The Redis URL (exposed for the pool builder only).
     pub fn redis_url(&self) -> &str {
         self.redis.url.expose_secret()
@@ -604,5 +621,21 @@ mod tests {
             s.database.url.expose_secret(),
             "postgres://u:hunter2@127.0.0.1/db"
         );
+    }
+
+    #[test]
+    fn cluster_nodes_default_empty_and_come_from_the_environment_as_a_list() {
+        let s = Settings::load_from(&env(&[])).unwrap();
+        assert!(s.redis_cluster_nodes().is_empty());
+        let s = Settings::load_from(&env(&[(
+            "PIPELINE__REDIS__CLUSTER_NODES",
+            "redis://:pw@10.0.0.1:7000,redis://:pw@10.0.0.2:7001",
+        )]))
+        .unwrap();
+        assert_eq!(
+            s.redis_cluster_nodes(),
+            ["redis://:pw@10.0.0.1:7000", "redis://:pw@10.0.0.2:7001"]
+        );
+        assert!(!format!("{s:?}").contains(":pw@"));
     }
 }

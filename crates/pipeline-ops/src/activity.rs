@@ -98,9 +98,12 @@ pub async fn flush(pool: &RedisPool, prefix: &str) -> redis::RedisResult<()> {
     if taken.is_empty() {
         return Ok(());
     }
-    let mut pipe = redis::pipe();
+    // One pipeline per family, sent concurrently: a family's keys share its hash slot, but
+    // two families' may live on two masters of a cluster, and a pipeline goes to one node.
+    let mut pipes: BTreeMap<&str, redis::Pipeline> = BTreeMap::new();
     for ((family, minute), m) in &taken {
         let key = key(&FamilyKeys::new(prefix, family), *minute);
+        let pipe = pipes.entry(family.as_str()).or_default();
         for (field, n) in [
             ("processed", m.processed),
             ("failed", m.failed),
@@ -112,8 +115,16 @@ pub async fn flush(pool: &RedisPool, prefix: &str) -> redis::RedisResult<()> {
         }
         pipe.expire(&key, KEEP_SECS as i64).ignore();
     }
-    let mut con = pool.get();
-    if let Err(err) = pipe.query_async::<()>(&mut con).await {
+    let sent = futures::future::try_join_all(pipes.values().map(|pipe| {
+        let mut con = pool.get();
+        async move { pipe.query_async::<()>(&mut con).await }
+    }))
+    .await;
+    drop(pipes);
+    // A failure puts everything back, so a family that did land is counted twice for that
+    // minute: rare (a Redis error mid-flush) and an over-count of a dashboard figure, where
+    // losing the counts would hide failures.
+    if let Err(err) = sent {
         let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
         for (k, m) in taken {
             let e = pending.entry(k).or_default();

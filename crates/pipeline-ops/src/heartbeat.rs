@@ -194,17 +194,16 @@ pub async fn run(services: crate::Services, kind: &'static str, cancel: Cancella
 
 /// The families whose pause flag is set, in one round trip.
 async fn paused_families(services: &crate::Services) -> redis::RedisResult<Vec<String>> {
-    let keys: Vec<String> = crate::Family::ALL
-        .iter()
-        .map(|f| crate::pause::key(services.queue(*f).keys()))
-        .collect();
-    // GETs in a pipeline, not one MGET: the keys live in different families' hash slots.
-    let mut pipe = redis::pipe();
-    for k in &keys {
-        pipe.get(k);
-    }
-    let mut con = services.redis.get();
-    let flags: Vec<Option<String>> = pipe.query_async(&mut con).await?;
+    // Concurrent GETs, not one MGET or one pipeline: the keys live in different families'
+    // hash slots, which a cluster may serve from different masters. On one Redis the
+    // multiplexed connection still sends them in one write.
+    let flags: Vec<Option<String>> =
+        futures::future::try_join_all(crate::Family::ALL.iter().map(|f| {
+            let key = crate::pause::key(services.queue(*f).keys());
+            let mut con = services.redis.get();
+            async move { redis::cmd("GET").arg(key).query_async(&mut con).await }
+        }))
+        .await?;
     Ok(crate::Family::ALL
         .iter()
         .zip(flags)

@@ -162,27 +162,33 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// Whether any work queue or DLQ holds each source, in one pipelined round trip: the
-    /// message hash exists while a message is ready, leased or delayed, and the DLQ's order
-    /// index holds every DLQ entry, parked ones included.
+    /// Whether any work queue or DLQ holds each source, in one pipelined round trip per
+    /// family (sent concurrently: on a cluster each family's slot may be on another master,
+    /// and a pipeline goes to one node): the message hash exists while a message is ready,
+    /// leased or delayed, and the DLQ's order index holds every DLQ entry, parked ones
+    /// included.
     async fn held(&self, stuck: &[StuckSource]) -> Result<Vec<bool>, RequeueError> {
-        let mut pipe = redis::pipe();
-        for source in stuck {
-            let id = source.id.to_string();
-            for family in Family::ALL {
+        let ids: Vec<String> = stuck.iter().map(|s| s.id.to_string()).collect();
+        let per_family = futures::future::try_join_all(Family::ALL.into_iter().map(|family| {
+            let mut pipe = redis::pipe();
+            for id in &ids {
                 pipe.cmd("EXISTS")
-                    .arg(self.services.queue(family).keys().msg(&id));
+                    .arg(self.services.queue(family).keys().msg(id));
                 pipe.cmd("ZSCORE")
                     .arg(self.services.dlq(family).keys().dlq_order())
-                    .arg(&id);
+                    .arg(id);
             }
-        }
-        let mut conn = self.services.redis.get();
-        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
-        let per_source = replies.len() / stuck.len().max(1);
-        Ok(replies
-            .chunks(per_source.max(1))
-            .map(|answers| answers.iter().any(held_reply))
+            let mut conn = self.services.redis.get();
+            async move { pipe.query_async::<Vec<redis::Value>>(&mut conn).await }
+        }))
+        .await?;
+        // Two replies per source in each family's answer, in `stuck` order.
+        Ok((0..stuck.len())
+            .map(|i| {
+                per_family
+                    .iter()
+                    .any(|replies| replies[2 * i..2 * i + 2].iter().any(held_reply))
+            })
             .collect())
     }
 

@@ -1,15 +1,20 @@
 //! Throughput of the work queue against the real Redis (`REDIS_URL`, default
-//! `redis://127.0.0.1:6379`).
+//! `redis://127.0.0.1:6379`), or a Redis Cluster (`REDIS_CLUSTER_NODES`, comma-separated
+//! node URLs, e.g. those `deploy/local/redis-cluster.sh start` prints).
 //!
 //! ```text
 //! cargo run --release -p work-queue --example queue_bench -- --json
+//! REDIS_CLUSTER_NODES=redis://127.0.0.1:7100,redis://127.0.0.1:7101 \
+//!   cargo run --release -p work-queue --example queue_bench -- --only bulk
 //! ```
 //!
 //! Each configuration runs `--repeat` times (default 3) on fresh data and reports the
 //! median rate (plus min and max), because a shared machine's load moves single runs a lot.
 //! Options: `--json` (one JSON object per line), `--messages N` (default 50,000),
 //! `--big-backlog N` (default 1,000,000), `--batch N` (reserve/ack batch, default 100),
-//! `--repeat N`, `--only GROUP` (`enqueue_one`, `bulk`, `process` or `unbatched`).
+//! `--repeat N`, `--only GROUP` (`enqueue_one`, `bulk`, `process`, `unbatched` or `memory`:
+//! the growth of `used_memory` on each master, read from every node URL given, while
+//! `--big-backlog` messages are queued, reported per million messages).
 //! Everything lives under a fresh `bench:<uuid>:` prefix that is deleted at the end.
 
 use std::sync::Arc;
@@ -68,6 +73,8 @@ struct Line<'a> {
 
 struct Bench {
     args: Args,
+    /// Node URLs (one, or the cluster's), for the memory report.
+    nodes: Vec<String>,
     pool: RedisPool,
     prefix: String,
     families: AtomicU64,
@@ -207,6 +214,11 @@ async fn process(q: &WorkQueue, concurrency: usize, batch: usize, n: u64) -> Res
 }
 
 async fn delete_matching(pool: &RedisPool, pattern: &str) -> Result<()> {
+    if pool.is_cluster() {
+        // A SCAN cursor belongs to one node; the pool's helper asks every master.
+        pool.delete_matching(pattern).await?;
+        return Ok(());
+    }
     let mut con = pool.get();
     let mut cursor: u64 = 0;
     // Bounded: SCAN visits every key once, far fewer rounds than this.
@@ -280,6 +292,9 @@ async fn run(b: &Bench) -> Result<()> {
             b.clean(&q).await?;
         }
     }
+    if wanted("memory") {
+        memory(b).await?;
+    }
     let runs: &[(&str, usize, u64, &[usize])] = &[
         ("process", batch, n, &[1, 8, 32]),
         ("process_unbatched", 1, UNBATCHED_MESSAGES.min(n), &[1, 32]),
@@ -309,12 +324,81 @@ async fn run(b: &Bench) -> Result<()> {
     Ok(())
 }
 
+/// `used_memory` of every master among `nodes`, by node URL (replicas skipped).
+async fn master_memory(nodes: &[String]) -> Result<Vec<(String, i64)>> {
+    let mut out = Vec::new();
+    for url in nodes {
+        let mut con = redis::Client::open(url.as_str())?
+            .get_multiplexed_async_connection()
+            .await?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut con).await?;
+        if !matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master") {
+            continue;
+        }
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut con)
+            .await?;
+        let used = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .context("INFO memory without used_memory")?
+            .trim()
+            .parse()?;
+        out.push((url.clone(), used));
+    }
+    Ok(out)
+}
+
+/// Queues `--big-backlog` messages in one family and reports how much each master grew,
+/// per million messages.
+async fn memory(b: &Bench) -> Result<()> {
+    let n = b.args.big_backlog.max(1);
+    let before = master_memory(&b.nodes).await?;
+    let q = b.fresh_queue()?;
+    b.fill(&q, 0, n).await?;
+    let after = master_memory(&b.nodes).await?;
+    for ((node, was), (_, is)) in before.iter().zip(&after) {
+        let per_million = (is - was) as f64 * 1_000_000.0 / n as f64;
+        if b.args.json {
+            println!(
+                "{}",
+                json!({"op": "memory", "node": node, "messages": n,
+                       "bytes_per_million": per_million.round()})
+            );
+        } else {
+            println!(
+                "memory  {node}: {:.1} MiB per 1M queued messages ({n} queued)",
+                per_million / (1024.0 * 1024.0)
+            );
+        }
+    }
+    b.clean(&q).await
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse_args()?;
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let pool = work_queue::build_pool(&url, 8, Duration::from_secs(60))?;
+    let cluster: Vec<String> = std::env::var("REDIS_CLUSTER_NODES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let (pool, nodes) = if cluster.is_empty() {
+        (
+            work_queue::build_pool(&url, 8, Duration::from_secs(60))?,
+            vec![url],
+        )
+    } else {
+        let pool = RedisPool::cluster(&cluster, 8, Duration::from_secs(60), Duration::from_secs(5))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        (pool, cluster)
+    };
     let bench = Bench {
+        nodes,
         args,
         pool: pool.clone(),
         prefix: format!("bench:{}:", uuid::Uuid::new_v4()),

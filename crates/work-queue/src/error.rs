@@ -13,7 +13,7 @@ pub enum QueueError {
     Redis(#[from] redis::RedisError),
     /// No connection for a blocking wait could be checked out of the pool.
     #[error("could not check out a Redis connection for the wait")]
-    Checkout(#[from] deadpool_redis::PoolError),
+    Checkout(#[from] pipeline_redis::CheckoutError),
     /// A script answered with a shape this crate does not expect (version skew, or keys
     /// of the family written by something else).
     #[error("unexpected reply from Redis: {0}")]

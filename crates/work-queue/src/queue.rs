@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
-
 use crate::dlq::{FamilyKeys, RedisPool};
 use crate::{QueueDepth, QueueOptions, Result};
 
@@ -76,7 +74,7 @@ impl WorkQueue {
         self.inner.keys.family()
     }
 
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> pipeline_redis::RedisConn {
         self.inner.pool.get()
     }
 

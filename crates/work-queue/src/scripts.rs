@@ -8,7 +8,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-const COMMON: &str = include_str!("lua/common.lua");
+/// The prelude shared with dlq-core's scripts (`now_ms`, `int`, `msg_write`).
+const COMMON: &str = pipeline_redis::LUA_PRELUDE;
 
 /// All scripts, compiled (hashed) once per process.
 pub(crate) struct Scripts {

@@ -33,7 +33,7 @@ use crate::{Delivery, Result, WorkQueue};
 /// reserve itself) goes over the shared multiplexed connections.
 pub struct Waiter {
     queue: WorkQueue,
-    conn: Option<deadpool_redis::Connection>,
+    conn: Option<pipeline_redis::WaitConn>,
     /// Reserve before the next wait: the marker was taken, the last call returned work, or
     /// nothing is known yet.
     must_reserve: bool,
@@ -154,7 +154,7 @@ impl Waiter {
         let reply: redis::Value = redis::cmd("BZPOPMIN")
             .arg(&self.queue.inner.wake)
             .arg(format!("{:.3}", wait.as_secs_f64()))
-            .query_async(&mut **conn)
+            .query_async(conn)
             .await?;
         Ok(match reply {
             redis::Value::Nil => Woke::Timeout,
@@ -167,7 +167,7 @@ impl Waiter {
     /// the pop on the server too.
     fn discard_conn(&mut self) {
         if let Some(conn) = self.conn.take() {
-            drop(deadpool_redis::Connection::take(conn));
+            conn.discard();
         }
     }
 

@@ -1,7 +1,7 @@
 //! The workspace's integration tests, in one test binary: one link instead of one per area
 //! (each links every crate of the workspace; on a small machine the links alone took
 //! minutes), one harness (`integration_tests`, in `tests/src/`), one set of variables
-//! (`TEST_DATABASE_URL`, `TEST_REDIS_URL`, `TEST_LOG`).
+//! (`TEST_DATABASE_URL`, `TEST_REDIS_URL`, `TEST_REDIS_CLUSTER_NODES`, `TEST_LOG`).
 //!
 //! Every test creates its own database and Redis key prefix and removes them, so they run
 //! in parallel. Process tests start the workspace's binaries: build them first
@@ -19,6 +19,7 @@ mod api_process;
 mod api_retry_race;
 mod bounded_exit;
 mod cli_commands;
+mod cluster;
 mod console_browser;
 mod console_http;
 mod crawl_api;

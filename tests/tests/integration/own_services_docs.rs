@@ -91,14 +91,12 @@ async fn the_own_postgres_and_redis_section_works_as_written() -> anyhow::Result
     let _ = std::fs::remove_dir_all(&workdir);
     admin_execute(&format!(r#"DROP DATABASE IF EXISTS "{db}" WITH (FORCE)"#)).await?;
     admin_execute(&format!(r#"DROP ROLE IF EXISTS "{role}""#)).await?;
+    // The README's commands ran against the single Redis at TEST_REDIS_URL.
+    let target = pipeline_redis::RedisTarget::Single(redis_url());
     let keys = integration_tests::TestRedis {
         prefix: prefix.clone(),
-        pool: pipeline_core::pools::redis_pool_for(
-            &redis_url(),
-            2,
-            Duration::from_secs(10),
-            Duration::from_secs(5),
-        )?,
+        pool: target.pool(2, Duration::from_secs(10), Duration::from_secs(5))?,
+        target,
     };
     drop(keys); // deletes the run's keys
     result

@@ -2,7 +2,7 @@
 -- Each id costs O(log N).
 local k = dlq_keys(ARGV[1])
 local op = ARGV[2]
-local now = dlq_now_ms()
+local now = now_ms()
 local out = {}
 for i = 3, #ARGV do
   local id = ARGV[i]

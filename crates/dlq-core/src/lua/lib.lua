@@ -1,6 +1,7 @@
 -- dlq-core Lua library. Prepended to every DLQ script (and to work-queue's fail script,
--- which calls dlq_push). Key names are derived from the family tag `P{family}`, so every
--- key touched here shares the tag's hash slot; callers also declare the fixed keys as KEYS.
+-- which calls dlq_push), after pipeline-redis's prelude (now_ms, int, msg_write), which it
+-- uses. Key names are derived from the family tag `P{family}`, so every key touched here
+-- shares the tag's hash slot; callers also declare the fixed keys as KEYS.
 
 local function dlq_keys(tag)
   local p = tag .. ':dlq:'
@@ -9,12 +10,6 @@ local function dlq_keys(tag)
     seq = p .. 'seq', dropped = p .. 'dropped', item = p .. 'item:',
     ready = tag .. ':ready', msg = tag .. ':msg:', wake = tag .. ':wake',
   }
-end
-
--- Milliseconds since the epoch on the Redis clock (the same clock leases use).
-local function dlq_now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 -- Removes every trace of `id` except its `order` entry, whose removal is the caller's claim.
@@ -119,8 +114,7 @@ local function dlq_redrive(k, id, now)
   if st ~= 'taken' then return f, st end
   local msg = k.msg .. id
   if redis.call('EXISTS', msg) == 1 then return f, 'already_queued' end
-  redis.call('HSET', msg, 'body', f[2], 'redrives', (tonumber(f[4]) or 0) + 1,
-    'attempts', 0, 'deliveries', 0, 'enqueued_at', now)
+  msg_write(msg, f[2], (tonumber(f[4]) or 0) + 1, now)
   redis.call('LPUSH', k.ready, id)
   -- The work queue's wake-up marker: a worker blocked on it reserves at once.
   redis.call('ZADD', k.wake, 0, '0')

@@ -3,7 +3,7 @@
 -- O((log N + 1) * removed).
 local k = dlq_keys(ARGV[1])
 local cutoff = tonumber(ARGV[3])
-if ARGV[2] == 'age' then cutoff = dlq_now_ms() - cutoff end
+if ARGV[2] == 'age' then cutoff = now_ms() - cutoff end
 local ids = redis.call('ZRANGEBYSCORE', k.time, '-inf', string.format('(%d', cutoff),
   'LIMIT', 0, tonumber(ARGV[4]))
 for _, id in ipairs(ids) do

@@ -3,7 +3,7 @@
 local k = dlq_keys(ARGV[1])
 local rows = redis.call('ZRANGEBYSCORE', k.order, '(' .. ARGV[2], ARGV[3],
   'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
-local now = dlq_now_ms()
+local now = now_ms()
 local out = {}
 for i = 1, #rows, 2 do
   local f, st = dlq_redrive(k, rows[i], now)

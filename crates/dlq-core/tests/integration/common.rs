@@ -4,12 +4,9 @@ use std::sync::Once;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use dlq_core::{Dlq, DlqItem, DlqOptions, ErrorKind, FamilyKeys, RedisPool, build_pool};
+use dlq_core::{Dlq, DlqItem, DlqOptions, ErrorKind, FamilyKeys, RedisPool};
+use pipeline_redis::{RedisConn, RedisTarget};
 use uuid::Uuid;
-
-pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
 
 fn init_tracing() {
     static ONCE: Once = Once::new();
@@ -43,7 +40,10 @@ impl TestDlq {
         init_tracing();
         let prefix = format!("test:{}:", Uuid::new_v4());
         let keys = FamilyKeys::new(&prefix, "scrape");
-        let pool = build_pool(&redis_url(), 64, Duration::from_secs(30)).expect("pool");
+        // The cluster of `TEST_REDIS_CLUSTER_NODES` when set, else `TEST_REDIS_URL`.
+        let pool = RedisTarget::from_test_env()
+            .pool(64, Duration::from_secs(30), Duration::from_secs(5))
+            .expect("pool");
         Self {
             dlq: Dlq::new(pool.clone(), keys.clone(), opts),
             pool,
@@ -52,7 +52,7 @@ impl TestDlq {
         }
     }
 
-    pub fn conn(&self) -> redis::aio::ConnectionManager {
+    pub fn conn(&self) -> RedisConn {
         self.pool.get()
     }
 
@@ -91,31 +91,8 @@ impl TestDlq {
 
 impl Drop for TestDlq {
     fn drop(&mut self) {
-        // Synchronous client: Drop cannot await, and this must also run after a panic.
-        let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) else {
-            return;
-        };
-        let pattern = format!("{}*", self.prefix);
-        let mut cursor = 0u64;
-        loop {
-            let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(&mut conn)
-            else {
-                return;
-            };
-            if !keys.is_empty() {
-                let _: redis::RedisResult<u64> = redis::cmd("DEL").arg(&keys).query(&mut conn);
-            }
-            if next == 0 {
-                return;
-            }
-            cursor = next;
-        }
+        // It must run even after a panic; a failure only leaves test keys behind.
+        let _ = RedisTarget::from_test_env().delete_matching_blocking(&format!("{}*", self.prefix));
     }
 }
 

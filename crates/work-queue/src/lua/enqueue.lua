@@ -5,13 +5,12 @@
 -- makes a retried call (after a timeout, say) complete the work instead of duplicating it.
 local ready = KEYS[1]
 local prefix = ARGV[1] .. ':msg:'
-local now = int(now_ms())
+local now = now_ms()
 local fresh = {}
 for i = 2, #ARGV, 2 do
   local key = prefix .. ARGV[i]
   if redis.call('EXISTS', key) == 0 then
-    redis.call('HSET', key, 'body', ARGV[i + 1], 'deliveries', 0, 'attempts', 0,
-      'redrives', 0, 'enqueued_at', now)
+    msg_write(key, ARGV[i + 1], 0, now)
     fresh[#fresh + 1] = ARGV[i]
   end
 end

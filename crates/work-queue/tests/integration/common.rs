@@ -4,12 +4,8 @@ use std::sync::Once;
 use std::time::Duration;
 
 use dlq_core::{Dlq, DlqOptions};
+use pipeline_redis::{RedisConn, RedisTarget};
 use work_queue::{FamilyKeys, QueueOptions, RedisPool, WorkQueue};
-
-/// `TEST_REDIS_URL` (the variable every test of the workspace reads), or the local default.
-pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
 
 /// Logs go to the test output only when `TEST_LOG` is set.
 pub fn init_logs() {
@@ -27,9 +23,12 @@ pub fn init_logs() {
     });
 }
 
-/// A pool on the test Redis.
+/// A pool on the test Redis: the cluster of `TEST_REDIS_CLUSTER_NODES` when that is set,
+/// else `TEST_REDIS_URL` (the variables every test of the workspace reads).
 pub fn pool() -> RedisPool {
-    work_queue::build_pool(&redis_url(), 4, Duration::from_secs(10)).expect("a valid Redis URL")
+    RedisTarget::from_test_env()
+        .pool(4, Duration::from_secs(10), Duration::from_secs(5))
+        .expect("a valid Redis URL")
 }
 
 /// Options for fast tests: short backoff, generous lease.
@@ -69,7 +68,7 @@ impl TestRedis {
     }
 
     /// A plain connection for looking at (or tampering with) the raw keys.
-    pub fn conn(&self) -> redis::aio::ConnectionManager {
+    pub fn conn(&self) -> RedisConn {
         self.pool.get()
     }
 
@@ -81,35 +80,7 @@ impl TestRedis {
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
-        // Synchronous on purpose: it must run even when the test panicked, and async code
-        // cannot run in Drop. A failure here only leaves test keys behind, so it is ignored.
-        let Ok(client) = redis::Client::open(redis_url()) else {
-            return;
-        };
-        let Ok(mut con) = client.get_connection() else {
-            return;
-        };
-        let pattern = format!("{}*", self.prefix);
-        let mut cursor: u64 = 0;
-        // Bounded: a test never writes anywhere near this many keys.
-        for _ in 0..100_000 {
-            let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(&mut con)
-            else {
-                return;
-            };
-            if !keys.is_empty() {
-                let _: redis::RedisResult<u64> = redis::cmd("DEL").arg(&keys).query(&mut con);
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
+        // It must run even when the test panicked; a failure only leaves test keys behind.
+        let _ = RedisTarget::from_test_env().delete_matching_blocking(&format!("{}*", self.prefix));
     }
 }

@@ -5,8 +5,8 @@
 
 /// Key names of one queue family (`P{family}:...`).
 ///
-/// `dlq-core` owns the naming for the family; `work-queue` uses the queue keys from here so
-/// the two crates cannot drift apart.
+/// This crate owns the naming for the family; `work-queue` and `dlq-core` both take their
+/// keys from here so the two cannot drift apart.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FamilyKeys {
     prefix: String,
@@ -109,7 +109,7 @@ impl FamilyKeys {
 
     /// The fixed keys every DLQ script declares, in the order the Lua library expects
     /// (`order, time, due, parked, seq, dropped, ready`). Scripts that embed
-    /// [`crate::LUA_PUSH_FN`] should pass these as their first KEYS so a cluster client routes
+    /// `dlq_core::LUA_PUSH_FN` should pass these as their first KEYS so a cluster client routes
     /// the call to the family's slot; per-item keys are derived from the tag inside Lua.
     pub fn dlq_script_keys(&self) -> [String; 7] {
         [
