@@ -25,6 +25,29 @@ pub enum ScopeBody {
     Prefix,
 }
 
+/// A JSON number that is a whole number (`94` or `94.0`: JSON Schema counts both as integers,
+/// so a client generated from the OpenAPI document may send either), as a `u32`.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(u) = n.as_u64() {
+        return u32::try_from(u)
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("{n} is too large")));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
+            Ok(Some(f as u32))
+        }
+        _ => Err(D::Error::custom(format!(
+            "{n} is not a whole number from 0 to {}",
+            u32::MAX
+        ))),
+    }
+}
+
 /// A crawl to start. Every field but `url` is optional.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -48,17 +71,21 @@ pub struct CrawlRequestBody {
     pub exclude: Option<Vec<Pattern>>,
     /// Links followed from the start URL (default 10).
     #[schema(minimum = 0, maximum = 100)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub max_depth: Option<u32>,
     /// Most pages (default 1000).
     #[schema(minimum = 1, maximum = 100000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub max_pages: Option<u32>,
     /// Follow links marked `rel=nofollow` (default false).
     pub follow_nofollow: Option<bool>,
     /// Trap cap: distinct query strings accepted per path (default 20).
     #[schema(minimum = 1, maximum = 10000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub max_query_variants: Option<u32>,
     /// Trap cap: path segments per URL (default 12).
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub max_path_depth: Option<u32>,
     /// Query parameters removed from discovered URLs (a trailing `*` makes a prefix);
     /// default `utm_*`, `gclid`, `fbclid` and other common trackers.
@@ -378,6 +405,21 @@ pub async fn path(
 mod tests {
     /// The schema states the same start URL pattern the crawl checks, so a schema-valid
     /// request is never refused for its URL and a schema-invalid one always is.
+    #[test]
+    fn whole_numbers_may_be_written_as_floats() {
+        let body = |v: &str| {
+            serde_json::from_str::<super::CrawlRequestBody>(&format!(
+                r#"{{"url": "https://example.com/", "max_pages": {v}}}"#
+            ))
+        };
+        assert_eq!(body("94").unwrap().max_pages, Some(94));
+        assert_eq!(body("94.0").unwrap().max_pages, Some(94));
+        assert_eq!(body("null").unwrap().max_pages, None);
+        for bad in ["94.5", "-1", "1e12", "\"3\""] {
+            assert!(body(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn the_documented_url_pattern_is_the_checked_one() {
         let doc = serde_json::to_value(crate::openapi()).unwrap();
