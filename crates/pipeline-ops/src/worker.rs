@@ -588,8 +588,10 @@ pub async fn run<H: Handler>(
             _ = cancel.cancelled() => break,
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
         };
-        // Only free slots' worth, unless the work is shorter than a round trip (see `Pace`).
-        let want = if shared.pace.fast() {
+        // Only free slots' worth, unless the work is shorter than a round trip (see `Pace`)
+        // and the slots are fewer than a batch: with a batch's worth of slots, free slots
+        // fill a batch anyway, and reserving ahead would only make messages wait.
+        let want = if shared.pace.fast() && opts.concurrency < opts.reserve_batch {
             opts.reserve_batch.max(1)
         } else {
             (permits.available_permits() + 1).min(opts.reserve_batch.max(1))
