@@ -90,7 +90,7 @@ async fn bad_crawl_bodies_are_422_with_a_reason() -> anyhow::Result<()> {
         ),
         (
             json!({"url": "https://example.com/", "max_depth": -1}),
-            "expected u32",
+            "is not a whole number from 0",
         ),
         (
             json!({"url": "https://example.com/", "scope": "planet"}),
