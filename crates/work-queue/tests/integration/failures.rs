@@ -14,7 +14,16 @@ const JOB: &str = "0b6f3f8e-2a1d-4c5b-8e7f-9a8b7c6d5e4f";
 #[tokio::test]
 async fn transient_failures_back_off_then_land_in_the_dlq_with_their_attempts() {
     let t = TestRedis::new();
-    let q = t.queue("scrape", fast_options()); // max_attempts 3, backoff 10..40 ms
+    // Backoffs long enough that "not reservable before its backoff" holds on a loaded
+    // machine (with 10 ms a slow reserve could already find the retry due); the waits below
+    // stay under the block timeout, so reserve_wait picks each retry up when it is due.
+    let opts = QueueOptions {
+        backoff_base: Duration::from_millis(200),
+        backoff_cap: Duration::from_millis(400),
+        block_timeout: Duration::from_secs(2),
+        ..fast_options()
+    }; // max_attempts 3
+    let q = t.queue("scrape", opts);
     let body = json!({ "source_id": SOURCE, "job_id": JOB });
     q.enqueue("src", &body).await.unwrap();
     let cancel = CancellationToken::new();
@@ -30,7 +39,7 @@ async fn transient_failures_back_off_then_land_in_the_dlq_with_their_attempts() 
                 "waits for its backoff"
             );
             assert_eq!(q.depth().await.unwrap().delayed, 1);
-            assert!(delay >= Duration::from_millis(5) && delay <= Duration::from_millis(40));
+            assert!(delay >= Duration::from_millis(100) && delay <= Duration::from_millis(400));
         }
         outcomes.push(outcome);
     }
