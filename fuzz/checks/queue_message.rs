@@ -22,6 +22,7 @@ pub fn check(data: &[u8]) {
         deliveries: 1,
         attempts: 0,
         redrives: 0,
+        shard: 0,
     };
     let _ = delivery.json();
     if let Ok(msg) = delivery.parse::<SourceMessage>() {

@@ -225,22 +225,28 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts the three daemons' loops.
     pub fn start(w: &World) -> anyhow::Result<Self> {
+        Self::on(&w.services, w.config())
+    }
+
+    /// Starts the three daemons' loops over `services` (another configuration of a world's
+    /// database and Redis, say), the requeue daemon with `config`.
+    pub fn on(services: &Services, config: RequeueConfig) -> anyhow::Result<Self> {
         // The scrape worker's HTTP client needs the process's TLS provider.
         pipeline_core::install_crypto_provider();
         let cancel = tokio_util::sync::CancellationToken::new();
-        let batcher = extraction_worker::batcher_from_settings(&w.services.settings)?;
+        let batcher = extraction_worker::batcher_from_settings(&services.settings)?;
         let mut tasks = Vec::new();
-        let (s, c) = (w.services.clone(), cancel.clone());
+        let (s, c) = (services.clone(), cancel.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(err) = scrape_worker::run(s, c).await {
                 panic!("scrape worker failed: {err:#}");
             }
         }));
-        let (s, c) = (w.services.clone(), cancel.clone());
+        let (s, c) = (services.clone(), cancel.clone());
         tasks.push(tokio::spawn(async move {
             extraction_worker::run(&s, batcher, c).await;
         }));
-        let (s, c, config) = (w.services.clone(), cancel.clone(), w.config());
+        let (s, c) = (services.clone(), cancel.clone());
         tasks.push(tokio::spawn(async move {
             requeue_daemon::run(&s, config, c, Duration::from_secs(10)).await;
         }));

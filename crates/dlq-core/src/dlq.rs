@@ -86,7 +86,36 @@ impl std::fmt::Debug for Dlq {
 impl Dlq {
     /// A handle on the DLQ of `keys.family()`.
     pub fn new(pool: RedisPool, keys: FamilyKeys, opts: DlqOptions) -> Self {
-        Self { pool, keys, opts }
+        Self {
+            pool,
+            keys: keys.shard(0),
+            opts,
+        }
+    }
+
+    /// The handle on shard `index`'s own DLQ.
+    pub(crate) fn on(&self, index: u16) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            keys: self.keys.shard(index),
+            opts: self.opts.clone(),
+        }
+    }
+
+    /// How many shards the family has in use (the DLQ reads all of them); see
+    /// [`FamilyKeys::shards_in_use`].
+    ///
+    /// # Errors
+    /// Redis failures.
+    pub async fn shards(&self) -> Result<u16> {
+        let mut conn = self.pool.get();
+        Ok(pipeline_redis::shards_in_use(&mut conn, &self.keys).await?)
+    }
+
+    /// The shard an id lives in first (its home among `shards`), then every other one.
+    pub(crate) fn shards_for(id: &str, shards: u16) -> impl Iterator<Item = u16> {
+        let home = crate::shard_of(id, shards);
+        std::iter::once(home).chain((0..shards).filter(move |&s| s != home))
     }
 
     /// The family's keys.
@@ -148,10 +177,14 @@ impl Dlq {
             )));
         }
         let enc = item.encode()?;
-        let argv = enc.push_argv(self.opts.max_items);
+        let shards = self.shards().await?;
+        // A retention bound applies per shard: split over the shards.
+        let max_items = self.opts.max_items.map(|m| m.div_ceil(u64::from(shards)));
+        let argv = enc.push_argv(max_items);
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let (seq, replaced, dropped): (u64, u8, Vec<String>) = self
-            .run(&SCRIPTS.push, &[self.keys.dlq_item(&item.id)], &args)
+        let shard = self.on(crate::shard_of(&item.id, shards));
+        let (seq, replaced, dropped): (u64, u8, Vec<String>) = shard
+            .run(&SCRIPTS.push, &[shard.keys.dlq_item(&item.id)], &args)
             .await?;
         if !dropped.is_empty() {
             tracing::warn!(
@@ -172,8 +205,16 @@ impl Dlq {
     /// Lists newest first, `limit` in `1..=1000`, starting after `cursor` (from a previous
     /// page). Entries that cannot be parsed are listed as malformed. O(log N + limit), and the
     /// page is read in one script, so it is a consistent snapshot.
+    ///
+    /// With several shards in use, every shard's newest items are read and merged by
+    /// `failed_at`; the cursor then holds one position per shard (one script per shard,
+    /// each a consistent snapshot of its shard).
     pub async fn list(&self, limit: usize, cursor: Option<&str>) -> Result<Page> {
         check_limit(limit)?;
+        let shards = self.shards().await?;
+        if shards > 1 {
+            return self.list_merged(shards, limit, cursor).await;
+        }
         let max = match cursor {
             Some(c) => format!("({}", decode_cursor(c)?),
             None => "+inf".to_owned(),
@@ -195,8 +236,68 @@ impl Dlq {
         })
     }
 
-    /// Counts, read atomically. O(1).
+    /// [`Dlq::list`] over several shards.
+    async fn list_merged(&self, shards: u16, limit: usize, cursor: Option<&str>) -> Result<Page> {
+        let mut positions = crate::shards::decode(cursor, shards)?;
+        let mut runs = Vec::with_capacity(positions.len());
+        let mut more = Vec::with_capacity(positions.len());
+        for (shard, pos) in (0..shards).zip(&positions) {
+            let Some(max) = pos.max_score() else {
+                runs.push(std::collections::VecDeque::new());
+                more.push(false);
+                continue;
+            };
+            let count = (limit + 1).to_string();
+            let flat: Vec<Option<String>> = self
+                .on(shard)
+                .run(&SCRIPTS.list, &[], &[&max, &count])
+                .await?;
+            let mut rows = parse_rows(flat)?;
+            more.push(rows.len() > limit);
+            rows.truncate(limit);
+            let mut run = std::collections::VecDeque::with_capacity(rows.len());
+            for row in rows {
+                run.push_back((parse_seq(row.extra.as_deref())?, row.fields.decode()));
+            }
+            runs.push(run);
+        }
+        let items = crate::shards::merge(&mut runs, &mut positions, limit);
+        for ((pos, run), more) in positions.iter_mut().zip(&runs).zip(more) {
+            if run.is_empty() && !more {
+                *pos = crate::shards::Pos::End;
+            }
+        }
+        let next_cursor = positions
+            .iter()
+            .any(|p| *p != crate::shards::Pos::End)
+            .then(|| crate::shards::encode(&positions));
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Counts over every shard in use, each shard read atomically. O(shards).
     pub async fn stats(&self) -> Result<DlqStats> {
+        let mut total = DlqStats {
+            kind: self.kind().to_owned(),
+            total: 0,
+            active: 0,
+            parked: 0,
+            transient: 0,
+            permanent: 0,
+            dropped: 0,
+        };
+        for shard in 0..self.shards().await? {
+            let s = self.on(shard).stats_of_shard().await?;
+            total.total += s.total;
+            total.active += s.active;
+            total.parked += s.parked;
+            total.transient += s.transient;
+            total.permanent += s.permanent;
+            total.dropped += s.dropped;
+        }
+        Ok(total)
+    }
+
+    async fn stats_of_shard(&self) -> Result<DlqStats> {
         let mut conn = self.pool.get();
         let (total, parked, transient, dropped): (u64, u64, u64, Option<u64>) = redis::pipe()
             .atomic()
@@ -291,6 +392,17 @@ impl Dlq {
                 "purge age must not be negative, got {older_than}"
             )));
         }
+        let mut total = 0;
+        for shard in 0..self.shards().await? {
+            total += self.on(shard).purge_shard(age_ms).await?;
+        }
+        if total > 0 {
+            tracing::info!(dlq = self.kind(), removed = total, age_ms, "DLQ purged");
+        }
+        Ok(total)
+    }
+
+    async fn purge_shard(&self, age_ms: i64) -> Result<u64> {
         let batch = PURGE_BATCH.to_string();
         let (mut mode, mut value) = ("age", age_ms.to_string());
         let mut total = 0u64;
@@ -304,18 +416,52 @@ impl Dlq {
             }
             (mode, value) = ("cutoff", cutoff);
         }
-        if total > 0 {
-            tracing::info!(dlq = self.kind(), removed = total, age_ms, "DLQ purged");
-        }
         Ok(total)
     }
 
     async fn one(&self, op: &str, id: &str) -> Result<Row> {
         check_id(id)?;
-        self.by_id(op, &[id])
+        self.by_id_any(op, &[id])
             .await?
             .pop()
             .ok_or_else(|| DlqError::Protocol(format!("{op}: empty reply")))
+    }
+
+    /// Runs the by-id script for `op` over `ids` in every shard in use: each id first in its
+    /// home shard, then (while it is `missing`) in the others, since a resharding can leave
+    /// an item in a shard that is not its home. Rows come in the order of `ids`.
+    pub(crate) async fn by_id_any(&self, op: &str, ids: &[&str]) -> Result<Vec<Row>> {
+        let shards = self.shards().await?;
+        if shards == 1 {
+            return self.by_id(op, ids).await;
+        }
+        let mut rows: Vec<Option<Row>> = (0..ids.len()).map(|_| None).collect();
+        let tries: Vec<Vec<u16>> = ids
+            .iter()
+            .map(|id| Self::shards_for(id, shards).collect::<Vec<_>>())
+            .collect();
+        // Round k asks every id that is still missing in its k-th shard; one script per
+        // shard per round.
+        for round in 0..usize::from(shards) {
+            for shard in 0..shards {
+                let wanted: Vec<usize> = (0..ids.len())
+                    .filter(|&i| {
+                        tries[i].get(round) == Some(&shard)
+                            && rows[i].as_ref().is_none_or(|r| r.status == "missing")
+                    })
+                    .collect();
+                if wanted.is_empty() {
+                    continue;
+                }
+                let these: Vec<&str> = wanted.iter().map(|&i| ids[i]).collect();
+                for (&i, row) in wanted.iter().zip(self.on(shard).by_id(op, &these).await?) {
+                    rows[i] = Some(row);
+                }
+            }
+        }
+        rows.into_iter()
+            .map(|r| r.ok_or_else(|| DlqError::Protocol(format!("{op}: an id got no reply"))))
+            .collect()
     }
 }
 

@@ -29,6 +29,7 @@ mod error;
 mod item;
 mod lua;
 mod redrive;
+mod shards;
 
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ pub use dlq::{Dlq, DlqOptions, DlqStats, MAX_LIST_LIMIT, Page, PushOutcome, chec
 pub use error::{DlqError, Result};
 pub use item::{DlqItem, EncodedItem, ErrorKind, ListedItem, MalformedItem};
 pub use lua::LUA_PUSH_FN;
-pub use pipeline_redis::FamilyKeys;
+pub use pipeline_redis::{FamilyKeys, MAX_SHARDS, shard_of};
 pub use pipeline_redis::{LUA_PRELUDE, RedisConn, RedisPool, is_unreachable};
 pub use redrive::{
     BulkRedrive, DueAction, DueOutcome, RedriveOutcome, RedrivePolicy, RedriveResult,

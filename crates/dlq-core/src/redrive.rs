@@ -138,7 +138,7 @@ impl Dlq {
     pub async fn redrive(&self, id: &str) -> Result<Option<RedriveOutcome>> {
         check_id(id)?;
         let row = self
-            .by_id("redrive", &[id])
+            .by_id_any("redrive", &[id])
             .await?
             .pop()
             .ok_or_else(|| DlqError::Protocol("redrive: empty reply".into()))?;
@@ -157,7 +157,7 @@ impl Dlq {
             for id in chunk {
                 check_id(id)?;
             }
-            for row in self.by_id("redrive", chunk).await? {
+            for row in self.by_id_any("redrive", chunk).await? {
                 results.push(redrive_result(row)?);
             }
         }
@@ -170,11 +170,41 @@ impl Dlq {
     /// redriven twice by one call. Works in batches, each one script; with `rate_per_sec` it
     /// sleeps between batches to stay under that rate (batches are then at most one second's
     /// worth). Dropping the future between batches loses nothing.
+    ///
+    /// With several shards in use, the shards are redriven one after the other (oldest
+    /// first within each), under the one `limit` and `rate_per_sec`.
     pub async fn redrive_all(
         &self,
         limit: Option<u64>,
         rate_per_sec: Option<NonZeroU32>,
     ) -> Result<BulkRedrive> {
+        let mut remaining = limit.unwrap_or(u64::MAX);
+        let mut report = BulkRedrive::default();
+        let started = Instant::now();
+        for shard in 0..self.shards().await? {
+            if remaining == 0 {
+                break;
+            }
+            self.on(shard)
+                .redrive_all_shard(&mut remaining, rate_per_sec, &mut report, started)
+                .await?;
+        }
+        tracing::info!(
+            dlq = self.kind(),
+            redriven = report.redriven.len(),
+            malformed = report.malformed.len(),
+            "bulk redrive finished"
+        );
+        Ok(report)
+    }
+
+    async fn redrive_all_shard(
+        &self,
+        remaining: &mut u64,
+        rate_per_sec: Option<NonZeroU32>,
+        report: &mut BulkRedrive,
+        started: Instant,
+    ) -> Result<()> {
         let snapshot: Option<u64> = {
             let mut conn = self.pool.get();
             redis::cmd("GET")
@@ -184,12 +214,9 @@ impl Dlq {
         };
         let upto = snapshot.unwrap_or(0).to_string();
         let batch_cap = rate_per_sec.map_or(REDRIVE_BATCH, |r| r.get().min(REDRIVE_BATCH));
-        let mut remaining = limit.unwrap_or(u64::MAX);
         let mut after = 0u64;
-        let mut report = BulkRedrive::default();
-        let started = Instant::now();
-        while remaining > 0 {
-            let n = remaining.min(u64::from(batch_cap));
+        while *remaining > 0 {
+            let n = (*remaining).min(u64::from(batch_cap));
             let flat: Vec<Option<String>> = self
                 .run(
                     &SCRIPTS.redrive_batch,
@@ -204,7 +231,7 @@ impl Dlq {
                 match redrive_result(row)? {
                     RedriveResult::Redriven(outcome) => {
                         report.redriven.push(outcome);
-                        remaining -= 1;
+                        *remaining -= 1;
                     }
                     RedriveResult::Malformed(m) => report.malformed.push(m),
                     // Listed in `order` a moment ago inside the same script: cannot happen.
@@ -224,13 +251,7 @@ impl Dlq {
                 }
             }
         }
-        tracing::info!(
-            dlq = self.kind(),
-            redriven = report.redriven.len(),
-            malformed = report.malformed.len(),
-            "bulk redrive finished"
-        );
-        Ok(report)
+        Ok(())
     }
 
     /// Automatic redrive, for the requeue daemon: in one script, takes up to `limit` items
@@ -239,6 +260,10 @@ impl Dlq {
     /// [`RedrivePolicy::due_at_ms`] has not elapsed) or redrives it. Only transient, unparked
     /// items are considered. Concurrent callers never act on one item twice.
     /// O(limit * log N).
+    ///
+    /// With several shards in use, the shards are asked in turn for what is left of
+    /// `limit`, starting at a shard that changes every second (so no shard is always
+    /// served last); one call still acts on at most `limit` items.
     pub async fn redrive_due(
         &self,
         now_ms: i64,
@@ -249,6 +274,30 @@ impl Dlq {
             return Err(DlqError::InvalidLimit { got: 0 });
         }
         policy.validate()?;
+        let shards = self.shards().await?;
+        let start =
+            u16::try_from(now_ms.div_euclid(1000).rem_euclid(i64::from(shards))).unwrap_or(0);
+        let mut actions = Vec::new();
+        for k in 0..shards {
+            if actions.len() >= limit {
+                break;
+            }
+            let shard = (start + k) % shards;
+            actions.extend(
+                self.on(shard)
+                    .redrive_due_shard(now_ms, limit - actions.len(), policy)
+                    .await?,
+            );
+        }
+        Ok(actions)
+    }
+
+    async fn redrive_due_shard(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        policy: &RedrivePolicy,
+    ) -> Result<Vec<DueAction>> {
         let args = [
             now_ms.to_string(),
             limit.to_string(),

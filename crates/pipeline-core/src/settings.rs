@@ -159,6 +159,7 @@ pub struct QueueSettings {
     pub max_attempts: u32,
     pub backoff_base_ms: u64,
     pub backoff_cap_ms: u64,
+    pub shards: u16,
 }
 
 /// `[dlq]`
@@ -393,6 +394,25 @@ impl Settings {
                 format!(
                     "{} ms must exceed queue.block_timeout_ms ({} ms), or every blocking wait times out",
                     self.redis.response_timeout_ms, self.queue.block_timeout_ms
+                ),
+            );
+        }
+        if !(1..=pipeline_redis::MAX_SHARDS).contains(&self.queue.shards) {
+            return invalid(
+                "queue.shards",
+                format!(
+                    "{} is outside 1..={}",
+                    self.queue.shards,
+                    pipeline_redis::MAX_SHARDS
+                ),
+            );
+        }
+        if self.redis.pool_size < usize::from(self.queue.shards) {
+            return invalid(
+                "redis.pool_size",
+                format!(
+                    "{} is below queue.shards ({}): a waiting worker holds one connection per shard",
+                    self.redis.pool_size, self.queue.shards
                 ),
             );
         }

@@ -50,6 +50,7 @@ impl Services {
             backoff_base: Duration::from_millis(q.backoff_base_ms),
             backoff_cap: Duration::from_millis(q.backoff_cap_ms),
             dlq_max_items: dlq_max,
+            shards: q.shards,
             ..QueueOptions::default()
         };
         let mut queues = BTreeMap::new();

@@ -1,7 +1,33 @@
-//! Key naming for a whole queue family: the work queue's keys and the DLQ's.
+//! Key naming for a whole queue family: the work queue's keys and the DLQ's, per shard.
 //!
-//! Every key of a family starts with `P{family}` (prefix plus Redis Cluster hash tag), so all
-//! of them hash to one slot and any script touching several of them also runs on a cluster.
+//! A family is spread over `queue.shards` *shards*. Every key of shard 0 starts with
+//! `P{family}` and every key of shard `i > 0` with `P{family:i}` (prefix plus Redis Cluster
+//! hash tag), so each shard's keys hash to one slot and any script touching several of them
+//! also runs on a cluster, while different shards land on different slots (and so, on a
+//! cluster, spread over the masters). Shard 0 keeps the unsharded names, so a system that
+//! never sets `queue.shards` (or goes from 1 to more) keeps its data where it was.
+//!
+//! A message lives in the shard [`shard_of`] its id names among the shards in use, and its
+//! DLQ item in the shard its message was in: every script of the queue and the DLQ stays
+//! within one shard.
+
+/// The most shards a family can be spread over.
+pub const MAX_SHARDS: u16 = 64;
+
+/// The shard (`0..shards`) of a message id: FNV-1a (64-bit) of the id's bytes, modulo the
+/// shard count. Stable across processes, versions and platforms, so every producer puts an id
+/// in the same shard and a source is queued at most once per family.
+pub fn shard_of(id: &str, shards: u16) -> u16 {
+    if shards <= 1 {
+        return 0;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % u64::from(shards)) as u16
+}
 
 /// Key names of one queue family (`P{family}:...`).
 ///
@@ -11,15 +37,38 @@
 pub struct FamilyKeys {
     prefix: String,
     family: String,
+    shard: u16,
 }
 
 impl FamilyKeys {
-    /// Keys of `family` under `prefix` (for example `"pipeline:"` and `"scrape"`).
+    /// Keys of `family` under `prefix` (for example `"pipeline:"` and `"scrape"`): shard 0.
     pub fn new(prefix: &str, family: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
             family: family.to_owned(),
+            shard: 0,
         }
+    }
+
+    /// The keys of shard `index` of the same family.
+    pub fn shard(&self, index: u16) -> Self {
+        Self {
+            shard: index,
+            ..self.clone()
+        }
+    }
+
+    /// Which shard these keys name.
+    pub fn shard_index(&self) -> u16 {
+        self.shard
+    }
+
+    /// `P{family}:shards`: how many shards are in use (a string holding the count; absent
+    /// means 1). Every queue handle raises it to its configured `queue.shards`; a worker
+    /// configured with fewer lowers it once the shards above its count are empty. Workers
+    /// reserve from, and the DLQ reads, every shard in use. Lives in shard 0's slot.
+    pub fn shards_in_use(&self) -> String {
+        format!("{}{{{}}}:shards", self.prefix, self.family)
     }
 
     /// The family (queue kind) name, e.g. `scrape`.
@@ -32,9 +81,14 @@ impl FamilyKeys {
         &self.prefix
     }
 
-    /// `P{family}`: the base of every key below (prefix plus hash tag).
+    /// `P{family}` (shard 0) or `P{family:i}` (shard `i`): the base of every key below
+    /// (prefix plus hash tag).
     pub fn tag(&self) -> String {
-        format!("{}{{{}}}", self.prefix, self.family)
+        if self.shard == 0 {
+            format!("{}{{{}}}", self.prefix, self.family)
+        } else {
+            format!("{}{{{}:{}}}", self.prefix, self.family, self.shard)
+        }
     }
 
     /// `P{family}:ready`: LIST of message ids; producers LPUSH, consumers RPOP (FIFO).
@@ -139,5 +193,36 @@ mod tests {
         for key in k.dlq_script_keys() {
             assert!(key.starts_with("p:{scrape}:"), "{key}");
         }
+        assert_eq!(k.shards_in_use(), "p:{scrape}:shards");
+    }
+
+    #[test]
+    fn shards_above_zero_have_their_own_tag() {
+        let k = FamilyKeys::new("p:", "scrape").shard(2);
+        assert_eq!(k.tag(), "p:{scrape:2}");
+        assert_eq!(k.ready(), "p:{scrape:2}:ready");
+        assert_eq!(k.dlq_item("a"), "p:{scrape:2}:dlq:item:a");
+        assert_eq!(k.family(), "scrape");
+        // The count of shards in use stays with shard 0, whichever shard asks.
+        assert_eq!(k.shards_in_use(), "p:{scrape}:shards");
+        assert_eq!(k.shard(0), FamilyKeys::new("p:", "scrape"));
+    }
+
+    #[test]
+    fn ids_spread_over_the_shards_and_stay_put() {
+        assert_eq!(shard_of("anything", 1), 0);
+        assert_eq!(shard_of("anything", 0), 0);
+        let mut counts = [0u32; 3];
+        for i in 0..3000 {
+            let id = format!("7d0c2a52-4d37-4a8e-9f6e-{i:012}");
+            let s = shard_of(&id, 3);
+            assert_eq!(s, shard_of(&id, 3), "stable");
+            counts[usize::from(s)] += 1;
+        }
+        for c in counts {
+            assert!((800..1200).contains(&c), "uneven spread: {counts:?}");
+        }
+        // Fixed values: the function must never change (ids already queued would move).
+        assert_eq!(shard_of("a", 3), (0xaf63_dc4c_8601_ec8c_u64 % 3) as u16);
     }
 }

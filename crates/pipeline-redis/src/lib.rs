@@ -12,10 +12,12 @@
 mod admin;
 mod keys;
 mod pool;
+mod shards;
 mod target;
 
-pub use keys::FamilyKeys;
+pub use keys::{FamilyKeys, MAX_SHARDS, shard_of};
 pub use pool::{CheckoutError, PoolBuildError, RedisConn, RedisPool, WaitConn, is_unreachable};
+pub use shards::{lower_shards_in_use, raise_shards_in_use, shards_in_use};
 pub use target::{RedisTarget, test_cluster_nodes};
 
 /// The Lua prelude of every pipeline script: `now_ms()` (the Redis clock, in ms), `int(n)`

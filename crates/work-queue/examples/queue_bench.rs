@@ -12,7 +12,7 @@
 //! median rate (plus min and max), because a shared machine's load moves single runs a lot.
 //! Options: `--json` (one JSON object per line), `--messages N` (default 50,000),
 //! `--big-backlog N` (default 1,000,000), `--batch N` (reserve/ack batch, default 100),
-//! `--repeat N`, `--only GROUP` (`enqueue_one`, `bulk`, `process`, `unbatched` or `memory`:
+//! `--repeat N`, `--shards N` (the family's `queue.shards`, default 1), `--only GROUP` (`enqueue_one`, `bulk`, `process`, `unbatched` or `memory`:
 //! the growth of `used_memory` on each master, read from every node URL given, while
 //! `--big-backlog` messages are queued, reported per million messages).
 //! Everything lives under a fresh `bench:<uuid>:` prefix that is deleted at the end.
@@ -34,6 +34,7 @@ struct Args {
     big_backlog: u64,
     batch: usize,
     repeat: usize,
+    shards: u16,
     only: Option<String>,
 }
 
@@ -44,6 +45,7 @@ fn parse_args() -> Result<Args> {
         big_backlog: 1_000_000,
         batch: 100,
         repeat: 3,
+        shards: 1,
         only: None,
     };
     let mut it = std::env::args().skip(1);
@@ -56,6 +58,7 @@ fn parse_args() -> Result<Args> {
             "--batch" => args.batch = value()?.parse()?,
             "--repeat" => args.repeat = value()?.parse::<usize>()?.max(1),
             "--only" => args.only = Some(value()?),
+            "--shards" => args.shards = value()?.parse()?,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -97,6 +100,7 @@ impl Bench {
         let n = self.families.fetch_add(1, Ordering::Relaxed);
         let opts = QueueOptions {
             worker_id: "bench".to_owned(),
+            shards: self.args.shards,
             ..QueueOptions::default()
         };
         Ok(WorkQueue::new(
@@ -121,7 +125,7 @@ impl Bench {
         if self.args.json {
             println!(
                 "{}",
-                json!({ "op": op, "concurrency": concurrency, "backlog": backlog,
+                json!({ "op": op, "shards": self.args.shards, "concurrency": concurrency, "backlog": backlog,
                         "messages": messages, "batch": batch, "per_sec": median.round(),
                         "min_per_sec": min.round(), "max_per_sec": max.round(),
                         "samples": samples.iter().map(|r| r.round()).collect::<Vec<_>>() })
@@ -129,8 +133,9 @@ impl Bench {
         } else {
             let batch = batch.map_or_else(|| "-".to_owned(), |b| b.to_string());
             println!(
-                "{op:<18} c={concurrency:<3} batch={batch:<4} backlog={backlog:<8} \
-                 n={messages:<6} {median:>9.0}/s (min {min:.0}, max {max:.0})"
+                "{op:<18} shards={} c={concurrency:<3} batch={batch:<4} backlog={backlog:<8} \
+                 n={messages:<6} {median:>9.0}/s (min {min:.0}, max {max:.0})",
+                self.args.shards
             );
         }
     }
@@ -149,7 +154,10 @@ impl Bench {
 
     /// Deletes the family's keys (SCAN + UNLINK).
     async fn clean(&self, q: &WorkQueue) -> Result<()> {
-        delete_matching(&self.pool, &format!("{}*", q.keys().tag())).await
+        for shard in 0..self.args.shards {
+            delete_matching(&self.pool, &format!("{}*", q.keys().shard(shard).tag())).await?;
+        }
+        Ok(())
     }
 }
 

@@ -23,6 +23,8 @@ pub struct Delivery {
     pub attempts: u32,
     /// Times the message came back from the DLQ.
     pub redrives: u32,
+    /// The shard the message was reserved from (ack, renew, retry and dead-letter go there).
+    pub shard: u16,
 }
 
 impl Delivery {

@@ -42,12 +42,15 @@ impl WorkQueue {
     /// An empty id, or Redis/pool failures.
     pub async fn enqueue_raw(&self, id: &str, body: &str) -> Result<bool> {
         check_id(id)?;
+        // Keeps the count of shards in use raised to this handle's (read every 10 s).
+        self.shards_in_use().await?;
+        let s = self.shard(self.home_shard(id));
         let mut con = self.conn();
         let added: u64 = SCRIPTS
             .enqueue
-            .key(&self.inner.ready)
-            .key(&self.inner.wake)
-            .arg(&self.inner.tag)
+            .key(&s.ready)
+            .key(&s.wake)
+            .arg(&s.tag)
             .arg(id)
             .arg(body)
             .invoke_async(&mut con)
@@ -77,18 +80,26 @@ impl WorkQueue {
         &self,
         items: &[(S, serde_json::Value)],
     ) -> Result<BulkOutcome> {
-        let mut bodies = Vec::with_capacity(items.len());
+        // Each shard's messages go in that shard's own script calls (one slot each).
+        let shards = usize::from(self.inner.opts.shards);
+        let mut by_shard: Vec<(Vec<&str>, Vec<String>)> = vec![(Vec::new(), Vec::new()); shards];
         for (id, body) in items {
-            check_id(id.as_ref())?;
+            let id = id.as_ref();
+            check_id(id)?;
+            let (ids, bodies) = &mut by_shard[usize::from(self.home_shard(id))];
+            ids.push(id);
             bodies.push(serde_json::to_string(body)?);
         }
+        self.shards_in_use().await?;
         let mut outcome = BulkOutcome::default();
         let round_trip = MAX_BATCH * CHUNKS_PER_ROUND_TRIP;
-        for (n, group) in items.chunks(round_trip).enumerate() {
-            let group_bodies = &bodies[n * round_trip..n * round_trip + group.len()];
-            let added = self.enqueue_round_trip(group, group_bodies).await?;
-            outcome.enqueued += added;
-            outcome.already_queued += group.len() as u64 - added;
+        for (shard, (ids, bodies)) in by_shard.iter().enumerate() {
+            let shard = u16::try_from(shard).expect("below MAX_SHARDS");
+            for (group, group_bodies) in ids.chunks(round_trip).zip(bodies.chunks(round_trip)) {
+                let added = self.enqueue_round_trip(shard, group, group_bodies).await?;
+                outcome.enqueued += added;
+                outcome.already_queued += group.len() as u64 - added;
+            }
         }
         metrics::counter!("work_queue_enqueued_total", "family" => self.family().to_owned())
             .increment(outcome.enqueued);
@@ -97,20 +108,17 @@ impl WorkQueue {
 
     /// One pipelined round trip of up to `CHUNKS_PER_ROUND_TRIP` script calls, retried on
     /// transient errors (safe because the script skips ids already queued).
-    async fn enqueue_round_trip<S: AsRef<str>>(
-        &self,
-        items: &[(S, serde_json::Value)],
-        bodies: &[String],
-    ) -> Result<u64> {
+    async fn enqueue_round_trip(&self, shard: u16, ids: &[&str], bodies: &[String]) -> Result<u64> {
+        let s = self.shard(shard);
         let mut pipe = redis::pipe();
         // SCRIPT LOAD first: a pipelined EVALSHA cannot fall back to EVAL by itself.
         pipe.load_script(&SCRIPTS.enqueue).ignore();
         let mut calls = 0;
-        for (chunk, chunk_bodies) in items.chunks(MAX_BATCH).zip(bodies.chunks(MAX_BATCH)) {
-            let mut inv = SCRIPTS.enqueue.key(&self.inner.ready);
-            inv.key(&self.inner.wake).arg(&self.inner.tag);
-            for ((id, _), body) in chunk.iter().zip(chunk_bodies) {
-                inv.arg(id.as_ref()).arg(body);
+        for (chunk, chunk_bodies) in ids.chunks(MAX_BATCH).zip(bodies.chunks(MAX_BATCH)) {
+            let mut inv = SCRIPTS.enqueue.key(&s.ready);
+            inv.key(&s.wake).arg(&s.tag);
+            for (id, body) in chunk.iter().zip(chunk_bodies) {
+                inv.arg(*id).arg(body);
             }
             pipe.invoke_script(&inv);
             calls += 1;

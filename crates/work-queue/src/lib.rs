@@ -73,6 +73,7 @@ pub use dlq::{DlqItem, ErrorKind, FamilyKeys, RedisPool, build_pool};
 pub use error::{QueueError, Result};
 pub use keep_alive::LeaseKeeper;
 pub use options::QueueOptions;
+pub use pipeline_redis::{MAX_SHARDS, shard_of};
 pub use queue::{MAX_BATCH, WorkQueue};
 pub use settle::MAX_ERROR_BYTES;
 pub use wait::Waiter;

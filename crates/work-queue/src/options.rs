@@ -29,6 +29,11 @@ pub struct QueueOptions {
     /// Retention bound passed to the DLQ push (`None`: keep every item). The DLQ counts and
     /// logs whatever a bound makes it drop; nothing is trimmed silently.
     pub dlq_max_items: Option<u64>,
+    /// Shards the family's messages are spread over (`1..=64`): ids go to
+    /// [`shard_of`](crate::shard_of) of this count, and workers reserve from every shard in
+    /// use. Every replica of every process should use the same value; see the crate's
+    /// README ("Shards") for changing it on a running system.
+    pub shards: u16,
 }
 
 impl Default for QueueOptions {
@@ -41,6 +46,7 @@ impl Default for QueueOptions {
             backoff_cap: Duration::from_secs(300),
             worker_id: default_worker_id(),
             dlq_max_items: None,
+            shards: 1,
         }
     }
 }
@@ -99,6 +105,9 @@ impl QueueOptions {
         if self.backoff_cap < self.backoff_base {
             return bad("backoff_cap must not be below backoff_base");
         }
+        if !(1..=crate::MAX_SHARDS).contains(&self.shards) {
+            return bad("shards must be between 1 and 64");
+        }
         Ok(())
     }
 }
@@ -148,6 +157,13 @@ mod tests {
         let mut o = opts();
         o.backoff_cap = Duration::from_millis(1);
         assert!(o.validate().is_err());
+        for bad in [0, 65] {
+            let o = QueueOptions {
+                shards: bad,
+                ..opts()
+            };
+            assert!(o.validate().is_err(), "{bad} shards");
+        }
         assert!(opts().validate().is_ok());
     }
 }

@@ -1,5 +1,6 @@
 //! Taking work: reserve with a lease (the wait for work is in `wait.rs`).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::queue::{HOUSEKEEPING_LIMIT, MAX_BATCH};
@@ -39,14 +40,29 @@ impl WorkQueue {
     /// # Errors
     /// Redis or pool failures. A failure after the script ran (a lost reply) leaves the
     /// batch leased to nobody; those messages come back when their lease ends.
+    ///
+    /// With several shards in use, the shards are tried in turn, each sweep starting one
+    /// shard further on, until `max` messages are reserved or every shard was tried.
     pub async fn reserve(&self, max: usize) -> Result<Vec<Delivery>> {
-        Ok(self.reserve_or_next_due(max).await?.0)
+        let max = max.min(MAX_BATCH);
+        let n = usize::from(self.shards_in_use().await?);
+        let start = self.inner.rotor.fetch_add(1, Ordering::Relaxed);
+        let mut batch = Vec::new();
+        for k in 0..n {
+            if batch.len() >= max {
+                break;
+            }
+            let shard = u16::try_from((start + k) % n).expect("below MAX_SHARDS");
+            batch.extend(self.reserve_shard(shard, max - batch.len()).await?.0);
+        }
+        Ok(batch)
     }
 
-    /// [`reserve`](Self::reserve), and when it finds nothing, how long until the earliest
-    /// retry becomes due or lease runs out (`None`: neither exists).
-    pub(crate) async fn reserve_or_next_due(
+    /// [`reserve`](Self::reserve) from one shard, and when it finds nothing, how long until
+    /// the shard's earliest retry becomes due or lease runs out (`None`: neither exists).
+    pub(crate) async fn reserve_shard(
         &self,
+        shard: u16,
         max: usize,
     ) -> Result<(Vec<Delivery>, Option<Duration>)> {
         let max = max.min(MAX_BATCH);
@@ -54,15 +70,16 @@ impl WorkQueue {
             return Ok((Vec::new(), None));
         }
         let inner = &self.inner;
+        let s = self.shard(shard);
         let mut con = self.conn();
         let reply: ReserveReply = SCRIPTS
             .reserve
-            .key(&inner.ready)
-            .key(&inner.leases)
-            .key(&inner.delayed)
-            .key(&inner.token_seq)
-            .key(&inner.wake)
-            .arg(&inner.tag)
+            .key(&s.ready)
+            .key(&s.leases)
+            .key(&s.delayed)
+            .key(&s.token_seq)
+            .key(&s.wake)
+            .arg(&s.tag)
             .arg(max)
             .arg(duration_ms(inner.opts.visibility_timeout))
             .arg(HOUSEKEEPING_LIMIT)
@@ -133,6 +150,7 @@ impl WorkQueue {
                     deliveries,
                     attempts,
                     redrives,
+                    shard,
                 },
             )
             .collect();

@@ -52,20 +52,30 @@ impl WorkQueue {
             return Ok(outcomes);
         }
         let mut con = self.conn();
-        for chunk in deliveries.chunks(MAX_BATCH) {
-            let mut inv = SCRIPTS.ack.key(&self.inner.leases);
-            inv.arg(&self.inner.tag);
-            for d in chunk {
-                inv.arg(&d.id).arg(d.token);
-            }
-            let flags: Vec<u8> = inv.invoke_async(&mut con).await?;
-            outcomes.extend(flags.iter().map(|&f| {
-                if f == 1 {
-                    AckOutcome::Acked
-                } else {
-                    AckOutcome::LeaseLost
+        // One script call per shard and chunk (each touches one slot); outcomes go back to
+        // the caller's order.
+        outcomes.resize(deliveries.len(), AckOutcome::LeaseLost);
+        let mut shards: Vec<u16> = deliveries.iter().map(|d| d.shard).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for shard in shards {
+            let s = self.shard(shard);
+            let positions: Vec<usize> = (0..deliveries.len())
+                .filter(|&i| deliveries[i].shard == shard)
+                .collect();
+            for chunk in positions.chunks(MAX_BATCH) {
+                let mut inv = SCRIPTS.ack.key(&s.leases);
+                inv.arg(&s.tag);
+                for &i in chunk {
+                    inv.arg(&deliveries[i].id).arg(deliveries[i].token);
                 }
-            }));
+                let flags: Vec<u8> = inv.invoke_async(&mut con).await?;
+                for (&i, &f) in chunk.iter().zip(&flags) {
+                    if f == 1 {
+                        outcomes[i] = AckOutcome::Acked;
+                    }
+                }
+            }
         }
         let acked = outcomes.iter().filter(|o| **o == AckOutcome::Acked).count();
         let lost = outcomes.len() - acked;
@@ -96,8 +106,8 @@ impl WorkQueue {
         let mut con = self.conn();
         let deadline: u64 = SCRIPTS
             .renew
-            .key(&self.inner.leases)
-            .arg(&self.inner.tag)
+            .key(&self.shard(delivery.shard).leases)
+            .arg(&self.shard(delivery.shard).tag)
             .arg(&delivery.id)
             .arg(delivery.token)
             .arg(duration_ms(self.inner.opts.visibility_timeout))
@@ -155,13 +165,14 @@ impl WorkQueue {
                 },
             );
         }
+        let s = self.shard(delivery.shard);
         let mut con = self.conn();
         let stored: u32 = SCRIPTS
             .retry
-            .key(&self.inner.leases)
-            .key(&self.inner.delayed)
-            .key(&self.inner.wake)
-            .arg(&self.inner.tag)
+            .key(&s.leases)
+            .key(&s.delayed)
+            .key(&s.wake)
+            .arg(&s.tag)
             .arg(&delivery.id)
             .arg(delivery.token)
             .arg(duration_ms(delay))
@@ -207,12 +218,19 @@ impl WorkQueue {
         kind: ErrorKind,
     ) -> Result<DeadLetterOutcome> {
         let encoded = self.dlq_item(delivery, error, kind).encode()?;
-        let inner = &self.inner;
-        let mut inv = SCRIPTS.dead_letter.key(&inner.leases);
-        inv.key(inner.keys.dlq_script_keys().as_slice())
-            .arg(&inner.tag)
+        let s = self.shard(delivery.shard);
+        // The item goes to the DLQ of the message's own shard (one slot for the script); a
+        // retention bound applies per shard, so it is split over the configured shards.
+        let max_items = self
+            .inner
+            .opts
+            .dlq_max_items
+            .map(|m| m.div_ceil(u64::from(self.inner.opts.shards)));
+        let mut inv = SCRIPTS.dead_letter.key(&s.leases);
+        inv.key(s.keys.dlq_script_keys().as_slice())
+            .arg(&s.tag)
             .arg(delivery.token)
-            .arg(encoded.push_argv(inner.opts.dlq_max_items).as_slice());
+            .arg(encoded.push_argv(max_items).as_slice());
         let mut con = self.conn();
         let (moved, trimmed): (u32, Vec<String>) = inv.invoke_async(&mut con).await?;
         drop(con);

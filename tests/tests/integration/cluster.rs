@@ -146,6 +146,8 @@ async fn two_thousand_pages_through_scrape_extraction_dlq_and_redrive_on_a_clust
         e2e_settings(s);
         // Every failure goes straight to the DLQ, so each retry is the daemon's redrive.
         s.queue.max_attempts = 1;
+        // Each family over three shards: three slots, spread over the masters.
+        s.queue.shards = SHARDS;
     })
     .await?;
     assert!(w.redis.pool.is_cluster());
@@ -163,6 +165,10 @@ async fn two_thousand_pages_through_scrape_extraction_dlq_and_redrive_on_a_clust
         .collect();
     let flaky = PAGES / FLAKY_EVERY;
     let (job, _) = w.submit(urls).await?;
+    // Every shard holds a part of the submitted pages, on masters of its own.
+    let spread = shard_spread(&w, Family::Scrape).await?;
+    assert_eq!(spread.iter().sum::<u64>(), PAGES as u64, "{spread:?}");
+    assert!(spread.iter().all(|&n| n > 0), "a shard unused: {spread:?}");
     let pipeline = Pipeline::start(&w)?;
 
     let count = |status: &'static str| {
@@ -205,6 +211,127 @@ async fn two_thousand_pages_through_scrape_extraction_dlq_and_redrive_on_a_clust
         assert_eq!(w.services.dlq(family).stats().await?.total, 0);
         let depth = w.services.queue(family).depth().await?;
         assert_eq!((depth.ready, depth.leased, depth.delayed), (0, 0, 0));
+    }
+    Ok(())
+}
+
+const SHARDS: u16 = 3;
+
+/// Messages ready in each of `family`'s shards.
+async fn shard_spread(w: &World, family: Family) -> anyhow::Result<Vec<u64>> {
+    let keys = w.services.queue(family).keys().clone();
+    let mut conn = w.redis.pool.get();
+    let mut spread = Vec::new();
+    for shard in 0..SHARDS {
+        let n: u64 = redis::cmd("LLEN")
+            .arg(keys.shard(shard).ready())
+            .query_async(&mut conn)
+            .await?;
+        spread.push(n);
+    }
+    Ok(spread)
+}
+
+const RESHARD_PAGES: usize = 1_500;
+
+/// `queue.shards` lowered from 3 to 1 mid-run, as a rolling deploy does it: processes of
+/// the new configuration start while the old ones still run, then the old ones stop.
+#[tokio::test]
+#[ignore = "needs a Redis Cluster (TEST_REDIS_CLUSTER_NODES)"]
+async fn lowering_the_shard_count_mid_run_loses_nothing() -> anyhow::Result<()> {
+    require_cluster();
+    let w = World::new(|s| {
+        e2e_settings(s);
+        s.queue.max_attempts = 1;
+        s.queue.shards = SHARDS;
+    })
+    .await?;
+    let pages = PageServer::start().await;
+    let urls: Vec<String> = (0..RESHARD_PAGES)
+        .map(|i| {
+            if i % FLAKY_EVERY == 0 {
+                let path = format!("/flaky/{i}");
+                pages.set_failures(&path, 1);
+                pages.url(&path)
+            } else {
+                pages.url(&format!("/ok/{i}"))
+            }
+        })
+        .collect();
+    let flaky = RESHARD_PAGES / FLAKY_EVERY;
+    let (job, _) = w.submit(urls).await?;
+    assert!(
+        shard_spread(&w, Family::Scrape)
+            .await?
+            .iter()
+            .all(|&n| n > 0)
+    );
+    let old = Pipeline::start(&w)?;
+    let count = |status: &'static str| {
+        let pool = w.db.pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sources WHERE status = $1")
+                .bind(status)
+                .fetch_one(&pool)
+                .await?;
+            anyhow::Ok(n)
+        }
+    };
+    eventually(
+        Duration::from_secs(300),
+        "some sources extracted under three shards",
+        || async { Ok((count("extracted").await? >= 200).then_some(())) },
+    )
+    .await?;
+
+    // The new configuration starts beside the old, then the old stops.
+    let mut settings = (*w.services.settings).clone();
+    settings.queue.shards = 1;
+    let services =
+        pipeline_ops::Services::with_pools(settings, w.db.pool.clone(), w.redis.pool.clone())?;
+    let new = Pipeline::on(&services, w.config())?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    old.stop().await?;
+    let extracted_then = count("extracted").await?;
+    assert!(
+        extracted_then < RESHARD_PAGES as i64,
+        "the run finished before the change"
+    );
+
+    eventually(
+        Duration::from_secs(600),
+        "every source extracted under one shard",
+        || async { Ok((count("extracted").await? == RESHARD_PAGES as i64).then_some(())) },
+    )
+    .await?;
+    new.stop().await?;
+
+    assert_eq!(jobs::get(&w.db.pool, job).await?.status, "completed");
+    let sources: i64 = sqlx::query_scalar("SELECT count(*) FROM sources")
+        .fetch_one(&w.db.pool)
+        .await?;
+    assert_eq!(sources, RESHARD_PAGES as i64);
+    let (rows, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT (source_id, extraction_type, chunk_index)) FROM extractions",
+    )
+    .fetch_one(&w.db.pool)
+    .await?;
+    assert!(rows >= RESHARD_PAGES as i64);
+    assert_eq!(rows, distinct, "duplicated extraction rows");
+    let dead = w.event_counts("dead_lettered").await?;
+    let redriven = w.event_counts("redriven").await?;
+    assert_eq!(dead.len(), flaky, "sources dead-lettered");
+    assert_eq!(redriven.len(), flaky, "sources redriven");
+    // Nothing left anywhere, and the shards above one are retired.
+    for family in [Family::Scrape, Family::Extraction] {
+        let queue = services.queue(family);
+        assert_eq!(
+            queue.refresh_shards().await?,
+            1,
+            "{family:?} shards retired"
+        );
+        assert_eq!(queue.depth().await?.total(), 0);
+        assert_eq!(services.dlq(family).stats().await?.total, 0);
     }
     Ok(())
 }

@@ -26,8 +26,13 @@ pub fn init_logs() {
 /// A pool on the test Redis: the cluster of `TEST_REDIS_CLUSTER_NODES` when that is set,
 /// else `TEST_REDIS_URL` (the variables every test of the workspace reads).
 pub fn pool() -> RedisPool {
+    pool_of(4)
+}
+
+/// [`pool`] with `size` connections (a waiting loop holds one per shard).
+pub fn pool_of(size: usize) -> RedisPool {
     RedisTarget::from_test_env()
-        .pool(4, Duration::from_secs(10), Duration::from_secs(5))
+        .pool(size, Duration::from_secs(10), Duration::from_secs(5))
         .expect("a valid Redis URL")
 }
 
@@ -41,6 +46,7 @@ pub fn fast_options() -> QueueOptions {
         backoff_cap: Duration::from_millis(40),
         worker_id: "test-worker".to_owned(),
         dlq_max_items: None,
+        shards: 1,
     }
 }
 

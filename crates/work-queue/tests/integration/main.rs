@@ -5,4 +5,5 @@ mod bulk;
 mod common;
 mod failures;
 mod lifecycle;
+mod shards;
 mod wake;
