@@ -53,29 +53,99 @@ pub async fn vectors_since(
     .await?)
 }
 
+/// Most matches of one full-text query that are ranked. Ranking reads every matched row's
+/// `tsvector`, so a broad query (a common word over 100k chunks) would cost a scan of most of
+/// the table; past this many matches the candidates are the first found, and the vector side
+/// of a hybrid search carries the meaning. Bounds a query's cost whatever it matches.
+pub const FULL_TEXT_CANDIDATES: i64 = 2000;
+
 /// The best `limit` chunks for `query` by full-text rank (`ts_rank_cd`), best first, in
 /// `project` or in every project.
+///
+/// Chunks that match every word come first. When they are fewer than `limit`, chunks that
+/// match any of the words follow (ranked, so those with more of the words come first): a
+/// query such as a page's title seldom has every word in one chunk. Each of the two
+/// queries ranks at most [`FULL_TEXT_CANDIDATES`] matches.
 pub async fn full_text(
     db: &sqlx::PgPool,
     project: Option<Uuid>,
     query: &str,
     limit: i64,
 ) -> Result<Vec<(Uuid, f32)>> {
+    let mut hits = ranked(db, project, query, limit).await?;
+    if (hits.len() as i64) < limit
+        && let Some(any) = any_word_query(query)
+    {
+        for (id, rank) in ranked(db, project, &any, limit).await? {
+            if (hits.len() as i64) >= limit {
+                break;
+            }
+            if !hits.iter().any(|(seen, _)| *seen == id) {
+                hits.push((id, rank));
+            }
+        }
+    }
+    Ok(hits)
+}
+
+/// One `websearch_to_tsquery` query, its first [`FULL_TEXT_CANDIDATES`] matches ranked.
+async fn ranked(
+    db: &sqlx::PgPool,
+    project: Option<Uuid>,
+    query: &str,
+    limit: i64,
+) -> Result<Vec<(Uuid, f32)>> {
     Ok(sqlx::query!(
-        r#"SELECT x.id AS "id!", ts_rank_cd(x.search_tsv, q) AS "rank!"
-         FROM extractions x, websearch_to_tsquery('english', $1) q
-         WHERE x.search_tsv @@ q AND ($2::uuid IS NULL OR x.project_id = $2)
-         ORDER BY 2 DESC, x.id
+        r#"SELECT m.id AS "id!", ts_rank_cd(m.search_tsv, q) AS "rank!"
+         FROM (SELECT x.id, x.search_tsv
+               FROM extractions x, websearch_to_tsquery('english', $1) q0
+               WHERE x.search_tsv @@ q0 AND ($2::uuid IS NULL OR x.project_id = $2)
+               LIMIT $4) m,
+              websearch_to_tsquery('english', $1) q
+         ORDER BY 2 DESC, m.id
          LIMIT $3"#,
         query,
         project,
         limit,
+        FULL_TEXT_CANDIDATES,
     )
     .fetch_all(db)
     .await?
     .into_iter()
     .map(|r| (r.id, r.rank))
     .collect())
+}
+
+/// The words of `query` joined with `or` (web-search syntax), for a match on any of them;
+/// `None` when that would be the same query (fewer than two words). Excluded words (`-x`)
+/// stay out, and quoting and punctuation go.
+fn any_word_query(query: &str) -> Option<String> {
+    let words: Vec<&str> = query
+        .split_whitespace()
+        .filter(|w| !w.starts_with('-'))
+        .flat_map(|w| w.split(|c: char| !c.is_alphanumeric()))
+        .filter(|w| !w.is_empty() && !w.eq_ignore_ascii_case("or"))
+        .collect();
+    (words.len() >= 2).then(|| words.join(" or "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::any_word_query;
+
+    #[test]
+    fn any_word_queries_keep_the_words_only() {
+        assert_eq!(any_word_query("rust"), None);
+        assert_eq!(
+            any_word_query("The \"Rust\" book, 2nd ed."),
+            Some("The or Rust or book or 2nd or ed".to_owned())
+        );
+        assert_eq!(
+            any_word_query("tokio -async runtime or threads"),
+            Some("tokio or runtime or threads".to_owned())
+        );
+        assert_eq!(any_word_query("-a -b c"), None);
+    }
 }
 
 /// A chunk with what a search answer shows about it.

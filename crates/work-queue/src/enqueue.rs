@@ -91,15 +91,27 @@ impl WorkQueue {
             bodies.push(serde_json::to_string(body)?);
         }
         self.shards_in_use().await?;
-        let mut outcome = BulkOutcome::default();
         let round_trip = MAX_BATCH * CHUNKS_PER_ROUND_TRIP;
-        for (shard, (ids, bodies)) in by_shard.iter().enumerate() {
-            let shard = u16::try_from(shard).expect("below MAX_SHARDS");
-            for (group, group_bodies) in ids.chunks(round_trip).zip(bodies.chunks(round_trip)) {
-                let added = self.enqueue_round_trip(shard, group, group_bodies).await?;
-                outcome.enqueued += added;
-                outcome.already_queued += group.len() as u64 - added;
-            }
+        // The shards' round trips run side by side (on a cluster, different masters); each
+        // shard's own round trips go one after the other.
+        let per_shard = by_shard
+            .iter()
+            .enumerate()
+            .map(|(shard, (ids, bodies))| async move {
+                let shard = u16::try_from(shard).expect("below MAX_SHARDS");
+                let mut outcome = BulkOutcome::default();
+                for (group, group_bodies) in ids.chunks(round_trip).zip(bodies.chunks(round_trip)) {
+                    let added = self.enqueue_round_trip(shard, group, group_bodies).await?;
+                    outcome.enqueued += added;
+                    outcome.already_queued += group.len() as u64 - added;
+                }
+                Ok::<_, QueueError>(outcome)
+            });
+        let mut outcome = BulkOutcome::default();
+        for part in futures::future::join_all(per_shard).await {
+            let part = part?;
+            outcome.enqueued += part.enqueued;
+            outcome.already_queued += part.already_queued;
         }
         metrics::counter!("work_queue_enqueued_total", "family" => self.family().to_owned())
             .increment(outcome.enqueued);

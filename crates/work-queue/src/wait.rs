@@ -17,9 +17,12 @@
 //! the wait ends then. That bound stays right while the waiter sleeps: a sooner retry adds
 //! the marker, a new lease ends after every lease already held, and the first lease adds it.
 //!
-//! A pop stays in flight across calls: when work arrives in one shard, the pops on the
-//! other shards keep waiting (they are not cut short, which would cost a reconnect), and a
-//! marker one of them takes meanwhile is seen at the next call.
+//! When work arrives in one shard, the pops still in flight on the other shards are ended
+//! (their connections closed, and each such shard's marker put back if work is ready there)
+//! before the work is returned: a pop left waiting while the worker is busy could take a
+//! marker another, idle, worker is waiting for. With one shard there is never another pop
+//! in flight, so this costs nothing; with several it costs a reconnect per shard at each
+//! change from idle to busy, not per batch (a busy worker finds work without waiting).
 //!
 //! Cost at idle: one `BZPOPMIN` per shard per `block_timeout`, nothing else. A pop that
 //! times out with nothing due is not followed by a reserve, since nothing can have become
@@ -162,6 +165,9 @@ impl Waiter {
             self.lanes.truncate(n);
             let batch = self.sweep(n, max).await?;
             if !batch.is_empty() {
+                // A pop left in flight while the worker works could take a marker that an
+                // idle worker is waiting for, and hold it until this worker comes back.
+                self.release_pops().await;
                 return Ok(batch);
             }
             let now = Instant::now();
@@ -279,14 +285,23 @@ impl Waiter {
     /// Ends every pop in flight (closing its connection) and, since a pop may have taken
     /// its shard's marker just before, puts each such shard's marker back if work is ready
     /// there, so another worker is not left asleep beside it. Called when a wait is cut
-    /// short by `cancel`.
+    /// short by `cancel`, and by a loop that stops waiting for good.
     pub async fn abandon(&mut self) {
+        for lane in &mut self.lanes {
+            lane.must_reserve = true;
+        }
+        self.release_pops().await;
+    }
+
+    /// [`abandon`](Self::abandon) for the pops in flight only: their shards are reserved
+    /// from at the next call, the others keep what is known about them.
+    async fn release_pops(&mut self) {
         for i in 0..self.lanes.len() {
             let lane = &mut self.lanes[i];
-            lane.must_reserve = true;
             if lane.pop.take().is_none() {
                 continue;
             }
+            lane.must_reserve = true;
             let s = self
                 .queue
                 .shard(u16::try_from(i).expect("below MAX_SHARDS"));
