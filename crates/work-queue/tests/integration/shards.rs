@@ -325,3 +325,65 @@ async fn lowering_the_shard_count_drains_the_old_shards_then_retires_them() {
     // rather than strand its messages.
     assert_eq!(old.refresh_shards().await.unwrap(), 3);
 }
+
+/// An id of `prefix`-`n` form whose home among `shards` is `shard`.
+fn id_in(prefix: &str, shard: u16, shards: u16) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|id| shard_of(id, shards) == shard)
+        .expect("some id lands in every shard")
+}
+
+#[tokio::test]
+async fn a_busy_worker_keeps_no_wake_up_from_an_idle_one() {
+    let t = TestRedis::new();
+    let q = queue(&t, 3);
+    let cancel = CancellationToken::new();
+    // A waits on all three shards, takes the message that arrives in shard 0, and then is
+    // busy with it (it does not come back for more).
+    let (aq, ac) = (q.clone(), cancel.clone());
+    let a = tokio::spawn(async move {
+        let mut waiter = aq.waiter();
+        loop {
+            let got = waiter.reserve_wait(1, &ac).await.expect("reserve");
+            if !got.is_empty() {
+                return (waiter, got);
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    q.enqueue(&id_in("a", 0, 3), &json!({})).await.unwrap();
+    let (a_waiter, a_got) = timeout(Duration::from_secs(3), a).await.unwrap().unwrap();
+    assert_eq!(a_got[0].shard, 0);
+
+    // B is idle; work for shard 1 and then shard 2 must reach it at once, not wait for A
+    // (whose waits on those shards must have ended when it took its work).
+    let mut b = q.waiter();
+    for shard in [1, 2] {
+        let id = id_in("b", shard, 3);
+        let (bq, bid) = (q.clone(), id.clone());
+        let enqueue = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            bq.enqueue(&bid, &json!({})).await.unwrap();
+        });
+        let started = Instant::now();
+        let got = loop {
+            let got = b.reserve_wait(1, &cancel).await.unwrap();
+            if !got.is_empty() {
+                break got;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "no wake-up for shard {shard}"
+            );
+        };
+        assert_eq!(got[0].id, id);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "shard {shard}: picked up after {:?}",
+            started.elapsed()
+        );
+        enqueue.await.unwrap();
+    }
+    drop(a_waiter);
+}
