@@ -15,7 +15,7 @@
 //!
 //! The BullMQ side is `bench/bullmq/bench.js`: this program runs `npm ci` there, starts it
 //! with the same figures and its own key prefix, and prints both in one table (`--no-bullmq`
-//! skips it). Options: `--json` (one JSON object per line), `--reserve-batch N` (default 8,
+//! skips it). Options: `--json` (one JSON object per line), `--reserve-batch N` (default 32,
 //! as shipped). Every key lives under a fresh prefix that is deleted at the end.
 
 use std::path::PathBuf;
@@ -56,7 +56,7 @@ fn parse_args() -> Result<Args> {
         load: 4_000,
         rate: 2_000,
         idle_secs: 10,
-        reserve_batch: 8,
+        reserve_batch: 32,
         bullmq: true,
     };
     let mut it = std::env::args().skip(1);

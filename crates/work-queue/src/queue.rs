@@ -24,6 +24,10 @@ pub(crate) const HOUSEKEEPING_LIMIT: usize = 256;
 /// this often.
 pub(crate) const SHARDS_REFRESH: Duration = Duration::from_secs(10);
 
+/// [`SHARDS_REFRESH`] for a waiter that found nothing to do: an idle worker's cost stays one
+/// pop per shard per `block_timeout`, plus this one read a minute.
+pub(crate) const SHARDS_REFRESH_IDLE: Duration = Duration::from_secs(60);
+
 /// A handle on one queue family: cheap to clone, shared by all tasks of a worker.
 #[derive(Clone, Debug)]
 pub struct WorkQueue {
@@ -142,12 +146,18 @@ impl WorkQueue {
     /// # Errors
     /// Redis or pool failures.
     pub async fn shards_in_use(&self) -> Result<u16> {
+        self.shards_in_use_within(SHARDS_REFRESH).await
+    }
+
+    /// [`shards_in_use`](Self::shards_in_use), read from Redis if the last read is older
+    /// than `max_age`.
+    pub(crate) async fn shards_in_use_within(&self, max_age: Duration) -> Result<u16> {
         let fresh = self
             .inner
             .refreshed
             .lock()
             .expect("not poisoned")
-            .is_some_and(|at| at.elapsed() < SHARDS_REFRESH);
+            .is_some_and(|at| at.elapsed() < max_age);
         if fresh {
             return Ok(self.inner.in_use.load(Ordering::Relaxed));
         }

@@ -24,7 +24,8 @@
 //! in flight, so this costs nothing; with several it costs a reconnect per shard at each
 //! change from idle to busy, not per batch (a busy worker finds work without waiting).
 //!
-//! Cost at idle: one `BZPOPMIN` per shard per `block_timeout`, nothing else. A pop that
+//! Cost at idle: one `BZPOPMIN` per shard per `block_timeout`, and one read of the count
+//! of shards in use a minute (`P{family}:shards`, so a resharding is noticed). A pop that
 //! times out with nothing due is not followed by a reserve, since nothing can have become
 //! ready without adding the marker.
 
@@ -89,6 +90,8 @@ pub struct Waiter {
     lanes: Vec<Lane>,
     /// The shard the next sweep starts with (turns, so no shard is always served last).
     next: usize,
+    /// The last sweep found nothing.
+    idle: bool,
 }
 
 impl std::fmt::Debug for Waiter {
@@ -117,6 +120,7 @@ impl WorkQueue {
             queue: self.clone(),
             lanes: Vec::new(),
             next: 0,
+            idle: false,
         }
     }
 
@@ -157,13 +161,20 @@ impl Waiter {
                 self.abandon().await;
                 return Ok(Vec::new());
             }
-            let n = usize::from(self.queue.shards_in_use().await?);
+            // An idle loop (its last sweep found nothing) reads the count less often.
+            let max_age = if self.idle {
+                crate::queue::SHARDS_REFRESH_IDLE
+            } else {
+                crate::queue::SHARDS_REFRESH
+            };
+            let n = usize::from(self.queue.shards_in_use_within(max_age).await?);
             if self.lanes.len() < n {
                 self.lanes.resize_with(n, Lane::new);
             }
             // Shards retired meanwhile are empty: their pops (if any) just end.
             self.lanes.truncate(n);
             let batch = self.sweep(n, max).await?;
+            self.idle = batch.is_empty();
             if !batch.is_empty() {
                 // A pop left in flight while the worker works could take a marker that an
                 // idle worker is waiting for, and hold it until this worker comes back.
