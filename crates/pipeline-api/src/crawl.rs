@@ -79,6 +79,12 @@ pub struct CrawlRequestBody {
     pub max_pages: Option<u32>,
     /// Follow links marked `rel=nofollow` (default false).
     pub follow_nofollow: Option<bool>,
+    /// Read the start host's sitemaps (default true): the `Sitemap:` lines of its
+    /// robots.txt and `/sitemap.xml`, following sitemap indexes and gzipped sitemaps (at
+    /// most 50 sitemap files, 2 levels of indexes, 10 MiB each after decompression, 50,000
+    /// URLs in all). Their pages are admitted at depth 1 under the same scope, patterns and
+    /// caps as links, and their discovery path says `via: sitemap`.
+    pub sitemaps: Option<bool>,
     /// Trap cap: distinct query strings accepted per path (default 20).
     #[schema(minimum = 1, maximum = 10000)]
     #[serde(default, deserialize_with = "whole_number")]
@@ -136,6 +142,7 @@ impl From<CrawlRequestBody> for CrawlRequest {
             max_depth: b.max_depth,
             max_pages: b.max_pages,
             follow_nofollow: b.follow_nofollow.unwrap_or(false),
+            sitemaps: b.sitemaps,
             max_query_variants: b.max_query_variants,
             max_path_depth: b.max_path_depth,
             tracking_params: b
@@ -273,8 +280,11 @@ pub struct PathStepBody {
     pub source_id: Uuid,
     pub url: String,
     pub depth: i32,
-    /// `start`, `link`, `canonical` or `next`.
+    /// `start`, `link`, `canonical`, `next` or `sitemap`.
     pub via: String,
+    /// For `via = sitemap`: the sitemap file that listed the page (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sitemap: Option<String>,
 }
 
 /// A page's discovery path, from the start URL down to the page.
@@ -286,7 +296,8 @@ pub struct DiscoveryPath {
 }
 
 /// Starts a crawl: a job of type `crawl` whose start page is queued at once; the scrape
-/// worker follows the links of each page within the scope, depth and caps.
+/// worker follows the links of each page within the scope, depth and caps, and (unless
+/// `sitemaps` is false) the pages the start host's sitemaps list.
 #[utoipa::path(
     post, path = "/api/v1/crawl", tag = "crawl", request_body = CrawlRequestBody,
     responses(
@@ -396,6 +407,7 @@ pub async fn path(
                 url: s.url,
                 depth: s.depth,
                 via: s.via,
+                sitemap: s.sitemap,
             })
             .collect(),
     }))

@@ -100,6 +100,7 @@ pub async fn create(pool: &PgPool, new: &NewCrawl<'_>) -> Result<CreatedJob> {
         path_key: path_key_of(&s.start_url),
         depth: 0,
         via: "start".into(),
+        sitemap: None,
     };
     let mut pages = insert_pages(
         &mut tx,
@@ -186,8 +187,10 @@ pub struct Candidate {
     /// The URL without its query.
     pub path_key: String,
     pub depth: i32,
-    /// `link`, `canonical`, `next`, `redirect`.
+    /// `link`, `canonical`, `next`, `redirect`, `sitemap`.
     pub via: String,
+    /// For `via = sitemap`: the sitemap file that listed the URL.
+    pub sitemap: Option<String>,
 }
 
 /// A link the crawl refused, with the reason word (`crawl_skips.reason`).
@@ -422,6 +425,11 @@ async fn insert_pages(
     let keys: Vec<&str> = sorted.iter().map(|c| c.path_key.as_str()).collect();
     let depths: Vec<i32> = sorted.iter().map(|c| c.depth).collect();
     let vias: Vec<&str> = sorted.iter().map(|c| c.via.as_str()).collect();
+    // '' for none: the array stays text[] of non-nulls, and SQL turns '' back into NULL.
+    let sitemaps: Vec<&str> = sorted
+        .iter()
+        .map(|c| c.sitemap.as_deref().unwrap_or(""))
+        .collect();
     let rows = sqlx::query!(
         r#"INSERT INTO sources (id, project_id, uri, source_group, status, created_by_job_id,
                                 discovered_from_source_id, crawl_depth)
@@ -457,10 +465,11 @@ async fn insert_pages(
     .execute(&mut **tx)
     .await?;
     sqlx::query!(
-        "INSERT INTO crawl_pages (job_id, url, path_key, source_id, depth, discovered_from, via)
-         SELECT $1, u.url, u.key, u.id, u.depth, $6, u.via
-           FROM unnest($2::text[], $3::text[], $4::uuid[], $5::int[], $7::text[])
-                AS u(url, key, id, depth, via)",
+        "INSERT INTO crawl_pages (job_id, url, path_key, source_id, depth, discovered_from, via,
+                                  sitemap_url)
+         SELECT $1, u.url, u.key, u.id, u.depth, $6, u.via, NULLIF(u.sitemap, '')
+           FROM unnest($2::text[], $3::text[], $4::uuid[], $5::int[], $7::text[], $8::text[])
+                AS u(url, key, id, depth, via, sitemap)",
         job_id,
         &urls as &[&str],
         &keys as &[&str],
@@ -468,6 +477,7 @@ async fn insert_pages(
         &depths,
         parent,
         &vias as &[&str],
+        &sitemaps as &[&str],
     )
     .execute(&mut **tx)
     .await?;
@@ -476,8 +486,10 @@ async fn insert_pages(
          SELECT $1, u.id, 'enqueued', 'crawl',
                 jsonb_build_object('uri', u.uri, 'created', u.created, 'depth', u.depth,
                                    'via', u.via, 'discovered_from', $6::uuid)
-           FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::int[], $7::text[])
-                AS u(id, uri, created, depth, via)",
+                || CASE WHEN u.sitemap = '' THEN '{}'::jsonb
+                        ELSE jsonb_build_object('sitemap', u.sitemap) END
+           FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::int[], $7::text[], $8::text[])
+                AS u(id, uri, created, depth, via, sitemap)",
         job_id,
         &source_ids,
         &urls as &[&str],
@@ -485,6 +497,7 @@ async fn insert_pages(
         &depths,
         parent,
         &vias as &[&str],
+        &sitemaps as &[&str],
     )
     .execute(&mut **tx)
     .await?;
@@ -527,6 +540,7 @@ mod tests {
             path_key: path_key_of(url),
             depth: 1,
             via: "link".into(),
+            sitemap: None,
         }
     }
 

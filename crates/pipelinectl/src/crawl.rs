@@ -38,6 +38,10 @@ pub struct CrawlArgs {
     /// Follow links marked rel=nofollow.
     #[arg(long)]
     follow_nofollow: bool,
+    /// Do not read the start host's sitemaps (robots.txt `Sitemap:` lines, /sitemap.xml);
+    /// by default their pages join the crawl under the same rules as links.
+    #[arg(long)]
+    no_sitemaps: bool,
     /// Trap cap: distinct query strings per path (default 20).
     #[arg(long)]
     max_query_variants: Option<u32>,
@@ -74,6 +78,7 @@ pub async fn start(services: &Services, args: CrawlArgs, as_json: bool) -> CmdRe
             max_depth: args.max_depth,
             max_pages: args.max_pages,
             follow_nofollow: args.follow_nofollow,
+            sitemaps: Some(!args.no_sitemaps),
             max_query_variants: args.max_query_variants,
             max_path_depth: args.max_path_depth,
             tracking_params: (!args.tracking_params.is_empty())

@@ -256,6 +256,53 @@ impl Fetcher {
         }
     }
 
+    /// The `Sitemap:` lines of the robots.txt of `url`'s origin: from the robots.txt cache
+    /// when robots.txt is honoured (no second request), else read for this alone. An
+    /// unavailable or unparsable robots.txt names no sitemaps.
+    pub async fn robots_sitemaps(&self, url: &Url) -> Vec<String> {
+        if let Some(cache) = &self.robots {
+            return cache.rules(self, url).await.sitemaps().to_vec();
+        }
+        match self.fetch_robots(url).await {
+            Ok(Some(body)) => crate::robots::RobotsRules::parse("*", &body)
+                .0
+                .sitemaps()
+                .to_vec(),
+            Ok(None) => Vec::new(),
+            Err(err) => {
+                tracing::warn!(%url, error = %err, "robots.txt unavailable; no sitemaps from it");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Fetches a sitemap file with the same checks as a page (address, robots.txt,
+    /// politeness, redirects, the whole-fetch timeout) but any content type, reading at most
+    /// `cap` bytes (decoded from any `Content-Encoding`; a `.gz` file's own gzip is left to
+    /// the caller). Returns the bytes and whether the body was cut at `cap`.
+    pub async fn fetch_sitemap(&self, url: &Url, cap: u64) -> Result<(Vec<u8>, bool), FetchError> {
+        let fetch = async {
+            let (resp, _, slot, _) = self
+                .follow(url.clone(), self.opts.max_redirects, true)
+                .await?;
+            if !resp.status().is_success() {
+                return Err(status_error(&resp));
+            }
+            let mut body = read_capped_truncating(resp, cap.saturating_add(1)).await?;
+            drop(slot);
+            let cut = body.len() as u64 > cap;
+            body.truncate(cap as usize);
+            Ok((body, cut))
+        };
+        match tokio::time::timeout(self.opts.fetch_timeout, fetch).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::Timeout(format!(
+                "the sitemap fetch took over {} ms",
+                self.opts.fetch_timeout.as_millis()
+            ))),
+        }
+    }
+
     /// Fetches `/robots.txt` of `url`'s origin: `Ok(Some(body))` on 2xx, `Ok(None)` on
     /// 4xx (no rules), `Err` on anything else (the caller decides what that means).
     pub(crate) async fn fetch_robots(&self, origin: &Url) -> Result<Option<Vec<u8>>, FetchError> {

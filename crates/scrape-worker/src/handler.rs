@@ -101,6 +101,7 @@ impl ScrapeHandler {
         // `discover`).
         crate::discover::discover(
             &self.services,
+            &self.fetcher,
             msg.source_id,
             source.source_group.as_deref(),
             &page,

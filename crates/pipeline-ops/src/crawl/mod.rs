@@ -4,7 +4,9 @@
 //! crawl`), records the crawl job with its start page and enqueues it. From there the scrape
 //! worker reads each fetched page's links and admits those the crawl's [`rules`] and caps
 //! accept (`pipeline_store::crawls::admit`); robots.txt and per-host politeness apply to
-//! them exactly as to submitted URLs, because they are ordinary scrape messages.
+//! them exactly as to submitted URLs, because they are ordinary scrape messages. When the
+//! crawl reads sitemaps, the worker that handles the start page also reads the start host's
+//! sitemaps and admits their pages through the same rules.
 
 pub mod rules;
 
@@ -31,6 +33,10 @@ pub const MAX_MAX_PAGES: u32 = 100_000;
 pub const DEFAULT_MAX_QUERY_VARIANTS: u32 = 20;
 /// Default cap on path segments (`/a/b/a/b/...` traps).
 pub const DEFAULT_MAX_PATH_DEPTH: u32 = 12;
+/// Whether a crawl reads the start host's sitemaps unless the request says otherwise: yes,
+/// as hosted crawlers do (a site's sitemap lists the pages its owner wants found, including
+/// pages no link reaches).
+pub const DEFAULT_SITEMAPS: bool = true;
 /// What a start URL looks like (the API documents the same pattern): http or https; a host
 /// name of letters, digits and single hyphens whose last label starts with a letter, or a
 /// dotted IPv4 address; an optional port (0..=65535); then printable ASCII. Every string it
@@ -78,6 +84,11 @@ pub struct CrawlRequest {
     /// Follow links marked `rel=nofollow` (default no).
     #[serde(default)]
     pub follow_nofollow: bool,
+    /// Read the start host's sitemaps (robots.txt `Sitemap:` lines and `/sitemap.xml`,
+    /// following sitemap indexes and gzipped sitemaps) and admit their pages under the same
+    /// rules as links (default [`DEFAULT_SITEMAPS`]).
+    #[serde(default)]
+    pub sitemaps: Option<bool>,
     #[serde(default)]
     pub max_query_variants: Option<u32>,
     #[serde(default)]
@@ -181,7 +192,7 @@ pub fn settings_of(req: &CrawlRequest) -> Result<CrawlSettings, SubmitError> {
             MAX_MAX_PAGES,
         )?,
         follow_nofollow: req.follow_nofollow,
-        sitemaps: false,
+        sitemaps: req.sitemaps.unwrap_or(DEFAULT_SITEMAPS),
         max_query_variants: ranged(
             "max_query_variants",
             req.max_query_variants,
@@ -296,6 +307,16 @@ mod tests {
         assert_eq!(s.scope, "host");
         assert_eq!(s.max_depth, DEFAULT_MAX_DEPTH as i32);
         assert_eq!(s.max_pages, DEFAULT_MAX_PAGES as i32);
+        assert!(
+            s.sitemaps,
+            "sitemaps are read unless the request says not to"
+        );
+        let off = settings_of(&CrawlRequest {
+            sitemaps: Some(false),
+            ..req("https://e.com/")
+        })
+        .unwrap();
+        assert!(!off.sitemaps);
         assert!(s.tracking_params.iter().any(|t| t == "utm_*"));
 
         let err = |r: CrawlRequest| settings_of(&r).unwrap_err().to_string();
