@@ -140,7 +140,9 @@ pub struct PageCrawl {
 
 /// The crawls, neither cancelled nor ended, that include `source_id` as a page. Usually
 /// none (a submitted URL) or one. An ended crawl is not reopened when another job fetches
-/// one of its pages again.
+/// one of its pages again. A page's `redirect` row (its final URL) is not a second
+/// membership: without that, a redelivered redirected page would be discovered twice per
+/// crawl (and a redirected start page would read its sitemaps twice).
 pub async fn crawls_of_source(pool: &PgPool, source_id: Uuid) -> Result<Vec<PageCrawl>> {
     let rows = sqlx::query!(
         "SELECT c.job_id, c.project_id, p.depth, c.start_url, c.scope, c.scope_prefix,
@@ -148,7 +150,7 @@ pub async fn crawls_of_source(pool: &PgPool, source_id: Uuid) -> Result<Vec<Page
                 c.follow_nofollow, c.sitemaps, c.max_query_variants, c.max_path_depth,
                 c.tracking_params
            FROM crawl_pages p JOIN crawls c ON c.job_id = p.job_id JOIN jobs j ON j.id = c.job_id
-          WHERE p.source_id = $1 AND c.cancelled_at IS NULL
+          WHERE p.source_id = $1 AND p.via <> 'redirect' AND c.cancelled_at IS NULL
             AND j.status IN ('queued', 'running')
           ORDER BY c.job_id",
         source_id,

@@ -366,3 +366,30 @@ async fn admitting_the_same_links_twice_adds_nothing() -> anyhow::Result<()> {
     assert_eq!(pages, 3);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_redirected_page_belongs_to_its_crawl_once() -> anyhow::Result<()> {
+    // The start URL redirects; after its first delivery the crawl knows the final URL as a
+    // `redirect` row of the same source. A redelivery must still see one crawl, not two
+    // (which would discover its links, and read its sitemaps, twice).
+    let env = env(10).await?;
+    let job = env.crawl(|r| r.url = env.site.url("/go/landing")).await?;
+    run_next(env.services.queue(Family::Scrape), &env.scrape, 1).await?;
+    let start: Uuid =
+        sqlx::query_scalar("SELECT source_id FROM crawl_pages WHERE job_id = $1 AND via = 'start'")
+            .bind(job)
+            .fetch_one(&env.services.db)
+            .await?;
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crawl_pages WHERE job_id = $1 AND source_id = $2")
+            .bind(job)
+            .bind(start)
+            .fetch_one(&env.services.db)
+            .await?;
+    assert_eq!(rows, 2, "the start row and the redirect row");
+    let crawls = pipeline_store::crawls::crawls_of_source(&env.services.db, start).await?;
+    assert_eq!(crawls.len(), 1, "{crawls:?}");
+    assert_eq!(crawls[0].job_id, job);
+    assert_eq!(crawls[0].depth, 0);
+    Ok(())
+}
