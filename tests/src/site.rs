@@ -18,6 +18,9 @@
 //!   `/sitemap-only/next.html`), tree pages a link also reaches, a URL with `&amp;`, another
 //!   host's page and an `ftp:` URL.
 //!
+//! Tree pages answer with an `ETag` and honour `If-None-Match` with `304 Not Modified`
+//! until [`Site::change_pages`] gives them new content (and a new `ETag`).
+//!
 //! Every request is counted by path and query, so a test can assert what was fetched and
 //! that nothing was fetched twice. An optional delay per page serves benchmarks.
 
@@ -37,6 +40,10 @@ struct Shared {
     port: u16,
     delay: Duration,
     hits: Mutex<HashMap<String, usize>>,
+    /// Tree pages changed by [`Site::change_pages`], with how many times.
+    versions: Mutex<HashMap<usize, u32>>,
+    /// `304 Not Modified` answers given.
+    not_modified: Mutex<usize>,
 }
 
 /// The running site; it stops when dropped.
@@ -85,6 +92,8 @@ impl Site {
             port: addr.port(),
             delay,
             hits: Mutex::new(HashMap::new()),
+            versions: Mutex::new(HashMap::new()),
+            not_modified: Mutex::new(0),
         });
         let app = Router::new().fallback(serve).with_state(shared.clone());
         let stop = CancellationToken::new();
@@ -106,6 +115,25 @@ impl Site {
     /// Requests served so far, by path and query (`/calendar?month=2`).
     pub fn hits(&self) -> HashMap<String, usize> {
         self.shared.hits.lock().expect("lock").clone()
+    }
+
+    /// Forgets the requests served so far.
+    pub fn clear_hits(&self) {
+        self.shared.hits.lock().expect("lock").clear();
+        *self.shared.not_modified.lock().expect("lock") = 0;
+    }
+
+    /// Gives tree pages new content and a new `ETag`.
+    pub fn change_pages(&self, pages: &[usize]) {
+        let mut v = self.shared.versions.lock().expect("lock");
+        for p in pages {
+            *v.entry(*p).or_insert(0) += 1;
+        }
+    }
+
+    /// `304 Not Modified` answers given since the start (or [`Self::clear_hits`]).
+    pub fn not_modified(&self) -> usize {
+        *self.shared.not_modified.lock().expect("lock")
     }
 
     /// The pages (paths with query) a crawl from `/p/0.html` fetches with a depth cap of at
@@ -209,7 +237,32 @@ async fn serve(State(s): State<Arc<Shared>>, req: Request) -> Response {
         if i == 1 {
             links += &a("/go/landing");
         }
-        return page(&format!("Page {i}"), &links);
+        let version = s
+            .versions
+            .lock()
+            .expect("lock")
+            .get(&i)
+            .copied()
+            .unwrap_or(0);
+        let etag = format!("\"p{i}-v{version}\"");
+        let asked = req
+            .headers()
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok());
+        if asked == Some(etag.as_str()) {
+            *s.not_modified.lock().expect("lock") += 1;
+            return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+        }
+        let title = match version {
+            0 => format!("Page {i}"),
+            v => format!("Page {i}, version {v}"),
+        };
+        let mut answer = page(&title, &links);
+        answer.headers_mut().insert(
+            header::ETAG,
+            etag.parse().expect("an ETag is a header value"),
+        );
+        return answer;
     }
     if path == "/calendar" {
         let month: u64 = req

@@ -383,6 +383,54 @@ pub async fn cancel(
     }))
 }
 
+/// Repeats an ended crawl: a new crawl job with the same settings. Its pages are fetched
+/// conditionally (`If-None-Match` / `If-Modified-Since` from the last fetch); a page whose
+/// content did not change since its last extraction (a 304, or the same SHA-256) is not
+/// extracted again and gets an `unchanged` event; a changed page is extracted again, its
+/// scrape `succeeded` event saying `"content": "changed"`.
+#[utoipa::path(
+    post, path = "/api/v1/crawl/{id}/recrawl", tag = "crawl",
+    params(("id" = Uuid, Path, description = "The ended crawl's job id")),
+    responses(
+        (status = 202, description = "The recrawl's job recorded and its start page queued", body = CrawlAccepted),
+        (status = 404, description = "No such crawl", body = ErrorBody),
+        (status = 409, description = "The crawl has not ended yet", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn recrawl(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(StatusCode, Json<CrawlAccepted>), ApiError> {
+    let started = crawl::recrawl(&state.services, id)
+        .await
+        .map_err(|e| match e {
+            e @ crawl::RecrawlError::NotFound(_) => ApiError::not_found(e.to_string()),
+            e @ crawl::RecrawlError::Running(..) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            crawl::RecrawlError::Failed(e @ SubmitError::Enqueue { .. }) => {
+                tracing::error!(error = %e, "recrawl enqueue failed");
+                ApiError::unavailable(
+                    "the recrawl was recorded but the queue is unavailable; \
+                     the reconciler will enqueue its start page",
+                )
+            }
+            crawl::RecrawlError::Failed(SubmitError::Store(e)) => e.into(),
+            other => ApiError::internal("starting the recrawl failed", &other),
+        })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(CrawlAccepted {
+            job_id: started.job_id,
+            project_id: started.project_id,
+            source_id: started.source_id,
+            settings: started.settings.into(),
+        }),
+    ))
+}
+
 /// A page's discovery path back to its crawl's start URL.
 #[utoipa::path(
     get, path = "/api/v1/sources/{id}/path", tag = "crawl",

@@ -45,6 +45,8 @@ pub struct NewCrawl<'a> {
     pub project: ProjectRef<'a>,
     pub source_group: Option<&'a str>,
     pub settings: &'a CrawlSettings,
+    /// For a recrawl: the crawl it repeats.
+    pub recrawl_of: Option<Uuid>,
 }
 
 /// Creates the crawl job, its `crawls` row and its start page (a source of the job at depth
@@ -76,8 +78,8 @@ pub async fn create(pool: &PgPool, new: &NewCrawl<'_>) -> Result<CreatedJob> {
         "INSERT INTO crawls (job_id, project_id, start_url, scope, scope_prefix,
                              include_patterns, exclude_patterns, max_depth, max_pages,
                              follow_nofollow, sitemaps, max_query_variants, max_path_depth,
-                             tracking_params, pages)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1)",
+                             tracking_params, pages, recrawl_of)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, $15)",
         job_id,
         project_id,
         s.start_url,
@@ -92,6 +94,7 @@ pub async fn create(pool: &PgPool, new: &NewCrawl<'_>) -> Result<CreatedJob> {
         s.max_query_variants,
         s.max_path_depth,
         &s.tracking_params,
+        new.recrawl_of,
     )
     .execute(&mut *tx)
     .await?;
@@ -136,6 +139,8 @@ pub struct PageCrawl {
     /// The page's depth in this crawl.
     pub depth: i32,
     pub settings: CrawlSettings,
+    /// The crawl is a recrawl: its pages are fetched conditionally (see the scrape worker).
+    pub recrawl: bool,
 }
 
 /// The crawls, neither cancelled nor ended, that include `source_id` as a page. Usually
@@ -148,7 +153,7 @@ pub async fn crawls_of_source(pool: &PgPool, source_id: Uuid) -> Result<Vec<Page
         "SELECT c.job_id, c.project_id, p.depth, c.start_url, c.scope, c.scope_prefix,
                 c.include_patterns, c.exclude_patterns, c.max_depth, c.max_pages,
                 c.follow_nofollow, c.sitemaps, c.max_query_variants, c.max_path_depth,
-                c.tracking_params
+                c.tracking_params, c.recrawl_of IS NOT NULL AS \"recrawl!\"
            FROM crawl_pages p JOIN crawls c ON c.job_id = p.job_id JOIN jobs j ON j.id = c.job_id
           WHERE p.source_id = $1 AND p.via <> 'redirect' AND c.cancelled_at IS NULL
             AND j.status IN ('queued', 'running')
@@ -163,6 +168,7 @@ pub async fn crawls_of_source(pool: &PgPool, source_id: Uuid) -> Result<Vec<Page
             job_id: r.job_id,
             project_id: r.project_id,
             depth: r.depth,
+            recrawl: r.recrawl,
             settings: CrawlSettings {
                 start_url: r.start_url,
                 scope: r.scope,
@@ -179,6 +185,49 @@ pub async fn crawls_of_source(pool: &PgPool, source_id: Uuid) -> Result<Vec<Page
             },
         })
         .collect())
+}
+
+/// An ended crawl, as a recrawl repeats it.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub project_id: Uuid,
+    /// The job's status: a recrawl needs an end (`completed`, `failed`,
+    /// `completed_with_errors`).
+    pub status: String,
+    pub settings: CrawlSettings,
+}
+
+/// The crawl `job_id` with its settings and its job's status, for a recrawl.
+pub async fn for_recrawl(pool: &PgPool, job_id: Uuid) -> Result<Ended> {
+    let r = sqlx::query!(
+        "SELECT c.project_id, j.status, c.start_url, c.scope, c.scope_prefix,
+                c.include_patterns, c.exclude_patterns, c.max_depth, c.max_pages,
+                c.follow_nofollow, c.sitemaps, c.max_query_variants, c.max_path_depth,
+                c.tracking_params
+           FROM crawls c JOIN jobs j ON j.id = c.job_id WHERE c.job_id = $1",
+        job_id,
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("crawl {job_id}")))?;
+    Ok(Ended {
+        project_id: r.project_id,
+        status: r.status,
+        settings: CrawlSettings {
+            start_url: r.start_url,
+            scope: r.scope,
+            scope_prefix: r.scope_prefix,
+            include_patterns: r.include_patterns,
+            exclude_patterns: r.exclude_patterns,
+            max_depth: r.max_depth,
+            max_pages: r.max_pages,
+            follow_nofollow: r.follow_nofollow,
+            sitemaps: r.sitemaps,
+            max_query_variants: r.max_query_variants,
+            max_path_depth: r.max_path_depth,
+            tracking_params: r.tracking_params,
+        },
+    })
 }
 
 /// A link the crawl's rules accepted, before the caps.

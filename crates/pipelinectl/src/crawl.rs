@@ -180,6 +180,39 @@ pub async fn status(services: &Services, raw: &str, as_json: bool) -> CmdResult 
     Ok(())
 }
 
+/// `recrawl JOB [--wait SECS]`.
+pub async fn recrawl(
+    services: &Services,
+    raw: &str,
+    wait_secs: Option<u64>,
+    as_json: bool,
+) -> CmdResult {
+    let id = job_id(raw)?;
+    let s = crawl::recrawl(services, id).await.map_err(|e| match e {
+        e @ crawl::RecrawlError::NotFound(_) => Failure::not_found(e.to_string()),
+        e @ crawl::RecrawlError::Running(..) => Failure::usage(e.to_string()),
+        other => anyhow::Error::new(other).into(),
+    })?;
+    if let Some(secs) = wait_secs {
+        let ended = wait(
+            services,
+            s.job_id,
+            Instant::now() + Duration::from_secs(secs),
+            as_json,
+        )
+        .await?;
+        return if as_json { print_json(&ended) } else { Ok(()) };
+    }
+    if as_json {
+        return print_json(&s);
+    }
+    println!(
+        "recrawl job {} of crawl {id} from {}",
+        s.job_id, s.settings.start_url
+    );
+    Ok(())
+}
+
 /// `crawl-cancel JOB`.
 pub async fn cancel(services: &Services, raw: &str, as_json: bool) -> CmdResult {
     let id = job_id(raw)?;

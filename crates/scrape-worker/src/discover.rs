@@ -243,10 +243,12 @@ async fn discover_in(
         .to_enqueue
         .iter()
         .map(|s| {
+            // A recrawl's pages carry no URL: the worker then reads the source's validators
+            // before it fetches (see the handler).
             let m = SourceMessage {
                 source_id: s.source_id,
                 job_id: Some(pc.job_id),
-                uri: Some(s.uri.clone()),
+                uri: (!pc.recrawl).then(|| s.uri.clone()),
             };
             (m.id(), m.body())
         })

@@ -393,3 +393,83 @@ async fn a_redirected_page_belongs_to_its_crawl_once() -> anyhow::Result<()> {
     assert_eq!(crawls[0].depth, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_recrawl_after_changing_10_pages_re_extracts_those_10() -> anyhow::Result<()> {
+    let env = env(100).await?;
+    let first = env.crawl(|r| r.sitemaps = Some(false)).await?;
+    let p = env.run_to_end(first).await?;
+    // 100 tree pages, 5 calendar months, 5 deep paths, the redirect and the page behind it.
+    assert_eq!(p.extracted, 112, "{p:?}");
+
+    let changed = [3usize, 7, 12, 20, 33, 41, 56, 64, 78, 99];
+    env.site.change_pages(&changed);
+    env.site.clear_hits();
+    let again = crawl::recrawl(&env.services, first).await?.job_id;
+    assert!(
+        matches!(
+            crawl::recrawl(&env.services, again).await,
+            Err(crawl::RecrawlError::Running(..))
+        ),
+        "a crawl that has not ended is not repeated"
+    );
+    let q = env.run_to_end(again).await?;
+    assert_eq!((q.pages, q.extracted), (p.pages, p.extracted), "{q:?}");
+
+    let uris = |sql: &'static str| {
+        let db = env.services.db.clone();
+        async move {
+            let mut v: Vec<String> = sqlx::query_scalar(sql).bind(again).fetch_all(&db).await?;
+            v.sort();
+            anyhow::Ok(v)
+        }
+    };
+    let mut want: Vec<String> = changed
+        .iter()
+        .map(|i| env.site.url(&format!("/p/{i}.html")))
+        .collect();
+    want.sort();
+    // Exactly the changed pages were extracted again, and their scrape events say so.
+    assert_eq!(
+        uris(
+            "SELECT s.uri FROM job_events e JOIN sources s ON s.id = e.source_id
+              WHERE e.job_id = $1 AND e.kind = 'succeeded' AND e.stage = 'extraction'"
+        )
+        .await?,
+        want
+    );
+    assert_eq!(
+        uris(
+            "SELECT s.uri FROM job_events e JOIN sources s ON s.id = e.source_id
+              WHERE e.job_id = $1 AND e.kind = 'succeeded' AND e.stage = 'scrape'
+                AND e.detail->>'content' = 'changed'"
+        )
+        .await?,
+        want
+    );
+    // Every other page is `unchanged`: the 90 tree pages by a 304 to their ETag, the pages
+    // without an ETag by their content hash.
+    let unchanged = uris(
+        "SELECT s.uri FROM job_events e JOIN sources s ON s.id = e.source_id
+          WHERE e.job_id = $1 AND e.kind = 'unchanged'",
+    )
+    .await?;
+    assert_eq!(unchanged.len(), 102, "{unchanged:?}");
+    assert!(unchanged.iter().all(|u| !want.contains(u)));
+    assert_eq!(env.site.not_modified(), 90);
+    let by_hash: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM job_events WHERE job_id = $1 AND kind = 'unchanged'
+            AND detail->>'known_by' = 'the same content hash'",
+    )
+    .bind(again)
+    .fetch_one(&env.services.db)
+    .await?;
+    assert_eq!(by_hash, 12);
+    let recrawl_of: Option<Uuid> =
+        sqlx::query_scalar("SELECT recrawl_of FROM crawls WHERE job_id = $1")
+            .bind(again)
+            .fetch_one(&env.services.db)
+            .await?;
+    assert_eq!(recrawl_of, Some(first));
+    Ok(())
+}

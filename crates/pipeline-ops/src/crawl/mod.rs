@@ -259,6 +259,7 @@ pub async fn start(services: &Services, req: &CrawlRequest) -> Result<Started, S
             project,
             source_group: req.source_group.as_deref(),
             settings: &settings,
+            recrawl_of: None,
         },
     )
     .await
@@ -286,6 +287,73 @@ pub async fn start(services: &Services, req: &CrawlRequest) -> Result<Started, S
         project_id: created.project_id,
         source_id: start.source_id,
         settings,
+    })
+}
+
+/// Why a recrawl was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum RecrawlError {
+    /// No crawl has this id.
+    #[error("crawl {0} not found")]
+    NotFound(Uuid),
+    /// The crawl has not ended yet.
+    #[error("crawl {0} is still {1}: a crawl is repeated once it has ended")]
+    Running(Uuid, String),
+    /// Recording or enqueueing failed.
+    #[error(transparent)]
+    Failed(#[from] SubmitError),
+}
+
+/// Repeats ended crawl `job_id`: a new crawl job with the same settings
+/// (`crawls.recrawl_of` = `job_id`), whose pages are fetched conditionally. A page whose
+/// content did not change since its last extraction (a `304` to `If-None-Match` /
+/// `If-Modified-Since`, or the same SHA-256) is not extracted again and records an
+/// `unchanged` event; a changed page is stored and extracted as usual, its `succeeded`
+/// scrape event saying `"content": "changed"`. Its pages' messages carry no URL, so the
+/// scrape worker reads the source's validators before it fetches.
+///
+/// # Errors
+/// [`RecrawlError::NotFound`], [`RecrawlError::Running`], or Postgres / Redis.
+pub async fn recrawl(services: &Services, job_id: Uuid) -> Result<Started, RecrawlError> {
+    let ended = match crawls::for_recrawl(&services.db, job_id).await {
+        Ok(e) => e,
+        Err(pipeline_store::StoreError::NotFound(_)) => return Err(RecrawlError::NotFound(job_id)),
+        Err(e) => return Err(SubmitError::Store(e).into()),
+    };
+    if matches!(ended.status.as_str(), "queued" | "running") {
+        return Err(RecrawlError::Running(job_id, ended.status));
+    }
+    let created = crawls::create(
+        &services.db,
+        &NewCrawl {
+            project: ProjectRef::Id(ended.project_id),
+            source_group: None,
+            settings: &ended.settings,
+            recrawl_of: Some(job_id),
+        },
+    )
+    .await
+    .map_err(SubmitError::Store)?;
+    let start = &created.sources[0];
+    let msg = SourceMessage {
+        source_id: start.source_id,
+        job_id: Some(created.job_id),
+        uri: None,
+    };
+    services
+        .queue(Family::Scrape)
+        .enqueue(&msg.id(), &msg.body())
+        .await
+        .map_err(|source| SubmitError::Enqueue {
+            job_id: created.job_id,
+            source,
+        })?;
+    tracing::info!(job_id = %created.job_id, recrawl_of = %job_id, "recrawl started");
+    Ok(Started {
+        job_id: created.job_id,
+        project_id: created.project_id,
+        source_id: start.source_id,
+        settings: ended.settings,
     })
 }
 
