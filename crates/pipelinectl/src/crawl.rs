@@ -1,5 +1,5 @@
-//! `pipelinectl crawl URL...` (one crawl job per start URL), `crawl-status JOB` and
-//! `crawl-cancel JOB`.
+//! `pipelinectl crawl URL...` (one crawl job per start URL), `crawl-status JOB`,
+//! `crawl-cancel JOB` and `recrawl JOB`.
 
 use std::time::{Duration, Instant};
 
