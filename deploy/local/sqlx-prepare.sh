@@ -56,7 +56,7 @@ OUT="$ROOT/.sqlx"
 TMP=""
 cleanup() {
   psql "$DATABASE_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $SCRATCH WITH (FORCE)" >/dev/null 2>&1 || true
-  [[ -n "$TMP" ]] && rm -rf "$TMP"
+  if [[ -n "$TMP" ]]; then rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 

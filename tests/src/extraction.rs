@@ -91,6 +91,9 @@ impl Env {
                 title: None,
                 content_type,
                 http_status: 200,
+                etag: None,
+                last_modified: None,
+                content_sha256: None,
             },
             json!({}),
         )

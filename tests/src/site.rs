@@ -8,7 +8,18 @@
 //! - an infinite calendar: `/calendar?month=N` links to `month=N+1` (an anchor and `rel=next`);
 //! - ever-deeper paths: `/deep/a/` links to `/deep/a/a/`, and so on;
 //! - from page 1, `/go/landing`, a redirect to `/landing.html` (in scope, linked nowhere),
-//!   which links to itself and to `/only-via-redirect.html`.
+//!   which links to itself and to `/only-via-redirect.html`;
+//! - sitemaps ([`SITEMAP_FILES`]): robots.txt names `/sitemap_index.xml`, an index that lists
+//!   a gzipped sitemap (`/sitemaps/pages.xml.gz`, served as `application/gzip`), a malformed
+//!   one cut in the middle (`/sitemaps/broken.xml`), a missing one (404), itself (a loop), a
+//!   sitemap on another host name and an `ftp:` one (neither fetched); `/sitemap.xml` is a
+//!   plain sitemap with a CDATA location. They list pages under `/sitemap-only/` that no
+//!   link reaches ([`SITEMAP_ONLY_PAGES`]; `/sitemap-only/1.html` links to
+//!   `/sitemap-only/next.html`), tree pages a link also reaches, a URL with `&amp;`, another
+//!   host's page and an `ftp:` URL.
+//!
+//! Tree pages answer with an `ETag` and honour `If-None-Match` with `304 Not Modified`
+//! until [`Site::change_pages`] gives them new content (and a new `ETag`).
 //!
 //! Every request is counted by path and query, so a test can assert what was fetched and
 //! that nothing was fetched twice. An optional delay per page serves benchmarks.
@@ -29,6 +40,10 @@ struct Shared {
     port: u16,
     delay: Duration,
     hits: Mutex<HashMap<String, usize>>,
+    /// Tree pages changed by [`Site::change_pages`], with how many times.
+    versions: Mutex<HashMap<usize, u32>>,
+    /// `304 Not Modified` answers given.
+    not_modified: Mutex<usize>,
 }
 
 /// The running site; it stops when dropped.
@@ -37,6 +52,33 @@ pub struct Site {
     shared: Arc<Shared>,
     stop: CancellationToken,
 }
+
+/// The sitemap files a crawl of the site fetches (robots.txt apart), each once.
+pub const SITEMAP_FILES: &[&str] = &[
+    "/sitemap.xml",
+    "/sitemap_index.xml",
+    "/sitemaps/broken.xml",
+    "/sitemaps/missing.xml",
+    "/sitemaps/pages.xml.gz",
+];
+
+/// The pages (path and query) only the sitemaps lead to, `/sitemap-only/next.html` through
+/// a link of a page the sitemap lists.
+pub const SITEMAP_ONLY_PAGES: &[&str] = &[
+    "/sitemap-only/1.html",
+    "/sitemap-only/2.html",
+    "/sitemap-only/3.html",
+    "/sitemap-only/4.html",
+    "/sitemap-only/5.html",
+    "/sitemap-only/6.html",
+    "/sitemap-only/7.html",
+    "/sitemap-only/8.html",
+    "/sitemap-only/9.html",
+    "/sitemap-only/before-the-break.html",
+    "/sitemap-only/next.html",
+    "/sitemap-only/plain.html",
+    "/sitemap-only/q.html?a=1&b=2",
+];
 
 impl Site {
     /// Starts the site with `pages` tree pages, each answered after `delay`.
@@ -50,6 +92,8 @@ impl Site {
             port: addr.port(),
             delay,
             hits: Mutex::new(HashMap::new()),
+            versions: Mutex::new(HashMap::new()),
+            not_modified: Mutex::new(0),
         });
         let app = Router::new().fallback(serve).with_state(shared.clone());
         let stop = CancellationToken::new();
@@ -73,11 +117,39 @@ impl Site {
         self.shared.hits.lock().expect("lock").clone()
     }
 
-    /// The paths (with query) a crawl from `/p/0.html` fetches with a depth cap of at least
-    /// 8, no page cap below 513, at most 5 query variants per path and 6 path segments:
-    /// every tree page, 5 calendar months, 5 deep paths, the redirect and the two pages
-    /// behind it. robots.txt excluded.
+    /// Forgets the requests served so far.
+    pub fn clear_hits(&self) {
+        self.shared.hits.lock().expect("lock").clear();
+        *self.shared.not_modified.lock().expect("lock") = 0;
+    }
+
+    /// Gives tree pages new content and a new `ETag`.
+    pub fn change_pages(&self, pages: &[usize]) {
+        let mut v = self.shared.versions.lock().expect("lock");
+        for p in pages {
+            *v.entry(*p).or_insert(0) += 1;
+        }
+    }
+
+    /// `304 Not Modified` answers given since the start (or [`Self::clear_hits`]).
+    pub fn not_modified(&self) -> usize {
+        *self.shared.not_modified.lock().expect("lock")
+    }
+
+    /// The pages (paths with query) a crawl from `/p/0.html` fetches with a depth cap of at
+    /// least 8, no page cap below 526, at most 5 query variants per path and 6 path
+    /// segments, reading sitemaps: every tree page, 5 calendar months, 5 deep paths, the
+    /// redirect and the two pages behind it, and the [`SITEMAP_ONLY_PAGES`]. Neither
+    /// robots.txt nor the sitemap files are pages.
     pub fn expected_full_crawl(&self) -> Vec<String> {
+        let mut v = self.expected_link_crawl();
+        v.extend(SITEMAP_ONLY_PAGES.iter().map(|s| s.to_string()));
+        v.sort();
+        v
+    }
+
+    /// The pages of [`Self::expected_full_crawl`] when the crawl does not read sitemaps.
+    pub fn expected_link_crawl(&self) -> Vec<String> {
         let mut v: Vec<String> = (0..self.shared.pages)
             .map(|i| format!("/p/{i}.html"))
             .collect();
@@ -124,7 +196,14 @@ async fn serve(State(s): State<Arc<Shared>>, req: Request) -> Response {
     };
     *s.hits.lock().expect("lock").entry(key).or_insert(0) += 1;
     if path == "/robots.txt" {
-        return "User-agent: *\nDisallow: /private/\n".into_response();
+        return format!(
+            "User-agent: *\nDisallow: /private/\n\nSitemap: http://127.0.0.1:{}/sitemap_index.xml\n",
+            s.port
+        )
+        .into_response();
+    }
+    if let Some(answer) = sitemaps(&path, s.port) {
+        return answer;
     }
     if !s.delay.is_zero() {
         tokio::time::sleep(s.delay).await;
@@ -158,7 +237,32 @@ async fn serve(State(s): State<Arc<Shared>>, req: Request) -> Response {
         if i == 1 {
             links += &a("/go/landing");
         }
-        return page(&format!("Page {i}"), &links);
+        let version = s
+            .versions
+            .lock()
+            .expect("lock")
+            .get(&i)
+            .copied()
+            .unwrap_or(0);
+        let etag = format!("\"p{i}-v{version}\"");
+        let asked = req
+            .headers()
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok());
+        if asked == Some(etag.as_str()) {
+            *s.not_modified.lock().expect("lock") += 1;
+            return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+        }
+        let title = match version {
+            0 => format!("Page {i}"),
+            v => format!("Page {i}, version {v}"),
+        };
+        let mut answer = page(&title, &links);
+        answer.headers_mut().insert(
+            header::ETAG,
+            etag.parse().expect("an ETag is a header value"),
+        );
+        return answer;
     }
     if path == "/calendar" {
         let month: u64 = req
@@ -181,8 +285,79 @@ async fn serve(State(s): State<Arc<Shared>>, req: Request) -> Response {
             &(a("/landing.html") + &a("/only-via-redirect.html")),
         ),
         "/only-via-redirect.html" => page("Only via redirect", ""),
+        "/sitemap-only/1.html" => page(
+            "Sitemap only 1",
+            &(a("/p/0.html") + &a("/sitemap-only/next.html")),
+        ),
+        p if p.starts_with("/sitemap-only/") && p.ends_with(".html") => {
+            page(&format!("Sitemap only {p}"), &a("/p/0.html"))
+        }
         "/private/a.html" => page("Private a", &a("/private/b.html")),
         "/private/b.html" | "/hidden/x.html" => page("Not to be fetched", ""),
         _ => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
+}
+
+fn xml(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/xml")], body).into_response()
+}
+
+fn urlset(locs: &[String]) -> String {
+    let mut x = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
+    );
+    for l in locs {
+        x += &format!("  <url><loc>{l}</loc><changefreq>daily</changefreq></url>\n");
+    }
+    x + "</urlset>\n"
+}
+
+/// The sitemap files (see the module's doc), or `None` for another path.
+fn sitemaps(path: &str, port: u16) -> Option<Response> {
+    let here = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    Some(match path {
+        "/sitemap_index.xml" => {
+            let mut x = String::from(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+                 <sitemapindex xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
+            );
+            for l in [
+                here("/sitemaps/pages.xml.gz"),
+                here("/sitemaps/broken.xml"),
+                here("/sitemaps/missing.xml"),
+                here("/sitemap_index.xml"),
+                format!("http://localhost:{port}/sitemaps/other-host.xml"),
+                "ftp://127.0.0.1/sitemaps/ftp.xml".into(),
+            ] {
+                x += &format!("  <sitemap><loc>{l}</loc></sitemap>\n");
+            }
+            xml(x + "</sitemapindex>\n")
+        }
+        "/sitemaps/pages.xml.gz" => {
+            let mut locs: Vec<String> = (1..=9)
+                .map(|i| here(&format!("/sitemap-only/{i}.html")))
+                .collect();
+            locs.extend([
+                here("/sitemap-only/q.html?a=1&amp;b=2"),
+                here("/p/0.html"),
+                here("/p/1.html"),
+                format!("http://localhost:{port}/p/0.html"),
+                "ftp://127.0.0.1/sitemap-only/ftp.html".into(),
+            ]);
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut gz, urlset(&locs).as_bytes()).expect("gzip in memory");
+            let bytes = gz.finish().expect("gzip in memory");
+            ([(header::CONTENT_TYPE, "application/gzip")], bytes).into_response()
+        }
+        "/sitemaps/broken.xml" => xml(format!(
+            "<urlset><url><loc>{}</loc></url><url><loc>http://127.0.0.1:{port}/sitemap-only/af",
+            here("/sitemap-only/before-the-break.html")
+        )),
+        "/sitemap.xml" => xml(format!(
+            "<urlset><url><loc><![CDATA[{}]]></loc></url></urlset>",
+            here("/sitemap-only/plain.html")
+        )),
+        _ => return None,
+    })
 }

@@ -8,6 +8,7 @@
 //!   sections.
 //! - [`chunk`]: sections to overlapping chunks of bounded size, with offsets into the text.
 //! - [`find_entities`]: schema.org JSON-LD entities, e-mail addresses, phone numbers, domains.
+//! - [`sitemap`]: a bounded reader of XML and text sitemaps (a crawl's sitemap discovery).
 //! - [`metric`]: the Article Extraction Benchmark's shingle metric, used by the
 //!   `extract_eval` example to measure quality on real pages.
 //!
@@ -28,6 +29,7 @@ pub mod links;
 pub mod metric;
 mod plain;
 mod sections;
+pub mod sitemap;
 
 pub use chunk::{Chunk, ChunkOptions, chunk, chunk_in};
 pub use entities::{

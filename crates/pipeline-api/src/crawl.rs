@@ -79,6 +79,12 @@ pub struct CrawlRequestBody {
     pub max_pages: Option<u32>,
     /// Follow links marked `rel=nofollow` (default false).
     pub follow_nofollow: Option<bool>,
+    /// Read the start host's sitemaps (default true): the `Sitemap:` lines of its
+    /// robots.txt and `/sitemap.xml`, following sitemap indexes and gzipped sitemaps (at
+    /// most 50 sitemap files, 2 levels of indexes, 10 MiB each after decompression, 50,000
+    /// URLs in all). Their pages are admitted at depth 1 under the same scope, patterns and
+    /// caps as links, and their discovery path says `via: sitemap`.
+    pub sitemaps: Option<bool>,
     /// Trap cap: distinct query strings accepted per path (default 20).
     #[schema(minimum = 1, maximum = 10000)]
     #[serde(default, deserialize_with = "whole_number")]
@@ -136,6 +142,7 @@ impl From<CrawlRequestBody> for CrawlRequest {
             max_depth: b.max_depth,
             max_pages: b.max_pages,
             follow_nofollow: b.follow_nofollow.unwrap_or(false),
+            sitemaps: b.sitemaps,
             max_query_variants: b.max_query_variants,
             max_path_depth: b.max_path_depth,
             tracking_params: b
@@ -273,8 +280,11 @@ pub struct PathStepBody {
     pub source_id: Uuid,
     pub url: String,
     pub depth: i32,
-    /// `start`, `link`, `canonical` or `next`.
+    /// `start`, `link`, `canonical`, `next` or `sitemap`.
     pub via: String,
+    /// For `via = sitemap`: the sitemap file that listed the page (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sitemap: Option<String>,
 }
 
 /// A page's discovery path, from the start URL down to the page.
@@ -286,7 +296,8 @@ pub struct DiscoveryPath {
 }
 
 /// Starts a crawl: a job of type `crawl` whose start page is queued at once; the scrape
-/// worker follows the links of each page within the scope, depth and caps.
+/// worker follows the links of each page within the scope, depth and caps, and (unless
+/// `sitemaps` is false) the pages the start host's sitemaps list.
 #[utoipa::path(
     post, path = "/api/v1/crawl", tag = "crawl", request_body = CrawlRequestBody,
     responses(
@@ -372,6 +383,54 @@ pub async fn cancel(
     }))
 }
 
+/// Repeats an ended crawl: a new crawl job with the same settings. Its pages are fetched
+/// conditionally (`If-None-Match` / `If-Modified-Since` from the last fetch); a page whose
+/// content did not change since its last extraction (a 304, or the same SHA-256) is not
+/// extracted again and gets an `unchanged` event; a changed page is extracted again, its
+/// scrape `succeeded` event saying `"content": "changed"`.
+#[utoipa::path(
+    post, path = "/api/v1/crawl/{id}/recrawl", tag = "crawl",
+    params(("id" = Uuid, Path, description = "The ended crawl's job id")),
+    responses(
+        (status = 202, description = "The recrawl's job recorded and its start page queued", body = CrawlAccepted),
+        (status = 404, description = "No such crawl", body = ErrorBody),
+        (status = 409, description = "The crawl has not ended yet", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn recrawl(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(StatusCode, Json<CrawlAccepted>), ApiError> {
+    let started = crawl::recrawl(&state.services, id)
+        .await
+        .map_err(|e| match e {
+            e @ crawl::RecrawlError::NotFound(_) => ApiError::not_found(e.to_string()),
+            e @ crawl::RecrawlError::Running(..) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            crawl::RecrawlError::Failed(e @ SubmitError::Enqueue { .. }) => {
+                tracing::error!(error = %e, "recrawl enqueue failed");
+                ApiError::unavailable(
+                    "the recrawl was recorded but the queue is unavailable; \
+                     the reconciler will enqueue its start page",
+                )
+            }
+            crawl::RecrawlError::Failed(SubmitError::Store(e)) => e.into(),
+            other => ApiError::internal("starting the recrawl failed", &other),
+        })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(CrawlAccepted {
+            job_id: started.job_id,
+            project_id: started.project_id,
+            source_id: started.source_id,
+            settings: started.settings.into(),
+        }),
+    ))
+}
+
 /// A page's discovery path back to its crawl's start URL.
 #[utoipa::path(
     get, path = "/api/v1/sources/{id}/path", tag = "crawl",
@@ -396,6 +455,7 @@ pub async fn path(
                 url: s.url,
                 depth: s.depth,
                 via: s.via,
+                sitemap: s.sitemap,
             })
             .collect(),
     }))

@@ -115,6 +115,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(crawl::start))
         .routes(routes!(crawl::show))
         .routes(routes!(crawl::cancel))
+        .routes(routes!(crawl::recrawl))
         .routes(routes!(crawl::path))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::show))

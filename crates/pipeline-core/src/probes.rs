@@ -105,6 +105,14 @@ const COUNTERS: &[(&str, &str)] = &[
         "Links read from crawled pages, by outcome (admitted, known, or the skip reason)",
     ),
     (
+        "crawl_sitemap_files_total",
+        "Sitemap files read for crawls, by outcome (urlset, index, not_a_sitemap, failed)",
+    ),
+    (
+        "scrape_revisits_total",
+        "Pages fetched again for a recrawl, by content (unchanged, changed)",
+    ),
+    (
         "scrape_politeness_waits_total",
         "Fetches that waited for a host's politeness slot",
     ),

@@ -181,8 +181,12 @@ pub struct PathStep {
     pub source_id: Uuid,
     pub url: String,
     pub depth: i32,
-    /// How the previous page led here: `start`, `link`, `canonical`, `next`.
+    /// How the previous page led here: `start`, `link`, `canonical`, `next`, or `sitemap`
+    /// (the start page's site listed it in a sitemap).
     pub via: String,
+    /// For `via = sitemap`: the sitemap file that listed the page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sitemap: Option<String>,
 }
 
 /// Most steps a discovery path is followed (a path is at most a crawl's depth long; this
@@ -212,17 +216,19 @@ pub async fn discovery_path(
         return Ok((None, Vec::new()));
     };
     let rows = sqlx::query!(
-        r#"WITH RECURSIVE up (source_id, url, depth, via, discovered_from, n) AS (
-               SELECT p.source_id, p.url, p.depth, p.via, p.discovered_from, 0
+        r#"WITH RECURSIVE up (source_id, url, depth, via, sitemap_url, discovered_from, n) AS (
+               SELECT p.source_id, p.url, p.depth, p.via, p.sitemap_url, p.discovered_from, 0
                  FROM crawl_pages p
                 WHERE p.job_id = $1 AND p.source_id = $2 AND p.via <> 'redirect'
                UNION ALL
-               SELECT p.source_id, p.url, p.depth, p.via, p.discovered_from, up.n + 1
+               SELECT p.source_id, p.url, p.depth, p.via, p.sitemap_url, p.discovered_from,
+                      up.n + 1
                  FROM up JOIN crawl_pages p
                    ON p.job_id = $1 AND p.source_id = up.discovered_from AND p.via <> 'redirect'
                 WHERE up.n < $3
            )
-           SELECT source_id AS "source_id!", url AS "url!", depth AS "depth!", via AS "via!"
+           SELECT source_id AS "source_id!", url AS "url!", depth AS "depth!", via AS "via!",
+                  sitemap_url
              FROM up ORDER BY n DESC"#,
         job,
         source_id,
@@ -238,6 +244,7 @@ pub async fn discovery_path(
                 url: r.url,
                 depth: r.depth,
                 via: r.via,
+                sitemap: r.sitemap_url,
             })
             .collect(),
     ))

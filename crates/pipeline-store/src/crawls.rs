@@ -45,6 +45,8 @@ pub struct NewCrawl<'a> {
     pub project: ProjectRef<'a>,
     pub source_group: Option<&'a str>,
     pub settings: &'a CrawlSettings,
+    /// For a recrawl: the crawl it repeats.
+    pub recrawl_of: Option<Uuid>,
 }
 
 /// Creates the crawl job, its `crawls` row and its start page (a source of the job at depth
@@ -76,8 +78,8 @@ pub async fn create(pool: &PgPool, new: &NewCrawl<'_>) -> Result<CreatedJob> {
         "INSERT INTO crawls (job_id, project_id, start_url, scope, scope_prefix,
                              include_patterns, exclude_patterns, max_depth, max_pages,
                              follow_nofollow, sitemaps, max_query_variants, max_path_depth,
-                             tracking_params, pages)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1)",
+                             tracking_params, pages, recrawl_of)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, $15)",
         job_id,
         project_id,
         s.start_url,
@@ -92,6 +94,7 @@ pub async fn create(pool: &PgPool, new: &NewCrawl<'_>) -> Result<CreatedJob> {
         s.max_query_variants,
         s.max_path_depth,
         &s.tracking_params,
+        new.recrawl_of,
     )
     .execute(&mut *tx)
     .await?;
@@ -100,6 +103,7 @@ pub async fn create(pool: &PgPool, new: &NewCrawl<'_>) -> Result<CreatedJob> {
         path_key: path_key_of(&s.start_url),
         depth: 0,
         via: "start".into(),
+        sitemap: None,
     };
     let mut pages = insert_pages(
         &mut tx,
@@ -135,19 +139,23 @@ pub struct PageCrawl {
     /// The page's depth in this crawl.
     pub depth: i32,
     pub settings: CrawlSettings,
+    /// The crawl is a recrawl: its pages are fetched conditionally (see the scrape worker).
+    pub recrawl: bool,
 }
 
 /// The crawls, neither cancelled nor ended, that include `source_id` as a page. Usually
 /// none (a submitted URL) or one. An ended crawl is not reopened when another job fetches
-/// one of its pages again.
+/// one of its pages again. A page's `redirect` row (its final URL) is not a second
+/// membership: without that, a redelivered redirected page would be discovered twice per
+/// crawl (and a redirected start page would read its sitemaps twice).
 pub async fn crawls_of_source(pool: &PgPool, source_id: Uuid) -> Result<Vec<PageCrawl>> {
     let rows = sqlx::query!(
         "SELECT c.job_id, c.project_id, p.depth, c.start_url, c.scope, c.scope_prefix,
                 c.include_patterns, c.exclude_patterns, c.max_depth, c.max_pages,
                 c.follow_nofollow, c.sitemaps, c.max_query_variants, c.max_path_depth,
-                c.tracking_params
+                c.tracking_params, c.recrawl_of IS NOT NULL AS \"recrawl!\"
            FROM crawl_pages p JOIN crawls c ON c.job_id = p.job_id JOIN jobs j ON j.id = c.job_id
-          WHERE p.source_id = $1 AND c.cancelled_at IS NULL
+          WHERE p.source_id = $1 AND p.via <> 'redirect' AND c.cancelled_at IS NULL
             AND j.status IN ('queued', 'running')
           ORDER BY c.job_id",
         source_id,
@@ -160,6 +168,7 @@ pub async fn crawls_of_source(pool: &PgPool, source_id: Uuid) -> Result<Vec<Page
             job_id: r.job_id,
             project_id: r.project_id,
             depth: r.depth,
+            recrawl: r.recrawl,
             settings: CrawlSettings {
                 start_url: r.start_url,
                 scope: r.scope,
@@ -178,6 +187,49 @@ pub async fn crawls_of_source(pool: &PgPool, source_id: Uuid) -> Result<Vec<Page
         .collect())
 }
 
+/// An ended crawl, as a recrawl repeats it.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub project_id: Uuid,
+    /// The job's status: a recrawl needs an end (`completed`, `failed`,
+    /// `completed_with_errors`).
+    pub status: String,
+    pub settings: CrawlSettings,
+}
+
+/// The crawl `job_id` with its settings and its job's status, for a recrawl.
+pub async fn for_recrawl(pool: &PgPool, job_id: Uuid) -> Result<Ended> {
+    let r = sqlx::query!(
+        "SELECT c.project_id, j.status, c.start_url, c.scope, c.scope_prefix,
+                c.include_patterns, c.exclude_patterns, c.max_depth, c.max_pages,
+                c.follow_nofollow, c.sitemaps, c.max_query_variants, c.max_path_depth,
+                c.tracking_params
+           FROM crawls c JOIN jobs j ON j.id = c.job_id WHERE c.job_id = $1",
+        job_id,
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("crawl {job_id}")))?;
+    Ok(Ended {
+        project_id: r.project_id,
+        status: r.status,
+        settings: CrawlSettings {
+            start_url: r.start_url,
+            scope: r.scope,
+            scope_prefix: r.scope_prefix,
+            include_patterns: r.include_patterns,
+            exclude_patterns: r.exclude_patterns,
+            max_depth: r.max_depth,
+            max_pages: r.max_pages,
+            follow_nofollow: r.follow_nofollow,
+            sitemaps: r.sitemaps,
+            max_query_variants: r.max_query_variants,
+            max_path_depth: r.max_path_depth,
+            tracking_params: r.tracking_params,
+        },
+    })
+}
+
 /// A link the crawl's rules accepted, before the caps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -186,8 +238,10 @@ pub struct Candidate {
     /// The URL without its query.
     pub path_key: String,
     pub depth: i32,
-    /// `link`, `canonical`, `next`, `redirect`.
+    /// `link`, `canonical`, `next`, `redirect`, `sitemap`.
     pub via: String,
+    /// For `via = sitemap`: the sitemap file that listed the URL.
+    pub sitemap: Option<String>,
 }
 
 /// A link the crawl refused, with the reason word (`crawl_skips.reason`).
@@ -422,6 +476,11 @@ async fn insert_pages(
     let keys: Vec<&str> = sorted.iter().map(|c| c.path_key.as_str()).collect();
     let depths: Vec<i32> = sorted.iter().map(|c| c.depth).collect();
     let vias: Vec<&str> = sorted.iter().map(|c| c.via.as_str()).collect();
+    // '' for none: the array stays text[] of non-nulls, and SQL turns '' back into NULL.
+    let sitemaps: Vec<&str> = sorted
+        .iter()
+        .map(|c| c.sitemap.as_deref().unwrap_or(""))
+        .collect();
     let rows = sqlx::query!(
         r#"INSERT INTO sources (id, project_id, uri, source_group, status, created_by_job_id,
                                 discovered_from_source_id, crawl_depth)
@@ -457,10 +516,11 @@ async fn insert_pages(
     .execute(&mut **tx)
     .await?;
     sqlx::query!(
-        "INSERT INTO crawl_pages (job_id, url, path_key, source_id, depth, discovered_from, via)
-         SELECT $1, u.url, u.key, u.id, u.depth, $6, u.via
-           FROM unnest($2::text[], $3::text[], $4::uuid[], $5::int[], $7::text[])
-                AS u(url, key, id, depth, via)",
+        "INSERT INTO crawl_pages (job_id, url, path_key, source_id, depth, discovered_from, via,
+                                  sitemap_url)
+         SELECT $1, u.url, u.key, u.id, u.depth, $6, u.via, NULLIF(u.sitemap, '')
+           FROM unnest($2::text[], $3::text[], $4::uuid[], $5::int[], $7::text[], $8::text[])
+                AS u(url, key, id, depth, via, sitemap)",
         job_id,
         &urls as &[&str],
         &keys as &[&str],
@@ -468,6 +528,7 @@ async fn insert_pages(
         &depths,
         parent,
         &vias as &[&str],
+        &sitemaps as &[&str],
     )
     .execute(&mut **tx)
     .await?;
@@ -476,8 +537,10 @@ async fn insert_pages(
          SELECT $1, u.id, 'enqueued', 'crawl',
                 jsonb_build_object('uri', u.uri, 'created', u.created, 'depth', u.depth,
                                    'via', u.via, 'discovered_from', $6::uuid)
-           FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::int[], $7::text[])
-                AS u(id, uri, created, depth, via)",
+                || CASE WHEN u.sitemap = '' THEN '{}'::jsonb
+                        ELSE jsonb_build_object('sitemap', u.sitemap) END
+           FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::int[], $7::text[], $8::text[])
+                AS u(id, uri, created, depth, via, sitemap)",
         job_id,
         &source_ids,
         &urls as &[&str],
@@ -485,6 +548,7 @@ async fn insert_pages(
         &depths,
         parent,
         &vias as &[&str],
+        &sitemaps as &[&str],
     )
     .execute(&mut **tx)
     .await?;
@@ -527,6 +591,7 @@ mod tests {
             path_key: path_key_of(url),
             depth: 1,
             via: "link".into(),
+            sitemap: None,
         }
     }
 

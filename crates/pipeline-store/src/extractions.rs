@@ -381,6 +381,13 @@ pub async fn finish(db: &PgPool, f: &Finish<'_>) -> Result<bool> {
         },
     )
     .await?;
+    // The body this extraction came from: a recrawl that finds it again skips extraction.
+    sqlx::query!(
+        "UPDATE sources SET extracted_sha256 = content_sha256 WHERE id = $1",
+        f.source_id,
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     crate::progress::after_transition(db, jobs).await
 }

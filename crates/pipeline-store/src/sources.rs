@@ -237,6 +237,12 @@ pub struct Fetched<'a> {
     pub title: Option<&'a str>,
     pub content_type: &'a str,
     pub http_status: i32,
+    /// The response's `ETag`, kept for a later conditional request.
+    pub etag: Option<&'a str>,
+    /// The response's `Last-Modified`, kept for a later conditional request.
+    pub last_modified: Option<&'a str>,
+    /// SHA-256 (hex) of `raw_content`.
+    pub content_sha256: Option<&'a str>,
 }
 
 /// Stores a fetched page and moves the source to `scraped` with its `succeeded` event, in
@@ -256,7 +262,8 @@ pub async fn store_fetched(
         "WITH u AS (
              UPDATE sources SET raw_content = $2, title = $3, content_type = $4,
                     http_status = $5, fetched_at = now(), status = 'scraped',
-                    updated_at = now(), last_error_kind = NULL, last_error = NULL
+                    updated_at = now(), last_error_kind = NULL, last_error = NULL,
+                    etag = $9, last_modified = $10, content_sha256 = $11
              WHERE id = $1
              RETURNING id
          ), e AS (
@@ -273,6 +280,9 @@ pub async fn store_fetched(
         job_id,
         attempt,
         &detail,
+        page.etag,
+        page.last_modified,
+        page.content_sha256,
     )
     .fetch_optional(pool)
     .await?;
@@ -283,6 +293,81 @@ pub async fn store_fetched(
         }
         None => Ok(false),
     }
+}
+
+/// What a fetch for a recrawl compares with: the validators and hash of the body the
+/// source's last extraction came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revisit {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// SHA-256 (hex) of the extracted body.
+    pub sha256: String,
+}
+
+/// The [`Revisit`] of a source, when its stored body is the one its last extraction
+/// finished with; `None` otherwise (never extracted, or a newer body stored since, whose
+/// extraction has not finished): such a page is fetched and extracted as usual.
+pub async fn revisit(pool: &PgPool, source_id: Uuid) -> Result<Option<Revisit>> {
+    let row = sqlx::query!(
+        r#"SELECT etag, last_modified, extracted_sha256 AS "sha256!" FROM sources
+            WHERE id = $1 AND extracted_sha256 IS NOT NULL
+              AND extracted_sha256 = content_sha256"#,
+        source_id,
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| Revisit {
+        etag: r.etag,
+        last_modified: r.last_modified,
+        sha256: r.sha256,
+    }))
+}
+
+/// The stored body of a source (to read the links of a page the server says is unchanged).
+pub async fn raw_content(pool: &PgPool, source_id: Uuid) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar!("SELECT raw_content FROM sources WHERE id = $1", source_id)
+            .fetch_optional(pool)
+            .await?
+            .flatten(),
+    )
+}
+
+/// A page fetched again whose content did not change since its last extraction: the
+/// source becomes `extracted` again with an `unchanged` event (`detail` says how it was
+/// known: a 304, or the same hash), and no extraction is enqueued. Refreshes the progress
+/// of the source's jobs. Returns `false` when the source does not exist.
+pub async fn store_unchanged(
+    pool: &PgPool,
+    source_id: Uuid,
+    job_id: Option<Uuid>,
+    attempt: Option<i32>,
+    detail: Value,
+) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let jobs = transition_in(
+        &mut tx,
+        &Transition {
+            source_id,
+            job_id,
+            to: SourceStatus::Extracted,
+            event: "unchanged",
+            stage: "scrape",
+            attempt,
+            detail,
+            error: None,
+        },
+    )
+    .await?;
+    sqlx::query!(
+        "UPDATE sources SET fetched_at = now() WHERE id = $1",
+        source_id
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    progress::after_transition(pool, jobs).await
 }
 
 /// Loads a source for a worker about to work on it and, unless its status is one of

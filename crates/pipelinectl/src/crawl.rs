@@ -1,5 +1,5 @@
-//! `pipelinectl crawl URL...` (one crawl job per start URL), `crawl-status JOB` and
-//! `crawl-cancel JOB`.
+//! `pipelinectl crawl URL...` (one crawl job per start URL), `crawl-status JOB`,
+//! `crawl-cancel JOB` and `recrawl JOB`.
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,10 @@ pub struct CrawlArgs {
     /// Follow links marked rel=nofollow.
     #[arg(long)]
     follow_nofollow: bool,
+    /// Do not read the start host's sitemaps (robots.txt `Sitemap:` lines, /sitemap.xml);
+    /// by default their pages join the crawl under the same rules as links.
+    #[arg(long)]
+    no_sitemaps: bool,
     /// Trap cap: distinct query strings per path (default 20).
     #[arg(long)]
     max_query_variants: Option<u32>,
@@ -74,6 +78,7 @@ pub async fn start(services: &Services, args: CrawlArgs, as_json: bool) -> CmdRe
             max_depth: args.max_depth,
             max_pages: args.max_pages,
             follow_nofollow: args.follow_nofollow,
+            sitemaps: Some(!args.no_sitemaps),
             max_query_variants: args.max_query_variants,
             max_path_depth: args.max_path_depth,
             tracking_params: (!args.tracking_params.is_empty())
@@ -172,6 +177,39 @@ pub async fn status(services: &Services, raw: &str, as_json: bool) -> CmdResult 
     if let Some(at) = p.cancelled_at {
         println!("cancelled at {}", crate::output::time(&at));
     }
+    Ok(())
+}
+
+/// `recrawl JOB [--wait SECS]`.
+pub async fn recrawl(
+    services: &Services,
+    raw: &str,
+    wait_secs: Option<u64>,
+    as_json: bool,
+) -> CmdResult {
+    let id = job_id(raw)?;
+    let s = crawl::recrawl(services, id).await.map_err(|e| match e {
+        e @ crawl::RecrawlError::NotFound(_) => Failure::not_found(e.to_string()),
+        e @ crawl::RecrawlError::Running(..) => Failure::usage(e.to_string()),
+        other => anyhow::Error::new(other).into(),
+    })?;
+    if let Some(secs) = wait_secs {
+        let ended = wait(
+            services,
+            s.job_id,
+            Instant::now() + Duration::from_secs(secs),
+            as_json,
+        )
+        .await?;
+        return if as_json { print_json(&ended) } else { Ok(()) };
+    }
+    if as_json {
+        return print_json(&s);
+    }
+    println!(
+        "recrawl job {} of crawl {id} from {}",
+        s.job_id, s.settings.start_url
+    );
     Ok(())
 }
 

@@ -53,6 +53,15 @@ enum Command {
         /// The crawl's job id.
         job: String,
     },
+    /// Repeats an ended crawl; pages unchanged since their last extraction (304, or the same
+    /// content hash) are not extracted again.
+    Recrawl {
+        /// The ended crawl's job id.
+        job: String,
+        /// Wait until the recrawl ends, printing its progress; at most this many seconds.
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
+    },
     /// Cancels a crawl: no more links followed, its waiting pages discarded.
     CrawlCancel {
         /// The crawl's job id.
@@ -141,6 +150,7 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
         Command::Crawl(args) => crawl::start(&services, args, cli.json).await,
         Command::CrawlStatus { job } => crawl::status(&services, &job, cli.json).await,
         Command::CrawlCancel { job } => crawl::cancel(&services, &job, cli.json).await,
+        Command::Recrawl { job, wait } => crawl::recrawl(&services, &job, wait, cli.json).await,
         Command::Jobs(cmd) => jobs::run(&services, cmd, cli.json).await,
         Command::Projects { limit, offset } => {
             jobs::projects(&services, limit, offset, cli.json).await

@@ -174,7 +174,10 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
                 .map(|s| {
                     vec![
                         s.depth.to_string(),
-                        s.via.clone(),
+                        match &s.sitemap {
+                            Some(sitemap) => format!("{} {sitemap}", s.via),
+                            None => s.via.clone(),
+                        },
                         s.url.clone(),
                         s.source_id.to_string(),
                     ]

@@ -6,6 +6,13 @@
 //! page is not stored its message is redelivered after a crash, and a second discovery
 //! inserts nothing new but enqueues again whatever this page discovered that is still
 //! `queued` (see `pipeline_store::crawls`).
+//!
+//! For a crawl's start page (depth 0) of a crawl that reads sitemaps, the same step reads
+//! the start host's sitemaps ([`crate::sitemap`]) and admits their pages with the page's
+//! links, in one admission: links first (so a page both linked and listed keeps its link),
+//! then the sitemaps' pages at depth 1, `via = sitemap`, judged by the same rules. The
+//! crash-safety argument above covers them unchanged: they are discovered from the start
+//! page, before it is stored; a redelivery reads the sitemaps again and admits nothing new.
 
 use extract_core::links::{PageLinks, links};
 use pipeline_ops::Family;
@@ -18,7 +25,8 @@ use pipeline_store::crawls::{self, Candidate, PageCrawl, Skip};
 use url::Url;
 use uuid::Uuid;
 
-use crate::fetch::Page;
+use crate::fetch::{Fetcher, Page};
+use crate::sitemap::{SitemapLimits, read_sitemaps};
 
 /// Reads the links of a fetched page, off the async threads (parsing is CPU work and the
 /// DOM is not `Send`). Non-HTML pages and pages over the guard's limits have none (the
@@ -73,6 +81,7 @@ pub fn judge_links(
                 url: url.into(),
                 depth,
                 via: link.kind.as_str().into(),
+                sitemap: None,
             }),
             Err(reason) => {
                 metrics::counter!("crawl_links_total", "outcome" => reason.as_str()).increment(1);
@@ -86,10 +95,70 @@ pub fn judge_links(
     (accept, skip)
 }
 
+/// Reads the sitemaps of `site`'s host for a crawl's start page and judges their pages by
+/// the crawl's rules at depth 1: candidates and refusals, each URL once and none of `seen`
+/// (the URLs the page's links already gave, which keep their link). Reading stops once there are as many
+/// candidates as the crawl's page cap.
+pub async fn sitemap_pages(
+    fetcher: &Fetcher,
+    rules: &Rules,
+    site: &Url,
+    max_pages: usize,
+    seen: &mut std::collections::HashSet<String>,
+) -> (Vec<Candidate>, Vec<Skip>) {
+    let (mut accept, mut skip) = (Vec::new(), Vec::new());
+    if rules.max_depth < 1 {
+        tracing::info!("max_depth 0: the crawl's sitemaps are not read");
+        return (accept, skip);
+    }
+    let mut unusable = 0usize;
+    let report = read_sitemaps(fetcher, site, &SitemapLimits::default(), |loc, sitemap| {
+        let Some(url) = rules.normalise(sitemap, loc) else {
+            unusable += 1;
+            return true;
+        };
+        if seen.insert(url.to_string()) {
+            match rules.judge(&url, 1, false) {
+                Ok(()) => accept.push(Candidate {
+                    path_key: path_key(&url),
+                    url: url.into(),
+                    depth: 1,
+                    via: "sitemap".into(),
+                    sitemap: Some(sitemap.to_string()),
+                }),
+                Err(reason) => skip.push(Skip {
+                    url: url.into(),
+                    reason: reason.as_str(),
+                }),
+            }
+        }
+        accept.len() < max_pages
+    })
+    .await;
+    metrics::counter!("crawl_links_total", "outcome" => "unusable").increment(unusable as u64);
+    tracing::info!(
+        site = %site,
+        files = report.files,
+        failed = report.failed,
+        not_sitemaps = report.not_sitemaps,
+        cut = report.cut,
+        ignored_files = report.ignored_files,
+        locs = report.locs,
+        candidates = accept.len(),
+        refused = skip.len(),
+        unusable,
+        stopped = report.stopped,
+        "sitemaps read"
+    );
+    (accept, skip)
+}
+
 /// Admits the links of `page` (the page of `source_id`) into every crawl that includes the
-/// source, and enqueues the pages they add. A no-op for a source no crawl includes.
+/// source, and enqueues the pages they add; for a crawl's start page, also the pages of the
+/// start host's sitemaps when the crawl reads them. A no-op for a source no crawl includes.
 pub async fn discover(
     services: &Services,
+    fetcher: &Fetcher,
     source_id: Uuid,
     source_group: Option<&str>,
     page: &Page,
@@ -103,13 +172,14 @@ pub async fn discover(
     }
     let found = page_links(page).await;
     for pc in &page_crawls {
-        discover_in(services, source_id, source_group, page, &found, pc).await?;
+        discover_in(services, fetcher, source_id, source_group, page, &found, pc).await?;
     }
     Ok(())
 }
 
 async fn discover_in(
     services: &Services,
+    fetcher: &Fetcher,
     source_id: Uuid,
     source_group: Option<&str>,
     page: &Page,
@@ -148,7 +218,18 @@ async fn discover_in(
         .await
         .map_err(|e| Failure::transient(format!("recording the redirect: {e}")))?;
     }
-    let (candidates, skips) = judge_links(&rules, &page_url, found, pc.depth + 1);
+    let (mut candidates, mut skips) = judge_links(&rules, &page_url, found, pc.depth + 1);
+    if pc.depth == 0 && pc.settings.sitemaps {
+        // Only accepted links shadow a sitemap's entry: a URL the page refused (a nofollow
+        // link, say) that the site's sitemap lists is the owner asking for it after all.
+        let mut seen: std::collections::HashSet<String> =
+            candidates.iter().map(|c| c.url.clone()).collect();
+        seen.insert(page_url.to_string());
+        let max_pages = usize::try_from(pc.settings.max_pages).unwrap_or(0);
+        let (more, refused) = sitemap_pages(fetcher, &rules, &page_url, max_pages, &mut seen).await;
+        candidates.extend(more);
+        skips.extend(refused);
+    }
     let admitted = crawls::admit(db, pc.job_id, source_id, source_group, &candidates, &skips)
         .await
         .map_err(|e| Failure::transient(format!("admitting discovered links: {e}")))?;
@@ -162,10 +243,12 @@ async fn discover_in(
         .to_enqueue
         .iter()
         .map(|s| {
+            // A recrawl's pages carry no URL: the worker then reads the source's validators
+            // before it fetches (see the handler).
             let m = SourceMessage {
                 source_id: s.source_id,
                 job_id: Some(pc.job_id),
-                uri: Some(s.uri.clone()),
+                uri: (!pc.recrawl).then(|| s.uri.clone()),
             };
             (m.id(), m.body())
         })

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pipeline_core::settings::ScrapeSettings;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED, LOCATION, RETRY_AFTER,
+};
 use reqwest::{Response, StatusCode};
 use url::Url;
 
@@ -82,6 +85,10 @@ pub struct Page {
     pub bytes: usize,
     /// Redirects followed.
     pub redirects: usize,
+    /// The response's `ETag`, if any.
+    pub etag: Option<String>,
+    /// The response's `Last-Modified`, if any.
+    pub last_modified: Option<String>,
 }
 
 /// Fetches pages; cheap to share (`Arc`) across tasks.
@@ -140,10 +147,38 @@ impl Fetcher {
     /// decoding, all within `fetch_timeout`. Every failure is classified (see
     /// [`FetchError::is_transient`]).
     pub async fn fetch(&self, url: &str) -> Result<Page, FetchError> {
+        self.fetch_if_changed(url, None, None)
+            .await?
+            .ok_or_else(|| {
+                FetchError::Malformed("unexpected status 304 to an unconditional request".into())
+            })
+    }
+
+    /// [`Self::fetch`] with `If-None-Match: etag` and `If-Modified-Since: last_modified`
+    /// (each when given and a valid header value): `Ok(None)` when the server answers
+    /// `304 Not Modified` to such a request.
+    pub async fn fetch_if_changed(
+        &self,
+        url: &str,
+        etag: Option<&str>,
+        last_modified: Option<&str>,
+    ) -> Result<Option<Page>, FetchError> {
+        let mut conditions = HeaderMap::new();
+        if let Some(v) = etag.and_then(|v| HeaderValue::from_str(v).ok()) {
+            conditions.insert(IF_NONE_MATCH, v);
+        }
+        if let Some(v) = last_modified.and_then(|v| HeaderValue::from_str(v).ok()) {
+            conditions.insert(IF_MODIFIED_SINCE, v);
+        }
         // The per-request timeout restarts on every redirect hop and a read timeout only
         // bounds silence, so a server trickling a byte at a time, or a chain of slow
         // redirects, is bounded here as a whole.
-        match tokio::time::timeout(self.opts.fetch_timeout, self.fetch_unbounded(url)).await {
+        match tokio::time::timeout(
+            self.opts.fetch_timeout,
+            self.fetch_unbounded(url, &conditions),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_) => Err(FetchError::Timeout(format!(
                 "the whole fetch took over {} ms",
@@ -152,11 +187,27 @@ impl Fetcher {
         }
     }
 
-    async fn fetch_unbounded(&self, url: &str) -> Result<Page, FetchError> {
+    async fn fetch_unbounded(
+        &self,
+        url: &str,
+        conditions: &HeaderMap,
+    ) -> Result<Option<Page>, FetchError> {
         let url = Url::parse(url).map_err(|e| FetchError::InvalidUrl(format!("{url}: {e}")))?;
-        let (resp, final_url, slot, redirects) =
-            self.follow(url, self.opts.max_redirects, true).await?;
+        let (resp, final_url, slot, redirects) = self
+            .follow(url, self.opts.max_redirects, true, conditions)
+            .await?;
         let status = resp.status();
+        if status == StatusCode::NOT_MODIFIED && !conditions.is_empty() {
+            return Ok(None);
+        }
+        let header_text = |name: reqwest::header::HeaderName| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let etag = header_text(ETAG);
+        let last_modified = header_text(LAST_MODIFIED);
         if !status.is_success() {
             return Err(status_error(&resp));
         }
@@ -191,7 +242,7 @@ impl Fetcher {
         }
         let body = decode_body(&bytes, &header, is_html);
         let title = if is_html { html_title(&body) } else { None };
-        Ok(Page {
+        Ok(Some(Page {
             final_url,
             status: status.as_u16(),
             content_type,
@@ -199,7 +250,9 @@ impl Fetcher {
             bytes: bytes.len(),
             body,
             redirects,
-        })
+            etag,
+            last_modified,
+        }))
     }
 
     /// Sends GET requests from `start`, following up to `max_redirects` redirects, each hop
@@ -210,6 +263,7 @@ impl Fetcher {
         start: Url,
         max_redirects: usize,
         robots: bool,
+        headers: &HeaderMap,
     ) -> Result<(Response, Url, Option<HostSlot>, usize), FetchError> {
         let mut url = start;
         let mut hops = 0;
@@ -230,6 +284,7 @@ impl Fetcher {
             let resp = self
                 .client
                 .get(url.clone())
+                .headers(headers.clone())
                 .send()
                 .await
                 .map_err(classify)?;
@@ -256,13 +311,67 @@ impl Fetcher {
         }
     }
 
+    /// The `Sitemap:` lines of the robots.txt of `url`'s origin: from the robots.txt cache
+    /// when robots.txt is honoured (no second request), else read for this alone. An
+    /// unavailable or unparsable robots.txt names no sitemaps.
+    pub async fn robots_sitemaps(&self, url: &Url) -> Vec<String> {
+        if let Some(cache) = &self.robots {
+            return cache.rules(self, url).await.sitemaps().to_vec();
+        }
+        match self.fetch_robots(url).await {
+            Ok(Some(body)) => crate::robots::RobotsRules::parse("*", &body)
+                .0
+                .sitemaps()
+                .to_vec(),
+            Ok(None) => Vec::new(),
+            Err(err) => {
+                tracing::warn!(%url, error = %err, "robots.txt unavailable; no sitemaps from it");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Fetches a sitemap file with the same checks as a page (address, robots.txt,
+    /// politeness, redirects, the whole-fetch timeout) but any content type, reading at most
+    /// `cap` bytes (decoded from any `Content-Encoding`; a `.gz` file's own gzip is left to
+    /// the caller). Returns the bytes and whether the body was cut at `cap`.
+    pub async fn fetch_sitemap(&self, url: &Url, cap: u64) -> Result<(Vec<u8>, bool), FetchError> {
+        let fetch = async {
+            let (resp, _, slot, _) = self
+                .follow(
+                    url.clone(),
+                    self.opts.max_redirects,
+                    true,
+                    &HeaderMap::new(),
+                )
+                .await?;
+            if !resp.status().is_success() {
+                return Err(status_error(&resp));
+            }
+            let mut body = read_capped_truncating(resp, cap.saturating_add(1)).await?;
+            drop(slot);
+            let cut = body.len() as u64 > cap;
+            body.truncate(cap as usize);
+            Ok((body, cut))
+        };
+        match tokio::time::timeout(self.opts.fetch_timeout, fetch).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::Timeout(format!(
+                "the sitemap fetch took over {} ms",
+                self.opts.fetch_timeout.as_millis()
+            ))),
+        }
+    }
+
     /// Fetches `/robots.txt` of `url`'s origin: `Ok(Some(body))` on 2xx, `Ok(None)` on
     /// 4xx (no rules), `Err` on anything else (the caller decides what that means).
     pub(crate) async fn fetch_robots(&self, origin: &Url) -> Result<Option<Vec<u8>>, FetchError> {
         let robots_url = origin
             .join("/robots.txt")
             .map_err(|e| FetchError::InvalidUrl(e.to_string()))?;
-        let (resp, _, slot, _) = self.follow(robots_url, ROBOTS_MAX_REDIRECTS, false).await?;
+        let (resp, _, slot, _) = self
+            .follow(robots_url, ROBOTS_MAX_REDIRECTS, false, &HeaderMap::new())
+            .await?;
         let status = resp.status();
         if status.is_client_error() {
             return Ok(None);

@@ -92,22 +92,48 @@ impl ScrapeHandler {
             return Ok(());
         }
 
-        let (result, started) = match early {
-            Some((uri, fetched)) if uri == source.uri => fetched,
-            _ => self.fetch(&source.uri).await,
+        // Without a URL in the message (a recrawl's pages) the row came first, so a page
+        // whose stored body is the one it was last extracted from is fetched conditionally,
+        // and not extracted again if it did not change.
+        let revisit = match early {
+            Some(_) => None,
+            None => sources::revisit(db, msg.source_id)
+                .await
+                .map_err(|e| Failure::transient(format!("loading the source's validators: {e}")))?,
         };
-        let page = result.map_err(|e| e.to_failure())?;
+        let (result, started) = match (early, &revisit) {
+            (Some((uri, (fetched, at))), _) if uri == source.uri => (fetched.map(Some), at),
+            (_, Some(r)) => {
+                self.fetch_if_changed(&source.uri, r.etag.as_deref(), r.last_modified.as_deref())
+                    .await
+            }
+            _ => {
+                let (fetched, at) = self.fetch(&source.uri).await;
+                (fetched.map(Some), at)
+            }
+        };
+        let (page, unchanged) = match result.map_err(|e| e.to_failure())? {
+            Some(page) => {
+                let same = revisit
+                    .as_ref()
+                    .is_some_and(|r| r.sha256 == sha256_hex(&page.body));
+                (page, same.then_some("the same content hash"))
+            }
+            None => (self.stored_page(&source).await?, Some("304 Not Modified")),
+        };
+        let sha256 = sha256_hex(&page.body);
         // Before the page is stored: a crash from here on redelivers the message (see
         // `discover`).
         crate::discover::discover(
             &self.services,
+            &self.fetcher,
             msg.source_id,
             source.source_group.as_deref(),
             &page,
         )
         .await?;
 
-        let detail = json!({
+        let mut detail = json!({
             "http_status": page.status,
             "content_type": page.content_type,
             "bytes": page.bytes,
@@ -115,6 +141,32 @@ impl ScrapeHandler {
             "redirects": page.redirects,
             "duration_ms": started.elapsed().as_millis() as u64,
         });
+        if let Some(known_by) = unchanged {
+            detail["content"] = json!("unchanged");
+            detail["known_by"] = json!(known_by);
+            let stored =
+                sources::store_unchanged(db, msg.source_id, msg.job_id, Some(attempt), detail)
+                    .await
+                    .map_err(|e| {
+                        Failure::transient(format!("recording the unchanged page: {e}"))
+                    })?;
+            if !stored {
+                return Err(Failure::permanent(format!(
+                    "source {} disappeared while it was fetched",
+                    msg.source_id
+                )));
+            }
+            metrics::counter!("scrape_revisits_total", "content" => "unchanged").increment(1);
+            tracing::info!(
+                known_by,
+                "unchanged since its last extraction; not extracted again"
+            );
+            return Ok(());
+        }
+        if revisit.is_some() {
+            detail["content"] = json!("changed");
+            metrics::counter!("scrape_revisits_total", "content" => "changed").increment(1);
+        }
         let stored = sources::store_fetched(
             db,
             msg.source_id,
@@ -125,6 +177,9 @@ impl ScrapeHandler {
                 title: page.title.as_deref(),
                 content_type: &page.content_type,
                 http_status: i32::from(page.status),
+                etag: page.etag.as_deref(),
+                last_modified: page.last_modified.as_deref(),
+                content_sha256: Some(&sha256),
             },
             detail,
         )
@@ -139,6 +194,29 @@ impl ScrapeHandler {
         self.enqueue_extraction(&msg).await?;
         tracing::info!(http_status = page.status, bytes = page.bytes, "scraped");
         Ok(())
+    }
+
+    /// The page a `304 Not Modified` stands for: the stored body, read again for its links.
+    async fn stored_page(&self, source: &sources::SourceRow) -> Result<Page, Failure> {
+        let body = sources::raw_content(&self.services.db, source.id)
+            .await
+            .map_err(|e| Failure::transient(format!("loading the stored page: {e}")))?
+            .ok_or_else(|| Failure::permanent("304 Not Modified, but no page is stored"))?;
+        Ok(Page {
+            final_url: url::Url::parse(&source.uri)
+                .map_err(|e| Failure::permanent(format!("the stored URL: {e}")))?,
+            status: 304,
+            content_type: source
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "text/html".into()),
+            title: source.title.clone(),
+            bytes: body.len(),
+            body,
+            redirects: 0,
+            etag: None,
+            last_modified: None,
+        })
     }
 
     /// Fetches `uri`, with the fetch metrics; returns when the fetch began too.
@@ -156,6 +234,30 @@ impl ScrapeHandler {
         (result, started)
     }
 
+    /// [`Self::fetch`] with the validators of a recrawl: `Ok(None)` for `304 Not Modified`.
+    async fn fetch_if_changed(
+        &self,
+        uri: &str,
+        etag: Option<&str>,
+        last_modified: Option<&str>,
+    ) -> (Result<Option<Page>, FetchError>, Instant) {
+        let started = Instant::now();
+        metrics::gauge!("scrape_fetches_in_flight").increment(1.0);
+        let result = self
+            .fetcher
+            .fetch_if_changed(uri, etag, last_modified)
+            .await;
+        metrics::gauge!("scrape_fetches_in_flight").decrement(1.0);
+        let outcome = match &result {
+            Ok(Some(_)) => "ok",
+            Ok(None) => "not_modified",
+            Err(e) => e.reason(),
+        };
+        metrics::counter!("scrape_fetches_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("scrape_fetch_duration_seconds").record(seconds_since(started));
+        (result, started)
+    }
+
     async fn enqueue_extraction(&self, msg: &SourceMessage) -> Result<(), Failure> {
         self.services
             .queue(Family::Extraction)
@@ -164,6 +266,12 @@ impl ScrapeHandler {
             .map_err(|e| Failure::transient(format!("enqueueing extraction: {e}")))?;
         Ok(())
     }
+}
+
+/// SHA-256 of a body, hex.
+fn sha256_hex(body: &str) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(body.as_bytes()))
 }
 
 impl Handler for ScrapeHandler {

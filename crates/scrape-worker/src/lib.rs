@@ -17,6 +17,7 @@ pub mod guard;
 mod handler;
 pub mod politeness;
 mod robots;
+pub mod sitemap;
 
 use std::sync::Arc;
 use std::time::Duration;

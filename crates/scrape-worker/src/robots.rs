@@ -52,6 +52,14 @@ impl RobotsRules {
             Rules::Parsed(robot) => robot.allowed(url.as_str()),
         }
     }
+
+    /// The `Sitemap:` lines of the file, as written (they apply to every agent).
+    pub fn sitemaps(&self) -> &[String] {
+        match &self.0 {
+            Rules::AllowAll => &[],
+            Rules::Parsed(robot) => &robot.sitemaps,
+        }
+    }
 }
 
 struct Entry {
@@ -100,6 +108,11 @@ impl RobotsCache {
 
     /// Whether our agent may fetch `url`.
     pub async fn allowed(&self, fetcher: &Fetcher, url: &Url) -> bool {
+        self.rules(fetcher, url).await.allows(url)
+    }
+
+    /// The rules of `url`'s origin, fetched once per time to live.
+    pub async fn rules(&self, fetcher: &Fetcher, url: &Url) -> Arc<RobotsRules> {
         let origin = url.origin().ascii_serialization();
         let entry = self.entry(&origin);
         let rules = entry
@@ -124,6 +137,6 @@ impl RobotsCache {
                 Arc::new(rules)
             })
             .await;
-        rules.allows(url)
+        rules.clone()
     }
 }

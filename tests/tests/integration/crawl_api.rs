@@ -34,6 +34,19 @@ async fn start_show_cancel_and_path() -> anyhow::Result<()> {
         "https://docs.example.com/guide/"
     );
     assert_eq!(body["settings"]["tracking_params"], json!(["ref"]));
+    assert_eq!(
+        body["settings"]["sitemaps"], true,
+        "sitemaps are read by default"
+    );
+    let (status, off) = json_of(
+        env.req(Method::POST, "/api/v1/crawl")
+            .json(&json!({"url": "https://docs.example.com/", "sitemaps": false}))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, 202, "{off}");
+    assert_eq!(off["settings"]["sitemaps"], false);
 
     let (status, p) = env.get(&format!("/api/v1/crawl/{job}")).await?;
     assert_eq!(status, 200, "{p}");
@@ -97,8 +110,12 @@ async fn bad_crawl_bodies_are_422_with_a_reason() -> anyhow::Result<()> {
             "planet",
         ),
         (
-            json!({"url": "https://example.com/", "sitemaps": true}),
-            "sitemaps",
+            json!({"url": "https://example.com/", "sitemaps": "yes"}),
+            "expected a boolean",
+        ),
+        (
+            json!({"url": "https://example.com/", "sitemap": true}),
+            "unknown field `sitemap`",
         ),
         (
             json!({"url": "https://example.com/", "tracking_params": [""]}),

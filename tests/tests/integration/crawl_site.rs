@@ -1,12 +1,14 @@
 //! Crawl jobs against a generated loopback site (`integration_tests::site`): the crawl
 //! fetches exactly the in-scope pages robots.txt allows, follows a redirect into scope,
-//! skips nofollow links, another host and the traps, respects the depth and page caps,
-//! creates no duplicate sources, fetches no page twice, and ends. The scrape and extraction
+//! skips nofollow links, another host and the traps, reads the site's sitemaps (robots.txt
+//! `Sitemap:` line, a sitemap index, a gzipped sitemap, `/sitemap.xml`) and fetches the
+//! pages only they list, respects the depth and page caps, creates no duplicate sources,
+//! fetches no page and no sitemap twice, and ends. The scrape and extraction
 //! workers run in process, step by step (`run_next`), against real Postgres and Redis.
 
 use std::time::{Duration, Instant};
 
-use integration_tests::site::Site;
+use integration_tests::site::{SITEMAP_FILES, SITEMAP_ONLY_PAGES, Site};
 use integration_tests::{TestDb, TestRedis, settings_for};
 use pipeline_ops::Family;
 use pipeline_ops::Services;
@@ -81,8 +83,8 @@ impl Env {
         }
     }
 
-    /// The pages fetched (path and query), sorted; robots.txt left out. Fails if any was
-    /// fetched twice.
+    /// The paths (with query) fetched, sorted: pages and sitemap files; robots.txt left out.
+    /// Fails if any was fetched twice.
     fn fetched_once(&self) -> Vec<String> {
         let hits = self.site.hits();
         let twice: Vec<_> = hits
@@ -93,6 +95,14 @@ impl Env {
         let mut v: Vec<String> = hits.into_keys().filter(|p| p != "/robots.txt").collect();
         v.sort();
         v
+    }
+
+    /// The pages fetched (sitemap files left out), each once.
+    fn pages_fetched_once(&self) -> Vec<String> {
+        self.fetched_once()
+            .into_iter()
+            .filter(|p| !SITEMAP_FILES.contains(&p.as_str()))
+            .collect()
     }
 
     /// (sources of the job, distinct URIs among them, max crawl depth).
@@ -115,14 +125,20 @@ async fn a_crawl_fetches_exactly_the_allowed_in_scope_pages_and_ends() -> anyhow
     let job = env.crawl(|_| {}).await?;
     let p = env.run_to_end(job).await?;
 
-    assert_eq!(env.fetched_once(), env.site.expected_full_crawl());
-    // 512 pages fetched (the redirect's target is the page of `/go/landing`), plus
-    // /private/a.html, a source that robots.txt refused.
-    assert_eq!(p.pages, 513, "{p:?}");
-    assert_eq!(p.fetched, 512, "{p:?}");
-    assert_eq!(p.extracted, 512, "{p:?}");
+    let mut want = env.site.expected_full_crawl();
+    want.extend(SITEMAP_FILES.iter().map(|f| f.to_string()));
+    want.sort();
+    assert_eq!(env.fetched_once(), want);
+    // 525 pages fetched (512 reached by links, the redirect's target being the page of
+    // `/go/landing`, and 13 only through the sitemaps), plus /private/a.html, a source that
+    // robots.txt refused.
+    assert_eq!(p.pages, 526, "{p:?}");
+    assert_eq!(p.fetched, 525, "{p:?}");
+    assert_eq!(p.extracted, 525, "{p:?}");
     assert_eq!(p.skipped.robots, 1, "{p:?}");
     assert_eq!(p.skipped.nofollow, 1, "{p:?}");
+    // The other host's start page, linked from the start page and listed in the sitemap:
+    // one URL, counted once.
     assert_eq!(p.skipped.scope, 1, "{p:?}");
     // The calendar's sixth month and the seventh path segment.
     assert_eq!(p.skipped.trap, 2, "{p:?}");
@@ -133,7 +149,7 @@ async fn a_crawl_fetches_exactly_the_allowed_in_scope_pages_and_ends() -> anyhow
         "robots.txt refused one page"
     );
     let (sources, distinct, _) = env.sources_of(job).await?;
-    assert_eq!((sources, distinct), (513, 513), "no duplicate sources");
+    assert_eq!((sources, distinct), (526, 526), "no duplicate sources");
 
     // The deepest tree page's discovery path runs back to the start URL, one level a step.
     let deepest: Uuid = sqlx::query_scalar("SELECT id FROM sources WHERE uri = $1")
@@ -150,6 +166,102 @@ async fn a_crawl_fetches_exactly_the_allowed_in_scope_pages_and_ends() -> anyhow
     assert_eq!(urls, want);
     assert_eq!(path[0].via, "start");
     assert!(path.iter().enumerate().all(|(d, s)| s.depth == d as i32));
+
+    // A page only the gzipped sitemap lists: found from the start page, via that sitemap.
+    let steps = |uri: String| {
+        let db = env.services.db.clone();
+        async move {
+            let id: Uuid = sqlx::query_scalar("SELECT id FROM sources WHERE uri = $1")
+                .bind(&uri)
+                .fetch_one(&db)
+                .await?;
+            let (_, path) = crawl_status::discovery_path(&db, id, Some(job)).await?;
+            anyhow::Ok(
+                path.into_iter()
+                    .map(|s| (s.url, s.depth, s.via, s.sitemap))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    let start = (env.site.url("/p/0.html"), 0, "start".to_string(), None);
+    let gz = Some(env.site.url("/sitemaps/pages.xml.gz"));
+    assert_eq!(
+        steps(env.site.url("/sitemap-only/3.html")).await?,
+        [
+            start.clone(),
+            (
+                env.site.url("/sitemap-only/3.html"),
+                1,
+                "sitemap".into(),
+                gz.clone()
+            )
+        ]
+    );
+    // ... and a link of such a page is followed like any other.
+    assert_eq!(
+        steps(env.site.url("/sitemap-only/next.html")).await?,
+        [
+            start.clone(),
+            (
+                env.site.url("/sitemap-only/1.html"),
+                1,
+                "sitemap".into(),
+                gz.clone()
+            ),
+            (
+                env.site.url("/sitemap-only/next.html"),
+                2,
+                "link".into(),
+                None
+            ),
+        ]
+    );
+    assert_eq!(
+        steps(env.site.url("/sitemap-only/plain.html")).await?,
+        [
+            start.clone(),
+            (
+                env.site.url("/sitemap-only/plain.html"),
+                1,
+                "sitemap".into(),
+                Some(env.site.url("/sitemap.xml"))
+            )
+        ]
+    );
+    // A page both linked from the start page and listed keeps its link.
+    assert_eq!(
+        steps(env.site.url("/p/1.html")).await?,
+        [start, (env.site.url("/p/1.html"), 1, "link".into(), None)]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_crawl_without_sitemaps_reads_none() -> anyhow::Result<()> {
+    let env = env(500).await?;
+    let job = env
+        .crawl(|r| {
+            r.max_depth = Some(2);
+            r.sitemaps = Some(false);
+        })
+        .await?;
+    let p = env.run_to_end(job).await?;
+    assert!(!p.settings.sitemaps);
+    let fetched = env.fetched_once();
+    assert!(
+        fetched
+            .iter()
+            .all(|f| !f.starts_with("/sitemap") && !SITEMAP_FILES.contains(&f.as_str())),
+        "{fetched:?}"
+    );
+    assert!(fetched.contains(&"/p/6.html".to_string()), "{fetched:?}");
+    let via_sitemap: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crawl_pages WHERE job_id = $1 AND via = 'sitemap'",
+    )
+    .bind(job)
+    .fetch_one(&env.services.db)
+    .await?;
+    assert_eq!(via_sitemap, 0);
     Ok(())
 }
 
@@ -167,6 +279,10 @@ async fn the_depth_cap_stops_the_crawl_at_its_depth() -> anyhow::Result<()> {
         "/go/landing".into(),
         "/landing.html".into(),
     ]);
+    // The sitemaps' pages are at depth 1 (the link of one of them at depth 2), and the
+    // sitemap files are read whatever the depth cap above 0.
+    want.extend(SITEMAP_ONLY_PAGES.iter().map(|s| s.to_string()));
+    want.extend(SITEMAP_FILES.iter().map(|s| s.to_string()));
     want.sort();
     assert_eq!(env.fetched_once(), want);
     let (sources, distinct, max_depth) = env.sources_of(job).await?;
@@ -186,7 +302,7 @@ async fn the_page_cap_bounds_the_crawl() -> anyhow::Result<()> {
     assert_eq!(p.pages, 50, "{p:?}");
     assert!(p.skipped.limit > 0, "{p:?}");
     // Every page fetched once; at most the 50 pages plus a redirect's target.
-    let fetched = env.fetched_once();
+    let fetched = env.pages_fetched_once();
     assert!(fetched.len() <= 51, "{} fetched", fetched.len());
     Ok(())
 }
@@ -229,6 +345,7 @@ async fn admitting_the_same_links_twice_adds_nothing() -> anyhow::Result<()> {
             path_key: env.site.url(p),
             depth: 1,
             via: "link".into(),
+            sitemap: None,
         })
         .collect();
     let first =
@@ -247,5 +364,112 @@ async fn admitting_the_same_links_twice_adds_nothing() -> anyhow::Result<()> {
         .fetch_one(&env.services.db)
         .await?;
     assert_eq!(pages, 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redirected_page_belongs_to_its_crawl_once() -> anyhow::Result<()> {
+    // The start URL redirects; after its first delivery the crawl knows the final URL as a
+    // `redirect` row of the same source. A redelivery must still see one crawl, not two
+    // (which would discover its links, and read its sitemaps, twice).
+    let env = env(10).await?;
+    let job = env.crawl(|r| r.url = env.site.url("/go/landing")).await?;
+    run_next(env.services.queue(Family::Scrape), &env.scrape, 1).await?;
+    let start: Uuid =
+        sqlx::query_scalar("SELECT source_id FROM crawl_pages WHERE job_id = $1 AND via = 'start'")
+            .bind(job)
+            .fetch_one(&env.services.db)
+            .await?;
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crawl_pages WHERE job_id = $1 AND source_id = $2")
+            .bind(job)
+            .bind(start)
+            .fetch_one(&env.services.db)
+            .await?;
+    assert_eq!(rows, 2, "the start row and the redirect row");
+    let crawls = pipeline_store::crawls::crawls_of_source(&env.services.db, start).await?;
+    assert_eq!(crawls.len(), 1, "{crawls:?}");
+    assert_eq!(crawls[0].job_id, job);
+    assert_eq!(crawls[0].depth, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_recrawl_after_changing_10_pages_re_extracts_those_10() -> anyhow::Result<()> {
+    let env = env(100).await?;
+    let first = env.crawl(|r| r.sitemaps = Some(false)).await?;
+    let p = env.run_to_end(first).await?;
+    // 100 tree pages, 5 calendar months, 5 deep paths, the redirect and the page behind it.
+    assert_eq!(p.extracted, 112, "{p:?}");
+
+    let changed = [3usize, 7, 12, 20, 33, 41, 56, 64, 78, 99];
+    env.site.change_pages(&changed);
+    env.site.clear_hits();
+    let again = crawl::recrawl(&env.services, first).await?.job_id;
+    assert!(
+        matches!(
+            crawl::recrawl(&env.services, again).await,
+            Err(crawl::RecrawlError::Running(..))
+        ),
+        "a crawl that has not ended is not repeated"
+    );
+    let q = env.run_to_end(again).await?;
+    assert_eq!((q.pages, q.extracted), (p.pages, p.extracted), "{q:?}");
+
+    let uris = |sql: &'static str| {
+        let db = env.services.db.clone();
+        async move {
+            let mut v: Vec<String> = sqlx::query_scalar(sql).bind(again).fetch_all(&db).await?;
+            v.sort();
+            anyhow::Ok(v)
+        }
+    };
+    let mut want: Vec<String> = changed
+        .iter()
+        .map(|i| env.site.url(&format!("/p/{i}.html")))
+        .collect();
+    want.sort();
+    // Exactly the changed pages were extracted again, and their scrape events say so.
+    assert_eq!(
+        uris(
+            "SELECT s.uri FROM job_events e JOIN sources s ON s.id = e.source_id
+              WHERE e.job_id = $1 AND e.kind = 'succeeded' AND e.stage = 'extraction'"
+        )
+        .await?,
+        want
+    );
+    assert_eq!(
+        uris(
+            "SELECT s.uri FROM job_events e JOIN sources s ON s.id = e.source_id
+              WHERE e.job_id = $1 AND e.kind = 'succeeded' AND e.stage = 'scrape'
+                AND e.detail->>'content' = 'changed'"
+        )
+        .await?,
+        want
+    );
+    // Every other page is `unchanged`: the 90 tree pages by a 304 to their ETag, the pages
+    // without an ETag by their content hash.
+    let unchanged = uris(
+        "SELECT s.uri FROM job_events e JOIN sources s ON s.id = e.source_id
+          WHERE e.job_id = $1 AND e.kind = 'unchanged'",
+    )
+    .await?;
+    assert_eq!(unchanged.len(), 102, "{unchanged:?}");
+    assert!(unchanged.iter().all(|u| !want.contains(u)));
+    assert_eq!(env.site.not_modified(), 90);
+    let by_hash: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM job_events WHERE job_id = $1 AND kind = 'unchanged'
+            AND detail->>'known_by' = 'the same content hash'",
+    )
+    .bind(again)
+    .fetch_one(&env.services.db)
+    .await?;
+    assert_eq!(by_hash, 12);
+    let recrawl_of: Option<Uuid> =
+        sqlx::query_scalar("SELECT recrawl_of FROM crawls WHERE job_id = $1")
+            .bind(again)
+            .fetch_one(&env.services.db)
+            .await?;
+    assert_eq!(recrawl_of, Some(first));
     Ok(())
 }

@@ -25,6 +25,7 @@ mod console_http;
 mod crawl_api;
 mod crawl_process;
 mod crawl_site;
+mod crawl_sitemaps;
 mod event_partitions;
 mod extraction_embeddings;
 mod extraction_process;

@@ -4,7 +4,9 @@
 //! crawl`), records the crawl job with its start page and enqueues it. From there the scrape
 //! worker reads each fetched page's links and admits those the crawl's [`rules`] and caps
 //! accept (`pipeline_store::crawls::admit`); robots.txt and per-host politeness apply to
-//! them exactly as to submitted URLs, because they are ordinary scrape messages.
+//! them exactly as to submitted URLs, because they are ordinary scrape messages. When the
+//! crawl reads sitemaps, the worker that handles the start page also reads the start host's
+//! sitemaps and admits their pages through the same rules.
 
 pub mod rules;
 
@@ -31,6 +33,10 @@ pub const MAX_MAX_PAGES: u32 = 100_000;
 pub const DEFAULT_MAX_QUERY_VARIANTS: u32 = 20;
 /// Default cap on path segments (`/a/b/a/b/...` traps).
 pub const DEFAULT_MAX_PATH_DEPTH: u32 = 12;
+/// Whether a crawl reads the start host's sitemaps unless the request says otherwise: yes,
+/// as hosted crawlers do (a site's sitemap lists the pages its owner wants found, including
+/// pages no link reaches).
+pub const DEFAULT_SITEMAPS: bool = true;
 /// What a start URL looks like (the API documents the same pattern): http or https; a host
 /// name of letters, digits and single hyphens whose last label starts with a letter, or a
 /// dotted IPv4 address; an optional port (0..=65535); then printable ASCII. Every string it
@@ -78,6 +84,11 @@ pub struct CrawlRequest {
     /// Follow links marked `rel=nofollow` (default no).
     #[serde(default)]
     pub follow_nofollow: bool,
+    /// Read the start host's sitemaps (robots.txt `Sitemap:` lines and `/sitemap.xml`,
+    /// following sitemap indexes and gzipped sitemaps) and admit their pages under the same
+    /// rules as links (default [`DEFAULT_SITEMAPS`]).
+    #[serde(default)]
+    pub sitemaps: Option<bool>,
     #[serde(default)]
     pub max_query_variants: Option<u32>,
     #[serde(default)]
@@ -181,7 +192,7 @@ pub fn settings_of(req: &CrawlRequest) -> Result<CrawlSettings, SubmitError> {
             MAX_MAX_PAGES,
         )?,
         follow_nofollow: req.follow_nofollow,
-        sitemaps: false,
+        sitemaps: req.sitemaps.unwrap_or(DEFAULT_SITEMAPS),
         max_query_variants: ranged(
             "max_query_variants",
             req.max_query_variants,
@@ -248,6 +259,7 @@ pub async fn start(services: &Services, req: &CrawlRequest) -> Result<Started, S
             project,
             source_group: req.source_group.as_deref(),
             settings: &settings,
+            recrawl_of: None,
         },
     )
     .await
@@ -278,6 +290,73 @@ pub async fn start(services: &Services, req: &CrawlRequest) -> Result<Started, S
     })
 }
 
+/// Why a recrawl was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum RecrawlError {
+    /// No crawl has this id.
+    #[error("crawl {0} not found")]
+    NotFound(Uuid),
+    /// The crawl has not ended yet.
+    #[error("crawl {0} is still {1}: a crawl is repeated once it has ended")]
+    Running(Uuid, String),
+    /// Recording or enqueueing failed.
+    #[error(transparent)]
+    Failed(#[from] SubmitError),
+}
+
+/// Repeats ended crawl `job_id`: a new crawl job with the same settings
+/// (`crawls.recrawl_of` = `job_id`), whose pages are fetched conditionally. A page whose
+/// content did not change since its last extraction (a `304` to `If-None-Match` /
+/// `If-Modified-Since`, or the same SHA-256) is not extracted again and records an
+/// `unchanged` event; a changed page is stored and extracted as usual, its `succeeded`
+/// scrape event saying `"content": "changed"`. Its pages' messages carry no URL, so the
+/// scrape worker reads the source's validators before it fetches.
+///
+/// # Errors
+/// [`RecrawlError::NotFound`], [`RecrawlError::Running`], or Postgres / Redis.
+pub async fn recrawl(services: &Services, job_id: Uuid) -> Result<Started, RecrawlError> {
+    let ended = match crawls::for_recrawl(&services.db, job_id).await {
+        Ok(e) => e,
+        Err(pipeline_store::StoreError::NotFound(_)) => return Err(RecrawlError::NotFound(job_id)),
+        Err(e) => return Err(SubmitError::Store(e).into()),
+    };
+    if matches!(ended.status.as_str(), "queued" | "running") {
+        return Err(RecrawlError::Running(job_id, ended.status));
+    }
+    let created = crawls::create(
+        &services.db,
+        &NewCrawl {
+            project: ProjectRef::Id(ended.project_id),
+            source_group: None,
+            settings: &ended.settings,
+            recrawl_of: Some(job_id),
+        },
+    )
+    .await
+    .map_err(SubmitError::Store)?;
+    let start = &created.sources[0];
+    let msg = SourceMessage {
+        source_id: start.source_id,
+        job_id: Some(created.job_id),
+        uri: None,
+    };
+    services
+        .queue(Family::Scrape)
+        .enqueue(&msg.id(), &msg.body())
+        .await
+        .map_err(|source| SubmitError::Enqueue {
+            job_id: created.job_id,
+            source,
+        })?;
+    tracing::info!(job_id = %created.job_id, recrawl_of = %job_id, "recrawl started");
+    Ok(Started {
+        job_id: created.job_id,
+        project_id: created.project_id,
+        source_id: start.source_id,
+        settings: ended.settings,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +375,16 @@ mod tests {
         assert_eq!(s.scope, "host");
         assert_eq!(s.max_depth, DEFAULT_MAX_DEPTH as i32);
         assert_eq!(s.max_pages, DEFAULT_MAX_PAGES as i32);
+        assert!(
+            s.sitemaps,
+            "sitemaps are read unless the request says not to"
+        );
+        let off = settings_of(&CrawlRequest {
+            sitemaps: Some(false),
+            ..req("https://e.com/")
+        })
+        .unwrap();
+        assert!(!off.sitemaps);
         assert!(s.tracking_params.iter().any(|t| t == "utm_*"));
 
         let err = |r: CrawlRequest| settings_of(&r).unwrap_err().to_string();
