@@ -7,7 +7,10 @@
 //! ```sh
 //! deploy/local/install-model.sh
 //! cargo run --release -p extraction-worker --example retrieval_eval -- <corpus dir>
+//! cargo run --release -p extraction-worker --example retrieval_eval -- <corpus dir> --no-model
 //! ```
+//!
+//! `--no-model` skips pass 2 (the model's rows), which takes minutes on a small machine.
 //!
 //! The corpus directory holds `html/*.html` (or `*.html` directly). Pass 1 extracts and
 //! embeds with `hashing`; pass 2 sends every source through the worker again with the model
@@ -30,9 +33,11 @@ use uuid::Uuid;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let no_model = std::env::args().skip(1).any(|a| a == "--no-model");
     let dir = std::env::args()
-        .nth(1)
-        .context("usage: retrieval_eval <corpus dir>")?;
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .context("usage: retrieval_eval <corpus dir> [--no-model]")?;
     let html = Path::new(&dir).join("html");
     let dir = if html.is_dir() { html } else { dir.into() };
     let mut files: Vec<_> = std::fs::read_dir(&dir)?
@@ -60,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     let mut settings = Settings::load()?;
     settings.database.url = format!("{base}/{name}").into();
     settings.redis.key_prefix = format!("eval:{}:", Uuid::new_v4().simple());
-    let result = eval(settings, &bodies).await;
+    let result = eval(settings, &bodies, no_model).await;
     conn.execute(sqlx::AssertSqlSafe(format!(
         r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
     )))
@@ -136,7 +141,7 @@ async fn score(
     Ok(())
 }
 
-async fn eval(settings: Settings, bodies: &[String]) -> anyhow::Result<()> {
+async fn eval(settings: Settings, bodies: &[String], no_model: bool) -> anyhow::Result<()> {
     let services = Services::build(settings.clone())?;
     pipeline_store::migrate(&services.db).await?;
     let urls: Vec<String> = (0..bodies.len())
@@ -211,6 +216,9 @@ async fn eval(settings: Settings, bodies: &[String]) -> anyhow::Result<()> {
         "hybrid, `hashing` vectors",
     )
     .await?;
+    if no_model {
+        return Ok(());
+    }
     let model = pass(&settings, &services, &messages, EmbeddingBackend::Minilm).await?;
     score(
         &services,
