@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
 
 # The tests the cluster pass runs (nextest filter): see the "Redis Cluster" step.
-CLUSTER_TESTS='package(dlq-core) | package(work-queue) | (package(integration-tests) & test(/^cluster::/))'
+CLUSTER_TESTS='package(dlq-core) | package(work-queue) | (package(integration-tests) & test(/^(cluster|api_dlq|api_retry_race|requeue_e2e|requeue_policy)::/))'
 
 step "services"
 # shellcheck source=deploy/local/services.sh
@@ -60,7 +60,11 @@ step "Redis Cluster: 3 masters + 3 replicas on loopback, the Redis-touching test
 trap 'deploy/local/redis-cluster.sh stop' EXIT
 TEST_REDIS_CLUSTER_NODES="$(deploy/local/redis-cluster.sh start)"
 export TEST_REDIS_CLUSTER_NODES
-# The queue's and the DLQ's own suites (every script of both) and the cluster-only tests
+# The in-process API and requeue suites run with every family over 3 shards (the queue's
+# and the DLQ's own suites test 1 and 3 shards themselves).
+export TEST_QUEUE_SHARDS=3
+# The queue's and the DLQ's own suites (every script of both), the API's DLQ routes and the
+# requeue daemon's in-process suites (each family over 3 shards), and the cluster-only tests
 # (ignored without a cluster, hence --run-ignored). --workspace with a filter, not -p, so
 # the features (and the build) are the same as the pass above.
 if cargo nextest --version >/dev/null 2>&1; then
@@ -70,7 +74,7 @@ else
   exit 1
 fi
 deploy/local/redis-cluster.sh stop
-unset TEST_REDIS_CLUSTER_NODES
+unset TEST_REDIS_CLUSTER_NODES TEST_QUEUE_SHARDS
 
 step "schemathesis: the admin API against its OpenAPI document (all checks, bounded)"
 deploy/local/schemathesis.sh

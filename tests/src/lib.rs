@@ -221,6 +221,13 @@ pub fn settings_for(db: &TestDb, redis: &TestRedis) -> pipeline_core::Settings {
         }
     }
     settings.redis.key_prefix = redis.prefix.clone();
+    // The test command's cluster pass runs the in-process API and requeue suites with every
+    // family over several shards.
+    if let Ok(shards) = std::env::var("TEST_QUEUE_SHARDS") {
+        settings.queue.shards = shards
+            .parse()
+            .expect("TEST_QUEUE_SHARDS is a shard count (1..=64)");
+    }
     // Fast and deterministic; the model has its own tests (embedder, search).
     settings.embedding.backend = pipeline_core::settings::EmbeddingBackend::Hashing;
     settings

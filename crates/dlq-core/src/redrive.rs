@@ -171,23 +171,84 @@ impl Dlq {
     /// sleeps between batches to stay under that rate (batches are then at most one second's
     /// worth). Dropping the future between batches loses nothing.
     ///
-    /// With several shards in use, the shards are redriven one after the other (oldest
-    /// first within each), under the one `limit` and `rate_per_sec`.
+    /// With several shards in use and a `limit`, the `limit` oldest items by `failed_at`
+    /// across the shards are redriven, oldest first, as on one shard; without a limit the
+    /// shards are redriven one after the other (oldest first within each).
     pub async fn redrive_all(
         &self,
         limit: Option<u64>,
         rate_per_sec: Option<NonZeroU32>,
     ) -> Result<BulkRedrive> {
+        let shards = self.shards().await?;
+        if shards > 1
+            && let Some(limit) = limit
+        {
+            return self.redrive_oldest(shards, limit, rate_per_sec).await;
+        }
         let mut remaining = limit.unwrap_or(u64::MAX);
         let mut report = BulkRedrive::default();
         let started = Instant::now();
-        for shard in 0..self.shards().await? {
+        for shard in 0..shards {
             if remaining == 0 {
                 break;
             }
             self.on(shard)
                 .redrive_all_shard(&mut remaining, rate_per_sec, &mut report, started)
                 .await?;
+        }
+        tracing::info!(
+            dlq = self.kind(),
+            redriven = report.redriven.len(),
+            malformed = report.malformed.len(),
+            "bulk redrive finished"
+        );
+        Ok(report)
+    }
+
+    /// [`Dlq::redrive_all`] with a limit over several shards: the `limit` oldest items by
+    /// `failed_at` across the shards (each shard's oldest read from its time index, then
+    /// merged), redriven by id, oldest first, at the same rate.
+    async fn redrive_oldest(
+        &self,
+        shards: u16,
+        limit: u64,
+        rate_per_sec: Option<NonZeroU32>,
+    ) -> Result<BulkRedrive> {
+        let last = isize::try_from(limit.saturating_sub(1)).unwrap_or(isize::MAX);
+        let mut oldest: Vec<(f64, u16, String)> = Vec::new();
+        let mut conn = self.pool.get();
+        for shard in 0..shards {
+            let rows: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg(self.keys.shard(shard).dlq_time())
+                .arg(0)
+                .arg(last)
+                .arg("WITHSCORES")
+                .query_async(&mut conn)
+                .await?;
+            oldest.extend(rows.into_iter().map(|(id, at)| (at, shard, id)));
+        }
+        oldest.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        oldest.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let batch_cap = rate_per_sec.map_or(REDRIVE_BATCH, |r| r.get().min(REDRIVE_BATCH));
+        let mut report = BulkRedrive::default();
+        let started = Instant::now();
+        for chunk in oldest.chunks(batch_cap as usize) {
+            let ids: Vec<&str> = chunk.iter().map(|(_, _, id)| id.as_str()).collect();
+            for result in self.redrive_many(&ids).await? {
+                match result {
+                    RedriveResult::Redriven(outcome) => report.redriven.push(outcome),
+                    RedriveResult::Malformed(m) => report.malformed.push(m),
+                    // Taken meanwhile (a concurrent retry or the daemon): nothing to do.
+                    RedriveResult::NotFound(_) => {}
+                }
+            }
+            if let Some(rate) = rate_per_sec {
+                let target =
+                    Duration::from_secs_f64(report.redriven.len() as f64 / f64::from(rate.get()));
+                if let Some(wait) = target.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
         }
         tracing::info!(
             dlq = self.kind(),
