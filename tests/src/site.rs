@@ -361,3 +361,32 @@ fn sitemaps(path: &str, port: u16) -> Option<Response> {
         _ => return None,
     })
 }
+
+/// Runs the scrape and extraction handlers over `services`' queues, in this task, until the
+/// crawl `job` ends; panics after 120 s.
+pub async fn crawl_to_end(
+    services: &pipeline_ops::Services,
+    scrape: &scrape_worker::ScrapeHandler,
+    extract: &extraction_worker::ExtractionHandler,
+    job: uuid::Uuid,
+) -> anyhow::Result<pipeline_store::crawl_status::CrawlProgress> {
+    use pipeline_ops::Family;
+    use pipeline_ops::worker::run_next;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let a = run_next(services.queue(Family::Scrape), scrape, 16).await?;
+        let b = run_next(services.queue(Family::Extraction), extract, 32).await?;
+        pipeline_store::progress::refresh(&services.db, job).await?;
+        let p = pipeline_store::crawl_status::progress(&services.db, job).await?;
+        if p.ended {
+            return Ok(p);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the crawl did not end in 120 s: {p:?}"
+        );
+        if a + b == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}

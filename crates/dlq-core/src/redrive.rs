@@ -196,12 +196,7 @@ impl Dlq {
                 .redrive_all_shard(&mut remaining, rate_per_sec, &mut report, started)
                 .await?;
         }
-        tracing::info!(
-            dlq = self.kind(),
-            redriven = report.redriven.len(),
-            malformed = report.malformed.len(),
-            "bulk redrive finished"
-        );
+        self.log_bulk(&report);
         Ok(report)
     }
 
@@ -233,29 +228,28 @@ impl Dlq {
         let mut report = BulkRedrive::default();
         let started = Instant::now();
         for chunk in oldest.chunks(batch_cap as usize) {
-            let ids: Vec<&str> = chunk.iter().map(|(_, _, id)| id.as_str()).collect();
-            for result in self.redrive_many(&ids).await? {
-                match result {
-                    RedriveResult::Redriven(outcome) => report.redriven.push(outcome),
-                    RedriveResult::Malformed(m) => report.malformed.push(m),
-                    // Taken meanwhile (a concurrent retry or the daemon): nothing to do.
-                    RedriveResult::NotFound(_) => {}
+            // Each id's shard is known: one script per shard of the chunk.
+            for shard in 0..shards {
+                let ids: Vec<&str> = chunk
+                    .iter()
+                    .filter(|(_, s, _)| *s == shard)
+                    .map(|(_, _, id)| id.as_str())
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                for row in self.on(shard).by_id("redrive", &ids).await? {
+                    match redrive_result(row)? {
+                        RedriveResult::Redriven(outcome) => report.redriven.push(outcome),
+                        RedriveResult::Malformed(m) => report.malformed.push(m),
+                        // Taken meanwhile (a concurrent retry or the daemon): nothing to do.
+                        RedriveResult::NotFound(_) => {}
+                    }
                 }
             }
-            if let Some(rate) = rate_per_sec {
-                let target =
-                    Duration::from_secs_f64(report.redriven.len() as f64 / f64::from(rate.get()));
-                if let Some(wait) = target.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
-            }
+            keep_rate(&report, rate_per_sec, started).await;
         }
-        tracing::info!(
-            dlq = self.kind(),
-            redriven = report.redriven.len(),
-            malformed = report.malformed.len(),
-            "bulk redrive finished"
-        );
+        self.log_bulk(&report);
         Ok(report)
     }
 
@@ -304,13 +298,7 @@ impl Dlq {
             if fetched < n {
                 break;
             }
-            if let Some(rate) = rate_per_sec {
-                let target =
-                    Duration::from_secs_f64(report.redriven.len() as f64 / f64::from(rate.get()));
-                if let Some(wait) = target.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
-            }
+            keep_rate(report, rate_per_sec, started).await;
         }
         Ok(())
     }
@@ -406,6 +394,27 @@ impl Dlq {
             actions.push(action);
         }
         Ok(actions)
+    }
+}
+
+impl Dlq {
+    fn log_bulk(&self, report: &BulkRedrive) {
+        tracing::info!(
+            dlq = self.kind(),
+            redriven = report.redriven.len(),
+            malformed = report.malformed.len(),
+            "bulk redrive finished"
+        );
+    }
+}
+
+/// Sleeps until `report.redriven` items since `started` are within `rate_per_sec`.
+async fn keep_rate(report: &BulkRedrive, rate_per_sec: Option<NonZeroU32>, started: Instant) {
+    if let Some(rate) = rate_per_sec {
+        let target = Duration::from_secs_f64(report.redriven.len() as f64 / f64::from(rate.get()));
+        if let Some(wait) = target.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 

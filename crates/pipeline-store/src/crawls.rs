@@ -19,6 +19,28 @@ use crate::jobs::{CreatedJob, JobSource, ProjectRef, ensure_project_in, refresh_
 use crate::status::JobStatus;
 use crate::{Result, StoreError, progress};
 
+/// A [`CrawlSettings`] from any query row that selects the `crawls` settings columns under
+/// their own names (each `query!` row is a type of its own, so a function cannot take them).
+macro_rules! crawl_settings {
+    ($row:expr) => {
+        $crate::crawls::CrawlSettings {
+            start_url: $row.start_url,
+            scope: $row.scope,
+            scope_prefix: $row.scope_prefix,
+            include_patterns: $row.include_patterns,
+            exclude_patterns: $row.exclude_patterns,
+            max_depth: $row.max_depth,
+            max_pages: $row.max_pages,
+            follow_nofollow: $row.follow_nofollow,
+            sitemaps: $row.sitemaps,
+            max_query_variants: $row.max_query_variants,
+            max_path_depth: $row.max_path_depth,
+            tracking_params: $row.tracking_params,
+        }
+    };
+}
+pub(crate) use crawl_settings;
+
 /// A crawl's settings as stored (validated by the caller).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CrawlSettings {
@@ -169,20 +191,7 @@ pub async fn crawls_of_source(pool: &PgPool, source_id: Uuid) -> Result<Vec<Page
             project_id: r.project_id,
             depth: r.depth,
             recrawl: r.recrawl,
-            settings: CrawlSettings {
-                start_url: r.start_url,
-                scope: r.scope,
-                scope_prefix: r.scope_prefix,
-                include_patterns: r.include_patterns,
-                exclude_patterns: r.exclude_patterns,
-                max_depth: r.max_depth,
-                max_pages: r.max_pages,
-                follow_nofollow: r.follow_nofollow,
-                sitemaps: r.sitemaps,
-                max_query_variants: r.max_query_variants,
-                max_path_depth: r.max_path_depth,
-                tracking_params: r.tracking_params,
-            },
+            settings: crawl_settings!(r),
         })
         .collect())
 }
@@ -213,20 +222,7 @@ pub async fn for_recrawl(pool: &PgPool, job_id: Uuid) -> Result<Ended> {
     Ok(Ended {
         project_id: r.project_id,
         status: r.status,
-        settings: CrawlSettings {
-            start_url: r.start_url,
-            scope: r.scope,
-            scope_prefix: r.scope_prefix,
-            include_patterns: r.include_patterns,
-            exclude_patterns: r.exclude_patterns,
-            max_depth: r.max_depth,
-            max_pages: r.max_pages,
-            follow_nofollow: r.follow_nofollow,
-            sitemaps: r.sitemaps,
-            max_query_variants: r.max_query_variants,
-            max_path_depth: r.max_path_depth,
-            tracking_params: r.tracking_params,
-        },
+        settings: crawl_settings!(r),
     })
 }
 

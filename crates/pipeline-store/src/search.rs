@@ -56,7 +56,8 @@ pub async fn vectors_since(
 /// Most matches of one full-text query that are ranked. Ranking reads every matched row's
 /// `tsvector`, so a broad query (a common word over 100k chunks) would cost a scan of most of
 /// the table; past this many matches the candidates are the first found, and the vector side
-/// of a hybrid search carries the meaning. Bounds a query's cost whatever it matches.
+/// of a hybrid search carries the meaning. This bounds the ranking (reading and scoring
+/// `tsvector`s); the GIN lookup itself still visits every match's index entry.
 pub const FULL_TEXT_CANDIDATES: i64 = 2000;
 
 /// The best `limit` chunks for `query` by full-text rank (`ts_rank_cd`), best first, in

@@ -171,16 +171,7 @@ async fn two_thousand_pages_through_scrape_extraction_dlq_and_redrive_on_a_clust
     assert!(spread.iter().all(|&n| n > 0), "a shard unused: {spread:?}");
     let pipeline = Pipeline::start(&w)?;
 
-    let count = |status: &'static str| {
-        let pool = w.db.pool.clone();
-        async move {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sources WHERE status = $1")
-                .bind(status)
-                .fetch_one(&pool)
-                .await?;
-            anyhow::Ok(n)
-        }
-    };
+    let count = |status: &'static str| sources_with(&w, status);
     eventually(
         Duration::from_secs(600),
         "every source extracted",
@@ -190,17 +181,7 @@ async fn two_thousand_pages_through_scrape_extraction_dlq_and_redrive_on_a_clust
     pipeline.stop().await?;
 
     assert_eq!(jobs::get(&w.db.pool, job).await?.status, "completed");
-    let sources: i64 = sqlx::query_scalar("SELECT count(*) FROM sources")
-        .fetch_one(&w.db.pool)
-        .await?;
-    assert_eq!(sources, PAGES as i64);
-    let (rows, distinct): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT (source_id, extraction_type, chunk_index)) FROM extractions",
-    )
-    .fetch_one(&w.db.pool)
-    .await?;
-    assert!(rows >= PAGES as i64);
-    assert_eq!(rows, distinct, "duplicated extraction rows");
+    assert_each_page_once(&w, PAGES).await?;
     // Each flaky page went through the DLQ and back exactly once.
     let dead = w.event_counts("dead_lettered").await?;
     let redriven = w.event_counts("redriven").await?;
@@ -216,6 +197,32 @@ async fn two_thousand_pages_through_scrape_extraction_dlq_and_redrive_on_a_clust
 }
 
 const SHARDS: u16 = 3;
+
+/// Sources of the world's database in `status`.
+async fn sources_with(w: &World, status: &str) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM sources WHERE status = $1")
+            .bind(status)
+            .fetch_one(&w.db.pool)
+            .await?,
+    )
+}
+
+/// Exactly `pages` sources, each extracted at least once and no chunk stored twice.
+async fn assert_each_page_once(w: &World, pages: usize) -> anyhow::Result<()> {
+    let sources: i64 = sqlx::query_scalar("SELECT count(*) FROM sources")
+        .fetch_one(&w.db.pool)
+        .await?;
+    assert_eq!(sources, pages as i64);
+    let (rows, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT (source_id, extraction_type, chunk_index)) FROM extractions",
+    )
+    .fetch_one(&w.db.pool)
+    .await?;
+    assert!(rows >= pages as i64);
+    assert_eq!(rows, distinct, "duplicated extraction rows");
+    Ok(())
+}
 
 /// Messages ready in each of `family`'s shards.
 async fn shard_spread(w: &World, family: Family) -> anyhow::Result<Vec<u64>> {
@@ -267,16 +274,7 @@ async fn lowering_the_shard_count_mid_run_loses_nothing() -> anyhow::Result<()> 
             .all(|&n| n > 0)
     );
     let old = Pipeline::start(&w)?;
-    let count = |status: &'static str| {
-        let pool = w.db.pool.clone();
-        async move {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sources WHERE status = $1")
-                .bind(status)
-                .fetch_one(&pool)
-                .await?;
-            anyhow::Ok(n)
-        }
-    };
+    let count = |status: &'static str| sources_with(&w, status);
     eventually(
         Duration::from_secs(300),
         "some sources extracted under three shards",
@@ -307,17 +305,7 @@ async fn lowering_the_shard_count_mid_run_loses_nothing() -> anyhow::Result<()> 
     new.stop().await?;
 
     assert_eq!(jobs::get(&w.db.pool, job).await?.status, "completed");
-    let sources: i64 = sqlx::query_scalar("SELECT count(*) FROM sources")
-        .fetch_one(&w.db.pool)
-        .await?;
-    assert_eq!(sources, RESHARD_PAGES as i64);
-    let (rows, distinct): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT (source_id, extraction_type, chunk_index)) FROM extractions",
-    )
-    .fetch_one(&w.db.pool)
-    .await?;
-    assert!(rows >= RESHARD_PAGES as i64);
-    assert_eq!(rows, distinct, "duplicated extraction rows");
+    assert_each_page_once(&w, RESHARD_PAGES).await?;
     let dead = w.event_counts("dead_lettered").await?;
     let redriven = w.event_counts("redriven").await?;
     assert_eq!(dead.len(), flaky, "sources dead-lettered");
@@ -358,16 +346,7 @@ async fn a_master_killed_mid_run_fails_over_and_every_source_is_extracted() -> a
         .collect();
     let (job, _) = w.submit(urls).await?;
     let pipeline = Pipeline::start(&w)?;
-    let count = |status: &'static str| {
-        let pool = w.db.pool.clone();
-        async move {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sources WHERE status = $1")
-                .bind(status)
-                .fetch_one(&pool)
-                .await?;
-            anyhow::Ok(n)
-        }
-    };
+    let count = |status: &'static str| sources_with(&w, status);
     eventually(
         Duration::from_secs(300),
         "some sources extracted",
@@ -412,17 +391,7 @@ async fn a_master_killed_mid_run_fails_over_and_every_source_is_extracted() -> a
     );
 
     assert_eq!(jobs::get(&w.db.pool, job).await?.status, "completed");
-    let sources: i64 = sqlx::query_scalar("SELECT count(*) FROM sources")
-        .fetch_one(&w.db.pool)
-        .await?;
-    assert_eq!(sources, FAILOVER_PAGES as i64);
-    let (rows, distinct): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT (source_id, extraction_type, chunk_index)) FROM extractions",
-    )
-    .fetch_one(&w.db.pool)
-    .await?;
-    assert!(rows >= FAILOVER_PAGES as i64);
-    assert_eq!(rows, distinct, "duplicated extraction rows");
+    assert_each_page_once(&w, FAILOVER_PAGES).await?;
     drop(w);
     drop(cluster);
     Ok(())

@@ -6,7 +6,7 @@
 //! fetches no page and no sitemap twice, and ends. The scrape and extraction
 //! workers run in process, step by step (`run_next`), against real Postgres and Redis.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration_tests::site::{SITEMAP_FILES, SITEMAP_ONLY_PAGES, Site};
 use integration_tests::{TestDb, TestRedis, settings_for};
@@ -64,23 +64,8 @@ impl Env {
 
     /// Runs both workers until the crawl's job ends; at most 120 s.
     async fn run_to_end(&self, job: Uuid) -> anyhow::Result<CrawlProgress> {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let a = run_next(self.services.queue(Family::Scrape), &self.scrape, 16).await?;
-            let b = run_next(self.services.queue(Family::Extraction), &self.extract, 32).await?;
-            pipeline_store::progress::refresh(&self.services.db, job).await?;
-            let p = crawl_status::progress(&self.services.db, job).await?;
-            if p.ended {
-                return Ok(p);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the crawl did not end in 120 s: {p:?}"
-            );
-            if a + b == 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+        integration_tests::site::crawl_to_end(&self.services, &self.scrape, &self.extract, job)
+            .await
     }
 
     /// The paths (with query) fetched, sorted: pages and sitemap files; robots.txt left out.

@@ -7,18 +7,15 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use integration_tests::{TestDb, TestRedis, settings_for};
-use pipeline_ops::Family;
 use pipeline_ops::Services;
 use pipeline_ops::crawl::{self, CrawlRequest};
-use pipeline_ops::worker::run_next;
-use pipeline_store::crawl_status::{self, CrawlProgress};
+use pipeline_store::crawl_status::CrawlProgress;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -226,23 +223,8 @@ impl Env {
     }
 
     async fn run_to_end(&self, job: Uuid) -> anyhow::Result<CrawlProgress> {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let a = run_next(self.services.queue(Family::Scrape), &self.scrape, 16).await?;
-            let b = run_next(self.services.queue(Family::Extraction), &self.extract, 32).await?;
-            pipeline_store::progress::refresh(&self.services.db, job).await?;
-            let p = crawl_status::progress(&self.services.db, job).await?;
-            if p.ended {
-                return Ok(p);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the crawl did not end in 120 s: {p:?}"
-            );
-            if a + b == 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+        integration_tests::site::crawl_to_end(&self.services, &self.scrape, &self.extract, job)
+            .await
     }
 
     async fn pages(&self, job: Uuid) -> anyhow::Result<Vec<String>> {
