@@ -178,11 +178,55 @@ impl Pace {
     }
 }
 
-/// What the runner's tasks share: the gathered acks and the handler's pace.
+/// What the runner's tasks share: the gathered acks, the handler's pace and the family's
+/// metric handles.
 #[derive(Clone, Debug)]
 struct Shared {
     acker: Acker,
     pace: Arc<Pace>,
+    meters: Arc<Meters>,
+}
+
+/// A family's per-delivery metrics, registered once per runner: a handle costs an atomic
+/// update, where the macros build the labels and look the series up on every call.
+#[derive(Debug)]
+struct Meters {
+    in_flight: metrics::Gauge,
+    duration: metrics::Histogram,
+    /// `pipeline_messages_total` by outcome, in the order of [`OUTCOMES`].
+    outcomes: Vec<metrics::Counter>,
+}
+
+/// Every outcome a delivery can have.
+const OUTCOMES: [&str; 6] = [
+    "succeeded",
+    "lease_lost",
+    "ack_failed",
+    "retry_scheduled",
+    "dead_lettered",
+    "settle_failed",
+];
+
+impl Meters {
+    fn new(family: &str) -> Self {
+        let family = family.to_owned();
+        Self {
+            in_flight: metrics::gauge!("pipeline_in_flight", "family" => family.clone()),
+            duration: metrics::histogram!("pipeline_message_duration_seconds", "family" => family.clone()),
+            outcomes: OUTCOMES
+                .iter()
+                .map(|&o| metrics::counter!("pipeline_messages_total", "family" => family.clone(), "outcome" => o))
+                .collect(),
+        }
+    }
+
+    fn count(&self, family: &str, outcome: &'static str) {
+        match OUTCOMES.iter().position(|o| *o == outcome) {
+            Some(i) => self.outcomes[i].increment(1),
+            None => metrics::counter!("pipeline_messages_total", "family" => family.to_owned(), "outcome" => outcome)
+                .increment(1),
+        }
+    }
 }
 
 /// [`process`], acking through the runner's gathered acks when `acker` is given, and
@@ -196,16 +240,24 @@ async fn process_with<H: Handler>(
     permit: Option<OwnedSemaphorePermit>,
 ) {
     let acker = shared.map(|s| &s.acker);
-    let family = queue.family().to_owned();
+    let own_meters;
+    let meters = match shared {
+        Some(s) => s.meters.as_ref(),
+        None => {
+            own_meters = Meters::new(queue.family());
+            &own_meters
+        }
+    };
+    let family = queue.family();
     let started = Instant::now();
     // Held until settled, so an exit that cuts the drain short can name what it hands back.
-    let _held = pipeline_core::shutdown::held::hold(&family, &delivery.id);
-    let _busy = crate::activity::in_flight(&family);
-    metrics::gauge!("pipeline_in_flight", "family" => family.clone()).increment(1.0);
+    let _held = pipeline_core::shutdown::held::hold(family, &delivery.id);
+    let _busy = crate::activity::in_flight(family);
+    meters.in_flight.increment(1.0);
     let decoded = delivery.parse::<H::Message>();
     let span = tracing::info_span!(
         "message",
-        family = family.as_str(),
+        family,
         message_id = delivery.id.as_str(),
         source_id = tracing::field::Empty,
         job_id = tracing::field::Empty,
@@ -261,12 +313,10 @@ async fn process_with<H: Handler>(
     }
     .instrument(span)
     .await;
-    metrics::gauge!("pipeline_in_flight", "family" => family.clone()).decrement(1.0);
-    metrics::counter!("pipeline_messages_total", "family" => family.clone(), "outcome" => outcome)
-        .increment(1);
-    crate::activity::record(&family, outcome);
-    metrics::histogram!("pipeline_message_duration_seconds", "family" => family)
-        .record(started.elapsed().as_secs_f64());
+    meters.in_flight.decrement(1.0);
+    meters.count(family, outcome);
+    crate::activity::record(family, outcome);
+    meters.duration.record(started.elapsed().as_secs_f64());
 }
 
 /// Acks a handled delivery, after giving back its slot.
@@ -290,21 +340,16 @@ async fn handle_caught<H: Handler>(
     msg: H::Message,
     queue: &WorkQueue,
 ) -> Result<(), Failure> {
-    let keeper = queue.keep_alive(delivery);
-    let result = AssertUnwindSafe(handler.handle(delivery, msg))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!(panic = %what, "handler panicked");
-            Err(Failure::transient(format!("worker panicked: {what}")))
-        });
-    drop(keeper);
-    result
+    let work = AssertUnwindSafe(handler.handle(delivery, msg)).catch_unwind();
+    queue.leased(delivery, work).await.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        tracing::error!(panic = %what, "handler panicked");
+        Err(Failure::transient(format!("worker panicked: {what}")))
+    })
 }
 
 async fn settle_failure<H: Handler>(
@@ -567,6 +612,7 @@ pub async fn run<H: Handler>(
     let shared = Shared {
         acker,
         pace: Arc::default(),
+        meters: Arc::new(Meters::new(queue.family())),
     };
     tracing::info!(
         family = queue.family(),

@@ -69,4 +69,17 @@ impl WorkQueue {
         });
         LeaseKeeper { task, lost }
     }
+
+    /// Runs `work` with `delivery`'s lease kept alive: work that is done at its first poll
+    /// (nothing to wait for) needs no renewal and starts none; otherwise a [`LeaseKeeper`]
+    /// renews the lease from its own task until the work ends, so work that blocks its
+    /// thread for a while still keeps its lease.
+    pub async fn leased<F: std::future::Future>(&self, delivery: &Delivery, work: F) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        if let std::task::Poll::Ready(out) = futures::poll!(work.as_mut()) {
+            return out;
+        }
+        let _keeper = self.keep_alive(delivery);
+        work.await
+    }
 }
