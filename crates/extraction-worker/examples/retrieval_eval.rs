@@ -27,6 +27,7 @@ use pipeline_ops::messages::SourceMessage;
 use pipeline_ops::{Family, Services};
 use pipeline_search::{Mode, Searcher};
 use pipeline_store::jobs::{self, NewScrapeJob, ProjectRef};
+use secrecy::ExposeSecret;
 use sqlx::{Connection, Executor, PgConnection};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -64,8 +65,11 @@ async fn main() -> anyhow::Result<()> {
         .context("admin URL without a database")?;
     let mut settings = Settings::load()?;
     settings.database.url = format!("{base}/{name}").into();
-    settings.redis.key_prefix = format!("eval:{}:", Uuid::new_v4().simple());
+    let prefix = format!("eval:{}:", Uuid::new_v4().simple());
+    settings.redis.key_prefix = prefix.clone();
+    let redis_url = settings.redis.url.expose_secret().to_owned();
     let result = eval(settings, &bodies, no_model).await;
+    delete_prefix(&redis_url, &prefix).await?;
     conn.execute(sqlx::AssertSqlSafe(format!(
         r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
     )))
@@ -236,5 +240,22 @@ async fn eval(settings: Settings, bodies: &[String], no_model: bool) -> anyhow::
         "hybrid, model vectors",
     )
     .await?;
+    Ok(())
+}
+
+/// Deletes every Redis key under `prefix` (the run's queue keys and counters).
+async fn delete_prefix(redis_url: &str, prefix: &str) -> anyhow::Result<()> {
+    let client = redis::Client::open(redis_url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await?;
+    if !keys.is_empty() {
+        redis::cmd("DEL")
+            .arg(&keys)
+            .query_async::<()>(&mut conn)
+            .await?;
+    }
     Ok(())
 }
