@@ -1,11 +1,12 @@
-//! Crawl jobs: start one, follow its progress, cancel it, and read a page's discovery path.
+//! Crawl jobs: start one, follow its progress, cancel it, repeat it (now or on a schedule),
+//! and read a page's discovery path.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use pipeline_ops::crawl::{self, CrawlRequest};
 use pipeline_ops::submit::SubmitError;
-use pipeline_store::crawl_status;
+use pipeline_store::{crawl_schedules, crawl_status};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -486,5 +487,127 @@ mod tests {
         let pattern =
             &doc["components"]["schemas"]["CrawlRequestBody"]["properties"]["url"]["pattern"];
         assert_eq!(pattern, pipeline_ops::crawl::START_URL_PATTERN);
+    }
+}
+
+/// A whole number (`3600` or `3600.0`) as a `u32`, required.
+fn required_whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    use serde::de::Error;
+    whole_number(d)?.ok_or_else(|| D::Error::custom("a whole number is required"))
+}
+
+/// How often to repeat a crawl.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequestBody {
+    /// Seconds between runs: at least 60, at most 31,536,000 (365 days). A run starts when
+    /// its time has come and the previous run has ended.
+    #[schema(minimum = 60, maximum = 31536000)]
+    #[serde(deserialize_with = "required_whole_number")]
+    pub every_secs: u32,
+}
+
+/// A crawl's recrawl schedule.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CrawlSchedule {
+    /// The crawl the schedule is set on.
+    pub crawl_job_id: Uuid,
+    /// Seconds between runs.
+    pub every_secs: i32,
+    /// When the next run is due (it starts then, or when the previous run ends if later).
+    pub next_run_at: chrono::DateTime<chrono::Utc>,
+    /// The latest run (the crawl itself until the first recrawl); the next run repeats it.
+    pub last_job_id: Uuid,
+    /// Runs the schedule started.
+    pub runs: i64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<crawl_schedules::Schedule> for CrawlSchedule {
+    fn from(s: crawl_schedules::Schedule) -> Self {
+        Self {
+            crawl_job_id: s.crawl_job_id,
+            every_secs: s.every_secs,
+            next_run_at: s.next_run_at,
+            last_job_id: s.last_job_id,
+            runs: s.runs,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// Repeats a crawl every `every_secs` seconds (a recrawl each time, as
+/// `POST /api/v1/crawl/{id}/recrawl` starts one), kept in Postgres and started by the requeue
+/// daemon. Setting it again replaces the interval; the first run is `every_secs` from now.
+#[utoipa::path(
+    put, path = "/api/v1/crawl/{id}/schedule", tag = "crawl",
+    params(("id" = Uuid, Path, description = "The crawl's job id")),
+    request_body = ScheduleRequestBody,
+    responses(
+        (status = 200, description = "The schedule as set", body = CrawlSchedule),
+        (status = 404, description = "No such crawl", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID, or every_secs is outside 60..=31536000", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn set_schedule(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<ScheduleRequestBody>,
+) -> Result<Json<CrawlSchedule>, ApiError> {
+    let range = crawl_schedules::MIN_EVERY_SECS..=crawl_schedules::MAX_EVERY_SECS;
+    if !range.contains(&body.every_secs) {
+        return Err(ApiError::unprocessable(format!(
+            "every_secs: {} is outside {}..={}",
+            body.every_secs,
+            range.start(),
+            range.end()
+        )));
+    }
+    let s = crawl_schedules::set(&state.services.db, id, body.every_secs).await?;
+    Ok(Json(s.into()))
+}
+
+/// A crawl's recrawl schedule.
+#[utoipa::path(
+    get, path = "/api/v1/crawl/{id}/schedule", tag = "crawl",
+    params(("id" = Uuid, Path, description = "The crawl's job id")),
+    responses(
+        (status = 200, description = "The schedule", body = CrawlSchedule),
+        (status = 404, description = "The crawl has no schedule", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn show_schedule(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<CrawlSchedule>, ApiError> {
+    match crawl_schedules::get(&state.services.db, id).await? {
+        Some(s) => Ok(Json(s.into())),
+        None => Err(ApiError::not_found(format!("crawl {id} has no schedule"))),
+    }
+}
+
+/// Removes a crawl's recrawl schedule and returns it; a run already started goes on.
+#[utoipa::path(
+    delete, path = "/api/v1/crawl/{id}/schedule", tag = "crawl",
+    params(("id" = Uuid, Path, description = "The crawl's job id")),
+    responses(
+        (status = 200, description = "The removed schedule", body = CrawlSchedule),
+        (status = 404, description = "The crawl has no schedule", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete_schedule(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<CrawlSchedule>, ApiError> {
+    match crawl_schedules::delete(&state.services.db, id).await? {
+        Some(s) => Ok(Json(s.into())),
+        None => Err(ApiError::not_found(format!("crawl {id} has no schedule"))),
     }
 }

@@ -116,6 +116,11 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(crawl::show))
         .routes(routes!(crawl::cancel))
         .routes(routes!(crawl::recrawl))
+        .routes(routes!(
+            crawl::set_schedule,
+            crawl::show_schedule,
+            crawl::delete_schedule
+        ))
         .routes(routes!(crawl::path))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::show))

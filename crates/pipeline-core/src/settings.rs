@@ -70,6 +70,7 @@ pub struct Settings {
     pub queue: QueueSettings,
     pub dlq: DlqSettings,
     pub scrape: ScrapeSettings,
+    pub crawl: CrawlingSettings,
     pub extraction: ExtractionSettings,
     pub embedding: EmbeddingSettings,
     pub requeue: RequeueSettings,
@@ -189,6 +190,22 @@ pub struct ScrapeSettings {
     pub per_host_min_delay_ms: u64,
     pub per_host_max_concurrency: u32,
     pub allow_private_hosts: Vec<String>,
+}
+
+/// `[crawl]`: bounds of a crawl's sitemap reading (the scrape worker) and the pace of
+/// scheduled recrawls (the requeue daemon). A crawl's own rules (scope, depth, caps) come
+/// with each crawl request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct CrawlingSettings {
+    pub sitemap_max_files: usize,
+    pub sitemap_max_index_depth: u32,
+    pub sitemap_max_file_bytes: u64,
+    pub sitemap_max_unzipped_bytes: u64,
+    pub sitemap_max_urls: usize,
+    pub sitemap_budget_secs: u64,
+    pub schedule_check_secs: u64,
 }
 
 /// `[extraction]`
@@ -436,6 +453,21 @@ impl Settings {
             ("queue.max_attempts", self.queue.max_attempts.into()),
             ("scrape.concurrency", self.scrape.concurrency as u64),
             ("scrape.max_body_bytes", self.scrape.max_body_bytes),
+            (
+                "crawl.sitemap_max_files",
+                self.crawl.sitemap_max_files as u64,
+            ),
+            (
+                "crawl.sitemap_max_file_bytes",
+                self.crawl.sitemap_max_file_bytes,
+            ),
+            (
+                "crawl.sitemap_max_unzipped_bytes",
+                self.crawl.sitemap_max_unzipped_bytes,
+            ),
+            ("crawl.sitemap_max_urls", self.crawl.sitemap_max_urls as u64),
+            ("crawl.sitemap_budget_secs", self.crawl.sitemap_budget_secs),
+            ("crawl.schedule_check_secs", self.crawl.schedule_check_secs),
             ("extraction.concurrency", self.extraction.concurrency as u64),
             (
                 "extraction.chunk_max_chars",

@@ -75,14 +75,25 @@ pub struct NewCrawl<'a> {
 /// 0), in one transaction. The caller enqueues the start page; if it crashes first, the
 /// reconciler finds the `queued` source.
 pub async fn create(pool: &PgPool, new: &NewCrawl<'_>) -> Result<CreatedJob> {
-    let s = new.settings;
     let mut tx = pool.begin().await?;
+    let created = create_in(&mut tx, new).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// [`create`] inside the caller's transaction (a scheduled recrawl advances its schedule in
+/// the same one).
+pub async fn create_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    new: &NewCrawl<'_>,
+) -> Result<CreatedJob> {
+    let s = new.settings;
     let project_id = match new.project {
         ProjectRef::Id(id) => sqlx::query_scalar!("SELECT id FROM projects WHERE id = $1", id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("project {id}")))?,
-        ProjectRef::Name(name) => ensure_project_in(&mut tx, name).await?,
+        ProjectRef::Name(name) => ensure_project_in(tx, name).await?,
     };
     let job_id = Uuid::now_v7();
     let payload = serde_json::to_value(s).expect("crawl settings serialise");
@@ -94,7 +105,7 @@ pub async fn create(pool: &PgPool, new: &NewCrawl<'_>) -> Result<CreatedJob> {
         JobStatus::Queued.as_str(),
         &payload,
     )
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     sqlx::query!(
         "INSERT INTO crawls (job_id, project_id, start_url, scope, scope_prefix,
@@ -118,7 +129,7 @@ pub async fn create(pool: &PgPool, new: &NewCrawl<'_>) -> Result<CreatedJob> {
         &s.tracking_params,
         new.recrawl_of,
     )
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     let start = Candidate {
         url: s.start_url.clone(),
@@ -127,17 +138,8 @@ pub async fn create(pool: &PgPool, new: &NewCrawl<'_>) -> Result<CreatedJob> {
         via: "start".into(),
         sitemap: None,
     };
-    let mut pages = insert_pages(
-        &mut tx,
-        job_id,
-        project_id,
-        new.source_group,
-        None,
-        &[start],
-    )
-    .await?;
-    refresh_in(&mut tx, job_id).await?;
-    tx.commit().await?;
+    let mut pages = insert_pages(tx, job_id, project_id, new.source_group, None, &[start]).await?;
+    refresh_in(tx, job_id).await?;
     let start = pages
         .pop()
         .ok_or_else(|| StoreError::NotFound("start page".into()))?;
@@ -207,7 +209,7 @@ pub struct Ended {
 }
 
 /// The crawl `job_id` with its settings and its job's status, for a recrawl.
-pub async fn for_recrawl(pool: &PgPool, job_id: Uuid) -> Result<Ended> {
+pub async fn for_recrawl(db: impl sqlx::PgExecutor<'_>, job_id: Uuid) -> Result<Ended> {
     let r = sqlx::query!(
         "SELECT c.project_id, j.status, c.start_url, c.scope, c.scope_prefix,
                 c.include_patterns, c.exclude_patterns, c.max_depth, c.max_pages,
@@ -216,7 +218,7 @@ pub async fn for_recrawl(pool: &PgPool, job_id: Uuid) -> Result<Ended> {
            FROM crawls c JOIN jobs j ON j.id = c.job_id WHERE c.job_id = $1",
         job_id,
     )
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?
     .ok_or_else(|| StoreError::NotFound(format!("crawl {job_id}")))?;
     Ok(Ended {

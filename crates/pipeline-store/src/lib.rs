@@ -11,6 +11,7 @@
 
 pub mod batch;
 pub mod console;
+pub mod crawl_schedules;
 pub mod crawl_status;
 pub mod crawls;
 pub mod events;

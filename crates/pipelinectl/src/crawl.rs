@@ -8,6 +8,7 @@ use pipeline_ops::Services;
 use pipeline_ops::crawl::rules::ScopeKind;
 use pipeline_ops::crawl::{self, CrawlRequest};
 use pipeline_ops::submit::SubmitError;
+use pipeline_store::crawl_schedules;
 use pipeline_store::crawl_status::{self, CrawlProgress};
 use uuid::Uuid;
 
@@ -213,6 +214,80 @@ pub async fn recrawl(
     Ok(())
 }
 
+/// `crawl-schedule JOB [--every INTERVAL | --off]`.
+pub async fn schedule(
+    services: &Services,
+    raw: &str,
+    every: Option<&str>,
+    off: bool,
+    as_json: bool,
+) -> CmdResult {
+    let id = job_id(raw)?;
+    let db = &services.db;
+    let (schedule, verb) = if let Some(every) = every {
+        let secs = interval_secs(every).map_err(Failure::usage)?;
+        let s = crawl_schedules::set(db, id, secs)
+            .await
+            .map_err(not_found)?;
+        (s, "set")
+    } else if off {
+        match crawl_schedules::delete(db, id).await? {
+            Some(s) => (s, "removed"),
+            None => return Err(Failure::not_found(format!("crawl {id} has no schedule"))),
+        }
+    } else {
+        match crawl_schedules::get(db, id).await? {
+            Some(s) => (s, "is"),
+            None => return Err(Failure::not_found(format!("crawl {id} has no schedule"))),
+        }
+    };
+    if as_json {
+        return print_json(&schedule);
+    }
+    println!(
+        "schedule of crawl {id} {verb}: every {} s, next run due {}, {} run(s) so far, latest {}",
+        schedule.every_secs,
+        crate::output::time(&schedule.next_run_at),
+        schedule.runs,
+        schedule.last_job_id
+    );
+    Ok(())
+}
+
+/// An interval: whole seconds, or a whole number with `s`, `m`, `h` or `d`, within the
+/// schedule's bounds.
+fn interval_secs(raw: &str) -> Result<u32, String> {
+    let raw = raw.trim();
+    let (digits, unit) = match raw.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&raw[..i], c.to_ascii_lowercase()),
+        _ => (raw, 's'),
+    };
+    let scale: u64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        other => {
+            return Err(format!(
+                "--every {raw}: unknown unit `{other}` (use s, m, h or d)"
+            ));
+        }
+    };
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("--every {raw}: expected a whole number with s, m, h or d, such as 90m or 1d")
+    })?;
+    let (min, max) = (
+        crawl_schedules::MIN_EVERY_SECS,
+        crawl_schedules::MAX_EVERY_SECS,
+    );
+    match n.checked_mul(scale).and_then(|s| u32::try_from(s).ok()) {
+        Some(s) if (min..=max).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "--every {raw}: the interval must be from {min} s to {max} s (365 days)"
+        )),
+    }
+}
+
 /// `crawl-cancel JOB`.
 pub async fn cancel(services: &Services, raw: &str, as_json: bool) -> CmdResult {
     let id = job_id(raw)?;
@@ -230,5 +305,22 @@ fn not_found(e: pipeline_store::StoreError) -> Failure {
     match e {
         pipeline_store::StoreError::NotFound(what) => Failure::not_found(format!("no {what}")),
         other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interval_secs;
+
+    #[test]
+    fn intervals() {
+        assert_eq!(interval_secs("3600"), Ok(3600));
+        assert_eq!(interval_secs("90m"), Ok(5400));
+        assert_eq!(interval_secs("12H"), Ok(43_200));
+        assert_eq!(interval_secs("1d"), Ok(86_400));
+        assert_eq!(interval_secs("365d"), Ok(31_536_000));
+        for bad in ["59", "366d", "", "d", "1.5h", "-1h", "1w", "99999999999d"] {
+            assert!(interval_secs(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }

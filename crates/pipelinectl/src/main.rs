@@ -62,6 +62,19 @@ enum Command {
         #[arg(long, value_name = "SECS")]
         wait: Option<u64>,
     },
+    /// Repeats a crawl on a schedule kept in Postgres (the requeue daemon starts each run once
+    /// it is due and the previous run has ended). Without an option, shows the schedule.
+    CrawlSchedule {
+        /// The crawl's job id.
+        job: String,
+        /// Set the interval: seconds, or a number with s, m, h or d (`90m`, `1d`); 60 s to
+        /// 365 d. The first run is one interval from now.
+        #[arg(long, value_name = "INTERVAL", conflicts_with = "off")]
+        every: Option<String>,
+        /// Remove the schedule (a run already started goes on).
+        #[arg(long)]
+        off: bool,
+    },
     /// Cancels a crawl: no more links followed, its waiting pages discarded.
     CrawlCancel {
         /// The crawl's job id.
@@ -151,6 +164,9 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
         Command::CrawlStatus { job } => crawl::status(&services, &job, cli.json).await,
         Command::CrawlCancel { job } => crawl::cancel(&services, &job, cli.json).await,
         Command::Recrawl { job, wait } => crawl::recrawl(&services, &job, wait, cli.json).await,
+        Command::CrawlSchedule { job, every, off } => {
+            crawl::schedule(&services, &job, every.as_deref(), off, cli.json).await
+        }
         Command::Jobs(cmd) => jobs::run(&services, cmd, cli.json).await,
         Command::Projects { limit, offset } => {
             jobs::projects(&services, limit, offset, cli.json).await

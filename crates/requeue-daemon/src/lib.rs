@@ -9,6 +9,7 @@
 //!   again, so Redis losing its data loses no work.
 //! - [`partitions`]: the event trail's monthly partitions, created ahead and dropped past
 //!   the `[events]` retention.
+//! - [`schedules`]: scheduled recrawls started when due (`crawl_schedules`).
 //! - [`run`]: these loops plus the DLQ gauges, until cancelled.
 //!
 //! Any number of replicas may run at once: each batch is one Redis script, so no item is
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod partitions;
 pub mod reconcile;
 pub mod redrive;
+pub mod schedules;
 
 use std::time::Duration;
 
@@ -39,8 +41,9 @@ pub use redrive::{Redriver, SweepReport};
 /// How often the DLQ size gauges are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Runs the redrive loop, the reconciler, partition maintenance and the gauges until `cancel` fires, then waits for
-/// them to finish their current batch for at most `drain` (a batch is atomic in Redis, so
+/// Runs the redrive loop, the reconciler, partition maintenance, scheduled recrawls and the
+/// gauges until `cancel` fires, then waits for them to finish their current batch for at
+/// most `drain` (a batch is atomic in Redis, and a schedule's run is one transaction, so
 /// stopping between batches loses nothing). Returns whether they drained in time.
 pub async fn run(
     services: &Services,
@@ -60,6 +63,7 @@ pub async fn run(
         services.settings.events.clone(),
         cancel.clone(),
     ));
+    tracker.spawn(schedules::run(services.clone(), cancel.clone()));
     tracker.spawn(metrics::run_gauges(
         services.clone(),
         GAUGE_INTERVAL,

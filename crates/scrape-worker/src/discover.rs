@@ -104,6 +104,7 @@ pub async fn sitemap_pages(
     rules: &Rules,
     site: &Url,
     max_pages: usize,
+    limits: &SitemapLimits,
     seen: &mut std::collections::HashSet<String>,
 ) -> (Vec<Candidate>, Vec<Skip>) {
     let (mut accept, mut skip) = (Vec::new(), Vec::new());
@@ -112,7 +113,7 @@ pub async fn sitemap_pages(
         return (accept, skip);
     }
     let mut unusable = 0usize;
-    let report = read_sitemaps(fetcher, site, &SitemapLimits::default(), |loc, sitemap| {
+    let report = read_sitemaps(fetcher, site, limits, |loc, sitemap| {
         let Some(url) = rules.normalise(sitemap, loc) else {
             unusable += 1;
             return true;
@@ -226,7 +227,9 @@ async fn discover_in(
             candidates.iter().map(|c| c.url.clone()).collect();
         seen.insert(page_url.to_string());
         let max_pages = usize::try_from(pc.settings.max_pages).unwrap_or(0);
-        let (more, refused) = sitemap_pages(fetcher, &rules, &page_url, max_pages, &mut seen).await;
+        let limits = SitemapLimits::from_settings(&services.settings.crawl);
+        let (more, refused) =
+            sitemap_pages(fetcher, &rules, &page_url, max_pages, &limits, &mut seen).await;
         candidates.extend(more);
         skips.extend(refused);
     }

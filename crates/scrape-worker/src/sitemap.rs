@@ -22,7 +22,8 @@ use url::Url;
 
 use crate::fetch::Fetcher;
 
-/// Bounds of one reading of a site's sitemaps.
+/// Bounds of one reading of a site's sitemaps (`[crawl]` `sitemap_*` settings; the defaults
+/// are the shipped configuration's).
 #[derive(Debug, Clone)]
 pub struct SitemapLimits {
     /// Sitemap files fetched at most, indexes included.
@@ -51,6 +52,20 @@ impl Default for SitemapLimits {
             max_xml_bytes: 10 * 1024 * 1024,
             max_locs: 50_000,
             budget: Duration::from_secs(120),
+        }
+    }
+}
+
+impl SitemapLimits {
+    /// The bounds of the `[crawl]` settings.
+    pub fn from_settings(c: &pipeline_core::settings::CrawlingSettings) -> Self {
+        Self {
+            max_files: c.sitemap_max_files,
+            max_index_depth: c.sitemap_max_index_depth,
+            max_fetch_bytes: c.sitemap_max_file_bytes,
+            max_xml_bytes: c.sitemap_max_unzipped_bytes,
+            max_locs: c.sitemap_max_urls,
+            budget: Duration::from_secs(c.sitemap_budget_secs),
         }
     }
 }

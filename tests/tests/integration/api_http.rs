@@ -104,6 +104,9 @@ async fn openapi_lists_every_route() -> anyhow::Result<()> {
         ("get", "/api/v1/jobs"),
         ("get", "/api/v1/jobs/{id}"),
         ("get", "/api/v1/sources/{id}/events"),
+        ("put", "/api/v1/crawl/{id}/schedule"),
+        ("get", "/api/v1/crawl/{id}/schedule"),
+        ("delete", "/api/v1/crawl/{id}/schedule"),
     ] {
         let op = &paths
             .get(path)

@@ -143,3 +143,68 @@ async fn bad_crawl_bodies_are_422_with_a_reason() -> anyhow::Result<()> {
     assert_eq!(jobs, 0, "no bad request left a job behind");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_crawl_schedule_is_set_shown_and_removed() -> anyhow::Result<()> {
+    let env = ApiEnv::start(|_| {}).await?;
+    let (status, body) = json_of(
+        env.req(Method::POST, "/api/v1/crawl")
+            .json(&json!({"url": "https://docs.example.com/"}))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, 202, "{body}");
+    let job = body["job_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/crawl/{job}/schedule");
+    let put = |b: serde_json::Value| {
+        let req = env.req(Method::PUT, &path).json(&b);
+        async move { json_of(req.send().await?).await }
+    };
+
+    let (status, body) = env.get(&path).await?;
+    assert_eq!(status, 404, "no schedule yet: {body}");
+    for (bad, why) in [
+        (json!({"every_secs": 59}), "every_secs"),
+        (json!({"every_secs": 31_536_001}), "every_secs"),
+        (json!({"every_secs": 1.5}), "whole number"),
+        (json!({"every_secs": "1d"}), "invalid type"),
+        (json!({}), "every_secs"),
+        (json!({"every_secs": 3600, "at": "noon"}), "unknown field"),
+    ] {
+        let (status, body) = put(bad.clone()).await?;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert!(body.to_string().contains(why), "{bad}: {body}");
+    }
+    let (status, body) = put(json!({"every_secs": 86_400.0})).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["every_secs"], 86_400);
+    assert_eq!(body["last_job_id"], job.as_str());
+    assert_eq!(body["runs"], 0);
+    let (status, shown) = env.get(&path).await?;
+    assert_eq!((status, &shown), (200, &body));
+
+    let (status, body) = put(json!({"every_secs": 3600})).await?;
+    assert_eq!((status, body["every_secs"].clone()), (200, json!(3600)));
+
+    let (status, removed) = json_of(env.req(Method::DELETE, &path).send().await?).await?;
+    assert_eq!((status, removed["every_secs"].clone()), (200, json!(3600)));
+    let (status, _) = json_of(env.req(Method::DELETE, &path).send().await?).await?;
+    assert_eq!(status, 404);
+    let (status, _) = env.get(&path).await?;
+    assert_eq!(status, 404);
+
+    // No such crawl; not a UUID.
+    let other = format!("/api/v1/crawl/{}/schedule", uuid::Uuid::now_v7());
+    let (status, body) = json_of(
+        env.req(Method::PUT, &other)
+            .json(&json!({"every_secs": 3600}))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = env.get("/api/v1/crawl/nope/schedule").await?;
+    assert_eq!(status, 422);
+    Ok(())
+}

@@ -27,6 +27,13 @@ struct Env {
 }
 
 async fn env(pages: usize) -> anyhow::Result<Env> {
+    env_with(pages, |_| {}).await
+}
+
+async fn env_with(
+    pages: usize,
+    tweak: impl FnOnce(&mut pipeline_core::Settings),
+) -> anyhow::Result<Env> {
     pipeline_core::install_crypto_provider();
     let db = TestDb::migrated().await?;
     let redis = TestRedis::new()?;
@@ -36,6 +43,7 @@ async fn env(pages: usize) -> anyhow::Result<Env> {
     settings.scrape.per_host_max_concurrency = 16;
     settings.queue.max_attempts = 2;
     settings.queue.backoff_base_ms = 50;
+    tweak(&mut settings);
     let services = Services::with_pools(settings, db.pool.clone(), redis.pool.clone())?;
     let scrape = scrape_worker::handler_for(&services)?;
     let batcher = extraction_worker::batcher_from_settings(&services.settings)?;
@@ -251,6 +259,21 @@ async fn a_crawl_without_sitemaps_reads_none() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn the_sitemap_bounds_come_from_the_settings() -> anyhow::Result<()> {
+    // One file: robots.txt's sitemap index is read, the files it lists are not.
+    let env = env_with(100, |s| s.crawl.sitemap_max_files = 1).await?;
+    let job = env.crawl(|_| {}).await?;
+    env.run_to_end(job).await?;
+    let sitemaps: Vec<String> = env
+        .fetched_once()
+        .into_iter()
+        .filter(|f| SITEMAP_FILES.contains(&f.as_str()))
+        .collect();
+    assert_eq!(sitemaps, ["/sitemap_index.xml"]);
+    Ok(())
+}
+
+#[tokio::test]
 async fn the_depth_cap_stops_the_crawl_at_its_depth() -> anyhow::Result<()> {
     let env = env(500).await?;
     let job = env.crawl(|r| r.max_depth = Some(2)).await?;
@@ -456,5 +479,107 @@ async fn a_recrawl_after_changing_10_pages_re_extracts_those_10() -> anyhow::Res
             .fetch_one(&env.services.db)
             .await?;
     assert_eq!(recrawl_of, Some(first));
+    Ok(())
+}
+
+/// Makes the schedule of `crawl` due now.
+async fn make_due(env: &Env, crawl: Uuid) -> anyhow::Result<()> {
+    sqlx::query("UPDATE crawl_schedules SET next_run_at = now() - interval '1 second' WHERE crawl_job_id = $1")
+        .bind(crawl)
+        .execute(&env.services.db)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_scheduled_recrawl_starts_once_when_due_and_never_overlaps() -> anyhow::Result<()> {
+    use pipeline_store::crawl_schedules;
+    let env = env(20).await?;
+    let first = env.crawl(|r| r.sitemaps = Some(false)).await?;
+
+    // A schedule on a running crawl: nothing is due for an hour.
+    let s = crawl_schedules::set(&env.services.db, first, 3600).await?;
+    assert_eq!((s.every_secs, s.last_job_id, s.runs), (3600, first, 0));
+    assert!(s.next_run_at > chrono::Utc::now() + chrono::Duration::seconds(3590));
+    assert!(requeue_daemon::schedules::start_due(&env.services).await? == 0);
+    // Due, but the crawl it repeats has not ended: still nothing.
+    make_due(&env, first).await?;
+    assert_eq!(
+        requeue_daemon::schedules::start_due(&env.services).await?,
+        0
+    );
+    let p = env.run_to_end(first).await?;
+
+    // Due and ended: two daemons checking at once start one run between them.
+    let (a, b) = tokio::join!(
+        requeue_daemon::schedules::start_due(&env.services),
+        requeue_daemon::schedules::start_due(&env.services)
+    );
+    assert_eq!(a? + b?, 1, "one run for one due schedule");
+    let s = crawl_schedules::get(&env.services.db, first)
+        .await?
+        .expect("the schedule");
+    assert_eq!(s.runs, 1);
+    let second = s.last_job_id;
+    assert_ne!(second, first);
+    assert!(
+        s.next_run_at > chrono::Utc::now() + chrono::Duration::seconds(3590),
+        "a late run moves the next one a whole interval on: {s:?}"
+    );
+    let recrawl_of: Option<Uuid> =
+        sqlx::query_scalar("SELECT recrawl_of FROM crawls WHERE job_id = $1")
+            .bind(second)
+            .fetch_one(&env.services.db)
+            .await?;
+    assert_eq!(recrawl_of, Some(first));
+
+    // While the run goes on, its next time coming starts nothing.
+    make_due(&env, first).await?;
+    assert_eq!(
+        requeue_daemon::schedules::start_due(&env.services).await?,
+        0
+    );
+    let q = env.run_to_end(second).await?;
+    assert_eq!((q.pages, q.extracted), (p.pages, p.extracted), "{q:?}");
+    // The next run repeats the latest one, as the daemon's loop starts it.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let daemon = tokio::spawn(requeue_daemon::schedules::run(
+        env.services.clone(),
+        cancel.clone(),
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let third = loop {
+        let s = crawl_schedules::get(&env.services.db, first)
+            .await?
+            .expect("the schedule");
+        if s.runs == 2 {
+            break s.last_job_id;
+        }
+        assert!(std::time::Instant::now() < deadline, "no second run: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    cancel.cancel();
+    daemon.await?;
+    let recrawl_of: Option<Uuid> =
+        sqlx::query_scalar("SELECT recrawl_of FROM crawls WHERE job_id = $1")
+            .bind(third)
+            .fetch_one(&env.services.db)
+            .await?;
+    assert_eq!(recrawl_of, Some(second));
+    env.run_to_end(third).await?;
+
+    // Removed: due or not, nothing more starts.
+    make_due(&env, first).await?;
+    let removed = crawl_schedules::delete(&env.services.db, first).await?;
+    assert_eq!(removed.map(|s| s.runs), Some(2));
+    assert_eq!(
+        requeue_daemon::schedules::start_due(&env.services).await?,
+        0
+    );
+    assert!(
+        crawl_schedules::delete(&env.services.db, first)
+            .await?
+            .is_none()
+    );
     Ok(())
 }

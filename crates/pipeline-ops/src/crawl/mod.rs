@@ -10,6 +10,7 @@
 
 pub mod rules;
 
+use pipeline_store::crawl_schedules;
 use pipeline_store::crawls::{self, CrawlSettings, NewCrawl};
 use pipeline_store::jobs::{DEFAULT_PROJECT, ProjectRef};
 use serde::{Deserialize, Serialize};
@@ -335,14 +336,7 @@ pub async fn recrawl(services: &Services, job_id: Uuid) -> Result<Started, Recra
     .await
     .map_err(SubmitError::Store)?;
     let start = &created.sources[0];
-    let msg = SourceMessage {
-        source_id: start.source_id,
-        job_id: Some(created.job_id),
-        uri: None,
-    };
-    services
-        .queue(Family::Scrape)
-        .enqueue(&msg.id(), &msg.body())
+    enqueue_recrawl_start(services, created.job_id, start.source_id)
         .await
         .map_err(|source| SubmitError::Enqueue {
             job_id: created.job_id,
@@ -355,6 +349,59 @@ pub async fn recrawl(services: &Services, job_id: Uuid) -> Result<Started, Recra
         source_id: start.source_id,
         settings: ended.settings,
     })
+}
+
+/// Enqueues a recrawl's start page. Its message carries no URL: the scrape worker reads the
+/// source's validators first and fetches conditionally.
+async fn enqueue_recrawl_start(
+    services: &Services,
+    job_id: Uuid,
+    source_id: Uuid,
+) -> Result<(), work_queue::QueueError> {
+    let msg = SourceMessage {
+        source_id,
+        job_id: Some(job_id),
+        uri: None,
+    };
+    services
+        .queue(Family::Scrape)
+        .enqueue(&msg.id(), &msg.body())
+        .await
+        .map(|_| ())
+}
+
+/// Starts the scheduled recrawls that are due (`pipeline_store::crawl_schedules`), at most
+/// `limit`: the runs are created and their schedules moved on in one transaction, then their
+/// start pages are enqueued. A start page that cannot be enqueued is logged and left
+/// `queued`, where the reconciler finds it. The requeue daemon calls this every
+/// `crawl.schedule_check_secs`; any number of replicas may.
+///
+/// # Errors
+/// Postgres.
+pub async fn start_due_recrawls(
+    services: &Services,
+    limit: i64,
+) -> Result<Vec<crawl_schedules::StartedRun>, pipeline_store::StoreError> {
+    let mut tx = services.db.begin().await?;
+    let started = crawl_schedules::start_due_in(&mut tx, limit).await?;
+    tx.commit().await?;
+    for run in &started {
+        match enqueue_recrawl_start(services, run.job_id, run.source_id).await {
+            Ok(()) => tracing::info!(
+                job_id = %run.job_id,
+                recrawl_of = %run.recrawl_of,
+                schedule = %run.crawl_job_id,
+                "scheduled recrawl started"
+            ),
+            Err(e) => tracing::warn!(
+                job_id = %run.job_id,
+                error = %e,
+                "scheduled recrawl recorded but its start page could not be enqueued; \
+                 the reconciler will"
+            ),
+        }
+    }
+    Ok(started)
 }
 
 #[cfg(test)]
