@@ -176,7 +176,7 @@ async fn pipeline(site: &Site, c: usize) -> Result<Pipeline> {
         &CrawlRequest {
             url: site.url("/p/0.html"),
             max_depth: Some(MAX_DEPTH),
-            max_pages: Some(1_000_000),
+            max_pages: Some(crawl::MAX_MAX_PAGES),
             sitemaps: Some(false),
             max_query_variants: Some(MAX_QUERY_VARIANTS),
             max_path_depth: Some(MAX_PATH_DEPTH),
