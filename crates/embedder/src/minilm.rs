@@ -16,7 +16,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::{Deserialize, Serialize};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::EmbedError;
 
@@ -37,7 +37,9 @@ pub struct MiniLmConfig {
     /// Longest input in word pieces; longer texts are truncated (the model saw 256).
     #[serde(default = "default_max_tokens")]
     pub max_tokens: usize,
-    /// Texts per forward pass. Texts are sorted by length first, so a batch pads little.
+    /// Texts tokenized together. Texts are sorted by length first, so a batch pads little;
+    /// the forward pass then runs a batch in chunks of at most 256 padded tokens (or one
+    /// text when it is longer).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
 }
@@ -49,6 +51,10 @@ fn default_max_tokens() -> usize {
 fn default_batch_size() -> usize {
     32
 }
+
+/// Rows (texts times their padded length) per forward pass: a batch is run in chunks of
+/// texts that fit, so the activations of a chunk stay in the CPU's caches.
+const CHUNK_TOKENS: usize = 256;
 
 /// The loaded model. Cheap to clone (the weights are shared).
 #[derive(Clone)]
@@ -126,10 +132,8 @@ impl MiniLmEmbedder {
                 ..TruncationParams::default()
             }))
             .map_err(|e| bad(dir, "tokenizer.json", e))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..PaddingParams::default()
-        }));
+        // No padding: the forward pass pads each chunk of texts itself.
+        tokenizer.with_padding(None);
         let weights = read("model.safetensors")?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| bad(dir, "model.safetensors", e))?;
@@ -182,17 +186,28 @@ impl Inner {
             .tokenizer
             .encode_batch(inputs, true)
             .map_err(|e| EmbedError::Model(format!("tokenizer: {e}")))?;
-        let n = encodings.len();
-        let len = encodings.first().map_or(0, |e| e.get_ids().len());
-        let mut ids = Vec::with_capacity(n * len);
-        let mut lengths = Vec::with_capacity(n);
-        for e in &encodings {
-            ids.extend_from_slice(e.get_ids());
-            // Padding is on the right: the real tokens are a prefix.
-            lengths.push(e.get_attention_mask().iter().filter(|&&m| m == 1).count());
+        let lengths: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
+        let mut out = Vec::with_capacity(encodings.len());
+        let mut start = 0;
+        while start < encodings.len() {
+            // The next texts whose padded rows fit in CHUNK_TOKENS (at least one text).
+            let (mut end, mut len) = (start + 1, lengths[start]);
+            while end < encodings.len() && len.max(lengths[end]) * (end + 1 - start) <= CHUNK_TOKENS
+            {
+                len = len.max(lengths[end]);
+                end += 1;
+            }
+            let mut ids = vec![0u32; (end - start) * len];
+            for (row, e) in ids.chunks_exact_mut(len).zip(&encodings[start..end]) {
+                row[..e.get_ids().len()].copy_from_slice(e.get_ids());
+            }
+            out.extend(
+                self.run(ids, &lengths[start..end], len)
+                    .map_err(|e| EmbedError::Model(format!("forward pass: {e}")))?,
+            );
+            start = end;
         }
-        self.run(ids, &lengths, len)
-            .map_err(|e| EmbedError::Model(format!("forward pass: {e}")))
+        Ok(out)
     }
 
     fn run(
