@@ -32,7 +32,7 @@ fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
     // n as an integer is the low bits of t; the bias of the f32 exponent is 127.
     let n = t.to_bits().wrapping_sub(ROUND.to_bits());
