@@ -197,6 +197,8 @@ impl Inner {
                 len = len.max(lengths[end]);
                 end += 1;
             }
+            // At least one column, so a chunk of texts without tokens still has rows.
+            let len = len.max(1);
             let mut ids = vec![0u32; (end - start) * len];
             for (row, e) in ids.chunks_exact_mut(len).zip(&encodings[start..end]) {
                 row[..e.get_ids().len()].copy_from_slice(e.get_ids());
