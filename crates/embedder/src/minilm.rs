@@ -14,11 +14,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::{Deserialize, Serialize};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::EmbedError;
+
+mod ops;
 
 /// The model name stored with each vector.
 pub const MINILM_MODEL: &str = "all-MiniLM-L6-v2";
@@ -35,7 +37,9 @@ pub struct MiniLmConfig {
     /// Longest input in word pieces; longer texts are truncated (the model saw 256).
     #[serde(default = "default_max_tokens")]
     pub max_tokens: usize,
-    /// Texts per forward pass. Texts are sorted by length first, so a batch pads little.
+    /// Texts tokenized together. Texts are sorted by length first, so a batch pads little;
+    /// the forward pass then runs a batch in chunks of at most 256 padded tokens (or one
+    /// text when it is longer).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
 }
@@ -47,6 +51,10 @@ fn default_max_tokens() -> usize {
 fn default_batch_size() -> usize {
     32
 }
+
+/// Rows (texts times their padded length) per forward pass: a batch is run in chunks of
+/// texts that fit, so the activations of a chunk stay in the CPU's caches.
+const CHUNK_TOKENS: usize = 256;
 
 /// The loaded model. Cheap to clone (the weights are shared).
 #[derive(Clone)]
@@ -124,10 +132,8 @@ impl MiniLmEmbedder {
                 ..TruncationParams::default()
             }))
             .map_err(|e| bad(dir, "tokenizer.json", e))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..PaddingParams::default()
-        }));
+        // No padding: the forward pass pads each chunk of texts itself.
+        tokenizer.with_padding(None);
         let weights = read("model.safetensors")?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| bad(dir, "model.safetensors", e))?;
@@ -180,35 +186,60 @@ impl Inner {
             .tokenizer
             .encode_batch(inputs, true)
             .map_err(|e| EmbedError::Model(format!("tokenizer: {e}")))?;
-        let n = encodings.len();
-        let len = encodings.first().map_or(0, |e| e.get_ids().len());
-        let mut ids = Vec::with_capacity(n * len);
-        let mut mask = Vec::with_capacity(n * len);
-        for e in &encodings {
-            ids.extend_from_slice(e.get_ids());
-            mask.extend(e.get_attention_mask().iter().map(|&m| m as f32));
+        let lengths: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
+        let mut out = Vec::with_capacity(encodings.len());
+        let mut start = 0;
+        while start < encodings.len() {
+            // The next texts whose padded rows fit in CHUNK_TOKENS (at least one text).
+            let (mut end, mut len) = (start + 1, lengths[start]);
+            while end < encodings.len() && len.max(lengths[end]) * (end + 1 - start) <= CHUNK_TOKENS
+            {
+                len = len.max(lengths[end]);
+                end += 1;
+            }
+            // At least one column, so a chunk of texts without tokens still has rows.
+            let len = len.max(1);
+            let mut ids = vec![0u32; (end - start) * len];
+            for (row, e) in ids.chunks_exact_mut(len).zip(&encodings[start..end]) {
+                row[..e.get_ids().len()].copy_from_slice(e.get_ids());
+            }
+            out.extend(
+                self.run(ids, &lengths[start..end], len)
+                    .map_err(|e| EmbedError::Model(format!("forward pass: {e}")))?,
+            );
+            start = end;
         }
-        self.run(ids, mask, n, len)
-            .map_err(|e| EmbedError::Model(format!("forward pass: {e}")))
+        Ok(out)
     }
 
     fn run(
         &self,
         ids: Vec<u32>,
-        mask: Vec<f32>,
-        n: usize,
+        lengths: &[usize],
         len: usize,
     ) -> candle_core::Result<Vec<Vec<f32>>> {
-        let ids = Tensor::from_vec(ids, (n, len), &Device::Cpu)?;
-        let mask = Tensor::from_vec(mask, (n, len), &Device::Cpu)?;
-        let states = self.bert.forward(&ids, &mask)?;
-        // Mean over the real tokens (padding masked out), then unit length.
-        let m = mask.unsqueeze(2)?;
-        let summed = states.broadcast_mul(&m)?.sum(1)?;
-        let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?;
-        let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-        mean.broadcast_div(&norm)?.to_vec2()
+        let ids = Tensor::from_vec(ids, (lengths.len(), len), &Device::Cpu)?;
+        let states = self.bert.forward(&ids, lengths)?;
+        let hidden = states.dim(1)?;
+        let states = states.flatten_all()?.to_vec1::<f32>()?;
+        // Mean over the real tokens (padding left out), then unit length.
+        Ok(lengths
+            .iter()
+            .enumerate()
+            .map(|(b, &tokens)| {
+                let mut mean = vec![0f32; hidden];
+                for row in states[b * len * hidden..][..tokens * hidden].chunks_exact(hidden) {
+                    for (m, v) in mean.iter_mut().zip(row) {
+                        *m += v;
+                    }
+                }
+                let count = tokens.max(1) as f32;
+                mean.iter_mut().for_each(|m| *m /= count);
+                let norm = mean.iter().map(|m| m * m).sum::<f32>().sqrt().max(1e-12);
+                mean.iter_mut().for_each(|m| *m /= norm);
+                mean
+            })
+            .collect())
     }
 }
 
@@ -229,39 +260,100 @@ struct Bert {
     heads: usize,
 }
 
+/// A projection `x @ weight.t()`; its bias is added by the fused step that follows it.
+struct Dense {
+    weight: Tensor,
+    bias: Vec<f32>,
+}
+
+impl Dense {
+    fn load(vb: &VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: vb.get((outputs, inputs), "weight")?,
+            bias: vb.get(outputs, "bias")?.to_vec1()?,
+        })
+    }
+
+    /// The product without the bias: one matrix product over all rows.
+    fn matmul(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.matmul(&self.weight.t()?)
+    }
+}
+
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    eps: f32,
+}
+
+impl Norm {
+    fn load(vb: &VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
+        Ok(Self {
+            gamma: vb.get(size, "weight")?.to_vec1()?,
+            beta: vb.get(size, "bias")?.to_vec1()?,
+            eps: eps as f32,
+        })
+    }
+
+    /// `LayerNorm(x + bias + residual)`, `bias` being the one of the projection that made `x`.
+    fn add(&self, x: &Tensor, bias: &[f32], residual: &Tensor) -> candle_core::Result<Tensor> {
+        x.apply_op2_no_bwd(
+            residual,
+            &ops::AddNorm {
+                bias,
+                gamma: &self.gamma,
+                beta: &self.beta,
+                eps: self.eps,
+            },
+        )
+    }
+}
+
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attention_out: Linear,
-    attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    output_norm: LayerNorm,
+    /// Query, key and value in one projection (`3 * hidden` outputs, in that order); the
+    /// query rows are pre-scaled by `1 / sqrt(head size)`, the attention scores' scale.
+    qkv: Dense,
+    attention_out: Dense,
+    attention_norm: Norm,
+    intermediate: Dense,
+    output: Dense,
+    output_norm: Norm,
 }
 
 impl Bert {
     fn load(vb: VarBuilder, c: &BertConfig) -> candle_core::Result<Self> {
         let h = c.hidden_size;
-        let ln = |vb: VarBuilder| candle_nn::layer_norm(h, c.layer_norm_eps, vb);
+        let scale = 1.0 / ((h / c.num_attention_heads) as f64).sqrt();
         let e = vb.pp("embeddings");
         let layers = (0..c.num_hidden_layers)
             .map(|i| {
                 let l = vb.pp(format!("encoder.layer.{i}"));
                 let a = l.pp("attention");
+                let [q, k, v] = ["query", "key", "value"].map(|p| a.pp("self").pp(p));
+                let weight = Tensor::cat(
+                    &[
+                        (q.get((h, h), "weight")? * scale)?,
+                        k.get((h, h), "weight")?,
+                        v.get((h, h), "weight")?,
+                    ],
+                    0,
+                )?;
+                let bias = Tensor::cat(
+                    &[
+                        (q.get(h, "bias")? * scale)?,
+                        k.get(h, "bias")?,
+                        v.get(h, "bias")?,
+                    ],
+                    0,
+                )?
+                .to_vec1()?;
                 Ok(Layer {
-                    query: candle_nn::linear(h, h, a.pp("self.query"))?,
-                    key: candle_nn::linear(h, h, a.pp("self.key"))?,
-                    value: candle_nn::linear(h, h, a.pp("self.value"))?,
-                    attention_out: candle_nn::linear(h, h, a.pp("output.dense"))?,
-                    attention_norm: ln(a.pp("output.LayerNorm"))?,
-                    intermediate: candle_nn::linear(
-                        h,
-                        c.intermediate_size,
-                        l.pp("intermediate.dense"),
-                    )?,
-                    output: candle_nn::linear(c.intermediate_size, h, l.pp("output.dense"))?,
-                    output_norm: ln(l.pp("output.LayerNorm"))?,
+                    qkv: Dense { weight, bias },
+                    attention_out: Dense::load(&a.pp("output.dense"), h, h)?,
+                    attention_norm: Norm::load(&a.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
+                    intermediate: Dense::load(&l.pp("intermediate.dense"), h, c.intermediate_size)?,
+                    output: Dense::load(&l.pp("output.dense"), c.intermediate_size, h)?,
+                    output_norm: Norm::load(&l.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
                 })
             })
             .collect::<candle_core::Result<_>>()?;
@@ -273,14 +365,16 @@ impl Bert {
                 e.pp("position_embeddings"),
             )?,
             token_type: candle_nn::embedding(c.type_vocab_size, h, e.pp("token_type_embeddings"))?,
-            norm: ln(e.pp("LayerNorm"))?,
+            norm: candle_nn::layer_norm(h, c.layer_norm_eps, e.pp("LayerNorm"))?,
             layers,
             heads: c.num_attention_heads,
         })
     }
 
-    /// Token states `(n, len, hidden)` for token ids `(n, len)` under a 0/1 mask `(n, len)`.
-    fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    /// Token states `(n * len, hidden)` for token ids `(n, len)`, where text `b` has
+    /// `lengths[b]` real tokens followed by padding. Rows of padding hold finite values
+    /// that mean nothing (pooling skips them).
+    fn forward(&self, ids: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
         let (n, len) = ids.dims2()?;
         let positions = Tensor::arange(0u32, len as u32, ids.device())?;
         let types = ids.zeros_like()?;
@@ -290,34 +384,58 @@ impl Bert {
             .broadcast_add(&self.position.forward(&positions)?)?
             .add(&self.token_type.forward(&types)?)?;
         let hidden = x.dim(2)?;
-        // Rows of all tokens at once: every linear layer is one matrix product.
+        // Rows of all tokens at once: every projection is one matrix product.
         let mut x = self.norm.forward(&x)?.reshape((n * len, hidden))?;
-        // Padding gets a large negative score, so softmax gives it no weight.
-        let bias = ((mask.ones_like()? - mask)? * -1e4)?.reshape((n, 1, 1, len))?;
-        let head = hidden / self.heads;
-        let scale = 1.0 / (head as f64).sqrt();
+        let heads = self.heads;
+        let head = hidden / heads;
         for l in &self.layers {
-            let split = |t: Tensor| {
-                t.reshape((n, len, self.heads, head))?
-                    .transpose(1, 2)?
-                    .contiguous()
-            };
-            let q = split(l.query.forward(&x)?)?;
-            let k = split(l.key.forward(&x)?)?;
-            let v = split(l.value.forward(&x)?)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let context = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((n * len, hidden))?;
-            let a = l
-                .attention_norm
-                .forward(&(l.attention_out.forward(&context)? + &x)?)?;
-            let i = l.intermediate.forward(&a)?.gelu_erf()?;
-            x = l.output_norm.forward(&(l.output.forward(&i)? + &a)?)?;
+            let qkv = l.qkv.matmul(&x)?;
+            qkv.inplace_op1(&ops::Bias {
+                bias: &l.qkv.bias,
+                gelu: false,
+            })?;
+            // (n, 3 * heads, len, head): a view, no copy. Each text's query, key and value
+            // are then (heads, tokens, head) views with strides the matrix product takes.
+            let qkv = qkv.reshape((n, len, 3 * heads, head))?.transpose(1, 2)?;
+            let mut context = Vec::with_capacity(2 * n);
+            for (b, &tokens) in lengths.iter().enumerate() {
+                // Attention over the text's own tokens only: no padded keys to mask out.
+                let t = qkv.get(b)?.narrow(1, 0, tokens)?;
+                let q = t.narrow(0, 0, heads)?;
+                let k = t.narrow(0, heads, heads)?;
+                let v = t.narrow(0, 2 * heads, heads)?;
+                let probs = q.matmul(&k.t()?)?;
+                probs.inplace_op1(&ops::Softmax)?;
+                context.push(
+                    probs
+                        .matmul(&v)?
+                        .transpose(0, 1)?
+                        .reshape((tokens, hidden))?,
+                );
+                if tokens < len {
+                    context.push(Tensor::zeros(
+                        (len - tokens, hidden),
+                        x.dtype(),
+                        x.device(),
+                    )?);
+                }
+            }
+            let context = Tensor::cat(&context, 0)?;
+            let a = l.attention_norm.add(
+                &l.attention_out.matmul(&context)?,
+                &l.attention_out.bias,
+                &x,
+            )?;
+            let i = l.intermediate.matmul(&a)?;
+            i.inplace_op1(&ops::Bias {
+                bias: &l.intermediate.bias,
+                gelu: true,
+            })?;
+            x = l
+                .output_norm
+                .add(&l.output.matmul(&i)?, &l.output.bias, &a)?;
         }
-        x.reshape((n, len, hidden))
+        Ok(x)
     }
 }
 

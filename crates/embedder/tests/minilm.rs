@@ -59,6 +59,7 @@ async fn vectors_match_sentence_transformers() -> anyhow::Result<()> {
             worst = (c, i);
         }
     }
+    println!("worst cosine {} (sentence {})", worst.0, worst.1);
     assert!(
         worst.0 >= 0.999,
         "sentence {} {:?}: cosine {} to the reference",
