@@ -179,6 +179,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "Event-trail partitions created or dropped by the maintenance, by change",
     ),
     (
+        "pipeline_scheduled_recrawls_total",
+        "Recrawls started by their schedule (crawl_schedules)",
+    ),
+    (
         "api_connections_evicted_total",
         "API connections closed to make room under the connection cap, by reason",
     ),
