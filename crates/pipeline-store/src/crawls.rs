@@ -415,7 +415,11 @@ pub async fn admit(
     .collect();
     tx.commit().await?;
     if new_pages > 0 {
-        progress::refresh_after_commit(pool, &[job_id]).await?;
+        // In the background, coalesced per job, as for a stored page: waiting here put one
+        // job refresh (an aggregate over every page of the crawl) on each page's path, and
+        // the crawl cannot look ended meanwhile, since the page admitting these links is
+        // not terminal until it is stored (whose refresh comes after this commit).
+        progress::refresh_in_background(pool, vec![job_id]);
     }
     Ok(Admitted {
         new_pages,
