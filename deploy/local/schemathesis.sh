@@ -53,8 +53,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The binaries the test command built (cargo's target directory, wherever it is set).
+bin="${CARGO_TARGET_DIR:-target}/debug"
 psql "$DATABASE_ADMIN_URL" -qc "CREATE DATABASE \"$db\"" >/dev/null
-DATABASE_URL="$db_url" target/debug/pipelinectl migrate >/dev/null
+DATABASE_URL="$db_url" "$bin/pipelinectl" migrate >/dev/null
 
 # Keep-alive timers longer than the run: between two requests on one pooled connection the
 # generator can think for seconds, and a connection the server closes just as the client
@@ -63,7 +65,7 @@ DATABASE_URL="$db_url" target/debug/pipelinectl migrate >/dev/null
 DATABASE_URL="$db_url" PIPELINE__REDIS__KEY_PREFIX="$prefix" PIPELINE_API_KEY="$key" \
     PIPELINE__API__BIND="127.0.0.1:$port" RUST_LOG=warn \
     PIPELINE__API__HEADER_TIMEOUT_MS=120000 PIPELINE__API__IDLE_TIMEOUT_MS=120000 \
-    target/debug/pipeline-api >"$log" 2>&1 &
+    "$bin/pipeline-api" >"$log" 2>&1 &
 api_pid=$!
 for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
