@@ -27,7 +27,6 @@ use pipeline_ops::messages::SourceMessage;
 use pipeline_ops::{Family, Services};
 use pipeline_search::{Mode, Searcher};
 use pipeline_store::jobs::{self, NewScrapeJob, ProjectRef};
-use secrecy::ExposeSecret;
 use sqlx::{Connection, Executor, PgConnection};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -65,11 +64,8 @@ async fn main() -> anyhow::Result<()> {
         .context("admin URL without a database")?;
     let mut settings = Settings::load()?;
     settings.database.url = format!("{base}/{name}").into();
-    let prefix = format!("eval:{}:", Uuid::new_v4().simple());
-    settings.redis.key_prefix = prefix.clone();
-    let redis_url = settings.redis.url.expose_secret().to_owned();
+    settings.redis.key_prefix = format!("eval:{}:", Uuid::new_v4().simple());
     let result = eval(settings, &bodies, no_model).await;
-    delete_prefix(&redis_url, &prefix).await?;
     conn.execute(sqlx::AssertSqlSafe(format!(
         r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
     )))
@@ -145,8 +141,21 @@ async fn score(
     Ok(())
 }
 
+/// [`eval_on`], then every Redis key of the run deleted (its queue keys and counters).
 async fn eval(settings: Settings, bodies: &[String], no_model: bool) -> anyhow::Result<()> {
     let services = Services::build(settings.clone())?;
+    let result = eval_on(&services, settings, bodies, no_model).await;
+    let keys = format!("{}*", services.settings.redis.key_prefix);
+    services.redis.delete_matching(&keys).await?;
+    result
+}
+
+async fn eval_on(
+    services: &Services,
+    settings: Settings,
+    bodies: &[String],
+    no_model: bool,
+) -> anyhow::Result<()> {
     pipeline_store::migrate(&services.db).await?;
     let urls: Vec<String> = (0..bodies.len())
         .map(|i| format!("https://eval.example/page/{i}"))
@@ -183,7 +192,7 @@ async fn eval(settings: Settings, bodies: &[String], no_model: bool) -> anyhow::
         })
         .collect();
 
-    let hashing = pass(&settings, &services, &messages, EmbeddingBackend::Hashing).await?;
+    let hashing = pass(&settings, services, &messages, EmbeddingBackend::Hashing).await?;
     let pages: Vec<(Uuid, String)> = sqlx::query_as(
         "SELECT id, title FROM sources
          WHERE status = 'extracted' AND coalesce(btrim(title), '') <> '' ORDER BY id",
@@ -196,16 +205,9 @@ async fn eval(settings: Settings, bodies: &[String], no_model: bool) -> anyhow::
         pages.len()
     );
     println!("| ranking | hit@1 | MRR@10 |\n|---|---|---|");
+    score(services, &hashing, &pages, Mode::FullText, "full-text only").await?;
     score(
-        &services,
-        &hashing,
-        &pages,
-        Mode::FullText,
-        "full-text only",
-    )
-    .await?;
-    score(
-        &services,
+        services,
         &hashing,
         &pages,
         Mode::Vector,
@@ -213,7 +215,7 @@ async fn eval(settings: Settings, bodies: &[String], no_model: bool) -> anyhow::
     )
     .await?;
     score(
-        &services,
+        services,
         &hashing,
         &pages,
         Mode::Hybrid,
@@ -223,9 +225,9 @@ async fn eval(settings: Settings, bodies: &[String], no_model: bool) -> anyhow::
     if no_model {
         return Ok(());
     }
-    let model = pass(&settings, &services, &messages, EmbeddingBackend::Minilm).await?;
+    let model = pass(&settings, services, &messages, EmbeddingBackend::Minilm).await?;
     score(
-        &services,
+        services,
         &model,
         &pages,
         Mode::Vector,
@@ -233,29 +235,12 @@ async fn eval(settings: Settings, bodies: &[String], no_model: bool) -> anyhow::
     )
     .await?;
     score(
-        &services,
+        services,
         &model,
         &pages,
         Mode::Hybrid,
         "hybrid, model vectors",
     )
     .await?;
-    Ok(())
-}
-
-/// Deletes every Redis key under `prefix` (the run's queue keys and counters).
-async fn delete_prefix(redis_url: &str, prefix: &str) -> anyhow::Result<()> {
-    let client = redis::Client::open(redis_url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await?;
-    if !keys.is_empty() {
-        redis::cmd("DEL")
-            .arg(&keys)
-            .query_async::<()>(&mut conn)
-            .await?;
-    }
     Ok(())
 }

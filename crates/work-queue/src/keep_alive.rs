@@ -72,8 +72,8 @@ impl WorkQueue {
 
     /// Runs `work` with `delivery`'s lease kept alive: work that is done at its first poll
     /// (nothing to wait for) needs no renewal and starts none; otherwise a [`LeaseKeeper`]
-    /// renews the lease from its own task until the work ends, so work that blocks its
-    /// thread for a while still keeps its lease.
+    /// renews the lease from its own task, as [`WorkQueue::keep_alive`] does, until the
+    /// work ends.
     pub async fn leased<F: std::future::Future>(&self, delivery: &Delivery, work: F) -> F::Output {
         let mut work = std::pin::pin!(work);
         if let std::task::Poll::Ready(out) = futures::poll!(work.as_mut()) {
