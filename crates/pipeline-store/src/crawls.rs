@@ -138,7 +138,17 @@ pub async fn create_in(
         via: "start".into(),
         sitemap: None,
     };
-    let mut pages = insert_pages(tx, job_id, project_id, new.source_group, None, &[start]).await?;
+    let mut pages = write_pages(
+        tx,
+        job_id,
+        project_id,
+        new.source_group,
+        None,
+        &[start],
+        &[],
+    )
+    .await?
+    .pages;
     refresh_in(tx, job_id).await?;
     let start = pages
         .pop()
@@ -342,26 +352,23 @@ pub async fn admit(
     }
     let urls: Vec<&str> = candidates.iter().map(|c| c.url.as_str()).collect();
     let keys: Vec<&str> = candidates.iter().map(|c| c.path_key.as_str()).collect();
-    let known: HashSet<String> = sqlx::query_scalar!(
-        "SELECT url FROM crawl_pages WHERE job_id = $1 AND url = ANY($2)",
+    // A statement of its own, after the lock: a statement that began before the lock was
+    // granted would not see the admission it waited for.
+    let seen = sqlx::query!(
+        r#"SELECT ARRAY(SELECT url FROM crawl_pages WHERE job_id = $1 AND url = ANY($2))
+                      AS "known!",
+                  ARRAY(SELECT path_key FROM crawl_pages WHERE job_id = $1 AND path_key = ANY($3)
+                         GROUP BY path_key ORDER BY path_key) AS "keys!",
+                  ARRAY(SELECT count(*) FROM crawl_pages WHERE job_id = $1 AND path_key = ANY($3)
+                         GROUP BY path_key ORDER BY path_key) AS "counts!""#,
         job_id,
         &urls as &[&str],
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
-    let variants: HashMap<String, i64> = sqlx::query!(
-        "SELECT path_key, count(*) AS \"n!\" FROM crawl_pages
-          WHERE job_id = $1 AND path_key = ANY($2) GROUP BY path_key",
-        job_id,
         &keys as &[&str],
     )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|r| (r.path_key, r.n))
-    .collect();
+    .fetch_one(&mut *tx)
+    .await?;
+    let known: HashSet<String> = seen.known.into_iter().collect();
+    let variants: HashMap<String, i64> = seen.keys.into_iter().zip(seen.counts).collect();
     let decision = decide(
         candidates,
         &known,
@@ -369,50 +376,18 @@ pub async fn admit(
         i64::from(crawl.max_pages) - i64::from(crawl.pages),
         i64::from(crawl.max_query_variants),
     );
-    let new_pages = insert_pages(
+    let all_skips: Vec<&Skip> = skips.iter().chain(&decision.skip).collect();
+    let written = write_pages(
         &mut tx,
         job_id,
         crawl.project_id,
         source_group,
         Some(parent),
         &decision.accept,
+        &all_skips,
     )
-    .await?
-    .len();
-    let all_skips: Vec<&Skip> = skips.iter().chain(&decision.skip).collect();
-    let skip_urls: Vec<&str> = all_skips.iter().map(|s| s.url.as_str()).collect();
-    let skip_reasons: Vec<&str> = all_skips.iter().map(|s| s.reason).collect();
-    let skipped = sqlx::query!(
-        "INSERT INTO crawl_skips (job_id, url, reason, discovered_from)
-         SELECT $1, u.url, u.reason, $4
-           FROM unnest($2::text[], $3::text[]) AS u(url, reason)
-          WHERE NOT EXISTS (SELECT 1 FROM crawl_pages p WHERE p.job_id = $1 AND p.url = u.url)
-         ON CONFLICT (job_id, url) DO NOTHING",
-        job_id,
-        &skip_urls as &[&str],
-        &skip_reasons as &[&str],
-        parent,
-    )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected() as usize;
-    let to_enqueue = sqlx::query!(
-        "SELECT s.id, s.uri FROM crawl_pages p JOIN sources s ON s.id = p.source_id
-          WHERE p.job_id = $1 AND p.discovered_from = $2 AND p.source_id <> $2
-            AND s.status = 'queued'
-          ORDER BY p.url",
-        job_id,
-        parent,
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|r| JobSource {
-        source_id: r.id,
-        uri: r.uri,
-        created: false,
-    })
-    .collect();
+    .await?;
+    let (new_pages, skipped, to_enqueue) = (written.pages.len(), written.skipped, written.waiting);
     tx.commit().await?;
     if new_pages > 0 {
         // In the background, coalesced per job, as for a stored page: waiting here put one
@@ -455,22 +430,34 @@ pub async fn record_redirect(
     Ok(())
 }
 
-/// Inserts accepted pages: sources (upserted per project and URL, the crawl's first
-/// discovery recorded on a new one), their job membership, crawl page rows and `enqueued`
-/// events; bumps the crawl's page counter; clears earlier refusals of these URLs. Returns
-/// the sources in the order of `pages`.
-async fn insert_pages(
+/// What [`write_pages`] wrote.
+struct Written {
+    /// The accepted pages' sources, in the order of `pages`.
+    pages: Vec<JobSource>,
+    /// Refusals recorded (a URL refused before, or already a page, is not recorded again).
+    skipped: usize,
+    /// Every page `parent` discovered in this crawl that waits in `queued`: the new ones and
+    /// those of an earlier delivery whose enqueue may have been lost, by URL.
+    waiting: Vec<JobSource>,
+}
+
+/// Writes what an admission decided, in one statement (the crawl's row lock is held from the
+/// caller's `FOR UPDATE` to its commit, so every round trip here would hold it longer):
+/// accepted pages become sources (upserted per project and URL, the crawl's first discovery
+/// recorded on a new one) with their job membership, crawl page rows and `enqueued` events;
+/// the crawl's page counter moves on (not for the start page, counted when the crawl is
+/// created); earlier refusals of these URLs are cleared; `skips` are recorded once per URL
+/// unless already a page. Sources are upserted in URL order, so two admissions sharing URLs
+/// lock them in the same order.
+async fn write_pages(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     job_id: Uuid,
     project_id: Uuid,
     source_group: Option<&str>,
     parent: Option<Uuid>,
     pages: &[Candidate],
-) -> Result<Vec<JobSource>> {
-    if pages.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Sorted, so two admissions sharing URLs lock their sources in the same order.
+    skips: &[&Skip],
+) -> Result<Written> {
     let mut sorted: Vec<&Candidate> = pages.iter().collect();
     sorted.sort_by(|a, b| a.url.cmp(&b.url));
     let ids: Vec<Uuid> = sorted.iter().map(|_| Uuid::now_v7()).collect();
@@ -483,104 +470,113 @@ async fn insert_pages(
         .iter()
         .map(|c| c.sitemap.as_deref().unwrap_or(""))
         .collect();
-    let rows = sqlx::query!(
-        r#"INSERT INTO sources (id, project_id, uri, source_group, status, created_by_job_id,
-                                discovered_from_source_id, crawl_depth)
-           SELECT u.id, $3, u.uri, $4, 'queued', $5, $6, u.depth
-             FROM unnest($1::uuid[], $2::text[], $7::int[]) WITH ORDINALITY AS u(id, uri, depth, ord)
-            ORDER BY u.ord
-           ON CONFLICT (project_id, uri) DO UPDATE
-              SET status = 'queued', updated_at = now(),
-                  source_group = COALESCE(EXCLUDED.source_group, sources.source_group)
-           RETURNING id, uri, (xmax = 0) AS "created!""#,
+    let skip_urls: Vec<&str> = skips.iter().map(|s| s.url.as_str()).collect();
+    let skip_reasons: Vec<&str> = skips.iter().map(|s| s.reason).collect();
+    // One snapshot for every part: `waiting` reads the earlier pages from the table and the
+    // new ones from `page`; the refusals cannot name a page accepted here (a URL is either).
+    let row = sqlx::query!(
+        r#"WITH input AS (
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[],
+                                    $6::text[])
+                      WITH ORDINALITY AS u(id, url, key, depth, via, sitemap, ord)
+           ), ins AS (
+               INSERT INTO sources (id, project_id, uri, source_group, status,
+                                    created_by_job_id, discovered_from_source_id, crawl_depth)
+               SELECT i.id, $8, i.url, $9, 'queued', $7, $10, i.depth FROM input i ORDER BY i.ord
+               ON CONFLICT (project_id, uri) DO UPDATE
+                  SET status = 'queued', updated_at = now(),
+                      source_group = COALESCE(EXCLUDED.source_group, sources.source_group)
+               RETURNING id, uri, (xmax = 0) AS created
+           ), page AS (
+               SELECT ins.id, ins.created, i.url, i.key, i.depth, i.via, i.sitemap, i.ord
+                 FROM ins JOIN input i ON i.url = ins.uri
+           ), member AS (
+               INSERT INTO job_sources (job_id, source_id)
+               SELECT $7, id FROM page ON CONFLICT DO NOTHING
+           ), crawl_page AS (
+               INSERT INTO crawl_pages (job_id, url, path_key, source_id, depth, discovered_from,
+                                        via, sitemap_url)
+               SELECT $7, url, key, id, depth, $10, via, NULLIF(sitemap, '') FROM page
+           ), event AS (
+               INSERT INTO job_events (job_id, source_id, kind, stage, detail)
+               SELECT $7, id, 'enqueued', 'crawl',
+                      jsonb_build_object('uri', url, 'created', created, 'depth', depth,
+                                         'via', via, 'discovered_from', $10::uuid)
+                      || CASE WHEN sitemap = '' THEN '{}'::jsonb
+                              ELSE jsonb_build_object('sitemap', sitemap) END
+                 FROM page
+           ), counted AS (
+               UPDATE crawls SET pages = pages + (SELECT count(*) FROM page)::int
+                WHERE job_id = $7 AND $10::uuid IS NOT NULL AND EXISTS (SELECT 1 FROM page)
+           ), unrefused AS (
+               DELETE FROM crawl_skips WHERE job_id = $7 AND url = ANY($2)
+           ), refused AS (
+               INSERT INTO crawl_skips (job_id, url, reason, discovered_from)
+               SELECT $7, r.url, r.reason, $10
+                 FROM unnest($11::text[], $12::text[]) AS r(url, reason)
+                WHERE NOT EXISTS (SELECT 1 FROM crawl_pages p WHERE p.job_id = $7 AND p.url = r.url)
+               ON CONFLICT (job_id, url) DO NOTHING
+               RETURNING 1
+           ), waiting AS (
+               SELECT s.id, s.uri FROM crawl_pages p JOIN sources s ON s.id = p.source_id
+                WHERE p.job_id = $7 AND p.discovered_from = $10 AND p.source_id <> $10
+                  AND s.status = 'queued'
+               UNION
+               SELECT id, url FROM page WHERE id IS DISTINCT FROM $10
+           )
+           SELECT ARRAY(SELECT id FROM page ORDER BY ord) AS "page_ids!",
+                  ARRAY(SELECT url FROM page ORDER BY ord) AS "page_urls!",
+                  ARRAY(SELECT created FROM page ORDER BY ord) AS "page_created!",
+                  ARRAY(SELECT id FROM waiting ORDER BY uri) AS "waiting_ids!",
+                  ARRAY(SELECT uri FROM waiting ORDER BY uri) AS "waiting_uris!",
+                  (SELECT count(*) FROM refused) AS "skipped!""#,
         &ids,
         &urls as &[&str],
+        &keys as &[&str],
+        &depths,
+        &vias as &[&str],
+        &sitemaps as &[&str],
+        job_id,
         project_id,
         source_group,
-        job_id,
         parent,
-        &depths,
+        &skip_urls as &[&str],
+        &skip_reasons as &[&str],
     )
-    .fetch_all(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    let by_uri: HashMap<&str, (Uuid, bool)> = rows
+    let by_url: HashMap<&str, (Uuid, bool)> = row
+        .page_urls
         .iter()
-        .map(|r| (r.uri.as_str(), (r.id, r.created)))
+        .zip(row.page_ids.iter().zip(&row.page_created))
+        .map(|(u, (id, created))| (u.as_str(), (*id, *created)))
         .collect();
-    let source_ids: Vec<Uuid> = urls.iter().map(|u| by_uri[u].0).collect();
-    let created: Vec<bool> = urls.iter().map(|u| by_uri[u].1).collect();
-    sqlx::query!(
-        "INSERT INTO job_sources (job_id, source_id)
-         SELECT $1, u.id FROM unnest($2::uuid[]) AS u(id) ON CONFLICT DO NOTHING",
-        job_id,
-        &source_ids,
-    )
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query!(
-        "INSERT INTO crawl_pages (job_id, url, path_key, source_id, depth, discovered_from, via,
-                                  sitemap_url)
-         SELECT $1, u.url, u.key, u.id, u.depth, $6, u.via, NULLIF(u.sitemap, '')
-           FROM unnest($2::text[], $3::text[], $4::uuid[], $5::int[], $7::text[], $8::text[])
-                AS u(url, key, id, depth, via, sitemap)",
-        job_id,
-        &urls as &[&str],
-        &keys as &[&str],
-        &source_ids,
-        &depths,
-        parent,
-        &vias as &[&str],
-        &sitemaps as &[&str],
-    )
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query!(
-        "INSERT INTO job_events (job_id, source_id, kind, stage, detail)
-         SELECT $1, u.id, 'enqueued', 'crawl',
-                jsonb_build_object('uri', u.uri, 'created', u.created, 'depth', u.depth,
-                                   'via', u.via, 'discovered_from', $6::uuid)
-                || CASE WHEN u.sitemap = '' THEN '{}'::jsonb
-                        ELSE jsonb_build_object('sitemap', u.sitemap) END
-           FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::int[], $7::text[], $8::text[])
-                AS u(id, uri, created, depth, via, sitemap)",
-        job_id,
-        &source_ids,
-        &urls as &[&str],
-        &created,
-        &depths,
-        parent,
-        &vias as &[&str],
-        &sitemaps as &[&str],
-    )
-    .execute(&mut **tx)
-    .await?;
-    if parent.is_some() {
-        sqlx::query!(
-            "UPDATE crawls SET pages = pages + $2 WHERE job_id = $1",
-            job_id,
-            urls.len() as i32,
-        )
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query!(
-        "DELETE FROM crawl_skips WHERE job_id = $1 AND url = ANY($2)",
-        job_id,
-        &urls as &[&str],
-    )
-    .execute(&mut **tx)
-    .await?;
-    Ok(pages
+    let pages = pages
         .iter()
         .map(|c| {
-            let (source_id, created) = by_uri[c.url.as_str()];
+            let (source_id, created) = by_url[c.url.as_str()];
             JobSource {
                 source_id,
                 uri: c.url.clone(),
                 created,
             }
         })
-        .collect())
+        .collect();
+    let waiting = row
+        .waiting_ids
+        .into_iter()
+        .zip(row.waiting_uris)
+        .map(|(source_id, uri)| JobSource {
+            source_id,
+            uri,
+            created: false,
+        })
+        .collect();
+    Ok(Written {
+        pages,
+        skipped: row.skipped as usize,
+        waiting,
+    })
 }
 
 #[cfg(test)]

@@ -154,25 +154,31 @@ pub async fn sitemap_pages(
     (accept, skip)
 }
 
-/// Admits the links of `page` (the page of `source_id`) into every crawl that includes the
-/// source, and enqueues the pages they add; for a crawl's start page, also the pages of the
-/// start host's sitemaps when the crawl reads them. A no-op for a source no crawl includes.
+/// The crawls that include `source_id` as a page (usually none), for [`discover`]. The
+/// handler asks while the page is being fetched, so a crawled page's links wait for no
+/// extra round trip.
+pub async fn crawls_of(services: &Services, source_id: Uuid) -> Result<Vec<PageCrawl>, Failure> {
+    crawls::crawls_of_source(&services.db, source_id)
+        .await
+        .map_err(|e| Failure::transient(format!("loading the page's crawls: {e}")))
+}
+
+/// Admits the links of `page` (the page of `source_id`) into every crawl of `page_crawls`
+/// (from [`crawls_of`]), and enqueues the pages they add; for a crawl's start page, also the
+/// pages of the start host's sitemaps when the crawl reads them. A no-op without crawls.
 pub async fn discover(
     services: &Services,
     fetcher: &Fetcher,
     source_id: Uuid,
     source_group: Option<&str>,
     page: &Page,
+    page_crawls: &[PageCrawl],
 ) -> Result<(), Failure> {
-    let db = &services.db;
-    let page_crawls = crawls::crawls_of_source(db, source_id)
-        .await
-        .map_err(|e| Failure::transient(format!("loading the page's crawls: {e}")))?;
     if page_crawls.is_empty() {
         return Ok(());
     }
     let found = page_links(page).await;
-    for pc in &page_crawls {
+    for pc in page_crawls {
         discover_in(services, fetcher, source_id, source_group, page, &found, pc).await?;
     }
     Ok(())

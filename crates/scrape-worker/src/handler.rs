@@ -69,15 +69,19 @@ impl ScrapeHandler {
                 Err(e) => Err(Failure::transient(format!("loading the source: {e}"))),
             }
         };
-        // With the URL in the message, fetch while the source loads; a failed load drops
-        // (cancels) the fetch.
-        let (source, early) = match msg.uri.as_deref() {
+        let crawls = crate::discover::crawls_of(&self.services, msg.source_id);
+        // With the URL in the message, fetch while the source and its crawls load; a failed
+        // load drops (cancels) the fetch.
+        let (source, page_crawls, early) = match msg.uri.as_deref() {
             Some(uri) => {
-                let (source, fetched) =
-                    tokio::try_join!(start, async { Ok(self.fetch(uri).await) })?;
-                (source, Some((uri, fetched)))
+                let (source, page_crawls, fetched) =
+                    tokio::try_join!(start, crawls, async { Ok(self.fetch(uri).await) })?;
+                (source, page_crawls, Some((uri, fetched)))
             }
-            None => (start.await?, None),
+            None => {
+                let (source, page_crawls) = tokio::try_join!(start, crawls)?;
+                (source, page_crawls, None)
+            }
         };
         let status = source.status;
         // A scrape message for a source that is already past scraping is a redelivery of
@@ -101,15 +105,15 @@ impl ScrapeHandler {
                 .await
                 .map_err(|e| Failure::transient(format!("loading the source's validators: {e}")))?,
         };
-        let (result, started) = match (early, &revisit) {
-            (Some((uri, (fetched, at))), _) if uri == source.uri => (fetched.map(Some), at),
+        let (result, timing) = match (early, &revisit) {
+            (Some((uri, (fetched, timing))), _) if uri == source.uri => (fetched.map(Some), timing),
             (_, Some(r)) => {
                 self.fetch_if_changed(&source.uri, r.etag.as_deref(), r.last_modified.as_deref())
                     .await
             }
             _ => {
-                let (fetched, at) = self.fetch(&source.uri).await;
-                (fetched.map(Some), at)
+                let (fetched, timing) = self.fetch(&source.uri).await;
+                (fetched.map(Some), timing)
             }
         };
         let (page, unchanged) = match result.map_err(|e| e.to_failure())? {
@@ -130,6 +134,7 @@ impl ScrapeHandler {
             msg.source_id,
             source.source_group.as_deref(),
             &page,
+            &page_crawls,
         )
         .await?;
 
@@ -139,7 +144,8 @@ impl ScrapeHandler {
             "bytes": page.bytes,
             "final_url": page.final_url.as_str(),
             "redirects": page.redirects,
-            "duration_ms": started.elapsed().as_millis() as u64,
+            "fetch_ms": timing.took.as_millis() as u64,
+            "duration_ms": timing.started.elapsed().as_millis() as u64,
         });
         if let Some(known_by) = unchanged {
             detail["content"] = json!("unchanged");
@@ -219,8 +225,9 @@ impl ScrapeHandler {
         })
     }
 
-    /// Fetches `uri`, with the fetch metrics; returns when the fetch began too.
-    async fn fetch(&self, uri: &str) -> (Result<Page, FetchError>, Instant) {
+    /// Fetches `uri`, with the fetch metrics; returns when the fetch began and how long it
+    /// took too.
+    async fn fetch(&self, uri: &str) -> (Result<Page, FetchError>, Timing) {
         let started = Instant::now();
         metrics::gauge!("scrape_fetches_in_flight").increment(1.0);
         let result = self.fetcher.fetch(uri).await;
@@ -231,7 +238,7 @@ impl ScrapeHandler {
         };
         metrics::counter!("scrape_fetches_total", "outcome" => outcome).increment(1);
         metrics::histogram!("scrape_fetch_duration_seconds").record(seconds_since(started));
-        (result, started)
+        (result, Timing::since(started))
     }
 
     /// [`Self::fetch`] with the validators of a recrawl: `Ok(None)` for `304 Not Modified`.
@@ -240,7 +247,7 @@ impl ScrapeHandler {
         uri: &str,
         etag: Option<&str>,
         last_modified: Option<&str>,
-    ) -> (Result<Option<Page>, FetchError>, Instant) {
+    ) -> (Result<Option<Page>, FetchError>, Timing) {
         let started = Instant::now();
         metrics::gauge!("scrape_fetches_in_flight").increment(1.0);
         let result = self
@@ -255,7 +262,7 @@ impl ScrapeHandler {
         };
         metrics::counter!("scrape_fetches_total", "outcome" => outcome).increment(1);
         metrics::histogram!("scrape_fetch_duration_seconds").record(seconds_since(started));
-        (result, started)
+        (result, Timing::since(started))
     }
 
     async fn enqueue_extraction(&self, msg: &SourceMessage) -> Result<(), Failure> {
@@ -265,6 +272,23 @@ impl ScrapeHandler {
             .await
             .map_err(|e| Failure::transient(format!("enqueueing extraction: {e}")))?;
         Ok(())
+    }
+}
+
+/// When a fetch began and how long it took: the trail's `duration_ms` runs from the start
+/// through link discovery, `fetch_ms` is the request alone.
+#[derive(Clone, Copy)]
+struct Timing {
+    started: Instant,
+    took: std::time::Duration,
+}
+
+impl Timing {
+    fn since(started: Instant) -> Self {
+        Self {
+            started,
+            took: started.elapsed(),
+        }
     }
 }
 
