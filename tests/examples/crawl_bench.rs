@@ -96,6 +96,8 @@ struct Pipeline {
     ended: f64,
     traced: i64,
     pages: i64,
+    /// Where a scrape run's time went ([`time_spent`]).
+    spent: String,
 }
 
 #[tokio::main]
@@ -145,6 +147,7 @@ async fn main() -> Result<()> {
             );
         }
         println!("{row}");
+        println!("             scrape stage, ms p50/p90: {}", ours.spent);
     }
     println!("(ratio: Scrapy's time over the pipeline's; above 1, the pipeline is faster)");
     Ok(())
@@ -207,6 +210,7 @@ async fn pipeline(site: &Site, c: usize) -> Result<Pipeline> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let (traced, pages) = traced(&services, job).await?;
+    let spent = time_spent(&services, job).await?;
     cancel.cancel();
     scrape.await??;
     extraction.await?;
@@ -222,7 +226,48 @@ async fn pipeline(site: &Site, c: usize) -> Result<Pipeline> {
         ended,
         traced,
         pages,
+        spent,
     })
+}
+
+/// Where a page's time went in the scrape stage, p50 / p90 in ms over the crawl's pages,
+/// from its trail (`trace.stage_runs` and the `succeeded` event's detail): waiting (from the
+/// previous event, the parent's admission of it, to `started`: the parent's admission
+/// transaction, the enqueue, the queue, the reserve), the request alone (`fetch_ms`), link
+/// discovery and admission (`duration_ms - fetch_ms`), and the whole run (`started` to
+/// `succeeded`: fetch, admission, the store statement's start).
+async fn time_spent(services: &Services, job: Uuid) -> Result<String> {
+    let row: (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) = sqlx::query_as(
+        "WITH r AS (
+             SELECT extract(epoch FROM sr.waited) * 1000 AS waited_ms, sr.duration_ms AS run_ms,
+                    (e.detail->>'fetch_ms')::float8 AS fetch_ms,
+                    (e.detail->>'duration_ms')::float8 - (e.detail->>'fetch_ms')::float8
+                        AS links_ms
+               FROM trace.stage_runs sr
+               JOIN job_events e ON e.source_id = sr.source_id AND e.kind = 'succeeded'
+                                AND e.stage = 'scrape' AND e.job_id = $1
+              WHERE sr.job_id = $1 AND sr.stage = 'scrape' AND sr.outcome = 'succeeded'
+         )
+         SELECT percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY waited_ms),
+                percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY fetch_ms),
+                percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY links_ms),
+                percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY run_ms)
+           FROM r",
+    )
+    .bind(job)
+    .fetch_one(&services.db)
+    .await?;
+    let pair = |v: &[f64]| match v {
+        [a, b] => format!("{a:.0}/{b:.0}"),
+        _ => "-".into(),
+    };
+    Ok(format!(
+        "waited {}  fetch {}  links {}  run {}",
+        pair(&row.0),
+        pair(&row.1),
+        pair(&row.2),
+        pair(&row.3)
+    ))
 }
 
 /// Requests the site served, robots.txt apart.

@@ -208,28 +208,8 @@ impl Bench {
 }
 
 async fn cleanup(pool: &RedisPool, prefix: &str) -> anyhow::Result<()> {
-    let mut conn = pool.get();
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(5000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async::<()>(&mut conn)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+    pool.delete_matching(&format!("{prefix}*")).await?;
+    Ok(())
 }
 
 #[tokio::main]

@@ -257,26 +257,6 @@ fn generated_page(seed: usize) -> String {
 }
 
 async fn delete_keys(pool: &dlq_core::RedisPool, prefix: &str) -> anyhow::Result<()> {
-    let mut conn = pool.get();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            redis::cmd("DEL")
-                .arg(&keys)
-                .query_async::<()>(&mut conn)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+    pool.delete_matching(&format!("{prefix}*")).await?;
+    Ok(())
 }

@@ -188,18 +188,9 @@ async fn run() -> anyhow::Result<()> {
         sqlx::AssertSqlSafe(format!(r#"DROP DATABASE IF EXISTS "{db}" WITH (FORCE)"#)),
     )
     .await?;
-    let r = redis::Client::open(redis_url)?;
-    let mut rc = r.get_multiplexed_async_connection().await?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut rc)
+    dlq_core::build_pool(&redis_url, 1, std::time::Duration::from_secs(10))?
+        .delete_matching(&format!("{prefix}*"))
         .await?;
-    for chunk in keys.chunks(500) {
-        redis::cmd("DEL")
-            .arg(chunk)
-            .query_async::<()>(&mut rc)
-            .await?;
-    }
     result
 }
 

@@ -285,30 +285,7 @@ async fn sign_in(client: &reqwest::Client, base: &str) -> anyhow::Result<String>
         .context("sign-in refused")
 }
 
-/// Removes every key under `prefix` (SCAN + UNLINK, a batch at a time).
+/// Removes every key under `prefix` (the pool's SCAN + chunked DEL).
 async fn unlink_prefix(pool: &dlq_core::RedisPool, prefix: &str) -> anyhow::Result<u64> {
-    let mut con = pool.get();
-    let mut cursor: u64 = 0;
-    let mut removed = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(&mut con)
-            .await?;
-        if !keys.is_empty() {
-            let n: u64 = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut con)
-                .await?;
-            removed += n;
-        }
-        if next == 0 {
-            return Ok(removed);
-        }
-        cursor = next;
-    }
+    Ok(pool.delete_matching(&format!("{prefix}*")).await?)
 }

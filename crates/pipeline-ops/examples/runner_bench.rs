@@ -357,27 +357,9 @@ async fn run_bullmq(args: &Args, prefix: &str) -> Result<Vec<Row>> {
         .collect()
 }
 
-/// Deletes every key under `prefix` (bounded: the bench writes far fewer).
+/// Deletes every key under `prefix`.
 async fn cleanup(pool: &RedisPool, prefix: &str) -> Result<()> {
-    let mut con = pool.get();
-    let mut cursor: u64 = 0;
-    for _ in 0..100_000 {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut con)
-            .await?;
-        if !keys.is_empty() {
-            let _: u64 = redis::cmd("DEL").arg(&keys).query_async(&mut con).await?;
-        }
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
+    pool.delete_matching(&format!("{prefix}*")).await?;
     Ok(())
 }
 

@@ -177,11 +177,10 @@ async fn seed_postgres(
 /// (so every item is due), with the sources back to `dead_lettered`.
 async fn fill_dlq(services: &Services, ids: &[Uuid]) -> anyhow::Result<()> {
     let queue = services.queue(Family::Scrape);
-    delete_matching(
-        services.settings.redis_url(),
-        &format!("{}*", queue.keys().tag()),
-    )
-    .await?;
+    services
+        .redis
+        .delete_matching(&format!("{}*", queue.keys().tag()))
+        .await?;
     sqlx::query("UPDATE sources SET status = 'dead_lettered'")
         .execute(&services.db)
         .await?;
@@ -223,29 +222,9 @@ async fn fill_dlq(services: &Services, ids: &[Uuid]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes the keys matching `pattern` (SCAN + DEL, so Redis is never blocked for long).
+/// Deletes the keys matching `pattern` (the pool's SCAN + chunked DEL).
 async fn delete_matching(redis_url: &str, pattern: &str) -> anyhow::Result<()> {
-    let client = redis::Client::open(redis_url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            redis::cmd("DEL")
-                .arg(&keys)
-                .query_async::<()>(&mut conn)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+    let pool = dlq_core::build_pool(redis_url, 1, Duration::from_secs(10))?;
+    pool.delete_matching(pattern).await?;
+    Ok(())
 }

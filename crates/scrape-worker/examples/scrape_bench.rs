@@ -177,17 +177,7 @@ async fn run_one(
 }
 
 async fn cleanup(redis_url: &str, prefix: &str) -> anyhow::Result<()> {
-    let client = redis::Client::open(redis_url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await?;
-    if !keys.is_empty() {
-        redis::cmd("DEL")
-            .arg(&keys)
-            .query_async::<()>(&mut conn)
-            .await?;
-    }
+    let pool = dlq_core::build_pool(redis_url, 1, std::time::Duration::from_secs(10))?;
+    pool.delete_matching(&format!("{prefix}*")).await?;
     Ok(())
 }

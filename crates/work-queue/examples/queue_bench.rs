@@ -222,34 +222,7 @@ async fn process(q: &WorkQueue, concurrency: usize, batch: usize, n: u64) -> Res
 }
 
 async fn delete_matching(pool: &RedisPool, pattern: &str) -> Result<()> {
-    if pool.is_cluster() {
-        // A SCAN cursor belongs to one node; the pool's helper asks every master.
-        pool.delete_matching(pattern).await?;
-        return Ok(());
-    }
-    let mut con = pool.get();
-    let mut cursor: u64 = 0;
-    // Bounded: SCAN visits every key once, far fewer rounds than this.
-    for _ in 0..10_000_000 {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(&mut con)
-            .await?;
-        if !keys.is_empty() {
-            let _: u64 = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut con)
-                .await?;
-        }
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
+    pool.delete_matching(pattern).await?;
     Ok(())
 }
 
