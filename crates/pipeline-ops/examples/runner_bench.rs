@@ -15,7 +15,7 @@
 //!
 //! The BullMQ side is `bench/bullmq/bench.js`: this program runs `npm ci` there, starts it
 //! with the same figures and its own key prefix, and prints both in one table (`--no-bullmq`
-//! skips it). Options: `--json` (one JSON object per line), `--reserve-batch N` (default 32,
+//! skips it). Options: `--json` (one JSON object per line), `--reserve-batch N` (default `queue.reserve_batch`
 //! as shipped). Every key lives under a fresh prefix that is deleted at the end.
 
 use std::path::PathBuf;
@@ -56,7 +56,12 @@ fn parse_args() -> Result<Args> {
         load: 4_000,
         rate: 2_000,
         idle_secs: 10,
-        reserve_batch: 32,
+        // As shipped (config/default.toml), unless --reserve-batch says otherwise.
+        reserve_batch: pipeline_core::Settings::load_from(&pipeline_core::Sources {
+            env: Default::default(),
+        })?
+        .queue
+        .reserve_batch,
         bullmq: true,
     };
     let mut it = std::env::args().skip(1);
@@ -269,8 +274,10 @@ impl NoOp {
 
 /// Counts the commands on this family's keys while the runner idles, with `MONITOR`.
 async fn report_idle_cost(args: &Args, pool: &RedisPool, queue: &WorkQueue) -> Result<()> {
-    // Let the runner finish the last message and settle into its wait.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the runner finish the last message and settle into its wait, past its queue-depth
+    // gauge's last reading (the first tick after work stops, at most 5 s later): the window
+    // counts what an idle runner costs for as long as it stays idle.
+    tokio::time::sleep(Duration::from_millis(5_500)).await;
     let client = redis::Client::open(redis_url())?;
     let mut monitor = client
         .get_async_monitor()
@@ -303,7 +310,8 @@ async fn report_idle_cost(args: &Args, pool: &RedisPool, queue: &WorkQueue) -> R
             json!({"idle_window_secs": window.as_secs(), "block_timeout_ms": block.as_millis() as u64, "commands": counts})
         );
     } else {
-        // BZPOPMIN is the wait; LLEN and ZCARD are the runner's queue-depth gauge (every 5 s).
+        // BZPOPMIN is the wait; LLEN and ZCARD would be the runner's queue-depth gauge,
+        // which reads once after work stops and then not while the runner idles.
         println!(
             "idle runner, commands on its keys per block_timeout ({} ms), over {} s: {}",
             block.as_millis(),
