@@ -150,6 +150,26 @@ async fn every_hostile_page_ends_in_its_expected_state_within_a_bound() -> anyho
     Ok(())
 }
 
+/// Copies of the 3 MB article in one page: parsing it is one step the budget cannot
+/// interrupt, and it must outlast budget + grace (100 ms) by far on any machine. The 3 MB
+/// article alone parsed in under 100 ms on a quiet machine, so the test saw the budget
+/// checked after the parse instead of the thread abandoned.
+fn stuck_page() -> String {
+    integration_tests::hostile::huge_article().repeat(STUCK_COPIES)
+}
+
+const STUCK_COPIES: usize = 6;
+
+/// Limits that let [`stuck_page`] reach the parser (the defaults refuse it before parsing).
+fn admit_stuck_page(s: &mut pipeline_core::Settings) {
+    let room = (STUCK_COPIES + 1) * integration_tests::hostile::HUGE_BYTES;
+    s.extraction.max_html_bytes = room;
+    s.extraction.max_text_bytes = room;
+    s.extraction.max_elements = 10_000_000;
+    s.extraction.max_attributes = 10_000_000;
+    s.extraction.max_work_units = u64::MAX / 2;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_stuck_past_its_budget_is_dead_lettered_and_its_slot_freed() -> anyhow::Result<()> {
     // A budget far shorter than the 3 MB article takes in the parsers, which cannot be
@@ -162,6 +182,7 @@ async fn a_page_stuck_past_its_budget_is_dead_lettered_and_its_slot_freed() -> a
         s.extraction.time_budget_ms = 50;
         s.extraction.abandon_grace_ms = 50;
         s.extraction.concurrency = 1;
+        admit_stuck_page(s);
     })
     .await?;
     let env = integration_tests::extraction::Env {
@@ -169,7 +190,7 @@ async fn a_page_stuck_past_its_budget_is_dead_lettered_and_its_slot_freed() -> a
         redis,
         services,
     };
-    let huge = integration_tests::hostile::huge_article();
+    let huge = stuck_page();
     let (stuck, job) = env
         .scraped_source("http://127.0.0.1/huge", &huge, "text/html")
         .await?;
@@ -244,6 +265,7 @@ async fn no_extraction_starts_while_abandoned_threads_are_at_the_bound() -> anyh
         s.extraction.abandon_grace_ms = 50;
         s.extraction.concurrency = 1;
         s.extraction.max_abandoned = Some(1);
+        admit_stuck_page(s);
     })
     .await?;
     let env = integration_tests::extraction::Env {
@@ -251,7 +273,7 @@ async fn no_extraction_starts_while_abandoned_threads_are_at_the_bound() -> anyh
         redis,
         services,
     };
-    let huge = integration_tests::hostile::huge_article();
+    let huge = stuck_page();
     let (stuck, job) = env
         .scraped_source("http://127.0.0.1/huge", &huge, "text/html")
         .await?;
