@@ -2,8 +2,9 @@
 # A local Redis Cluster for the tests: 3 masters + 3 replicas from the installed
 # redis-server, on loopback ports, its files under .local/redis-cluster/ in the checkout.
 #
-#   deploy/local/redis-cluster.sh start   # starts it, waits for cluster_state:ok, prints
-#                                         # the node URLs (TEST_REDIS_CLUSTER_NODES)
+#   deploy/local/redis-cluster.sh start   # starts it, waits for cluster_state:ok and for
+#                                         # every replica's first sync, prints the node
+#                                         # URLs (TEST_REDIS_CLUSTER_NODES)
 #   deploy/local/redis-cluster.sh stop    # stops only the servers this script started
 #   deploy/local/redis-cluster.sh nodes   # prints the node URLs
 #
@@ -29,7 +30,8 @@ nodes() {
 
 ours() { # whether pid $1 is the redis-server this script started on port $2
   local cmd
-  cmd="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true)"
+  # A subshell, so a pid that is gone (a killed node) is quietly not ours.
+  cmd="$( (tr '\0' ' ' <"/proc/$1/cmdline") 2>/dev/null || true)"
   [[ "$cmd" == *redis-server* && "$cmd" == *":$2"* ]]
 }
 
@@ -82,6 +84,27 @@ start() {
       exit 1
     }
   done
+  # And every replica must have finished its first sync: a replica that never synced
+  # refuses to fail over (its data is "too old"), so a test that kills a master right after
+  # the start would find its slots lost rather than failed over.
+  local replicas=0 up
+  for ((n = 0; n < 300; n++)); do
+    replicas=0 up=0
+    for p in "${PORTS[@]}"; do
+      local info
+      info="$(redis-cli -p "$p" info replication 2>/dev/null || true)"
+      if grep -q '^role:slave' <<<"$info"; then
+        replicas=$((replicas + 1))
+        grep -q '^master_link_status:up' <<<"$info" && up=$((up + 1))
+      fi
+    done
+    [[ $replicas -eq 3 && $up -eq 3 ]] && break
+    sleep 0.1
+  done
+  [[ $replicas -eq 3 && $up -eq 3 ]] || {
+    echo "the replicas did not all sync with their masters ($up of $replicas linked; see $DIR/*/redis.log)" >&2
+    exit 1
+  }
   nodes
 }
 
