@@ -26,7 +26,10 @@
 //! Both crawls read no sitemap (Scrapy's link crawler does not), and each must fetch exactly
 //! the site's link-reachable allowed pages, each once, or the run fails: the site counts the
 //! requests it serves. Options: `--pages N` tree pages (default 2000), `--concurrency 8,16,32`,
-//! `--no-scrapy`. Loopback only; every crawl is bounded by the site's size and a 600 s limit.
+//! `--no-scrapy`, `--extraction-after` (the extraction worker starts only once the site served
+//! every page, so the crawl has the cores to itself as Scrapy has; "ended" then adds the
+//! whole site's extraction). Loopback only; every crawl is bounded by the site's size and a
+//! 600 s limit.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -50,6 +53,8 @@ struct Args {
     pages: usize,
     concurrency: Vec<usize>,
     scrapy: bool,
+    /// Start the extraction worker only once every page was fetched (`--extraction-after`).
+    extraction_after: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -57,6 +62,7 @@ fn parse_args() -> Result<Args> {
         pages: 2000,
         concurrency: vec![8, 16, 32],
         scrapy: true,
+        extraction_after: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -83,8 +89,9 @@ fn parse_args() -> Result<Args> {
                 );
             }
             "--no-scrapy" => args.scrapy = false,
+            "--extraction-after" => args.extraction_after = true,
             other => bail!(
-                "unknown argument {other}; options: --pages N, --concurrency 8,16,32, --no-scrapy"
+                "unknown argument {other}; options: --pages N, --concurrency 8,16,32, --no-scrapy, --extraction-after"
             ),
         }
     }
@@ -122,7 +129,7 @@ async fn main() -> Result<()> {
     );
     for &c in &args.concurrency {
         site.clear_hits();
-        let ours = pipeline(&site, c).await?;
+        let ours = pipeline(&site, c, args.extraction_after).await?;
         check_fetched(&site, &want, "pipeline")?;
         let n = want.len() as f64;
         let ideal = c as f64 / DELAY.as_secs_f64();
@@ -154,7 +161,7 @@ async fn main() -> Result<()> {
 }
 
 /// One crawl of the site by the pipeline's workers at concurrency `c`.
-async fn pipeline(site: &Site, c: usize) -> Result<Pipeline> {
+async fn pipeline(site: &Site, c: usize, extraction_after: bool) -> Result<Pipeline> {
     let db = TestDb::migrated().await?;
     let redis = TestRedis::new()?;
     let mut settings = settings_for(&db, &redis);
@@ -166,11 +173,18 @@ async fn pipeline(site: &Site, c: usize) -> Result<Pipeline> {
     let cancel = CancellationToken::new();
     let scrape = tokio::spawn(scrape_worker::run(services.clone(), cancel.clone()));
     let batcher = extraction_worker::batcher_from_settings(&services.settings)?;
-    let extraction = {
+    let start_extraction = {
         let services = services.clone();
         let cancel = cancel.clone();
-        tokio::spawn(async move { extraction_worker::run(&services, batcher, cancel).await })
+        move || {
+            tokio::spawn(async move { extraction_worker::run(&services, batcher, cancel).await })
+        }
     };
+    let mut start_extraction = Some(start_extraction);
+    let mut extraction = None;
+    if !extraction_after {
+        extraction = start_extraction.take().map(|start| start());
+    }
 
     let want = site.expected_link_crawl().len();
     let started = Instant::now();
@@ -199,6 +213,9 @@ async fn pipeline(site: &Site, c: usize) -> Result<Pipeline> {
         );
         if fetched.is_none() && pages_served(site) >= want {
             fetched = Some(started.elapsed().as_secs_f64());
+            if let Some(start) = start_extraction.take() {
+                extraction = Some(start());
+            }
         }
         if fetched.is_some() && looked.elapsed() >= Duration::from_millis(50) {
             looked = Instant::now();
@@ -213,7 +230,9 @@ async fn pipeline(site: &Site, c: usize) -> Result<Pipeline> {
     let spent = time_spent(&services, job).await?;
     cancel.cancel();
     scrape.await??;
-    extraction.await?;
+    if let Some(extraction) = extraction {
+        extraction.await?;
+    }
     ensure!(
         traced == pages,
         "{traced} of {pages} pages have a discovery path to the start URL"
