@@ -357,10 +357,10 @@ pub async fn admit(
     let seen = sqlx::query!(
         r#"SELECT ARRAY(SELECT url FROM crawl_pages WHERE job_id = $1 AND url = ANY($2))
                       AS "known!",
-                  ARRAY(SELECT path_key FROM crawl_pages WHERE job_id = $1 AND path_key = ANY($3)
-                         GROUP BY path_key ORDER BY path_key) AS "keys!",
-                  ARRAY(SELECT count(*) FROM crawl_pages WHERE job_id = $1 AND path_key = ANY($3)
-                         GROUP BY path_key ORDER BY path_key) AS "counts!""#,
+                  COALESCE(array_agg(v.path_key), '{}') AS "keys!",
+                  COALESCE(array_agg(v.n), '{}') AS "counts!"
+             FROM (SELECT path_key, count(*) AS n FROM crawl_pages
+                    WHERE job_id = $1 AND path_key = ANY($3) GROUP BY path_key) v"#,
         job_id,
         &urls as &[&str],
         &keys as &[&str],
