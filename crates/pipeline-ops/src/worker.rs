@@ -25,7 +25,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
-use work_queue::{AckOutcome, DeadLetterOutcome, Delivery, ErrorKind, RetryOutcome, WorkQueue};
+use work_queue::{
+    AckOutcome, DeadLetterOutcome, Delivery, ErrorKind, Held, RetryOutcome, WorkQueue,
+};
 
 use crate::acks::{AckResult, Acker};
 use crate::messages::WorkMessage;
@@ -151,6 +153,10 @@ const FAST_WORK: Duration = Duration::from_millis(1);
 /// the reserve round trip is most of a delivery's cost, so the runner reserves a whole
 /// `reserve_batch` and lets the extras wait for a slot; the wait that adds is at most
 /// `reserve_batch` times the average handler time, a few milliseconds, far inside a lease.
+/// It also puts the next reserve in flight as soon as every slot is busy, so the next
+/// batch is there when this one is handed out instead of a round trip later. Deliveries
+/// that wait for a slot are held with their leases renewed ([`Held`]), in case the work
+/// stopped being fast since the reserve.
 #[derive(Debug, Default)]
 struct Pace {
     /// Exponential moving average of handler time, in microseconds (weight 1/8).
@@ -305,7 +311,10 @@ async fn process_with<H: Handler>(
                 }
             },
             Err(failure) => {
-                let outcome = settle_failure(queue, handler, &delivery, ids, failure).await;
+                // Boxed: the rare path's futures (Redis settle, Postgres record) would
+                // otherwise make every delivery's task carry their size (see `task`).
+                let outcome =
+                    Box::pin(settle_failure(queue, handler, &delivery, ids, failure)).await;
                 drop(permit);
                 outcome
             }
@@ -589,6 +598,127 @@ struct Busy {
     tasks: TaskTracker,
 }
 
+/// A reserve put in flight while the last batch is handed out, on the shared multiplexed
+/// connection (the reply is not waited for by a blocking command). Its batch is held
+/// with its leases renewed from the moment it arrives (see [`Held`]).
+struct Ahead(tokio::task::JoinHandle<work_queue::Result<Held>>);
+
+impl Ahead {
+    async fn batch(self) -> Result<Held, String> {
+        match self.0.await {
+            Ok(reserved) => reserved.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("reserve ahead did not finish: {e}")),
+        }
+    }
+}
+
+/// What the runner's loop needs to reserve and to hand deliveries out to slots.
+struct Dispatch<'a, H: Handler> {
+    queue: &'a WorkQueue,
+    handler: &'a Arc<H>,
+    shared: Shared,
+    permits: &'a Arc<Semaphore>,
+    tracker: &'a TaskTracker,
+}
+
+impl<H: Handler> Dispatch<'_, H> {
+    /// How many to reserve with one slot in hand: only free slots' worth, unless the work is
+    /// shorter than a round trip (see `Pace`) and the slots are fewer than a batch: with a
+    /// batch's worth of slots, free slots fill a batch anyway, and reserving ahead would
+    /// only make messages wait.
+    fn want(&self, opts: &RunnerOptions) -> usize {
+        if self.shared.pace.fast() && opts.concurrency < opts.reserve_batch {
+            opts.reserve_batch.max(1)
+        } else {
+            (self.permits.available_permits() + 1).min(opts.reserve_batch.max(1))
+        }
+    }
+
+    /// Reserves up to `want`, waiting for work when there is none (see [`Waiter`]). A batch
+    /// larger than the free slots is held with its leases renewed while it waits.
+    ///
+    /// [`Waiter`]: work_queue::Waiter
+    async fn reserve_wait(
+        &self,
+        waiter: &mut work_queue::Waiter,
+        want: usize,
+        cancel: &CancellationToken,
+    ) -> Result<Held, String> {
+        let batch = waiter
+            .reserve_wait(want, cancel)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(if batch.len() > self.permits.available_permits() + 1 {
+            self.queue.hold(batch)
+        } else {
+            Held::now(batch)
+        })
+    }
+
+    /// Puts a reserve of up to `want` in flight without waiting for it.
+    fn reserve_ahead(&self, want: usize) -> Ahead {
+        let queue = self.queue.clone();
+        Ahead(tokio::spawn(async move {
+            let batch = queue.reserve(want).await?;
+            Ok(queue.hold(batch))
+        }))
+    }
+
+    /// Hands every delivery of `batch` to a slot, `first` for the first one; calls
+    /// `on_full` each time a delivery has to wait for a slot.
+    async fn hand_out(
+        &self,
+        batch: Held,
+        first: OwnedSemaphorePermit,
+        mut on_full: impl FnMut(),
+    ) {
+        let mut first = Some(first);
+        for delivery in batch {
+            let permit = match first.take() {
+                Some(p) => p,
+                None => match self.permits.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        on_full();
+                        self.permits
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("the semaphore is never closed")
+                    }
+                },
+            };
+            self.tracker.spawn(task(
+                self.queue.clone(),
+                self.handler.clone(),
+                delivery,
+                self.shared.clone(),
+                permit,
+            ));
+        }
+    }
+}
+
+/// One delivery's task. Its future is copied into the task's allocation at every spawn, so
+/// it is kept small: the failure path, which needs the large Redis and Postgres futures, is
+/// boxed (`process_with`), and a test pins the size.
+async fn task<H: Handler>(
+    queue: WorkQueue,
+    handler: Arc<H>,
+    delivery: Delivery,
+    shared: Shared,
+    permit: OwnedSemaphorePermit,
+) {
+    process_with(
+        &queue,
+        handler.as_ref(),
+        delivery,
+        Some(&shared),
+        Some(permit),
+    )
+    .await;
+}
+
 /// Runs until `cancel` fires, then drains within the timeout. Work still running then keeps
 /// its lease until it expires, and the queue delivers it again. Returns whether the drain
 /// was complete (`false`: work was still running at the timeout).
@@ -620,10 +750,19 @@ pub async fn run<H: Handler>(
         "worker started"
     );
     crate::activity::runner_started(queue.family(), opts.concurrency);
+    let dispatch = Dispatch {
+        queue: &queue,
+        handler: &handler,
+        shared,
+        permits: &permits,
+        tracker: &tracker,
+    };
+    // The next batch, reserved while this one is handed out (fast work only, see `Pace`).
+    let mut ahead: Option<Ahead> = None;
     while !cancel.is_cancelled() {
         // A paused family reserves nothing; what is in flight finishes. The flag is the
         // heartbeat task's last look (see crate::pause), so this costs no round trip.
-        if crate::activity::is_paused(queue.family()) {
+        if ahead.is_none() && crate::activity::is_paused(queue.family()) {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(PAUSE_RECHECK) => continue,
@@ -634,21 +773,24 @@ pub async fn run<H: Handler>(
             _ = cancel.cancelled() => break,
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
         };
-        // Only free slots' worth, unless the work is shorter than a round trip (see `Pace`)
-        // and the slots are fewer than a batch: with a batch's worth of slots, free slots
-        // fill a batch anyway, and reserving ahead would only make messages wait.
-        let want = if shared.pace.fast() && opts.concurrency < opts.reserve_batch {
-            opts.reserve_batch.max(1)
-        } else {
-            (permits.available_permits() + 1).min(opts.reserve_batch.max(1))
+        let want = dispatch.want(&opts);
+        let reserved = match ahead.take() {
+            Some(next) => match next.batch().await {
+                // The queue ran dry meanwhile: wait for work as usual.
+                Ok(held) if held.is_empty() => {
+                    dispatch.reserve_wait(&mut waiter, want, &cancel).await
+                }
+                other => other,
+            },
+            None => dispatch.reserve_wait(&mut waiter, want, &cancel).await,
         };
-        let deliveries = match waiter.reserve_wait(want, &cancel).await {
-            Ok(d) => {
+        let batch = match reserved {
+            Ok(batch) => {
                 error_pause = Duration::from_millis(100);
-                if !d.is_empty() {
+                if !batch.is_empty() {
                     busy.reserved.fetch_add(1, Ordering::Relaxed);
                 }
-                d
+                batch
             }
             Err(err) => {
                 tracing::error!(error = %err, redis = queue.endpoint(), pause_ms = error_pause.as_millis() as u64, "reserve failed; backing off");
@@ -661,41 +803,40 @@ pub async fn run<H: Handler>(
                 continue;
             }
         };
-        let mut first = Some(first);
-        for delivery in deliveries {
-            let permit = match first.take() {
-                Some(p) => p,
-                None => match permits.clone().try_acquire_owned() {
-                    Ok(p) => p,
-                    Err(_) => {
-                        // Reserved ahead: its lease is kept alive while it waits for a slot,
-                        // in case the work stopped being fast since the reserve.
-                        let _keeper = queue.keep_alive(&delivery);
-                        permits
-                            .clone()
-                            .acquire_owned()
-                            .await
-                            .expect("the semaphore is never closed")
-                    }
-                },
-            };
-            let (queue, handler, shared) = (queue.clone(), handler.clone(), shared.clone());
-            tracker.spawn(async move {
-                process_with(
-                    &queue,
-                    handler.as_ref(),
-                    delivery,
-                    Some(&shared),
-                    Some(permit),
-                )
-                .await;
-            });
-        }
+        dispatch
+            .hand_out(batch, first, || {
+                // Every slot is busy and this batch still has deliveries waiting: put
+                // the next reserve in flight now, so that its batch is here by the time
+                // this one is handed out, instead of a round trip after. Only for work
+                // shorter than a round trip; real work reserves its free slots' worth.
+                if ahead.is_none()
+                    && dispatch.shared.pace.fast()
+                    && opts.concurrency < opts.reserve_batch
+                    && !cancel.is_cancelled()
+                    && !crate::activity::is_paused(queue.family())
+                {
+                    ahead = Some(dispatch.reserve_ahead(opts.reserve_batch));
+                }
+            })
+            .await;
     }
     tracker.close();
     depth.abort();
-    drop(shared);
     let finished = pipeline_core::shutdown::drain_within(opts.drain_timeout, async {
+        // A batch reserved ahead is leased to this worker: it is fast work, so it is done
+        // within the drain rather than left to wait out its leases.
+        if let Some(next) = ahead.take() {
+            match next.batch().await {
+                Ok(batch) => {
+                    if let Ok(first) = permits.clone().acquire_owned().await {
+                        dispatch.hand_out(batch, first, || {}).await;
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "reserve ahead failed at shutdown"),
+            }
+        }
+        // The last handle on the gathered acks but the tasks' own: they end with the last.
+        drop(dispatch);
         tracker.wait().await;
         // Every task's ack has its answer by now; the gathering task ends with the last.
         let _ = acks.await;
@@ -708,4 +849,63 @@ pub async fn run<H: Handler>(
         "worker stopped"
     );
     finished
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Noop(PgPool);
+
+    impl Handler for Noop {
+        type Message = crate::messages::SourceMessage;
+
+        async fn handle(&self, _: &Delivery, _: Self::Message) -> Result<(), Failure> {
+            Ok(())
+        }
+
+        fn db(&self) -> &PgPool {
+            &self.0
+        }
+    }
+
+    /// The task was 16 KB while the failure path was inlined into it, and copying it at
+    /// each spawn was a third of the runner's CPU time on work shorter than a round trip.
+    #[tokio::test]
+    async fn a_delivery_task_stays_small() {
+        // Nothing here connects: the futures are built, never polled.
+        let pool =
+            work_queue::build_pool("redis://127.0.0.1:1", 1, Duration::from_secs(1)).expect("pool");
+        let queue = WorkQueue::new(
+            pool,
+            work_queue::FamilyKeys::new("size-test", "scrape"),
+            work_queue::QueueOptions::default(),
+        )
+        .expect("queue");
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://127.0.0.1:1/unused")
+            .expect("lazy pool");
+        let (acker, _acks) = Acker::start(queue.clone());
+        let shared = Shared {
+            acker,
+            pace: Arc::default(),
+            meters: Arc::new(Meters::new("scrape")),
+        };
+        let permit = Arc::new(Semaphore::new(1))
+            .acquire_owned()
+            .await
+            .expect("permit");
+        let delivery = Delivery {
+            id: "m".into(),
+            token: 1,
+            body: "{}".into(),
+            deliveries: 1,
+            attempts: 0,
+            redrives: 0,
+            shard: 0,
+        };
+        let fut = task(queue, Arc::new(Noop(db)), delivery, shared, permit);
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 4096, "a delivery's task is {size} bytes");
+    }
 }

@@ -1,5 +1,7 @@
 //! Background lease renewal for long work.
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -81,5 +83,102 @@ impl WorkQueue {
         }
         let _keeper = self.keep_alive(delivery);
         work.await
+    }
+}
+
+/// A reserved batch whose deliveries wait for the work that will take them, their leases
+/// renewed from one background task (every `visibility_timeout / 3`) while they wait.
+///
+/// A runner that reserves more than it has free slots, or reserves its next batch while
+/// the last is still being handed out, holds the extras this way: if the work slowed down
+/// since the reserve, a delivery can wait longer than a lease lasts. Each delivery leaves
+/// as the batch is iterated; from then on its own keep-alive ([`WorkQueue::leased`]) is
+/// the caller's. Dropping the batch stops the renewals: deliveries still in it come back
+/// when their leases run out, as an unsettled delivery always does.
+#[derive(Debug)]
+#[must_use = "deliveries left in a dropped batch come back only when their leases end"]
+pub struct Held {
+    left: Arc<Mutex<VecDeque<Delivery>>>,
+    renewer: Option<JoinHandle<()>>,
+}
+
+impl Held {
+    /// A batch handed out at once, with nothing to renew (no background task).
+    pub fn now(batch: Vec<Delivery>) -> Self {
+        Self {
+            left: Arc::new(Mutex::new(batch.into())),
+            renewer: None,
+        }
+    }
+
+    /// Deliveries still in the batch.
+    pub fn len(&self) -> usize {
+        lock(&self.left).len()
+    }
+
+    /// Whether the batch is handed out.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Hands the deliveries out in reserve order; each leaves the batch (and its renewals).
+impl Iterator for Held {
+    type Item = Delivery;
+
+    fn next(&mut self) -> Option<Delivery> {
+        lock(&self.left).pop_front()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(task) = &self.renewer {
+            task.abort();
+        }
+    }
+}
+
+/// The batch's lock; a panic while it was held cannot leave the queue of deliveries torn.
+fn lock(left: &Mutex<VecDeque<Delivery>>) -> std::sync::MutexGuard<'_, VecDeque<Delivery>> {
+    left.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl WorkQueue {
+    /// Holds `batch` with its leases renewed until each delivery leaves it (see [`Held`]).
+    /// An empty batch starts no task. Needs a Tokio runtime.
+    pub fn hold(&self, batch: Vec<Delivery>) -> Held {
+        let empty = batch.is_empty();
+        let mut held = Held::now(batch);
+        if empty {
+            return held;
+        }
+        let period = (self.inner.opts.visibility_timeout / 3).max(Duration::from_millis(1));
+        let (queue, left) = (self.clone(), Arc::downgrade(&held.left));
+        held.renewer = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(left) = left.upgrade() else { return };
+                let waiting: Vec<Delivery> = lock(&left).iter().cloned().collect();
+                drop(left);
+                if waiting.is_empty() {
+                    return;
+                }
+                for delivery in &waiting {
+                    // A lost lease needs nothing here: the work that takes the delivery
+                    // finds it lost when it settles. A failure is retried next period.
+                    if let Err(e) = queue.renew(delivery).await {
+                        tracing::warn!(
+                            family = queue.family(),
+                            id = %delivery.id,
+                            error = &e as &dyn std::error::Error,
+                            "lease renewal of a waiting delivery failed; retrying at the next period"
+                        );
+                    }
+                }
+            }
+        }));
+        held
     }
 }

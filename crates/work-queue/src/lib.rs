@@ -71,7 +71,7 @@ pub use delivery::{
 };
 pub use dlq::{DlqItem, ErrorKind, FamilyKeys, RedisPool, build_pool};
 pub use error::{QueueError, Result};
-pub use keep_alive::LeaseKeeper;
+pub use keep_alive::{Held, LeaseKeeper};
 pub use options::QueueOptions;
 pub use pipeline_redis::{MAX_SHARDS, shard_of};
 pub use queue::{MAX_BATCH, WorkQueue};

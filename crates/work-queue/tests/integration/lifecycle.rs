@@ -197,3 +197,34 @@ async fn keep_alive_renews_in_the_background_and_reports_a_lost_lease() {
         .expect("lost fires");
     assert_eq!(q.ack(&taken[0]).await.unwrap(), AckOutcome::Acked);
 }
+
+#[tokio::test]
+async fn a_held_batch_keeps_the_leases_of_what_still_waits_and_only_of_that() {
+    let t = TestRedis::new();
+    let q = t.queue("scrape", short_lease());
+    for id in ["a", "b", "c"] {
+        q.enqueue(id, &json!({})).await.unwrap();
+    }
+    let mut held = q.hold(q.reserve(3).await.unwrap());
+    assert_eq!(held.len(), 3);
+    // "a" leaves the batch at once: from then on nobody renews its lease.
+    let a = held.next().unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let taken = q.reserve(3).await.unwrap();
+    let ids: Vec<&str> = taken.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["a"], "only the delivery that left the batch ran out");
+    assert_eq!(q.ack(&a).await.unwrap(), AckOutcome::LeaseLost);
+    assert_eq!(q.ack(&taken[0]).await.unwrap(), AckOutcome::Acked);
+    // The two still waiting were renewed past twice the visibility timeout.
+    let (b, c) = (held.next().unwrap(), held.next().unwrap());
+    assert!(held.is_empty());
+    assert_eq!(q.ack(&b).await.unwrap(), AckOutcome::Acked);
+    // Dropping the batch (now empty) stops the renewals; "c" is the caller's to keep.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let again = q.reserve(3).await.unwrap();
+    let ids: Vec<&str> = again.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["c"], "not renewed once it left the batch");
+    assert_eq!(q.ack(&c).await.unwrap(), AckOutcome::LeaseLost);
+    assert_eq!(q.ack(&again[0]).await.unwrap(), AckOutcome::Acked);
+}
