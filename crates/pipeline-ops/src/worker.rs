@@ -666,12 +666,7 @@ impl<H: Handler> Dispatch<'_, H> {
 
     /// Hands every delivery of `batch` to a slot, `first` for the first one; calls
     /// `on_full` each time a delivery has to wait for a slot.
-    async fn hand_out(
-        &self,
-        batch: Held,
-        first: OwnedSemaphorePermit,
-        mut on_full: impl FnMut(),
-    ) {
+    async fn hand_out(&self, batch: Held, first: OwnedSemaphorePermit, mut on_full: impl FnMut()) {
         let mut first = Some(first);
         for delivery in batch {
             let permit = match first.take() {

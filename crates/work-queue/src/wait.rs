@@ -107,6 +107,16 @@ impl std::fmt::Debug for Waiter {
     }
 }
 
+/// How long past a pop's timeout the waiter waits for Redis to answer it before its own
+/// timer ends the wait. Redis answers a timed-out pop a few milliseconds late (it checks
+/// blocked clients' deadlines as its event loop turns, at most every 1/`hz` s, 100 ms by
+/// default). A waiter whose timer ended the wait at the deadline left that pop in flight,
+/// and its next wait could only start a pop once the old one answered, with the time left
+/// of the new deadline: each idle round's pop was that many ms shorter than the last, and
+/// when the time left fell below the lateness a round sent two pops (1.1 to 1.2 pops per
+/// `block_timeout` in the runner benchmark's idle window).
+const POP_GRACE: Duration = Duration::from_millis(250);
+
 /// How a blocking pop ended.
 enum Woke {
     Marker,
@@ -189,12 +199,20 @@ impl Waiter {
             let until = due.map_or(deadline, |d| d.min(deadline));
             self.start_pops(n, until.saturating_duration_since(now))
                 .await;
+            // A wait that ends at the deadline is ended by the pop's own timeout, which
+            // Redis answers a little after it (see `POP_GRACE`); the local timer only
+            // covers a pop that never answers. A due time is kept by the local timer.
+            let timer = if until == deadline {
+                until + POP_GRACE
+            } else {
+                until
+            };
             let lanes = &mut self.lanes[..n];
             let woke = tokio::select! {
                 biased;
                 () = cancel.cancelled() => None,
                 (i, held, woke) = first_pop(lanes) => Some(Some((i, held, woke))),
-                () = tokio::time::sleep_until(until) => Some(None),
+                () = tokio::time::sleep_until(timer) => Some(None),
             };
             match woke {
                 None => {

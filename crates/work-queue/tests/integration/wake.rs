@@ -231,3 +231,35 @@ async fn a_cancelled_wait_returns_at_once_and_leaves_the_marker_for_others() {
         .unwrap();
     assert_eq!(got[0].id, "after");
 }
+
+#[tokio::test]
+async fn an_idle_wait_ends_with_its_own_pop_so_the_next_pop_waits_a_whole_block_timeout() {
+    let t = TestRedis::new();
+    let block = Duration::from_millis(300);
+    let q = t.queue(
+        "scrape",
+        QueueOptions {
+            block_timeout: block,
+            ..fast_options()
+        },
+    );
+    let cancel = CancellationToken::new();
+    let mut waiter = q.waiter();
+    for round in 0..5 {
+        let started = Instant::now();
+        assert!(q_is_empty(&mut waiter, &cancel).await, "round {round}");
+        assert!(started.elapsed() >= block, "round {round}: ended early");
+        // Redis answers a timed-out pop a little late. A wait that ended by its own timer
+        // left the pop in flight, and the next wait's pop got only what was left of its
+        // block timeout (so idle rounds shrank until one sent two pops).
+        let state = format!("{waiter:?}");
+        assert!(
+            state.contains("popping: 0"),
+            "round {round}: a pop was left in flight: {state}"
+        );
+    }
+}
+
+async fn q_is_empty(waiter: &mut work_queue::Waiter, cancel: &CancellationToken) -> bool {
+    waiter.reserve_wait(8, cancel).await.unwrap().is_empty()
+}
