@@ -830,7 +830,7 @@ pub async fn run<H: Handler>(
                 Err(err) => tracing::warn!(error = %err, "reserve ahead failed at shutdown"),
             }
         }
-        // The last handle on the gathered acks but the tasks' own: they end with the last.
+        // The runner lets go of the gathered acks; the tasks hold the other handles.
         drop(dispatch);
         tracker.wait().await;
         // Every task's ack has its answer by now; the gathering task ends with the last.
