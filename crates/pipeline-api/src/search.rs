@@ -27,6 +27,14 @@ pub const MAX_QUERY_CHARS: usize = 1000;
 /// The API's searcher, or why it could not be built (answered as 503 by the route).
 pub type SearchState = Result<Searcher, Arc<str>>;
 
+/// Whether `c` counts as blank in a query: Unicode white space (Rust's `is_whitespace`),
+/// the separators U+001C..U+001F (Python's `str.isspace` counts them) and U+FEFF
+/// (ECMAScript's `\s` does). The documented pattern lists exactly these characters
+/// rather than saying `\s`, which JSON Schema validators read in different ways.
+fn blank(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c) || c == '\u{feff}'
+}
+
 /// Query of `/search`.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -35,7 +43,7 @@ pub struct SearchQuery {
     #[param(
         min_length = 1,
         max_length = 1000,
-        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+        pattern = r"^[^\x00]*[^\x00\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff][^\x00]*$"
     )]
     pub q: String,
     /// Only chunks of this project (default: every project).
@@ -128,12 +136,7 @@ pub async fn search(
             "k must be within 1..={MAX_K}, got {k}"
         )));
     }
-    // Blank as the documented pattern's `\s` reads it: JSON Schema validators (Python's
-    // `re` among them) also count the separators U+001C..U+001F, which Rust does not.
-    if q.q
-        .chars()
-        .all(|c| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
-    {
+    if q.q.chars().all(blank) {
         return Err(ApiError::unprocessable("q must not be blank"));
     }
     let text = q.q.trim();
@@ -205,4 +208,39 @@ pub fn build(services: &pipeline_ops::Services) -> Result<Searcher, SearchError>
         searcher.spawn_refresher(services.db.clone(), REFRESH_EVERY);
     }
     Ok(searcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blank;
+
+    /// The pattern published for `q` must accept exactly the one-character queries the
+    /// server accepts: an API tester that generates from it (or a client that validates
+    /// with it) must not send a "valid" query that is refused as blank.
+    #[test]
+    fn the_documented_pattern_of_q_says_what_the_server_calls_blank() {
+        let doc = serde_json::to_value(crate::openapi()).expect("document");
+        let q = doc["paths"]["/api/v1/search"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == "q")
+            .expect("q");
+        let pattern = q["schema"]["pattern"].as_str().expect("pattern");
+        let re = regex::Regex::new(pattern).expect("the pattern compiles");
+        let chars = (0..0x3100u32)
+            .chain(0xfe00..0xff00)
+            .filter_map(char::from_u32);
+        for c in chars {
+            let accepted = c != '\0' && !blank(c);
+            assert_eq!(
+                re.is_match(&c.to_string()),
+                accepted,
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+        assert!(re.is_match(" bread\u{1d}"));
+        assert!(!re.is_match("\u{1d}\u{feff} \t"));
+    }
 }

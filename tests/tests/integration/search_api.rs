@@ -162,6 +162,8 @@ async fn search_finds_the_page_that_says_it() -> anyhow::Result<()> {
         ("q=bread&k=0", "k must be within 1..=100"),
         ("q=bread&k=101", "k must be within 1..=100"),
         ("q=+++", "q must not be blank"),
+        // A group separator and a byte-order mark are blank too, as the pattern says.
+        ("q=%1D+%EF%BB%BF", "q must not be blank"),
         ("q=bread&mode=magic", "mode"),
         ("q=bread&project_id=nope", "project_id"),
         ("k=3", "q"),
