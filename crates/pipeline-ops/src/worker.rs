@@ -627,11 +627,17 @@ impl<H: Handler> Dispatch<'_, H> {
     /// batch's worth of slots, free slots fill a batch anyway, and reserving ahead would
     /// only make messages wait.
     fn want(&self, opts: &RunnerOptions) -> usize {
-        if self.shared.pace.fast() && opts.concurrency < opts.reserve_batch {
+        if self.reserves_ahead(opts) {
             opts.reserve_batch.max(1)
         } else {
             (self.permits.available_permits() + 1).min(opts.reserve_batch.max(1))
         }
+    }
+
+    /// Whether the work is shorter than a round trip (see `Pace`) and the slots are fewer
+    /// than a batch: then the runner reserves a whole batch, and the next one early.
+    fn reserves_ahead(&self, opts: &RunnerOptions) -> bool {
+        self.shared.pace.fast() && opts.concurrency < opts.reserve_batch
     }
 
     /// Reserves up to `want`, waiting for work when there is none (see [`Waiter`]). A batch
@@ -805,8 +811,7 @@ pub async fn run<H: Handler>(
                 // this one is handed out, instead of a round trip after. Only for work
                 // shorter than a round trip; real work reserves its free slots' worth.
                 if ahead.is_none()
-                    && dispatch.shared.pace.fast()
-                    && opts.concurrency < opts.reserve_batch
+                    && dispatch.reserves_ahead(&opts)
                     && !cancel.is_cancelled()
                     && !crate::activity::is_paused(queue.family())
                 {
@@ -823,9 +828,9 @@ pub async fn run<H: Handler>(
         if let Some(next) = ahead.take() {
             match next.batch().await {
                 Ok(batch) => {
-                    if let Ok(first) = permits.clone().acquire_owned().await {
-                        dispatch.hand_out(batch, first, || {}).await;
-                    }
+                    let first = permits.clone().acquire_owned().await;
+                    let first = first.expect("the semaphore is never closed");
+                    dispatch.hand_out(batch, first, || {}).await;
                 }
                 Err(err) => tracing::warn!(error = %err, "reserve ahead failed at shutdown"),
             }

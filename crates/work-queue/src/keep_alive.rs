@@ -42,11 +42,17 @@ impl Drop for LeaseKeeper {
 }
 
 impl WorkQueue {
+    /// How often a kept lease is renewed: a third of the visibility timeout, so two
+    /// renewals can fail before the lease runs out.
+    fn renew_period(&self) -> Duration {
+        (self.inner.opts.visibility_timeout / 3).max(Duration::from_millis(1))
+    }
+
     /// Starts renewing `delivery`'s lease every `visibility_timeout / 3` until the returned
     /// keeper is dropped (drop it before acking). Needs a Tokio runtime.
     pub fn keep_alive(&self, delivery: &Delivery) -> LeaseKeeper {
         let lost = CancellationToken::new();
-        let period = (self.inner.opts.visibility_timeout / 3).max(Duration::from_millis(1));
+        let period = self.renew_period();
         let (queue, delivery, flag) = (self.clone(), delivery.clone(), lost.clone());
         let task = tokio::spawn(async move {
             loop {
@@ -154,7 +160,7 @@ impl WorkQueue {
         if empty {
             return held;
         }
-        let period = (self.inner.opts.visibility_timeout / 3).max(Duration::from_millis(1));
+        let period = self.renew_period();
         let (queue, left) = (self.clone(), Arc::downgrade(&held.left));
         held.renewer = Some(tokio::spawn(async move {
             loop {
@@ -165,10 +171,13 @@ impl WorkQueue {
                 if waiting.is_empty() {
                     return;
                 }
-                for delivery in &waiting {
-                    // A lost lease needs nothing here: the work that takes the delivery
-                    // finds it lost when it settles. A failure is retried next period.
-                    if let Err(e) = queue.renew(delivery).await {
+                // Sent together: the shared connections pipeline them. A lost lease needs
+                // nothing here (the work that takes the delivery finds it lost when it
+                // settles); a failure is retried next period.
+                let renewed =
+                    futures::future::join_all(waiting.iter().map(|d| queue.renew(d))).await;
+                for (delivery, result) in waiting.iter().zip(renewed) {
+                    if let Err(e) = result {
                         tracing::warn!(
                             family = queue.family(),
                             id = %delivery.id,

@@ -108,9 +108,8 @@ impl std::fmt::Debug for Waiter {
 }
 
 /// How long past a pop's timeout the waiter waits for Redis to answer it before its own
-/// timer ends the wait. Redis answers a timed-out pop a few milliseconds late (it checks
-/// blocked clients' deadlines as its event loop turns, at most every 1/`hz` s, 100 ms by
-/// default). A waiter whose timer ended the wait at the deadline left that pop in flight,
+/// timer ends the wait. Redis answers a timed-out pop a few milliseconds late (about 7 ms
+/// on the development machine: `redis-cli monitor` showed idle pops 2.0075 s apart). A waiter whose timer ended the wait at the deadline left that pop in flight,
 /// and its next wait could only start a pop once the old one answered, with the time left
 /// of the new deadline: each idle round's pop was that many ms shorter than the last, and
 /// when the time left fell below the lateness a round sent two pops (1.1 to 1.2 pops per

@@ -211,8 +211,11 @@ async fn a_held_batch_keeps_the_leases_of_what_still_waits_and_only_of_that() {
     let a = held.next().unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     let taken = q.reserve(3).await.unwrap();
-    let ids: Vec<&str> = taken.iter().map(|d| d.id.as_str()).collect();
-    assert_eq!(ids, ["a"], "only the delivery that left the batch ran out");
+    assert_eq!(
+        ids(&taken),
+        ["a"],
+        "only the delivery that left the batch ran out"
+    );
     assert_eq!(q.ack(&a).await.unwrap(), AckOutcome::LeaseLost);
     assert_eq!(q.ack(&taken[0]).await.unwrap(), AckOutcome::Acked);
     // The two still waiting were renewed past twice the visibility timeout.
@@ -223,8 +226,11 @@ async fn a_held_batch_keeps_the_leases_of_what_still_waits_and_only_of_that() {
     drop(held);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let again = q.reserve(3).await.unwrap();
-    let ids: Vec<&str> = again.iter().map(|d| d.id.as_str()).collect();
-    assert_eq!(ids, ["c"], "not renewed once it left the batch");
+    assert_eq!(ids(&again), ["c"], "not renewed once it left the batch");
     assert_eq!(q.ack(&c).await.unwrap(), AckOutcome::LeaseLost);
     assert_eq!(q.ack(&again[0]).await.unwrap(), AckOutcome::Acked);
+}
+
+fn ids(batch: &[work_queue::Delivery]) -> Vec<&str> {
+    batch.iter().map(|d| d.id.as_str()).collect()
 }
