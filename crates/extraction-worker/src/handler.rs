@@ -183,6 +183,13 @@ impl ExtractionHandler {
         self.wait_for_abandoned().await;
         let source_id = msg.source_id;
         let attempt = (delivery.attempts + 1) as i32;
+        // The row first: a message for a source that does not exist fails permanently, as
+        // in the scrape worker (recording `started` first failed on the trail's foreign key,
+        // a database error, so such a message was retried and redriven until parked).
+        let source = extractions::load_source(&self.db, source_id)
+            .await
+            .map_err(|e| database(&e))?
+            .ok_or_else(|| Failure::permanent(format!("source {source_id} not found")))?;
         sources::record_event(
             &self.db,
             msg.job_id,
@@ -194,11 +201,6 @@ impl ExtractionHandler {
         )
         .await
         .map_err(|e| database(&e))?;
-
-        let source = extractions::load_source(&self.db, source_id)
-            .await
-            .map_err(|e| database(&e))?
-            .ok_or_else(|| Failure::permanent(format!("source {source_id} does not exist")))?;
         let body = source.raw_content.clone().ok_or_else(|| {
             Failure::permanent("the source has no stored content (it was never fetched)")
         })?;

@@ -49,7 +49,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if check_config {
-        println!("{settings:#?}");
+        print!(
+            "{}",
+            pipeline_ops::daemon::effective_config("pipeline-api", &settings)
+        );
         return ExitCode::SUCCESS;
     }
     pipeline_core::telemetry::init(&settings.telemetry);
@@ -80,6 +83,10 @@ async fn run(
     addr: SocketAddr,
 ) -> anyhow::Result<bool> {
     let drain = settings.shutdown.drain_timeout();
+    tracing::info!(
+        database = %pipeline_core::pools::database_description(&settings),
+        "pipeline-api starting"
+    );
     let services = Services::build(settings)?;
     let cancel = shutdown::signal_token(drain);
     // As the other daemons: serve at once (`/health` 200, `/ready` 503), but wait for the

@@ -43,26 +43,53 @@ pub struct DlqItemBody {
     pub parked_at: Option<DateTime<Utc>>,
     /// The worker that gave up on it.
     pub worker_id: Option<String>,
-    /// The work message a redrive enqueues.
+    /// The work message a redrive enqueues. One whose JSON is longer than
+    /// [`MAX_PAYLOAD_BYTES`] is shown as a string: the start of its JSON and `…`, with
+    /// `payload_truncated` set (a redrive still enqueues the whole stored message).
     pub payload: Value,
+    /// Whether `payload` was cut to keep the answer bounded.
+    pub payload_truncated: bool,
+}
+
+/// Longest payload shown whole, in bytes of JSON: every field of an item is bounded, so a
+/// page of DLQ items is bounded by its `limit` (a 20-item page of 1 MB payloads was 20 MB).
+pub const MAX_PAYLOAD_BYTES: usize = 4096;
+/// Longest identifier-like field shown (item id, worker id, family), in characters: these
+/// come from messages, which anyone who can write to Redis can write.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// `payload`, or the start of its JSON as a string when it is over [`MAX_PAYLOAD_BYTES`];
+/// and whether it was cut.
+fn bounded_payload(payload: Value) -> (Value, bool) {
+    let json = payload.to_string();
+    if json.len() <= MAX_PAYLOAD_BYTES {
+        return (payload, false);
+    }
+    let mut end = MAX_PAYLOAD_BYTES;
+    while !json.is_char_boundary(end) {
+        end -= 1;
+    }
+    (Value::String(format!("{}…", &json[..end])), true)
 }
 
 impl From<DlqItem> for DlqItemBody {
     fn from(i: DlqItem) -> Self {
+        let (payload, payload_truncated) = bounded_payload(i.payload);
         Self {
-            id: i.id,
+            id: clip_long(i.id, MAX_NAME_CHARS),
             source_id: i.source_id,
             job_id: i.job_id,
             error: clip_long(i.error, MAX_ERROR_CHARS),
             failed_at: i.failed_at,
             retry_count: i.retry_count,
-            dlq_type: i.dlq_type,
+            dlq_type: clip_long(i.dlq_type, MAX_NAME_CHARS),
             error_kind: i.error_kind.as_str().to_owned(),
             attempts: i.attempts,
             parked: i.parked,
             parked_at: i.parked_at,
-            worker_id: i.worker_id,
-            payload: i.payload,
+            worker_id: clip_opt(i.worker_id, MAX_NAME_CHARS),
+            payload,
+            payload_truncated,
         }
     }
 }
@@ -95,7 +122,7 @@ impl From<ListedItem> for DlqEntry {
         match l {
             ListedItem::Ok(item) => Self::Item(item.into()),
             ListedItem::Malformed(m) => Self::Malformed(MalformedBody {
-                id: m.id,
+                id: clip_long(m.id, MAX_NAME_CHARS),
                 malformed: true,
                 raw: clip_opt(m.raw, MAX_ERROR_CHARS),
                 reason: clip_long(m.reason, MAX_ERROR_CHARS),

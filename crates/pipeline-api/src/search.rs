@@ -205,7 +205,11 @@ pub fn build(services: &pipeline_ops::Services) -> Result<Searcher, SearchError>
     let key = settings.embedding_api_key(&pipeline_core::Sources::from_process())?;
     let mut searcher = Searcher::new(pipeline_search::embedder_from_settings(settings, key)?);
     if tokio::runtime::Handle::try_current().is_ok() {
-        searcher.spawn_refresher(services.db.clone(), REFRESH_EVERY);
+        searcher.spawn_refresher(
+            services.db.clone(),
+            REFRESH_EVERY,
+            services.components.clone(),
+        );
     }
     Ok(searcher)
 }

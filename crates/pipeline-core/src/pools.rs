@@ -76,7 +76,59 @@ pub fn pg_pool(settings: &Settings) -> Result<PgPool, PoolError> {
 /// Where `pool` connects, for error messages: `host:port/database as user`, never the
 /// password. "pool timed out" alone does not tell an operator which server is down.
 pub fn pg_endpoint(pool: &PgPool) -> String {
-    let o = pool.connect_options();
+    pg_endpoint_of(&pool.connect_options())
+}
+
+/// The database `settings` name, for people: `postgres at host:port/database as user`, and
+/// `(the compiled-in default: set DATABASE_URL)` when nothing chose it. An unusable
+/// `database.url` is described as such (settings that loaded have a usable one).
+pub fn database_description(settings: &Settings) -> String {
+    let endpoint =
+        pg_options(settings).map_or_else(|e| format!("postgres ({e})"), |o| pg_endpoint_of(&o));
+    if settings.database_url_is_default() {
+        format!("{endpoint} (the compiled-in default: set DATABASE_URL to choose)")
+    } else {
+        endpoint
+    }
+}
+
+/// Why a connection to the database of `pool` fails, from one direct attempt within
+/// `timeout`: the pool itself reports only "pool timed out" when every attempt failed,
+/// which hides "connection refused", "password authentication failed" or "database does
+/// not exist". `None` when the attempt succeeds (the server is back).
+pub async fn connect_failure(pool: &PgPool, timeout: Duration) -> Option<String> {
+    let options = pool.connect_options();
+    match tokio::time::timeout(timeout, options.connect()).await {
+        Ok(Ok(conn)) => {
+            // Closing is a courtesy; the server drops the connection either way.
+            let _ = sqlx::Connection::close(conn).await;
+            None
+        }
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {} s", timeout.as_secs())),
+    }
+}
+
+/// Whether `err` (or a cause of it) says Postgres could not be reached: an I/O or TLS
+/// failure, or a pool that timed out or closed. Not a bad statement or a constraint.
+pub fn is_pg_unreachable(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed,
+        ) = e.downcast_ref::<sqlx::Error>()
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+fn pg_endpoint_of(o: &PgConnectOptions) -> String {
     format!(
         "postgres at {}:{}/{} as {}",
         o.get_host(),

@@ -270,6 +270,36 @@ impl SchemaGate {
     }
 }
 
+/// The parts of a process that can fail while Postgres and Redis answer (the API's vector
+/// index, which refreshes itself from Postgres, say). A part that reports a failure makes
+/// `/ready` answer 503 with its name and reason until it reports success again; `/ready`
+/// lists every part that reported, `"ok"` or the reason. Clones share the state.
+#[derive(Clone, Default)]
+pub struct Components(Arc<Mutex<std::collections::BTreeMap<&'static str, Option<String>>>>);
+
+impl Components {
+    /// `name` works (again).
+    pub fn healthy(&self, name: &'static str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, None);
+    }
+
+    /// `name` is broken, for `reason`.
+    pub fn failing(&self, name: &'static str, reason: impl Into<String>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, Some(reason.into()));
+    }
+
+    /// Every part that reported, with `None` when it works, else why not.
+    pub fn report(&self) -> std::collections::BTreeMap<&'static str, Option<String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// What the probe handlers check.
 #[derive(Clone)]
 pub struct ProbeState {
@@ -279,6 +309,8 @@ pub struct ProbeState {
     pub redis: pipeline_redis::RedisPool,
     /// Closed while the daemon waits for the schema.
     pub schema: SchemaGate,
+    /// The process's own parts that can fail (see [`Components`]).
+    pub components: Components,
 }
 
 /// The probe routes, to serve alone or merge into another router (the API does).
@@ -305,12 +337,17 @@ pub fn router(state: ProbeState) -> Router {
 async fn ready(State(state): State<ProbeState>) -> Response {
     let (db, redis) = tokio::join!(check_postgres(&state.db), check_redis(&state.redis));
     let schema = state.schema.waiting();
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "postgres": db.as_ref().map(|_| "ok").unwrap_or_else(|e| e.as_str()),
         "redis": redis.as_ref().map(|_| "ok").unwrap_or_else(|e| e.as_str()),
         "schema": schema.as_deref().unwrap_or("ok"),
     });
-    let status = if db.is_ok() && redis.is_ok() && schema.is_none() {
+    let mut parts_ok = true;
+    for (name, failure) in state.components.report() {
+        parts_ok &= failure.is_none();
+        body[name] = failure.unwrap_or_else(|| "ok".into()).into();
+    }
+    let status = if db.is_ok() && redis.is_ok() && schema.is_none() && parts_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -20,10 +20,79 @@ use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// The defaults, documented key by key.
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+/// The URL schemes the Redis client accepts.
+const REDIS_SCHEMES: &[&str] = &[
+    "redis",
+    "rediss",
+    "valkey",
+    "valkeys",
+    "redis+unix",
+    "valkey+unix",
+    "unix",
+];
+
+/// `database.url` of [`DEFAULT_TOML`].
+fn default_database_url() -> Option<String> {
+    let table: toml::Table = DEFAULT_TOML.parse().ok()?;
+    Some(table.get("database")?.get("url")?.as_str()?.to_owned())
+}
+
+/// `url` with its password (if any) replaced by `***`; a value that does not parse as a
+/// URL is shown as `***` whole, since it may be a password pasted in the wrong place.
+pub fn mask_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) if url.is_empty() => String::new(),
+        Err(_) => "***".into(),
+    }
+}
+
+fn masked_url<S: Serializer>(url: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_url(url.expose_secret()))
+}
+
+fn masked_urls<S: Serializer>(urls: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(urls.iter().map(|u| mask_url(u.expose_secret())))
+}
+
+/// `key` holds a URL with one of `schemes`; the error shows the value with its password
+/// masked.
+fn check_url(key: &str, value: &str, schemes: &[&str]) -> Result<(), SettingsError> {
+    let invalid = |reason: String| SettingsError::InvalidValue {
+        key: key.to_owned(),
+        reason,
+    };
+    let url = url::Url::parse(value).map_err(|e| {
+        invalid(format!(
+            "`{}` is not a URL ({e}); expected {}://user@host:port/database",
+            mask_url(value),
+            schemes[0]
+        ))
+    })?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(invalid(format!(
+            "`{}` has the scheme `{}`; expected {}",
+            mask_url(value),
+            url.scheme(),
+            schemes
+                .iter()
+                .map(|s| format!("`{s}://`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )));
+    }
+    Ok(())
+}
 
 /// Keys whose environment values are comma-separated lists.
 const LIST_KEYS: &[&str] = &[
@@ -58,7 +127,7 @@ pub enum SettingsError {
 }
 
 /// All settings of every process; each binary reads the sections it needs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct Settings {
@@ -79,10 +148,11 @@ pub struct Settings {
 }
 
 /// `[database]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct DatabaseSettings {
+    #[serde(serialize_with = "masked_url")]
     pub url: SecretString,
     pub password_file: String,
     pub max_connections: u32,
@@ -90,13 +160,15 @@ pub struct DatabaseSettings {
 }
 
 /// `[redis]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct RedisSettings {
+    #[serde(serialize_with = "masked_url")]
     pub url: SecretString,
     /// Seed node URLs of a Redis Cluster; empty means the one Redis at `url`. Secret:
     /// a node URL may carry the cluster's password.
+    #[serde(serialize_with = "masked_urls")]
     pub cluster_nodes: Vec<SecretString>,
     pub key_prefix: String,
     pub pool_size: usize,
@@ -105,7 +177,7 @@ pub struct RedisSettings {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -115,7 +187,7 @@ pub enum LogFormat {
 }
 
 /// `[telemetry]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct TelemetrySettings {
@@ -124,7 +196,7 @@ pub struct TelemetrySettings {
 }
 
 /// `[shutdown]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct ShutdownSettings {
@@ -139,7 +211,7 @@ impl ShutdownSettings {
 }
 
 /// `[probes]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct ProbeSettings {
@@ -150,7 +222,7 @@ pub struct ProbeSettings {
 }
 
 /// `[queue]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct QueueSettings {
@@ -164,7 +236,7 @@ pub struct QueueSettings {
 }
 
 /// `[dlq]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct DlqSettings {
@@ -172,7 +244,7 @@ pub struct DlqSettings {
 }
 
 /// `[scrape]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct ScrapeSettings {
@@ -195,7 +267,7 @@ pub struct ScrapeSettings {
 /// `[crawl]`: bounds of a crawl's sitemap reading (the scrape worker) and the pace of
 /// scheduled recrawls (the requeue daemon). A crawl's own rules (scope, depth, caps) come
 /// with each crawl request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct CrawlingSettings {
@@ -209,7 +281,7 @@ pub struct CrawlingSettings {
 }
 
 /// `[extraction]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct ExtractionSettings {
@@ -233,7 +305,7 @@ pub struct ExtractionSettings {
 }
 
 /// Embedding backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbeddingBackend {
     /// The all-MiniLM-L6-v2 sentence model, in process.
@@ -245,7 +317,7 @@ pub enum EmbeddingBackend {
 }
 
 /// `[embedding]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct EmbeddingSettings {
@@ -258,7 +330,7 @@ pub struct EmbeddingSettings {
 }
 
 /// `[embedding.minilm]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct MiniLmSettings {
@@ -267,7 +339,7 @@ pub struct MiniLmSettings {
 }
 
 /// `[embedding.hashing]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct HashingSettings {
@@ -275,7 +347,7 @@ pub struct HashingSettings {
 }
 
 /// `[embedding.openai]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct OpenAiSettings {
@@ -287,7 +359,7 @@ pub struct OpenAiSettings {
 }
 
 /// `[requeue]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct RequeueSettings {
@@ -303,7 +375,7 @@ pub struct RequeueSettings {
 }
 
 /// `[events]`: the event trail's partitions, maintained by the requeue daemon.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct EventsSettings {
@@ -313,7 +385,7 @@ pub struct EventsSettings {
 }
 
 /// `[api]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct ApiSettings {
@@ -393,8 +465,42 @@ impl Settings {
             .try_deserialize()
             .map_err(|e| SettingsError::Source(e.to_string()))?;
         let settings: Settings = serde_path_to_error::deserialize(value).map_err(path_error)?;
+        let origin = |var: &str, key: &str| {
+            if sources.get(var).is_some() {
+                format!("{key} (from {var})")
+            } else {
+                key.to_owned()
+            }
+        };
+        check_url(
+            &origin("DATABASE_URL", "database.url"),
+            settings.database.url.expose_secret(),
+            &["postgres", "postgresql"],
+        )?;
+        if settings.redis.cluster_nodes.is_empty() {
+            check_url(
+                &origin("REDIS_URL", "redis.url"),
+                settings.redis.url.expose_secret(),
+                REDIS_SCHEMES,
+            )?;
+        }
+        for node in &settings.redis.cluster_nodes {
+            check_url("redis.cluster_nodes", node.expose_secret(), REDIS_SCHEMES)?;
+        }
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Whether `database.url` is the compiled-in default (nothing set `DATABASE_URL` or
+    /// `database.url`): commands say so, since a default database is easy to use by mistake.
+    pub fn database_url_is_default(&self) -> bool {
+        default_database_url().is_some_and(|d| d == self.database.url.expose_secret())
+    }
+
+    /// The effective settings as TOML, every secret masked (passwords in URLs as `***`):
+    /// what `--check-config` prints.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
     }
 
     /// Rules that span keys or that types cannot express.

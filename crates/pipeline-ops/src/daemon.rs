@@ -80,7 +80,7 @@ where
         }
     };
     if check_config {
-        println!("{settings:#?}");
+        print!("{}", effective_config(daemon.bin, &settings));
         return ExitCode::SUCCESS;
     }
     telemetry::init(&settings.telemetry);
@@ -102,6 +102,17 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `--check-config` prints: the effective settings as TOML (every layer applied, every
+/// secret masked), headed by the database they lead to, so a file of it can be read back
+/// as a `PIPELINE_CONFIG` file.
+pub fn effective_config(bin: &str, settings: &Settings) -> String {
+    format!(
+        "# {bin}: the effective configuration (secrets masked)\n# database: {}\n\n{}",
+        pipeline_core::pools::database_description(settings),
+        settings.to_toml()
+    )
 }
 
 /// Parses the process's command line (see [`main`]). `Ok(check_config)` means run (or only
@@ -178,6 +189,7 @@ where
     .parse()
     .with_context(|| format!("probes.host and the {name} probe port do not form an address"))?;
     let drain = settings.shutdown.drain_timeout();
+    let database = pipeline_core::pools::database_description(&settings);
     let services = Services::build(settings)?;
     let cancel = shutdown::signal_token(drain);
     let probe_cancel = CancellationToken::new();
@@ -188,7 +200,12 @@ where
     let (bound, probe_task) = probes::serve(addr, services.probe_state(), probe_cancel.clone())
         .await
         .with_context(|| format!("cannot bind the probe server to {addr}"))?;
-    tracing::info!(probes = %bound, "{name} starting");
+    tracing::info!(
+        probes = %bound,
+        database = %database,
+        redis = %services.redis.endpoint(),
+        "{name} starting"
+    );
     let beat_cancel = CancellationToken::new();
     let beat = tokio::spawn(crate::heartbeat::run(
         services.clone(),

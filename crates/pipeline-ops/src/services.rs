@@ -23,6 +23,8 @@ pub struct Services {
     pub redis: dlq_core::RedisPool,
     /// Closed while the process waits for migrations (`/ready` answers 503); open otherwise.
     pub schema: pipeline_core::probes::SchemaGate,
+    /// The process's own parts that report to `/ready` (the API's vector index).
+    pub components: pipeline_core::probes::Components,
     queues: BTreeMap<Family, WorkQueue>,
     dlqs: BTreeMap<Family, Dlq>,
 }
@@ -71,6 +73,7 @@ impl Services {
             db,
             redis,
             schema: Default::default(),
+            components: Default::default(),
             queues,
             dlqs,
         })
@@ -83,20 +86,8 @@ impl Services {
         if dlq_core::is_unreachable(err) {
             return Some(self.redis.endpoint().to_owned());
         }
-        let mut next = Some(err);
-        while let Some(e) = next {
-            if let Some(
-                sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed,
-            ) = e.downcast_ref::<sqlx::Error>()
-            {
-                return Some(pipeline_core::pools::pg_endpoint(&self.db));
-            }
-            next = e.source();
-        }
-        None
+        pipeline_core::pools::is_pg_unreachable(err)
+            .then(|| pipeline_core::pools::pg_endpoint(&self.db))
     }
 
     /// The work queue of a family.
@@ -115,6 +106,7 @@ impl Services {
             db: self.db.clone(),
             redis: self.redis.clone(),
             schema: self.schema.clone(),
+            components: self.components.clone(),
         }
     }
 }

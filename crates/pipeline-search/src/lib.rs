@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use embedder::{EmbedError, Embedder, EmbedderConfig, HashingConfig, MiniLmConfig, OpenAiConfig};
+use pipeline_core::probes::Components;
 use pipeline_core::settings::EmbeddingBackend;
 use pipeline_core::{Settings, SettingsError};
 use pipeline_store::search::{self, ChunkHit};
@@ -27,6 +28,28 @@ pub const RRF_K: f32 = 60.0;
 
 /// Most results one search returns.
 pub const MAX_K: usize = 100;
+
+/// The name under which the vector index reports to `/ready`.
+pub const INDEX_COMPONENT: &str = "vector_index";
+
+/// Refreshes `index` from `db` and reports the outcome to `health`: a refresh that fails
+/// makes the process unready, with the reason, until one succeeds.
+async fn refresh_reporting(
+    index: &VectorIndex,
+    db: &sqlx::PgPool,
+    health: &Components,
+) -> Result<usize, SearchError> {
+    match index.refresh(db).await {
+        Ok(n) => {
+            health.healthy(INDEX_COMPONENT);
+            Ok(n)
+        }
+        Err(e) => {
+            health.failing(INDEX_COMPONENT, format!("refresh failed: {e}"));
+            Err(e.into())
+        }
+    }
+}
 
 /// Why the embedder or a search failed.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +159,8 @@ pub struct Searcher {
     index: Arc<VectorIndex>,
     /// Where and how often to refresh once searches start (see [`Self::spawn_refresher`]).
     refresher: Option<(sqlx::PgPool, Duration)>,
+    /// Where each refresh's outcome is reported (as [`INDEX_COMPONENT`]).
+    health: Components,
     refreshing: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -147,6 +172,7 @@ impl Searcher {
             embedder,
             index,
             refresher: None,
+            health: Components::default(),
             refreshing: Arc::default(),
         }
     }
@@ -166,18 +192,20 @@ impl Searcher {
     /// # Errors
     /// The database error.
     pub async fn refresh(&self, db: &sqlx::PgPool) -> Result<usize, SearchError> {
-        Ok(self.index.refresh(db).await?)
+        refresh_reporting(&self.index, db, &self.health).await
     }
 
     /// Loads the index from Postgres now (in the background), and refreshes it every
     /// `every` from the first search on, until the last clone of the index is dropped. A
-    /// process that never searches costs the database one query. Database errors are
-    /// logged, not fatal: the next tick tries again.
-    pub fn spawn_refresher(&mut self, db: sqlx::PgPool, every: Duration) {
+    /// process that never searches costs the database one query. Each outcome is reported to
+    /// `health` as [`INDEX_COMPONENT`] (a failure makes `/ready` answer 503) and a failure is
+    /// logged; the next tick tries again.
+    pub fn spawn_refresher(&mut self, db: sqlx::PgPool, every: Duration, health: Components) {
+        self.health = health.clone();
         let index = self.index.clone();
         let pool = db.clone();
         tokio::spawn(async move {
-            if let Err(e) = index.refresh(&pool).await {
+            if let Err(e) = refresh_reporting(&index, &pool, &health).await {
                 tracing::warn!(error = %e, "vector index load failed; retried at the first search");
             }
         });
@@ -195,10 +223,11 @@ impl Searcher {
             return;
         }
         let weak = Arc::downgrade(&self.index);
+        let health = self.health.clone();
         tokio::spawn(async move {
             loop {
                 let Some(index) = weak.upgrade() else { return };
-                match index.refresh(&db).await {
+                match refresh_reporting(&index, &db, &health).await {
                     Ok(n) if n > 0 => tracing::debug!(rows = n, "vector index refreshed"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "vector index refresh failed"),
@@ -235,7 +264,7 @@ impl Searcher {
             Vec::new()
         } else {
             if !self.index.is_loaded().await {
-                self.index.refresh(db).await?;
+                self.refresh(db).await?;
             }
             self.start_refreshing();
             let q = self.embedder.embed(&[query.to_owned()]).await?;

@@ -33,9 +33,22 @@ const PAGE: i64 = 5_000;
 pub struct VectorIndex {
     model: String,
     shards: RwLock<HashMap<Uuid, Shard>>,
-    /// Newest `created_at` seen; `None` until the first load. The mutex also makes
-    /// concurrent refreshes take turns.
-    watermark: Mutex<Option<DateTime<Utc>>>,
+    /// Where the next refresh reads from. The mutex also makes concurrent refreshes take
+    /// turns.
+    watermark: Mutex<Watermark>,
+}
+
+/// How far the index has read `extraction_embeddings`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Watermark {
+    /// Never refreshed: the first refresh reads every vector.
+    #[default]
+    Unloaded,
+    /// Loaded, and the table held no vector of this model: the next refresh reads every
+    /// vector again (there is nothing to skip, and "since now" would trust two clocks).
+    Empty,
+    /// Loaded up to the newest `created_at` seen.
+    Newest(DateTime<Utc>),
 }
 
 #[derive(Default)]
@@ -115,7 +128,7 @@ impl VectorIndex {
         Self {
             model: model.into(),
             shards: RwLock::new(HashMap::new()),
-            watermark: Mutex::new(None),
+            watermark: Mutex::new(Watermark::Unloaded),
         }
     }
 
@@ -126,7 +139,7 @@ impl VectorIndex {
 
     /// Whether the first load from Postgres has finished.
     pub async fn is_loaded(&self) -> bool {
-        self.watermark.lock().await.is_some()
+        *self.watermark.lock().await != Watermark::Unloaded
     }
 
     /// Vectors held.
@@ -154,9 +167,12 @@ impl VectorIndex {
     pub async fn refresh(&self, db: &sqlx::PgPool) -> Result<usize> {
         let mut watermark = self.watermark.lock().await;
         let overlap = chrono::Duration::from_std(OVERLAP).unwrap_or_default();
-        let since = watermark.map(|w| w.checked_sub_signed(overlap).unwrap_or(w));
+        let mut newest = match *watermark {
+            Watermark::Newest(w) => Some(w),
+            Watermark::Unloaded | Watermark::Empty => None,
+        };
+        let since = newest.map(|w| w.checked_sub_signed(overlap).unwrap_or(w));
         let mut after = None;
-        let mut newest = *watermark;
         let mut read = 0;
         loop {
             let rows = search::vectors_since(db, &self.model, since, after, PAGE).await?;
@@ -179,8 +195,10 @@ impl VectorIndex {
                 break;
             }
         }
-        // An empty table still counts as loaded: the next refresh starts from "now".
-        *watermark = Some(newest.unwrap_or(DateTime::<Utc>::MIN_UTC));
+        // An empty table still counts as loaded. Its watermark is not a made-up instant
+        // (the earliest `DateTime` is outside Postgres' range, and every later refresh
+        // failed with "timestamp out of range" when one was used here).
+        *watermark = newest.map_or(Watermark::Empty, Watermark::Newest);
         Ok(read)
     }
 

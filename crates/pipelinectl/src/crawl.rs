@@ -12,7 +12,10 @@ use pipeline_store::crawl_schedules;
 use pipeline_store::crawl_status::{self, CrawlProgress};
 use uuid::Uuid;
 
-use crate::output::{CmdResult, Failure, print_json};
+use crate::output::{
+    CmdResult, EXIT_ENDED_FAILED, EXIT_ENDED_WITH_ERRORS, EXIT_INTERRUPTED, EXIT_WAIT_RAN_OUT,
+    Failure, outln, print_json,
+};
 
 /// Arguments of `pipelinectl crawl`.
 #[derive(Debug, Args)]
@@ -93,7 +96,7 @@ pub async fn start(services: &Services, args: CrawlArgs, as_json: bool) -> CmdRe
             other => anyhow::Error::new(other).into(),
         })?;
         if !as_json {
-            println!("crawl job {} from {}", s.job_id, s.settings.start_url);
+            outln!("crawl job {} from {}", s.job_id, s.settings.start_url);
         }
         started.push(s);
     }
@@ -104,9 +107,9 @@ pub async fn start(services: &Services, args: CrawlArgs, as_json: bool) -> CmdRe
             ended.push(wait(services, s.job_id, deadline, as_json).await?);
         }
         if as_json {
-            return print_json(&ended);
+            print_json(&ended)?;
         }
-        return Ok(());
+        return ended_exit(&ended);
     }
     if as_json {
         print_json(&started)?;
@@ -114,7 +117,46 @@ pub async fn start(services: &Services, args: CrawlArgs, as_json: bool) -> CmdRe
     Ok(())
 }
 
-/// Polls a crawl's progress until it ends or `deadline` passes (then fails, exit 1).
+/// The exit of a waiting command from how its crawls ended: 0 when every one completed,
+/// [`EXIT_ENDED_FAILED`] when one failed or was cancelled, else [`EXIT_ENDED_WITH_ERRORS`]
+/// when one completed with errors. The message names each crawl that did not complete.
+fn ended_exit(ended: &[CrawlProgress]) -> CmdResult {
+    let failed: Vec<&CrawlProgress> = ended
+        .iter()
+        .filter(|p| p.status == "failed" || p.cancelled_at.is_some())
+        .collect();
+    let with_errors: Vec<&CrawlProgress> = ended
+        .iter()
+        .filter(|p| p.status != "completed" && !failed.iter().any(|f| f.job_id == p.job_id))
+        .collect();
+    let describe = |ps: &[&CrawlProgress]| {
+        ps.iter()
+            .map(|p| {
+                let how = if p.cancelled_at.is_some() {
+                    "was cancelled"
+                } else {
+                    "ended"
+                };
+                format!(
+                    "crawl {} {how} {} ({} of {} pages failed; see `pipelinectl jobs show {}`)",
+                    p.job_id, p.status, p.failed, p.pages, p.job_id
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    if !failed.is_empty() {
+        return Err(Failure::new(EXIT_ENDED_FAILED, describe(&failed)));
+    }
+    if !with_errors.is_empty() {
+        return Err(Failure::new(EXIT_ENDED_WITH_ERRORS, describe(&with_errors)));
+    }
+    Ok(())
+}
+
+/// Polls a crawl's progress until it ends, printing each change (with a note while a family
+/// it needs is paused). `deadline` passing fails with [`EXIT_WAIT_RAN_OUT`]; Ctrl-C ends the
+/// process with [`EXIT_INTERRUPTED`], saying that the crawl goes on and how to cancel it.
 async fn wait(
     services: &Services,
     job_id: Uuid,
@@ -122,21 +164,59 @@ async fn wait(
     as_json: bool,
 ) -> CmdResult<CrawlProgress> {
     let mut last = String::new();
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
         let p = crawl_status::progress(&services.db, job_id).await?;
-        let line = progress_line(&p);
+        let mut line = progress_line(&p);
+        if !p.ended {
+            line.push_str(&paused_note(services).await);
+        }
         if !as_json && line != last {
-            println!("{line}");
+            outln!("{line}");
             last = line;
         }
         if p.ended {
             return Ok(p);
         }
         if Instant::now() >= deadline {
-            return Err(anyhow::anyhow!("crawl {job_id} still running when --wait ran out").into());
+            return Err(Failure::new(
+                EXIT_WAIT_RAN_OUT,
+                format!(
+                    "crawl {job_id} still running when --wait ran out; it goes on \
+                     (follow it: pipelinectl crawl-status {job_id})"
+                ),
+            ));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::select! {
+            _ = &mut interrupted => {
+                eprintln!(
+                    "interrupted: crawl {job_id} goes on without this command; follow it with \
+                     `pipelinectl crawl-status {job_id}`, stop it with `pipelinectl crawl-cancel {job_id}`"
+                );
+                std::process::exit(i32::from(EXIT_INTERRUPTED));
+            }
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
     }
+}
+
+/// `; scrape paused by cli at ... (resume: pipelinectl resume scrape)` for each paused
+/// family, or nothing. A Redis error is reported the same way, since a crawl whose queues
+/// cannot be read makes no progress either.
+async fn paused_note(services: &Services) -> String {
+    let mut note = String::new();
+    for family in pipeline_ops::Family::ALL {
+        match pipeline_ops::pause::state(&services.redis, services.queue(family).keys()).await {
+            Ok(None) => {}
+            Ok(Some(flag)) => note.push_str(&format!(
+                "; {family} paused by {} at {}, nothing moves until `pipelinectl resume {family}`",
+                flag.by,
+                crate::output::time(&flag.at)
+            )),
+            Err(e) => note.push_str(&format!("; {family} pause state unknown ({e})")),
+        }
+    }
+    note
 }
 
 fn progress_line(p: &CrawlProgress) -> String {
@@ -174,9 +254,9 @@ pub async fn status(services: &Services, raw: &str, as_json: bool) -> CmdResult 
     if as_json {
         return print_json(&p);
     }
-    println!("{}", progress_line(&p));
+    outln!("{}", progress_line(&p));
     if let Some(at) = p.cancelled_at {
-        println!("cancelled at {}", crate::output::time(&at));
+        outln!("cancelled at {}", crate::output::time(&at));
     }
     Ok(())
 }
@@ -202,14 +282,18 @@ pub async fn recrawl(
             as_json,
         )
         .await?;
-        return if as_json { print_json(&ended) } else { Ok(()) };
+        if as_json {
+            print_json(&ended)?;
+        }
+        return ended_exit(std::slice::from_ref(&ended));
     }
     if as_json {
         return print_json(&s);
     }
-    println!(
+    outln!(
         "recrawl job {} of crawl {id} from {}",
-        s.job_id, s.settings.start_url
+        s.job_id,
+        s.settings.start_url
     );
     Ok(())
 }
@@ -244,7 +328,7 @@ pub async fn schedule(
     if as_json {
         return print_json(&schedule);
     }
-    println!(
+    outln!(
         "schedule of crawl {id} {verb}: every {} s, next run due {}, {} run(s) so far, latest {}",
         schedule.every_secs,
         crate::output::time(&schedule.next_run_at),
@@ -297,7 +381,7 @@ pub async fn cancel(services: &Services, raw: &str, as_json: bool) -> CmdResult 
     if as_json {
         return print_json(&serde_json::json!({"job_id": id, "discarded": discarded}));
     }
-    println!("crawl {id} cancelled; {discarded} waiting page(s) discarded");
+    outln!("crawl {id} cancelled; {discarded} waiting page(s) discarded");
     Ok(())
 }
 

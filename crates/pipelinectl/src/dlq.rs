@@ -1,6 +1,7 @@
 //! `pipelinectl dlq ...`: stats, list, retry, retry-all, discard, purge. Changes go through
 //! `pipeline_ops::dlq_ops`, so the source's status and event trail record them (stage `cli`).
 
+use crate::output::outln;
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 
@@ -156,7 +157,7 @@ async fn list(
         return print_json(&page);
     }
     if page.items.is_empty() {
-        println!("the {kind} DLQ is empty");
+        outln!("the {kind} DLQ is empty");
         return Ok(());
     }
     let ids: Vec<uuid::Uuid> = page
@@ -216,7 +217,7 @@ async fn list(
         &rows,
     );
     if let Some(next) = &page.next_cursor {
-        println!("\nmore: pipelinectl dlq list {kind} --limit {limit} --cursor {next}");
+        outln!("\nmore: pipelinectl dlq list {kind} --limit {limit} --cursor {next}");
     }
     Ok(())
 }
@@ -237,7 +238,7 @@ async fn retry(services: &Services, kind: Family, id: &str, as_json: bool) -> Cm
     } else {
         "already queued, not queued twice"
     };
-    println!(
+    outln!(
         "redrove {id} into the {kind} queue ({how}); source {}, job {}, redrive #{}",
         opt(&outcome.item.source_id),
         opt(&outcome.item.job_id),
@@ -270,7 +271,7 @@ async fn retry_all(
     if as_json {
         return print_json(&json!({"redriven": bulk.redriven.len(), "malformed": malformed}));
     }
-    println!(
+    outln!(
         "redrove {} item(s) into the {kind} queue",
         bulk.redriven.len()
     );
@@ -299,7 +300,7 @@ async fn purge(
             if as_json {
                 return print_json(&json!({"would_purge": counted.matched, "dry_run": true}));
             }
-            println!(
+            outln!(
                 "dry run: {} item(s) older than {age} in the {kind} DLQ would be purged",
                 counted.matched
             );
@@ -309,7 +310,7 @@ async fn purge(
             if as_json {
                 return print_json(&json!({"purged": 0}));
             }
-            println!("the {kind} DLQ is empty; nothing to purge");
+            outln!("the {kind} DLQ is empty; nothing to purge");
             return Ok(());
         }
         confirm_on_terminal(&format!(
@@ -321,7 +322,7 @@ async fn purge(
     if as_json {
         return print_json(&json!({"purged": done.purged}));
     }
-    println!(
+    outln!(
         "purged {} item(s) older than {} from the {kind} DLQ",
         done.purged,
         clip(&age, 20)
@@ -370,11 +371,11 @@ async fn discard(services: &Services, kind: Family, id: &str, as_json: bool) -> 
         return print_json(&listed);
     }
     match &listed {
-        ListedItem::Ok(item) => println!(
+        ListedItem::Ok(item) => outln!(
             "discarded {id} from the {kind} DLQ; source {} is now `discarded`",
             opt(&item.source_id)
         ),
-        ListedItem::Malformed(_) => println!("discarded malformed entry {id} from the {kind} DLQ"),
+        ListedItem::Malformed(_) => outln!("discarded malformed entry {id} from the {kind} DLQ"),
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! pages (a job of 100,000 URLs prints its first page and the command for the next), the
 //! same bounds and validation as the API.
 
+use crate::output::outln;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -20,7 +21,10 @@ use crate::output::{CmdResult, Failure, clip, opt, print_json, print_table, time
 pub struct SubmitArgs {
     /// URLs to scrape.
     urls: Vec<String>,
-    /// A file of URLs, one per line (`#` starts a comment; `-` reads stdin).
+    /// A file of URLs, one per line (`-` reads stdin). Blank lines are skipped, and so is a
+    /// comment: from a `#` at the start of a line or after a blank to the end of the line
+    /// (a `#` inside a URL is its fragment). A bad line is reported with its number; the
+    /// others are still submitted.
     #[arg(long)]
     file: Option<PathBuf>,
     /// The project name (created when missing; default `default`).
@@ -70,38 +74,108 @@ pub enum JobsCommand {
     },
 }
 
-fn read_urls(args: &SubmitArgs) -> CmdResult<Vec<String>> {
-    let mut urls = args.urls.clone();
+/// The URLs to submit: the arguments, then the file's lines, with where each came from.
+struct UrlList {
+    urls: Vec<String>,
+    /// `file line N` for each URL read from the file, by URL (a refused URL is reported
+    /// with its line).
+    lines: std::collections::HashMap<String, Vec<usize>>,
+    /// The file's lines that hold no URL that could be read, with the reason.
+    unreadable: Vec<(usize, String)>,
+    /// How the file is named in messages.
+    file_name: String,
+}
+
+/// One line of a URL file: `None` for a blank or comment line, else the URL. A comment
+/// starts with a `#` at the start of the line or after a blank; a `#` inside a URL is its
+/// fragment (`https://example.com/#intro`).
+fn url_of_line(line: &str) -> Option<&str> {
+    let mut end = line.len();
+    let bytes = line.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'#' && (i == 0 || bytes[i - 1].is_ascii_whitespace()) {
+            end = i;
+            break;
+        }
+    }
+    let url = line[..end].trim();
+    (!url.is_empty()).then_some(url)
+}
+
+/// Splits a URL file into URLs, keeping each line's number; a line that is not UTF-8 is
+/// reported by number and the others are still read.
+fn parse_url_file(bytes: &[u8], into: &mut UrlList) {
+    // A UTF-8 byte-order mark (some editors write one) is not part of the first URL.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        let number = i + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        match std::str::from_utf8(raw) {
+            Ok(line) => {
+                if let Some(url) = url_of_line(line) {
+                    into.urls.push(url.to_owned());
+                    into.lines.entry(url.to_owned()).or_default().push(number);
+                }
+            }
+            Err(e) => into.unreadable.push((
+                number,
+                format!(
+                    "not UTF-8 text (invalid byte at column {})",
+                    e.valid_up_to() + 1
+                ),
+            )),
+        }
+    }
+}
+
+fn read_urls(args: &SubmitArgs) -> CmdResult<UrlList> {
+    let mut list = UrlList {
+        urls: args.urls.clone(),
+        lines: Default::default(),
+        unreadable: Vec::new(),
+        file_name: String::new(),
+    };
     if let Some(path) = &args.file {
-        let text = if path.as_os_str() == "-" {
-            std::io::read_to_string(std::io::stdin())
-                .map_err(|e| Failure::usage(format!("cannot read URLs from stdin: {e}")))?
+        let stdin = path.as_os_str() == "-";
+        let bytes = if stdin {
+            list.file_name = "stdin".into();
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .map_err(|e| Failure::usage(format!("cannot read URLs from stdin: {e}")))?;
+            buf
         } else {
-            std::fs::read_to_string(path).map_err(|e| {
+            list.file_name = path.display().to_string();
+            std::fs::read(path).map_err(|e| {
                 Failure::usage(format!("cannot read URL file {}: {e}", path.display()))
             })?
         };
-        urls.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_owned),
-        );
+        parse_url_file(&bytes, &mut list);
+        for (line, why) in &list.unreadable {
+            eprintln!("{} line {line}: {why}; skipped", list.file_name);
+        }
+        if list.urls.is_empty() {
+            let what = if bytes.iter().all(u8::is_ascii_whitespace) {
+                "is empty"
+            } else {
+                "holds no URL (only blank, comment or unreadable lines)"
+            };
+            return Err(Failure::usage(format!("{} {what}", list.file_name)));
+        }
     }
-    if urls.is_empty() {
+    if list.urls.is_empty() {
         return Err(Failure::usage(
             "no URLs given: pass them as arguments or with --file",
         ));
     }
-    Ok(urls)
+    Ok(list)
 }
 
 /// Submits URLs; prints the job id and each refused URL. Exit 0 when at least one URL was
 /// queued; 2 when every URL was refused (the job is still recorded, as failed).
 pub async fn submit(services: &Services, args: SubmitArgs, as_json: bool) -> CmdResult {
-    let urls = read_urls(&args)?;
+    let list = read_urls(&args)?;
     let req = SubmitRequest {
-        urls,
+        urls: list.urls.clone(),
         project_id: None,
         project_name: args.project.clone(),
         source_group: args.source_group.clone(),
@@ -113,8 +187,8 @@ pub async fn submit(services: &Services, args: SubmitArgs, as_json: bool) -> Cmd
     if as_json {
         print_json(&outcome)?;
     } else {
-        println!("job {}", outcome.job_id);
-        println!(
+        outln!("job {}", outcome.job_id);
+        outln!(
             "queued {} source(s) in project {}{}",
             outcome.sources.len(),
             outcome.project_id,
@@ -125,7 +199,19 @@ pub async fn submit(services: &Services, args: SubmitArgs, as_json: bool) -> Cmd
             }
         );
         for bad in &outcome.invalid {
-            eprintln!("invalid URL `{}`: {}", bad.url, bad.reason);
+            match list.lines.get(&bad.url) {
+                Some(lines) => {
+                    let numbers: Vec<String> = lines.iter().map(usize::to_string).collect();
+                    eprintln!(
+                        "{} line {}: invalid URL `{}`: {}",
+                        list.file_name,
+                        numbers.join(", "),
+                        bad.url,
+                        bad.reason
+                    );
+                }
+                None => eprintln!("invalid URL `{}`: {}", bad.url, bad.reason),
+            }
         }
         if !outcome.invalid.is_empty() {
             eprintln!(
@@ -134,6 +220,13 @@ pub async fn submit(services: &Services, args: SubmitArgs, as_json: bool) -> Cmd
                 outcome.job_id
             );
         }
+    }
+    if !list.unreadable.is_empty() && !as_json {
+        eprintln!(
+            "{} line(s) of {} could not be read (listed above); the other lines were submitted",
+            list.unreadable.len(),
+            list.file_name
+        );
     }
     if outcome.sources.is_empty() {
         return Err(Failure::usage(format!(
@@ -222,7 +315,7 @@ async fn list(
         return print_json(&json!({ "items": rows, "next_offset": next }));
     }
     if rows.is_empty() {
-        println!("no jobs");
+        outln!("no jobs");
         return Ok(());
     }
     let table: Vec<Vec<String>> = rows
@@ -254,7 +347,7 @@ async fn list(
         &table,
     );
     if let Some(next) = next {
-        println!("\nmore: pipelinectl jobs list --limit {limit} --offset {next}");
+        outln!("\nmore: pipelinectl jobs list --limit {limit} --offset {next}");
     }
     Ok(())
 }
@@ -266,24 +359,24 @@ pub fn parse_id(what: &str, text: &str) -> CmdResult<Uuid> {
 }
 
 fn print_job_header(j: &JobSummary) {
-    println!("job        {}", j.id);
-    println!("type       {}", j.job_type);
-    println!("status     {}", j.status);
-    println!("project    {}", opt(&j.project_id));
+    outln!("job        {}", j.id);
+    outln!("type       {}", j.job_type);
+    outln!("status     {}", j.status);
+    outln!("project    {}", opt(&j.project_id));
     if let Some(group) = &j.source_group {
-        println!("group      {group}");
+        outln!("group      {group}");
     }
-    println!("created    {}", time(&j.created_at));
-    println!(
+    outln!("created    {}", time(&j.created_at));
+    outln!(
         "started    {}",
         j.started_at.as_ref().map_or("-".into(), time)
     );
-    println!(
+    outln!(
         "completed  {}",
         j.completed_at.as_ref().map_or("-".into(), time)
     );
     if let Some(err) = &j.error {
-        println!("error      {err}");
+        outln!("error      {err}");
     }
     if let Some(Value::Object(counts)) = &j.result {
         let parts: Vec<String> = counts
@@ -291,7 +384,7 @@ fn print_job_header(j: &JobSummary) {
             .filter(|(_, v)| v.as_i64() != Some(0))
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        println!("counts     {}", parts.join(" "));
+        outln!("counts     {}", parts.join(" "));
     }
 }
 
@@ -329,22 +422,22 @@ async fn show(services: &Services, id: &str, limit: i64, as_json: bool) -> CmdRe
     }
     print_job_header(&job);
     if !invalid.is_empty() {
-        println!("\nrefused URLs:");
+        outln!("\nrefused URLs:");
         for bad in &invalid {
-            println!("  {}: {}", clip(&bad.url, 100), bad.reason);
+            outln!("  {}: {}", clip(&bad.url, 100), bad.reason);
         }
         if invalid_next.is_some() {
-            println!("  ... more (the API pages them: GET /api/v1/jobs/{id}/invalid-urls)");
+            outln!("  ... more (the API pages them: GET /api/v1/jobs/{id}/invalid-urls)");
         }
     }
-    println!();
+    outln!();
     if sources.is_empty() {
-        println!("no sources");
+        outln!("no sources");
         return Ok(());
     }
     print_sources(&sources);
     if let Some(next) = sources_next {
-        println!("\nmore: pipelinectl jobs sources {id} --offset {next}");
+        outln!("\nmore: pipelinectl jobs sources {id} --offset {next}");
     }
     Ok(())
 }
@@ -366,12 +459,12 @@ async fn sources(
         return print_json(&json!({"items": page, "next_offset": next}));
     }
     if page.is_empty() {
-        println!("no sources at offset {offset}");
+        outln!("no sources at offset {offset}");
         return Ok(());
     }
     print_sources(&page);
     if let Some(next) = next {
-        println!("\nmore: pipelinectl jobs sources {id} --limit {limit} --offset {next}");
+        outln!("\nmore: pipelinectl jobs sources {id} --limit {limit} --offset {next}");
     }
     Ok(())
 }
@@ -385,7 +478,7 @@ pub async fn projects(services: &Services, limit: i64, offset: i64, as_json: boo
         return print_json(&json!({"items": page, "next_offset": next}));
     }
     if page.is_empty() {
-        println!("no projects");
+        outln!("no projects");
         return Ok(());
     }
     let rows: Vec<Vec<String>> = page
@@ -402,7 +495,63 @@ pub async fn projects(services: &Services, limit: i64, offset: i64, as_json: boo
         .collect();
     print_table(&["ID", "NAME", "JOBS", "SOURCES", "CREATED"], &rows);
     if let Some(next) = next {
-        println!("\nmore: pipelinectl projects --limit {limit} --offset {next}");
+        outln!("\nmore: pipelinectl projects --limit {limit} --offset {next}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(bytes: &[u8]) -> UrlList {
+        let mut list = UrlList {
+            urls: Vec::new(),
+            lines: Default::default(),
+            unreadable: Vec::new(),
+            file_name: "urls.txt".into(),
+        };
+        parse_url_file(bytes, &mut list);
+        list
+    }
+
+    #[test]
+    fn comments_and_blank_lines_are_skipped_and_fragments_kept() {
+        let list = parse(
+            b"\xEF\xBB\xBF# a list\r\n\
+              https://example.com/1   # the first\n\
+              \n   \t\n\
+              https://example.com/2#intro\n\
+              https://example.com/3\t# tab before the comment\n\
+              #https://example.com/commented-out\n",
+        );
+        assert_eq!(
+            list.urls,
+            [
+                "https://example.com/1",
+                "https://example.com/2#intro",
+                "https://example.com/3"
+            ]
+        );
+        assert_eq!(list.lines["https://example.com/2#intro"], [5]);
+        assert!(list.unreadable.is_empty());
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_reported_by_number_and_the_rest_is_read() {
+        let list =
+            parse(b"https://example.com/a\nhttps://example.com/\xff\xfe\nhttps://example.com/c");
+        assert_eq!(
+            list.urls,
+            ["https://example.com/a", "https://example.com/c"]
+        );
+        assert_eq!(list.unreadable.len(), 1);
+        assert_eq!(list.unreadable[0].0, 2);
+        assert!(
+            list.unreadable[0].1.contains("not UTF-8"),
+            "{:?}",
+            list.unreadable
+        );
+        assert_eq!(list.lines["https://example.com/c"], [3]);
+    }
 }

@@ -4,7 +4,11 @@
 //! to Postgres and Redis directly, so it works while the API is down.
 //!
 //! Exit codes: 0 success; 1 failure (database, Redis, I/O); 2 invalid arguments or
-//! configuration; 3 the thing asked for does not exist.
+//! configuration; 3 the thing asked for does not exist. A command that waits for work to
+//! end (`crawl --wait`, `recrawl --wait`) adds 4 (it ended `completed_with_errors`), 5 (it
+//! ended `failed` or was cancelled), 6 (`--wait` ran out; the work goes on) and 130 (Ctrl-C;
+//! the work goes on). 141: the reader of the output went away (`| head`), as for any Unix
+//! tool stopped by SIGPIPE.
 
 mod crawl;
 mod dlq;
@@ -15,6 +19,7 @@ mod reembed;
 mod search;
 mod trace;
 
+use crate::output::outln;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -30,7 +35,12 @@ use crate::output::CmdResult;
     name = "pipelinectl",
     version,
     about,
-    after_help = "Exit codes: 0 success, 1 failure, 2 invalid arguments or configuration, 3 not found."
+    after_help = "Database: DATABASE_URL (else database.url of the configuration; a note on stderr \
+                  says when the compiled-in default is used).\n\n\
+                  Exit codes: 0 success, 1 failure, 2 invalid arguments or configuration, \
+                  3 not found; commands that wait (crawl --wait, recrawl --wait): 4 ended \
+                  completed_with_errors, 5 ended failed or cancelled, 6 --wait ran out, \
+                  130 interrupted (the work goes on); 141 output pipe closed."
 )]
 struct Cli {
     /// Print machine-readable JSON instead of tables.
@@ -135,6 +145,12 @@ fn main() -> ExitCode {
     telemetry.level = "warn".into();
     pipeline_core::telemetry::init(&telemetry);
     pipeline_core::install_crypto_provider();
+    if settings.database_url_is_default() {
+        eprintln!(
+            "note: DATABASE_URL is not set; using {}",
+            pipeline_core::pools::database_description(&settings)
+        );
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -157,6 +173,7 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
     }
     let services = Services::build(settings).context("connecting to Postgres and Redis")?;
     let endpoint = services.redis.endpoint().to_owned();
+    let db = services.db.clone();
     let result = match cli.command {
         Command::Migrate => unreachable!("handled above"),
         Command::Submit(args) => jobs::submit(&services, args, cli.json).await,
@@ -180,29 +197,59 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
         Command::Pause { family } => queues::set_paused(&services, family, true, cli.json).await,
         Command::Resume { family } => queues::set_paused(&services, family, false, cli.json).await,
     };
-    result.map_err(|mut failure| {
-        if failure.redis_unreachable {
-            failure.message = format!("cannot reach {endpoint}: {}", failure.message);
+    match result {
+        Ok(()) => Ok(()),
+        Err(mut failure) => {
+            if failure.redis_unreachable {
+                failure.message = format!("cannot reach {endpoint}: {}", failure.message);
+            } else if failure.postgres_unreachable {
+                failure.message = postgres_unreachable(&db, &failure.message).await;
+            }
+            Err(failure)
         }
-        failure
-    })
+    }
+}
+
+/// `cannot reach postgres at host:port/db as user: <why>`: the pool only says it timed
+/// out, so one direct connection attempt asks the server (or the network) why.
+async fn postgres_unreachable(db: &sqlx::PgPool, message: &str) -> String {
+    let endpoint = pipeline_core::pools::pg_endpoint(db);
+    match pipeline_core::pools::connect_failure(db, std::time::Duration::from_secs(3)).await {
+        Some(why) => format!("cannot reach {endpoint}: {why} ({message})"),
+        None => format!("cannot reach {endpoint} in time: {message}"),
+    }
 }
 
 async fn migrate(settings: &Settings, as_json: bool) -> CmdResult {
     let pool = pipeline_core::pools::pg_pool(settings).map_err(anyhow::Error::from)?;
-    let report = pipeline_store::migrate(&pool)
-        .await
-        .context("applying migrations")?;
+    let database = pipeline_core::pools::pg_endpoint(&pool);
+    let report = match pipeline_store::migrate(&pool).await {
+        Ok(report) => report,
+        Err(e) => {
+            let mut failure =
+                output::Failure::from(anyhow::Error::new(e).context("applying migrations"));
+            if failure.postgres_unreachable {
+                failure.message = postgres_unreachable(&pool, &failure.message).await;
+            } else {
+                failure.message = format!("{database}: {}", failure.message);
+            }
+            return Err(failure);
+        }
+    };
     if as_json {
-        output::print_json(&serde_json::json!({"applied": report.applied, "known": report.known}))?;
+        output::print_json(&serde_json::json!({
+            "database": database,
+            "applied": report.applied,
+            "known": report.known,
+        }))?;
     } else if report.applied.is_empty() {
-        println!(
-            "schema is current ({} migrations); nothing to do",
+        outln!(
+            "{database}: schema is current ({} migrations); nothing to do",
             report.known
         );
     } else {
-        println!(
-            "applied {} migration(s): {:?}",
+        outln!(
+            "{database}: applied {} migration(s): {:?}",
             report.applied.len(),
             report.applied
         );

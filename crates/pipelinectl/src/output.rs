@@ -7,6 +7,56 @@ use std::process::ExitCode;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code when the thing asked for does not exist.
 pub const EXIT_NOT_FOUND: u8 = 3;
+/// Exit code of a waiting command whose work ended `completed_with_errors`.
+pub const EXIT_ENDED_WITH_ERRORS: u8 = 4;
+/// Exit code of a waiting command whose work ended `failed` (or was cancelled).
+pub const EXIT_ENDED_FAILED: u8 = 5;
+/// Exit code of a waiting command whose `--wait` ran out while the work goes on.
+pub const EXIT_WAIT_RAN_OUT: u8 = 6;
+/// Exit code after Ctrl-C (SIGINT) stopped a waiting command: 128 + 2, as a shell reports it.
+pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code when the reader of standard output went away (`pipelinectl jobs list | head`):
+/// 128 + SIGPIPE, what a shell reports for a Unix tool that stopped on a closed pipe.
+pub const EXIT_CLOSED_PIPE: u8 = 141;
+
+/// Writes to standard output. A closed pipe (the reader exited, as `head` does) ends the
+/// process at once and quietly with [`EXIT_CLOSED_PIPE`], as a Unix tool ends on SIGPIPE;
+/// `println!` would panic instead. Any other write error ends it with exit code 1.
+pub fn write_stdout(args: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| {
+            if newline {
+                out.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            std::process::exit(i32::from(EXIT_CLOSED_PIPE))
+        }
+        Err(e) => {
+            eprintln!("error: writing to standard output: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+/// `println!` for command output: see [`write_stdout`].
+macro_rules! outln {
+    () => {
+        $crate::output::write_stdout(format_args!(""), true)
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*), true)
+    };
+}
+pub(crate) use outln;
 
 /// A command's failure: a message for stderr and an exit code.
 #[derive(Debug)]
@@ -17,25 +67,29 @@ pub struct Failure {
     pub message: String,
     /// Redis could not be reached: `main` names the endpoint it tried.
     pub redis_unreachable: bool,
+    /// Postgres could not be reached: `main` names the server and asks it why.
+    pub postgres_unreachable: bool,
 }
 
 impl Failure {
-    /// An invalid argument (exit 2).
-    pub fn usage(message: impl Into<String>) -> Self {
+    /// A failure with exit code `code`.
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
         Self {
-            code: EXIT_USAGE,
+            code,
             message: message.into(),
             redis_unreachable: false,
+            postgres_unreachable: false,
         }
+    }
+
+    /// An invalid argument (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(EXIT_USAGE, message)
     }
 
     /// Nothing found (exit 3).
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self {
-            code: EXIT_NOT_FOUND,
-            message: message.into(),
-            redis_unreachable: false,
-        }
+        Self::new(EXIT_NOT_FOUND, message)
     }
 
     /// The exit code.
@@ -50,6 +104,7 @@ impl From<anyhow::Error> for Failure {
             code: 1,
             message: chain_once(&err),
             redis_unreachable: dlq_core::is_unreachable(err.as_ref()),
+            postgres_unreachable: pipeline_core::pools::is_pg_unreachable(err.as_ref()),
         }
     }
 }
@@ -111,7 +166,7 @@ pub type CmdResult<T = ()> = Result<T, Failure>;
 /// Prints a value as one line of JSON.
 pub fn print_json(value: &impl serde::Serialize) -> CmdResult {
     let text = serde_json::to_string_pretty(value).map_err(anyhow::Error::from)?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -138,7 +193,7 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", parts.join("  ").trim_end());
+        outln!("{}", parts.join("  ").trim_end());
     };
     line(headers.to_vec());
     for row in &cut {

@@ -1,6 +1,7 @@
 //! `pipelinectl queues`, `workers`, `pause` and `resume`: the same state the API's
 //! `/api/v1/queues` and `/api/v1/workers` show, read from Redis directly.
 
+use crate::output::outln;
 use anyhow::Context;
 use pipeline_ops::{Family, Services, heartbeat, pause, queues};
 use serde_json::json;
@@ -107,7 +108,7 @@ pub async fn set_paused(
                 &json!({"family": family, "paused": true, "paused_by": flag}),
             );
         }
-        println!(
+        outln!(
             "{family} paused (by {} at {}); its workers stop reserving within a second, work in flight finishes",
             flag.by,
             output::time(&flag.at)
@@ -120,9 +121,9 @@ pub async fn set_paused(
             return output::print_json(&json!({"family": family, "paused": false}));
         }
         if was {
-            println!("{family} resumed");
+            outln!("{family} resumed");
         } else {
-            println!("{family} was not paused");
+            outln!("{family} was not paused");
         }
     }
     Ok(())

@@ -5,6 +5,7 @@
 //! finds only what is still missing, and a source already queued is not queued twice.
 //! `--status` prints the progress without queueing anything.
 
+use crate::output::outln;
 use crate::output::{self, CmdResult};
 use anyhow::Context;
 use pipeline_ops::messages::SourceMessage;
@@ -78,11 +79,11 @@ pub async fn run(services: &Services, args: ReembedArgs, as_json: bool) -> CmdRe
         }));
     }
     if !args.status {
-        println!(
+        outln!(
             "model {model}: {queued} source(s) queued for re-embedding, {already} already queued"
         );
     }
-    println!(
+    outln!(
         "{} of {total} chunk(s) have a vector of {model}; {missing} to go (run `pipelinectl reembed --status` to follow)",
         total - missing
     );

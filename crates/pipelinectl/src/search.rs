@@ -1,6 +1,7 @@
 //! `pipelinectl search`: the chunks that best answer a query, straight from Postgres (the
 //! vectors are loaded into memory for the one query), ranked as the API ranks them.
 
+use crate::output::outln;
 use anyhow::Context;
 use pipeline_ops::Services;
 use pipeline_search::{MAX_K, Mode, Searcher};
@@ -92,7 +93,7 @@ pub async fn run(services: &Services, args: SearchArgs, as_json: bool) -> CmdRes
         }));
     }
     if hits.is_empty() {
-        println!("no chunk matches");
+        outln!("no chunk matches");
         return Ok(());
     }
     let rows: Vec<Vec<String>> = hits

@@ -2,6 +2,7 @@
 //! that asked for it since, every attempt, error, DLQ move and redrive, and whether it sits in
 //! a DLQ right now; for a page a crawl found, its discovery path back to the start URL.
 
+use crate::output::outln;
 use std::collections::BTreeSet;
 
 use pipeline_ops::Services;
@@ -115,41 +116,41 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
             continue;
         }
         if n > 0 {
-            println!("\n{}", "-".repeat(72));
+            outln!("\n{}", "-".repeat(72));
         }
-        println!("source     {}", source.id);
-        println!("url        {}", source.uri);
-        println!("status     {}", source.status);
-        println!("project    {}", source.project_id);
-        println!(
+        outln!("source     {}", source.id);
+        outln!("url        {}", source.uri);
+        outln!("status     {}", source.status);
+        outln!("project    {}", source.project_id);
+        outln!(
             "created    {} by job {}",
             time(&source.created_at),
             opt(&source.created_by_job_id)
         );
         if let Some(err) = &source.last_error {
-            println!(
+            outln!(
                 "last error {} ({})",
                 err,
                 source.last_error_kind.as_deref().unwrap_or("?")
             );
         }
         if let Some(why) = &queue_state_unknown {
-            println!("queues     unknown ({why}); the trail below is complete");
+            outln!("queues     unknown ({why}); the trail below is complete");
         }
         for (family, listed) in &in_dlq {
             match listed.item() {
-                Some(i) => println!(
+                Some(i) => outln!(
                     "in DLQ     {family}: {} error after {} attempt(s), redriven {} time(s){}",
                     i.error_kind.as_str(),
                     i.attempts,
                     i.retry_count,
                     if i.parked { ", parked" } else { "" }
                 ),
-                None => println!("in DLQ     {family}: malformed entry"),
+                None => outln!("in DLQ     {family}: malformed entry"),
             }
         }
         if !job_rows.is_empty() {
-            println!("\njobs:");
+            outln!("\njobs:");
             let rows: Vec<Vec<String>> = job_rows
                 .iter()
                 .map(|j| {
@@ -168,7 +169,7 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
             print_table(&["JOB", "STATUS", "CREATED", ""], &rows);
         }
         if let Some(job) = crawl_job {
-            println!("\ndiscovery path (crawl {job}), start URL first:");
+            outln!("\ndiscovery path (crawl {job}), start URL first:");
             let rows: Vec<Vec<String>> = path
                 .iter()
                 .map(|s| {
@@ -185,9 +186,9 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
                 .collect();
             print_table(&["DEPTH", "VIA", "URL", "SOURCE"], &rows);
         }
-        println!("\ntimeline:");
+        outln!("\ntimeline:");
         if events.is_empty() {
-            println!("no events");
+            outln!("no events");
             continue;
         }
         let rows: Vec<Vec<String>> = events

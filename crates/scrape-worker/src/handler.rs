@@ -6,11 +6,12 @@
 //! then the extraction message is enqueued (idempotent by id), then the runner acks. A crash between any two steps redelivers the message, and doing the
 //! steps again changes nothing that matters.
 //!
-//! When the message carries the source's URL (submissions put it there), the fetch starts
-//! at once, beside the statement that loads the source and records `started`, instead of
-//! one Postgres round trip later. The row still decides: a source that is gone or already
-//! past scraping discards the early fetch (a redelivery pays one wasted request), and a
-//! message whose URL differs from the row's is fetched again from the row's URL.
+//! The row is the record: the source is loaded (and `started` recorded) before anything is
+//! fetched, and the URL fetched is the row's. A message for a source that does not exist
+//! fails permanently without a request, and the URL a message carries (submissions put it
+//! there, for people reading the queue) is never fetched: a message written by anyone who
+//! can write to Redis cannot make the worker fetch a URL no submission accepted. (An earlier
+//! version fetched the message's URL beside the load, saving one Postgres round trip.)
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -70,19 +71,14 @@ impl ScrapeHandler {
             }
         };
         let crawls = crate::discover::crawls_of(&self.services, msg.source_id);
-        // With the URL in the message, fetch while the source and its crawls load; a failed
-        // load drops (cancels) the fetch.
-        let (source, page_crawls, early) = match msg.uri.as_deref() {
-            Some(uri) => {
-                let (source, page_crawls, fetched) =
-                    tokio::try_join!(start, crawls, async { Ok(self.fetch(uri).await) })?;
-                (source, page_crawls, Some((uri, fetched)))
-            }
-            None => {
-                let (source, page_crawls) = tokio::try_join!(start, crawls)?;
-                (source, page_crawls, None)
-            }
-        };
+        let (source, page_crawls) = tokio::try_join!(start, crawls)?;
+        if msg.uri.as_deref().is_some_and(|uri| uri != source.uri) {
+            tracing::warn!(
+                message_url = msg.uri.as_deref().unwrap_or_default(),
+                source_url = %source.uri,
+                "the message's URL is not its source's; fetching the source's"
+            );
+        }
         let status = source.status;
         // A scrape message for a source that is already past scraping is a redelivery of
         // work that was done but not acked (a crash, a lost lease): finish it, don't redo it
@@ -96,22 +92,22 @@ impl ScrapeHandler {
             return Ok(());
         }
 
-        // Without a URL in the message (a recrawl's pages) the row came first, so a page
-        // whose stored body is the one it was last extracted from is fetched conditionally,
-        // and not extracted again if it did not change.
-        let revisit = match early {
-            Some(_) => None,
-            None => sources::revisit(db, msg.source_id)
+        // Without a URL in the message (a recrawl's pages), a page whose stored body is the
+        // one it was last extracted from is fetched conditionally, and not extracted again if
+        // it did not change.
+        let revisit = if msg.uri.is_some() {
+            None
+        } else {
+            sources::revisit(db, msg.source_id)
                 .await
-                .map_err(|e| Failure::transient(format!("loading the source's validators: {e}")))?,
+                .map_err(|e| Failure::transient(format!("loading the source's validators: {e}")))?
         };
-        let (result, timing) = match (early, &revisit) {
-            (Some((uri, (fetched, timing))), _) if uri == source.uri => (fetched.map(Some), timing),
-            (_, Some(r)) => {
+        let (result, timing) = match &revisit {
+            Some(r) => {
                 self.fetch_if_changed(&source.uri, r.etag.as_deref(), r.last_modified.as_deref())
                     .await
             }
-            _ => {
+            None => {
                 let (fetched, timing) = self.fetch(&source.uri).await;
                 (fetched.map(Some), timing)
             }
@@ -162,7 +158,8 @@ impl ScrapeHandler {
                     msg.source_id
                 )));
             }
-            metrics::counter!("scrape_revisits_total", "content" => "unchanged").increment(1);
+            metrics::counter!("scrape_revisits_total", "content" => "unchanged")
+                .increment(1);
             tracing::info!(
                 known_by,
                 "unchanged since its last extraction; not extracted again"
@@ -171,7 +168,8 @@ impl ScrapeHandler {
         }
         if revisit.is_some() {
             detail["content"] = json!("changed");
-            metrics::counter!("scrape_revisits_total", "content" => "changed").increment(1);
+            metrics::counter!("scrape_revisits_total", "content" => "changed")
+                .increment(1);
         }
         let stored = sources::store_fetched(
             db,
@@ -237,7 +235,8 @@ impl ScrapeHandler {
             Err(e) => e.reason(),
         };
         metrics::counter!("scrape_fetches_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("scrape_fetch_duration_seconds").record(seconds_since(started));
+        metrics::histogram!("scrape_fetch_duration_seconds")
+            .record(seconds_since(started));
         (result, Timing::since(started))
     }
 
@@ -261,7 +260,8 @@ impl ScrapeHandler {
             Err(e) => e.reason(),
         };
         metrics::counter!("scrape_fetches_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("scrape_fetch_duration_seconds").record(seconds_since(started));
+        metrics::histogram!("scrape_fetch_duration_seconds")
+            .record(seconds_since(started));
         (result, Timing::since(started))
     }
 

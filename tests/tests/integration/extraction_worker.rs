@@ -361,3 +361,32 @@ async fn refused_content_is_dead_lettered_at_once_and_plain_text_passes() -> any
     assert_eq!(env.counts(text).await?.links, 1);
     Ok(())
 }
+
+/// A message for a source that does not exist fails permanently at its first attempt, as
+/// in the scrape worker. Before, recording `started` for it failed on the trail's foreign
+/// key, a database error: retried, dead-lettered as transient, redriven until parked.
+#[tokio::test]
+async fn a_message_for_a_missing_source_is_a_permanent_failure_at_once() -> anyhow::Result<()> {
+    let env = Env::new(|_| {}).await?;
+    let handler = env.handler()?;
+    let (_, job) = env
+        .scraped_source("https://files.example/real", "<p>real</p>", "text/html")
+        .await?;
+    let ghost = uuid::Uuid::now_v7();
+    env.enqueue(ghost, job).await?;
+    assert_eq!(
+        env.drain(&handler, DRAIN).await?,
+        1,
+        "one delivery, no retry"
+    );
+    let item = env
+        .services
+        .dlq(pipeline_ops::Family::Extraction)
+        .get(&ghost.to_string())
+        .await?
+        .expect("in the DLQ");
+    assert_eq!(item.attempts, 1, "permanent: no retries");
+    assert_eq!(item.error_kind, work_queue::ErrorKind::Permanent);
+    assert!(item.error.contains("not found"), "{}", item.error);
+    Ok(())
+}

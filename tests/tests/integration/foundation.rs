@@ -170,6 +170,7 @@ async fn probes_answer_health_ready_and_metrics() -> anyhow::Result<()> {
         db: db.pool.clone(),
         redis: redis.pool.clone(),
         schema: Default::default(),
+        components: Default::default(),
     };
     let (addr, task) = probes::serve("127.0.0.1:0".parse()?, state, cancel.clone()).await?;
     metrics::counter!("pipeline_test_probe_total").increment(1);
@@ -195,6 +196,7 @@ async fn probes_answer_health_ready_and_metrics() -> anyhow::Result<()> {
             db: bad_db,
             redis: redis.pool.clone(),
             schema: Default::default(),
+            components: Default::default(),
         },
         cancel.clone(),
     )

@@ -19,6 +19,7 @@ mod api_process;
 mod api_retry_race;
 mod bounded_exit;
 mod cli_commands;
+mod cli_operator;
 mod cluster;
 mod console_browser;
 mod console_http;

@@ -503,11 +503,11 @@ async fn requeue_with(env: &Env, id: Uuid, body: serde_json::Value) -> anyhow::R
 }
 
 #[tokio::test]
-async fn the_url_in_a_message_is_fetched_early_but_the_source_row_decides() -> anyhow::Result<()> {
+async fn the_source_row_is_read_first_and_only_its_url_is_fetched() -> anyhow::Result<()> {
     let env = env(|_| {}).await?;
 
-    // A message whose URL is not the row's: the row's URL is fetched, the message's only
-    // as the early fetch that is then discarded.
+    // A message whose URL is not the row's: the row's URL is fetched, the message's never
+    // (it used to be fetched early, then discarded).
     let (job, ids) = env.submit(&[env.server.url("/ok/row")]).await?;
     requeue_with(
         &env,
@@ -520,7 +520,28 @@ async fn the_url_in_a_message_is_fetched_early_but_the_source_row_decides() -> a
     assert_eq!(row.status, "scraped");
     assert_eq!(row.title.as_deref(), Some("Page row"));
     assert_eq!(env.server.hits("/ok/row"), 1);
-    assert_eq!(env.server.hits("/ok/other"), 1);
+    assert_eq!(env.server.hits("/ok/other"), 0);
+
+    // A message for a source that does not exist, carrying a URL: nothing fetched, a
+    // permanent failure in the DLQ at the first attempt.
+    let ghost = Uuid::now_v7();
+    requeue_with(
+        &env,
+        ghost,
+        serde_json::json!({"source_id": ghost, "job_id": job, "uri": env.server.url("/ok/ghost")}),
+    )
+    .await?;
+    let queue = env.services.queue(Family::Scrape);
+    assert_eq!(run_next(queue, &env.handler, 16).await?, 1);
+    assert_eq!(env.server.hits("/ok/ghost"), 0);
+    let item = env
+        .services
+        .dlq(Family::Scrape)
+        .get(&ghost.to_string())
+        .await?
+        .expect("dead-lettered");
+    assert_eq!(item.error_kind.as_str(), "permanent");
+    assert!(item.error.contains("not found"), "{}", item.error);
 
     // A message without a URL (older senders, the reconciler): loaded, then fetched.
     let (job, ids) = env.submit(&[env.server.url("/ok/plain")]).await?;
@@ -541,9 +562,8 @@ async fn the_url_in_a_message_is_fetched_early_but_the_source_row_decides() -> a
         strs(&["enqueued", "started", "succeeded"])
     );
 
-    // A redelivery of a source already scraped: nothing stored again, no second
-    // `started`, the extraction message is there. The early fetch is the one wasted
-    // request a redelivery costs.
+    // A redelivery of a source already scraped: nothing fetched or stored again, no second
+    // `started`, the extraction message is there.
     requeue_with(
         &env,
         ids[0],
@@ -559,6 +579,6 @@ async fn the_url_in_a_message_is_fetched_early_but_the_source_row_decides() -> a
     let extraction = env.services.queue(Family::Extraction);
     assert!(extraction.contains(&ids[0].to_string()).await?);
     assert_eq!(queue.depth().await?.ready, 0);
-    assert_eq!(env.server.hits("/ok/plain"), 2);
+    assert_eq!(env.server.hits("/ok/plain"), 1);
     Ok(())
 }

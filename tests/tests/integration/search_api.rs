@@ -218,3 +218,89 @@ async fn search_finds_the_page_that_says_it() -> anyhow::Result<()> {
     cancel.cancel();
     Ok(())
 }
+
+/// An API started before any page was extracted (the README's order) finds pages by
+/// vector as soon as they are extracted, and `/ready` says whether the index can refresh.
+/// Before the fix, the empty index's watermark was an instant Postgres rejects: every
+/// refresh failed with "timestamp out of range", vector search stayed empty and `/ready`
+/// said 200 throughout.
+#[tokio::test]
+async fn vector_search_works_from_an_empty_start_and_ready_reports_the_index() -> anyhow::Result<()>
+{
+    let env = Env::new(|s| {
+        s.extraction.chunk_max_chars = 300;
+        s.extraction.chunk_overlap_chars = 30;
+    })
+    .await?;
+    let handler = env.handler()?;
+    let cancel = CancellationToken::new();
+    let (addr, _task) = pipeline_api::serve(
+        env.services.clone(),
+        Some(TEST_KEY.to_owned().into()),
+        "127.0.0.1:0".parse()?,
+        cancel.clone(),
+    )
+    .await?;
+    let base = format!("http://{addr}");
+    let client = integration_tests::http_client();
+    let ready = || async {
+        let resp = client.get(format!("{base}/ready")).send().await?;
+        json_of(resp).await
+    };
+
+    // Nothing extracted yet: no hits, and ready.
+    let (status, body) = get(&client, &base, "q=sourdough+starter&mode=vector").await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"].as_array().map(Vec::len), Some(0), "{body}");
+    let (status, body) = ready().await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["vector_index"], "ok", "{body}");
+
+    // A page extracted now is found by vector alone, after a few refreshes of an index that
+    // started empty.
+    let (source, job) = env
+        .scraped_source(
+            "https://food.example/sourdough",
+            &page("Baking sourdough bread", BREAD),
+            "text/html",
+        )
+        .await?;
+    env.enqueue(source, job).await?;
+    assert_eq!(env.drain(&handler, DRAIN).await?, 1);
+    tokio::time::sleep(pipeline_api::search::REFRESH_EVERY * 3).await;
+    let found = wait_for(Duration::from_secs(10), || async {
+        let (_, body) = get(&client, &base, "q=sourdough+starter&mode=vector").await?;
+        Ok((body["results"][0]["url"] == "https://food.example/sourdough").then_some(body))
+    })
+    .await?;
+    assert_eq!(found["results"][0]["job_id"], job.to_string());
+    let (status, body) = ready().await?;
+    assert_eq!(status, 200, "{body}");
+
+    // An index that cannot refresh makes the API unready, saying why; it recovers by itself.
+    sqlx::query("ALTER TABLE extraction_embeddings RENAME TO extraction_embeddings_away")
+        .execute(&env.db.pool)
+        .await?;
+    let unready = wait_for(Duration::from_secs(10), || async {
+        let (status, body) = ready().await?;
+        Ok((status == 503).then_some(body))
+    })
+    .await?;
+    assert!(
+        unready["vector_index"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("refresh failed")),
+        "{unready}"
+    );
+    sqlx::query("ALTER TABLE extraction_embeddings_away RENAME TO extraction_embeddings")
+        .execute(&env.db.pool)
+        .await?;
+    let back = wait_for(Duration::from_secs(10), || async {
+        let (status, body) = ready().await?;
+        Ok((status == 200).then_some(body))
+    })
+    .await?;
+    assert_eq!(back["vector_index"], "ok", "{back}");
+    cancel.cancel();
+    Ok(())
+}
