@@ -15,6 +15,9 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 /// Items removed per script call by [`Dlq::purge`]: bounds how long one call blocks Redis.
 const PURGE_BATCH: usize = 1000;
 
+/// Ids per script call of [`Dlq::release`].
+const RELEASE_BATCH: usize = 1000;
+
 /// Options of one DLQ.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +27,13 @@ pub struct DlqOptions {
     /// default) never drops anything.
     #[serde(default)]
     pub max_items: Option<u64>,
+    /// How long a redriven message waits, held back in its work queue's delayed set, for
+    /// [`Dlq::release`]: a caller that books each redrive (an event in Postgres) before any
+    /// worker may start it sets this, so a trail never shows a redrive's consequence before
+    /// the redrive. A caller that dies before releasing delays the message by this much;
+    /// nothing is lost. `0` (the default): redriven messages are ready at once.
+    #[serde(default)]
+    pub redrive_hold_ms: u64,
 }
 
 /// What a push did.
@@ -121,6 +131,38 @@ impl Dlq {
     /// The family's keys.
     pub fn keys(&self) -> &FamilyKeys {
         &self.keys
+    }
+
+    /// The by-id op that redrives (holding the messages back when the options say so).
+    pub(crate) fn redrive_op(&self) -> String {
+        match self.opts.redrive_hold_ms {
+            0 => "redrive".into(),
+            ms => format!("redrive:{ms}"),
+        }
+    }
+
+    /// Makes the held-back messages of redriven `ids` ready (see
+    /// [`DlqOptions::redrive_hold_ms`]); an id that is not held back any more (its hold ran
+    /// out and a worker took it) is left alone. Returns how many were released. Does
+    /// nothing without a hold.
+    ///
+    /// # Errors
+    /// Redis failures.
+    pub async fn release(&self, ids: &[&str]) -> Result<usize> {
+        if self.opts.redrive_hold_ms == 0 || ids.is_empty() {
+            return Ok(0);
+        }
+        let mut released = 0;
+        // An id's message lives in the shard its DLQ entry was in, which is usually its home
+        // shard; asking every shard in use costs one script per shard and batch.
+        for shard in 0..self.shards().await? {
+            let dlq = self.on(shard);
+            for chunk in ids.chunks(RELEASE_BATCH) {
+                let n: usize = dlq.run(&SCRIPTS.release, &[], chunk).await?;
+                released += n;
+            }
+        }
+        Ok(released)
     }
 
     /// The queue kind.

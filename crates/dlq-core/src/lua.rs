@@ -27,6 +27,7 @@ pub(crate) struct Scripts {
     pub purge: Script,
     pub redrive_batch: Script,
     pub redrive_due: Script,
+    pub release: Script,
 }
 
 fn with_lib(body: &str) -> Script {
@@ -43,6 +44,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     purge: with_lib(include_str!("lua/purge.lua")),
     redrive_batch: with_lib(include_str!("lua/redrive_batch.lua")),
     redrive_due: with_lib(include_str!("lua/redrive_due.lua")),
+    release: with_lib(include_str!("lua/release.lua")),
 });
 
 /// One reply row: `id, status, item, payload, parked_at, extra`.

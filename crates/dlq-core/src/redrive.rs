@@ -138,7 +138,7 @@ impl Dlq {
     pub async fn redrive(&self, id: &str) -> Result<Option<RedriveOutcome>> {
         check_id(id)?;
         let row = self
-            .by_id_any("redrive", &[id])
+            .by_id_any(&self.redrive_op(), &[id])
             .await?
             .pop()
             .ok_or_else(|| DlqError::Protocol("redrive: empty reply".into()))?;
@@ -157,7 +157,7 @@ impl Dlq {
             for id in chunk {
                 check_id(id)?;
             }
-            for row in self.by_id_any("redrive", chunk).await? {
+            for row in self.by_id_any(&self.redrive_op(), chunk).await? {
                 results.push(redrive_result(row)?);
             }
         }
@@ -238,7 +238,7 @@ impl Dlq {
                 if ids.is_empty() {
                     continue;
                 }
-                for row in self.on(shard).by_id("redrive", &ids).await? {
+                for row in self.on(shard).by_id(&self.redrive_op(), &ids).await? {
                     match redrive_result(row)? {
                         RedriveResult::Redriven(outcome) => report.redriven.push(outcome),
                         RedriveResult::Malformed(m) => report.malformed.push(m),
@@ -276,7 +276,12 @@ impl Dlq {
                 .run(
                     &SCRIPTS.redrive_batch,
                     &[],
-                    &[&after.to_string(), &upto, &n.to_string()],
+                    &[
+                        &after.to_string(),
+                        &upto,
+                        &n.to_string(),
+                        &self.opts.redrive_hold_ms.to_string(),
+                    ],
                 )
                 .await?;
             let rows = crate::lua::parse_rows(flat)?;
@@ -354,6 +359,7 @@ impl Dlq {
             policy.base.as_millis().to_string(),
             policy.cap.as_millis().to_string(),
             policy.jitter.to_string(),
+            self.opts.redrive_hold_ms.to_string(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let flat: Vec<Option<String>> = self.run(&SCRIPTS.redrive_due, &[], &args).await?;

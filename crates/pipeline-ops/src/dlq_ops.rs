@@ -31,6 +31,12 @@ pub fn source_of(item: &DlqItem) -> Option<Uuid> {
     item.source_id.or_else(|| Uuid::parse_str(&item.id).ok())
 }
 
+/// How long a redriven message is held back for its redrive to be booked in Postgres (see
+/// [`dlq_core::DlqOptions::redrive_hold_ms`]). Every redrive here and in the requeue daemon
+/// books, then releases at once; the hold only matters when the process dies in between,
+/// and then delays the message by this much.
+pub const REDRIVE_HOLD: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Records a redrive: source back to its queue's waiting status, event `redriven`.
 pub async fn record_redriven(
     services: &Services,
@@ -146,12 +152,17 @@ pub async fn retry(
     id: &str,
     actor: &str,
 ) -> Result<Option<RedriveOutcome>, DlqOpError> {
-    let Some(outcome) = services.dlq(family).redrive(id).await? else {
+    let dlq = services.dlq(family);
+    let Some(outcome) = dlq.redrive(id).await? else {
         return Ok(None);
     };
     metrics::counter!("pipeline_dlq_redriven_total", "family" => family.as_str(), "by" => actor.to_owned())
         .increment(1);
-    record_redriven(services, family, &outcome, actor).await?;
+    // Booked, then released: the trail shows `redriven` before anything a worker writes.
+    // A failed booking still releases (the message is out of the DLQ either way).
+    let booked = record_redriven(services, family, &outcome, actor).await;
+    dlq.release(&[outcome.item.id.as_str()]).await?;
+    booked?;
     Ok(Some(outcome))
 }
 
@@ -163,12 +174,18 @@ pub async fn retry_all(
     rate: Option<NonZeroU32>,
     actor: &str,
 ) -> Result<BulkRedrive, DlqOpError> {
-    let bulk = services.dlq(family).redrive_all(limit, rate).await?;
+    let dlq = services.dlq(family);
+    let bulk = dlq.redrive_all(limit, rate).await?;
     metrics::counter!("pipeline_dlq_redriven_total", "family" => family.as_str(), "by" => actor.to_owned())
         .increment(bulk.redriven.len() as u64);
+    // Each redrive is booked before its message is released (see `retry`).
+    let mut booked = Ok(());
     for outcome in &bulk.redriven {
-        record_redriven(services, family, outcome, actor).await?;
+        booked = booked.and(record_redriven(services, family, outcome, actor).await);
     }
+    let ids: Vec<&str> = bulk.redriven.iter().map(|o| o.item.id.as_str()).collect();
+    dlq.release(&ids).await?;
+    booked?;
     Ok(bulk)
 }
 

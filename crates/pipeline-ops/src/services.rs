@@ -65,7 +65,14 @@ impl Services {
             );
             dlqs.insert(
                 family,
-                Dlq::new(redis.clone(), keys, DlqOptions { max_items: dlq_max }),
+                Dlq::new(
+                    redis.clone(),
+                    keys,
+                    DlqOptions {
+                        max_items: dlq_max,
+                        redrive_hold_ms: crate::dlq_ops::REDRIVE_HOLD.as_millis() as u64,
+                    },
+                ),
             );
         }
         Ok(Self {

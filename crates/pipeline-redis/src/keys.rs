@@ -162,10 +162,10 @@ impl FamilyKeys {
     }
 
     /// The fixed keys every DLQ script declares, in the order the Lua library expects
-    /// (`order, time, due, parked, seq, dropped, ready`). Scripts that embed
+    /// (`order, time, due, parked, seq, dropped, ready, delayed, wake`). Scripts that embed
     /// `dlq_core::LUA_PUSH_FN` should pass these as their first KEYS so a cluster client routes
     /// the call to the family's slot; per-item keys are derived from the tag inside Lua.
-    pub fn dlq_script_keys(&self) -> [String; 7] {
+    pub fn dlq_script_keys(&self) -> [String; 9] {
         [
             self.dlq_order(),
             self.dlq_time(),
@@ -174,6 +174,8 @@ impl FamilyKeys {
             self.dlq_seq(),
             self.dlq_dropped(),
             self.ready(),
+            self.delayed(),
+            self.wake(),
         ]
     }
 }

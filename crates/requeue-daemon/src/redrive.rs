@@ -202,7 +202,10 @@ impl Redriver {
         crate::metrics::record_sweep(family, redriven, parked);
     }
 
-    /// Records one batch's redrives and parks in Postgres (nothing for `None`).
+    /// Records one batch's redrives and parks in Postgres (nothing for `None`), then
+    /// releases the redriven messages, which the DLQ held back until now: a worker cannot
+    /// start one (and write its events) before its `redriven` event is committed. A failed
+    /// booking still releases them; the Redis side is done either way.
     async fn record(
         &self,
         family: Family,
@@ -211,12 +214,24 @@ impl Redriver {
         let Some(actions) = actions else {
             return Ok(());
         };
+        let booked = self.book(family, &actions).await;
+        let ids: Vec<&str> = actions
+            .iter()
+            .filter(|a| matches!(a.outcome, DueOutcome::Redriven { .. }))
+            .map(|a| a.id.as_str())
+            .collect();
+        self.services.dlq(family).release(&ids).await?;
+        booked
+    }
+
+    /// The Postgres side of [`Self::record`].
+    async fn book(&self, family: Family, actions: &[DueAction]) -> Result<(), RequeueError> {
         if !self.config.bookkeeping {
             return Ok(());
         }
         let mut redriven = Vec::new();
         let mut parked = Vec::new();
-        for action in &actions {
+        for action in actions {
             match (&action.outcome, &action.item) {
                 (DueOutcome::Redriven { enqueued }, Some(item)) => {
                     redriven.push((item, *enqueued));

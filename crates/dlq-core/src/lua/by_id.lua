@@ -1,7 +1,8 @@
--- Operations by id. ARGV: tag, op, id... ; op is get | pop | discard | park | redrive.
+-- Operations by id. ARGV: tag, op, id... ; op is get | pop | discard | park | redrive, and
+-- `redrive:<hold_ms>` holds the redriven messages back (see dlq_redrive).
 -- Each id costs O(log N).
 local k = dlq_keys(ARGV[1])
-local op = ARGV[2]
+local op, hold_ms = string.match(ARGV[2], '^([a-z]+):?(%d*)$')
 local now = now_ms()
 local out = {}
 for i = 3, #ARGV do
@@ -31,10 +32,10 @@ for i = 3, #ARGV do
       dlq_row(out, id, st, f)
     end
   elseif op == 'redrive' then
-    local f, st = dlq_redrive(k, id, now)
+    local f, st = dlq_redrive(k, id, now, hold_ms)
     dlq_row(out, id, st, f)
   else
-    return redis.error_reply('unknown op ' .. tostring(op))
+    return redis.error_reply('unknown op ' .. tostring(ARGV[2]))
   end
 end
 return out

@@ -9,6 +9,7 @@ local function dlq_keys(tag)
     order = p .. 'order', time = p .. 'time', due = p .. 'due', parked = p .. 'parked',
     seq = p .. 'seq', dropped = p .. 'dropped', item = p .. 'item:',
     ready = tag .. ':ready', msg = tag .. ':msg:', wake = tag .. ':wake',
+    delayed = tag .. ':delayed',
   }
 end
 
@@ -109,12 +110,23 @@ end
 -- Takes `id` out of the DLQ and into the family's work queue, in the same script. If the
 -- message already exists (re-enqueued meanwhile) it is not enqueued twice. Status:
 -- 'missing', 'malformed', 'enqueued' or 'already_queued'. O(log N).
-local function dlq_redrive(k, id, now)
+-- With `hold_ms` > 0 the new message waits in the queue's delayed set for that long instead
+-- of being ready: the caller books the redrive in Postgres, then releases it (release.lua),
+-- so no worker can start it (and write its events) before its `redriven` event exists. A
+-- caller that dies before the release costs the message `hold_ms` of delay, nothing more.
+local function dlq_redrive(k, id, now, hold_ms)
   local f, st = dlq_take(k, id, false)
   if st ~= 'taken' then return f, st end
   local msg = k.msg .. id
   if redis.call('EXISTS', msg) == 1 then return f, 'already_queued' end
   msg_write(msg, f[2], (tonumber(f[4]) or 0) + 1, now)
+  local hold = tonumber(hold_ms) or 0
+  if hold > 0 then
+    redis.call('ZADD', k.delayed, now + hold, id)
+    -- A waiting worker bounds its wait by the earliest due time it last read.
+    redis.call('ZADD', k.wake, 0, '0')
+    return f, 'enqueued'
+  end
   redis.call('LPUSH', k.ready, id)
   -- The work queue's wake-up marker: a worker blocked on it reserves at once.
   redis.call('ZADD', k.wake, 0, '0')

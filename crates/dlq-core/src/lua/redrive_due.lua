@@ -1,4 +1,5 @@
--- Automatic redrive. ARGV: tag, now_ms, limit, max_redrives, base_ms, cap_ms, jitter.
+-- Automatic redrive. ARGV: tag, now_ms, limit, max_redrives, base_ms, cap_ms, jitter,
+-- hold_ms (see dlq_redrive).
 -- Takes up to `limit` items from `due` scored <= now; for each: park it if it has been
 -- redriven max_redrives times, else re-score it if its backoff has not elapsed, else
 -- redrive it. O(limit * log N).
@@ -30,7 +31,7 @@ for _, id in ipairs(ids) do
       redis.call('ZADD', k.due, due_at, id)
       dlq_row(out, id, 'deferred', nil, string.format('%d', due_at))
     else
-      local g, st = dlq_redrive(k, id, now)
+      local g, st = dlq_redrive(k, id, now, ARGV[8])
       dlq_row(out, id, st, g)
     end
   end

@@ -134,7 +134,10 @@ async fn purge_removes_only_items_older_than_the_age_parked_included() {
 
 #[tokio::test]
 async fn retention_drops_the_oldest_counts_and_reports_them() {
-    let t = TestDlq::with_options(DlqOptions { max_items: Some(3) });
+    let t = TestDlq::with_options(DlqOptions {
+        max_items: Some(3),
+        ..DlqOptions::default()
+    });
     let mut dropped = Vec::new();
     for i in 0..5 {
         let out = t

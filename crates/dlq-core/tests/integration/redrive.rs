@@ -155,3 +155,58 @@ async fn redrive_due_parks_defers_and_redrives_by_the_policy() {
     let s = t.dlq.stats().await.unwrap();
     assert_eq!((s.total, s.parked, s.permanent, s.transient), (2, 1, 1, 0));
 }
+
+/// With a redrive hold, every redrive (by id, in bulk, automatic) leaves the message held
+/// back in the work queue's delayed set, where no worker reserves it, until `release`;
+/// a message whose hold runs out is ready by itself, and a release after that changes
+/// nothing. This is what lets a caller book the redrive before any worker starts it.
+#[tokio::test]
+async fn held_redrives_wait_for_their_release() {
+    let t = TestDlq::with_options(dlq_core::DlqOptions {
+        redrive_hold_ms: 60_000,
+        ..dlq_core::DlqOptions::default()
+    });
+    for id in ["one", "bulk", "auto"] {
+        let mut it = item(id, ErrorKind::Transient);
+        it.failed_at = Utc::now() - ChronoDuration::hours(1);
+        t.dlq.push(&it).await.unwrap();
+    }
+    let delayed = || async {
+        let ids: Vec<String> = t.cmd("ZRANGE", &[&t.keys.delayed(), "0", "-1"]).await;
+        ids
+    };
+    assert!(t.dlq.redrive("one").await.unwrap().is_some());
+    let policy = RedrivePolicy {
+        max_redrives: 3,
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(1),
+        jitter: 0.0,
+    };
+    let auto = t
+        .dlq
+        .redrive_due(Utc::now().timestamp_millis(), 1, &policy)
+        .await
+        .unwrap();
+    assert_eq!(auto.len(), 1);
+    let bulk = t.dlq.redrive_all(None, None).await.unwrap();
+    assert_eq!(bulk.redriven.len(), 1);
+    assert!(
+        t.ready_ids().await.is_empty(),
+        "nothing ready before a release"
+    );
+    let mut held = delayed().await;
+    held.sort();
+    assert_eq!(held, ["auto", "bulk", "one"]);
+
+    assert_eq!(t.dlq.release(&["one", "absent"]).await.unwrap(), 1);
+    assert_eq!(t.ready_ids().await, ["one"]);
+    assert_eq!(t.dlq.release(&["one"]).await.unwrap(), 0, "once");
+
+    // A hold that ran out: the message was delivered since, so a late release leaves it.
+    let _: () = t
+        .cmd("HSET", &[&t.keys.msg("auto"), "deliveries", "1"])
+        .await;
+    assert_eq!(t.dlq.release(&["auto", "bulk"]).await.unwrap(), 1);
+    assert_eq!(t.ready_ids().await, ["one", "bulk"]);
+    assert_eq!(delayed().await, ["auto"]);
+}
