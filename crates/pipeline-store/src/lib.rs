@@ -4,10 +4,12 @@
 //! lives here, checked at compile time by sqlx's query macros (against the committed
 //! `.sqlx/` data when `SQLX_OFFLINE=true`).
 //!
-//! Postgres is the source of truth: Redis only carries work. Every status change of a source
-//! goes through [`sources::transition`], which writes the status and the event in one
-//! transaction and then refreshes the progress of every job that includes the source
-//! ([`progress`]).
+//! Postgres is the source of truth: Redis only carries work. A source's status and its event
+//! trail change together: [`sources::transition`] (one source, in its own transaction),
+//! [`sources::transition_in`] (inside the caller's transaction) and
+//! [`batch::transition_many`] (many sources) write the status and the event in the same
+//! transaction, and the progress of the jobs that include the source is refreshed once it
+//! has committed ([`progress`]).
 
 pub mod batch;
 pub mod console;
