@@ -5,9 +5,18 @@
 //! the new one, move clients, drop the old one). Keys are compared in constant time: the
 //! comparison looks at every byte of every configured key whatever the input, so the answer
 //! time says nothing about how much of a guess was right.
+//!
+//! Every check of a presented key, here and at the console's sign-in, goes through one
+//! [`throttle::Throttle`] per API process: an address that sends too many different wrong
+//! keys has its key checks refused (429 with `Retry-After`) for a while that grows with every
+//! further wrong key. A key presented to either door counts for both, since a guess is as
+//! good through one as through the other.
 
-use std::net::SocketAddr;
+pub mod throttle;
+
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
@@ -17,14 +26,17 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::ApiError;
 use crate::server::ConnMark;
+pub use throttle::Verdict;
 
 /// The header that carries the key.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
-/// The configured keys (none: the API serves loopback clients only, without a key).
+/// The configured keys (none: the API serves loopback clients only, without a key), and
+/// the brake on guessing them.
 #[derive(Clone, Default)]
 pub struct ApiKeys {
     keys: Arc<Vec<SecretString>>,
+    throttle: Arc<throttle::Throttle>,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -52,6 +64,7 @@ impl ApiKeys {
             .unwrap_or_default();
         Self {
             keys: Arc::new(keys),
+            throttle: Arc::default(),
         }
     }
 
@@ -77,6 +90,29 @@ impl ApiKeys {
 }
 
 impl ApiKeys {
+    /// Checks a key presented by `client` under the brake on guessing ([`throttle`]): a
+    /// blocked address gets [`Verdict::Throttled`] whatever it sends. Only for configured
+    /// keys (with none, nothing is checked).
+    pub fn check(&self, client: Option<IpAddr>, candidate: &[u8]) -> Verdict {
+        self.throttle.check(
+            throttle::Client::of(client),
+            Instant::now(),
+            candidate,
+            |c| self.accepts_bytes(c),
+        )
+    }
+
+    /// [`Self::sign_in`] under the brake: the session fingerprint, or why not.
+    pub fn sign_in_from(&self, client: Option<IpAddr>, candidate: &str) -> Result<String, Verdict> {
+        if !self.is_configured() {
+            return Ok(OPEN.to_owned());
+        }
+        match self.check(client, candidate.as_bytes()) {
+            Verdict::Accepted => Ok(fingerprint(candidate)),
+            other => Err(other),
+        }
+    }
+
     /// The fingerprint of the key `candidate` if it is one of the keys ([`fingerprint`]),
     /// or of the open door when no key is configured (`"open"`); `None` if refused.
     pub fn sign_in(&self, candidate: &str) -> Option<String> {
@@ -145,31 +181,48 @@ pub async fn require_key(State(keys): State<ApiKeys>, req: Request, next: Next) 
     if !is_keyed_path(req.uri().path()) {
         return next.run(req).await;
     }
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     if keys.is_configured() {
         // Compared as bytes: a header with a non-ASCII byte is a key that is wrong, not a
         // key that is missing.
         let presented = req.headers().get(API_KEY_HEADER).map(|v| v.as_bytes());
-        return match presented {
-            Some(key) if keys.accepts_bytes(key) => {
+        let Some(key) = presented else {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing API key: send it in the X-API-Key header",
+            )
+            .into_response();
+        };
+        return match keys.check(peer.map(|p| p.ip()), key) {
+            Verdict::Accepted => {
                 if let Some(mark) = req.extensions().get::<ConnMark>() {
                     mark.mark_keyed();
                 }
                 next.run(req).await
             }
-            Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key").into_response(),
-            None => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing API key: send it in the X-API-Key header",
-            )
-            .into_response(),
+            refused @ Verdict::Refused { .. } => {
+                log_refusal("API request", peer, req.headers(), refused);
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key").into_response()
+            }
+            Verdict::Throttled { retry_after } => {
+                let secs = retry_after_secs(retry_after);
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "too many wrong API keys from this address; keys from it are not \
+                         checked for {secs} s"
+                    ),
+                );
+                e.retry_after = Some(secs);
+                e.into_response()
+            }
         };
     }
     // No key: `serve` refuses non-loopback binds, and this check covers a router mounted
     // some other way.
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
     match peer {
         Some(addr) if !addr.ip().is_loopback() => ApiError::new(
             StatusCode::FORBIDDEN,
@@ -178,6 +231,50 @@ pub async fn require_key(State(keys): State<ApiKeys>, req: Request, next: Next) 
         )
         .into_response(),
         _ => next.run(req).await,
+    }
+}
+
+/// Whole seconds to announce in `Retry-After` for `d` (rounded up, at least 1).
+pub fn retry_after_secs(d: Duration) -> u64 {
+    (d.as_millis().div_ceil(1000) as u64).max(1)
+}
+
+/// Logs a refused key with the client's address (and what a proxy says it forwarded for,
+/// as told, since the header is the client's to write); a warning when it started a block.
+pub fn log_refusal(
+    what: &str,
+    peer: Option<SocketAddr>,
+    headers: &axum::http::HeaderMap,
+    verdict: Verdict,
+) {
+    let client = peer
+        .map(|p| p.ip().to_string())
+        .unwrap_or_else(|| "-".into());
+    let forwarded_for = headers
+        .get("x-forwarded-for")
+        .map(|v| crate::error::clip_to(&String::from_utf8_lossy(v.as_bytes()), 100));
+    let Verdict::Refused {
+        failures,
+        blocked_for,
+    } = verdict
+    else {
+        return;
+    };
+    match blocked_for {
+        Some(block) => tracing::warn!(
+            client,
+            forwarded_for,
+            failures,
+            blocked_secs = retry_after_secs(block),
+            "{what} refused: wrong API key; too many from this address, its key checks are \
+             refused for a while"
+        ),
+        None => tracing::info!(
+            client,
+            forwarded_for,
+            failures,
+            "{what} refused: wrong API key"
+        ),
     }
 }
 

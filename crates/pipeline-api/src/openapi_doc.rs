@@ -1,6 +1,7 @@
 //! The answers every operation can give whatever its handler does, added to the generated
 //! document in one place, from the same constants the middleware uses, so no handler's
-//! `#[utoipa::path]` can forget one: the key check (401), the request-head limits (414,
+//! `#[utoipa::path]` can forget one: the key check (401, and 429 for an address guessing
+//! keys), the request-head limits (414,
 //! 431), overload (503 with `Retry-After`), and internal errors (500 with a request id); for
 //! operations with a body also 408, 413 and 415. Every `{kind}` path parameter gets the
 //! family names as its enum, from [`Family::ALL`], so the document cannot drift from them.
@@ -33,6 +34,23 @@ fn overloaded() -> Response {
         HeaderBuilder::new()
             .schema(ObjectBuilder::new().schema_type(Type::Integer))
             .description(Some("Seconds to wait before retrying"))
+            .build(),
+    );
+    r
+}
+
+fn throttled() -> Response {
+    let mut r = error(
+        "Too many different wrong API keys from this client address: no key from it is \
+         checked until `Retry-After` seconds have passed",
+    );
+    r.headers.insert(
+        "Retry-After".into(),
+        HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::Integer))
+            .description(Some(
+                "Seconds until keys from this address are checked again",
+            ))
             .build(),
     );
     r
@@ -77,6 +95,7 @@ pub fn complete(doc: &mut OpenApi) {
         for op in ops.into_iter().flatten() {
             type_kind(op);
             add(op, "401", error("Missing or wrong API key"));
+            add(op, "429", throttled());
             add(
                 op,
                 "414",

@@ -9,7 +9,7 @@ use pipeline_ops::Family;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     pipeline_core::install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -18,7 +18,7 @@ fn client() -> reqwest::Client {
 }
 
 /// The value of cookie `name` set by a response.
-fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<(String, String)> {
+pub(crate) fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<(String, String)> {
     resp.headers().get_all(SET_COOKIE).iter().find_map(|v| {
         let text = v.to_str().ok()?.to_owned();
         let value = text
@@ -31,13 +31,13 @@ fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<(String, String)> 
 }
 
 /// The value of the hidden `csrf` field of a page.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
     html[at..at + 64].to_owned()
 }
 
 /// Signs in with `key`; returns the response to the sign-in POST.
-async fn sign_in(env: &ApiEnv, key: &str) -> anyhow::Result<reqwest::Response> {
+pub(crate) async fn sign_in(env: &ApiEnv, key: &str) -> anyhow::Result<reqwest::Response> {
     let c = client();
     let form = c.get(format!("{}/ui/login", env.base)).send().await?;
     assert_eq!(form.status(), StatusCode::OK);
@@ -57,7 +57,7 @@ async fn sign_in(env: &ApiEnv, key: &str) -> anyhow::Result<reqwest::Response> {
 }
 
 /// A signed-in session cookie and its CSRF token.
-async fn session(env: &ApiEnv) -> anyhow::Result<(String, String)> {
+pub(crate) async fn session(env: &ApiEnv) -> anyhow::Result<(String, String)> {
     let resp = sign_in(env, TEST_KEY).await?;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(resp.headers()[LOCATION], "/ui/jobs");

@@ -19,8 +19,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+
 use crate::AppState;
-use crate::auth::constant_time_eq;
+use crate::auth::{Verdict, constant_time_eq, log_refusal, retry_after_secs};
 use crate::server::ConnMark;
 
 use super::html;
@@ -184,7 +188,7 @@ fn login_page(
     next: Option<&str>,
 ) -> Response {
     let t = token();
-    let mut response = (status, html::login(&t, error, safe_next(next))).into_response();
+    let mut response = (status, html::login(&t, error, &safe_next(next))).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(headers, LOGIN_COOKIE, &t, 600),
@@ -192,14 +196,69 @@ fn login_page(
     response
 }
 
-/// Only a console path is a place to go after sign-in (no open redirect).
-fn safe_next(next: Option<&str>) -> &str {
-    next.filter(|n| n.starts_with("/ui/") && !n.starts_with("//") && !n.contains('\\'))
-        .unwrap_or("/ui/")
+/// Longest `next` kept, in bytes (a console link is far shorter).
+const MAX_NEXT_BYTES: usize = 2048;
+
+/// Where to go after sign-in: `next` when it is a path of this console, else the console's
+/// home. `next` comes from the client, so it is parsed, not trusted: only printable ASCII
+/// (what a request target holds; CR, LF or NUL would make the `Location` header invalid),
+/// resolved against this origin as a browser would (so `/ui/../api` or `/ui/%2e%2e/` is not
+/// under `/ui/`), and it must land on this origin under `/ui/` (no open redirect).
+pub fn safe_next(next: Option<&str>) -> String {
+    const HOME: &str = "/ui/";
+    let Some(n) = next else {
+        return HOME.to_owned();
+    };
+    if n.len() > MAX_NEXT_BYTES
+        || !n.bytes().all(|b| b.is_ascii_graphic())
+        || !n.starts_with("/ui/")
+        || n.contains('\\')
+    {
+        return HOME.to_owned();
+    }
+    let Ok(origin) = url::Url::parse("http://console.invalid/") else {
+        return HOME.to_owned();
+    };
+    match origin.join(n) {
+        Ok(to) if to.origin() == origin.origin() && to.path().starts_with("/ui/") => {
+            let mut out = to.path().to_owned();
+            if let Some(q) = to.query() {
+                out.push('?');
+                out.push_str(q);
+            }
+            out
+        }
+        _ => HOME.to_owned(),
+    }
 }
 
-/// `POST /ui/login`: a valid key and a matching sign-in token start a session.
-pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: String) -> Response {
+/// The client's address, as the server accepted its connection (`None` for a router
+/// mounted without connection info).
+pub struct Peer(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
+}
+
+/// `POST /ui/login`: a valid key and a matching sign-in token start a session. Key checks
+/// go through the API's brake on guessing ([`crate::auth::throttle`]): an address that
+/// sent too many different wrong keys gets 429 and a page saying when to try again, even
+/// with the right key; every refusal is logged with the client's address.
+pub async fn login(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     let form = super::Form::parse(&body);
     let next = form.one("next");
     let presented = form.one("csrf").unwrap_or("");
@@ -215,14 +274,31 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Stri
     let presented_key = form.one("key").unwrap_or("");
     // With no key configured the API serves loopback clients only (`serve` refuses other
     // binds), and so does the console: any key signs in.
-    let Some(key_fingerprint) = state.keys.sign_in(presented_key) else {
-        tracing::info!("console sign-in refused");
-        return login_page(
-            &headers,
-            StatusCode::UNAUTHORIZED,
-            Some("Invalid API key."),
-            next,
-        );
+    let key_fingerprint = match state.keys.sign_in_from(peer.map(|p| p.ip()), presented_key) {
+        Ok(f) => f,
+        Err(Verdict::Throttled { retry_after }) => {
+            let secs = retry_after_secs(retry_after);
+            let mut r = login_page(
+                &headers,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(&format!(
+                    "Too many wrong keys from your address. Try again in {secs} s."
+                )),
+                next,
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return r;
+        }
+        Err(refused) => {
+            log_refusal("console sign-in", peer, &headers, refused);
+            return login_page(
+                &headers,
+                StatusCode::UNAUTHORIZED,
+                Some("Invalid API key."),
+                next,
+            );
+        }
     };
     let session = Session {
         id: token(),
@@ -243,7 +319,7 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Stri
         return html::unavailable(&e);
     }
     tracing::info!("console sign-in");
-    let mut response = Redirect::to(safe_next(next)).into_response();
+    let mut response = Redirect::to(&safe_next(next)).into_response();
     let h = response.headers_mut();
     h.append(
         header::SET_COOKIE,
@@ -280,4 +356,35 @@ pub async fn logout(
         set_cookie(&headers, SESSION_COOKIE, "", 0),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_console_paths_of_this_origin_are_places_to_go() {
+        for (next, to) in [
+            (None, "/ui/"),
+            (Some("/ui/jobs?status=failed"), "/ui/jobs?status=failed"),
+            (Some("/ui/dlq/../jobs"), "/ui/jobs"),
+            (Some("/ui/\r\nSet-Cookie: a=b"), "/ui/"),
+            (Some("/ui/\0"), "/ui/"),
+            (Some("/ui/é"), "/ui/"),
+            (Some("/ui/../api/v1/jobs"), "/ui/"),
+            (Some("/ui/%2e%2e/openapi.json"), "/ui/"),
+            (Some("/ui/%2E%2E/openapi.json"), "/ui/"),
+            (Some("//evil.example/ui/"), "/ui/"),
+            (Some("https://evil.example/ui/"), "/ui/"),
+            (Some("/ui/\\evil"), "/ui/"),
+            (Some("/api/v1/jobs"), "/ui/"),
+            (Some("/ui"), "/ui/"),
+        ] {
+            assert_eq!(safe_next(next), to, "{next:?}");
+        }
+        assert_eq!(
+            safe_next(Some(&format!("/ui/{}", "a".repeat(3000)))),
+            "/ui/"
+        );
+    }
 }
