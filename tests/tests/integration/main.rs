@@ -23,6 +23,7 @@ mod cli_operator;
 mod cluster;
 mod console_browser;
 mod console_http;
+mod console_pages;
 mod console_signin;
 mod crawl_api;
 mod crawl_process;

@@ -269,7 +269,7 @@ fn row(listed: &ListedItem, uris: &std::collections::HashMap<Uuid, String>) -> S
 <td class=\"actions\"><button type=\"submit\" name=\"one\" value=\"retry:{id}\" aria-label=\"Retry {id}\">Retry</button>\
 <button type=\"submit\" name=\"one\" value=\"discard:{id}\" class=\"danger\" aria-label=\"Discard {id}\">Discard</button></td></tr>",
                 id = esc(&item.id),
-                err = esc(&crate::error::clip_to(&item.error, 300)),
+                err = html::long_text(&item.error, 300),
                 attempts = item.attempts,
                 redrives = item.retry_count,
                 at = html::time(item.failed_at),

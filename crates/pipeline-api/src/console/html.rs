@@ -30,6 +30,56 @@ pub fn url_escape(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// `s` cut to `max` characters (then `…`) for display. Quotes and backslashes stay as they
+/// are: the text goes through [`esc`] next, and HTML needs nothing more. (The API's
+/// `error::clip_to` escapes like a Rust string literal, which is right inside a JSON
+/// message and wrong on a page: JSON shown through it came out escaped twice.) Control
+/// characters other than newline and tab are shown as `\u{..}` escapes.
+pub fn clip(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars().take(max) {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    if s.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A long text shown by its first line (at most `max` characters) with the whole of it, up
+/// to [`MAX_DETAIL_CHARS`], one click away: an error's cause chain or a multi-line message
+/// is not cut at its first line.
+pub fn long_text(s: &str, max: usize) -> String {
+    let first = s.lines().next().unwrap_or("");
+    let whole_fits = s.chars().nth(max).is_none() && !s.contains('\n');
+    if whole_fits {
+        return esc(&clip(s, max));
+    }
+    format!(
+        "<details class=\"long\"><summary>{}</summary><pre>{}</pre></details>",
+        esc(&clip(first, max)),
+        esc(&clip(s, MAX_DETAIL_CHARS))
+    )
+}
+
+/// Most characters of one error or event detail a page shows.
+pub const MAX_DETAIL_CHARS: usize = 20_000;
+
+/// The part of a UUID a table shows: its last 12 hex digits, after an ellipsis. Ids are
+/// UUIDv7, whose first 8 digits are the same for everything made in the same minute; the
+/// last 12 are random (48 bits), so they tell rows apart. The full id is in the title.
+pub fn short_id(id: uuid::Uuid) -> String {
+    let hex = id.simple().to_string();
+    format!(
+        "<code class=\"id\" title=\"{id}\">…{}</code>",
+        &hex[hex.len() - 12..]
+    )
+}
+
 /// A number with thousands separators (`1,234,567`).
 pub fn num(n: u64) -> String {
     let s = n.to_string();
@@ -81,7 +131,7 @@ pub fn layout(page: Page<'_>, session: &Session, body: &str) -> Response {
     for (item, href, label) in [
         (Nav::Overview, "/ui/", "Overview"),
         (Nav::Workers, "/ui/workers", "Workers"),
-        (Nav::Dlq, "/ui/dlq/scrape", "Dead letters"),
+        (Nav::Dlq, super::DLQ_HOME, "Dead letters"),
         (Nav::Jobs, "/ui/jobs", "Jobs"),
     ] {
         let current = if item == page.nav {

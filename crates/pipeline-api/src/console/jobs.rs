@@ -225,10 +225,7 @@ pub async fn job(
             uri = esc(&s.uri),
             status = status_badge(s.status.as_str()),
             http = s.http_status.map(|h| h.to_string()).unwrap_or_default(),
-            err = esc(&crate::error::clip_to(
-                s.last_error.as_deref().unwrap_or(""),
-                200
-            )),
+            err = html::long_text(s.last_error.as_deref().unwrap_or(""), 200),
             updated = html::time(s.updated_at),
         );
     }
@@ -273,6 +270,24 @@ async fn dlq_holding(state: &AppState, source: Uuid) -> Result<Option<Family>, R
         }
     }
     Ok(None)
+}
+
+/// Most characters of an event's detail shown on its line; a longer one opens in full.
+const DETAIL_LINE_CHARS: usize = 300;
+
+/// An event's detail as the JSON it is (once, not re-escaped): on the line when short, else
+/// cut there with the whole of it, indented, one click away.
+fn event_detail(detail: &Value) -> String {
+    let compact = detail.to_string();
+    if compact.chars().nth(DETAIL_LINE_CHARS).is_none() {
+        return format!("<code>{}</code>", esc(&compact));
+    }
+    let pretty = serde_json::to_string_pretty(detail).unwrap_or_else(|_| compact.clone());
+    format!(
+        "<details class=\"long\"><summary><code>{}</code></summary><pre>{}</pre></details>",
+        esc(&html::clip(&compact, DETAIL_LINE_CHARS)),
+        esc(&html::clip(&pretty, html::MAX_DETAIL_CHARS))
+    )
 }
 
 /// `GET /ui/sources/{id}?after=`: the source, its event trail, its extraction, and a retry
@@ -354,15 +369,11 @@ pub async fn source(
     }
     body.push_str("<h2>Event trail</h2><ol class=\"timeline\">");
     for e in &events {
-        let detail = e
-            .detail
-            .as_ref()
-            .map(|d| crate::error::clip_to(&d.to_string(), 400))
-            .unwrap_or_default();
+        let detail = e.detail.as_ref().map(event_detail).unwrap_or_default();
         let _ = write!(
             body,
             "<li><span class=\"when\">{at}</span> <span class=\"badge {kind}\">{kind}</span> \
-<span class=\"stage\">{stage}</span>{attempt} <code>{detail}</code></li>",
+<span class=\"stage\">{stage}</span>{attempt} {detail}</li>",
             at = html::time(e.at),
             kind = esc(&e.kind),
             stage = esc(e.stage.as_deref().unwrap_or("")),
@@ -370,7 +381,6 @@ pub async fn source(
                 .attempt
                 .map(|a| format!(" attempt {a}"))
                 .unwrap_or_default(),
-            detail = esc(&detail),
         );
     }
     body.push_str("</ol>");
@@ -425,10 +435,7 @@ pub async fn source(
                 "missing"
             },
             ent = esc(c.entities_status.as_deref().unwrap_or("—")),
-            t = esc(&crate::error::clip_to(
-                c.text.as_deref().unwrap_or(""),
-                1200
-            )),
+            t = esc(&html::clip(c.text.as_deref().unwrap_or(""), 1200)),
         );
     }
     body.push_str("</ol><h3>Entities</h3>");

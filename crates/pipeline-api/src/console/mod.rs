@@ -85,7 +85,11 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 /// The `/ui` routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        // The bare paths an operator types lead to the console's pages, not to a JSON 404.
+        .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
+        .route("/ui/dlq", get(|| async { Redirect::to(DLQ_HOME) }))
+        .route("/ui/dlq/", get(|| async { Redirect::to(DLQ_HOME) }))
         .route("/ui/", get(overview::overview))
         .route("/ui/login", get(session::login_form).post(session::login))
         .route("/ui/logout", post(session::logout))
@@ -107,6 +111,20 @@ pub fn routes() -> Router<AppState> {
             "/ui/assets/console.js",
             get(|| async { asset(JS, "text/javascript; charset=utf-8") }),
         )
+        .route("/ui/{*rest}", get(not_found))
+}
+
+/// The first family's DLQ page, where the navigation's "Dead letters" goes.
+const DLQ_HOME: &str = "/ui/dlq/scrape";
+
+/// Any other console path: a console page saying so, with the way back (the API's unknown
+/// routes keep their JSON answer).
+async fn not_found() -> Response {
+    html::error_page(
+        axum::http::StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no console page here.",
+    )
 }
 
 /// The family a console path names, or a 404 page.
@@ -117,7 +135,7 @@ fn family(word: &str) -> Result<pipeline_ops::Family, Response> {
             "Not found",
             &format!(
                 "There is no family `{}`; the families are {}.",
-                crate::error::clip(word),
+                html::clip(word, 100),
                 pipeline_ops::Family::names()
             ),
         )
