@@ -43,6 +43,7 @@ mod requeue_e2e;
 mod requeue_policy;
 mod requeue_reconcile;
 mod requeue_replicas;
+mod restore_docs;
 mod runner_wake;
 mod schema_wait;
 mod scrape_pages;
