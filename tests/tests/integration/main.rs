@@ -29,6 +29,7 @@ mod crawl_api;
 mod crawl_process;
 mod crawl_site;
 mod crawl_sitemaps;
+mod demo_crawl;
 mod event_partitions;
 mod extraction_embeddings;
 mod extraction_process;
