@@ -283,30 +283,9 @@ pub async fn serve(
     // matched to the servers this process talks to.
     let redis = services.redis.endpoint().to_owned();
     let postgres = pipeline_core::pools::pg_endpoint(&services.db);
-    let app = app_with_search(services.clone(), api_key, Ok(searcher));
+    let app = app_with_search(services, api_key, Ok(searcher));
     tracing::info!(addr = %local, api_key = keyed, max_connections = limits.max_connections,
         redis, postgres, "API listening");
-    tokio::spawn(publish_queue_gauges(services.clone(), cancel.clone()));
     let task = tokio::spawn(server::run(listener, app, limits, cancel));
     Ok((local, task))
-}
-
-/// How often the API refreshes the queue gauges of every family.
-const GAUGES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Publishes every family's queue, DLQ and pause gauges (see
-/// [`pipeline_ops::queues::publish`]) every [`GAUGES_EVERY`] until `cancel` fires: each
-/// worker reports only its own family, and the API is the one process that sees them all.
-async fn publish_queue_gauges(services: Services, cancel: CancellationToken) {
-    loop {
-        match pipeline_ops::queues::snapshot(&services).await {
-            Ok(s) => pipeline_ops::queues::publish(&s),
-            // Only the gauges go stale; the routes report Redis trouble to their callers.
-            Err(err) => tracing::debug!(error = %err, "queue gauges not refreshed"),
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(GAUGES_EVERY) => {}
-        }
-    }
 }

@@ -83,6 +83,8 @@ async fn run(
     addr: SocketAddr,
 ) -> anyhow::Result<bool> {
     let drain = settings.shutdown.drain_timeout();
+    // Build info and every counter at zero from the first scrape (see pipeline_core::metrics).
+    pipeline_core::metrics::start("pipeline-api");
     tracing::info!(
         database = %pipeline_core::pools::database_description(&settings),
         "pipeline-api starting"

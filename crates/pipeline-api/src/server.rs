@@ -132,17 +132,17 @@ impl Registry {
                 .cloned()?;
             conns.remove(&victim.id);
             victim.evict.notify_one();
-            metrics::counter!("api_connections_evicted_total").increment(1);
+            metrics::counter!("pipeline_api_connections_evicted_total").increment(1);
         }
         conns.insert(conn.id, conn.clone());
-        metrics::gauge!("api_connections_open").set(conns.len() as f64);
+        metrics::gauge!("pipeline_api_connections_open").set(conns.len() as f64);
         Some(conn)
     }
 
     fn remove(&self, id: u64) {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         conns.remove(&id);
-        metrics::gauge!("api_connections_open").set(conns.len() as f64);
+        metrics::gauge!("pipeline_api_connections_open").set(conns.len() as f64);
     }
 }
 
@@ -212,7 +212,7 @@ pub(crate) async fn run(
             }
         };
         let Some(conn) = registry.admit() else {
-            metrics::counter!("api_connections_refused_total").increment(1);
+            metrics::counter!("pipeline_api_connections_refused_total").increment(1);
             // Best effort: the client may already be gone; the socket closes either way.
             let _ = stream.try_write(BUSY);
             continue;

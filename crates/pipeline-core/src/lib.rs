@@ -1,7 +1,8 @@
 //! Runtime plumbing shared by every pipeline process: layered settings, telemetry, the one
-//! Postgres pool and one Redis pool per process, shutdown on SIGTERM/SIGINT, and the probe
-//! server (`/health`, `/ready`, `/metrics`).
+//! Postgres pool and one Redis pool per process, shutdown on SIGTERM/SIGINT, the probe
+//! server (`/health`, `/ready`, `/metrics`), and the catalogue of metrics it exports.
 
+pub mod metrics;
 pub mod pools;
 pub mod probes;
 pub mod settings;

@@ -274,9 +274,10 @@ impl NoOp {
 
 /// Counts the commands on this family's keys while the runner idles, with `MONITOR`.
 async fn report_idle_cost(args: &Args, pool: &RedisPool, queue: &WorkQueue) -> Result<()> {
-    // Let the runner finish the last message and settle into its wait, past its queue-depth
-    // gauge's last reading (the first tick after work stops, at most 5 s later): the window
-    // counts what an idle runner costs for as long as it stays idle.
+    // Let the runner finish the last message and settle into its wait: the window counts
+    // what an idle runner costs for as long as it stays idle. (The runner once read the
+    // queue's depth on its first tick after work stopped; the 5.5 s kept the windows of
+    // older runs comparable, and keeps today's comparable with them.)
     tokio::time::sleep(Duration::from_millis(5_500)).await;
     let client = redis::Client::open(redis_url())?;
     let mut monitor = client
@@ -310,8 +311,7 @@ async fn report_idle_cost(args: &Args, pool: &RedisPool, queue: &WorkQueue) -> R
             json!({"idle_window_secs": window.as_secs(), "block_timeout_ms": block.as_millis() as u64, "commands": counts})
         );
     } else {
-        // BZPOPMIN is the wait; LLEN and ZCARD would be the runner's queue-depth gauge,
-        // which reads once after work stops and then not while the runner idles.
+        // BZPOPMIN is the wait; any other command would be a cost of idling.
         println!(
             "idle runner, commands on its keys per block_timeout ({} ms), over {} s: {}",
             block.as_millis(),
@@ -429,7 +429,7 @@ fn print_table(args: &Args, ours: &[Row], theirs: &[Row]) {
 async fn main() -> Result<()> {
     let args = parse_args()?;
     // The daemons' recorder, so every metric the runner records costs what it costs there.
-    let _metrics = pipeline_core::probes::metrics_handle();
+    let _metrics = pipeline_core::metrics::handle();
     let url = redis_url();
     let pool = work_queue::build_pool(&url, 4, Duration::from_secs(10))?;
     let run = Uuid::new_v4();

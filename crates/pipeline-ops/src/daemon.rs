@@ -197,6 +197,8 @@ where
     // until the schema is there, so an orchestrator neither kills nor routes to a waiting
     // daemon.
     services.schema.wait("checking migrations");
+    // Build info and every counter at zero from the first scrape (see pipeline_core::metrics).
+    pipeline_core::metrics::start(daemon.bin);
     let (bound, probe_task) = probes::serve(addr, services.probe_state(), probe_cancel.clone())
         .await
         .with_context(|| format!("cannot bind the probe server to {addr}"))?;

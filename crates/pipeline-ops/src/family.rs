@@ -88,4 +88,13 @@ mod tests {
             "unknown family `scrap` (expected one of: scrape, extraction)"
         );
     }
+
+    /// The metrics catalogue registers every family's counters at zero from its own list.
+    #[test]
+    fn the_metrics_catalogue_knows_every_family() {
+        assert_eq!(
+            Family::ALL.map(Family::as_str),
+            pipeline_core::metrics::catalogue::FAMILIES
+        );
+    }
 }

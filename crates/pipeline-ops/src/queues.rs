@@ -77,8 +77,10 @@ pub async fn per_minute(
         .map_err(|e| e.to_string())
 }
 
-/// Sets the queue gauges of every family (`pipeline_queue_depth`, `dlq_items`,
-/// `pipeline_family_paused`), for a process that watches them all (the API).
+/// Sets the cluster-wide gauges of every family (`pipeline_queue_depth{family,state}`,
+/// `pipeline_dlq_items{family,state}`, `pipeline_family_paused{family}`). One kind of
+/// process publishes them, the requeue daemon: they describe Redis, and a copy from every
+/// process would make a `sum` over processes count each queue several times.
 pub fn publish(snapshot: &[FamilyQueues]) {
     for f in snapshot {
         let family = f.family.as_str();
@@ -90,13 +92,14 @@ pub fn publish(snapshot: &[FamilyQueues]) {
             metrics::gauge!("pipeline_queue_depth", "family" => family, "state" => state)
                 .set(n as f64);
         }
+        // The parts only: a total beside them would double any `sum` over the states.
         for (state, n) in [
-            ("total", f.dlq_transient + f.dlq_permanent + f.dlq_parked),
-            ("parked", f.dlq_parked),
             ("transient", f.dlq_transient),
             ("permanent", f.dlq_permanent),
+            ("parked", f.dlq_parked),
         ] {
-            metrics::gauge!("dlq_items", "family" => family, "state" => state).set(n as f64);
+            metrics::gauge!("pipeline_dlq_items", "family" => family, "state" => state)
+                .set(n as f64);
         }
         metrics::gauge!("pipeline_family_paused", "family" => family).set(if f.paused.is_some() {
             1.0

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+// Every outcome a delivery can have: the catalogue's list, which start-up registers at zero.
+use pipeline_core::metrics::catalogue::MESSAGE_OUTCOMES as OUTCOMES;
 use pipeline_store::SourceStatus;
 use pipeline_store::sources::{self, Transition};
 use serde_json::json;
@@ -202,16 +204,6 @@ struct Meters {
     /// `pipeline_messages_total` by outcome, in the order of [`OUTCOMES`].
     outcomes: Vec<metrics::Counter>,
 }
-
-/// Every outcome a delivery can have.
-const OUTCOMES: [&str; 6] = [
-    "succeeded",
-    "lease_lost",
-    "ack_failed",
-    "retry_scheduled",
-    "dead_lettered",
-    "settle_failed",
-];
 
 impl Meters {
     fn new(family: &str) -> Self {
@@ -545,59 +537,6 @@ pub async fn run_next<H: Handler>(
 /// How often a paused worker looks again whether its family was resumed.
 const PAUSE_RECHECK: Duration = Duration::from_millis(250);
 
-/// How often a running worker publishes its family's queue depth.
-const DEPTH_EVERY: Duration = Duration::from_secs(5);
-
-/// Publishes the queue's depth (`pipeline_queue_depth{family, state}`) every
-/// [`DEPTH_EVERY`] until `cancel` fires: every worker reports its own family.
-///
-/// An idle worker does not poll for it. When nothing was reserved since the last reading,
-/// nothing is in flight and the family is not paused, the worker is blocked waiting for
-/// work, so the ready count is still the zero of its last empty reserve and the reading
-/// is skipped: an idle worker costs Redis its blocking wait and nothing else. The first
-/// tick after work stops still reads, so the gauges end on the state the worker left.
-/// (The API publishes every family's gauges too, fresh, for a process that watches all.)
-async fn report_depth(queue: WorkQueue, busy: Busy, cancel: CancellationToken) {
-    let family = queue.family().to_owned();
-    let mut read_at: Option<u64> = None;
-    loop {
-        let reserved = busy.reserved.load(Ordering::Relaxed);
-        let idle = read_at == Some(reserved)
-            && busy.tasks.is_empty()
-            && !crate::activity::is_paused(&family);
-        if !idle {
-            match queue.depth().await {
-                Ok(d) => {
-                    read_at = Some(reserved);
-                    for (state, n) in [
-                        ("ready", d.ready),
-                        ("leased", d.leased),
-                        ("delayed", d.delayed),
-                    ] {
-                        metrics::gauge!("pipeline_queue_depth", "family" => family.clone(), "state" => state)
-                            .set(n as f64);
-                    }
-                }
-                // Only the gauge goes stale; reserve failures report Redis trouble loudly.
-                Err(err) => tracing::debug!(error = %err, "queue depth unavailable"),
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(DEPTH_EVERY) => {}
-        }
-    }
-}
-
-/// What the depth reporter reads of the runner to tell whether it is idle.
-#[derive(Clone)]
-struct Busy {
-    /// Reserve calls that returned work, so far.
-    reserved: Arc<AtomicU64>,
-    /// The deliveries in progress (none: the worker is waiting for work or paused).
-    tasks: TaskTracker,
-}
-
 /// A reserve put in flight while the last batch is handed out, on the shared multiplexed
 /// connection (the reply is not waited for by a blocking command). Its batch is held
 /// with its leases renewed from the moment it arrives (see [`Held`]).
@@ -731,11 +670,6 @@ pub async fn run<H: Handler>(
 ) -> bool {
     let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let tracker = TaskTracker::new();
-    let busy = Busy {
-        reserved: Arc::new(AtomicU64::new(0)),
-        tasks: tracker.clone(),
-    };
-    let depth = tokio::spawn(report_depth(queue.clone(), busy.clone(), cancel.clone()));
     let mut error_pause = Duration::from_millis(100);
     // The loop's own connection for blocking waits, kept across them (see `Waiter`).
     let mut waiter = queue.waiter();
@@ -788,9 +722,6 @@ pub async fn run<H: Handler>(
         let batch = match reserved {
             Ok(batch) => {
                 error_pause = Duration::from_millis(100);
-                if !batch.is_empty() {
-                    busy.reserved.fetch_add(1, Ordering::Relaxed);
-                }
                 batch
             }
             Err(err) => {
@@ -821,7 +752,6 @@ pub async fn run<H: Handler>(
             .await;
     }
     tracker.close();
-    depth.abort();
     let finished = pipeline_core::shutdown::drain_within(opts.drain_timeout, async {
         // A batch reserved ahead is leased to this worker: it is fast work, so it is done
         // within the drain rather than left to wait out its leases.

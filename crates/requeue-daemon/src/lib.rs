@@ -10,7 +10,8 @@
 //! - [`partitions`]: the event trail's monthly partitions, created ahead and dropped past
 //!   the `[events]` retention.
 //! - [`schedules`]: scheduled recrawls started when due (`crawl_schedules`).
-//! - [`run`]: these loops plus the DLQ gauges, until cancelled.
+//! - [`run`]: these loops plus the cluster-wide queue and DLQ gauges ([`metrics`]), until
+//!   cancelled.
 //!
 //! Any number of replicas may run at once: each batch is one Redis script, so no item is
 //! redriven twice, and the reconciler claims a source in Postgres before enqueuing it.
@@ -38,7 +39,7 @@ pub use error::RequeueError;
 pub use reconcile::{ReconcileReport, Reconciler};
 pub use redrive::{Redriver, SweepReport};
 
-/// How often the DLQ size gauges are refreshed.
+/// How often the queue, DLQ and pause gauges are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Runs the redrive loop, the reconciler, partition maintenance, scheduled recrawls and the

@@ -148,7 +148,7 @@ impl Reconciler {
                 continue;
             }
             self.services.queue(family).enqueue_bulk(&batch).await?;
-            metrics::counter!("requeue_reconciled_total", "family" => family.as_str())
+            metrics::counter!("pipeline_requeue_reconciled_total", "family" => family.as_str())
                 .increment(batch.len() as u64);
             for s in stuck
                 .iter()

@@ -263,7 +263,7 @@ impl Redriver {
             // workers process the redriven messages (parks stay visible in the DLQ).
             tracing::error!(error = %err, dlq = family.as_str(), redriven = redriven.len(),
                 parked = parked.len(), "redrive bookkeeping failed");
-            metrics::counter!("requeue_bookkeeping_failures_total", "family" => family.as_str())
+            metrics::counter!("pipeline_requeue_bookkeeping_failures_total", "family" => family.as_str())
                 .increment(1);
         }
         result

@@ -69,7 +69,7 @@ pub fn judge_links(
     let (mut accept, mut skip) = (Vec::new(), Vec::new());
     for link in &found.links {
         let Some(url) = rules.normalise(&base, &link.href) else {
-            metrics::counter!("crawl_links_total", "outcome" => "unusable").increment(1);
+            metrics::counter!("pipeline_crawl_links_total", "outcome" => "unusable").increment(1);
             continue;
         };
         if !seen.insert(url.to_string()) {
@@ -84,7 +84,8 @@ pub fn judge_links(
                 sitemap: None,
             }),
             Err(reason) => {
-                metrics::counter!("crawl_links_total", "outcome" => reason.as_str()).increment(1);
+                metrics::counter!("pipeline_crawl_links_total", "outcome" => reason.as_str())
+                    .increment(1);
                 skip.push(Skip {
                     url: url.into(),
                     reason: reason.as_str(),
@@ -136,7 +137,8 @@ pub async fn sitemap_pages(
         accept.len() < max_pages
     })
     .await;
-    metrics::counter!("crawl_links_total", "outcome" => "unusable").increment(unusable as u64);
+    metrics::counter!("pipeline_crawl_links_total", "outcome" => "unusable")
+        .increment(unusable as u64);
     tracing::info!(
         site = %site,
         files = report.files,
@@ -242,7 +244,7 @@ async fn discover_in(
     let admitted = crawls::admit(db, pc.job_id, source_id, source_group, &candidates, &skips)
         .await
         .map_err(|e| Failure::transient(format!("admitting discovered links: {e}")))?;
-    metrics::counter!("crawl_links_total", "outcome" => "admitted")
+    metrics::counter!("pipeline_crawl_links_total", "outcome" => "admitted")
         .increment(admitted.new_pages as u64);
     if admitted.cancelled {
         tracing::info!(job_id = %pc.job_id, "crawl cancelled; links not followed");

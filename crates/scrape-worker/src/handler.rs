@@ -88,7 +88,7 @@ impl ScrapeHandler {
             if status == SourceStatus::Scraped {
                 self.enqueue_extraction(&msg).await?;
             }
-            metrics::counter!("scrape_fetches_total", "outcome" => "skipped").increment(1);
+            metrics::counter!("pipeline_scrape_fetches_total", "outcome" => "skipped").increment(1);
             return Ok(());
         }
 
@@ -158,7 +158,7 @@ impl ScrapeHandler {
                     msg.source_id
                 )));
             }
-            metrics::counter!("scrape_revisits_total", "content" => "unchanged")
+            metrics::counter!("pipeline_scrape_revisits_total", "content" => "unchanged")
                 .increment(1);
             tracing::info!(
                 known_by,
@@ -168,7 +168,7 @@ impl ScrapeHandler {
         }
         if revisit.is_some() {
             detail["content"] = json!("changed");
-            metrics::counter!("scrape_revisits_total", "content" => "changed")
+            metrics::counter!("pipeline_scrape_revisits_total", "content" => "changed")
                 .increment(1);
         }
         let stored = sources::store_fetched(
@@ -227,15 +227,15 @@ impl ScrapeHandler {
     /// took too.
     async fn fetch(&self, uri: &str) -> (Result<Page, FetchError>, Timing) {
         let started = Instant::now();
-        metrics::gauge!("scrape_fetches_in_flight").increment(1.0);
+        metrics::gauge!("pipeline_scrape_fetches_in_flight").increment(1.0);
         let result = self.fetcher.fetch(uri).await;
-        metrics::gauge!("scrape_fetches_in_flight").decrement(1.0);
+        metrics::gauge!("pipeline_scrape_fetches_in_flight").decrement(1.0);
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.reason(),
         };
-        metrics::counter!("scrape_fetches_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("scrape_fetch_duration_seconds")
+        metrics::counter!("pipeline_scrape_fetches_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("pipeline_scrape_fetch_duration_seconds")
             .record(seconds_since(started));
         (result, Timing::since(started))
     }
@@ -248,19 +248,19 @@ impl ScrapeHandler {
         last_modified: Option<&str>,
     ) -> (Result<Option<Page>, FetchError>, Timing) {
         let started = Instant::now();
-        metrics::gauge!("scrape_fetches_in_flight").increment(1.0);
+        metrics::gauge!("pipeline_scrape_fetches_in_flight").increment(1.0);
         let result = self
             .fetcher
             .fetch_if_changed(uri, etag, last_modified)
             .await;
-        metrics::gauge!("scrape_fetches_in_flight").decrement(1.0);
+        metrics::gauge!("pipeline_scrape_fetches_in_flight").decrement(1.0);
         let outcome = match &result {
             Ok(Some(_)) => "ok",
             Ok(None) => "not_modified",
             Err(e) => e.reason(),
         };
-        metrics::counter!("scrape_fetches_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("scrape_fetch_duration_seconds")
+        metrics::counter!("pipeline_scrape_fetches_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("pipeline_scrape_fetch_duration_seconds")
             .record(seconds_since(started));
         (result, Timing::since(started))
     }

@@ -168,7 +168,7 @@ impl HostLimiter {
                     inner.max_wait
                 )));
             }
-            metrics::counter!("scrape_politeness_waits_total").increment(1);
+            metrics::counter!("pipeline_scrape_politeness_waits_total").increment(1);
             tokio::time::sleep(wait).await;
         }
     }

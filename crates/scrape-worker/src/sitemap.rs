@@ -198,7 +198,8 @@ pub async fn read_sitemaps(
             }
             Err(err) => {
                 report.failed += 1;
-                metrics::counter!("crawl_sitemap_files_total", "outcome" => "failed").increment(1);
+                metrics::counter!("pipeline_crawl_sitemap_files_total", "outcome" => "failed")
+                    .increment(1);
                 tracing::warn!(sitemap = %url, error = %err, "sitemap unavailable; skipped");
                 continue;
             }
@@ -208,7 +209,8 @@ pub async fn read_sitemaps(
             Ok(read) => read,
             Err(err) => {
                 report.failed += 1;
-                metrics::counter!("crawl_sitemap_files_total", "outcome" => "failed").increment(1);
+                metrics::counter!("pipeline_crawl_sitemap_files_total", "outcome" => "failed")
+                    .increment(1);
                 tracing::warn!(sitemap = %url, error = %err, "sitemap unreadable; skipped");
                 continue;
             }
@@ -228,11 +230,12 @@ pub async fn read_sitemaps(
         match parsed.kind {
             SitemapKind::NotASitemap => {
                 report.not_sitemaps += 1;
-                metrics::counter!("crawl_sitemap_files_total", "outcome" => "not_a_sitemap")
+                metrics::counter!("pipeline_crawl_sitemap_files_total", "outcome" => "not_a_sitemap")
                     .increment(1);
             }
             SitemapKind::Index => {
-                metrics::counter!("crawl_sitemap_files_total", "outcome" => "index").increment(1);
+                metrics::counter!("pipeline_crawl_sitemap_files_total", "outcome" => "index")
+                    .increment(1);
                 if depth >= limits.max_index_depth {
                     report.ignored_files += parsed.locs.len();
                     tracing::warn!(sitemap = %url, depth, "sitemap index nested too deep; its entries are not followed");
@@ -259,7 +262,8 @@ pub async fn read_sitemaps(
                 }
             }
             SitemapKind::UrlSet | SitemapKind::Text => {
-                metrics::counter!("crawl_sitemap_files_total", "outcome" => "urlset").increment(1);
+                metrics::counter!("pipeline_crawl_sitemap_files_total", "outcome" => "urlset")
+                    .increment(1);
                 for loc in &parsed.locs {
                     report.locs += 1;
                     if !keep(loc, &url) {

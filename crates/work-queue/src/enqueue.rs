@@ -55,7 +55,7 @@ impl WorkQueue {
             .arg(body)
             .invoke_async(&mut con)
             .await?;
-        metrics::counter!("work_queue_enqueued_total", "family" => self.family().to_owned())
+        metrics::counter!("pipeline_queue_enqueued_total", "family" => self.family().to_owned())
             .increment(added);
         Ok(added == 1)
     }
@@ -113,7 +113,7 @@ impl WorkQueue {
             outcome.enqueued += part.enqueued;
             outcome.already_queued += part.already_queued;
         }
-        metrics::counter!("work_queue_enqueued_total", "family" => self.family().to_owned())
+        metrics::counter!("pipeline_queue_enqueued_total", "family" => self.family().to_owned())
             .increment(outcome.enqueued);
         Ok(outcome)
     }

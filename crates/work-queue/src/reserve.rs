@@ -34,7 +34,7 @@ impl WorkQueue {
     /// messages; no separate sweeper is needed.
     ///
     /// An id whose message hash is missing (deleted behind the queue's back) is dropped
-    /// with a warning and counted in `work_queue_orphans_dropped_total`: there is no work
+    /// with a warning and counted in `pipeline_queue_orphans_dropped_total`: there is no work
     /// left to deliver for it.
     ///
     /// # Errors
@@ -120,7 +120,7 @@ impl WorkQueue {
                 dropped,
                 "dropped queued ids whose message hash is missing"
             );
-            metrics::counter!("work_queue_orphans_dropped_total", "family" => family.to_owned())
+            metrics::counter!("pipeline_queue_orphans_dropped_total", "family" => family.to_owned())
                 .increment(dropped);
         }
         if reclaimed > 0 {
@@ -129,13 +129,13 @@ impl WorkQueue {
                 reclaimed,
                 "leases ran out; messages are deliverable again"
             );
-            metrics::counter!("work_queue_leases_expired_total", "family" => family.to_owned())
+            metrics::counter!("pipeline_queue_leases_expired_total", "family" => family.to_owned())
                 .increment(reclaimed);
         }
         if promoted > 0 {
             tracing::debug!(family, promoted, "retries due; back in the ready list");
         }
-        metrics::counter!("work_queue_reserved_total", "family" => family.to_owned())
+        metrics::counter!("pipeline_queue_reserved_total", "family" => family.to_owned())
             .increment(n as u64);
         let batch = ids
             .into_iter()

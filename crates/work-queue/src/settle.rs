@@ -80,7 +80,7 @@ impl WorkQueue {
         let acked = outcomes.iter().filter(|o| **o == AckOutcome::Acked).count();
         let lost = outcomes.len() - acked;
         let family = self.family().to_owned();
-        metrics::counter!("work_queue_acked_total", "family" => family.clone())
+        metrics::counter!("pipeline_queue_acked_total", "family" => family.clone())
             .increment(acked as u64);
         if lost > 0 {
             tracing::warn!(
@@ -88,7 +88,7 @@ impl WorkQueue {
                 lost,
                 "ack after the lease ran out; left to the current holder"
             );
-            metrics::counter!("work_queue_lease_lost_total", "family" => family)
+            metrics::counter!("pipeline_queue_lease_lost_total", "family" => family)
                 .increment(lost as u64);
         }
         Ok(outcomes)
@@ -183,7 +183,7 @@ impl WorkQueue {
             self.note_lease_lost(delivery, "retry");
             return Ok(RetryOutcome::LeaseLost);
         }
-        metrics::counter!("work_queue_retried_total", "family" => self.family().to_owned())
+        metrics::counter!("pipeline_queue_retried_total", "family" => self.family().to_owned())
             .increment(1);
         Ok(RetryOutcome::Scheduled {
             attempts: stored,
@@ -248,7 +248,7 @@ impl WorkQueue {
                 "DLQ retention bound reached: oldest items dropped"
             );
         }
-        metrics::counter!("work_queue_dead_lettered_total", "family" => family).increment(1);
+        metrics::counter!("pipeline_queue_dead_lettered_total", "family" => family).increment(1);
         Ok(DeadLetterOutcome::DeadLettered)
     }
 
@@ -281,7 +281,7 @@ impl WorkQueue {
             op,
             "lease ran out before the {op}; left to the current holder"
         );
-        metrics::counter!("work_queue_lease_lost_total", "family" => self.family().to_owned())
+        metrics::counter!("pipeline_queue_lease_lost_total", "family" => self.family().to_owned())
             .increment(1);
     }
 }

@@ -259,7 +259,7 @@ async fn no_extraction_starts_while_abandoned_threads_are_at_the_bound() -> anyh
     // One slot, one abandoned thread allowed: the stuck page's thread is abandoned at budget
     // + grace and keeps parsing; the next page is delivered at once but must not be
     // extracted until that thread has returned.
-    let metrics = pipeline_core::probes::metrics_handle();
+    let metrics = pipeline_core::metrics::handle();
     let (db, redis, services) = services(|s| {
         s.extraction.time_budget_ms = 50;
         s.extraction.abandon_grace_ms = 50;

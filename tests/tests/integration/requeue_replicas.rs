@@ -43,7 +43,8 @@ fn spawn_daemon(w: &World, port: u16) -> anyhow::Result<Child> {
         .spawn()?)
 }
 
-/// The daemon's `requeue_redriven_total` for the scrape family, 0 before its first redrive.
+/// The daemon's `pipeline_requeue_redriven_total` for the scrape family, 0 before its
+/// first redrive.
 async fn redriven_metric(port: u16) -> anyhow::Result<u64> {
     let text = http_client()
         .get(format!("http://127.0.0.1:{port}/metrics"))
@@ -53,7 +54,9 @@ async fn redriven_metric(port: u16) -> anyhow::Result<u64> {
         .await?;
     Ok(text
         .lines()
-        .filter(|l| l.starts_with("requeue_redriven_total{") && l.contains("family=\"scrape\""))
+        .filter(|l| {
+            l.starts_with("pipeline_requeue_redriven_total{") && l.contains("family=\"scrape\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64)
 }
