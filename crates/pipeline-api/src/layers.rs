@@ -1,5 +1,6 @@
 //! The middleware every request passes through, outermost first:
 //!
+//! 0. [`http_metrics`]: counts and times every answer by method, route template and status.
 //! 1. [`request_id`]: an id per request, in the `X-Request-Id` answer header and in the log
 //!    line of any 500; a panicking handler becomes a 500 that names it.
 //! 2. [`head_limits`]: a URI over 8 KiB is 414, more than 100 headers or 16 KiB of them 431,
@@ -11,11 +12,11 @@
 //! 5. [`deadline`]: a handler that outlives `api.request_timeout_ms` is answered 503.
 
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
@@ -30,6 +31,44 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// Most bytes of request headers (names and values) answered normally.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Counts the answer in `pipeline_http_requests_total` and times it in
+/// `pipeline_http_request_duration_seconds` (until the answer's head; a streamed body is not
+/// waited for), labelled by method, route and status.
+///
+/// The route is the matched template (`/api/v1/jobs/{id}`), never the raw path, and a
+/// request that matched no route is `unmatched`; methods outside the standard ones are
+/// `other`. So the label values stay a short, fixed list whatever clients send.
+pub async fn http_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = method_label(req.method());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("pipeline_http_requests_total",
+        "method" => method, "route" => route.clone(), "status" => status.clone())
+    .increment(1);
+    metrics::histogram!("pipeline_http_request_duration_seconds",
+        "method" => method, "route" => route, "status" => status)
+    .record(started.elapsed().as_secs_f64());
+    response
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
 
 /// Gives the request an id, runs it with that id in scope, and turns a panic into a 500.
 pub async fn request_id(req: Request, next: Next) -> Response {

@@ -213,6 +213,7 @@ fn app_with_search(
         .layer(middleware::from_fn(layers::head_limits))
         .layer(middleware::from_fn(log_request))
         .layer(middleware::from_fn(layers::request_id))
+        .layer(middleware::from_fn(layers::http_metrics))
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
 }
 

@@ -37,6 +37,7 @@ mod extraction_worker;
 mod foundation;
 mod hostile_pages;
 mod job_progress;
+mod metrics_process;
 mod own_services_docs;
 mod reembed_cli;
 mod requeue_data_loss;
