@@ -3,6 +3,8 @@
 #
 #   deploy/check.sh          run every check
 #   deploy/check.sh --sync   first refresh deploy/k8s/base/pipeline.toml from config/default.toml
+#                            and deploy/k8s/monitoring/prometheus-rule.yaml from
+#                            deploy/monitoring/alerts.yml
 #
 # Checks:
 #   systemd  - each unit carries the directives the deployment relies on (user, secrets,
@@ -28,10 +30,16 @@
 #              rendered objects validate too (without kubectl this part is skipped, said so).
 #   docker   - a minimal lint of deploy/Dockerfile and .dockerignore. The image itself is not
 #              built here (that needs a Docker engine).
+#   monitoring - `promtool check rules` on deploy/monitoring/alerts.yml and `promtool test
+#              rules` on its unit tests (alerts.test.yml); the Kubernetes PrometheusRule
+#              (deploy/k8s/monitoring/prometheus-rule.yaml) is exactly the one generated from
+#              alerts.yml, and holds the same groups; the Grafana dashboard is valid JSON. (That
+#              every series the dashboard and the rules name exists is a test of
+#              pipeline-core: `cargo test -p pipeline-core metrics`.)
 #
 # Network: only pip's registry, once, to create .local/venv. On a fresh Debian/Ubuntu machine
-# python3-venv (and systemd, for systemd-analyze) may be missing: run as root, the script
-# installs them with apt-get; otherwise it says what to install.
+# python3-venv, systemd (for systemd-analyze) and prometheus (for promtool) may be missing:
+# run as root, the script installs them with apt-get; otherwise it says what to install.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,6 +53,10 @@ BINARIES=(scrape-worker extraction-worker requeue-daemon pipeline-api pipelinect
 K8S_DIR=deploy/k8s
 CONFIG=config/default.toml
 CONFIG_COPY=$K8S_DIR/base/pipeline.toml
+ALERTS=deploy/monitoring/alerts.yml
+ALERT_TESTS=deploy/monitoring/alerts.test.yml
+DASHBOARD=deploy/monitoring/grafana-dashboard.json
+PROMETHEUS_RULE=$K8S_DIR/monitoring/prometheus-rule.yaml
 
 passed=0
 failed=0
@@ -83,10 +95,28 @@ apt_install() {
     fi
 }
 
+# The PrometheusRule for the Prometheus Operator: alerts.yml's groups under `spec`.
+render_prometheus_rule() {
+    cat <<'EOF'
+# Generated from deploy/monitoring/alerts.yml by `deploy/check.sh --sync`: edit that file and
+# sync, not this one (deploy/check.sh fails while they differ). For the Prometheus Operator:
+#   kubectl apply -n pipeline -k deploy/k8s/monitoring
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: pipeline
+spec:
+EOF
+    sed -n '/^groups:/,$p' "$ALERTS" | sed 's/^\(.\)/  \1/'
+}
+
 if [[ ${1:-} == --sync ]]; then
     [[ -f $CONFIG ]] || die "$CONFIG is missing"
     cp "$CONFIG" "$CONFIG_COPY"
     echo "synced $CONFIG_COPY from $CONFIG"
+    [[ -f $ALERTS ]] || die "$ALERTS is missing"
+    render_prometheus_rule >"$PROMETHEUS_RULE"
+    echo "synced $PROMETHEUS_RULE from $ALERTS"
 elif [[ $# -gt 0 ]]; then
     die "unknown argument '$1' (usage: deploy/check.sh [--sync])"
 fi
@@ -95,6 +125,12 @@ fi
 command -v python3 >/dev/null || die "python3 is required"
 if ! command -v systemd-analyze >/dev/null; then
     apt_install systemd || die "systemd-analyze not found: install the 'systemd' package (apt-get install systemd)"
+fi
+# promtool comes with Debian's Prometheus server package; its recommended extras (the node
+# exporter and the like) are not needed for it.
+if ! command -v promtool >/dev/null; then
+    apt_install --no-install-recommends prometheus \
+        || die "promtool not found: install the 'prometheus' package (apt-get install --no-install-recommends prometheus)"
 fi
 
 drain_secs=$(sed -n '/^\[shutdown\]/,/^\[/s/^drain_timeout_secs *= *\([0-9][0-9]*\).*/\1/p' "$CONFIG" 2>/dev/null || true)
@@ -310,8 +346,10 @@ ensure_venv() {
     touch "$stamp"
 }
 
+# The PrometheusRule is a custom resource, outside the Kubernetes schemas: the monitoring
+# checks below validate it.
 mapfile -t MANIFESTS < <(find "$K8S_DIR" -type f \( -name '*.yaml' -o -name '*.yml' \) \
-    ! -name kustomization.yaml ! -name kustomization.yml | sort)
+    ! -name kustomization.yaml ! -name kustomization.yml ! -path "$PROMETHEUS_RULE" | sort)
 mapfile -t KUSTOMIZATIONS < <(find "$K8S_DIR" -type f -name kustomization.yaml -printf '%h\n' | sort)
 
 check_manifests_schema() {
@@ -464,6 +502,11 @@ check_kustomize_render() {
     for dir in "${KUSTOMIZATIONS[@]}"; do
         out="$TMP/rendered-${dir//\//_}.yaml"
         kubectl kustomize "$dir" >"$out" || { echo "kubectl kustomize $dir failed"; return 1; }
+        if [[ $dir == "$K8S_DIR/monitoring" ]]; then
+            grep -q '^kind: PrometheusRule' "$out" || { echo "$dir: the PrometheusRule is missing"; return 1; }
+            echo "$dir: $(grep -c '^kind:' "$out") object rendered (a PrometheusRule, checked below)"
+            continue
+        fi
         "$VENV/bin/kubernetes-validate" --strict --quiet "$out" || { echo "rendered $dir is invalid"; return 1; }
         grep -q '^  name: pipeline-config-' "$out" || { echo "$dir: generated ConfigMap missing"; return 1; }
         echo "$dir: $(grep -c '^kind:' "$out") objects rendered and valid"
@@ -497,6 +540,46 @@ check_dockerfile() {
     return $status
 }
 run_check "docker: Dockerfile stages, non-root USER, all ${#BINARIES[@]} binaries; .dockerignore" check_dockerfile
+
+# --- monitoring ----------------------------------------------------------------------------
+check_alert_rules() {
+    promtool check rules "$ALERTS"
+}
+
+check_alert_tests() {
+    promtool test rules "$ALERT_TESTS"
+}
+
+check_prometheus_rule() {
+    render_prometheus_rule >"$TMP/prometheus-rule.yaml"
+    if ! cmp -s "$TMP/prometheus-rule.yaml" "$PROMETHEUS_RULE"; then
+        diff -u "$PROMETHEUS_RULE" "$TMP/prometheus-rule.yaml" | head -40
+        echo "$PROMETHEUS_RULE differs from the one generated from $ALERTS; run deploy/check.sh --sync"
+        return 1
+    fi
+    # The same rules once parsed, too: a sync cannot hide a YAML slip in either file.
+    "$VENV/bin/python" - "$ALERTS" "$PROMETHEUS_RULE" <<'PY'
+import sys, yaml
+alerts, rule = (yaml.safe_load(open(p)) for p in sys.argv[1:])
+assert rule["apiVersion"] == "monitoring.coreos.com/v1" and rule["kind"] == "PrometheusRule", "not a PrometheusRule"
+assert rule["spec"]["groups"] == alerts["groups"], "the PrometheusRule's groups differ from alerts.yml's"
+names = [r["alert"] for g in alerts["groups"] for r in g["rules"]]
+print(f"{sys.argv[2]}: the {len(names)} alerts of {sys.argv[1]}")
+PY
+}
+
+check_dashboard_json() {
+    python3 - "$DASHBOARD" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(f"{sys.argv[1]}: {len(d['panels'])} panels")
+PY
+}
+
+run_check "monitoring: promtool check rules $ALERTS" check_alert_rules
+run_check "monitoring: promtool test rules $ALERT_TESTS" check_alert_tests
+run_check "monitoring: $PROMETHEUS_RULE is generated from $ALERTS" check_prometheus_rule
+run_check "monitoring: $DASHBOARD is valid JSON" check_dashboard_json
 
 echo
 if [[ $failed -gt 0 ]]; then

@@ -21,6 +21,8 @@ pub mod catalogue;
 mod process;
 
 #[cfg(test)]
+mod monitoring_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::OnceLock;
