@@ -195,18 +195,34 @@ impl Searcher {
         refresh_reporting(&self.index, db, &self.health).await
     }
 
-    /// Loads the index from Postgres now (in the background), and refreshes it every
-    /// `every` from the first search on, until the last clone of the index is dropped. A
-    /// process that never searches costs the database one query. Each outcome is reported to
-    /// `health` as [`INDEX_COMPONENT`] (a failure makes `/ready` answer 503) and a failure is
-    /// logged; the next tick tries again.
+    /// Loads the index from Postgres now (in the background, again every `every` until a
+    /// load succeeds: the database may still be starting, or waiting for its migrations),
+    /// and refreshes it every `every` from the first search on, until the last clone of the
+    /// index is dropped. A process that never searches costs the database one query once
+    /// loaded. Each outcome is reported to `health` as [`INDEX_COMPONENT`] (a failure makes
+    /// `/ready` answer 503) and a failure is logged; the next tick tries again.
     pub fn spawn_refresher(&mut self, db: sqlx::PgPool, every: Duration, health: Components) {
         self.health = health.clone();
-        let index = self.index.clone();
+        let weak = Arc::downgrade(&self.index);
         let pool = db.clone();
         tokio::spawn(async move {
-            if let Err(e) = refresh_reporting(&index, &pool, &health).await {
-                tracing::warn!(error = %e, "vector index load failed; retried at the first search");
+            let mut logged = false;
+            loop {
+                let Some(index) = weak.upgrade() else { return };
+                if index.is_loaded().await {
+                    return;
+                }
+                match refresh_reporting(&index, &pool, &health).await {
+                    Ok(_) => return,
+                    // Once: a database still waiting for migrations fails every second.
+                    Err(e) if !logged => {
+                        tracing::warn!(error = %e, "vector index load failed; trying again");
+                        logged = true;
+                    }
+                    Err(_) => {}
+                }
+                drop(index);
+                tokio::time::sleep(every).await;
             }
         });
         self.refresher = Some((db, every));

@@ -15,10 +15,18 @@ pub struct PartitionChange {
     pub change: String,
 }
 
+/// How long partition maintenance waits for a lock on `job_events` before it gives up (and
+/// is tried again later). Creating or dropping a partition needs a lock that conflicts with
+/// what a long reader holds (a `pg_dump`, say); while the DDL waits in the lock queue, every
+/// insert into the trail queues behind it, so a wait without a bound stalls every worker
+/// for as long as the dump runs.
+pub const PARTITION_LOCK_TIMEOUT: &str = "2s";
+
 /// Creates the partitions of the current month and the `months_ahead` next ones, and, with
 /// `retention_days` > 0, drops the monthly partitions whose whole month ended more than
 /// `retention_days` days ago (the SQL function `pipeline_ensure_event_partitions`). Safe to
-/// call from many replicas at once: they serialise on an advisory lock.
+/// call from many replicas at once: they serialise on an advisory lock. Fails, changing
+/// nothing, when a lock it needs is not granted within [`PARTITION_LOCK_TIMEOUT`].
 pub async fn ensure_partitions(
     pool: &PgPool,
     months_ahead: u32,
@@ -27,15 +35,24 @@ pub async fn ensure_partitions(
     // Settings are u32; the SQL function takes integers.
     let ahead = i32::try_from(months_ahead).unwrap_or(i32::MAX);
     let days = i32::try_from(retention_days).unwrap_or(i32::MAX);
-    Ok(sqlx::query_as!(
+    let mut tx = pool.begin().await?;
+    // A constant statement: it reads no table, so the query macros have nothing to check.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    let changes = sqlx::query_as!(
         PartitionChange,
         r#"SELECT partition_name AS "partition_name!", change AS "change!"
              FROM pipeline_ensure_event_partitions($1, $2)"#,
         ahead,
         days,
     )
-    .fetch_all(pool)
-    .await?)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(changes)
 }
 
 /// Rows sitting in the default partition: events whose month had no partition when they

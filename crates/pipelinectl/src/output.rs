@@ -98,11 +98,31 @@ impl Failure {
     }
 }
 
+/// Whether `err` (or a cause) is Postgres saying a table or a column does not exist: the
+/// database was never migrated, or by an older binary.
+fn schema_missing(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(sqlx::Error::Database(db)) = e.downcast_ref::<sqlx::Error>() {
+            // undefined_table, undefined_column, undefined_function
+            return matches!(db.code().as_deref(), Some("42P01" | "42703" | "42883"));
+        }
+        next = e.source();
+    }
+    false
+}
+
 impl From<anyhow::Error> for Failure {
     fn from(err: anyhow::Error) -> Self {
+        let mut message = chain_once(&err);
+        if schema_missing(err.as_ref()) {
+            message.push_str(
+                " (the database lacks the pipeline's schema, or has an older one: run `pipelinectl migrate`)",
+            );
+        }
         Self {
             code: 1,
-            message: chain_once(&err),
+            message,
             redis_unreachable: dlq_core::is_unreachable(err.as_ref()),
             postgres_unreachable: pipeline_core::pools::is_pg_unreachable(err.as_ref()),
         }

@@ -316,3 +316,22 @@ async fn connection_and_configuration_errors_name_what_is_wrong() -> anyhow::Res
     );
     Ok(())
 }
+
+/// A command run on a database that was never migrated says to migrate, not only
+/// `relation "jobs" does not exist`.
+#[tokio::test]
+async fn an_unmigrated_database_is_called_that() -> anyhow::Result<()> {
+    let db = integration_tests::TestDb::empty().await?;
+    let out = Command::new(binary("pipelinectl"))
+        .args(["jobs", "list"])
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", redis_url())
+        .env_remove("PIPELINE_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .await?;
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("run `pipelinectl migrate`"), "{err}");
+    Ok(())
+}

@@ -275,3 +275,59 @@ async fn every_trace_view_column_is_documented() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Partition maintenance that meets a long reader of the trail (a `pg_dump` holds ACCESS
+/// SHARE on every table it dumps) gives up after its lock timeout instead of waiting in the
+/// lock queue, where every insert into the trail would wait behind it until the dump ends.
+#[tokio::test]
+async fn partition_maintenance_does_not_queue_the_trail_behind_a_dump() -> anyhow::Result<()> {
+    let db = TestDb::migrated().await?;
+    let pool = &db.pool;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO projects (id, name) VALUES ('{PROJECT}', 'p');
+         INSERT INTO sources (id, project_id, uri, status)
+              VALUES ('{SOURCE}', '{PROJECT}', 'https://example.com/', 'queued');"
+    )))
+    .execute(pool)
+    .await?;
+    // What a dump holds while it reads the trail.
+    let mut dump = pool.begin().await?;
+    sqlx::query("LOCK TABLE job_events IN ACCESS SHARE MODE")
+        .execute(&mut *dump)
+        .await?;
+    // Maintenance with a partition to create (nine months ahead was never made).
+    let settings = EventsSettings {
+        retention_days: 0,
+        partitions_ahead_months: 9,
+        maintenance_interval_secs: 3600,
+    };
+    let started = std::time::Instant::now();
+    let maintained = tokio::spawn({
+        let (pool, settings) = (pool.clone(), settings.clone());
+        async move { requeue_daemon::partitions::maintain(&pool, &settings).await }
+    });
+    // Meanwhile a worker writes an event: it is not stuck behind the waiting DDL for longer
+    // than the DDL's lock timeout.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let insert = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO job_events (source_id, kind) VALUES ('{SOURCE}', 'enqueued')"
+        )))
+        .execute(pool),
+    )
+    .await;
+    assert!(
+        matches!(insert, Ok(Ok(_))),
+        "the insert finished while the dump still ran: {insert:?}"
+    );
+    let result = maintained.await?;
+    let err = result.expect_err("maintenance gives up while the dump holds its lock");
+    assert!(format!("{err:#}").contains("lock timeout"), "{err:#}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    dump.commit().await?;
+    // Once the dump is over, the next run does the work.
+    let changes = requeue_daemon::partitions::maintain(pool, &settings).await?;
+    assert!(!changes.is_empty(), "{changes:?}");
+    Ok(())
+}
