@@ -126,7 +126,7 @@ impl Env {
         let deadline = Instant::now() + timeout;
         let mut processed = 0;
         loop {
-            let n = pipeline_ops::worker::run_next(self.queue(), handler, 16).await?;
+            let n = pipeline_runner::run_next(self.queue(), handler, 16).await?;
             processed += n;
             if n == 0 {
                 if self.queue().depth().await?.total() == 0 {

@@ -371,7 +371,7 @@ pub async fn crawl_to_end(
     job: uuid::Uuid,
 ) -> anyhow::Result<pipeline_store::crawl_status::CrawlProgress> {
     use pipeline_ops::Family;
-    use pipeline_ops::worker::run_next;
+    use pipeline_runner::run_next;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let a = run_next(services.queue(Family::Scrape), scrape, 16).await?;

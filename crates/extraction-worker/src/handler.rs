@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use embedder::Batcher;
 use extract_core::{ChunkOptions, ExtractError, Limits};
 use pipeline_ops::Family;
+use pipeline_ops::ledger::SourceLedger;
 use pipeline_ops::messages::SourceMessage;
-use pipeline_ops::worker::{Failure, Handler};
+use pipeline_runner::{Failure, FailureLog, Handler};
 use pipeline_store::extractions::{self, Finish};
 use pipeline_store::sources;
 use serde_json::json;
@@ -49,6 +50,7 @@ impl Drop for WaitingGauge {
 #[derive(Debug, Clone)]
 pub struct ExtractionHandler {
     db: PgPool,
+    ledger: SourceLedger,
     batcher: Batcher,
     chunking: ChunkOptions,
     limits: Limits,
@@ -63,6 +65,7 @@ impl ExtractionHandler {
     /// with the default [`Limits`] (see [`ExtractionHandler::with_limits`]).
     pub fn new(db: PgPool, batcher: Batcher, chunking: ChunkOptions) -> Self {
         Self {
+            ledger: SourceLedger::new(db.clone()),
             db,
             batcher,
             chunking,
@@ -294,8 +297,8 @@ impl Handler for ExtractionHandler {
         self.process(delivery, msg).await
     }
 
-    fn db(&self) -> &PgPool {
-        &self.db
+    fn failure_log(&self) -> &dyn FailureLog {
+        &self.ledger
     }
 
     /// Job-progress refreshes started in the background finish before a drain ends.

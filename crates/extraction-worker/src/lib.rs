@@ -30,7 +30,7 @@ use extract_core::{ChunkOptions, Limits};
 use pipeline_core::{Settings, SettingsError, Sources};
 use pipeline_ops::Family;
 use pipeline_ops::Services;
-use pipeline_ops::worker::RunnerOptions;
+use pipeline_runner::RunnerOptions;
 use tokio_util::sync::CancellationToken;
 
 pub use analyze::{Analysis, analyze};
@@ -132,5 +132,6 @@ pub fn runner_options(settings: &Settings) -> RunnerOptions {
 pub async fn run(services: &Services, batcher: Batcher, cancel: CancellationToken) -> bool {
     let queue = services.queue(Family::Extraction).clone();
     let handler = Arc::new(handler(services, batcher));
-    pipeline_ops::worker::run(queue, handler, runner_options(&services.settings), cancel).await
+    let opts = runner_options(&services.settings);
+    pipeline_runner::run(queue, handler, opts, services.activity.clone(), cancel).await
 }

@@ -1,8 +1,9 @@
 //! Work done per family and minute: processed (succeeded), failed (every failed attempt,
 //! retried or dead-lettered) and dead-lettered, for the console's last-hour charts.
 //!
-//! The runner counts each settled delivery in process memory ([`record`]), and the
-//! heartbeat task adds the counts to one Redis hash per family and minute
+//! The runner counts each settled delivery in the process's [`Activity`] handle (carried
+//! by [`crate::Services`]), and the heartbeat task adds the counts to one Redis hash per
+//! family and minute
 //! (`P{family}:activity:<unix minute>`, fields `processed`, `failed`, `dead_lettered`,
 //! expiring after [`KEEP`]) every few seconds ([`flush`]). Why Redis and not the event
 //! trail: the trail would answer the same question, but counting an hour of events is a
@@ -11,77 +12,12 @@
 //! round trip per heartbeat instead of one per message.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use dlq_core::{FamilyKeys, RedisPool};
-use serde::Serialize;
+pub use pipeline_runner::{Activity, Minute, minute_now};
 
 /// How long a minute's counts are kept.
 pub const KEEP_SECS: u64 = 2 * 60 * 60;
-
-/// Counts of one family in one minute.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Minute {
-    /// Deliveries that succeeded.
-    pub processed: u64,
-    /// Failed attempts (retried or dead-lettered).
-    pub failed: u64,
-    /// Deliveries moved to the DLQ.
-    pub dead_lettered: u64,
-}
-
-type Pending = BTreeMap<(String, i64), Minute>;
-
-static PENDING: Mutex<Pending> = Mutex::new(BTreeMap::new());
-static IN_FLIGHT: Mutex<BTreeMap<String, i64>> = Mutex::new(BTreeMap::new());
-
-/// The current unix minute.
-pub fn minute_now() -> i64 {
-    chrono::Utc::now().timestamp().div_euclid(60)
-}
-
-/// Counts one settled delivery of `family` with the runner's outcome word.
-pub fn record(family: &str, outcome: &str) {
-    let minute = minute_now();
-    let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
-    let m = pending.entry((family.to_owned(), minute)).or_default();
-    match outcome {
-        "succeeded" => m.processed += 1,
-        "retry_scheduled" => m.failed += 1,
-        "dead_lettered" => {
-            m.failed += 1;
-            m.dead_lettered += 1;
-        }
-        // Lease lost or a settle that failed: the message comes back; nothing is counted.
-        _ => {}
-    }
-}
-
-/// Marks one delivery of `family` in progress until the guard is dropped.
-pub fn in_flight(family: &str) -> InFlight {
-    let mut map = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
-    *map.entry(family.to_owned()).or_default() += 1;
-    InFlight(family.to_owned())
-}
-
-/// See [`in_flight`].
-#[derive(Debug)]
-pub struct InFlight(String);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let mut map = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.0) {
-            *n -= 1;
-        }
-    }
-}
-
-/// Deliveries in progress in this process, over every family.
-pub fn in_flight_now() -> u64 {
-    let map = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
-    map.values().map(|n| (*n).max(0) as u64).sum()
-}
 
 /// The key of a family's counts for one minute.
 pub fn key(keys: &FamilyKeys, minute: i64) -> String {
@@ -93,8 +29,8 @@ pub fn key(keys: &FamilyKeys, minute: i64) -> String {
 ///
 /// # Errors
 /// Redis failures.
-pub async fn flush(pool: &RedisPool, prefix: &str) -> redis::RedisResult<()> {
-    let taken = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
+pub async fn flush(pool: &RedisPool, prefix: &str, activity: &Activity) -> redis::RedisResult<()> {
+    let taken = activity.take_pending();
     if taken.is_empty() {
         return Ok(());
     }
@@ -125,13 +61,7 @@ pub async fn flush(pool: &RedisPool, prefix: &str) -> redis::RedisResult<()> {
     // minute: rare (a Redis error mid-flush) and an over-count of a dashboard figure, where
     // losing the counts would hide failures.
     if let Err(err) = sent {
-        let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
-        for (k, m) in taken {
-            let e = pending.entry(k).or_default();
-            e.processed += m.processed;
-            e.failed += m.failed;
-            e.dead_lettered += m.dead_lettered;
-        }
+        activity.restore_pending(taken);
         return Err(err);
     }
     Ok(())
@@ -171,34 +101,4 @@ pub async fn last_minutes(
             )
         })
         .collect())
-}
-
-/// The runner of this process: its family and concurrency, for the heartbeat.
-static RUNNER: Mutex<Option<(String, u64)>> = Mutex::new(None);
-/// The families this process last saw paused (refreshed by the heartbeat task).
-static PAUSED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// Records that this process runs a worker of `family` with `concurrency`.
-pub fn runner_started(family: &str, concurrency: usize) {
-    *RUNNER.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some((family.to_owned(), concurrency as u64));
-}
-
-/// The worker this process runs, if any: family and concurrency.
-pub fn runner() -> Option<(String, u64)> {
-    RUNNER.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
-/// Sets the families seen paused.
-pub fn set_paused(families: Vec<String>) {
-    *PAUSED.lock().unwrap_or_else(|e| e.into_inner()) = families;
-}
-
-/// Whether `family` was paused at the last look (at most [`crate::heartbeat::PAUSE_EVERY`] ago).
-pub fn is_paused(family: &str) -> bool {
-    PAUSED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .any(|f| f == family)
 }

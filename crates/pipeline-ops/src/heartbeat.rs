@@ -155,11 +155,11 @@ pub async fn run(services: crate::Services, kind: &'static str, cancel: Cancella
     let mut tick: u64 = 0;
     loop {
         match paused_families(&services).await {
-            Ok(paused) => activity::set_paused(paused),
+            Ok(paused) => services.activity.set_paused(paused),
             Err(err) => tracing::debug!(error = %err, "pause flags not read"),
         }
         if tick.is_multiple_of(beat_every) {
-            let runner = activity::runner();
+            let runner = services.activity.runner();
             let family = runner.as_ref().map(|r| r.0.clone());
             let beat = Beat {
                 id: id.clone(),
@@ -167,17 +167,19 @@ pub async fn run(services: crate::Services, kind: &'static str, cancel: Cancella
                 host: host.clone(),
                 pid,
                 version: env!("CARGO_PKG_VERSION").to_owned(),
-                paused: family.as_deref().is_some_and(activity::is_paused),
+                paused: family
+                    .as_deref()
+                    .is_some_and(|f| services.activity.is_paused(f)),
                 family,
                 concurrency: runner.map_or(0, |r| r.1),
-                in_flight: activity::in_flight_now(),
+                in_flight: services.activity.in_flight_now(),
                 started_at,
                 last_beat: Utc::now(),
             };
             if let Err(err) = write(&services.redis, &prefix, &beat).await {
                 tracing::debug!(error = %err, "heartbeat not written");
             }
-            if let Err(err) = activity::flush(&services.redis, &prefix).await {
+            if let Err(err) = activity::flush(&services.redis, &prefix, &services.activity).await {
                 tracing::debug!(error = %err, "activity counts not flushed; kept for the next beat");
             }
         }
@@ -188,7 +190,7 @@ pub async fn run(services: crate::Services, kind: &'static str, cancel: Cancella
         }
     }
     // Best effort at exit: a failure leaves the beat to expire.
-    let _ = activity::flush(&services.redis, &prefix).await;
+    let _ = activity::flush(&services.redis, &prefix, &services.activity).await;
     let _ = remove(&services.redis, &prefix, &id).await;
 }
 

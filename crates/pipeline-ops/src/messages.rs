@@ -1,22 +1,10 @@
 //! The work messages carried by the queues. The message id is the source id, so a source
 //! is in one family's queue at most once.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A message body the worker runner decodes before its handler sees it, and whose failure
-/// it records against a source and job.
-pub trait WorkMessage: DeserializeOwned + Send + Sync + 'static {
-    /// The source the message is about.
-    fn source_id(&self) -> Uuid;
-    /// The job it runs for, when known.
-    fn job_id(&self) -> Option<Uuid>;
-    /// The URL it is about, when the message carries one (for logs).
-    fn url(&self) -> Option<&str> {
-        None
-    }
-}
+pub use pipeline_runner::WorkMessage;
 
 /// A unit of work about one source, for either family.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

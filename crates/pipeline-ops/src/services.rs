@@ -25,6 +25,9 @@ pub struct Services {
     pub schema: pipeline_core::probes::SchemaGate,
     /// The process's own parts that report to `/ready` (the API's vector index).
     pub components: pipeline_core::probes::Components,
+    /// What this process's runner did and does (counts, deliveries in flight, pause flags
+    /// seen), for its heartbeat; see [`crate::activity`].
+    pub activity: pipeline_runner::Activity,
     queues: BTreeMap<Family, WorkQueue>,
     dlqs: BTreeMap<Family, Dlq>,
 }
@@ -81,6 +84,7 @@ impl Services {
             redis,
             schema: Default::default(),
             components: Default::default(),
+            activity: Default::default(),
             queues,
             dlqs,
         })

@@ -20,7 +20,7 @@ use pipeline_ops::Services;
 use pipeline_ops::crawl::rules::{Rules, path_key};
 use pipeline_ops::crawl::rules_of;
 use pipeline_ops::messages::SourceMessage;
-use pipeline_ops::worker::Failure;
+use pipeline_runner::Failure;
 use pipeline_store::crawls::{self, Candidate, PageCrawl, Skip};
 use url::Url;
 use uuid::Uuid;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pipeline_ops::worker::Failure;
+use pipeline_runner::Failure;
 
 /// A failed fetch, classified: [`FetchError::is_transient`] tells the worker whether to retry.
 #[derive(Debug, thiserror::Error)]

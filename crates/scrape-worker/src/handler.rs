@@ -18,8 +18,9 @@ use std::time::Instant;
 
 use pipeline_ops::Family;
 use pipeline_ops::Services;
+use pipeline_ops::ledger::SourceLedger;
 use pipeline_ops::messages::SourceMessage;
-use pipeline_ops::worker::{Failure, Handler};
+use pipeline_runner::{Failure, FailureLog, Handler};
 use pipeline_store::StoreError;
 use pipeline_store::sources::{self, Fetched};
 use pipeline_store::status::SourceStatus;
@@ -40,12 +41,18 @@ const PAST_SCRAPING: [SourceStatus; 3] = [
 pub struct ScrapeHandler {
     services: Services,
     fetcher: Arc<Fetcher>,
+    ledger: SourceLedger,
 }
 
 impl ScrapeHandler {
     /// A handler over the process's services and fetcher.
     pub fn new(services: Services, fetcher: Arc<Fetcher>) -> Self {
-        Self { services, fetcher }
+        let ledger = SourceLedger::new(services.db.clone());
+        Self {
+            services,
+            fetcher,
+            ledger,
+        }
     }
 
     async fn scrape(&self, delivery: &Delivery, msg: SourceMessage) -> Result<(), Failure> {
@@ -305,8 +312,8 @@ impl Handler for ScrapeHandler {
         self.scrape(delivery, msg).await
     }
 
-    fn db(&self) -> &sqlx::PgPool {
-        &self.services.db
+    fn failure_log(&self) -> &dyn FailureLog {
+        &self.ledger
     }
 
     /// Stored pages refresh their job's progress in the background; a drain waits for them.

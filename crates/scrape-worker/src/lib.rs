@@ -25,7 +25,7 @@ use std::time::Duration;
 use pipeline_ops::Family;
 use pipeline_ops::Services;
 use pipeline_ops::daemon::Drain;
-use pipeline_ops::worker::RunnerOptions;
+use pipeline_runner::RunnerOptions;
 use tokio_util::sync::CancellationToken;
 
 pub use error::FetchError;
@@ -87,6 +87,7 @@ pub async fn run(services: Services, cancel: CancellationToken) -> anyhow::Resul
         reserve_batch: settings.queue.reserve_batch,
         drain_timeout: settings.shutdown.drain_timeout(),
     };
-    let drained = pipeline_ops::worker::run(queue, handler, opts, cancel).await;
+    let activity = services.activity.clone();
+    let drained = pipeline_runner::run(queue, handler, opts, activity, cancel).await;
     Ok(Drain::from_drained(drained))
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use pipeline_ops::Family;
 use pipeline_ops::daemon::{self, Daemon, Drain};
 use pipeline_ops::messages::SourceMessage;
-use pipeline_ops::worker::{Failure, Handler, RunnerOptions};
+use pipeline_runner::{Failure, Handler, RunnerOptions};
 use work_queue::Delivery;
 
 /// Spins for up to this long, so that a broken exit path costs a test run minutes of CPU at
@@ -18,14 +18,14 @@ use work_queue::Delivery;
 const SPIN_FOR: Duration = Duration::from_secs(120);
 
 struct Spin {
-    db: sqlx::PgPool,
+    ledger: pipeline_ops::ledger::SourceLedger,
 }
 
 impl Handler for Spin {
     type Message = SourceMessage;
 
-    fn db(&self) -> &sqlx::PgPool {
-        &self.db
+    fn failure_log(&self) -> &dyn pipeline_runner::FailureLog {
+        &self.ledger
     }
 
     async fn handle(&self, _delivery: &Delivery, _msg: SourceMessage) -> Result<(), Failure> {
@@ -63,9 +63,10 @@ fn main() -> ExitCode {
                 drain_timeout: services.settings.shutdown.drain_timeout(),
             };
             let spin = Arc::new(Spin {
-                db: services.db.clone(),
+                ledger: pipeline_ops::ledger::SourceLedger::new(services.db.clone()),
             });
-            let drained = pipeline_ops::worker::run(queue, spin, opts, cancel).await;
+            let activity = services.activity.clone();
+            let drained = pipeline_runner::run(queue, spin, opts, activity, cancel).await;
             Ok(Drain::from_drained(drained))
         },
     )

@@ -8,7 +8,7 @@ use std::time::Duration;
 use dlq_core::ErrorKind;
 use integration_tests::api::{ApiEnv, json_of, wait_for};
 use integration_tests::pages::PageServer;
-use pipeline_ops::worker::run_next;
+use pipeline_runner::run_next;
 use pipeline_store::sources;
 use reqwest::Method;
 

@@ -169,7 +169,7 @@ async fn a_handler_spinning_in_a_blocking_task_cannot_hold_the_exit() -> anyhow:
     let deadline = Instant::now() + Duration::from_secs(30);
     while pipeline_store::sources::get(&services.db, id).await?.status != "scraped" {
         anyhow::ensure!(Instant::now() < deadline, "never scraped after the exit");
-        if pipeline_ops::worker::run_next(queue, &handler, 4).await? == 0 {
+        if pipeline_runner::run_next(queue, &handler, 4).await? == 0 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -346,8 +346,8 @@ async fn every_daemon_answers_help_and_version_without_starting() -> anyhow::Res
             let mut cmd = Command::new(binary(bin));
             cmd.args(args)
                 .env("PIPELINE__EMBEDDING__BACKEND", "hashing")
-                .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
-                .env("REDIS_URL", "redis://127.0.0.1:1");
+                .env("DATABASE_URL", "postgres://nobody:hunter2@127.0.0.1:1/none")
+                .env("REDIS_URL", "redis://:sesame@127.0.0.1:1");
             cmd
         };
         let help = run(&["--help"]).output().await?;
@@ -373,9 +373,14 @@ async fn every_daemon_answers_help_and_version_without_starting() -> anyhow::Res
         assert_eq!(check.status.code(), Some(0), "{bin} --check-config");
         let shown = String::from_utf8_lossy(&check.stdout);
         assert!(shown.contains("drain_timeout_secs"), "{bin}: {shown}");
+        // Where it connects is shown (that is the point of the check); the passwords never.
         assert!(
-            !shown.contains("nobody@"),
-            "{bin} leaks the database URL: {shown}"
+            !shown.contains("hunter2") && !shown.contains("sesame"),
+            "{bin} leaks a password: {shown}"
+        );
+        assert!(
+            shown.contains("postgres://nobody:***@127.0.0.1:1/none"),
+            "{bin}: {shown}"
         );
     }
     Ok(())

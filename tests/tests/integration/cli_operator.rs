@@ -191,7 +191,7 @@ async fn crawl_wait_exits_by_how_the_crawl_ended_and_says_what_goes_on() -> anyh
         let stop = stop.clone();
         tokio::spawn(async move {
             while !stop.is_cancelled() {
-                let n = pipeline_ops::worker::run_next(services.queue(Family::Scrape), &handler, 8)
+                let n = pipeline_runner::run_next(services.queue(Family::Scrape), &handler, 8)
                     .await
                     .unwrap_or(0);
                 if n == 0 {

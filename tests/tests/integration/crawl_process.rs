@@ -10,7 +10,7 @@ use integration_tests::{TestDb, TestRedis, binary, redis_url, settings_for};
 use pipeline_ops::Family;
 use pipeline_ops::Services;
 use pipeline_ops::crawl::{self, CrawlRequest};
-use pipeline_ops::worker::run_next;
+use pipeline_runner::run_next;
 use pipeline_store::crawl_status;
 use tokio::process::{Child, Command};
 

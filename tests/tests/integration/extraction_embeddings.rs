@@ -180,7 +180,7 @@ async fn texts_of_concurrent_sources_share_batches() -> anyhow::Result<()> {
         ids.push(s);
     }
     // One step reserves all six and processes them concurrently.
-    let n = pipeline_ops::worker::run_next(env.queue(), &handler, 16).await?;
+    let n = pipeline_runner::run_next(env.queue(), &handler, 16).await?;
     assert_eq!(n, 6);
     let mut chunks = 0;
     for s in &ids {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use integration_tests::TestRedis;
 use pipeline_ops::messages::SourceMessage;
-use pipeline_ops::worker::{self, Failure, Handler, RunnerOptions};
+use pipeline_runner::{self as worker, Failure, Handler, RunnerOptions};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
@@ -22,15 +22,15 @@ const PROMPT: Duration = Duration::from_secs(3);
 
 /// Reports each message it starts; fails nothing, so the (never connected) database is unused.
 struct Report {
-    db: sqlx::PgPool,
+    ledger: pipeline_ops::ledger::SourceLedger,
     started: mpsc::UnboundedSender<Uuid>,
 }
 
 impl Handler for Report {
     type Message = SourceMessage;
 
-    fn db(&self) -> &sqlx::PgPool {
-        &self.db
+    fn failure_log(&self) -> &dyn pipeline_runner::FailureLog {
+        &self.ledger
     }
 
     async fn handle(&self, _delivery: &Delivery, msg: SourceMessage) -> Result<(), Failure> {
@@ -66,7 +66,9 @@ fn start_with(
     )?;
     let (tx, started) = mpsc::unbounded_channel();
     let handler = Arc::new(Report {
-        db: sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://127.0.0.1/unused")?,
+        ledger: pipeline_ops::ledger::SourceLedger::new(
+            sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://127.0.0.1/unused")?,
+        ),
         started: tx,
     });
     let cancel = CancellationToken::new();
@@ -78,6 +80,7 @@ fn start_with(
             reserve_batch,
             drain_timeout: Duration::from_secs(5),
         },
+        pipeline_runner::Activity::default(),
         cancel.clone(),
     ));
     Ok(Running {

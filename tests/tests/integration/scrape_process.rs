@@ -9,7 +9,7 @@ use integration_tests::{TestDb, TestRedis, binary, redis_url, settings_for};
 use pipeline_ops::Family;
 use pipeline_ops::Services;
 use pipeline_ops::submit::{SubmitRequest, submit};
-use pipeline_ops::worker::run_next;
+use pipeline_runner::run_next;
 use pipeline_store::sources;
 use tokio::process::{Child, Command};
 use uuid::Uuid;

@@ -9,7 +9,7 @@ use pipeline_core::Settings;
 use pipeline_ops::Family;
 use pipeline_ops::Services;
 use pipeline_ops::submit::{SubmitRequest, submit};
-use pipeline_ops::worker::run_next;
+use pipeline_runner::run_next;
 use pipeline_store::sources;
 use scrape_worker::ScrapeHandler;
 use uuid::Uuid;

@@ -43,7 +43,7 @@ pub enum Values {
     Open,
 }
 
-/// Delivery outcomes of the worker runner (`pipeline_ops::worker`).
+/// Delivery outcomes of the worker runner (`pipeline_runner`).
 pub const MESSAGE_OUTCOMES: &[&str] = &[
     "succeeded",
     "lease_lost",

@@ -1,10 +1,10 @@
-//! The worker runner the daemons use (`pipeline_ops::worker::run`: semaphore, lease
+//! The worker runner the daemons use (`pipeline_runner::run`: semaphore, lease
 //! keep-alive, span, metrics with the daemons' Prometheus recorder, panics caught) with a
 //! no-op handler, side by side with BullMQ doing the same work on the same Redis
 //! (`REDIS_URL`, default `redis://127.0.0.1:6379`).
 //!
 //! ```text
-//! cargo run --release -p pipeline-ops --example runner_bench
+//! cargo run --release -p pipeline-runner --example runner_bench
 //! ```
 //!
 //! For each concurrency (default 1, 8 and 32): throughput over `--messages` (50,000) no-op
@@ -26,8 +26,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
-use pipeline_ops::messages::WorkMessage;
-use pipeline_ops::worker::{self, Failure, Handler, RunnerOptions};
+use pipeline_runner::{
+    self as worker, Failure, FailureLog, FailureRecord, Handler, RunnerOptions, WorkMessage,
+};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -112,9 +113,21 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// A no-op handler fails nothing, so nothing is ever recorded.
+struct Forget;
+
+impl FailureLog for Forget {
+    fn record<'a>(
+        &'a self,
+        _: FailureRecord<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async {})
+    }
+}
+
 /// Counts handler starts and records each stamped message's pickup latency.
 struct NoOp {
-    db: sqlx::PgPool,
+    ledger: Forget,
     started: AtomicU64,
     target: AtomicU64,
     reached: Notify,
@@ -124,8 +137,8 @@ struct NoOp {
 impl Handler for NoOp {
     type Message = Msg;
 
-    fn db(&self) -> &sqlx::PgPool {
-        &self.db
+    fn failure_log(&self) -> &dyn FailureLog {
+        &self.ledger
     }
 
     async fn handle(&self, _delivery: &Delivery, msg: Msg) -> Result<(), Failure> {
@@ -189,7 +202,7 @@ async fn run_ours(args: &Args, pool: &RedisPool, prefix: &str, c: usize) -> Resu
     let queue = WorkQueue::new(pool.clone(), keys, QueueOptions::default())?;
     let handler = Arc::new(NoOp {
         // Never connected: a no-op handler fails nothing, so the runner records nothing.
-        db: sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://127.0.0.1/none")?,
+        ledger: Forget,
         started: AtomicU64::new(0),
         target: AtomicU64::new(u64::MAX),
         reached: Notify::new(),
@@ -217,6 +230,7 @@ async fn run_ours(args: &Args, pool: &RedisPool, prefix: &str, c: usize) -> Resu
         queue.clone(),
         handler.clone(),
         opts,
+        pipeline_runner::Activity::default(),
         cancel.clone(),
     ));
     handler.wait("throughput").await?;

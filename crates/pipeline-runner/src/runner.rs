@@ -1,13 +1,13 @@
-//! The worker runner both workers are built on: reserve in batches, process with bounded
-//! concurrency, keep leases alive, settle every delivery (ack, retry with backoff, or
-//! dead-letter), catch panics, and drain on shutdown.
+//! The runner's loop: reserve in batches, process with bounded concurrency, keep leases
+//! alive, settle every delivery (ack, retry with backoff, or dead-letter), catch panics,
+//! and drain on shutdown.
 //!
-//! The runner owns the whole protocol, so the workers cannot settle or record messages
+//! The runner owns the whole protocol, so the stages cannot settle or record messages
 //! differently: it decodes the body into the handler's [`Handler::Message`] (a body that
 //! does not decode is dead-lettered as permanent without reaching the handler), opens the
 //! delivery's span (family, message, source, job, URL, attempt) that every log line about
-//! it carries, and records every failure in Postgres the one way ([`record_failure`]: the
-//! source's status and its event trail). A [`Handler`] only does the work.
+//! it carries, and hands every settled failure to the stage's [`FailureLog`]. A [`Handler`]
+//! only does the work.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -16,12 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-// Every outcome a delivery can have: the catalogue's list, which start-up registers at zero.
-use pipeline_core::metrics::catalogue::MESSAGE_OUTCOMES as OUTCOMES;
-use pipeline_store::SourceStatus;
-use pipeline_store::sources::{self, Transition};
-use serde_json::json;
-use sqlx::PgPool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,77 +26,7 @@ use work_queue::{
 };
 
 use crate::acks::{AckResult, Acker};
-use crate::messages::WorkMessage;
-
-/// Why one delivery failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// Worth retrying: timeouts, connection errors, 5xx, 429, a dependency down.
-    Transient {
-        /// What went wrong.
-        message: String,
-        /// The earliest retry the remote asked for (Retry-After).
-        retry_after: Option<Duration>,
-    },
-    /// Retrying cannot help: invalid input, 4xx, refused content, malformed message.
-    Permanent {
-        /// What went wrong.
-        message: String,
-    },
-}
-
-impl Failure {
-    /// A transient failure without a Retry-After.
-    pub fn transient(message: impl Into<String>) -> Self {
-        Self::Transient {
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    /// A permanent failure.
-    pub fn permanent(message: impl Into<String>) -> Self {
-        Self::Permanent {
-            message: message.into(),
-        }
-    }
-
-    /// The error text.
-    pub fn message(&self) -> &str {
-        match self {
-            Self::Transient { message, .. } | Self::Permanent { message } => message,
-        }
-    }
-
-    /// `transient` or `permanent`.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Self::Transient { .. } => ErrorKind::Transient,
-            Self::Permanent { .. } => ErrorKind::Permanent,
-        }
-    }
-}
-
-/// What the queue did with a failed delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settled {
-    /// Scheduled for another attempt after `delay`.
-    RetryScheduled {
-        /// Failed attempts so far.
-        attempts: u32,
-        /// Backoff before the next attempt.
-        delay: Duration,
-    },
-    /// Moved to the family's DLQ.
-    DeadLettered {
-        /// Failed attempts so far.
-        attempts: u32,
-        /// Transient (retries exhausted) or permanent.
-        kind: ErrorKind,
-    },
-    /// The lease was lost: another worker holds the message; nothing to record.
-    LeaseLost,
-}
+use crate::{Activity, Failure, FailureLog, FailureRecord, Outcome, Settled, WorkMessage};
 
 /// The work of one family.
 pub trait Handler: Send + Sync + 'static {
@@ -116,8 +40,8 @@ pub trait Handler: Send + Sync + 'static {
         msg: Self::Message,
     ) -> impl Future<Output = Result<(), Failure>> + Send;
 
-    /// The database in which the runner records failures (source status and event trail).
-    fn db(&self) -> &PgPool;
+    /// Where the runner records this stage's settled failures.
+    fn failure_log(&self) -> &dyn FailureLog;
 
     /// Waits for background work the handler started that must finish before the process
     /// stops (deferred job-progress refreshes). The runner awaits it when it drains and at
@@ -138,9 +62,15 @@ pub struct RunnerOptions {
     pub drain_timeout: Duration,
 }
 
-/// Processes one delivery end to end: decode, handle (panics caught), then settle and record.
-pub async fn process<H: Handler>(queue: &WorkQueue, handler: &H, delivery: Delivery) {
-    process_with(queue, handler, delivery, None, None).await;
+/// Processes one delivery end to end: decode, handle (panics caught), then settle and record,
+/// counting it in `activity`.
+pub async fn process<H: Handler>(
+    queue: &WorkQueue,
+    handler: &H,
+    delivery: Delivery,
+    activity: &Activity,
+) {
+    process_with(queue, handler, delivery, None, None, activity).await;
 }
 
 /// Handler time below which the runner reserves ahead of its free slots (see [`Pace`]).
@@ -186,13 +116,14 @@ impl Pace {
     }
 }
 
-/// What the runner's tasks share: the gathered acks, the handler's pace and the family's
-/// metric handles.
+/// What the runner's tasks share: the gathered acks, the handler's pace, the family's
+/// metric handles and the process's activity.
 #[derive(Clone, Debug)]
 struct Shared {
     acker: Acker,
     pace: Arc<Pace>,
     meters: Arc<Meters>,
+    activity: Activity,
 }
 
 /// A family's per-delivery metrics, registered once per runner: a handle costs an atomic
@@ -201,7 +132,7 @@ struct Shared {
 struct Meters {
     in_flight: metrics::Gauge,
     duration: metrics::Histogram,
-    /// `pipeline_messages_total` by outcome, in the order of [`OUTCOMES`].
+    /// `pipeline_messages_total` by outcome, in the order of [`Outcome::ALL`].
     outcomes: Vec<metrics::Counter>,
 }
 
@@ -211,19 +142,19 @@ impl Meters {
         Self {
             in_flight: metrics::gauge!("pipeline_in_flight", "family" => family.clone()),
             duration: metrics::histogram!("pipeline_message_duration_seconds", "family" => family.clone()),
-            outcomes: OUTCOMES
+            outcomes: Outcome::ALL
                 .iter()
-                .map(|&o| metrics::counter!("pipeline_messages_total", "family" => family.clone(), "outcome" => o))
+                .map(|o| metrics::counter!("pipeline_messages_total", "family" => family.clone(), "outcome" => o.as_str()))
                 .collect(),
         }
     }
 
-    fn count(&self, family: &str, outcome: &'static str) {
-        match OUTCOMES.iter().position(|o| *o == outcome) {
-            Some(i) => self.outcomes[i].increment(1),
-            None => metrics::counter!("pipeline_messages_total", "family" => family.to_owned(), "outcome" => outcome)
-                .increment(1),
-        }
+    fn count(&self, outcome: Outcome) {
+        let i = Outcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .expect("ALL lists every outcome");
+        self.outcomes[i].increment(1);
     }
 }
 
@@ -236,6 +167,7 @@ async fn process_with<H: Handler>(
     delivery: Delivery,
     shared: Option<&Shared>,
     permit: Option<OwnedSemaphorePermit>,
+    activity: &Activity,
 ) {
     let acker = shared.map(|s| &s.acker);
     let own_meters;
@@ -250,7 +182,7 @@ async fn process_with<H: Handler>(
     let started = Instant::now();
     // Held until settled, so an exit that cuts the drain short can name what it hands back.
     let _held = pipeline_core::shutdown::held::hold(family, &delivery.id);
-    let _busy = crate::activity::in_flight(family);
+    let _busy = activity.in_flight(family);
     meters.in_flight.increment(1.0);
     let decoded = delivery.parse::<H::Message>();
     let span = tracing::info_span!(
@@ -292,14 +224,14 @@ async fn process_with<H: Handler>(
     let outcome = async {
         match &result {
             Ok(()) => match ack(queue, acker, permit, delivery).await {
-                Ok(AckOutcome::Acked) => "succeeded",
+                Ok(AckOutcome::Acked) => Outcome::Succeeded,
                 Ok(AckOutcome::LeaseLost) => {
                     tracing::warn!("lease lost before ack; another worker redoes it (idempotently)");
-                    "lease_lost"
+                    Outcome::LeaseLost
                 }
                 Err(err) => {
                     tracing::error!(error = %err, "ack failed; the message will be redelivered after its lease");
-                    "ack_failed"
+                    Outcome::AckFailed
                 }
             },
             Err(failure) => {
@@ -315,8 +247,8 @@ async fn process_with<H: Handler>(
     .instrument(span)
     .await;
     meters.in_flight.decrement(1.0);
-    meters.count(family, outcome);
-    crate::activity::record(family, outcome);
+    meters.count(outcome);
+    activity.record(family, outcome);
     meters.duration.record(started.elapsed().as_secs_f64());
 }
 
@@ -359,7 +291,7 @@ async fn settle_failure<H: Handler>(
     delivery: &Delivery,
     ids: Option<(Uuid, Option<Uuid>)>,
     failure: &Failure,
-) -> &'static str {
+) -> Outcome {
     let settled = match failure {
         Failure::Transient {
             message,
@@ -397,125 +329,42 @@ async fn settle_failure<H: Handler>(
                 error = failure.message(),
                 "lease lost before settling a failure; another worker holds it"
             );
-            "lease_lost"
+            Outcome::LeaseLost
         }
         Ok(settled) => {
             let (outcome, attempts, delay_ms) = match settled {
-                Settled::RetryScheduled { attempts, delay } => {
-                    ("retry_scheduled", attempts, Some(delay.as_millis() as u64))
-                }
-                Settled::DeadLettered { attempts, .. } => ("dead_lettered", attempts, None),
+                Settled::RetryScheduled { attempts, delay } => (
+                    Outcome::RetryScheduled,
+                    attempts,
+                    Some(delay.as_millis() as u64),
+                ),
+                Settled::DeadLettered { attempts, .. } => (Outcome::DeadLettered, attempts, None),
                 Settled::LeaseLost => unreachable!("handled above"),
             };
             tracing::warn!(
                 error = failure.message(),
                 error_kind = failure.kind().as_str(),
-                outcome,
+                outcome = outcome.as_str(),
                 attempts,
                 retry_in_ms = delay_ms,
                 "delivery failed"
             );
-            let ids = match ids {
-                Some(ids) => Some(ids),
-                None => ids_of_malformed(handler.db(), delivery).await,
-            };
-            match ids {
-                Some((source_id, job_id)) => {
-                    record_failure(
-                        handler.db(),
-                        queue.family(),
-                        source_id,
-                        job_id,
-                        failure,
-                        settled,
-                    )
-                    .await
-                }
-                None => tracing::warn!(
-                    error = failure.message(),
-                    "failed message names no source; only the DLQ holds it"
-                ),
-            }
+            handler
+                .failure_log()
+                .record(FailureRecord {
+                    family: queue.family(),
+                    message_id: &delivery.id,
+                    ids,
+                    failure,
+                    settled,
+                })
+                .await;
             outcome
         }
         Err(err) => {
             tracing::error!(error = %err, "could not settle a failure; the message will be redelivered after its lease");
-            "settle_failed"
+            Outcome::SettleFailed
         }
-    }
-}
-
-/// The source and job of a message whose body did not decode: the message id is the source
-/// id, and the source row knows the job that created it.
-async fn ids_of_malformed(db: &PgPool, delivery: &Delivery) -> Option<(Uuid, Option<Uuid>)> {
-    let source_id = Uuid::parse_str(&delivery.id).ok()?;
-    // No row (or no database) only loses the job id; the source id is still recorded.
-    let job_id = sources::get(db, source_id)
-        .await
-        .ok()
-        .and_then(|s| s.created_by_job_id);
-    Some((source_id, job_id))
-}
-
-/// Records a settled failure in Postgres, the same way for every family: the source moves
-/// to `retrying` (with a `failed` event) or `dead_lettered` (with a `dead_lettered` event
-/// naming the DLQ), with the error, its kind and the attempts. A failure to record is
-/// logged: the queue has settled the message already, and the reconciler repairs a stale
-/// status.
-pub async fn record_failure(
-    db: &PgPool,
-    family: &str,
-    source_id: Uuid,
-    job_id: Option<Uuid>,
-    failure: &Failure,
-    settled: Settled,
-) {
-    // The settled kind is the failure's (a transient failure that ran out of attempts is
-    // dead-lettered as transient), so the failure's kind is recorded throughout.
-    let kind = failure.kind().as_str();
-    let message = failure.message();
-    let (to, event, attempts, detail) = match settled {
-        Settled::RetryScheduled { attempts, delay } => (
-            SourceStatus::Retrying,
-            "failed",
-            attempts,
-            json!({
-                "error": message,
-                "kind": kind,
-                "attempt": attempts,
-                "delay_ms": delay.as_millis() as u64,
-            }),
-        ),
-        Settled::DeadLettered { attempts, .. } => (
-            SourceStatus::DeadLettered,
-            "dead_lettered",
-            attempts,
-            json!({
-                "error": message,
-                "kind": kind,
-                "attempts": attempts,
-                "dlq": family,
-            }),
-        ),
-        Settled::LeaseLost => return,
-    };
-    let transition = Transition {
-        source_id,
-        job_id,
-        to,
-        event,
-        stage: family,
-        attempt: Some(attempts as i32),
-        detail,
-        error: Some((kind, message)),
-    };
-    match sources::transition(db, &transition).await {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!("failure of an unknown source; only the DLQ holds it"),
-        Err(err) => tracing::error!(
-            error = %err,
-            "could not record the failure in Postgres; the reconciler will find the source"
-        ),
     }
 }
 
@@ -529,7 +378,14 @@ pub async fn run_next<H: Handler>(
 ) -> work_queue::Result<usize> {
     let deliveries = queue.reserve(max).await?;
     let n = deliveries.len();
-    futures::future::join_all(deliveries.into_iter().map(|d| process(queue, handler, d))).await;
+    // A step is not a runner: its counts go nowhere.
+    let activity = Activity::default();
+    futures::future::join_all(
+        deliveries
+            .into_iter()
+            .map(|d| process(queue, handler, d, &activity)),
+    )
+    .await;
     handler.settled().await;
     Ok(n)
 }
@@ -649,23 +505,27 @@ async fn task<H: Handler>(
     shared: Shared,
     permit: OwnedSemaphorePermit,
 ) {
+    let activity = shared.activity.clone();
     process_with(
         &queue,
         handler.as_ref(),
         delivery,
         Some(&shared),
         Some(permit),
+        &activity,
     )
     .await;
 }
 
 /// Runs until `cancel` fires, then drains within the timeout. Work still running then keeps
 /// its lease until it expires, and the queue delivers it again. Returns whether the drain
-/// was complete (`false`: work was still running at the timeout).
+/// was complete (`false`: work was still running at the timeout). Counts what it does in
+/// `activity`, and reserves nothing while `activity` says its family is paused.
 pub async fn run<H: Handler>(
     queue: WorkQueue,
     handler: Arc<H>,
     opts: RunnerOptions,
+    activity: Activity,
     cancel: CancellationToken,
 ) -> bool {
     let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
@@ -678,13 +538,14 @@ pub async fn run<H: Handler>(
         acker,
         pace: Arc::default(),
         meters: Arc::new(Meters::new(queue.family())),
+        activity: activity.clone(),
     };
     tracing::info!(
         family = queue.family(),
         concurrency = opts.concurrency,
         "worker started"
     );
-    crate::activity::runner_started(queue.family(), opts.concurrency);
+    activity.runner_started(queue.family(), opts.concurrency);
     let dispatch = Dispatch {
         queue: &queue,
         handler: &handler,
@@ -696,8 +557,9 @@ pub async fn run<H: Handler>(
     let mut ahead: Option<Ahead> = None;
     while !cancel.is_cancelled() {
         // A paused family reserves nothing; what is in flight finishes. The flag is the
-        // heartbeat task's last look (see crate::pause), so this costs no round trip.
-        if ahead.is_none() && crate::activity::is_paused(queue.family()) {
+        // process's last look (the pipeline's heartbeat task reads the flags), so this costs
+        // no round trip.
+        if ahead.is_none() && activity.is_paused(queue.family()) {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(PAUSE_RECHECK) => continue,
@@ -744,7 +606,7 @@ pub async fn run<H: Handler>(
                 if ahead.is_none()
                     && dispatch.reserves_ahead(&opts)
                     && !cancel.is_cancelled()
-                    && !crate::activity::is_paused(queue.family())
+                    && !activity.is_paused(queue.family())
                 {
                     ahead = Some(dispatch.reserve_ahead(opts.reserve_batch));
                 }
@@ -785,18 +647,54 @@ pub async fn run<H: Handler>(
 mod tests {
     use super::*;
 
-    struct Noop(PgPool);
+    #[derive(serde::Deserialize)]
+    struct Msg {
+        source_id: Uuid,
+    }
+
+    impl WorkMessage for Msg {
+        fn source_id(&self) -> Uuid {
+            self.source_id
+        }
+
+        fn job_id(&self) -> Option<Uuid> {
+            None
+        }
+    }
+
+    struct Forget;
+
+    impl FailureLog for Forget {
+        fn record<'a>(
+            &'a self,
+            _: FailureRecord<'a>,
+        ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+            Box::pin(async {})
+        }
+    }
+
+    struct Noop(Forget);
 
     impl Handler for Noop {
-        type Message = crate::messages::SourceMessage;
+        type Message = Msg;
 
         async fn handle(&self, _: &Delivery, _: Self::Message) -> Result<(), Failure> {
             Ok(())
         }
 
-        fn db(&self) -> &PgPool {
+        fn failure_log(&self) -> &dyn FailureLog {
             &self.0
         }
+    }
+
+    /// The typed outcomes are the series the metrics catalogue registers at zero.
+    #[test]
+    fn outcomes_are_the_catalogued_series() {
+        let words: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(
+            words,
+            pipeline_core::metrics::catalogue::MESSAGE_OUTCOMES.to_vec()
+        );
     }
 
     /// The task was 16 KB while the failure path was inlined into it, and copying it at
@@ -812,14 +710,12 @@ mod tests {
             work_queue::QueueOptions::default(),
         )
         .expect("queue");
-        let db = sqlx::postgres::PgPoolOptions::new()
-            .connect_lazy("postgres://127.0.0.1:1/unused")
-            .expect("lazy pool");
         let (acker, _acks) = Acker::start(queue.clone());
         let shared = Shared {
             acker,
             pace: Arc::default(),
             meters: Arc::new(Meters::new("scrape")),
+            activity: Activity::default(),
         };
         let permit = Arc::new(Semaphore::new(1))
             .acquire_owned()
@@ -834,7 +730,7 @@ mod tests {
             redrives: 0,
             shard: 0,
         };
-        let fut = task(queue, Arc::new(Noop(db)), delivery, shared, permit);
+        let fut = task(queue, Arc::new(Noop(Forget)), delivery, shared, permit);
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 4096, "a delivery's task is {size} bytes");
     }
