@@ -131,3 +131,94 @@ pub async fn extraction(pool: &PgPool, source_id: Uuid, limit: i64) -> Result<Ex
         entities,
     })
 }
+
+/// The names of the projects `ids` (ids with no project are left out), in one round trip:
+/// what a list of jobs shows beside each.
+pub async fn project_names(
+    pool: &PgPool,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, String>> {
+    let rows = sqlx::query!("SELECT id, name FROM projects WHERE id = ANY($1)", ids)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.name)).collect())
+}
+
+/// Jobs whose id ends with the hex digits `suffix` (what the console shows of an id), newest
+/// first, at most `limit`. A scan of the jobs table's ids: jobs are few next to sources, and
+/// the scan stops at `limit` matches.
+pub async fn jobs_with_id_suffix(pool: &PgPool, suffix: &str, limit: i64) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT id AS "id!" FROM jobs
+            WHERE replace(id::text, '-', '') LIKE '%' || $1
+            ORDER BY id DESC LIMIT $2"#,
+        suffix,
+        limit,
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Work done in one stage and time bucket, from the event trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Bucket {
+    /// The bucket's start, in unix seconds.
+    pub start: i64,
+    /// Attempts that succeeded.
+    pub succeeded: i64,
+    /// Attempts that failed (retried or dead-lettered).
+    pub failed: i64,
+    /// Attempts whose failure sent the message to a DLQ.
+    pub dead_lettered: i64,
+}
+
+/// Work done per `stage` (a queue family's name) and `bucket_secs`-long bucket since `from`
+/// (unix seconds), counted from `job_events`: the history the console charts beyond the last
+/// hour, which its per-minute Redis counters keep. Partition pruning and the BRIN index on
+/// `at` confine the scan to the range; its cost is a pass over the range's events, so the
+/// statement is given `timeout` and fails rather than run on.
+pub async fn work_history(
+    pool: &PgPool,
+    from: i64,
+    bucket_secs: i64,
+    timeout: std::time::Duration,
+) -> Result<Vec<(String, Bucket)>> {
+    let mut tx = pool.begin().await?;
+    // `SET LOCAL` through set_config (which takes a parameter): it ends with the transaction.
+    sqlx::query_scalar!(
+        r#"SELECT set_config('statement_timeout', $1, true) AS "set!""#,
+        timeout.as_millis().to_string(),
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let rows = sqlx::query!(
+        r#"SELECT stage AS "stage!",
+                  (floor(extract(epoch FROM at) / $2) * $2)::bigint AS "start!",
+                  count(*) FILTER (WHERE kind = 'succeeded') AS "succeeded!",
+                  count(*) FILTER (WHERE kind IN ('failed', 'dead_lettered')) AS "failed!",
+                  count(*) FILTER (WHERE kind = 'dead_lettered') AS "dead_lettered!"
+             FROM job_events
+            WHERE at >= to_timestamp($1) AND stage IS NOT NULL
+              AND kind IN ('succeeded', 'failed', 'dead_lettered')
+            GROUP BY 1, 2 ORDER BY 1, 2"#,
+        from as f64,
+        bucket_secs as f64,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.stage,
+                Bucket {
+                    start: r.start,
+                    succeeded: r.succeeded,
+                    failed: r.failed,
+                    dead_lettered: r.dead_lettered,
+                },
+            )
+        })
+        .collect())
+}
