@@ -55,12 +55,47 @@ impl ScrapeHandler {
         }
     }
 
+    /// One scrape, in the order that keeps a crash harmless: load the row (and record
+    /// `started`), fetch its URL, admit the page's links, store the page, enqueue its
+    /// extraction. The runner acks after; a crash between any two steps redoes them.
     async fn scrape(&self, delivery: &Delivery, msg: SourceMessage) -> Result<(), Failure> {
-        let db = &self.services.db;
         let attempt = (delivery.attempts + 1) as i32;
+        let (source, page_crawls) = self.start(delivery, &msg, attempt).await?;
+        if PAST_SCRAPING.contains(&source.status) {
+            return self.finish_redelivery(&msg, source.status).await;
+        }
+        let fetched = self.fetch_source(&msg, &source).await?;
+        // Before the page is stored: a crash from here on redelivers the message (see
+        // `discover`).
+        crate::discover::discover(
+            &self.services,
+            &self.fetcher,
+            msg.source_id,
+            source.source_group.as_deref(),
+            &fetched.page,
+            &page_crawls,
+        )
+        .await?;
+        match fetched.unchanged {
+            Some(known_by) => {
+                self.store_unchanged(&msg, attempt, &fetched, known_by)
+                    .await
+            }
+            None => self.store_page(&msg, attempt, &fetched).await,
+        }
+    }
+
+    /// Loads the source (the row is the record: its URL is the one fetched) and records
+    /// `started`, beside the source's crawls. A source that does not exist fails for good.
+    async fn start(
+        &self,
+        delivery: &Delivery,
+        msg: &SourceMessage,
+        attempt: i32,
+    ) -> Result<(sources::SourceRow, Vec<pipeline_store::crawls::PageCrawl>), Failure> {
         let start = async {
-            match sources::start_work(
-                db,
+            sources::start_work(
+                &self.services.db,
                 msg.source_id,
                 msg.job_id,
                 Family::Scrape.as_str(),
@@ -69,13 +104,10 @@ impl ScrapeHandler {
                 &json!({"deliveries": delivery.deliveries}),
             )
             .await
-            {
-                Ok(s) => Ok(s),
-                Err(StoreError::NotFound(what)) => {
-                    Err(Failure::permanent(format!("{what} not found")))
-                }
-                Err(e) => Err(Failure::transient(format!("loading the source: {e}"))),
-            }
+            .map_err(|e| match e {
+                StoreError::NotFound(what) => Failure::permanent(format!("{what} not found")),
+                e => Failure::transient(format!("loading the source: {e}")),
+            })
         };
         let crawls = crate::discover::crawls_of(&self.services, msg.source_id);
         let (source, page_crawls) = tokio::try_join!(start, crawls)?;
@@ -86,39 +118,44 @@ impl ScrapeHandler {
                 "the message's URL is not its source's; fetching the source's"
             );
         }
-        let status = source.status;
-        // A scrape message for a source that is already past scraping is a redelivery of
-        // work that was done but not acked (a crash, a lost lease): finish it, don't redo it
-        // (and no `started` event was written).
-        if PAST_SCRAPING.contains(&status) {
-            tracing::info!(%status, "source already past scraping; not fetching again");
-            if status == SourceStatus::Scraped {
-                self.enqueue_extraction(&msg).await?;
-            }
-            metrics::counter!("pipeline_scrape_fetches_total", "outcome" => "skipped").increment(1);
-            return Ok(());
-        }
+        Ok((source, page_crawls))
+    }
 
-        // Without a URL in the message (a recrawl's pages), a page whose stored body is the
-        // one it was last extracted from is fetched conditionally, and not extracted again if
-        // it did not change.
+    /// A scrape message for a source already past scraping is a redelivery of work that was
+    /// done but not acked (a crash, a lost lease): finish it (the extraction message), don't
+    /// redo it (no `started` event was written).
+    async fn finish_redelivery(
+        &self,
+        msg: &SourceMessage,
+        status: SourceStatus,
+    ) -> Result<(), Failure> {
+        tracing::info!(%status, "source already past scraping; not fetching again");
+        if status == SourceStatus::Scraped {
+            self.enqueue_extraction(msg).await?;
+        }
+        metrics::counter!("pipeline_scrape_fetches_total", "outcome" => "skipped").increment(1);
+        Ok(())
+    }
+
+    /// Fetches the source's URL. Without a URL in the message (a recrawl's pages), a page
+    /// whose stored body is the one it was last extracted from is fetched conditionally, and
+    /// `unchanged` says how it is known not to have changed (then it is not extracted again).
+    async fn fetch_source(
+        &self,
+        msg: &SourceMessage,
+        source: &sources::SourceRow,
+    ) -> Result<FetchedPage, Failure> {
         let revisit = if msg.uri.is_some() {
             None
         } else {
-            sources::revisit(db, msg.source_id)
+            sources::revisit(&self.services.db, msg.source_id)
                 .await
                 .map_err(|e| Failure::transient(format!("loading the source's validators: {e}")))?
         };
-        let (result, timing) = match &revisit {
-            Some(r) => {
-                self.fetch_if_changed(&source.uri, r.etag.as_deref(), r.last_modified.as_deref())
-                    .await
-            }
-            None => {
-                let (fetched, timing) = self.fetch(&source.uri).await;
-                (fetched.map(Some), timing)
-            }
-        };
+        let validators = revisit
+            .as_ref()
+            .map(|r| (r.etag.as_deref(), r.last_modified.as_deref()));
+        let (result, timing) = self.fetch(&source.uri, validators).await;
         let (page, unchanged) = match result.map_err(|e| e.to_failure())? {
             Some(page) => {
                 let same = revisit
@@ -126,60 +163,65 @@ impl ScrapeHandler {
                     .is_some_and(|r| r.sha256 == sha256_hex(&page.body));
                 (page, same.then_some("the same content hash"))
             }
-            None => (self.stored_page(&source).await?, Some("304 Not Modified")),
+            None => (self.stored_page(source).await?, Some("304 Not Modified")),
         };
-        let sha256 = sha256_hex(&page.body);
-        // Before the page is stored: a crash from here on redelivers the message (see
-        // `discover`).
-        crate::discover::discover(
-            &self.services,
-            &self.fetcher,
-            msg.source_id,
-            source.source_group.as_deref(),
-            &page,
-            &page_crawls,
-        )
-        .await?;
+        Ok(FetchedPage {
+            page,
+            timing,
+            revisit: revisit.is_some(),
+            unchanged,
+        })
+    }
 
-        let mut detail = json!({
-            "http_status": page.status,
-            "content_type": page.content_type,
-            "bytes": page.bytes,
-            "final_url": page.final_url.as_str(),
-            "redirects": page.redirects,
-            "fetch_ms": timing.took.as_millis() as u64,
-            "duration_ms": timing.started.elapsed().as_millis() as u64,
-        });
-        if let Some(known_by) = unchanged {
-            detail["content"] = json!("unchanged");
-            detail["known_by"] = json!(known_by);
-            let stored =
-                sources::store_unchanged(db, msg.source_id, msg.job_id, Some(attempt), detail)
-                    .await
-                    .map_err(|e| {
-                        Failure::transient(format!("recording the unchanged page: {e}"))
-                    })?;
-            if !stored {
-                return Err(Failure::permanent(format!(
-                    "source {} disappeared while it was fetched",
-                    msg.source_id
-                )));
-            }
-            metrics::counter!("pipeline_scrape_revisits_total", "content" => "unchanged")
-                .increment(1);
-            tracing::info!(
-                known_by,
-                "unchanged since its last extraction; not extracted again"
-            );
-            return Ok(());
+    /// Records a revisited page that did not change: its trail says so, nothing is
+    /// extracted again.
+    async fn store_unchanged(
+        &self,
+        msg: &SourceMessage,
+        attempt: i32,
+        fetched: &FetchedPage,
+        known_by: &'static str,
+    ) -> Result<(), Failure> {
+        let mut detail = fetched.detail();
+        detail["content"] = json!("unchanged");
+        detail["known_by"] = json!(known_by);
+        let stored = sources::store_unchanged(
+            &self.services.db,
+            msg.source_id,
+            msg.job_id,
+            Some(attempt),
+            detail,
+        )
+        .await
+        .map_err(|e| Failure::transient(format!("recording the unchanged page: {e}")))?;
+        if !stored {
+            return Err(disappeared(msg));
         }
-        if revisit.is_some() {
+        metrics::counter!("pipeline_scrape_revisits_total", "content" => "unchanged").increment(1);
+        tracing::info!(
+            known_by,
+            "unchanged since its last extraction; not extracted again"
+        );
+        Ok(())
+    }
+
+    /// Stores the page (the source moves to `scraped`) and enqueues its extraction.
+    async fn store_page(
+        &self,
+        msg: &SourceMessage,
+        attempt: i32,
+        fetched: &FetchedPage,
+    ) -> Result<(), Failure> {
+        let page = &fetched.page;
+        let mut detail = fetched.detail();
+        if fetched.revisit {
             detail["content"] = json!("changed");
             metrics::counter!("pipeline_scrape_revisits_total", "content" => "changed")
                 .increment(1);
         }
+        let sha256 = sha256_hex(&page.body);
         let stored = sources::store_fetched(
-            db,
+            &self.services.db,
             msg.source_id,
             msg.job_id,
             Some(attempt),
@@ -197,12 +239,9 @@ impl ScrapeHandler {
         .await
         .map_err(|e| Failure::transient(format!("storing the page: {e}")))?;
         if !stored {
-            return Err(Failure::permanent(format!(
-                "source {} disappeared while it was fetched",
-                msg.source_id
-            )));
+            return Err(disappeared(msg));
         }
-        self.enqueue_extraction(&msg).await?;
+        self.enqueue_extraction(msg).await?;
         tracing::info!(http_status = page.status, bytes = page.bytes, "scraped");
         Ok(())
     }
@@ -230,36 +269,24 @@ impl ScrapeHandler {
         })
     }
 
-    /// Fetches `uri`, with the fetch metrics; returns when the fetch began and how long it
-    /// took too.
-    async fn fetch(&self, uri: &str) -> (Result<Page, FetchError>, Timing) {
-        let started = Instant::now();
-        metrics::gauge!("pipeline_scrape_fetches_in_flight").increment(1.0);
-        let result = self.fetcher.fetch(uri).await;
-        metrics::gauge!("pipeline_scrape_fetches_in_flight").decrement(1.0);
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.reason(),
-        };
-        metrics::counter!("pipeline_scrape_fetches_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("pipeline_scrape_fetch_duration_seconds")
-            .record(seconds_since(started));
-        (result, Timing::since(started))
-    }
-
-    /// [`Self::fetch`] with the validators of a recrawl: `Ok(None)` for `304 Not Modified`.
-    async fn fetch_if_changed(
+    /// Fetches `uri` (conditionally with a recrawl's `validators`: `Ok(None)` is a
+    /// `304 Not Modified`), with the fetch metrics; returns when the fetch began and how
+    /// long it took too.
+    async fn fetch(
         &self,
         uri: &str,
-        etag: Option<&str>,
-        last_modified: Option<&str>,
+        validators: Option<(Option<&str>, Option<&str>)>,
     ) -> (Result<Option<Page>, FetchError>, Timing) {
         let started = Instant::now();
         metrics::gauge!("pipeline_scrape_fetches_in_flight").increment(1.0);
-        let result = self
-            .fetcher
-            .fetch_if_changed(uri, etag, last_modified)
-            .await;
+        let result = match validators {
+            Some((etag, last_modified)) => {
+                self.fetcher
+                    .fetch_if_changed(uri, etag, last_modified)
+                    .await
+            }
+            None => self.fetcher.fetch(uri).await.map(Some),
+        };
         metrics::gauge!("pipeline_scrape_fetches_in_flight").decrement(1.0);
         let outcome = match &result {
             Ok(Some(_)) => "ok",
@@ -280,6 +307,40 @@ impl ScrapeHandler {
             .map_err(|e| Failure::transient(format!("enqueueing extraction: {e}")))?;
         Ok(())
     }
+}
+
+/// A fetched page and what the trail says of its fetch.
+struct FetchedPage {
+    page: Page,
+    timing: Timing,
+    /// Fetched as a recrawl's revisit (with the validators of its last extraction).
+    revisit: bool,
+    /// How the page is known not to have changed since its last extraction, if it is.
+    unchanged: Option<&'static str>,
+}
+
+impl FetchedPage {
+    /// The `succeeded` event's detail.
+    fn detail(&self) -> serde_json::Value {
+        let page = &self.page;
+        json!({
+            "http_status": page.status,
+            "content_type": page.content_type,
+            "bytes": page.bytes,
+            "final_url": page.final_url.as_str(),
+            "redirects": page.redirects,
+            "fetch_ms": self.timing.took.as_millis() as u64,
+            "duration_ms": self.timing.started.elapsed().as_millis() as u64,
+        })
+    }
+}
+
+/// The failure of a source deleted while its page was fetched.
+fn disappeared(msg: &SourceMessage) -> Failure {
+    Failure::permanent(format!(
+        "source {} disappeared while it was fetched",
+        msg.source_id
+    ))
 }
 
 /// When a fetch began and how long it took: the trail's `duration_ms` runs from the start
