@@ -111,3 +111,125 @@ async fn bare_paths_lead_to_the_console() -> anyhow::Result<()> {
     assert!(resp.text().await?.contains("\"detail\""));
     Ok(())
 }
+
+#[tokio::test]
+async fn jobs_are_told_apart_by_type_project_and_id_end_and_a_job_shows_its_failures()
+-> anyhow::Result<()> {
+    let env = ApiEnv::start(|_| {}).await?;
+    // First (it takes the queue's only message): a job whose one page failed for good.
+    let (failed_job, _) = env
+        .dead_lettered_source("https://example.com/gone", ErrorKind::Permanent)
+        .await?;
+    // Jobs made in the same minute: UUIDv7 ids that share their first 8 hex digits.
+    let scrape = pipeline_ops::submit::submit(
+        &env.services,
+        &pipeline_ops::submit::SubmitRequest {
+            urls: vec![
+                "https://example.com/a".into(),
+                "https://example.com/b".into(),
+                "not a url".into(),
+                "ftp://example.com/file".into(),
+            ],
+            project_id: None,
+            project_name: Some("acme-shop".into()),
+            source_group: Some("spring".into()),
+        },
+    )
+    .await?;
+    let crawl = pipeline_ops::crawl::start(
+        &env.services,
+        &pipeline_ops::crawl::CrawlRequest {
+            url: "https://docs.example.org/guide/".into(),
+            max_depth: Some(2),
+            max_pages: Some(40),
+            exclude: vec!["*/private/*".into()],
+            ..Default::default()
+        },
+    )
+    .await?;
+    let ids = [scrape.job_id, crawl.job_id, failed_job];
+    let tail = |id: uuid::Uuid| id.simple().to_string()[20..].to_owned();
+
+    let (cookie, _) = session(&env).await?;
+    let (status, list) = page(&env, &cookie, "/ui/jobs").await?;
+    assert_eq!(status, StatusCode::OK);
+    for id in ids {
+        let row = row_of(&list, &format!("data-job=\"{id}\""));
+        assert!(row.contains(&format!("…{}", tail(id))), "{id}: {row}");
+        assert!(row.contains(&format!("title=\"{id}\"")), "{row}");
+    }
+    let scrape_row = row_of(&list, &format!("data-job=\"{}\"", scrape.job_id));
+    assert!(
+        scrape_row.contains(">scrape<") && scrape_row.contains("acme-shop"),
+        "{scrape_row}"
+    );
+    let crawl_row = row_of(&list, &format!("data-job=\"{}\"", crawl.job_id));
+    assert!(crawl_row.contains(">crawl<"), "{crawl_row}");
+    // The failed job's bar shows a failure, not a full green bar.
+    let failed_row = row_of(&list, &format!("data-job=\"{failed_job}\""));
+    assert!(
+        failed_row.contains("data-outcome=\"0/1/0\""),
+        "{failed_row}"
+    );
+    assert!(failed_row.contains("0 succeeded, 1 failed"), "{failed_row}");
+    // Filters by type.
+    let (_, crawls) = page(&env, &cookie, "/ui/jobs?type=crawl").await?;
+    assert!(crawls.contains(&format!("data-job=\"{}\"", crawl.job_id)));
+    assert!(!crawls.contains(&format!("data-job=\"{}\"", scrape.job_id)));
+
+    // A job's page: its full id, its project, its refused URLs with their reasons.
+    let (_, job) = page(&env, &cookie, &format!("/ui/jobs/{}", scrape.job_id)).await?;
+    assert!(
+        job.contains(&format!("<code id=\"job-id\">{}</code>", scrape.job_id)),
+        "{job}"
+    );
+    assert!(
+        job.contains(&format!("<h1>Job …{}</h1>", tail(scrape.job_id))),
+        "{job}"
+    );
+    assert!(job.contains("acme-shop") && job.contains("spring"), "{job}");
+    assert!(job.contains("data-outcome=\"0/0/2\""), "{job}");
+    let refused = &job[job.find("id=\"refused\"").expect("a refused section")..];
+    assert!(refused.contains("not a url"), "{refused}");
+    assert!(refused.contains("ftp://example.com/file"), "{refused}");
+    for reason in &scrape.invalid {
+        assert!(
+            refused.contains(&html_escape(&reason.reason)),
+            "{}: {refused}",
+            reason.reason
+        );
+    }
+    // A crawl's page: its progress and its settings.
+    let (_, job) = page(&env, &cookie, &format!("/ui/jobs/{}", crawl.job_id)).await?;
+    assert!(job.contains("id=\"crawl-progress\""), "{job}");
+    assert!(job.contains("data-crawl=\"pages\">1<"), "{job}");
+    assert!(job.contains("data-skip=\"robots\">0<"), "{job}");
+    assert!(job.contains("https://docs.example.org/guide/"), "{job}");
+    assert!(job.contains("<code>*/private/*</code>"), "{job}");
+    // The failed job's page.
+    let (_, job) = page(&env, &cookie, &format!("/ui/jobs/{failed_job}")).await?;
+    assert!(job.contains("data-outcome=\"0/1/0\""), "{job}");
+    assert!(
+        job.contains("<span class=\"failed\">1 failed</span>"),
+        "{job}"
+    );
+    Ok(())
+}
+
+/// The `<tr>` of `page` that holds `marker`.
+fn row_of<'a>(page: &'a str, marker: &str) -> &'a str {
+    let at = page
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} missing: {page}"));
+    let start = page[..at].rfind("<tr").expect("a row");
+    let end = at + page[at..].find("</tr>").expect("the row's end");
+    &page[start..end]
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}

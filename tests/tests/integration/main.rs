@@ -25,6 +25,7 @@ mod console_browser;
 mod console_http;
 mod console_pages;
 mod console_signin;
+mod console_tools;
 mod crawl_api;
 mod crawl_process;
 mod crawl_site;

@@ -260,7 +260,7 @@ fn row(listed: &ListedItem, uris: &std::collections::HashMap<Uuid, String>) -> S
             };
             let job = item
                 .job_id
-                .map(|j| format!("<a href=\"/ui/jobs/{j}\">{}</a>", &j.to_string()[..8]))
+                .map(|j| format!("<a href=\"/ui/jobs/{j}\">{}</a>", html::short_id(j)))
                 .unwrap_or_else(|| "—".into());
             format!(
                 "<tr data-id=\"{id}\"><td><input type=\"checkbox\" name=\"id\" value=\"{id}\" aria-label=\"Select {id}\"></td>\

@@ -113,6 +113,10 @@ pub enum Nav {
     Dlq,
     /// Jobs and sources.
     Jobs,
+    /// Search over chunks.
+    Search,
+    /// New scrape and crawl jobs.
+    Submit,
 }
 
 /// Options of one page.
@@ -133,6 +137,8 @@ pub fn layout(page: Page<'_>, session: &Session, body: &str) -> Response {
         (Nav::Workers, "/ui/workers", "Workers"),
         (Nav::Dlq, super::DLQ_HOME, "Dead letters"),
         (Nav::Jobs, "/ui/jobs", "Jobs"),
+        (Nav::Search, "/ui/search", "Search"),
+        (Nav::Submit, "/ui/submit", "New job"),
     ] {
         let current = if item == page.nav {
             " aria-current=\"page\""
@@ -155,6 +161,9 @@ pub fn layout(page: Page<'_>, session: &Session, body: &str) -> Response {
 <script src=\"/ui/assets/console.js\" defer></script></head><body>\
 <a class=\"skip\" href=\"#main\">Skip to content</a>\
 <header><span class=\"brand\">pipeline</span><nav aria-label=\"Sections\"><ul>{nav}</ul></nav>\
+<form method=\"get\" action=\"/ui/find\" class=\"find\" role=\"search\">\
+<input name=\"q\" aria-label=\"Find a job or source by id, or a source by URL\" \
+placeholder=\"Job id, source id or URL\" spellcheck=\"false\"></form>\
 <form method=\"post\" action=\"/ui/logout\" class=\"signout\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
 <button type=\"submit\">Sign out</button></form></header>\
@@ -258,6 +267,29 @@ pub fn progress(done: u64, total: u64, label: &str) -> String {
     )
 }
 
+/// How a job's sources ended so far: one bar in three parts, succeeded (green), failed (red)
+/// and not done yet (grey), drawn as inline SVG (the page's CSP allows no inline styles),
+/// with the share done as text and the three counts in its accessible name. A bar that only
+/// filled up would look the same for a job that succeeded and one that failed.
+pub fn outcome_bar(succeeded: u64, failed: u64, pending: u64, label: &str) -> String {
+    let total = succeeded + failed + pending;
+    let done = succeeded + failed;
+    let pct = (done * 100).checked_div(total).unwrap_or(0);
+    let width = |n: u64| (n as f64 * 100.0 / total.max(1) as f64 * 100.0).round() / 100.0;
+    let (w_ok, w_failed) = (width(succeeded), width(failed));
+    format!(
+        "<span class=\"outcome\" data-outcome=\"{succeeded}/{failed}/{pending}\">\
+<svg viewBox=\"0 0 100 10\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{label}\">\
+<rect class=\"o-pending\" x=\"0\" y=\"0\" width=\"100\" height=\"10\"/>\
+<rect class=\"o-ok\" x=\"0\" y=\"0\" width=\"{w_ok}\" height=\"10\"/>\
+<rect class=\"o-failed\" x=\"{w_ok}\" y=\"0\" width=\"{w_failed}\" height=\"10\"/></svg>\
+<span class=\"pct\">{pct}%</span></span>",
+        label = esc(&format!(
+            "{label}: {succeeded} succeeded, {failed} failed, {pending} not done yet"
+        )),
+    )
+}
+
 /// A small hidden CSRF field for a form.
 pub fn csrf_field(session: &Session) -> String {
     format!(
@@ -266,9 +298,26 @@ pub fn csrf_field(session: &Session) -> String {
     )
 }
 
-/// A line chart of per-minute series (oldest first), drawn as inline SVG, with the numbers
-/// in a table for screen readers and for anyone who wants them exact.
-pub fn chart(caption: &str, minutes: &[i64], series: &[(&str, &str, Vec<u64>)]) -> String {
+/// The time span a chart covers: its buckets' length and how the page names it.
+#[derive(Debug, Clone, Copy)]
+pub struct Span<'a> {
+    /// The span, as the accessible name says it ("last hour").
+    pub name: &'a str,
+    /// One bucket, as the peak says it ("min", "h").
+    pub per: &'a str,
+    /// Whether the bucket times need their date (spans over a day).
+    pub dated: bool,
+}
+
+/// A line chart of per-bucket series (oldest first; `starts` in unix seconds), drawn as
+/// inline SVG, with the numbers in a table for screen readers and for anyone who wants
+/// them exact.
+pub fn chart(
+    caption: &str,
+    span: Span<'_>,
+    starts: &[i64],
+    series: &[(&str, &str, Vec<u64>)],
+) -> String {
     let (w, h, pad) = (600.0_f64, 120.0_f64, 4.0_f64);
     let max = series
         .iter()
@@ -276,7 +325,7 @@ pub fn chart(caption: &str, minutes: &[i64], series: &[(&str, &str, Vec<u64>)]) 
         .max()
         .unwrap_or(0)
         .max(1) as f64;
-    let n = minutes.len().max(2) as f64;
+    let n = starts.len().max(2) as f64;
     let mut lines = String::new();
     for (_, class, values) in series {
         let points: Vec<String> = values
@@ -308,10 +357,11 @@ pub fn chart(caption: &str, minutes: &[i64], series: &[(&str, &str, Vec<u64>)]) 
         .iter()
         .map(|(name, _, v)| format!("{} {}", name, v.iter().sum::<u64>()))
         .collect();
+    let fmt = if span.dated { "%m-%d %H:%M" } else { "%H:%M" };
     let mut rows = String::new();
-    for (i, m) in minutes.iter().enumerate() {
-        let t = chrono::DateTime::from_timestamp(m * 60, 0).unwrap_or_default();
-        let _ = write!(rows, "<tr><td>{}</td>", t.format("%H:%M"));
+    for (i, start) in starts.iter().enumerate() {
+        let t = chrono::DateTime::from_timestamp(*start, 0).unwrap_or_default();
+        let _ = write!(rows, "<tr><td>{}</td>", t.format(fmt));
         for s in series {
             let _ = write!(rows, "<td>{}</td>", s.2.get(i).copied().unwrap_or(0));
         }
@@ -323,15 +373,16 @@ pub fn chart(caption: &str, minutes: &[i64], series: &[(&str, &str, Vec<u64>)]) 
         .collect();
     format!(
         "<figure class=\"chart\"><figcaption>{cap} <span class=\"keys\">{keys}</span> \
-<span class=\"scale\">peak {peak}/min</span></figcaption>\
+<span class=\"scale\">peak {peak}/{per}</span></figcaption>\
 <svg viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{label}\">\
 <line class=\"axis\" x1=\"0\" y1=\"{base}\" x2=\"{w}\" y2=\"{base}\"/>{lines}</svg>\
-<details><summary>Per-minute numbers</summary><div class=\"scroll\"><table><thead><tr><th scope=\"col\">Minute (UTC)</th>{heads}</tr></thead>\
+<details><summary>The numbers</summary><div class=\"scroll\"><table><thead><tr><th scope=\"col\">From (UTC)</th>{heads}</tr></thead>\
 <tbody>{rows}</tbody></table></div></details></figure>",
         cap = esc(caption),
         keys = totals.join(" "),
         peak = num(max as u64),
-        label = esc(&format!("{caption}, last hour: {}", summary.join(", "))),
+        per = esc(span.per),
+        label = esc(&format!("{caption}, {}: {}", span.name, summary.join(", "))),
         base = h - pad,
     )
 }

@@ -1,29 +1,28 @@
-//! Jobs (with progress bars), a job (its counts and its sources, paged and filtered by
-//! status) and a source (its event trail, its extraction, and a retry button while it sits
-//! in a DLQ).
+//! Jobs (filtered by type and status, each with its type, project and a bar of how its
+//! sources ended) and a job (its full id, its counts, its crawl's progress, the URLs its
+//! submission refused and why, and its sources, paged and filtered by status).
 
 use std::fmt::Write;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
-use pipeline_ops::{Family, dlq_ops};
+use axum::http::StatusCode;
+use axum::response::Response;
 use pipeline_store::jobs::{self, JobFilter, JobSummary};
-use pipeline_store::{SourceStatus, StoreError, console, sources};
+use pipeline_store::{JobStatus, SourceStatus, StoreError, console, crawl_status};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::Form;
-use super::html::{self, Nav, Page, esc, num, url_escape};
+use super::html::{self, Nav, Page, esc, num};
 use super::session::Session;
 use crate::AppState;
 
 /// Rows per page.
-const PAGE: i64 = 50;
+pub(super) const PAGE: i64 = 50;
 /// Deepest jobs page (offset paging over jobs, which are few next to sources).
 const MAX_JOBS_OFFSET: i64 = 100_000;
 
-fn store_error(e: StoreError, what: &str) -> Response {
+pub(super) fn store_error(e: StoreError, what: &str) -> Response {
     match e {
         StoreError::NotFound(_) => html::error_page(
             StatusCode::NOT_FOUND,
@@ -41,20 +40,27 @@ fn count(counts: Option<&Value>, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn job_progress(j: &JobSummary) -> String {
+/// How a job's sources ended so far, as a bar ([`html::outcome_bar`]).
+fn job_outcome(j: &JobSummary) -> String {
     let c = j.result.as_ref();
-    html::progress(
-        count(c, "terminal"),
-        count(c, "total"),
-        &format!("Job {} progress", j.id),
+    let (total, terminal) = (count(c, "total"), count(c, "terminal"));
+    html::outcome_bar(
+        count(c, "extracted"),
+        count(c, "failed"),
+        total.saturating_sub(terminal),
+        &format!("Job {}", j.id),
     )
 }
 
-fn status_badge(status: &str) -> String {
+/// The job types a list can be filtered by.
+const JOB_TYPES: [&str; 2] = ["scrape", "crawl"];
+
+pub(super) fn status_badge(status: &str) -> String {
     format!("<span class=\"badge {s}\">{s}</span>", s = esc(status))
 }
 
-/// `GET /ui/jobs?offset=`: jobs, newest first, with their progress.
+/// `GET /ui/jobs?type=&status=&offset=`: jobs, newest first, each with its type, project
+/// and how its sources ended so far.
 pub async fn list(
     State(state): State<AppState>,
     session: Session,
@@ -66,11 +72,29 @@ pub async fn list(
         .and_then(|o| o.parse::<i64>().ok())
         .unwrap_or(0)
         .clamp(0, MAX_JOBS_OFFSET);
+    let mut notes = Vec::new();
+    let job_type = match form.some("type") {
+        Some(t) if JOB_TYPES.contains(&t) => Some(t.to_owned()),
+        Some(_) => {
+            notes.push("Unknown job type; showing every type.");
+            None
+        }
+        None => None,
+    };
+    let status = match form.some("status").map(JobStatus::parse) {
+        Some(Some(s)) => Some(s),
+        Some(None) => {
+            notes.push("Unknown job status; showing every status.");
+            None
+        }
+        None => None,
+    };
+    let db = &state.services.db;
     let rows = match jobs::list_summaries(
-        &state.services.db,
+        db,
         &JobFilter {
-            job_type: None,
-            status: None,
+            job_type: job_type.clone(),
+            status,
             limit: PAGE,
             offset,
         },
@@ -80,45 +104,95 @@ pub async fn list(
         Ok(r) => r,
         Err(e) => return html::unavailable(&e),
     };
-    let mut body = String::from(
-        "<div class=\"table-wrap\"><table><caption>Jobs, newest first</caption><thead><tr><th scope=\"col\">Job</th>\
-<th scope=\"col\">Status</th><th scope=\"col\">Progress</th><th scope=\"col\">Sources</th>\
-<th scope=\"col\">Extracted</th><th scope=\"col\">Failed</th><th scope=\"col\">Group</th>\
-<th scope=\"col\">Created</th></tr></thead><tbody>",
+    let project_ids: Vec<Uuid> = rows.iter().filter_map(|j| j.project_id).collect();
+    let projects = match console::project_names(db, &project_ids).await {
+        Ok(p) => p,
+        Err(e) => return html::unavailable(&e),
+    };
+    let mut body = String::new();
+    for n in notes {
+        let _ = write!(body, "<p class=\"error\" role=\"alert\">{n}</p>");
+    }
+    let mut type_options = String::from("<option value=\"\">every type</option>");
+    for t in JOB_TYPES {
+        let sel = if job_type.as_deref() == Some(t) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(type_options, "<option value=\"{t}\"{sel}>{t}</option>");
+    }
+    let mut status_options = String::from("<option value=\"\">every status</option>");
+    for s in JobStatus::ALL {
+        let sel = if Some(s) == status { " selected" } else { "" };
+        let _ = write!(
+            status_options,
+            "<option value=\"{w}\"{sel}>{w}</option>",
+            w = s.as_str()
+        );
+    }
+    let _ = write!(
+        body,
+        "<form method=\"get\" action=\"/ui/jobs\" class=\"filters\">\
+<label for=\"type\">Type</label><select id=\"type\" name=\"type\">{type_options}</select>\
+<label for=\"status\">Status</label><select id=\"status\" name=\"status\">{status_options}</select>\
+<button type=\"submit\">Filter</button> <a href=\"/ui/jobs\">Clear</a> \
+<a class=\"button\" href=\"/ui/submit\">New job…</a></form>"
+    );
+    body.push_str(
+        "<div class=\"table-wrap\"><table><caption>Jobs, newest first</caption><thead><tr>\
+<th scope=\"col\">Job</th><th scope=\"col\">Type</th><th scope=\"col\">Project</th>\
+<th scope=\"col\">Status</th><th scope=\"col\">Outcome</th><th scope=\"col\">Sources</th>\
+<th scope=\"col\">Extracted</th><th scope=\"col\">Failed</th><th scope=\"col\">Refused</th>\
+<th scope=\"col\">Group</th><th scope=\"col\">Created</th></tr></thead><tbody>",
     );
     if rows.is_empty() {
-        body.push_str("<tr><td colspan=\"8\">No jobs.</td></tr>");
+        body.push_str("<tr><td colspan=\"11\">No jobs.</td></tr>");
     }
     for j in &rows {
         let c = j.result.as_ref();
         let _ = write!(
             body,
-            "<tr data-job=\"{id}\"><th scope=\"row\"><a href=\"/ui/jobs/{id}\">{short}</a></th><td>{status}</td>\
-<td>{progress}</td><td class=\"n\">{total}</td><td class=\"n\">{extracted}</td><td class=\"n\">{failed}</td>\
-<td>{group}</td><td>{created}</td></tr>",
+            "<tr data-job=\"{id}\"><th scope=\"row\"><a href=\"/ui/jobs/{id}\">{short}</a></th>\
+<td><span class=\"badge\">{kind}</span></td><td>{project}</td><td>{status}</td><td>{outcome}</td>\
+<td class=\"n\">{total}</td><td class=\"n\">{extracted}</td><td class=\"n\">{failed}</td>\
+<td class=\"n\">{refused}</td><td>{group}</td><td>{created}</td></tr>",
             id = j.id,
-            short = &j.id.to_string()[..8],
+            short = html::short_id(j.id),
+            kind = esc(&j.job_type),
+            project = esc(j
+                .project_id
+                .and_then(|p| projects.get(&p))
+                .map_or("—", String::as_str)),
             status = status_badge(j.status.as_str()),
-            progress = job_progress(j),
+            outcome = job_outcome(j),
             total = num(count(c, "total")),
             extracted = num(count(c, "extracted")),
             failed = num(count(c, "failed")),
+            refused = num(count(c, "invalid_urls")),
             group = esc(j.source_group.as_deref().unwrap_or("")),
             created = html::time(j.created_at),
         );
     }
     body.push_str("</tbody></table></div><nav class=\"pager\" aria-label=\"Pages\">");
+    let mut fq = String::new();
+    if let Some(t) = &job_type {
+        let _ = write!(fq, "type={t}&amp;");
+    }
+    if let Some(s) = status {
+        let _ = write!(fq, "status={}&amp;", s.as_str());
+    }
     if offset > 0 {
         let _ = write!(
             body,
-            "<a href=\"/ui/jobs?offset={}\" rel=\"prev\">← Newer</a> ",
+            "<a href=\"/ui/jobs?{fq}offset={}\" rel=\"prev\">← Newer</a> ",
             (offset - PAGE).max(0)
         );
     }
     if rows.len() as i64 == PAGE {
         let _ = write!(
             body,
-            "<a href=\"/ui/jobs?offset={}\" rel=\"next\">Older →</a>",
+            "<a href=\"/ui/jobs?{fq}offset={}\" rel=\"next\">Older →</a>",
             offset + PAGE
         );
     }
@@ -134,7 +208,8 @@ pub async fn list(
     )
 }
 
-/// `GET /ui/jobs/{id}?status=&after=`: the job's counts and a page of its sources.
+/// `GET /ui/jobs/{id}?status=&after=&refused=`: the job's facts and counts, its crawl's
+/// progress, the URLs its submission refused, and a page of its sources.
 pub async fn job(
     State(state): State<AppState>,
     session: Session,
@@ -150,6 +225,11 @@ pub async fn job(
     // Said on the page, as the DLQ page says an unknown filter: never a silent "every status".
     let unknown_status = asked.is_some() && status.is_none();
     let after = form.some("after").and_then(|a| Uuid::parse_str(a).ok());
+    let refused_offset = form
+        .one("refused")
+        .and_then(|o| o.parse::<i64>().ok())
+        .unwrap_or(0)
+        .clamp(0, MAX_JOBS_OFFSET);
     let db = &state.services.db;
     let j = match jobs::get_summary(db, id).await {
         Ok(j) => j,
@@ -160,26 +240,60 @@ pub async fn job(
             Ok(r) => r,
             Err(e) => return html::unavailable(&e),
         };
+    let project = match j.project_id {
+        Some(p) => match console::project_names(db, &[p]).await {
+            Ok(names) => names.get(&p).cloned(),
+            Err(e) => return html::unavailable(&e),
+        },
+        None => None,
+    };
     let c = j.result.as_ref();
+    let (total, terminal) = (count(c, "total"), count(c, "terminal"));
     let mut body = format!(
-        "<dl class=\"facts\"><dt>Status</dt><dd>{status}</dd><dt>Progress</dt><dd>{progress} \
+        "<dl class=\"facts\"><dt>Id</dt><dd><code id=\"job-id\">{id}</code></dd>\
+<dt>Type</dt><dd><span class=\"badge\" id=\"job-type\">{kind}</span></dd>\
+<dt>Project</dt><dd>{project}</dd><dt>Status</dt><dd>{status}</dd>\
+<dt>Outcome</dt><dd>{outcome} <span class=\"legend\"><span class=\"ok\">{ok} succeeded</span>\
+<span class=\"failed\">{failed} failed</span><span class=\"pending\">{pending} not done yet</span></span> \
 <span data-progress=\"{terminal}/{total}\">{terminal_n} of {total_n} sources done</span></dd>\
-<dt>Created</dt><dd>{created}</dd><dt>Completed</dt><dd>{completed}</dd></dl>",
+<dt>Group</dt><dd>{group}</dd><dt>Created</dt><dd>{created}</dd>\
+<dt>Completed</dt><dd>{completed}</dd></dl>",
+        kind = esc(&j.job_type),
+        project = match (&project, j.project_id) {
+            (Some(name), Some(p)) => format!("{} {}", esc(name), html::short_id(p)),
+            _ => "—".to_owned(),
+        },
         status = status_badge(j.status.as_str()),
-        progress = job_progress(&j),
-        terminal = count(c, "terminal"),
-        total = count(c, "total"),
-        terminal_n = num(count(c, "terminal")),
-        total_n = num(count(c, "total")),
+        outcome = job_outcome(&j),
+        ok = num(count(c, "extracted")),
+        failed = num(count(c, "failed")),
+        pending = num(total.saturating_sub(terminal)),
+        terminal_n = num(terminal),
+        total_n = num(total),
+        group = esc(j.source_group.as_deref().unwrap_or("—")),
         created = html::time(j.created_at),
         completed = j.completed_at.map(html::time).unwrap_or_else(|| "—".into()),
     );
+    if form.one("done") == Some("recorded") {
+        body.insert_str(
+            0,
+            "<p class=\"error\" role=\"alert\">The job is recorded, but the queue did not \
+answer: its sources are queued by the requeue daemon's reconciler shortly.</p>",
+        );
+    }
+    if j.job_type == "crawl" {
+        match crawl_status::progress(db, id).await {
+            Ok(p) => body.push_str(&super::crawl::progress_section(&p)),
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => return html::unavailable(&e),
+        }
+    }
     if unknown_status {
         body.push_str(
             "<p class=\"error\" role=\"alert\">Unknown source status; showing every status.</p>",
         );
     }
-    body.push_str("<ul class=\"counts\" aria-label=\"Sources by status\">");
+    body.push_str("<h2>Sources</h2><ul class=\"counts\" aria-label=\"Sources by status\">");
     for s in SourceStatus::ALL {
         let _ = write!(
             body,
@@ -192,7 +306,7 @@ pub async fn job(
     if invalid > 0 {
         let _ = write!(
             body,
-            "<li>refused URLs <strong>{}</strong></li>",
+            "<li><a href=\"#refused\">refused URLs <strong>{}</strong></a></li>",
             num(invalid)
         );
     }
@@ -244,260 +358,55 @@ pub async fn job(
         );
     }
     body.push_str("</nav>");
+    if invalid > 0 {
+        let refused = match jobs::invalid_urls_page(db, id, PAGE, refused_offset).await {
+            Ok(r) => r,
+            Err(e) => return html::unavailable(&e),
+        };
+        let _ = write!(
+            body,
+            "<h2 id=\"refused\">Refused URLs <small>({} in all)</small></h2>\
+<p class=\"hint\">The submission refused these before anything was queued; they are not sources.</p>\
+<div class=\"table-wrap\"><table class=\"refused\"><caption>URLs refused at submission, with the reason</caption>\
+<thead><tr><th scope=\"col\">URL as given</th><th scope=\"col\">Reason</th></tr></thead><tbody>",
+            num(invalid)
+        );
+        for r in &refused {
+            let _ = write!(
+                body,
+                "<tr><td class=\"url\">{}</td><td class=\"err\">{}</td></tr>",
+                esc(&html::clip(&r.url, 300)),
+                esc(&html::clip(&r.reason, 300))
+            );
+        }
+        body.push_str("</tbody></table></div>");
+        if refused.len() as i64 == PAGE || refused_offset > 0 {
+            body.push_str("<nav class=\"pager\" aria-label=\"Refused URLs\">");
+            if refused_offset > 0 {
+                let _ = write!(
+                    body,
+                    "<a href=\"/ui/jobs/{id}?refused={}#refused\" rel=\"prev\">← Earlier</a> ",
+                    (refused_offset - PAGE).max(0)
+                );
+            }
+            if refused.len() as i64 == PAGE {
+                let _ = write!(
+                    body,
+                    "<a href=\"/ui/jobs/{id}?refused={}#refused\" rel=\"next\">More →</a>",
+                    refused_offset + PAGE
+                );
+            }
+            body.push_str("</nav>");
+        }
+    }
+    let hex = id.simple().to_string();
     html::layout(
         Page {
-            title: &format!("Job {}", &id.to_string()[..8]),
+            title: &format!("Job …{}", &hex[hex.len() - 12..]),
             nav: Nav::Jobs,
             refresh_secs: if j.completed_at.is_some() { 0 } else { 5 },
         },
         &session,
         &body,
     )
-}
-
-/// The family whose DLQ holds the source now, if any.
-async fn dlq_holding(state: &AppState, source: Uuid) -> Result<Option<Family>, Response> {
-    for family in Family::ALL {
-        match state
-            .services
-            .dlq(family)
-            .get_listed(&source.to_string())
-            .await
-        {
-            Ok(Some(_)) => return Ok(Some(family)),
-            Ok(None) => {}
-            Err(e) => return Err(html::unavailable(&e)),
-        }
-    }
-    Ok(None)
-}
-
-/// Most characters of an event's detail shown on its line; a longer one opens in full.
-const DETAIL_LINE_CHARS: usize = 300;
-
-/// An event's detail as the JSON it is (once, not re-escaped): on the line when short, else
-/// cut there with the whole of it, indented, one click away.
-fn event_detail(detail: &Value) -> String {
-    let compact = detail.to_string();
-    if compact.chars().nth(DETAIL_LINE_CHARS).is_none() {
-        return format!("<code>{}</code>", esc(&compact));
-    }
-    let pretty = serde_json::to_string_pretty(detail).unwrap_or_else(|_| compact.clone());
-    format!(
-        "<details class=\"long\"><summary><code>{}</code></summary><pre>{}</pre></details>",
-        esc(&html::clip(&compact, DETAIL_LINE_CHARS)),
-        esc(&html::clip(&pretty, html::MAX_DETAIL_CHARS))
-    )
-}
-
-/// `GET /ui/sources/{id}?after=`: the source, its event trail, its extraction, and a retry
-/// button while it sits in a DLQ.
-pub async fn source(
-    State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    let Ok(id) = Uuid::parse_str(&id) else {
-        return html::error_page(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "That is not a source id.",
-        );
-    };
-    let form = Form::parse(raw.as_deref().unwrap_or(""));
-    let after = form
-        .one("after")
-        .and_then(|a| a.parse::<i64>().ok())
-        .unwrap_or(0)
-        .max(0);
-    let db = &state.services.db;
-    let s = match sources::get(db, id).await {
-        Ok(s) => s,
-        Err(e) => return store_error(e, "source"),
-    };
-    let events = match sources::events_page(db, id, after, PAGE * 2).await {
-        Ok(e) => e,
-        Err(e) => return html::unavailable(&e),
-    };
-    let extraction = match console::extraction(db, id, PAGE).await {
-        Ok(x) => x,
-        Err(e) => return html::unavailable(&e),
-    };
-    let holder = match dlq_holding(&state, id).await {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
-    let mut body = String::new();
-    if form.one("done") == Some("retried") {
-        body.push_str("<p class=\"notice\" role=\"status\">Sent back to its queue.</p>");
-    }
-    let _ = write!(
-        body,
-        "<dl class=\"facts\"><dt>URL</dt><dd class=\"url\"><a href=\"{uri}\" rel=\"noreferrer noopener\">{uri}</a></dd>\
-<dt>Status</dt><dd id=\"source-status\">{status}</dd><dt>Title</dt><dd>{title}</dd>\
-<dt>HTTP</dt><dd>{http} {ctype}</dd><dt>Fetched</dt><dd>{fetched}</dd>\
-<dt>Last error</dt><dd class=\"err\">{err}</dd><dt>Job</dt><dd>{job}</dd></dl>",
-        uri = esc(&s.uri),
-        status = status_badge(s.status.as_str()),
-        title = esc(s.title.as_deref().unwrap_or("—")),
-        http = s.http_status.map(|h| h.to_string()).unwrap_or_default(),
-        ctype = esc(s.content_type.as_deref().unwrap_or("")),
-        fetched = s.fetched_at.map(html::time).unwrap_or_else(|| "—".into()),
-        err = esc(&format!(
-            "{}{}",
-            s.last_error_kind
-                .as_deref()
-                .map(|k| format!("[{k}] "))
-                .unwrap_or_default(),
-            s.last_error.as_deref().unwrap_or("—")
-        )),
-        job = s
-            .created_by_job_id
-            .map(|j| format!("<a href=\"/ui/jobs/{j}\">{j}</a>"))
-            .unwrap_or_else(|| "—".into()),
-    );
-    if let Some(family) = holder {
-        let _ = write!(
-            body,
-            "<form method=\"post\" action=\"/ui/sources/{id}/retry\" class=\"retry\">{csrf}\
-<input type=\"hidden\" name=\"family\" value=\"{f}\">\
-<p>This source is in the {f} DLQ.</p><button type=\"submit\">Retry now</button></form>",
-            csrf = html::csrf_field(&session),
-            f = family.as_str()
-        );
-    }
-    body.push_str("<h2>Event trail</h2><ol class=\"timeline\">");
-    for e in &events {
-        let detail = e.detail.as_ref().map(event_detail).unwrap_or_default();
-        let _ = write!(
-            body,
-            "<li><span class=\"when\">{at}</span> <span class=\"badge {kind}\">{kind}</span> \
-<span class=\"stage\">{stage}</span>{attempt} {detail}</li>",
-            at = html::time(e.at),
-            kind = esc(&e.kind),
-            stage = esc(e.stage.as_deref().unwrap_or("")),
-            attempt = e
-                .attempt
-                .map(|a| format!(" attempt {a}"))
-                .unwrap_or_default(),
-        );
-    }
-    body.push_str("</ol>");
-    if events.len() as i64 == PAGE * 2
-        && let Some(last) = events.last()
-    {
-        let _ = write!(
-            body,
-            "<nav class=\"pager\" aria-label=\"Events\"><a href=\"/ui/sources/{id}?after={}\" rel=\"next\">Later events →</a></nav>",
-            last.id
-        );
-    }
-    let _ = write!(
-        body,
-        "<h2>Extraction</h2><h3>Main text <small>({} characters)</small></h3>",
-        num(extraction.text_chars as u64)
-    );
-    match &extraction.text {
-        Some(t) if !t.is_empty() => {
-            let _ = write!(body, "<div class=\"text\" tabindex=\"0\">{}</div>", esc(t));
-            if extraction.text_chars > pipeline_store::console::MAX_TEXT_CHARS as i64 {
-                body.push_str("<p class=\"hint\">The text is cut here.</p>");
-            }
-        }
-        _ => body.push_str("<p>None yet.</p>"),
-    }
-    let _ = write!(
-        body,
-        "<h3>Chunks <small>({} in all)</small></h3><ol class=\"chunks\">",
-        num(extraction.chunk_count as u64)
-    );
-    for c in &extraction.chunks {
-        let heading = c
-            .heading_path
-            .as_ref()
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" › ")
-            })
-            .unwrap_or_default();
-        let _ = write!(
-            body,
-            "<li><p class=\"meta\">#{i} {h} · embedding {emb} · entities {ent}</p><p>{t}</p></li>",
-            i = c.chunk_index,
-            h = esc(&heading),
-            emb = if c.embeddings_created {
-                "stored"
-            } else {
-                "missing"
-            },
-            ent = esc(c.entities_status.as_deref().unwrap_or("—")),
-            t = esc(&html::clip(c.text.as_deref().unwrap_or(""), 1200)),
-        );
-    }
-    body.push_str("</ol><h3>Entities</h3>");
-    if extraction.entities.is_empty() {
-        body.push_str("<p>None.</p>");
-    } else {
-        body.push_str("<ul class=\"entities\">");
-        for e in &extraction.entities {
-            let _ = write!(
-                body,
-                "<li><span class=\"badge\">{}</span> {} <small>({} chunks)</small></li>",
-                esc(&e.kind),
-                esc(&e.name),
-                e.chunks
-            );
-        }
-        body.push_str("</ul>");
-    }
-    html::layout(
-        Page {
-            title: "Source",
-            nav: Nav::Jobs,
-            refresh_secs: 0,
-        },
-        &session,
-        &body,
-    )
-}
-
-/// `POST /ui/sources/{id}/retry`: redrives the source's DLQ item now.
-pub async fn retry_source(
-    State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: String,
-) -> Response {
-    let form = Form::parse(&body);
-    if let Err(r) = session.check(&headers, &form) {
-        return r;
-    }
-    let Ok(id) = Uuid::parse_str(&id) else {
-        return html::error_page(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "That is not a source id.",
-        );
-    };
-    let family = match dlq_holding(&state, id).await {
-        Ok(Some(f)) => f,
-        Ok(None) => {
-            return html::error_page(
-                StatusCode::CONFLICT,
-                "Not in a DLQ",
-                "This source is not in a dead-letter queue (any more); nothing to retry.",
-            );
-        }
-        Err(r) => return r,
-    };
-    match dlq_ops::retry(&state.services, family, &id.to_string(), "console").await {
-        Ok(_) => Redirect::to(&format!("/ui/sources/{id}?done={}", url_escape("retried")))
-            .into_response(),
-        Err(e) => html::unavailable(&e),
-    }
 }

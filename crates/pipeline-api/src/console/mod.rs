@@ -14,11 +14,17 @@
 // rejections); it is built at most once per request, so boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
 
+mod crawl;
 mod dlq;
+mod find;
 pub mod html;
 mod jobs;
 mod overview;
+mod queue;
+mod search;
 pub mod session;
+mod sources;
+mod submit;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -94,6 +100,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/login", get(session::login_form).post(session::login))
         .route("/ui/logout", post(session::logout))
         .route("/ui/workers", get(overview::workers))
+        .route("/ui/queues/{family}", get(queue::page))
         .route("/ui/queues/{family}/{action}", post(overview::pause_resume))
         .route("/ui/dlq/{family}", get(dlq::page))
         .route("/ui/dlq/{family}/act", post(dlq::act))
@@ -101,8 +108,12 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/dlq/{family}/all", post(dlq::act_all))
         .route("/ui/jobs", get(jobs::list))
         .route("/ui/jobs/{id}", get(jobs::job))
-        .route("/ui/sources/{id}", get(jobs::source))
-        .route("/ui/sources/{id}/retry", post(jobs::retry_source))
+        .route("/ui/find", get(find::find))
+        .route("/ui/search", get(search::page))
+        .route("/ui/submit", get(submit::form).post(submit::scrape))
+        .route("/ui/crawl", post(submit::start_crawl))
+        .route("/ui/sources/{id}", get(sources::source))
+        .route("/ui/sources/{id}/retry", post(sources::retry_source))
         .route(
             "/ui/assets/console.css",
             get(|| async { asset(CSS, "text/css; charset=utf-8") }),

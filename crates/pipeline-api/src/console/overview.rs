@@ -1,26 +1,161 @@
-//! The overview (every family's queue, DLQ, pause state and last hour), the workers page,
-//! and pausing and resuming a family from the console.
+//! The overview (every family's queue, DLQ, pause state, and its work over the last hour,
+//! day or week), the workers page, and pausing and resuming a family from the console.
 
 use std::fmt::Write;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{Redirect, Response};
 use chrono::Utc;
 use pipeline_ops::heartbeat;
 use pipeline_ops::{Family, pause, queues};
+use pipeline_store::console::{self as store, Bucket};
 
 use super::html::{self, Nav, Page, esc, num};
 use super::session::Session;
 use super::{Form, family};
 use crate::AppState;
 
-/// Minutes the charts cover.
+/// Minutes the last-hour charts cover.
 const CHART_MINUTES: i64 = 60;
+/// Longest a longer range's count of the event trail may take before the page gives up on
+/// its charts (the rest of the page is still shown).
+const HISTORY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// `GET /ui/`: per family, the queue by state, the DLQ by kind, the pause state with its
-/// button, and processed / failed / dead-lettered per minute over the last hour.
-pub async fn overview(State(state): State<AppState>, session: Session) -> Response {
+/// How far back the charts look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Range {
+    /// Per minute, from the workers' counters in Redis (kept two hours).
+    Hour,
+    /// Per hour, from the event trail.
+    Day,
+    /// Per six hours, from the event trail.
+    Week,
+}
+
+impl Range {
+    const ALL: [Range; 3] = [Range::Hour, Range::Day, Range::Week];
+
+    fn parse(word: Option<&str>) -> Option<Self> {
+        match word {
+            None | Some("") | Some("1h") => Some(Self::Hour),
+            Some("24h") => Some(Self::Day),
+            Some("7d") => Some(Self::Week),
+            Some(_) => None,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Self::Hour => "1h",
+            Self::Day => "24h",
+            Self::Week => "7d",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Hour => "Last hour",
+            Self::Day => "Last 24 hours",
+            Self::Week => "Last 7 days",
+        }
+    }
+
+    /// The bucket length and the number of buckets.
+    fn buckets(self) -> (i64, i64) {
+        match self {
+            Self::Hour => (60, CHART_MINUTES),
+            Self::Day => (3600, 24),
+            Self::Week => (6 * 3600, 28),
+        }
+    }
+
+    fn span(self) -> html::Span<'static> {
+        match self {
+            Self::Hour => html::Span {
+                name: "last hour",
+                per: "min",
+                dated: false,
+            },
+            Self::Day => html::Span {
+                name: "last 24 hours",
+                per: "h",
+                dated: true,
+            },
+            Self::Week => html::Span {
+                name: "last 7 days",
+                per: "6 h",
+                dated: true,
+            },
+        }
+    }
+}
+
+/// One family's series: bucket starts (unix seconds) and processed, failed, dead-lettered.
+type Series = (Vec<i64>, Vec<u64>, Vec<u64>, Vec<u64>);
+
+/// Every family's series over `range`: the last hour from the Redis counters, longer
+/// ranges from the event trail (succeeded, failed and dead-lettered attempts by stage), with
+/// empty buckets as zeros. `Err` carries what to say instead of the charts.
+async fn history(state: &AppState, range: Range) -> Result<Vec<(Family, Series)>, Response> {
+    let mut out = Vec::new();
+    if range == Range::Hour {
+        for family in Family::ALL {
+            let series = queues::per_minute(&state.services, family, CHART_MINUTES)
+                .await
+                .map_err(|e| html::unavailable(&e))?;
+            out.push((
+                family,
+                (
+                    series.iter().map(|(m, _)| m * 60).collect(),
+                    series.iter().map(|(_, c)| c.processed).collect(),
+                    series.iter().map(|(_, c)| c.failed).collect(),
+                    series.iter().map(|(_, c)| c.dead_lettered).collect(),
+                ),
+            ));
+        }
+        return Ok(out);
+    }
+    let (len, count) = range.buckets();
+    let first = (Utc::now().timestamp().div_euclid(len) - (count - 1)) * len;
+    let rows = store::work_history(&state.services.db, first, len, HISTORY_TIMEOUT)
+        .await
+        .map_err(|e| html::unavailable(&e))?;
+    let starts: Vec<i64> = (0..count).map(|i| first + i * len).collect();
+    for family in Family::ALL {
+        let of = |pick: fn(&Bucket) -> i64| -> Vec<u64> {
+            starts
+                .iter()
+                .map(|s| {
+                    rows.iter()
+                        .find(|(stage, b)| stage == family.as_str() && b.start == *s)
+                        .map_or(0, |(_, b)| pick(b).max(0) as u64)
+                })
+                .collect()
+        };
+        out.push((
+            family,
+            (
+                starts.clone(),
+                of(|b| b.succeeded),
+                of(|b| b.failed),
+                of(|b| b.dead_lettered),
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// `GET /ui/?range=1h|24h|7d`: per family, the queue by state, the DLQ by kind, the pause
+/// state with its button, and processed / failed / dead-lettered over the range.
+pub async fn overview(
+    State(state): State<AppState>,
+    session: Session,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let form = Form::parse(raw.as_deref().unwrap_or(""));
+    let asked = Range::parse(form.some("range"));
+    let range = asked.unwrap_or(Range::Hour);
     let snapshot = match queues::snapshot(&state.services).await {
         Ok(s) => s,
         Err(e) => return html::unavailable(&e),
@@ -51,8 +186,9 @@ pub async fn overview(State(state): State<AppState>, session: Session) -> Respon
         let _ = write!(
             body,
             "<tr data-family=\"{name}\"><th scope=\"row\">{name}</th><td>{badge}</td>\
-<td class=\"n\" data-count=\"ready\">{}</td><td class=\"n\" data-count=\"in_flight\">{}</td>\
-<td class=\"n\" data-count=\"delayed\">{}</td>\
+<td class=\"n\"><a href=\"/ui/queues/{name}?state=ready\" data-count=\"ready\">{}</a></td>\
+<td class=\"n\"><a href=\"/ui/queues/{name}?state=in_flight\" data-count=\"in_flight\">{}</a></td>\
+<td class=\"n\"><a href=\"/ui/queues/{name}?state=delayed\" data-count=\"delayed\">{}</a></td>\
 <td class=\"n\"><a href=\"/ui/dlq/{name}?kind=transient\">{}</a></td>\
 <td class=\"n\"><a href=\"/ui/dlq/{name}?kind=permanent\">{}</a></td>\
 <td class=\"n\"><a href=\"/ui/dlq/{name}?kind=parked\">{}</a></td>\
@@ -68,46 +204,74 @@ pub async fn overview(State(state): State<AppState>, session: Session) -> Respon
             Button = if button == "pause" { "Pause" } else { "Resume" },
         );
     }
-    body.push_str("</tbody></table></div><h2>Last hour</h2><div class=\"charts\">");
-    for family in Family::ALL {
-        let series = match queues::per_minute(&state.services, family, CHART_MINUTES).await {
-            Ok(s) => s,
-            Err(e) => return html::unavailable(&e),
-        };
-        let minutes: Vec<i64> = series.iter().map(|(m, _)| *m).collect();
-        body.push_str(&html::chart(
-            &format!("{} per minute", family.as_str()),
-            &minutes,
-            &[
-                (
-                    "processed",
-                    "s-processed",
-                    series.iter().map(|(_, c)| c.processed).collect(),
-                ),
-                (
-                    "failed",
-                    "s-failed",
-                    series.iter().map(|(_, c)| c.failed).collect(),
-                ),
-                (
-                    "dead-lettered",
-                    "s-dead",
-                    series.iter().map(|(_, c)| c.dead_lettered).collect(),
-                ),
-            ],
-        ));
-    }
+    body.push_str("</tbody></table></div>");
     let _ = write!(
         body,
-        "</div><p class=\"hint\">Updated {} · refreshes every 5 s. Failed counts every failed \
+        "<h2>{}</h2><nav class=\"tabs\" aria-label=\"Time range\"><ul>",
+        range.label()
+    );
+    for r in Range::ALL {
+        let cur = if r == range {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            body,
+            "<li><a href=\"/ui/?range={w}\"{cur}>{w}</a></li>",
+            w = r.word()
+        );
+    }
+    body.push_str("</ul></nav>");
+    if asked.is_none() {
+        body.push_str(
+            "<p class=\"error\" role=\"alert\">Unknown range; the ranges are 1h, 24h and 7d.</p>",
+        );
+    }
+    match history(&state, range).await {
+        Ok(families) => {
+            body.push_str("<div class=\"charts\">");
+            for (family, (starts, processed, failed, dead)) in families {
+                body.push_str(&html::chart(
+                    &format!("{} per {}", family.as_str(), range.span().per),
+                    range.span(),
+                    &starts,
+                    &[
+                        ("processed", "s-processed", processed),
+                        ("failed", "s-failed", failed),
+                        ("dead-lettered", "s-dead", dead),
+                    ],
+                ));
+            }
+            body.push_str("</div>");
+        }
+        // The queue table above is worth showing without the charts.
+        Err(_) => body.push_str(
+            "<p class=\"error\" role=\"alert\" id=\"history-error\">The history could not be \
+read in time (for the longer ranges the event trail is counted; try a shorter one).</p>",
+        ),
+    }
+    let source = if range == Range::Hour {
+        "the workers' per-minute counters"
+    } else {
+        "the event trail"
+    };
+    let _ = write!(
+        body,
+        "<p class=\"hint\">Updated {} · from {source}{refresh}. Failed counts every failed \
 attempt (retried or dead-lettered).</p>",
-        html::time(Utc::now())
+        html::time(Utc::now()),
+        refresh = if range == Range::Hour {
+            " · refreshes every 5 s"
+        } else {
+            ""
+        },
     );
     html::layout(
         Page {
             title: "Overview",
             nav: Nav::Overview,
-            refresh_secs: 5,
+            refresh_secs: if range == Range::Hour { 5 } else { 0 },
         },
         &session,
         &body,
