@@ -1,9 +1,13 @@
 //! The console in a real browser (headless chromium over WebDriver) against the real
 //! daemons on loopback: `pipeline-api`, `scrape-worker` and `extraction-worker` as
-//! processes, a fixture page server, Postgres and Redis. Signs in, watches a job's progress
-//! bar reach 100%, retries a dead-lettered source from its page once the page server is
-//! fixed and sees it end `extracted`, pauses the scrape family and sees no new fetch,
-//! resumes it, signs out and is refused. Saves a screenshot of every page.
+//! processes, a fixture page server, a generated site, Postgres and Redis. Signs in (from
+//! `/`), submits a job from the New job form (one line refused), watches its bar reach 100%
+//! with the failure shown in red, finds the job by the end of its id, retries a
+//! dead-lettered source from its page once the page server is fixed and sees it end
+//! `extracted` with its event details as plain JSON, searches the extracted text, starts a
+//! crawl from the crawl form and follows its progress, pauses the scrape family and reads
+//! the waiting message on its queue page, resumes it, looks at a day of history, signs out
+//! and is refused. Saves a screenshot of every page.
 
 use std::time::Duration;
 
@@ -11,6 +15,7 @@ use fantoccini::Locator;
 use integration_tests::browser::Browser;
 use integration_tests::pages::PageServer;
 use integration_tests::requeue::eventually;
+use integration_tests::site::Site;
 use integration_tests::{TestDb, TestRedis, binary, http_client, redis_url};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -53,6 +58,37 @@ async fn text_of(b: &Browser, css: &str) -> anyhow::Result<String> {
     Ok(b.client.find(Locator::Css(css)).await?.text().await?)
 }
 
+async fn attr_of(b: &Browser, css: &str, name: &str) -> anyhow::Result<String> {
+    Ok(b.client
+        .find(Locator::Css(css))
+        .await?
+        .attr(name)
+        .await?
+        .unwrap_or_default())
+}
+
+async fn type_into(b: &Browser, css: &str, text: &str) -> anyhow::Result<()> {
+    let field = b.client.find(Locator::Css(css)).await?;
+    field.clear().await?;
+    field.send_keys(text).await?;
+    Ok(())
+}
+
+async fn click(b: &Browser, css: &str) -> anyhow::Result<()> {
+    b.client.find(Locator::Css(css)).await?.click().await?;
+    Ok(())
+}
+
+/// Waits until the page's `<h1>` reads `title` (a click returns before the navigation it
+/// starts has finished).
+async fn wait_for_title(b: &Browser, title: &str) -> anyhow::Result<()> {
+    eventually(Duration::from_secs(20), title, || async {
+        let h1 = text_of(b, "h1").await.unwrap_or_default();
+        Ok((h1 == title).then_some(()))
+    })
+    .await
+}
+
 #[tokio::test]
 async fn an_operator_signs_in_follows_a_job_retries_a_dead_letter_pauses_and_signs_out()
 -> anyhow::Result<()> {
@@ -78,8 +114,9 @@ async fn an_operator_signs_in_follows_a_job_retries_a_dead_letter_pauses_and_sig
     daemons.push(daemon("scrape-worker", &db, &redis, port)?);
     daemons.push(daemon("extraction-worker", &db, &redis, port)?);
 
-    // Sign in: any console page sends the browser to the sign-in form first.
-    b.client.goto(&format!("{base}/ui/")).await?;
+    // Sign in: the bare address leads to the console, which sends the browser to the
+    // sign-in form first.
+    b.client.goto(&format!("{base}/")).await?;
     assert!(b.client.current_url().await?.path().ends_with("/ui/login"));
     b.shot("sign-in").await?;
     b.client
@@ -114,26 +151,47 @@ async fn an_operator_signs_in_follows_a_job_retries_a_dead_letter_pauses_and_sig
     .await?;
     assert_eq!(b.client.current_url().await?.path(), "/ui/");
 
-    // A job of three pages; one answers 404 until the page server is fixed.
+    // A job of three pages from the New job form; one answers 404 until the page server
+    // is fixed, and one line is no URL at all.
     pages.set_failures_with("/flaky/gone", 1_000, StatusCode::NOT_FOUND, None);
-    let urls = [
+    click(&b, "nav a[href='/ui/submit']").await?;
+    wait_for_title(&b, "New job").await?;
+    let lines = format!(
+        "{}\n{}\n{}\nnot a url\n",
         pages.url("/ok/1"),
         pages.url("/ok/2"),
-        pages.url("/flaky/gone"),
-    ];
-    let resp = http
-        .post(format!("{base}/api/v1/scrape"))
-        .header("X-API-Key", KEY)
-        .json(&json!({ "urls": urls }))
-        .send()
-        .await?;
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let job: serde_json::Value = resp.json().await?;
-    let job_id = job["job_id"].as_str().expect("a job id").to_owned();
-    let broken = job["sources"][2]["source_id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
+        pages.url("/flaky/gone")
+    );
+    type_into(&b, "#urls", &lines).await?;
+    type_into(&b, "#scrape-project", "browser-test").await?;
+    b.shot("new-job").await?;
+    click(&b, "#scrape-form button").await?;
+    eventually(Duration::from_secs(20), "the new job's page", || async {
+        let id = text_of(&b, "#job-id").await.unwrap_or_default();
+        Ok((id.len() == 36).then_some(id))
+    })
+    .await?;
+    let job_id = text_of(&b, "#job-id").await?;
+    assert!(
+        text_of(&b, "#refused").await.is_ok(),
+        "the refused line is listed"
+    );
+    let refused = text_of(&b, "table.refused").await?;
+    assert!(refused.contains("not a url"), "{refused}");
+    let broken = eventually(
+        Duration::from_secs(20),
+        "the broken source's row",
+        || async {
+            let rows = b.client.find_all(Locator::Css("tr[data-source]")).await?;
+            for row in rows {
+                if row.text().await?.contains("/flaky/gone") {
+                    return Ok(row.attr("data-source").await?);
+                }
+            }
+            Ok(None)
+        },
+    )
+    .await?;
 
     // The job's page refreshes itself until its bar reads 100%.
     b.client.goto(&format!("{base}/ui/jobs/{job_id}")).await?;
@@ -147,17 +205,27 @@ async fn an_operator_signs_in_follows_a_job_retries_a_dead_letter_pauses_and_sig
     )
     .await?;
     assert_eq!(
-        b.client
-            .find(Locator::Css("[data-progress]"))
-            .await?
-            .attr("data-progress")
-            .await?
-            .as_deref(),
-        Some("3/3")
+        attr_of(&b, "[data-progress]", "data-progress").await?,
+        "3/3"
     );
+    // Two succeeded, one failed: the bar says so.
+    assert_eq!(attr_of(&b, "dd .outcome", "data-outcome").await?, "2/1/0");
     b.shot("job").await?;
     b.client.goto(&format!("{base}/ui/jobs")).await?;
+    let row = text_of(&b, &format!("tr[data-job=\"{job_id}\"]")).await?;
+    assert!(
+        row.contains(&format!("…{}", &job_id[24..]))
+            && row.contains("scrape")
+            && row.contains("browser-test"),
+        "{row}"
+    );
     b.shot("jobs").await?;
+    // The header's find box takes the end of an id as the tables show it.
+    type_into(&b, "form.find input", &format!("…{}\n", &job_id[24..])).await?;
+    eventually(Duration::from_secs(20), "the job found", || async {
+        Ok((text_of(&b, "#job-id").await.unwrap_or_default() == job_id).then_some(()))
+    })
+    .await?;
 
     // The dead letter: listed with its URL and error, then retried from its own page.
     b.client.goto(&format!("{base}/ui/dlq/scrape")).await?;
@@ -188,7 +256,55 @@ async fn an_operator_signs_in_follows_a_job_retries_a_dead_letter_pauses_and_sig
         events.contains("redriven") && events.contains("succeeded"),
         "{events}"
     );
+    // Each event's detail is the JSON it is, not JSON escaped again.
+    assert!(events.contains("{\"created\":true,"), "{events}");
+    assert!(!events.contains("\\\""), "escaped twice: {events}");
     b.shot("source-extracted").await?;
+
+    // Search finds the extracted text and links to its page.
+    click(&b, "nav a[href='/ui/search']").await?;
+    wait_for_title(&b, "Search").await?;
+    type_into(&b, "#q", "ordinary paragraph fixture").await?;
+    click(&b, "form[role=search].filters button").await?;
+    eventually(Duration::from_secs(30), "search hits", || async {
+        let hits = b.client.find_all(Locator::Css("ol.hits li")).await?;
+        if hits.is_empty() {
+            b.client.refresh().await?;
+            return Ok(None);
+        }
+        Ok(Some(()))
+    })
+    .await?;
+    let hits = text_of(&b, "ol.hits").await?;
+    assert!(hits.contains("/ok/") || hits.contains("Page "), "{hits}");
+    b.shot("search").await?;
+
+    // A crawl from the crawl form, followed on its job's page.
+    let site = Site::start(31, Duration::ZERO).await;
+    b.client.goto(&format!("{base}/ui/submit")).await?;
+    type_into(&b, "#crawl-url", &site.url("/p/0.html")).await?;
+    type_into(&b, "#crawl-depth", "2").await?;
+    type_into(&b, "#crawl-pages", "5").await?;
+    type_into(&b, "#crawl-exclude", "*calendar*").await?;
+    click(&b, "#crawl-sitemaps").await?;
+    click(&b, "#crawl-form button").await?;
+    eventually(Duration::from_secs(20), "the crawl's page", || async {
+        Ok(text_of(&b, "#crawl-progress").await.ok())
+    })
+    .await?;
+    assert_eq!(text_of(&b, "#job-type").await?, "crawl");
+    eventually(Duration::from_secs(90), "the crawl done", || async {
+        b.client.refresh().await?;
+        let done = text_of(&b, "span.pct").await.unwrap_or_default();
+        let fetched = text_of(&b, "[data-crawl=fetched]")
+            .await
+            .unwrap_or_default();
+        Ok((done == "100%" && fetched == "5").then_some(()))
+    })
+    .await?;
+    let limit = text_of(&b, "[data-skip=limit]").await?;
+    assert_ne!(limit, "0", "the page limit refused some links");
+    b.shot("crawl").await?;
 
     // Live daemons: both workers and the API, from their heartbeats.
     b.client.goto(&format!("{base}/ui/workers")).await?;
@@ -237,6 +353,20 @@ async fn an_operator_signs_in_follows_a_job_retries_a_dead_letter_pauses_and_sig
         "1"
     );
     b.shot("overview-paused").await?;
+    // The waiting message, read on the queue page without taking it.
+    click(&b, "tr[data-family=scrape] a[data-count=ready]").await?;
+    eventually(Duration::from_secs(20), "the queue page", || async {
+        let rows = text_of(&b, "table.messages").await.unwrap_or_default();
+        Ok(rows.contains("/ok/paused").then_some(()))
+    })
+    .await?;
+    b.shot("queue").await?;
+    b.client.goto(&format!("{base}/ui/")).await?;
+    assert_eq!(
+        text_of(&b, "tr[data-family=scrape] [data-count=ready]").await?,
+        "1",
+        "looking took nothing"
+    );
     b.client
         .find(Locator::Css("tr[data-family=scrape] button.resume"))
         .await?
@@ -250,6 +380,25 @@ async fn an_operator_signs_in_follows_a_job_retries_a_dead_letter_pauses_and_sig
     .await?;
     b.client.goto(&format!("{base}/ui/")).await?;
     b.shot("overview").await?;
+    // A day of history, from the event trail.
+    click(&b, "a[href='/ui/?range=24h']").await?;
+    wait_for_title(&b, "Overview").await?;
+    eventually(Duration::from_secs(20), "the day's charts", || async {
+        let h2 = text_of(&b, "main h2").await.unwrap_or_default();
+        Ok((h2 == "Last 24 hours").then_some(()))
+    })
+    .await?;
+    let chart = attr_of(&b, "figure.chart svg", "aria-label").await?;
+    assert!(
+        chart.starts_with("scrape per h, last 24 hours: processed "),
+        "{chart}"
+    );
+    assert!(
+        !chart.contains("processed 0,"),
+        "the day counted the work: {chart}"
+    );
+    b.shot("overview-24h").await?;
+    b.client.goto(&format!("{base}/ui/")).await?;
     b.client.set_window_size(390, 844).await?;
     b.shot("overview-phone").await?;
     b.client.goto(&format!("{base}/ui/dlq/scrape")).await?;
