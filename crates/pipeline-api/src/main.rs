@@ -67,7 +67,11 @@ fn main() -> ExitCode {
     // As the other daemons: the runtime is stopped without waiting for blocking tasks, so
     // the process is gone within the drain timeout (see pipeline_core::shutdown).
     match runtime.block_on(run(settings, api_key, addr)) {
-        Ok(drained) => ExitCode::from(shutdown::finish_runtime(runtime, drained)),
+        Ok(drained) => ExitCode::from(shutdown::finish_runtime(
+            runtime,
+            drained,
+            &shutdown::HeldWork::default(),
+        )),
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "pipeline-api failed");
             eprintln!("error: {err:#}");
@@ -90,7 +94,8 @@ async fn run(
         "pipeline-api starting"
     );
     let services = Services::build(settings)?;
-    let cancel = shutdown::signal_token(drain);
+    // The API holds no queue deliveries: its list of held work stays empty.
+    let cancel = shutdown::signal_token(drain, shutdown::HeldWork::default());
     // As the other daemons: serve at once (`/health` 200, `/ready` 503), but wait for the
     // schema before calling itself ready; routes answer errors until then.
     let (db, gate) = (services.db.clone(), services.schema.clone());

@@ -14,8 +14,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -33,8 +33,8 @@ pub const EXIT_MARGIN: Duration = Duration::from_secs(2);
 
 /// Returns a token cancelled on the first SIGTERM or SIGINT. After that first signal the
 /// process exits at the latest `drain + EXIT_MARGIN` later (status [`EXIT_HANDED_BACK`]),
-/// and at once on a second signal; both report what was still held (see [`held`]).
-pub fn signal_token(drain: Duration) -> CancellationToken {
+/// and at once on a second signal; both report what `held` still holds.
+pub fn signal_token(drain: Duration, held: HeldWork) -> CancellationToken {
     let token = CancellationToken::new();
     let child = token.clone();
     tokio::spawn(async move {
@@ -47,10 +47,10 @@ pub fn signal_token(drain: Duration) -> CancellationToken {
             "shutdown signal received; draining (a second signal exits at once)"
         );
         child.cancel();
-        start_watchdog(drain + EXIT_MARGIN);
+        start_watchdog(drain + EXIT_MARGIN, held.clone());
         signals.next().await;
         tracing::warn!("second shutdown signal; exiting without waiting for the drain");
-        exit_now();
+        exit_now(&held);
     });
     token
 }
@@ -97,7 +97,7 @@ impl Signals {
 
 /// Ends the process `after` from now unless it has exited by then. A plain OS thread, not a
 /// task: the runtime's threads may be the ones that are stuck.
-fn start_watchdog(after: Duration) {
+fn start_watchdog(after: Duration, held: HeldWork) {
     let spawned = std::thread::Builder::new()
         .name("exit-watchdog".into())
         .spawn(move || {
@@ -106,7 +106,7 @@ fn start_watchdog(after: Duration) {
                 after_secs = after.as_secs_f64(),
                 "exit deadline reached; exiting with work still running"
             );
-            exit_now();
+            exit_now(&held);
         });
     if let Err(err) = spawned {
         // Without the watchdog the drain timeout still bounds the wait in the common cases.
@@ -115,8 +115,8 @@ fn start_watchdog(after: Duration) {
 }
 
 /// Reports what is held and ends the process at once: [`EXIT_HANDED_BACK`].
-fn exit_now() -> ! {
-    held::report();
+fn exit_now(held: &HeldWork) -> ! {
+    held.report();
     std::process::exit(i32::from(EXIT_HANDED_BACK));
 }
 
@@ -137,57 +137,61 @@ pub async fn drain_within<F: Future<Output = ()>>(timeout: Duration, drain: F) -
 }
 
 /// Stops a runtime without waiting for blocking tasks that may never finish (a parse stuck
-/// in CPU work, a read that never returns), then gives the exit code for `drained`.
-pub fn finish_runtime(runtime: tokio::runtime::Runtime, drained: bool) -> u8 {
+/// in CPU work, a read that never returns), then gives the exit code for `drained`; a cut
+/// drain reports what `held` still holds.
+pub fn finish_runtime(runtime: tokio::runtime::Runtime, drained: bool, held: &HeldWork) -> u8 {
     // Reported before the runtime goes: stopping it drops the tasks, and with them the
     // guards that say what they hold.
     if !drained {
-        held::report();
+        held.report();
     }
     runtime.shutdown_timeout(Duration::from_millis(500));
     if drained { 0 } else { EXIT_HANDED_BACK }
 }
 
-/// The messages this process holds right now, by family, so that an exit that cuts a drain
+/// The messages a process holds right now, by family, so that an exit that cuts a drain
 /// short can say once which messages it handed back. The worker runner registers every
-/// delivery it processes; the guard removes it when the delivery is settled.
-pub mod held {
-    use super::*;
+/// delivery it processes; the guard removes it when the delivery is settled. A handle the
+/// process creates (the runner's `Activity` carries it), not a static: two runners in one
+/// process keep two lists. Cheap to clone; clones share the list.
+#[derive(Debug, Clone, Default)]
+pub struct HeldWork(std::sync::Arc<HeldInner>);
 
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    static REPORTED: AtomicBool = AtomicBool::new(false);
+#[derive(Debug, Default)]
+struct HeldInner {
+    next: AtomicU64,
+    reported: AtomicBool,
+    table: Mutex<BTreeMap<u64, (String, String)>>,
+}
 
-    fn table() -> &'static Mutex<BTreeMap<u64, (String, String)>> {
-        static TABLE: OnceLock<Mutex<BTreeMap<u64, (String, String)>>> = OnceLock::new();
-        TABLE.get_or_init(Default::default)
+/// A message held until the guard is dropped (see [`HeldWork::hold`]).
+#[derive(Debug)]
+#[must_use = "the message counts as held only while the guard lives"]
+pub struct Held {
+    work: HeldWork,
+    key: u64,
+}
+
+impl HeldWork {
+    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, (String, String)>> {
+        // A poisoned lock only means a panic elsewhere mid-insert; the map is still usable.
+        self.0.table.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    /// A message held by this process until the guard is dropped.
-    #[derive(Debug)]
-    #[must_use = "the message counts as held only while the guard lives"]
-    pub struct Held(u64);
 
     /// Registers message `id` of `family` as held.
-    pub fn hold(family: &str, id: &str) -> Held {
-        let key = NEXT.fetch_add(1, Ordering::Relaxed);
-        // A poisoned lock only means a panic elsewhere mid-insert; the map is still usable.
-        let mut t = table().lock().unwrap_or_else(|p| p.into_inner());
-        t.insert(key, (family.to_owned(), id.to_owned()));
-        Held(key)
-    }
-
-    impl Drop for Held {
-        fn drop(&mut self) {
-            let mut t = table().lock().unwrap_or_else(|p| p.into_inner());
-            t.remove(&self.0);
+    pub fn hold(&self, family: &str, id: &str) -> Held {
+        let key = self.0.next.fetch_add(1, Ordering::Relaxed);
+        self.table().insert(key, (family.to_owned(), id.to_owned()));
+        Held {
+            work: self.clone(),
+            key,
         }
     }
 
     /// Message ids held now, grouped by family.
-    pub fn snapshot() -> BTreeMap<String, Vec<String>> {
-        let t = table().lock().unwrap_or_else(|p| p.into_inner());
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<String>> {
         let mut by_family: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (family, id) in t.values() {
+        for (family, id) in self.table().values() {
             by_family
                 .entry(family.clone())
                 .or_default()
@@ -196,13 +200,13 @@ pub mod held {
         by_family
     }
 
-    /// Logs what is held, once per process (later calls do nothing), one line per family
-    /// with the message ids: an operator follows them to their redelivery.
-    pub fn report() {
-        if REPORTED.swap(true, Ordering::SeqCst) {
+    /// Logs what is held, once (later calls do nothing), one line per family with the
+    /// message ids: an operator follows them to their redelivery.
+    pub fn report(&self) {
+        if self.0.reported.swap(true, Ordering::SeqCst) {
             return;
         }
-        let held = snapshot();
+        let held = self.snapshot();
         if held.is_empty() {
             tracing::info!("no work held at exit");
         }
@@ -214,5 +218,11 @@ pub mod held {
                 "work handed back at exit; it is delivered again once its lease expires"
             );
         }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.work.table().remove(&self.key);
     }
 }

@@ -93,8 +93,14 @@ where
         }
     };
     let name = daemon.name;
-    match runtime.block_on(serve(daemon, settings, body)) {
-        Ok(drain) => ExitCode::from(shutdown::finish_runtime(runtime, drain == Drain::Complete)),
+    // The process's runner activity, here so that the exit can report what it still holds.
+    let activity = pipeline_runner::Activity::default();
+    match runtime.block_on(serve(daemon, settings, activity.clone(), body)) {
+        Ok(drain) => ExitCode::from(shutdown::finish_runtime(
+            runtime,
+            drain == Drain::Complete,
+            activity.held_work(),
+        )),
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "{name} failed");
             eprintln!("error: {err:#}");
@@ -175,7 +181,12 @@ fn parse_args(
     }
 }
 
-async fn serve<F, Fut>(daemon: Daemon, settings: Settings, body: F) -> anyhow::Result<Drain>
+async fn serve<F, Fut>(
+    daemon: Daemon,
+    settings: Settings,
+    activity: pipeline_runner::Activity,
+    body: F,
+) -> anyhow::Result<Drain>
 where
     F: FnOnce(Services, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<Drain>>,
@@ -190,8 +201,9 @@ where
     .with_context(|| format!("probes.host and the {name} probe port do not form an address"))?;
     let drain = settings.shutdown.drain_timeout();
     let database = pipeline_core::pools::database_description(&settings);
-    let services = Services::build(settings)?;
-    let cancel = shutdown::signal_token(drain);
+    let mut services = Services::build(settings)?;
+    services.activity = activity;
+    let cancel = shutdown::signal_token(drain, services.activity.held_work().clone());
     let probe_cancel = CancellationToken::new();
     // The probes answer from the start: `/health` 200 (the process is alive), `/ready` 503
     // until the schema is there, so an orchestrator neither kills nor routes to a waiting

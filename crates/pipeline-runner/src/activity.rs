@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use pipeline_core::shutdown::{Held, HeldWork};
 use serde::Serialize;
 
 use crate::Outcome;
@@ -43,6 +44,8 @@ pub fn minute_now() -> i64 {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// The deliveries held, by id, for the report of an exit that cuts the drain short.
+    held: HeldWork,
     pending: Mutex<Pending>,
     in_flight: Mutex<BTreeMap<String, i64>>,
     /// The runner of this process: its family and concurrency.
@@ -93,15 +96,22 @@ impl Activity {
         }
     }
 
-    /// Marks one delivery of `family` in progress until the guard is dropped.
-    pub fn in_flight(&self, family: &str) -> InFlight {
+    /// Marks delivery `id` of `family` in progress (and held) until the guard is dropped.
+    pub fn in_flight(&self, family: &str, id: &str) -> InFlight {
         *lock(&self.0.in_flight)
             .entry(family.to_owned())
             .or_default() += 1;
         InFlight {
             activity: self.clone(),
             family: family.to_owned(),
+            _held: self.0.held.hold(family, id),
         }
+    }
+
+    /// The deliveries held now, for the process's exit (see
+    /// `pipeline_core::shutdown::finish_runtime`).
+    pub fn held_work(&self) -> &HeldWork {
+        &self.0.held
     }
 
     /// Deliveries in progress, over every family.
@@ -138,6 +148,7 @@ impl Activity {
 pub struct InFlight {
     activity: Activity,
     family: String,
+    _held: Held,
 }
 
 impl Drop for InFlight {
@@ -158,11 +169,13 @@ mod tests {
         a.record("scrape", Outcome::Succeeded);
         a.record("scrape", Outcome::DeadLettered);
         a.set_paused(vec!["scrape".into()]);
-        let _busy = a.in_flight("scrape");
+        let _busy = a.in_flight("scrape", "m1");
         assert!(b.take_pending().is_empty());
         assert!(!b.is_paused("scrape"));
         assert_eq!(b.in_flight_now(), 0);
         assert_eq!(a.in_flight_now(), 1);
+        assert_eq!(a.held_work().snapshot()["scrape"], ["m1"]);
+        assert!(b.held_work().snapshot().is_empty());
         let taken = a.take_pending();
         let m = taken.values().next().copied().unwrap_or_default();
         assert_eq!((m.processed, m.failed, m.dead_lettered), (1, 1, 1));

@@ -181,8 +181,7 @@ async fn process_with<H: Handler>(
     let family = queue.family();
     let started = Instant::now();
     // Held until settled, so an exit that cuts the drain short can name what it hands back.
-    let _held = pipeline_core::shutdown::held::hold(family, &delivery.id);
-    let _busy = activity.in_flight(family);
+    let _busy = activity.in_flight(family, &delivery.id);
     meters.in_flight.increment(1.0);
     let decoded = delivery.parse::<H::Message>();
     let span = tracing::info_span!(
