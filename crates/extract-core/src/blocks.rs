@@ -4,8 +4,11 @@
 
 use dom_query::NodeRef;
 
+#[cfg(test)]
 use crate::html::parse_guarded;
-use crate::limits::{Budget, Limits, TooExpensive};
+#[cfg(test)]
+use crate::limits::Limits;
+use crate::limits::{Budget, TooExpensive};
 
 /// What a block of text is, as far as sectioning cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +76,7 @@ const BLOCK: &[&str] = &[
 ];
 
 /// Parses `html` (an extractor's output, checked like any markup) and returns its blocks.
+#[cfg(test)]
 pub(crate) fn html_to_blocks(
     html: &str,
     limits: &Limits,

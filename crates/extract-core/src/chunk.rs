@@ -48,6 +48,13 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// The heading path as one line, "Guide › Install › Linux" (see
+    /// [`crate::Section::heading_trail`]).
+    pub fn heading_trail(&self) -> String {
+        self.heading_path
+            .join(crate::sections::HEADING_TRAIL_SEPARATOR)
+    }
+
     /// The text to embed: the document title and the heading path, then the chunk. A
     /// chunk such as "Run it." means little alone; under "Guide > Install" it is findable.
     pub fn embedding_text(&self, title: Option<&str>) -> String {

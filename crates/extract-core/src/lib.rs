@@ -6,6 +6,10 @@
 //!
 //! - [`extract`] / [`extract_with`]: HTML (or plain text) to title, whole main text and
 //!   sections.
+//! - [`Extracted::markdown`]: the same main content as Markdown (headings, lists, tables,
+//!   code, links and images with absolute URLs).
+//! - [`Extracted::metadata`] ([`metadata`]): authors, dates, language, site name,
+//!   description, canonical URL and image, with a documented order of sources.
 //! - [`chunk`]: sections to overlapping chunks of bounded size, with offsets into the text.
 //! - [`find_entities`]: schema.org JSON-LD entities, e-mail addresses, phone numbers, domains.
 //! - [`sitemap`]: a bounded reader of XML and text sitemaps (a crawl's sitemap discovery).
@@ -26,6 +30,8 @@ mod error;
 pub mod html;
 mod limits;
 pub mod links;
+mod markdown;
+pub mod metadata;
 pub mod metric;
 mod plain;
 mod sections;
@@ -39,7 +45,8 @@ pub use entities::{
 pub use error::ExtractError;
 pub use html::{Extractor, Strategy};
 pub use limits::{Budget, Exceeded, Limits, TooExpensive};
-pub use sections::{SECTION_SEPARATOR, Section};
+pub use metadata::{Language, LanguageSource, Metadata};
+pub use sections::{HEADING_TRAIL_SEPARATOR, SECTION_SEPARATOR, Section};
 
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +66,14 @@ pub struct Extracted {
     /// (`None` for text documents and for pages too deep to parse).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub markup: Option<Markup>,
+    /// The main content as Markdown: rendered from the same extractor output as `text`
+    /// (headings, lists, tables, code, links and images with absolute URLs); for text
+    /// documents, the paragraphs escaped (plain text) or the document itself (Markdown).
+    #[serde(default)]
+    pub markdown: String,
+    /// What the page says about itself (authors, dates, language, site, canonical URL...).
+    #[serde(default)]
+    pub metadata: Metadata,
 }
 
 /// How a content type is handled.
@@ -166,10 +181,18 @@ pub fn extract_in(
     opts: &ExtractOptions,
     budget: &mut Budget,
 ) -> Result<Extracted, ExtractError> {
-    let (title, blocks, extractor, markup) = match classify(content_type, body)? {
+    let (title, blocks, extractor, markup, markdown, metadata) = match classify(content_type, body)?
+    {
         Kind::Html => {
             let h = html::extract_html(body, url, opts.strategy, &opts.limits, budget)?;
-            (h.title, h.blocks, h.extractor, h.markup)
+            (
+                h.title,
+                h.blocks,
+                h.extractor,
+                h.markup,
+                h.markdown,
+                Some(h.metadata),
+            )
         }
         kind @ (Kind::Markdown | Kind::Plain) => {
             if body.len() > opts.limits.max_input_bytes {
@@ -189,7 +212,12 @@ pub fn extract_in(
                 blocks::BlockKind::Heading(1) => Some(b.text.clone()),
                 _ => None,
             });
-            (title, blocks, Extractor::PlainText, None)
+            let markdown = if kind == Kind::Markdown {
+                body.replace("\r\n", "\n").trim().to_string()
+            } else {
+                markdown::from_blocks(&blocks)
+            };
+            (title, blocks, Extractor::PlainText, None, markdown, None)
         }
     };
     if blocks.is_empty() {
@@ -197,11 +225,17 @@ pub fn extract_in(
     }
     let sections = sections::sections_from_blocks(&blocks);
     let text = blocks::join_blocks(&blocks);
+    let metadata = match metadata {
+        Some(m) => m,
+        None => metadata::for_text(title.clone(), &text, &blocks),
+    };
     Ok(Extracted {
         title,
         text,
         sections,
         extractor,
         markup,
+        markdown,
+        metadata,
     })
 }

@@ -7,6 +7,9 @@ use crate::blocks::{Block, BlockKind, join_blocks};
 /// What separates two sections in [`crate::Extracted::text`].
 pub const SECTION_SEPARATOR: &str = "\n\n";
 
+/// What joins the headings of a heading path for display: "Guide › Install › Linux".
+pub const HEADING_TRAIL_SEPARATOR: &str = " › ";
+
 /// A run of the main text under one heading.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Section {
@@ -14,6 +17,14 @@ pub struct Section {
     pub heading_path: Vec<String>,
     /// The section's text, starting with its own heading line when it has one.
     pub text: String,
+}
+
+impl Section {
+    /// The heading path as one line, "Guide › Install › Linux" (empty before the first
+    /// heading).
+    pub fn heading_trail(&self) -> String {
+        self.heading_path.join(HEADING_TRAIL_SEPARATOR)
+    }
 }
 
 /// Groups blocks into sections. Joining the sections' texts with [`SECTION_SEPARATOR`]
@@ -84,6 +95,16 @@ mod tests {
                 want(&["A", "A2"], "A2\n\na2"),
                 want(&["B"], "B\n\nb"),
             ]
+        );
+    }
+
+    #[test]
+    fn the_heading_trail_joins_the_path() {
+        let blocks = html_to_blocks("<h1>Guide</h1><h2>Install</h2><h3>Linux</h3><p>apt</p>");
+        let sections = sections_from_blocks(&blocks);
+        assert_eq!(
+            sections.last().map(Section::heading_trail).as_deref(),
+            Some("Guide › Install › Linux")
         );
     }
 

@@ -1,8 +1,8 @@
 //! Extraction of fixture pages written for these tests.
 
 use extract_core::{
-    ChunkOptions, EntitiesStatus, EntityKind, ExtractError, SECTION_SEPARATOR, chunk, extract,
-    find_entities,
+    ChunkOptions, EntitiesStatus, EntityKind, ExtractError, LanguageSource, SECTION_SEPARATOR,
+    chunk, extract, find_entities,
 };
 
 const ARTICLE: &str = include_str!("fixtures/article.html");
@@ -255,7 +255,13 @@ fn absurdly_deep_pages_neither_overflow_the_stack_nor_stall() {
             .stack_size(2 << 20)
             .spawn(move || {
                 let t0 = std::time::Instant::now();
-                let e = extract(&html, None, "text/html").map(|e| e.text);
+                let e = extract(&html, None, "text/html").map(|e| {
+                    assert!(
+                        e.markdown.contains("bottom"),
+                        "{depth}: the Markdown has the text too"
+                    );
+                    e.text
+                });
                 (e, t0.elapsed())
             })
             .expect("spawn");
@@ -335,4 +341,94 @@ fn a_non_web_url_does_not_stop_extraction() {
         let e = extract_with(ARTICLE, Some(url), "text/html", &opts).expect("extract");
         assert_eq!(e.extractor, Extractor::Readability, "url {url}");
     }
+}
+
+#[test]
+fn article_markdown_has_its_structure_and_no_boilerplate() {
+    let e = extract(ARTICLE, Some(URL), "text/html").expect("extract");
+    let md = &e.markdown;
+    assert!(md.contains("## How the levee held\n"), "{md}");
+    assert!(md.contains("### What residents should do\n"), "{md}");
+    assert!(
+        md.contains(
+            "- Stay out of flood water, which may hide open drains and debris.\n- Report damage"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("\"The wall did its job, the pumps did not,\""),
+        "{md}"
+    );
+    for boilerplate in [
+        "cookies",
+        "Most read",
+        "Share on",
+        "Privacy policy",
+        "12 comments",
+    ] {
+        assert!(!md.contains(boilerplate), "{boilerplate} in {md}");
+    }
+    // Sections carry their heading trail for chunks.
+    let advice = e
+        .sections
+        .iter()
+        .find(|s| s.text.contains("Keep receipts"))
+        .expect("a section");
+    assert_eq!(
+        advice.heading_trail(),
+        "How the levee held › What residents should do"
+    );
+    let chunks = chunk(&e.sections, ChunkOptions::default());
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c.heading_trail() == "How the levee held › What residents should do")
+    );
+}
+
+#[test]
+fn article_metadata_from_the_page() {
+    let e = extract(ARTICLE, Some(URL), "text/html").expect("extract");
+    let m = &e.metadata;
+    assert_eq!(m.title, e.title);
+    assert_eq!(m.authors, ["Maria Okafor"]);
+    assert_eq!(m.byline.as_deref(), Some("Maria Okafor"));
+    assert_eq!(m.site_name.as_deref(), Some("The Valley Courier"));
+    let lang = m.language.as_ref().expect("language");
+    assert_eq!(
+        (lang.tag.as_str(), lang.source),
+        ("en", LanguageSource::Declared)
+    );
+    // No declared description: the start of the main text.
+    assert!(
+        m.description
+            .as_deref()
+            .is_some_and(|d| d.starts_with("The Alder River rose")),
+        "{m:?}"
+    );
+    assert_eq!(m.published, None);
+}
+
+#[test]
+fn text_documents_get_markdown_and_a_detected_language() {
+    let e = extract(
+        "# not a heading in plain text\n\nThe council opened the school as a shelter overnight, \
+         and volunteers served tea and soup to the families who arrived before dawn.",
+        None,
+        "text/plain",
+    )
+    .expect("plain");
+    assert!(
+        e.markdown.starts_with("\\# not a heading"),
+        "{}",
+        e.markdown
+    );
+    let lang = e.metadata.language.expect("detected");
+    assert_eq!(
+        (lang.tag.as_str(), lang.source),
+        ("en", LanguageSource::Detected)
+    );
+    let md = "# Title\n\n- item *one*\n";
+    let e = extract(md, None, "text/markdown").expect("markdown");
+    assert_eq!(e.markdown, "# Title\n\n- item *one*");
 }

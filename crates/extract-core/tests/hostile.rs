@@ -229,3 +229,30 @@ fn fuzz_regressions_extract() {
         extract_check::check(&std::fs::read(&path).expect("a readable file"));
     }
 }
+
+#[test]
+fn metadata_of_a_page_of_meta_tags_and_json_ld_stays_bounded() {
+    let mut html = String::from("<html lang=\"en\"><head>");
+    for i in 0..100_000 {
+        html.push_str(&format!("<meta name=\"author\" content=\"Person {i}\">"));
+    }
+    html.push_str(&format!(
+        "<script type=\"application/ld+json\">{{\"@type\":\"Article\",\"author\":\"{}\"}}</script>",
+        "x".repeat(2 << 20)
+    ));
+    html.push_str(
+        "</head><body><p>A short page with a great deal of metadata around it.</p></body></html>",
+    );
+    let t0 = std::time::Instant::now();
+    let e = extract_core::extract(&html, None, "text/html").expect("extract");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        e.metadata.authors.len(),
+        extract_core::metadata::MAX_AUTHORS
+    );
+    assert!(e.markdown.contains("A short page"));
+}

@@ -9,6 +9,10 @@
 mod jsonld;
 mod text;
 
+pub(crate) use jsonld::{
+    clean_block as clean_jsonld_block, decode_entities as decode_jsonld_entities,
+};
+
 use std::collections::HashSet;
 
 use dom_query::Document;
