@@ -11,6 +11,7 @@
 pub mod api;
 pub mod browser;
 pub mod cluster;
+pub mod docs;
 pub mod extraction;
 pub mod hostile;
 pub mod pages;

@@ -7,49 +7,12 @@
 
 use std::time::Duration;
 
+use integration_tests::docs::{admin_execute, section_blocks, subst};
 use integration_tests::{admin_database_url, binary, redis_url};
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 const SECTION: &str = "## Run it on your own Postgres and Redis";
-
-/// The section's fenced blocks, `(language, body)`, with the list indentation removed.
-fn section_blocks() -> Vec<(String, String)> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
-    let text = std::fs::read_to_string(path).expect("README.md");
-    let start = text.find(SECTION).expect("the README has the section");
-    let rest = &text[start + SECTION.len()..];
-    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
-    let mut out = Vec::new();
-    let mut block: Option<(String, usize, String)> = None;
-    for line in section.lines() {
-        let trimmed = line.trim_start();
-        let indent = line.len() - trimmed.len();
-        match &mut block {
-            None => {
-                if let Some(lang) = trimmed.strip_prefix("```") {
-                    block = Some((lang.trim().to_owned(), indent, String::new()));
-                }
-            }
-            Some((lang, _, body)) if trimmed == "```" => {
-                out.push((std::mem::take(lang), std::mem::take(body)));
-                block = None;
-            }
-            Some((_, indent, body)) => {
-                body.push_str(line.get(*indent..).unwrap_or("").trim_end());
-                body.push('\n');
-            }
-        }
-    }
-    assert!(block.is_none(), "an unclosed block in the section");
-    out
-}
-
-/// `text` with `from` replaced by `to`; `from` must occur (else the doc changed under us).
-fn subst(text: &str, from: &str, to: &str) -> String {
-    assert!(text.contains(from), "`{from}` not found in:\n{text}");
-    text.replace(from, to)
-}
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -57,17 +20,13 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-async fn admin_execute(sql: &str) -> anyhow::Result<()> {
-    let mut admin = PgConnection::connect(&admin_database_url()).await?;
-    admin.execute(sqlx::AssertSqlSafe(sql.to_owned())).await?;
-    admin.close().await?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_own_postgres_and_redis_section_works_as_written() -> anyhow::Result<()> {
     pipeline_core::telemetry::init_for_tests();
-    let blocks = section_blocks();
+    let blocks = section_blocks(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"),
+        SECTION,
+    );
     let langs: Vec<&str> = blocks.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(
         langs,

@@ -12,12 +12,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use dlq_core::ErrorKind;
+use integration_tests::docs::{admin_execute, section_blocks, subst};
 use integration_tests::pages::PageServer;
 use integration_tests::requeue::{World, eventually, free_port};
 use integration_tests::{TestDb, TestRedis, admin_database_url, binary, redis_url, settings_for};
 use pipeline_ops::messages::SourceMessage;
 use pipeline_ops::{Family, Services};
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operations.md");
@@ -27,55 +28,6 @@ const SECTION: &str = "### Restore from a dump";
 const WAITING: usize = 20;
 const TRANSIENT: usize = 5;
 const PERMANENT: usize = 3;
-
-/// The section's fenced blocks, `(language, body)`, with the list indentation removed. The
-/// section ends at the next heading of its level or above.
-fn section_blocks() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(DOC).expect("docs/operations.md");
-    let start = text.find(SECTION).expect("the doc has the section");
-    let rest = &text[start + SECTION.len()..];
-    let end = [rest.find("\n## "), rest.find("\n### ")]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(rest.len());
-    let mut out = Vec::new();
-    let mut block: Option<(String, usize, String)> = None;
-    for line in rest[..end].lines() {
-        let trimmed = line.trim_start();
-        let indent = line.len() - trimmed.len();
-        match &mut block {
-            None => {
-                if let Some(lang) = trimmed.strip_prefix("```") {
-                    block = Some((lang.trim().to_owned(), indent, String::new()));
-                }
-            }
-            Some((lang, _, body)) if trimmed == "```" => {
-                out.push((std::mem::take(lang), std::mem::take(body)));
-                block = None;
-            }
-            Some((_, indent, body)) => {
-                body.push_str(line.get(*indent..).unwrap_or("").trim_end());
-                body.push('\n');
-            }
-        }
-    }
-    assert!(block.is_none(), "an unclosed block in the section");
-    out
-}
-
-/// `text` with `from` replaced by `to`; `from` must occur (else the doc changed under us).
-fn subst(text: &str, from: &str, to: &str) -> String {
-    assert!(text.contains(from), "`{from}` not found in:\n{text}");
-    text.replace(from, to)
-}
-
-async fn admin_execute(sql: &str) -> anyhow::Result<()> {
-    let mut admin = PgConnection::connect(&admin_database_url()).await?;
-    admin.execute(sqlx::AssertSqlSafe(sql.to_owned())).await?;
-    admin.close().await?;
-    Ok(())
-}
 
 /// The admin URL with `role`'s credentials and database `db`.
 fn role_url(role: &str, db: &str) -> anyhow::Result<String> {
@@ -90,7 +42,7 @@ fn role_url(role: &str, db: &str) -> anyhow::Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_dump_with_an_empty_redis_is_reconciled_as_the_doc_says() -> anyhow::Result<()> {
     pipeline_core::telemetry::init_for_tests();
-    let blocks = section_blocks();
+    let blocks = section_blocks(DOC, SECTION);
     let langs: Vec<&str> = blocks.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(
         langs,
