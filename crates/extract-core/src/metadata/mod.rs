@@ -8,7 +8,7 @@
 //! | field | sources, most preferred first |
 //! |---|---|
 //! | `title` | the extracted title ([`crate::Extracted::title`]) |
-//! | `authors` | JSON-LD article `author`/`creator`; `<meta name=author>`, `article:author` (not a URL), `dc.creator`, `dcterms.creator`, `citation_author` (every one), `parsely-author`, `sailthru.author`, `byl`; a visible byline (`rel=author`, `itemprop=author`, `.byline`, `.author`, `.p-author`: 2 to 100 characters) |
+//! | `authors` | JSON-LD article `author`/`creator`; `<meta name=author>`, `article:author` (not a URL), `dc.creator`, `dcterms.creator`, `citation_author` (every one), `parsely-author`, `sailthru.author`, `byl`; a visible byline: the first element marked `rel=author` or `itemprop=author`, or whose class or id contains `byline`, `author` or `writtenby`, with 2 to 100 characters, outside navigation, side columns, comments and footers |
 //! | `published` | JSON-LD `datePublished` (`dateCreated`); `article:published_time`, `og:published_time`, `itemprop=datePublished`, `parsely-pub-date`, `sailthru.date`, `citation_publication_date`, `citation_date`, `citation_online_date`, `dc.date.issued`, `dcterms.issued`, `dc.date`, `dcterms.date`, `dcterms.created`, `dc.date.created`, `date`, `pubdate`, `publishdate`, `publish-date`, `publication_date`; the first `<time datetime>` of the main content; a `<time pubdate>` anywhere |
 //! | `modified` | JSON-LD `dateModified`; `article:modified_time`, `og:updated_time`, `itemprop=dateModified`, `dcterms.modified`, `dc.date.modified`, `last-modified` |
 //! | `language` | declared: `<html lang>` (`xml:lang`), `Content-Language` (`http-equiv`), `og:locale`, JSON-LD `inLanguage`, `dc.language`, `language`; else detected in the main text |
@@ -212,7 +212,8 @@ impl PageMeta {
             if let Some(props) = node.attr("itemprop") {
                 page.read_microdata(&node, &props);
             }
-            let body = body || name == "body";
+            // Inside `<body>` and outside navigation and side content, where a byline may be.
+            let body = (body || name == "body") && !unlikely_byline_container(&node, &name);
             if body && page.byline.is_none() && is_byline(&node) {
                 page.byline = byline_text(&node);
             }
@@ -489,12 +490,37 @@ fn is_byline(node: &NodeRef) -> bool {
     }
     ["class", "id"].iter().any(|a| {
         node.attr(a).is_some_and(|v| {
-            let v = v.to_ascii_lowercase();
+            // "authorization" (a sign-in box) names no author.
+            let v = v.to_ascii_lowercase().replace("authoriz", "");
             ["byline", "author", "writtenby"]
                 .iter()
                 .any(|w| v.contains(w))
         })
     })
+}
+
+/// Navigation, side columns, comments and footers: an "author" there is a commenter, a
+/// list of columnists or a sign-in link, not the page's byline (Readability drops such
+/// "unlikely candidates" before it looks for one).
+fn unlikely_byline_container(node: &NodeRef, name: &str) -> bool {
+    if matches!(name, "nav" | "aside" | "footer" | "form") {
+        return true;
+    }
+    if matches!(name, "html" | "body" | "main" | "article") {
+        return false;
+    }
+    let names = |words: &[&str]| {
+        ["class", "id"].iter().any(|a| {
+            node.attr(a).is_some_and(|v| {
+                let v = v.to_ascii_lowercase();
+                words.iter().any(|w| v.contains(w))
+            })
+        })
+    };
+    // As Readability: a container that also says it holds the article is kept.
+    names(&[
+        "sidebar", "aside", "comment", "footer", "menu", "nav", "related", "share", "social",
+    ]) && !names(&["article", "content", "main", "body", "column"])
 }
 
 /// The text of a node, at most a little more than a byline can hold (an author box with a

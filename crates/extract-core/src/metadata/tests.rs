@@ -279,3 +279,14 @@ fn metadata_serialises_with_offsets_and_source() {
     let back: Metadata = serde_json::from_value(json).unwrap();
     assert_eq!(back, m);
 }
+
+#[test]
+fn bylines_in_navigation_and_side_columns_are_not_the_page_s() {
+    let m = meta(
+        r#"<body class="layout sidebar-right"><div class="authorization">Sign in</div>
+        <aside><li class="author-follow">Columnist Elsewhere</li></aside>
+        <nav class="menu"><a rel="author" href="/x">Menu Person</a></nav>
+        <div class="article-header"><div class="article__author">By Real Writer</div></div></body>"#,
+    );
+    assert_eq!(m.authors, ["Real Writer"]);
+}
