@@ -5,8 +5,9 @@ folder of Mozilla Readability test cases, one JSON object per line.
     .local/venv-ref/bin/pip install trafilatura lxml_html_clean
     .local/venv-ref/bin/python crates/extract-core/examples/trafilatura_metadata.py <dir> > ref.jsonl
 
-Fields: case, published (trafilatura gives a date, no time), author, sitename, language
-(trafilatura reads `<html lang>` and meta tags; it detects only with py3langid installed).
+Fields: case, published (trafilatura gives a date, no time), author, sitename (the URL's
+host when the page declares none), language (trafilatura sets it only while filtering for a
+target language, with a language detector installed: null here).
 """
 
 import json
