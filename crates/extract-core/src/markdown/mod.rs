@@ -7,8 +7,10 @@
 //! over elements, at most [`MAX_DEPTH`] levels: below that, a subtree is read as plain text
 //! without recursion, so a hostile nesting costs no stack.
 
+mod code;
 mod escape;
 mod hints;
+mod inline;
 mod table;
 
 pub(crate) use hints::{SourceHints, leaf_keys};
@@ -18,7 +20,9 @@ use url::Url;
 
 use crate::blocks::{Block, BlockKind};
 use crate::limits::{Budget, TooExpensive};
-use escape::{code_span, destination, escape_line_start, fence_for, push_escaped};
+use code::code_language;
+use escape::{escape_line_start, fence_for, push_escaped};
+use inline::Inline;
 
 /// Element levels the renderer recurses into; deeper content is flattened to text.
 pub(crate) const MAX_DEPTH: usize = 96;
@@ -180,78 +184,6 @@ fn join_blocks(blocks: &[Md]) -> String {
         .join("\n\n")
 }
 
-/// Inline Markdown being built: whitespace collapsed, with a pending space written only
-/// before the next visible content.
-#[derive(Default)]
-struct Inline {
-    s: String,
-    space: bool,
-    /// The content started with whitespace (for emphasis, which must not).
-    lead: bool,
-}
-
-impl Inline {
-    fn text(&mut self, text: &str) {
-        let mut first = true;
-        for part in text.split(char::is_whitespace) {
-            if !first {
-                self.mark_space();
-            }
-            first = false;
-            if !part.is_empty() {
-                self.before_content();
-                push_escaped(&mut self.s, part);
-            }
-        }
-    }
-
-    fn mark_space(&mut self) {
-        if self.s.is_empty() {
-            self.lead = true;
-        } else {
-            self.space = true;
-        }
-    }
-
-    fn before_content(&mut self) {
-        if self.space && !self.s.is_empty() && !self.s.ends_with('\n') {
-            self.s.push(' ');
-        }
-        self.space = false;
-    }
-
-    /// Appends Markdown as is.
-    fn raw(&mut self, md: &str) {
-        if md.is_empty() {
-            return;
-        }
-        self.before_content();
-        self.s.push_str(md);
-    }
-
-    fn hard_break(&mut self) {
-        self.space = false;
-        if !self.s.is_empty() && !self.s.ends_with('\n') {
-            self.s.push_str("\\\n");
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.s.trim().is_empty()
-    }
-
-    /// The content so far, without a dangling hard break; the buffer is emptied.
-    fn take(&mut self) -> String {
-        let mut s = std::mem::take(&mut self.s);
-        while s.ends_with("\\\n") {
-            s.truncate(s.len() - 2);
-        }
-        self.space = false;
-        self.lead = false;
-        s.trim().to_string()
-    }
-}
-
 struct Renderer<'c, 'b> {
     ctx: &'c Context<'c>,
     budget: &'b mut Budget,
@@ -387,236 +319,6 @@ impl<'c, 'b> Renderer<'c, 'b> {
         let mut inline = Inline::default();
         self.inline_children(node, depth, &mut inline)?;
         Ok(inline.take())
-    }
-
-    fn inline_children(
-        &mut self,
-        node: &NodeRef,
-        depth: usize,
-        inline: &mut Inline,
-    ) -> Result<(), TooExpensive> {
-        if depth > MAX_DEPTH {
-            let text = flat_text(node, self.budget)?;
-            inline.text(&text);
-            return Ok(());
-        }
-        for child in node.children_it(false) {
-            self.spend(0)?;
-            if child.is_text() {
-                let text = child.text();
-                self.spend(text.len())?;
-                inline.text(&text);
-            } else if child.is_element() {
-                let name = element_name(&child);
-                if skipped(&child, &name) {
-                    continue;
-                }
-                self.inline_element(&child, &name, depth + 1, inline)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn inline_element(
-        &mut self,
-        node: &NodeRef,
-        name: &str,
-        depth: usize,
-        inline: &mut Inline,
-    ) -> Result<(), TooExpensive> {
-        match name {
-            "br" => inline.hard_break(),
-            "img" => {
-                if let Some(md) = self.image(node) {
-                    inline.raw(&md);
-                }
-            }
-            "input" => {
-                if node
-                    .attr("type")
-                    .is_some_and(|t| t.eq_ignore_ascii_case("checkbox"))
-                {
-                    inline.raw(if node.has_attr("checked") {
-                        "\\[x\\]"
-                    } else {
-                        "\\[ \\]"
-                    });
-                }
-            }
-            "a" => self.link(node, depth, inline)?,
-            "code" | "kbd" | "samp" | "tt" => {
-                let text = flat_text(node, self.budget)?;
-                let code = text.split_whitespace().collect::<Vec<_>>().join(" ");
-                if code.is_empty() {
-                    return Ok(());
-                }
-                if text.starts_with(char::is_whitespace) {
-                    inline.mark_space();
-                }
-                inline.raw(&code_span(&code));
-                if text.ends_with(char::is_whitespace) {
-                    inline.mark_space();
-                }
-            }
-            "em" | "i" => {
-                let was = std::mem::replace(&mut self.em, true);
-                let delim = if was { "" } else { "*" };
-                self.wrapped(node, depth, inline, delim)?;
-                self.em = was;
-            }
-            "strong" | "b" => {
-                let was = std::mem::replace(&mut self.strong, true);
-                let delim = if was { "" } else { "**" };
-                self.wrapped(node, depth, inline, delim)?;
-                self.strong = was;
-            }
-            "del" | "s" | "strike" => {
-                let was = std::mem::replace(&mut self.strike, true);
-                let delim = if was { "" } else { "~~" };
-                self.wrapped(node, depth, inline, delim)?;
-                self.strike = was;
-            }
-            "wbr" => {}
-            _ if BLOCK.contains(&name) => {
-                // A block inside inline content (a `<div>` in a link): its text, set apart.
-                inline.mark_space();
-                self.inline_children(node, depth, inline)?;
-                inline.mark_space();
-            }
-            _ => self.inline_children(node, depth, inline)?,
-        }
-        Ok(())
-    }
-
-    /// Inline content between `delim`s, with surrounding whitespace kept outside them
-    /// (`*word*`, never `* word *`).
-    fn wrapped(
-        &mut self,
-        node: &NodeRef,
-        depth: usize,
-        inline: &mut Inline,
-        delim: &str,
-    ) -> Result<(), TooExpensive> {
-        let mut inner = Inline::default();
-        self.inline_children(node, depth, &mut inner)?;
-        let (lead, trail) = (inner.lead, inner.space);
-        let content = inner.take();
-        if lead {
-            inline.mark_space();
-        }
-        if !content.is_empty() {
-            if delim.is_empty() || content.contains('\n') {
-                inline.raw(&content);
-            } else {
-                inline.raw(&format!("{delim}{content}{delim}"));
-            }
-        }
-        if trail {
-            inline.mark_space();
-        }
-        Ok(())
-    }
-
-    fn link(
-        &mut self,
-        node: &NodeRef,
-        depth: usize,
-        inline: &mut Inline,
-    ) -> Result<(), TooExpensive> {
-        let href = node.attr("href").and_then(|h| self.resolve(&h));
-        if self.in_link || href.is_none() {
-            return self.inline_children(node, depth, inline);
-        }
-        let mut inner = Inline::default();
-        self.in_link = true;
-        let rendered = self.inline_children(node, depth, &mut inner);
-        self.in_link = false;
-        rendered?;
-        let (lead, trail) = (inner.lead, inner.space);
-        let text = inner.take().replace("\\\n", " ");
-        if lead {
-            inline.mark_space();
-        }
-        if let Some(href) = href
-            && !text.is_empty()
-        {
-            inline.raw(&format!("[{text}]({})", destination(&href)));
-        }
-        if trail {
-            inline.mark_space();
-        }
-        Ok(())
-    }
-
-    fn image(&mut self, node: &NodeRef) -> Option<String> {
-        let src = ["src", "data-src", "data-original"]
-            .iter()
-            .filter_map(|a| node.attr(a))
-            .find_map(|s| self.resolve(&s))?;
-        let mut alt = String::new();
-        let alt_text = node.attr("alt").unwrap_or_default();
-        push_escaped(
-            &mut alt,
-            &alt_text.split_whitespace().collect::<Vec<_>>().join(" "),
-        );
-        Some(format!("![{alt}]({})", destination(&src)))
-    }
-
-    /// An absolute URL for `raw`, against the base when there is one; `None` for scripts,
-    /// inline data and empty or oversized values.
-    fn resolve(&self, raw: &str) -> Option<String> {
-        let raw = raw.trim();
-        if raw.is_empty() || raw.len() > MAX_URL_LEN {
-            return None;
-        }
-        let lower: String = raw
-            .chars()
-            .take(11)
-            .collect::<String>()
-            .to_ascii_lowercase();
-        if ["javascript:", "data:", "vbscript:"]
-            .iter()
-            .any(|p| lower.starts_with(p))
-        {
-            return None;
-        }
-        let url = match &self.ctx.base {
-            Some(base) => base.join(raw).ok()?,
-            None => match Url::parse(raw) {
-                Ok(u) => u,
-                // No page URL to resolve against: a relative link stays as written.
-                Err(_) => return Some(raw.to_string()),
-            },
-        };
-        // A reader can follow web and mail links; `file:` and app schemes lead nowhere.
-        if !matches!(url.scheme(), "http" | "https" | "mailto" | "tel" | "ftp") {
-            return None;
-        }
-        let url = url.to_string();
-        (url.len() <= MAX_URL_LEN).then_some(url)
-    }
-
-    fn code_block(&mut self, node: &NodeRef) -> Result<String, TooExpensive> {
-        let mut code = preformatted_text(node, self.budget)?;
-        // Leading and trailing blank lines belong to the markup, not the code.
-        while code.starts_with('\n') || code.starts_with("\r\n") {
-            code = code
-                .trim_start_matches(['\r'])
-                .trim_start_matches('\n')
-                .to_string();
-        }
-        let code = code.trim_end().to_string();
-        let lang = code_language(node).or_else(|| {
-            self.ctx
-                .hints
-                .and_then(|h| h.language_of(&code))
-                .map(str::to_string)
-        });
-        let fence = fence_for(&code);
-        Ok(format!(
-            "{fence}{}\n{code}\n{fence}",
-            lang.as_deref().unwrap_or("")
-        ))
     }
 
     fn list(
@@ -800,52 +502,6 @@ fn has_block_child(node: &NodeRef) -> bool {
         .any(|c| is_block(&c, &element_name(&c)))
 }
 
-/// The programming language a code block declares: `class="language-x"` / `lang-x` /
-/// `highlight-source-x` on the block, its `<code>` or a wrapper, or `data-lang`.
-pub(crate) fn code_language(node: &NodeRef) -> Option<String> {
-    let mut candidates: Vec<NodeRef> = vec![*node];
-    if let Some(code) = node
-        .children_it(false)
-        .find(|c| c.is_element() && element_name(c) == "code")
-    {
-        candidates.push(code);
-    }
-    candidates.extend(node.ancestors_it(Some(2)).filter(|a| a.is_element()));
-    for n in &candidates {
-        for attr in ["data-lang", "data-language"] {
-            if let Some(lang) = n.attr(attr).and_then(|v| clean_language(&v)) {
-                return Some(lang);
-            }
-        }
-        if let Some(class) = n.attr("class") {
-            for token in class.split_whitespace() {
-                let lower = token.to_ascii_lowercase();
-                for prefix in ["language-", "lang-", "highlight-source-", "brush:"] {
-                    if let Some(lang) = lower.strip_prefix(prefix).and_then(clean_language) {
-                        return Some(lang);
-                    }
-                }
-            }
-        }
-    }
-    // `<pre lang="x">` (pip's documentation, some blog engines): last, as `lang` usually
-    // names a natural language.
-    [*node]
-        .iter()
-        .chain(candidates.get(1))
-        .find_map(|n| n.attr("lang").and_then(|v| clean_language(&v)))
-}
-
-fn clean_language(raw: &str) -> Option<String> {
-    let lang = raw.trim().to_ascii_lowercase();
-    (!lang.is_empty()
-        && lang.len() <= 32
-        && lang
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '#' | '.' | '-')))
-    .then_some(lang)
-}
-
 /// The text under `node` without recursion, skipping what is never text; whitespace kept.
 pub(crate) fn flat_text(node: &NodeRef, budget: &mut Budget) -> Result<String, TooExpensive> {
     let mut out = String::new();
@@ -874,33 +530,6 @@ pub(crate) fn flat_text(node: &NodeRef, budget: &mut Budget) -> Result<String, T
         stack.extend(n.children_it(true));
     }
     Ok(out)
-}
-
-/// The text of a code block as written: text nodes whole, `<br>` as a line break.
-fn preformatted_text(node: &NodeRef, budget: &mut Budget) -> Result<String, TooExpensive> {
-    let mut out = String::new();
-    let mut stack = vec![*node];
-    while let Some(n) = stack.pop() {
-        budget.spend(1, "the Markdown renderer")?;
-        if n.is_text() {
-            let t = n.text();
-            budget.spend(t.len() as u64, "the Markdown renderer")?;
-            out.push_str(&t);
-            continue;
-        }
-        if n.is_element() {
-            let name = element_name(&n);
-            if matches!(name.as_str(), "script" | "style" | "template") {
-                continue;
-            }
-            if name == "br" {
-                out.push('\n');
-                continue;
-            }
-        }
-        stack.extend(n.children_it(true));
-    }
-    Ok(out.replace("\r\n", "\n"))
 }
 
 #[cfg(test)]
