@@ -2,8 +2,8 @@
 //! Readability takes the page apart: the languages of its code blocks (Readability drops
 //! classes, trafilatura every attribute of a code block), and the inline Markdown of
 //! paragraphs holding links or images (trafilatura, as configured for the text, drops both).
-//! Both are looked up by the block's whitespace-normalised text, so only an exact match of
-//! the words brings anything back.
+//! Both are looked up by the block's text without its whitespace, so only the same
+//! characters in the same order bring anything back.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -156,13 +156,14 @@ fn has_link_or_image(node: &NodeRef, budget: &mut Budget) -> Result<bool, TooExp
     Ok(false)
 }
 
-/// The hash of the text's words, or `None` for a text without any.
+/// The hash of the text's characters with all whitespace left out (extractors move spaces
+/// around links: "North , Ahmad" for "North, Ahmad"), or `None` for a text without any.
 fn key_of(text: &str) -> Option<u64> {
-    let mut words = text.split_whitespace().peekable();
-    words.peek()?;
     let mut h = DefaultHasher::new();
-    for w in words {
-        w.hash(&mut h);
+    let mut any = false;
+    for c in text.chars().filter(|c| !c.is_whitespace()) {
+        c.hash(&mut h);
+        any = true;
     }
-    Some(h.finish())
+    any.then(|| h.finish())
 }
