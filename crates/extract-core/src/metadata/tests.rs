@@ -290,3 +290,27 @@ fn bylines_in_navigation_and_side_columns_are_not_the_page_s() {
     );
     assert_eq!(m.authors, ["Real Writer"]);
 }
+
+#[test]
+fn twitter_and_fallback_declarations() {
+    let m = meta(
+        r#"<meta name="twitter:description" content="Tweet-sized"><meta name="twitter:image" content="https://img.test/t.png">
+        <meta property="og:updated_time" content="2022-02-02T02:02:02+02:00"><meta name="application-name" content="App Site">"#,
+    );
+    assert_eq!(m.description.as_deref(), Some("Tweet-sized"));
+    assert_eq!(
+        m.image.as_ref().map(Url::as_str),
+        Some("https://img.test/t.png")
+    );
+    assert_eq!(
+        rfc(m.modified).as_deref(),
+        Some("2022-02-02T02:02:02+02:00")
+    );
+    assert_eq!(m.site_name.as_deref(), Some("App Site"));
+    // og:site_name comes before the JSON-LD WebSite name, which comes before the publisher.
+    let ld = r#"<script type="application/ld+json">{"@graph":[{"@type":"WebSite","name":"Ld Site"},
+        {"@type":"Article","publisher":{"name":"Ld Pub"}}]}</script>"#;
+    assert_eq!(meta(ld).site_name.as_deref(), Some("Ld Site"));
+    let og = format!(r#"<meta property="og:site_name" content="Og Site">{ld}"#);
+    assert_eq!(meta(&og).site_name.as_deref(), Some("Og Site"));
+}
