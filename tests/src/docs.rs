@@ -72,3 +72,29 @@ pub async fn admin_execute(sql: &str) -> anyhow::Result<()> {
     admin.close().await?;
     Ok(())
 }
+
+/// SIGTERM to a script's process group (the daemons it started, all this test's own
+/// children), then waits for them to exit; SIGKILL after 15 s.
+///
+/// # Errors
+/// `kill` could not be run, or the group outlived SIGTERM by 15 s (it is then killed).
+pub async fn stop_group(pgid: u32) -> anyhow::Result<()> {
+    let kill = |sig: &str| {
+        std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg("--")
+            .arg(format!("-{pgid}"))
+            .stderr(std::process::Stdio::null())
+            .status()
+    };
+    kill("TERM")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while kill("0")?.success() {
+        if std::time::Instant::now() > deadline {
+            kill("KILL")?;
+            anyhow::bail!("the daemons did not exit within 15 s of SIGTERM");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(())
+}

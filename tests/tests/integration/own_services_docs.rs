@@ -7,18 +7,13 @@
 
 use std::time::Duration;
 
-use integration_tests::docs::{admin_execute, section_blocks, subst};
+use integration_tests::docs::{admin_execute, section_blocks, stop_group, subst};
+use integration_tests::requeue::free_port;
 use integration_tests::{admin_database_url, binary, redis_url};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 const SECTION: &str = "## Run it on your own Postgres and Redis";
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_own_postgres_and_redis_section_works_as_written() -> anyhow::Result<()> {
@@ -89,8 +84,8 @@ async fn run(
     url.set_password(Some("change-me"))
         .expect("a postgres URL has a password");
     url.set_path(&format!("/{db}"));
-    let ports = [free_port()?, free_port()?, free_port()?];
-    let api_port = free_port()?;
+    let ports = [free_port(), free_port(), free_port()];
+    let api_port = free_port();
     let mut script = blocks[2..]
         .iter()
         .map(|(_, body)| body.as_str())
@@ -206,28 +201,5 @@ async fn run(
         n
     };
     assert_eq!(migrated as usize, known, "every migration applied");
-    Ok(())
-}
-
-/// SIGTERM to the script's process group (the daemons it started), then waits for them to
-/// exit; SIGKILL after 15 s.
-async fn stop_group(pgid: u32) -> anyhow::Result<()> {
-    let kill = |sig: &str| {
-        std::process::Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg("--")
-            .arg(format!("-{pgid}"))
-            .stderr(std::process::Stdio::null())
-            .status()
-    };
-    kill("TERM")?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while kill("0")?.success() {
-        if std::time::Instant::now() > deadline {
-            kill("KILL")?;
-            anyhow::bail!("the daemons did not exit within 15 s of SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use dlq_core::ErrorKind;
-use integration_tests::docs::{admin_execute, section_blocks, subst};
+use integration_tests::docs::{admin_execute, section_blocks, stop_group, subst};
 use integration_tests::pages::PageServer;
 use integration_tests::requeue::{World, eventually, free_port};
 use integration_tests::{TestDb, TestRedis, admin_database_url, binary, redis_url, settings_for};
@@ -312,28 +312,5 @@ async fn check(
             .any(|l| l.trim() == waiting.to_string() && !l.contains('|')),
         "the reconciled count: {stdout}"
     );
-    Ok(())
-}
-
-/// SIGTERM to the script's process group (the daemons it started), then waits for them to
-/// exit; SIGKILL after 15 s.
-async fn stop_group(pgid: u32) -> anyhow::Result<()> {
-    let kill = |sig: &str| {
-        std::process::Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg("--")
-            .arg(format!("-{pgid}"))
-            .stderr(std::process::Stdio::null())
-            .status()
-    };
-    kill("TERM")?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while kill("0")?.success() {
-        if std::time::Instant::now() > deadline {
-            kill("KILL")?;
-            anyhow::bail!("the daemons did not exit within 15 s of SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     Ok(())
 }

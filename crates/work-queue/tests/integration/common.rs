@@ -80,7 +80,12 @@ impl TestRedis {
 
     /// The DLQ of `family`, through dlq-core's own API.
     pub fn dlq(&self, family: &str) -> Dlq {
-        Dlq::new(self.pool.clone(), self.keys(family), DlqOptions::default())
+        self.dlq_with(family, DlqOptions::default())
+    }
+
+    /// The DLQ of `family` with `opts`.
+    pub fn dlq_with(&self, family: &str, opts: DlqOptions) -> Dlq {
+        Dlq::new(self.pool.clone(), self.keys(family), opts)
     }
 }
 

@@ -242,3 +242,36 @@ async fn a_redriven_message_is_reserved_again_with_its_redrive_count() {
     assert_eq!(outcome, DeadLetterOutcome::DeadLettered);
     assert_eq!(dlq.get("src").await.unwrap().unwrap().retry_count, 1);
 }
+
+/// A held redrive (see `DlqOptions::redrive_hold_ms`) whose caller never releases it (it
+/// died before booking the redrive) is reserved anyway once the hold has passed: the
+/// message waits, it is not lost.
+#[tokio::test]
+async fn a_held_redrive_that_is_never_released_is_reserved_after_its_hold() {
+    let t = TestRedis::new();
+    let q = t.queue("scrape", fast_options());
+    let dlq = t.dlq_with(
+        "scrape",
+        dlq_core::DlqOptions {
+            redrive_hold_ms: 300,
+            ..dlq_core::DlqOptions::default()
+        },
+    );
+    q.enqueue("src", &json!({ "source_id": SOURCE }))
+        .await
+        .unwrap();
+    let d = q.reserve(1).await.unwrap().remove(0);
+    q.dead_letter(&d, "HTTP 500", ErrorKind::Transient)
+        .await
+        .unwrap();
+    assert!(dlq.redrive("src").await.unwrap().is_some());
+    assert!(q.reserve(1).await.unwrap().is_empty(), "held back");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let again = q.reserve(1).await.unwrap();
+    assert_eq!(
+        again.len(),
+        1,
+        "ready once the hold passed, without a release"
+    );
+    assert_eq!(again[0].id, "src");
+}
