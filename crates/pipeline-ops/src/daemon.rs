@@ -111,8 +111,7 @@ where
 }
 
 /// What `--check-config` prints: the effective settings as TOML (every layer applied, every
-/// secret masked), headed by the database they lead to, so a file of it can be read back
-/// as a `PIPELINE_CONFIG` file.
+/// secret masked), headed by the database they lead to.
 pub fn effective_config(bin: &str, settings: &Settings) -> String {
     format!(
         "# {bin}: the effective configuration (secrets masked)\n# database: {}\n\n{}",
