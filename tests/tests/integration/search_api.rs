@@ -82,15 +82,7 @@ async fn search_finds_the_page_that_says_it() -> anyhow::Result<()> {
     }
     assert_eq!(env.drain(&handler, DRAIN).await?, 2);
 
-    let cancel = CancellationToken::new();
-    let (addr, _task) = pipeline_api::serve(
-        env.services.clone(),
-        Some(TEST_KEY.to_owned().into()),
-        "127.0.0.1:0".parse()?,
-        cancel.clone(),
-    )
-    .await?;
-    let base = format!("http://{addr}");
+    let (base, cancel) = serve(&env).await?;
     let client = integration_tests::http_client();
 
     for mode in ["hybrid", "full_text", "vector"] {
@@ -219,6 +211,20 @@ async fn search_finds_the_page_that_says_it() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The real API on a free loopback port over `env`'s services: its base URL, and the token
+/// that stops it.
+async fn serve(env: &Env) -> anyhow::Result<(String, CancellationToken)> {
+    let cancel = CancellationToken::new();
+    let (addr, _task) = pipeline_api::serve(
+        env.services.clone(),
+        Some(TEST_KEY.to_owned().into()),
+        "127.0.0.1:0".parse()?,
+        cancel.clone(),
+    )
+    .await?;
+    Ok((format!("http://{addr}"), cancel))
+}
+
 /// An API started before any page was extracted (the README's order) finds pages by
 /// vector as soon as they are extracted, and `/ready` says whether the index can refresh.
 /// Before the fix, the empty index's watermark was an instant Postgres rejects: every
@@ -233,15 +239,7 @@ async fn vector_search_works_from_an_empty_start_and_ready_reports_the_index() -
     })
     .await?;
     let handler = env.handler()?;
-    let cancel = CancellationToken::new();
-    let (addr, _task) = pipeline_api::serve(
-        env.services.clone(),
-        Some(TEST_KEY.to_owned().into()),
-        "127.0.0.1:0".parse()?,
-        cancel.clone(),
-    )
-    .await?;
-    let base = format!("http://{addr}");
+    let (base, cancel) = serve(&env).await?;
     let client = integration_tests::http_client();
     let ready = || async {
         let resp = client.get(format!("{base}/ready")).send().await?;
