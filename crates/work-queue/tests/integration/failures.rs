@@ -261,9 +261,12 @@ async fn a_held_redrive_that_is_never_released_is_reserved_after_its_hold() {
         .await
         .unwrap();
     let d = q.reserve(1).await.unwrap().remove(0);
-    q.dead_letter(&d, "HTTP 500", ErrorKind::Transient)
-        .await
-        .unwrap();
+    assert_eq!(
+        q.dead_letter(&d, "HTTP 500", ErrorKind::Transient)
+            .await
+            .unwrap(),
+        DeadLetterOutcome::DeadLettered
+    );
     assert!(dlq.redrive("src").await.unwrap().is_some());
     assert!(q.reserve(1).await.unwrap().is_empty(), "held back");
     tokio::time::sleep(Duration::from_millis(400)).await;
