@@ -45,6 +45,9 @@ pub struct Chunk {
     pub char_start: usize,
     /// One past the last character of the chunk in [`crate::Extracted::text`].
     pub char_end: usize,
+    /// The page the chunk is on, from 1, for paged documents (PDF): its section's page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
 }
 
 impl Chunk {
@@ -134,6 +137,7 @@ pub fn chunk_in(
                 text: chars[a..b].iter().collect(),
                 char_start: offset + a,
                 char_end: offset + b,
+                page: section.page,
             });
         }
         offset += chars.len();
@@ -207,6 +211,7 @@ mod tests {
         Section {
             heading_path: path.iter().map(|s| s.to_string()).collect(),
             text: text.to_string(),
+            page: None,
         }
     }
 

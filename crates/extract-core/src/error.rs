@@ -14,6 +14,9 @@ pub enum ExtractError {
     /// Permanent: the same document costs the same the next time.
     #[error("too expensive to extract: {0}")]
     TooExpensive(#[from] crate::TooExpensive),
+    /// A PDF that is not one, is encrypted, or cannot be read. Permanent.
+    #[error(transparent)]
+    Pdf(#[from] crate::pdf::PdfError),
 }
 
 impl ExtractError {

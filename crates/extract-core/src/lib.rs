@@ -12,6 +12,8 @@
 //!   description, canonical URL and image, with a documented order of sources.
 //! - [`chunk`]: sections to overlapping chunks of bounded size, with offsets into the text.
 //! - [`find_entities`]: schema.org JSON-LD entities, e-mail addresses, phone numbers, domains.
+//! - [`pdf`]: text per page and metadata of PDF documents ([`extract_pdf_in`] gives an
+//!   [`Extracted`] whose sections and chunks carry page numbers).
 //! - [`sitemap`]: a bounded reader of XML and text sitemaps (a crawl's sitemap discovery).
 //! - [`metric`]: the Article Extraction Benchmark's shingle metric, used by the
 //!   `extract_eval` example to measure quality on real pages.
@@ -33,6 +35,7 @@ pub mod links;
 mod markdown;
 pub mod metadata;
 pub mod metric;
+pub mod pdf;
 mod plain;
 mod sections;
 pub mod sitemap;
@@ -46,6 +49,7 @@ pub use error::ExtractError;
 pub use html::{Extractor, Strategy};
 pub use limits::{Budget, Exceeded, Limits, TooExpensive};
 pub use metadata::{Language, LanguageSource, Metadata};
+pub use pdf::{PdfDocument, PdfError, PdfMetadata, extract_pdf_in, looks_like_pdf, read_pdf};
 pub use sections::{HEADING_TRAIL_SEPARATOR, SECTION_SEPARATOR, Section};
 
 use serde::{Deserialize, Serialize};

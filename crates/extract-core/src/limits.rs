@@ -41,6 +41,11 @@ pub struct Limits {
     pub max_work: u64,
     /// Wall-clock time one document may take, in milliseconds.
     pub time_budget_ms: u64,
+    /// Most pages read from one PDF; a longer document is refused, not cut short.
+    pub max_pdf_pages: usize,
+    /// Most bytes one PDF's streams may decode to, all streams together (measured through
+    /// their filters before the document is parsed): the bound on a decompression bomb.
+    pub max_pdf_decoded_bytes: u64,
 }
 
 impl Default for Limits {
@@ -56,6 +61,8 @@ impl Default for Limits {
             max_entities: 2_000,
             max_work: 500_000_000,
             time_budget_ms: 20_000,
+            max_pdf_pages: 2_000,
+            max_pdf_decoded_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -74,6 +81,8 @@ impl Limits {
             max_entities: usize::MAX,
             max_work: u64::MAX,
             time_budget_ms: u64::MAX,
+            max_pdf_pages: usize::MAX,
+            max_pdf_decoded_bytes: u64::MAX,
         }
     }
 }
@@ -110,6 +119,10 @@ pub enum Exceeded {
     Work,
     /// [`Limits::time_budget_ms`].
     Time,
+    /// [`Limits::max_pdf_pages`].
+    Pages,
+    /// [`Limits::max_pdf_decoded_bytes`].
+    DecodedBytes,
 }
 
 impl TooExpensive {

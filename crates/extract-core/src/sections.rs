@@ -17,6 +17,10 @@ pub struct Section {
     pub heading_path: Vec<String>,
     /// The section's text, starting with its own heading line when it has one.
     pub text: String,
+    /// The page the section is on, from 1, for paged documents (PDF); `None` for pages of
+    /// the web.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
 }
 
 impl Section {
@@ -57,6 +61,7 @@ fn section(stack: &[(u8, String)], blocks: &[Block]) -> Section {
     Section {
         heading_path: stack.iter().map(|(_, t)| t.clone()).collect(),
         text: join_blocks(blocks),
+        page: None,
     }
 }
 

@@ -95,6 +95,7 @@ pub fn limits(settings: &Settings) -> Limits {
         max_entities: e.max_entities,
         max_work: e.max_work_units,
         time_budget_ms: e.time_budget_ms,
+        ..Limits::default()
     }
 }
 

@@ -45,6 +45,8 @@ pub enum Extractor {
     Body,
     /// Not HTML: the text as given, split into paragraphs.
     PlainText,
+    /// A PDF: the text of its pages (see [`crate::pdf`]).
+    Pdf,
 }
 
 impl Extractor {
@@ -55,6 +57,7 @@ impl Extractor {
             Self::Trafilatura => "trafilatura",
             Self::Body => "body",
             Self::PlainText => "plain_text",
+            Self::Pdf => "pdf",
         }
     }
 }
