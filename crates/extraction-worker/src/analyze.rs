@@ -5,8 +5,9 @@
 use aho_corasick::AhoCorasick;
 use extract_core::{
     Budget, Chunk, ChunkOptions, EntitiesStatus, EntityReport, EntitySource, Exceeded,
-    ExtractError, ExtractOptions, Extractor, Limits, TooExpensive,
+    ExtractError, ExtractOptions, Extractor, LanguageSource, Limits, Metadata, TooExpensive,
 };
+use pipeline_store::documents::NewDocument;
 use pipeline_store::extractions::{NewAnalysis, NewEntity};
 use serde_json::json;
 
@@ -25,6 +26,10 @@ pub struct Analysis {
     pub links: Vec<Vec<usize>>,
     /// Which extractor's text was kept.
     pub extractor: Extractor,
+    /// The main content as Markdown (stored in `sources.markdown`).
+    pub markdown: String,
+    /// What the page says about itself (stored in columns of `sources`).
+    pub metadata: Metadata,
 }
 
 impl Analysis {
@@ -61,8 +66,32 @@ impl Analysis {
                 })
                 .collect(),
             links: &self.links,
+            document: self.document(),
             entities_status: status.as_str(),
             entities_extracted: status != EntitiesStatus::Failed,
+        }
+    }
+}
+
+impl Analysis {
+    /// The Markdown and metadata as the `sources` columns take them.
+    fn document(&self) -> NewDocument<'_> {
+        let m = &self.metadata;
+        NewDocument {
+            markdown: &self.markdown,
+            authors: &m.authors,
+            byline: m.byline.as_deref(),
+            published: m.published,
+            modified: m.modified,
+            language: m.language.as_ref().map(|l| l.tag.as_str()),
+            language_source: m.language.as_ref().map(|l| match l.source {
+                LanguageSource::Declared => "declared",
+                LanguageSource::Detected => "detected",
+            }),
+            site_name: m.site_name.as_deref(),
+            description: m.description.as_deref(),
+            canonical_url: m.canonical_url.as_ref().map(|u| u.as_str()),
+            image_url: m.image.as_ref().map(|u| u.as_str()),
         }
     }
 }
@@ -102,6 +131,8 @@ pub fn analyze(
         entities,
         links,
         extractor: extracted.extractor,
+        markdown: extracted.markdown,
+        metadata: extracted.metadata,
     })
 }
 

@@ -1,5 +1,5 @@
 //! The extraction worker's writes, in two short transactions per source: the extractions,
-//! content and entities first; then, after the embedding call (never inside a transaction),
+//! content, Markdown, metadata and entities first; then, after the embedding call (never inside a transaction),
 //! the vectors together with `embeddings_created` and the source's `extracted` status.
 //!
 //! Every write is an upsert keyed on a unique constraint, so a redelivered message rewrites
@@ -10,6 +10,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::Result;
+use crate::documents::NewDocument;
 use crate::sources::{self, Transition};
 use crate::status::SourceStatus;
 
@@ -56,6 +57,8 @@ pub struct NewAnalysis<'a> {
     pub entities: Vec<NewEntity<'a>>,
     /// For each entity (same order), the chunk indexes it is linked to.
     pub links: &'a [Vec<usize>],
+    /// The page's Markdown and metadata, stored with its content.
+    pub document: NewDocument<'a>,
     /// `complete`, `partial` or `failed` (`extractions.entities_status`).
     pub entities_status: &'a str,
     /// Whether any entity extractor ran to the end (`extractions.entities_extracted`).
@@ -95,8 +98,9 @@ pub struct Stored {
     pub missing: Vec<Missing>,
 }
 
-/// Stores the content, one extraction per chunk, the entities and their links, and returns
-/// the chunks that still need a vector from `model`. One transaction.
+/// Stores the content, the Markdown and metadata, one extraction per chunk, the entities
+/// and their links, and returns the chunks that still need a vector from `model`. One
+/// transaction.
 pub async fn store_analysis(
     db: &PgPool,
     source_id: Uuid,
@@ -115,6 +119,7 @@ pub async fn store_analysis(
     )
     .execute(&mut *tx)
     .await?;
+    crate::documents::store_in(&mut tx, source_id, &analysis.document).await?;
 
     let ids = upsert_chunks(&mut tx, source_id, source, job_id, analysis).await?;
     let entities = upsert_entities(&mut tx, source.project_id, &analysis.entities).await?;

@@ -16,6 +16,7 @@ pub mod console;
 pub mod crawl_schedules;
 pub mod crawl_status;
 pub mod crawls;
+pub mod documents;
 pub mod events;
 pub mod extractions;
 pub mod jobs;
