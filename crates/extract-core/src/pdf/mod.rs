@@ -158,7 +158,7 @@ pub fn read_pdf(
             doc.extract_text_with_limit(&[number], decode_cap)
         })?;
         let text = match raw {
-            Ok(text) => normalise_page(&text),
+            Ok(text) => normalize_page(&text),
             Err(e @ lopdf::Error::Decompress(_)) => return Err(lopdf_error(&e, limits)),
             // A page whose content cannot be decoded (a broken stream, an unknown font)
             // is a page without text; the document's other pages still count.
@@ -261,7 +261,7 @@ fn first_line_title(text: &str) -> Option<String> {
 }
 
 /// Lines trimmed, runs of spaces collapsed, empty lines dropped.
-fn normalise_page(text: &str) -> String {
+fn normalize_page(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
         let mut words = line.split_whitespace().peekable();
