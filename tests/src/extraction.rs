@@ -88,6 +88,7 @@ impl Env {
             Some(1),
             &Fetched {
                 raw_content: body,
+                raw_bytes: None,
                 title: None,
                 content_type,
                 http_status: 200,

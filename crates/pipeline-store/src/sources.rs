@@ -233,7 +233,10 @@ pub async fn events_page(
 /// What the scrape worker stores about a fetched page.
 #[derive(Debug, Clone)]
 pub struct Fetched<'a> {
+    /// The body decoded to text; empty for a binary document.
     pub raw_content: &'a str,
+    /// The body byte for byte when it is a binary document (a PDF), stored in `raw_bytes`.
+    pub raw_bytes: Option<&'a [u8]>,
     pub title: Option<&'a str>,
     pub content_type: &'a str,
     pub http_status: i32,
@@ -241,7 +244,7 @@ pub struct Fetched<'a> {
     pub etag: Option<&'a str>,
     /// The response's `Last-Modified`, kept for a later conditional request.
     pub last_modified: Option<&'a str>,
-    /// SHA-256 (hex) of `raw_content`.
+    /// SHA-256 (hex) of the body as stored (`raw_bytes` when set, else `raw_content`).
     pub content_sha256: Option<&'a str>,
 }
 
@@ -263,7 +266,7 @@ pub async fn store_fetched(
              UPDATE sources SET raw_content = $2, title = $3, content_type = $4,
                     http_status = $5, fetched_at = now(), status = 'scraped',
                     updated_at = now(), last_error_kind = NULL, last_error = NULL,
-                    etag = $9, last_modified = $10, content_sha256 = $11
+                    etag = $9, last_modified = $10, content_sha256 = $11, raw_bytes = $12
              WHERE id = $1
              RETURNING id
          ), e AS (
@@ -283,6 +286,7 @@ pub async fn store_fetched(
         page.etag,
         page.last_modified,
         page.content_sha256,
+        page.raw_bytes,
     )
     .fetch_optional(pool)
     .await?;

@@ -13,6 +13,8 @@ use reqwest::header::{
 use reqwest::{Response, StatusCode};
 use url::Url;
 
+use extract_core::pdf::{PDF_MEDIA_TYPE, looks_like_pdf};
+
 use crate::FetchError;
 use crate::decode::{decode_body, html_title, looks_binary, looks_like_html, media_type};
 use crate::guard::{AddressPolicy, Blocked, GuardedResolver};
@@ -77,8 +79,10 @@ pub struct Page {
     pub status: u16,
     /// The media type, lowercased, without parameters.
     pub content_type: String,
-    /// The body decoded to UTF-8.
+    /// The body decoded to UTF-8; empty for a binary document (see `raw`).
     pub body: String,
+    /// The body byte for byte, for a binary document (a PDF), which text cannot hold.
+    pub raw: Option<Vec<u8>>,
     /// The HTML title, if any.
     pub title: Option<String>,
     /// Body size in bytes as received (after decompression).
@@ -91,6 +95,13 @@ pub struct Page {
     pub last_modified: Option<String>,
 }
 
+impl Page {
+    /// The body as stored: the bytes of a binary document, else the decoded text's bytes.
+    pub fn stored_bytes(&self) -> &[u8] {
+        self.raw.as_deref().unwrap_or(self.body.as_bytes())
+    }
+}
+
 /// Fetches pages; cheap to share (`Arc`) across tasks.
 pub struct Fetcher {
     client: reqwest::Client,
@@ -99,6 +110,9 @@ pub struct Fetcher {
     limiter: Option<HostLimiter>,
     robots: Option<RobotsCache>,
 }
+
+/// The media type of bytes of unknown kind.
+const OCTET_STREAM: &str = "application/octet-stream";
 
 /// robots.txt bodies larger than this are cut (as the major crawlers do with 500 KiB).
 const ROBOTS_MAX_BYTES: u64 = 512 * 1024;
@@ -216,23 +230,59 @@ impl Fetcher {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        // A server that does not know a PDF's type often sends `application/octet-stream`:
+        // such a body is read when its URL names a PDF, and kept when it starts like one.
+        let maybe_pdf = header_type
+            .as_deref()
+            .is_some_and(|ct| media_type(ct) == OCTET_STREAM)
+            && self.allows(PDF_MEDIA_TYPE)
+            && final_url.path().to_ascii_lowercase().ends_with(".pdf");
         // Refuse a wrong type before downloading it.
         if let Some(ct) = &header_type {
             let mt = media_type(ct);
-            if !self.opts.allowed_content_types.contains(&mt) {
+            if !self.allows(&mt) && !maybe_pdf {
                 return Err(FetchError::ContentType(mt));
             }
         }
         let bytes = read_capped(resp, self.opts.max_body_bytes).await?;
         drop(slot);
         let (content_type, header) = match header_type {
+            Some(_) if maybe_pdf && looks_like_pdf(&bytes) => {
+                (PDF_MEDIA_TYPE.to_owned(), PDF_MEDIA_TYPE.to_owned())
+            }
+            Some(_) if maybe_pdf => {
+                return Err(FetchError::ContentType(format!(
+                    "{OCTET_STREAM} without a %PDF- header"
+                )));
+            }
             Some(ct) => (media_type(&ct), ct),
             // No Content-Type: accept only what clearly is HTML, if HTML is allowed.
             None if looks_like_html(&bytes) => ("text/html".to_owned(), "text/html".to_owned()),
             None => return Err(FetchError::ContentType("none declared".into())),
         };
-        if !self.opts.allowed_content_types.contains(&content_type) {
+        if !self.allows(&content_type) {
             return Err(FetchError::ContentType(content_type));
+        }
+        if content_type == PDF_MEDIA_TYPE {
+            // A PDF is bytes, not text: decoding would lose it. Kept as received, for the
+            // extraction worker's PDF reader, which bounds what a hostile one costs.
+            if !looks_like_pdf(&bytes) {
+                return Err(FetchError::ContentType(format!(
+                    "{PDF_MEDIA_TYPE} without a %PDF- header"
+                )));
+            }
+            return Ok(Some(Page {
+                final_url,
+                status: status.as_u16(),
+                content_type,
+                title: None,
+                bytes: bytes.len(),
+                body: String::new(),
+                raw: Some(bytes),
+                redirects,
+                etag,
+                last_modified,
+            }));
         }
         let is_html = content_type.contains("html");
         if looks_binary(&bytes, &header) {
@@ -249,10 +299,19 @@ impl Fetcher {
             title,
             bytes: bytes.len(),
             body,
+            raw: None,
             redirects,
             etag,
             last_modified,
         }))
+    }
+
+    /// Whether a media type is among the accepted ones.
+    fn allows(&self, media_type: &str) -> bool {
+        self.opts
+            .allowed_content_types
+            .iter()
+            .any(|t| t == media_type)
     }
 
     /// Sends GET requests from `start`, following up to `max_redirects` redirects, each hop

@@ -160,7 +160,7 @@ impl ScrapeHandler {
             Some(page) => {
                 let same = revisit
                     .as_ref()
-                    .is_some_and(|r| r.sha256 == sha256_hex(&page.body));
+                    .is_some_and(|r| r.sha256 == sha256_hex(page.stored_bytes()));
                 (page, same.then_some("the same content hash"))
             }
             None => (self.stored_page(source).await?, Some("304 Not Modified")),
@@ -219,7 +219,7 @@ impl ScrapeHandler {
             metrics::counter!("pipeline_scrape_revisits_total", "content" => "changed")
                 .increment(1);
         }
-        let sha256 = sha256_hex(&page.body);
+        let sha256 = sha256_hex(page.stored_bytes());
         let stored = sources::store_fetched(
             &self.services.db,
             msg.source_id,
@@ -227,6 +227,7 @@ impl ScrapeHandler {
             Some(attempt),
             &Fetched {
                 raw_content: &page.body,
+                raw_bytes: page.raw.as_deref(),
                 title: page.title.as_deref(),
                 content_type: &page.content_type,
                 http_status: i32::from(page.status),
@@ -263,6 +264,8 @@ impl ScrapeHandler {
             title: source.title.clone(),
             bytes: body.len(),
             body,
+            // Only links are read from it: a PDF's (empty `raw_content`) has none to give.
+            raw: None,
             redirects: 0,
             etag: None,
             last_modified: None,
@@ -360,10 +363,10 @@ impl Timing {
     }
 }
 
-/// SHA-256 of a body, hex.
-fn sha256_hex(body: &str) -> String {
+/// SHA-256 of a body as stored, hex.
+fn sha256_hex(body: &[u8]) -> String {
     use sha2::Digest;
-    format!("{:x}", sha2::Sha256::digest(body.as_bytes()))
+    format!("{:x}", sha2::Sha256::digest(body))
 }
 
 impl Handler for ScrapeHandler {
