@@ -1,5 +1,6 @@
 //! The pipeline's admin HTTP API (axum): the DLQs (stats, lists, retry, retry-all, delete),
-//! submissions, jobs and source event trails, chunk search ([`search`]), plus the probes (`/health`, `/ready`,
+//! submissions, jobs, sources as documents ([`sources`]: metadata and Markdown) and their
+//! event trails, chunk search ([`search`]), plus the probes (`/health`, `/ready`,
 //! `/metrics`) and a generated OpenAPI document (`/openapi.json`).
 //!
 //! Every `/api/v1` route needs an `X-API-Key` header matching a configured key
@@ -39,6 +40,7 @@ pub mod openapi_doc;
 pub mod queues;
 pub mod search;
 pub mod server;
+pub mod sources;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,6 +129,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::job_sources))
         .routes(routes!(jobs::job_invalid_urls))
         .routes(routes!(jobs::source_events))
+        .routes(routes!(sources::show))
         .routes(routes!(jobs::projects))
         .routes(routes!(queues::queues))
         .routes(routes!(queues::workers))

@@ -1,4 +1,6 @@
-//! `GET /api/v1/search`: the chunks that best answer a query, with their page and job.
+//! `GET /api/v1/search`: the chunks that best answer a query, with their page (URL, title,
+//! publication time, language, site), where in the page they are (the heading trail) and
+//! the job.
 //!
 //! Ranking is [`pipeline_search`]'s: full-text (Postgres) fused with vector similarity
 //! (the in-memory index, loaded at start and refreshed from Postgres every [`REFRESH_EVERY`]
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use chrono::{DateTime, FixedOffset};
 use pipeline_search::{MAX_K, Mode, SearchError, Searcher};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -99,6 +102,15 @@ pub struct SearchHitBody {
     pub title: Option<String>,
     /// The job that created the page's source.
     pub job_id: Option<Uuid>,
+    /// The headings the chunk falls under in its page, "Guide › Install › Linux" (`null`
+    /// before the page's first heading).
+    pub heading_trail: Option<String>,
+    /// When the page was first published, RFC 3339 with the page's own UTC offset.
+    pub published: Option<DateTime<FixedOffset>>,
+    /// The page's language tag (declared, else detected).
+    pub language: Option<String>,
+    /// The page's site name.
+    pub site_name: Option<String>,
     /// Rank in the full-text list (1 = best), if the chunk was in it.
     pub text_rank: Option<usize>,
     /// Rank in the vector list (1 = best), if the chunk was in it.
@@ -177,6 +189,8 @@ pub async fn search(
         results: hits
             .into_iter()
             .map(|h| SearchHitBody {
+                // Read before the fields below move out of the chunk.
+                published: h.chunk.published(),
                 extraction_id: h.chunk.extraction_id,
                 source_id: h.chunk.source_id,
                 project_id: h.chunk.project_id,
@@ -186,6 +200,9 @@ pub async fn search(
                 url: h.chunk.uri,
                 title: h.chunk.title,
                 job_id: h.chunk.job_id,
+                heading_trail: h.chunk.heading_trail,
+                language: h.chunk.language,
+                site_name: h.chunk.site_name,
                 text_rank: h.text_rank,
                 vector_rank: h.vector_rank,
             })

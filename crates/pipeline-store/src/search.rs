@@ -168,6 +168,24 @@ pub struct ChunkHit {
     pub title: Option<String>,
     /// The job that created the source (kept even when later jobs asked for it too).
     pub job_id: Option<Uuid>,
+    /// The headings the chunk falls under, "Guide › Install › Linux" (`None` before the
+    /// page's first heading).
+    pub heading_trail: Option<String>,
+    /// When the page was first published (instant; see [`ChunkHit::published`]).
+    pub published_at: Option<DateTime<Utc>>,
+    /// The UTC offset the page wrote `published_at` with, seconds east of UTC.
+    pub published_offset_seconds: Option<i32>,
+    /// The page's language tag.
+    pub language: Option<String>,
+    /// The page's site name.
+    pub site_name: Option<String>,
+}
+
+impl ChunkHit {
+    /// When the page was first published, in the offset it wrote.
+    pub fn published(&self) -> Option<DateTime<chrono::FixedOffset>> {
+        crate::documents::join_time(self.published_at, self.published_offset_seconds)
+    }
 }
 
 /// The chunks of `ids` that still exist (a chunk deleted since it was indexed is left out),
@@ -178,7 +196,8 @@ pub async fn chunks(db: &sqlx::PgPool, ids: &[Uuid]) -> Result<Vec<ChunkHit>> {
         r#"SELECT x.id AS "extraction_id!", x.project_id AS "project_id!",
                 x.source_id AS "source_id!", x.chunk_index AS "chunk_index!",
                 coalesce(x.data ->> 'text', '') AS "text!", s.uri AS "uri!", s.title,
-                s.created_by_job_id AS job_id
+                s.created_by_job_id AS job_id, x.heading_trail, s.published_at,
+                s.published_offset_seconds, s.language, s.site_name
          FROM extractions x JOIN sources s ON s.id = x.source_id
          WHERE x.id = ANY($1)"#,
         ids,

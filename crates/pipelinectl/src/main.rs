@@ -16,7 +16,9 @@ mod jobs;
 mod output;
 mod queues;
 mod reembed;
+mod reextract;
 mod search;
+mod sources;
 mod trace;
 
 use crate::output::outln;
@@ -102,15 +104,21 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         offset: i64,
     },
+    /// Sources: show one's metadata (authors, dates, language, site...) or its Markdown.
+    #[command(subcommand)]
+    Sources(sources::SourcesCommand),
     /// A source's timeline (by source id or URL): job, attempts, errors, DLQ moves.
     Trace {
         /// A source id or a URL.
         target: String,
     },
-    /// The chunks that best answer a query: text, score, URL, title and job.
+    /// The chunks that best answer a query: text, score, URL, title, section and job.
     Search(search::SearchArgs),
     /// Give every chunk a vector of the configured model, in the background (resumable).
     Reembed(reembed::ReembedArgs),
+    /// Rebuild stored pages' Markdown and metadata from their stored bodies (no fetch), in
+    /// the background: pages without them, or every page with --force (resumable).
+    Reextract(reextract::ReextractArgs),
     /// Dead-letter queues: stats, list, retry, retry-all, discard, purge.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
@@ -190,6 +198,8 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
         }
         Command::Trace { target } => trace::run(&services, &target, cli.json).await,
         Command::Reembed(args) => reembed::run(&services, args, cli.json).await,
+        Command::Reextract(args) => reextract::run(&services, args, cli.json).await,
+        Command::Sources(cmd) => sources::run(&services, cmd, cli.json).await,
         Command::Search(args) => search::run(&services, args, cli.json).await,
         Command::Dlq(cmd) => dlq::run(&services, cmd, cli.json).await,
         Command::Queues => queues::show(&services, cli.json).await,

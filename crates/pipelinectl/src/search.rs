@@ -1,5 +1,6 @@
 //! `pipelinectl search`: the chunks that best answer a query, straight from Postgres (the
-//! vectors are loaded into memory for the one query), ranked as the API ranks them.
+//! vectors are loaded into memory for the one query), ranked as the API ranks them; each
+//! with its page, the section it falls under ("Guide › Install › Linux") and the job.
 
 use crate::output::outln;
 use anyhow::Context;
@@ -78,6 +79,10 @@ pub async fn run(services: &Services, args: SearchArgs, as_json: bool) -> CmdRes
                     "url": h.chunk.uri,
                     "title": h.chunk.title,
                     "job_id": h.chunk.job_id,
+                    "heading_trail": h.chunk.heading_trail,
+                    "published": h.chunk.published(),
+                    "language": h.chunk.language,
+                    "site_name": h.chunk.site_name,
                     "source_id": h.chunk.source_id,
                     "project_id": h.chunk.project_id,
                     "extraction_id": h.chunk.extraction_id,
@@ -106,11 +111,15 @@ pub async fn run(services: &Services, args: SearchArgs, as_json: bool) -> CmdRes
                 output::clip(&h.chunk.title.clone().unwrap_or_default(), 30),
                 output::clip(&h.chunk.uri, 40),
                 output::opt(&h.chunk.job_id),
+                output::clip(h.chunk.heading_trail.as_deref().unwrap_or("-"), 40),
                 output::clip(&h.chunk.text.replace(['\n', '\t'], " "), 60),
             ]
         })
         .collect();
-    output::print_table(&["#", "SCORE", "TITLE", "URL", "JOB", "TEXT"], &rows);
+    output::print_table(
+        &["#", "SCORE", "TITLE", "URL", "JOB", "SECTION", "TEXT"],
+        &rows,
+    );
     Ok(())
 }
 

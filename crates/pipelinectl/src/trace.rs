@@ -1,6 +1,8 @@
 //! `pipelinectl trace SOURCE_ID|URL`: a source's timeline: the job that created it, the jobs
 //! that asked for it since, every attempt, error, DLQ move and redrive, and whether it sits in
-//! a DLQ right now; for a page a crawl found, its discovery path back to the start URL.
+//! a DLQ right now; what the page says about itself (authors, dates, language, site, as its
+//! extraction stored them); for a page a crawl found, its discovery path back to the start
+//! URL.
 
 use crate::output::outln;
 use std::collections::BTreeSet;
@@ -104,9 +106,11 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
         }
         let (crawl_job, path) =
             pipeline_store::crawl_status::discovery_path(&services.db, source.id, None).await?;
+        let document = pipeline_store::documents::get(&services.db, source.id, false).await?;
         if as_json {
             out.push(json!({
                 "source": source,
+                "document": crate::sources::document_json(&document),
                 "discovery": {"crawl_job_id": crawl_job, "path": path},
                 "jobs": job_rows,
                 "dlq": in_dlq.iter().map(|(f, l)| json!({"kind": f, "item": l})).collect::<Vec<_>>(),
@@ -148,6 +152,16 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
                 ),
                 None => outln!("in DLQ     {family}: malformed entry"),
             }
+        }
+        // What the page says about itself, when its extraction stored it.
+        for (label, value) in crate::sources::metadata_lines(&document) {
+            outln!("{label:<10} {}", crate::output::clip(&value, 160));
+        }
+        if let Some(bytes) = document.markdown_bytes {
+            outln!(
+                "markdown   {bytes} bytes (`pipelinectl sources show {} --markdown`)",
+                source.id
+            );
         }
         if !job_rows.is_empty() {
             outln!("\njobs:");

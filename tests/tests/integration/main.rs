@@ -31,6 +31,7 @@ mod crawl_process;
 mod crawl_site;
 mod crawl_sitemaps;
 mod demo_crawl;
+mod documents;
 mod event_partitions;
 mod extraction_embeddings;
 mod extraction_process;
