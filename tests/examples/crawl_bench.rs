@@ -199,6 +199,7 @@ async fn pipeline(site: &Site, c: usize, extraction_after: bool) -> Result<Pipel
             max_path_depth: Some(MAX_PATH_DEPTH),
             ..CrawlRequest::default()
         },
+        pipeline_store::Actor::Cli,
     )
     .await?
     .job_id;

@@ -93,6 +93,7 @@ impl ApiEnv {
                 project_name: None,
                 source_group: None,
             },
+            pipeline_store::Actor::Cli,
         )
         .await?;
         Ok((
@@ -125,12 +126,14 @@ impl ApiEnv {
         );
         sources::transition(
             &self.services.db,
+            &self.services.progress,
             &Transition {
                 source_id,
                 job_id: Some(job_id),
                 to: SourceStatus::DeadLettered,
                 event: "dead_lettered",
                 stage: "scrape",
+                actor: pipeline_store::Actor::ScrapeWorker,
                 attempt: Some(1),
                 detail: json!({"error": "HTTP 503 from origin", "kind": kind.as_str(),
                     "attempts": 1, "dlq": "scrape"}),

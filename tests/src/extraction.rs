@@ -73,6 +73,7 @@ impl Env {
         let created = jobs::create_scrape_job(
             &self.db.pool,
             &NewScrapeJob {
+                actor: pipeline_store::Actor::Cli,
                 project: ProjectRef::Name("extraction-tests"),
                 source_group: None,
                 urls: &urls,
@@ -83,6 +84,7 @@ impl Env {
         let source_id = created.sources[0].source_id;
         sources::store_fetched(
             &self.db.pool,
+            &self.services.progress,
             source_id,
             Some(created.job_id),
             Some(1),
@@ -107,7 +109,7 @@ impl Env {
         let msg = SourceMessage {
             source_id,
             job_id: Some(job_id),
-            uri: None,
+            url: None,
         };
         Ok(self.queue().enqueue(&msg.id(), &msg.body()).await?)
     }

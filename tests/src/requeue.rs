@@ -66,6 +66,7 @@ impl World {
                 project_name: Some("requeue-tests".into()),
                 source_group: None,
             },
+            pipeline_store::Actor::Cli,
         )
         .await?;
         let ids = urls
@@ -73,7 +74,7 @@ impl World {
             .map(|u| {
                 out.sources
                     .iter()
-                    .find(|s| s.uri == *u)
+                    .find(|s| s.url == *u)
                     .map(|s| s.source_id)
                     .ok_or_else(|| anyhow::anyhow!("no source for {u}"))
             })
@@ -120,12 +121,14 @@ impl World {
             let body: SourceMessage = d.parse()?;
             sources::transition(
                 &self.db.pool,
+                &self.services.progress,
                 &Transition {
                     source_id: body.source_id,
                     job_id: body.job_id,
                     to: SourceStatus::DeadLettered,
                     event: "dead_lettered",
                     stage: "scrape",
+                    actor: pipeline_store::Actor::ScrapeWorker,
                     attempt: Some(d.attempts as i32 + 1),
                     detail: json!({"error": error, "kind": kind.as_str(), "dlq": Family::Scrape}),
                     error: Some((kind.as_str(), error)),

@@ -1,4 +1,4 @@
-//! The built-in embedder: feature hashing of word n-grams, L2-normalised.
+//! The built-in embedder: feature hashing of word n-grams, L2-normalized.
 //!
 //! It is lexical, not semantic: two texts are close when they share words and word pairs,
 //! whatever those words mean. It needs no model, no network and no GPU, it is deterministic
@@ -59,7 +59,7 @@ impl HashingEmbedder {
     }
 
     /// Embeds texts on the calling thread. A text without any word gets the zero vector
-    /// (there is no direction to normalise); every other vector has length 1.
+    /// (there is no direction to normalize); every other vector has length 1.
     pub fn embed_sync(&self, texts: &[String]) -> Vec<Vec<f32>> {
         texts.iter().map(|t| self.embed_one(t)).collect()
     }
@@ -120,7 +120,7 @@ mod tests {
     }
 
     #[test]
-    fn deterministic_normalised_and_lexical() {
+    fn deterministic_normalized_and_lexical() {
         let e = HashingEmbedder::new(HashingConfig::default());
         let texts = vec![
             "The river flooded the lower town".to_string(),

@@ -4,7 +4,7 @@
 //! - [`MiniLmEmbedder`] (the default): the all-MiniLM-L6-v2 sentence model, in process on
 //!   the CPU, from model files on disk (nothing is downloaded at run time).
 //! - [`HashingEmbedder`]: feature hashing of word n-grams into a fixed number
-//!   of dimensions, L2-normalised. In-process, deterministic, no network; lexical, not
+//!   of dimensions, L2-normalized. In-process, deterministic, no network; lexical, not
 //!   semantic, and honest about it (its model name says `hashing`).
 //! - [`OpenAiEmbedder`]: any OpenAI-compatible `/v1/embeddings` server.
 //!

@@ -1,7 +1,7 @@
 //! all-MiniLM-L6-v2, a sentence-embedding model, run in process on the CPU with candle.
 //!
 //! The model is a 6-layer BERT (384 hidden, 12 heads) whose token states are mean-pooled
-//! over the attention mask and L2-normalised, exactly as sentence-transformers does for
+//! over the attention mask and L2-normalized, exactly as sentence-transformers does for
 //! this model (`modules.json`: Transformer, Pooling(mean), Normalize). Texts are cut at
 //! `max_tokens` word pieces (256, the model's `max_seq_length`).
 //!

@@ -23,7 +23,7 @@ pub(crate) enum BlockKind {
     Preformatted,
 }
 
-/// One block of text with whitespace already normalised.
+/// One block of text with whitespace already normalized.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Block {
     pub kind: BlockKind,

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 /// Shingle width used by the benchmark.
 const SHINGLE: usize = 4;
 
-/// Per-page shingle counts, already normalised so `tp + fp + fn_ == 1`.
+/// Per-page shingle counts, already normalized so `tp + fp + fn_ == 1`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PageScore {
     /// Share of shingles found on both sides.

@@ -243,13 +243,10 @@ fn metadata_of_a_page_of_meta_tags_and_json_ld_stays_bounded() {
     html.push_str(
         "</head><body><p>A short page with a great deal of metadata around it.</p></body></html>",
     );
-    let t0 = std::time::Instant::now();
+    // What bounds it is what is kept (the first authors, no 2 MiB byline), asserted here; its
+    // time is the `metadata_eval` example's to measure, not a test's.
     let e = extract_core::extract(&html, None, "text/html").expect("extract");
-    assert!(
-        t0.elapsed() < std::time::Duration::from_secs(10),
-        "{:?}",
-        t0.elapsed()
-    );
+    assert!(e.metadata.byline.as_deref().is_none_or(|b| b.len() < 4096));
     assert_eq!(
         e.metadata.authors.len(),
         extract_core::metadata::MAX_AUTHORS

@@ -1,10 +1,11 @@
 //! Hostile PDFs (`fuzz/corpus-regressions/pdf/`, made for the purpose: truncated, broken
 //! cross-reference table, deep nesting, decompression bombs, loops, encryption) end with
-//! the error a user should see, quickly, and the kept inputs are replayed through the
-//! checks of the `pdf` fuzz target.
+//! the error a user should see, stopped by the cap meant for them (the decode cap, not the
+//! time budget), and the kept inputs are replayed through the checks of the `pdf` fuzz
+//! target. How long they take is measured by the `pdf_eval` example, not asserted here (a
+//! shared machine's timings are noise).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use extract_core::{Budget, Exceeded, ExtractError, Limits, PdfError, read_pdf};
 
@@ -15,19 +16,11 @@ fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus-regressions/pdf")
 }
 
-/// Reads one kept input with the default limits, asserting it costs under five seconds
-/// (the default time budget is 20 s; these are meant to fail fast).
+/// Reads one kept input with the default limits.
 fn read(name: &str) -> Result<extract_core::PdfDocument, ExtractError> {
     let bytes = std::fs::read(corpus().join(name)).expect("a kept input");
     let limits = Limits::default();
-    let started = Instant::now();
-    let result = read_pdf(&bytes, &limits, &mut Budget::new(&limits));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{name} took {:?}",
-        started.elapsed()
-    );
-    result
+    read_pdf(&bytes, &limits, &mut Budget::new(&limits))
 }
 
 fn too_expensive(name: &str) -> Exceeded {

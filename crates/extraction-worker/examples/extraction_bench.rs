@@ -74,6 +74,7 @@ async fn bench(
     let job = jobs::create_scrape_job(
         &services.db,
         &NewScrapeJob {
+            actor: pipeline_store::Actor::Cli,
             project: ProjectRef::Name("bench"),
             source_group: None,
             urls: &urls,
@@ -100,7 +101,7 @@ async fn bench(
             let m = SourceMessage {
                 source_id,
                 job_id: Some(job.job_id),
-                uri: None,
+                url: None,
             };
             (m.id(), m.body())
         })

@@ -163,6 +163,7 @@ async fn eval_on(
     let job = jobs::create_scrape_job(
         &services.db,
         &NewScrapeJob {
+            actor: pipeline_store::Actor::Cli,
             project: ProjectRef::Name("eval"),
             source_group: None,
             urls: &urls,
@@ -186,7 +187,7 @@ async fn eval_on(
             let m = SourceMessage {
                 source_id,
                 job_id: Some(job.job_id),
-                uri: None,
+                url: None,
             };
             (m.id(), m.body())
         })

@@ -1,11 +1,15 @@
 //! The CPU-bound part of one source: main content, chunks and entities, computed by
 //! `extract-core` in one synchronous call (HTML parse trees are not `Send`, so the worker
-//! runs [`analyze`] inside `spawn_blocking`), under one [`Budget`] of time and work.
+//! runs [`analyze_body`] inside `spawn_blocking`), under one [`Budget`] of time and work.
+//! A PDF (stored as bytes) takes `extract_core::pdf`'s path under the same budget; its
+//! chunks carry their page.
 
 use aho_corasick::AhoCorasick;
+use extract_core::pdf::PDF_MEDIA_TYPE;
 use extract_core::{
     Budget, Chunk, ChunkOptions, EntitiesStatus, EntityReport, EntitySource, Exceeded,
-    ExtractError, ExtractOptions, Extractor, LanguageSource, Limits, Metadata, TooExpensive,
+    ExtractError, ExtractOptions, Extracted, Extractor, LanguageSource, Limits, Metadata,
+    TooExpensive,
 };
 use pipeline_store::documents::NewDocument;
 use pipeline_store::extractions::{NewAnalysis, NewEntity};
@@ -44,14 +48,18 @@ impl Analysis {
                 .chunks
                 .iter()
                 .map(|c| {
-                    json!({
+                    let mut data = json!({
                         "text": c.text,
                         "heading_path": c.heading_path,
                         "char_start": c.char_start,
                         "char_end": c.char_end,
                         "chunk_index": c.index,
-                    })
-                    .to_string()
+                    });
+                    // Chunks of a PDF say which page they come from, so a hit can cite it.
+                    if let Some(page) = c.page {
+                        data["page"] = json!(page);
+                    }
+                    data.to_string()
                 })
                 .collect(),
             entities: self
@@ -96,6 +104,59 @@ impl Analysis {
     }
 }
 
+/// A source's stored body: the text of a page (`sources.raw_content`), or the bytes of a
+/// binary document (`sources.raw_bytes`: a PDF).
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// A page's text.
+    Text(String),
+    /// A binary document's bytes.
+    Bytes(Vec<u8>),
+}
+
+impl Body {
+    /// The body a source stored: its bytes when it has them, else its text; `None` when
+    /// it has neither (it was never fetched).
+    pub fn from_stored(raw_content: Option<String>, raw_bytes: Option<Vec<u8>>) -> Option<Self> {
+        match (raw_bytes, raw_content) {
+            (Some(bytes), _) => Some(Self::Bytes(bytes)),
+            (None, Some(text)) => Some(Self::Text(text)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// [`analyze`] for a page's text; for bytes, [`analyze_pdf`] when they are a PDF (by
+/// content type or by their `%PDF-` header).
+///
+/// # Errors
+/// As [`analyze`] and [`analyze_pdf`]; bytes that are not a PDF are an unsupported
+/// content type.
+pub fn analyze_body(
+    body: &Body,
+    url: Option<&str>,
+    content_type: &str,
+    opts: ChunkOptions,
+    limits: &Limits,
+) -> Result<Analysis, ExtractError> {
+    match body {
+        Body::Text(text) => analyze(text, url, content_type, opts, limits),
+        Body::Bytes(bytes) => {
+            let declared = content_type
+                .split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(PDF_MEDIA_TYPE));
+            if declared || extract_core::looks_like_pdf(bytes) {
+                analyze_pdf(bytes, opts, limits)
+            } else {
+                Err(ExtractError::UnsupportedContentType(
+                    content_type.to_owned(),
+                ))
+            }
+        }
+    }
+}
+
 /// Extracts, chunks and finds entities, all within `limits` and one budget of its time and
 /// work. The page is parsed once: entity finding reads the markup the extraction kept.
 ///
@@ -115,15 +176,40 @@ pub fn analyze(
         ..ExtractOptions::default()
     };
     let extracted = extract_core::extract_in(body, url, content_type, &extract_opts, &mut budget)?;
-    let chunks = extract_core::chunk_in(&extracted.sections, opts, limits, &mut budget)?;
+    complete(extracted, opts, limits, &mut budget)
+}
+
+/// Reads a PDF (text per page, Info metadata) and chunks it and finds its entities, within
+/// `limits` (the PDF caps among them) and one budget, as [`analyze`] does a page. Each
+/// chunk keeps its page number; the title, author and dates fill the same [`Metadata`] a
+/// page's do.
+///
+/// # Errors
+/// A PDF that is encrypted, broken beyond repair or not a PDF (`ExtractError::Pdf`), one
+/// over a limit (`TooExpensive`: pages, decoded bytes, text, time), one without text (a
+/// scan: `NoContent`): all permanent.
+pub fn analyze_pdf(
+    bytes: &[u8],
+    opts: ChunkOptions,
+    limits: &Limits,
+) -> Result<Analysis, ExtractError> {
+    let mut budget = Budget::new(limits);
+    let extracted = extract_core::extract_pdf_in(bytes, limits, &mut budget)?;
+    complete(extracted, opts, limits, &mut budget)
+}
+
+/// Chunks an extraction, finds its entities and links them to the chunks, from `budget`.
+fn complete(
+    extracted: Extracted,
+    opts: ChunkOptions,
+    limits: &Limits,
+    budget: &mut Budget,
+) -> Result<Analysis, ExtractError> {
+    let chunks = extract_core::chunk_in(&extracted.sections, opts, limits, budget)?;
     // JSON-LD and mailto:/tel: links exist only in markup; plain text is searched as text.
-    let entities = extract_core::find_entities_in(
-        extracted.markup.as_ref(),
-        &extracted.text,
-        limits,
-        &mut budget,
-    )?;
-    let links = link_entities(&entities, &chunks, &mut budget)?;
+    let entities =
+        extract_core::find_entities_in(extracted.markup.as_ref(), &extracted.text, limits, budget)?;
+    let links = link_entities(&entities, &chunks, budget)?;
     Ok(Analysis {
         title: extracted.title,
         text: extracted.text,
@@ -262,6 +348,85 @@ mod tests {
         assert_eq!(a.extractor, Extractor::PlainText);
         assert_eq!(a.text, "Hello there.\n\nMail me at a@b.example.");
         assert!(a.entities.completed.iter().all(|c| c == "text"));
+    }
+
+    #[test]
+    fn a_pdf_is_read_page_by_page_with_its_metadata() {
+        let pages = [
+            "The first page talks about rivers and their long courses to the sea.",
+            "The second page is about mountains, their snow and their passes.",
+            "The third page describes forests of oak and beech in the autumn.",
+        ];
+        let pdf = extract_core::pdf::write_text_pdf(&pages, Some("Landscapes"), Some("A. Writer"));
+        let opts = ChunkOptions {
+            max_chars: 80,
+            overlap_chars: 0,
+        };
+        let a = analyze_body(
+            &Body::Bytes(pdf),
+            None,
+            "application/pdf",
+            opts,
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(a.extractor, Extractor::Pdf);
+        assert_eq!(a.title.as_deref(), Some("Landscapes"));
+        assert_eq!(a.metadata.byline.as_deref(), Some("A. Writer"));
+        for page in pages {
+            assert!(a.text.contains(page), "{page} not in {:?}", a.text);
+        }
+        let rows = a.rows();
+        let cited: Vec<u64> = rows
+            .chunks
+            .iter()
+            .map(|c| {
+                let data: serde_json::Value = serde_json::from_str(c).unwrap();
+                data["page"]
+                    .as_u64()
+                    .expect("every chunk of a PDF has its page")
+            })
+            .collect();
+        assert_eq!(cited.first(), Some(&1));
+        assert_eq!(cited.last(), Some(&3));
+        assert!(cited.windows(2).all(|w| w[0] <= w[1]), "{cited:?}");
+    }
+
+    #[test]
+    fn a_page_has_no_page_number_in_its_chunks() {
+        let a = analyze(
+            PAGE,
+            None,
+            "text/html",
+            ChunkOptions::default(),
+            &Limits::default(),
+        )
+        .unwrap();
+        let data: serde_json::Value = serde_json::from_str(&a.rows().chunks[0]).unwrap();
+        assert!(data.get("page").is_none(), "{data}");
+    }
+
+    #[test]
+    fn bytes_that_are_no_pdf_are_refused() {
+        let refused = analyze_body(
+            &Body::Bytes(b"\x89PNG\r\n".to_vec()),
+            None,
+            "image/png",
+            ChunkOptions::default(),
+            &Limits::default(),
+        );
+        assert!(
+            matches!(refused, Err(ExtractError::UnsupportedContentType(_))),
+            "{refused:?}"
+        );
+        let broken = analyze_body(
+            &Body::Bytes(b"%PDF-1.7\nnothing else".to_vec()),
+            None,
+            "application/pdf",
+            ChunkOptions::default(),
+            &Limits::default(),
+        );
+        assert!(matches!(broken, Err(ExtractError::Pdf(_))), "{broken:?}");
     }
 
     #[test]

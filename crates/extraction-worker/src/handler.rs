@@ -12,6 +12,7 @@ use pipeline_ops::ledger::SourceLedger;
 use pipeline_ops::messages::SourceMessage;
 use pipeline_runner::{Failure, FailureLog, Handler};
 use pipeline_store::extractions::{self, Finish};
+use pipeline_store::progress::Progress;
 use pipeline_store::sources;
 use serde_json::json;
 use sqlx::PgPool;
@@ -19,7 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 use work_queue::Delivery;
 
-use crate::analyze::{Analysis, analyze};
+use crate::analyze::{Analysis, Body, analyze_body};
 
 const RUNNING: u8 = 0;
 const FINISHED: u8 = 1;
@@ -50,6 +51,7 @@ impl Drop for WaitingGauge {
 #[derive(Debug, Clone)]
 pub struct ExtractionHandler {
     db: PgPool,
+    progress: Progress,
     ledger: SourceLedger,
     batcher: Batcher,
     chunking: ChunkOptions,
@@ -61,12 +63,14 @@ pub struct ExtractionHandler {
 }
 
 impl ExtractionHandler {
-    /// A handler writing to `db`, embedding through `batcher`, chunking with `chunking`,
-    /// with the default [`Limits`] (see [`ExtractionHandler::with_limits`]).
-    pub fn new(db: PgPool, batcher: Batcher, chunking: ChunkOptions) -> Self {
+    /// A handler writing to `db` (refreshing job progress through `progress`), embedding
+    /// through `batcher`, chunking with `chunking`, with the default [`Limits`] (see
+    /// [`ExtractionHandler::with_limits`]).
+    pub fn new(db: PgPool, progress: Progress, batcher: Batcher, chunking: ChunkOptions) -> Self {
         Self {
-            ledger: SourceLedger::new(db.clone()),
+            ledger: SourceLedger::new(db.clone(), progress.clone()),
             db,
+            progress,
             batcher,
             chunking,
             limits: Limits::default(),
@@ -117,7 +121,7 @@ impl ExtractionHandler {
         self
     }
 
-    /// Runs [`analyze`] on a blocking thread, and stops waiting for it at the time budget
+    /// Runs [`analyze_body`] on a blocking thread, and stops waiting for it at the time budget
     /// plus the grace. The budget's own checks end our loops on time; html5ever,
     /// Readability and trafilatura cannot look at a clock, so a page that keeps one of them
     /// busy past the deadline is failed here and its slot freed, while the thread runs on
@@ -125,7 +129,7 @@ impl ExtractionHandler {
     /// `pipeline_extraction_abandoned_running`).
     async fn analyze_bounded(
         &self,
-        body: String,
+        body: Body,
         uri: String,
         content_type: String,
     ) -> Result<Analysis, Failure> {
@@ -137,7 +141,7 @@ impl ExtractionHandler {
         let thread_state = state.clone();
         let abandoned = self.abandoned.clone();
         let mut task = tokio::task::spawn_blocking(move || {
-            let result = analyze(&body, Some(&uri), &content_type, chunking, &limits);
+            let result = analyze_body(&body, Some(&uri), &content_type, chunking, &limits);
             if thread_state
                 .compare_exchange(RUNNING, FINISHED, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
@@ -195,22 +199,27 @@ impl ExtractionHandler {
             .ok_or_else(|| Failure::permanent(format!("source {source_id} not found")))?;
         sources::record_event(
             &self.db,
-            msg.job_id,
-            source_id,
-            "started",
-            Family::Extraction.as_str(),
-            Some(attempt),
-            &json!({ "deliveries": delivery.deliveries, "redrives": delivery.redrives }),
+            &sources::NewEvent {
+                job_id: msg.job_id,
+                source_id,
+                kind: "started",
+                stage: Family::Extraction.as_str(),
+                actor: pipeline_store::Actor::ExtractionWorker,
+                attempt: Some(attempt),
+                detail: &json!({ "deliveries": delivery.deliveries, "redrives": delivery.redrives }),
+            },
         )
         .await
         .map_err(|e| database(&e))?;
-        let body = source.raw_content.clone().ok_or_else(|| {
-            Failure::permanent("the source has no stored content (it was never fetched)")
-        })?;
-        let uri = source.uri.clone();
+        // A PDF's body is its bytes (`raw_bytes`); a page's is its text.
+        let body = Body::from_stored(source.raw_content.clone(), source.raw_bytes.clone())
+            .ok_or_else(|| {
+                Failure::permanent("the source has no stored content (it was never fetched)")
+            })?;
+        let url = source.url.clone();
         let content_type = source.content_type.clone().unwrap_or_default();
         // HTML trees are not Send, and parsing is CPU work: off the async threads.
-        let analysis = self.analyze_bounded(body, uri, content_type).await?;
+        let analysis = self.analyze_bounded(body, url, content_type).await?;
         record_analysis_metrics(&analysis);
 
         let model = self.batcher.model().to_owned();
@@ -266,6 +275,7 @@ impl ExtractionHandler {
         });
         extractions::finish(
             &self.db,
+            &self.progress,
             &Finish {
                 source_id,
                 job_id: msg.job_id,
@@ -303,7 +313,7 @@ impl Handler for ExtractionHandler {
 
     /// Job-progress refreshes started in the background finish before a drain ends.
     async fn settled(&self) {
-        pipeline_store::progress::settled().await;
+        self.progress.settled().await;
     }
 }
 

@@ -33,7 +33,7 @@ use pipeline_ops::Services;
 use pipeline_runner::RunnerOptions;
 use tokio_util::sync::CancellationToken;
 
-pub use analyze::{Analysis, analyze};
+pub use analyze::{Analysis, Body, analyze, analyze_body, analyze_pdf};
 pub use handler::ExtractionHandler;
 
 /// Why the worker could not be built.
@@ -95,7 +95,8 @@ pub fn limits(settings: &Settings) -> Limits {
         max_entities: e.max_entities,
         max_work: e.max_work_units,
         time_budget_ms: e.time_budget_ms,
-        ..Limits::default()
+        max_pdf_pages: e.max_pdf_pages,
+        max_pdf_decoded_bytes: e.max_pdf_decoded_bytes,
     }
 }
 
@@ -103,6 +104,7 @@ pub fn limits(settings: &Settings) -> Limits {
 pub fn handler(services: &Services, batcher: Batcher) -> ExtractionHandler {
     ExtractionHandler::new(
         services.db.clone(),
+        services.progress.clone(),
         batcher,
         chunk_options(&services.settings),
     )

@@ -63,11 +63,11 @@ pub struct CrawlRequestBody {
     pub url: String,
     /// `host` (default), `domain` or `prefix`.
     pub scope: Option<ScopeBody>,
-    /// Globs over the whole normalised URL (`*` matches anything, every other character is
+    /// Globs over the whole normalized URL (`*` matches anything, every other character is
     /// itself); when any is given, a page must match one.
     #[schema(max_items = 50, inline)]
     pub include: Option<Vec<Pattern>>,
-    /// Globs over the whole normalised URL; a URL matching any is skipped.
+    /// Globs over the whole normalized URL; a URL matching any is skipped.
     #[schema(max_items = 50, inline)]
     pub exclude: Option<Vec<Pattern>>,
     /// Links followed from the start URL (default 10).
@@ -312,7 +312,7 @@ pub async fn start(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CrawlRequestBody>,
 ) -> Result<(StatusCode, Json<CrawlAccepted>), ApiError> {
-    let started = crawl::start(&state.services, &body.into())
+    let started = crawl::start(&state.services, &body.into(), pipeline_store::Actor::Api)
         .await
         .map_err(|e| match e {
             SubmitError::Invalid(msg) => ApiError::unprocessable(msg),
@@ -377,7 +377,13 @@ pub async fn cancel(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<CrawlCancelled>, ApiError> {
-    let discarded = crawl_status::cancel(&state.services.db, id, "api").await?;
+    let discarded = crawl_status::cancel(
+        &state.services.db,
+        &state.services.progress,
+        id,
+        pipeline_store::Actor::Api,
+    )
+    .await?;
     Ok(Json(CrawlCancelled {
         job_id: id,
         discarded,
@@ -404,7 +410,7 @@ pub async fn recrawl(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, Json<CrawlAccepted>), ApiError> {
-    let started = crawl::recrawl(&state.services, id)
+    let started = crawl::recrawl(&state.services, id, pipeline_store::Actor::Api)
         .await
         .map_err(|e| match e {
             e @ crawl::RecrawlError::NotFound(_) => ApiError::not_found(e.to_string()),

@@ -10,26 +10,16 @@ use pipeline_ops::Family;
 use pipeline_ops::dlq_ops;
 
 use crate::AppState;
-use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use crate::error::{ApiError, ApiQuery, DlqItemPath, ErrorBody, FamilyPath};
 use crate::model::{
     DEFAULT_LIMIT, DlqEntry, DlqPage, ListQuery, MAX_RETRY_ALL_LIMIT, PurgeBody, PurgeQuery,
     RetriedItem, RetryAllBody, RetryAllQuery,
 };
 
 /// Who the event trail names for changes made through the API.
-const ACTOR: &str = "api";
+const ACTOR: pipeline_store::Actor = pipeline_store::Actor::Api;
 
 /// The family a path names; 404 for any other word (quoted back clipped: it is client input).
-fn family(kind: &str) -> Result<Family, ApiError> {
-    kind.parse::<Family>().map_err(|_| {
-        ApiError::not_found(format!(
-            "unknown family `{}` (expected one of: {})",
-            crate::error::clip(kind),
-            Family::names()
-        ))
-    })
-}
-
 /// Counts per DLQ kind (parked items included), with the parked counts apart.
 #[utoipa::path(
     get, path = "/api/v1/dlq/stats", tag = "dlq",
@@ -55,12 +45,12 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<BTreeMap<String
     Ok(Json(out))
 }
 
-async fn list_kind(
+async fn list_family(
     state: &AppState,
-    kind: Family,
+    family: Family,
     q: ListQuery,
 ) -> Result<Json<DlqPage>, ApiError> {
-    let dlq = state.services.dlq(kind);
+    let dlq = state.services.dlq(family);
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     dlq_core::check_limit(limit)?;
     let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
@@ -85,10 +75,10 @@ async fn list_kind(
 )]
 pub async fn list(
     State(state): State<AppState>,
-    ApiPath(kind): ApiPath<String>,
+    FamilyPath(family): FamilyPath,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<DlqPage>, ApiError> {
-    list_kind(&state, family(&kind)?, q).await
+    list_family(&state, family, q).await
 }
 
 /// Redrives one item into its work queue now (whatever its redrive count or error kind) and
@@ -109,11 +99,11 @@ pub async fn list(
 )]
 pub async fn retry(
     State(state): State<AppState>,
-    ApiPath((kind, item_id)): ApiPath<(String, String)>,
+    DlqItemPath(family, item_id): DlqItemPath,
 ) -> Result<Json<RetriedItem>, ApiError> {
-    match dlq_ops::retry(&state.services, family(&kind)?, &item_id, ACTOR).await? {
+    match dlq_ops::retry(&state.services, family, &item_id, ACTOR).await? {
         Some(outcome) => {
-            tracing::info!(dlq = %kind, item_id, job_id = outcome.item.job_id.map(tracing::field::display),
+            tracing::info!(dlq = %family, item_id, job_id = outcome.item.job_id.map(tracing::field::display),
                 source_id = outcome.item.source_id.map(tracing::field::display), enqueued = outcome.enqueued,
                 "DLQ item retried through the API");
             Ok(Json(RetriedItem {
@@ -122,7 +112,7 @@ pub async fn retry(
             }))
         }
         None => Err(ApiError::not_found(format!(
-            "no item `{}` in the {kind} DLQ",
+            "no item `{}` in the {family} DLQ",
             crate::error::clip(&item_id)
         ))),
     }
@@ -143,10 +133,9 @@ pub async fn retry(
 )]
 pub async fn retry_all(
     State(state): State<AppState>,
-    ApiPath(kind): ApiPath<String>,
+    FamilyPath(family): FamilyPath,
     ApiQuery(q): ApiQuery<RetryAllQuery>,
 ) -> Result<Json<RetryAllBody>, ApiError> {
-    let family = family(&kind)?;
     if let Some(limit) = q.limit
         && !(1..=MAX_RETRY_ALL_LIMIT).contains(&limit)
     {
@@ -155,7 +144,7 @@ pub async fn retry_all(
         )));
     }
     let bulk = dlq_ops::retry_all(&state.services, family, q.limit, None, ACTOR).await?;
-    tracing::info!(dlq = %kind, redriven = bulk.redriven.len(),
+    tracing::info!(dlq = %family, redriven = bulk.redriven.len(),
         malformed = bulk.malformed.len(), "DLQ bulk retry through the API");
     Ok(Json(RetryAllBody {
         redriven: bulk.redriven.len(),
@@ -180,12 +169,12 @@ pub async fn retry_all(
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    ApiPath((kind, item_id)): ApiPath<(String, String)>,
+    DlqItemPath(family, item_id): DlqItemPath,
 ) -> Result<Json<DlqEntry>, ApiError> {
-    match dlq_ops::discard(&state.services, family(&kind)?, &item_id, ACTOR).await? {
+    match dlq_ops::discard(&state.services, family, &item_id, ACTOR).await? {
         Some(listed) => Ok(Json(listed.into())),
         None => Err(ApiError::not_found(format!(
-            "no item `{}` in the {kind} DLQ",
+            "no item `{}` in the {family} DLQ",
             crate::error::clip(&item_id)
         ))),
     }
@@ -207,10 +196,9 @@ pub async fn delete(
 )]
 pub async fn purge(
     State(state): State<AppState>,
-    ApiPath(kind): ApiPath<String>,
+    FamilyPath(family): FamilyPath,
     ApiQuery(q): ApiQuery<PurgeQuery>,
 ) -> Result<Json<PurgeBody>, ApiError> {
-    let family = family(&kind)?;
     let older_than = dlq_ops::parse_age(&q.older_than).map_err(|reason| {
         ApiError::unprocessable(format!("older_than: {}", crate::error::clip(&reason)))
     })?;

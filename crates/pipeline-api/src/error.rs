@@ -286,3 +286,60 @@ where
             })
     }
 }
+
+/// The queue family a path names (`/api/v1/dlq/{kind}…`, `/api/v1/queues/{family}/…`),
+/// parsed before the handler runs: an unknown word is a 404 that lists the families, so no
+/// handler takes the word as text and parses it again.
+pub struct FamilyPath(pub pipeline_ops::Family);
+
+/// A DLQ item's path, `/api/v1/dlq/{kind}/{item_id}…`: its family parsed as
+/// [`FamilyPath`] does, and the item id.
+pub struct DlqItemPath(pub pipeline_ops::Family, pub String);
+
+/// The path's parameters by name (percent-decoded), with axum's rejections in this API's
+/// error shape.
+async fn path_params<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    ApiPath::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+        .await
+        .map(|p| p.0)
+}
+
+fn family_of(
+    params: &std::collections::HashMap<String, String>,
+) -> Result<pipeline_ops::Family, ApiError> {
+    let word = params
+        .get("kind")
+        .or_else(|| params.get("family"))
+        .ok_or_else(|| ApiError::internal("route", &"a family route without {kind} or {family}"))?;
+    word.parse::<pipeline_ops::Family>().map_err(|_| {
+        ApiError::not_found(format!(
+            "unknown family `{}` (expected one of: {})",
+            clip(word),
+            pipeline_ops::Family::names()
+        ))
+    })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for FamilyPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        family_of(&path_params(parts, state).await?).map(Self)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for DlqItemPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let mut params = path_params(parts, state).await?;
+        let family = family_of(&params)?;
+        let item = params
+            .remove("item_id")
+            .ok_or_else(|| ApiError::internal("route", &"a DLQ item route without {item_id}"))?;
+        Ok(Self(family, item))
+    }
+}

@@ -11,9 +11,9 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::model::{
-    EventBody, EventsQuery, InvalidUrlBody, InvalidUrlsPage, JobBody, JobDetail, JobsPage,
-    JobsQuery, MAX_OFFSET, PageQuery, ProjectBody, ProjectsPage, QueuedSource, ScrapeAccepted,
-    ScrapeRequest, SourceBody, SourceEvents, SourcesPage,
+    EventsQuery, InvalidUrlBody, InvalidUrlsPage, JobBody, JobDetail, JobsPage, JobsQuery,
+    MAX_OFFSET, PageQuery, ProjectBody, ProjectsPage, QueuedSource, ScrapeAccepted, ScrapeRequest,
+    SourceBody, SourceEvents, SourcesPage,
 };
 
 /// The largest jobs page.
@@ -43,7 +43,7 @@ pub async fn scrape(
         project_name: body.project,
         source_group: body.source_group,
     };
-    let outcome = submit::submit(&state.services, &req)
+    let outcome = submit::submit(&state.services, &req, pipeline_store::Actor::Api)
         .await
         .map_err(|e| match e {
             SubmitError::Invalid(msg) => ApiError::unprocessable(msg),
@@ -70,7 +70,7 @@ pub async fn scrape(
                 .into_iter()
                 .map(|s| QueuedSource {
                     source_id: s.source_id,
-                    uri: s.uri,
+                    url: s.url,
                     created: s.created,
                 })
                 .collect(),
@@ -260,7 +260,7 @@ pub async fn source_events(
         .flatten();
     Ok(Json(SourceEvents {
         source: source.into(),
-        events: events.into_iter().map(EventBody::from).collect(),
+        events,
         next_after,
     }))
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use dlq_core::{DlqItem, ListedItem};
 use pipeline_store::JobStatus;
 use pipeline_store::jobs::JobSummary;
-use pipeline_store::sources::{EventRow, SourceRow};
+use pipeline_store::sources::SourceRow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -211,7 +211,7 @@ pub struct RetryAllBody {
 pub struct ScrapeRequest {
     /// The URLs to scrape (http or https), 1 to 10,000. Each is checked on its own: one
     /// that is not an absolute http(s) URL, holds control characters or is over 2,048
-    /// bytes once normalised is listed in `invalid` and the others go ahead.
+    /// bytes once normalized is listed in `invalid` and the others go ahead.
     #[schema(min_items = 1, max_items = 10000)]
     pub urls: Vec<String>,
     /// The project by id (must exist).
@@ -249,8 +249,8 @@ impl From<pipeline_store::jobs::InvalidUrl> for InvalidUrlBody {
 pub struct QueuedSource {
     /// Source id.
     pub source_id: Uuid,
-    /// Its normalised URL.
-    pub uri: String,
+    /// Its normalized URL.
+    pub url: String,
     /// `false` when the URL already had a source in the project (it joins the job).
     pub created: bool,
 }
@@ -434,7 +434,7 @@ pub struct SourceBody {
     /// Its project.
     pub project_id: Uuid,
     /// Its URL.
-    pub uri: String,
+    pub url: String,
     /// Its group.
     pub source_group: Option<String>,
     /// `queued`, `retrying`, `scraped`, `extracted`, `dead_lettered`, `parked`, `discarded`.
@@ -464,7 +464,7 @@ impl From<SourceRow> for SourceBody {
         Self {
             id: s.id,
             project_id: s.project_id,
-            uri: s.uri,
+            url: s.url,
             source_group: clip_opt(s.source_group, MAX_TITLE_CHARS),
             status: s.status.to_string(),
             title: clip_opt(s.title, MAX_TITLE_CHARS),
@@ -514,42 +514,8 @@ pub struct InvalidUrlsPage {
     pub next_offset: Option<i64>,
 }
 
-/// One event of a source's trail.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct EventBody {
-    /// Event id (increasing).
-    pub id: i64,
-    /// The job it happened for.
-    pub job_id: Option<Uuid>,
-    /// The source.
-    pub source_id: Option<Uuid>,
-    /// `enqueued`, `started`, `succeeded`, `failed`, `dead_lettered`, `redriven`, `parked`,
-    /// `discarded`, `reconciled`.
-    pub kind: String,
-    /// Who wrote it: `submit`, `scrape`, `extraction`, `requeue`, `api`, `cli`.
-    pub stage: Option<String>,
-    /// The attempt number, when relevant.
-    pub attempt: Option<i32>,
-    /// Details (error, kind, delay, DLQ...).
-    pub detail: Option<Value>,
-    /// When.
-    pub at: DateTime<Utc>,
-}
-
-impl From<EventRow> for EventBody {
-    fn from(e: EventRow) -> Self {
-        Self {
-            id: e.id,
-            job_id: e.job_id,
-            source_id: e.source_id,
-            kind: e.kind,
-            stage: e.stage,
-            attempt: e.attempt,
-            detail: e.detail,
-            at: e.at,
-        }
-    }
-}
+/// One event of a source's trail: the store's row, as it is.
+pub use pipeline_store::sources::EventRow as EventBody;
 
 /// A source and its event trail, oldest first.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -6,16 +6,16 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use pipeline_ops::heartbeat::{self, Beat};
+use pipeline_ops::pause;
 use pipeline_ops::queues::FamilyQueues;
-use pipeline_ops::{Family, pause};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::{ApiError, ApiPath, ErrorBody};
+use crate::error::{ApiError, ErrorBody, FamilyPath};
 
 /// Who the pause flag names for changes made through the API.
-const ACTOR: &str = "api";
+const ACTOR: pipeline_store::Actor = pipeline_store::Actor::Api;
 
 /// Who paused a family, and when.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -150,16 +150,6 @@ pub struct PauseBody {
     pub paused_by: Option<PausedBody>,
 }
 
-fn family(word: &str) -> Result<Family, ApiError> {
-    word.parse::<Family>().map_err(|_| {
-        ApiError::not_found(format!(
-            "unknown family `{}` (expected one of: {})",
-            crate::error::clip(word),
-            Family::names()
-        ))
-    })
-}
-
 fn redis_down(err: impl std::fmt::Display) -> ApiError {
     tracing::warn!(error = %err, "Redis unavailable");
     ApiError::unavailable("the queue is unavailable; retry later")
@@ -213,9 +203,8 @@ pub async fn workers(State(state): State<AppState>) -> Result<Json<WorkersBody>,
 )]
 pub async fn pause_family(
     State(state): State<AppState>,
-    ApiPath(word): ApiPath<String>,
+    FamilyPath(family): FamilyPath,
 ) -> Result<Json<PauseBody>, ApiError> {
-    let family = family(&word)?;
     let flag = pause::pause(&state.services, family, ACTOR)
         .await
         .map_err(redis_down)?;
@@ -238,9 +227,8 @@ pub async fn pause_family(
 )]
 pub async fn resume_family(
     State(state): State<AppState>,
-    ApiPath(word): ApiPath<String>,
+    FamilyPath(family): FamilyPath,
 ) -> Result<Json<PauseBody>, ApiError> {
-    let family = family(&word)?;
     pause::resume(&state.services, family, ACTOR)
         .await
         .map_err(redis_down)?;

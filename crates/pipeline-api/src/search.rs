@@ -197,7 +197,7 @@ pub async fn search(
                 chunk_index: h.chunk.chunk_index,
                 text: h.chunk.text,
                 score: h.score,
-                url: h.chunk.uri,
+                url: h.chunk.url,
                 title: h.chunk.title,
                 job_id: h.chunk.job_id,
                 heading_trail: h.chunk.heading_trail,

@@ -299,6 +299,8 @@ pub struct ExtractionSettings {
     pub max_work_units: u64,
     pub time_budget_ms: u64,
     pub abandon_grace_ms: u64,
+    pub max_pdf_pages: usize,
+    pub max_pdf_decoded_bytes: u64,
     /// Abandoned extraction threads at which no new extraction starts; unset: `concurrency`.
     #[serde(default)]
     pub max_abandoned: Option<usize>,
@@ -589,6 +591,14 @@ impl Settings {
             ("extraction.max_chunks", self.extraction.max_chunks as u64),
             ("extraction.max_work_units", self.extraction.max_work_units),
             ("extraction.time_budget_ms", self.extraction.time_budget_ms),
+            (
+                "extraction.max_pdf_pages",
+                self.extraction.max_pdf_pages as u64,
+            ),
+            (
+                "extraction.max_pdf_decoded_bytes",
+                self.extraction.max_pdf_decoded_bytes,
+            ),
         ];
         for &(key, value) in positive {
             if value == 0 {

@@ -5,8 +5,8 @@
 use std::num::NonZeroU32;
 
 use dlq_core::{BulkRedrive, DlqItem, ListedItem, RedriveOutcome};
-use pipeline_store::SourceStatus;
 use pipeline_store::sources::{self, Transition};
+use pipeline_store::{Actor, SourceStatus};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -42,19 +42,21 @@ pub async fn record_redriven(
     services: &Services,
     family: Family,
     outcome: &RedriveOutcome,
-    actor: &str,
+    actor: Actor,
 ) -> Result<(), DlqOpError> {
     let Some(source_id) = source_of(&outcome.item) else {
         return Ok(());
     };
     sources::transition(
         &services.db,
+        &services.progress,
         &Transition {
             source_id,
             job_id: outcome.item.job_id,
             to: family.waiting_status(),
             event: "redriven",
-            stage: actor,
+            stage: family.as_str(),
+            actor,
             attempt: None,
             detail: json!({
                 "dlq": family,
@@ -75,7 +77,7 @@ pub async fn record_parked(
     services: &Services,
     family: Family,
     item: &DlqItem,
-    actor: &str,
+    actor: Actor,
 ) -> Result<(), DlqOpError> {
     record_terminal(
         services,
@@ -93,7 +95,7 @@ pub async fn record_discarded(
     services: &Services,
     family: Family,
     item: &DlqItem,
-    actor: &str,
+    actor: Actor,
 ) -> Result<(), DlqOpError> {
     record_terminal(
         services,
@@ -110,7 +112,7 @@ async fn record_terminal(
     services: &Services,
     family: Family,
     item: &DlqItem,
-    actor: &str,
+    actor: Actor,
     to: SourceStatus,
     event: &str,
 ) -> Result<(), DlqOpError> {
@@ -124,12 +126,14 @@ async fn record_terminal(
     };
     sources::transition(
         &services.db,
+        &services.progress,
         &Transition {
             source_id,
             job_id: item.job_id,
             to,
             event,
-            stage: actor,
+            stage: family.as_str(),
+            actor,
             attempt: Some(item.attempts as i32),
             detail: json!({
                 "dlq": family,
@@ -150,13 +154,13 @@ pub async fn retry(
     services: &Services,
     family: Family,
     id: &str,
-    actor: &str,
+    actor: Actor,
 ) -> Result<Option<RedriveOutcome>, DlqOpError> {
     let dlq = services.dlq(family);
     let Some(outcome) = dlq.redrive(id).await? else {
         return Ok(None);
     };
-    metrics::counter!("pipeline_dlq_redriven_total", "family" => family.as_str(), "by" => actor.to_owned())
+    metrics::counter!("pipeline_dlq_redriven_total", "family" => family.as_str(), "by" => actor.as_str())
         .increment(1);
     // Booked, then released: the trail shows `redriven` before anything a worker writes.
     // A failed booking still releases (the message is out of the DLQ either way).
@@ -172,11 +176,11 @@ pub async fn retry_all(
     family: Family,
     limit: Option<u64>,
     rate: Option<NonZeroU32>,
-    actor: &str,
+    actor: Actor,
 ) -> Result<BulkRedrive, DlqOpError> {
     let dlq = services.dlq(family);
     let bulk = dlq.redrive_all(limit, rate).await?;
-    metrics::counter!("pipeline_dlq_redriven_total", "family" => family.as_str(), "by" => actor.to_owned())
+    metrics::counter!("pipeline_dlq_redriven_total", "family" => family.as_str(), "by" => actor.as_str())
         .increment(bulk.redriven.len() as u64);
     // Each redrive is booked before its message is released (see `retry`).
     let mut booked = Ok(());
@@ -194,7 +198,7 @@ pub async fn discard(
     services: &Services,
     family: Family,
     id: &str,
-    actor: &str,
+    actor: Actor,
 ) -> Result<Option<ListedItem>, DlqOpError> {
     let Some(listed) = services.dlq(family).discard(id).await? else {
         return Ok(None);
@@ -228,7 +232,7 @@ pub async fn purge(
     family: Family,
     older_than: chrono::Duration,
     dry_run: bool,
-    actor: &str,
+    actor: Actor,
 ) -> Result<Purged, DlqOpError> {
     if older_than < chrono::Duration::zero() {
         return Err(dlq_core::DlqError::InvalidArgument(format!(
@@ -270,7 +274,7 @@ pub async fn purge(
             dlq = family.as_str(),
             matched = out.matched,
             purged = out.purged,
-            by = actor,
+            by = %actor,
             "DLQ purged"
         );
     }

@@ -7,8 +7,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use pipeline_runner::{Failure, FailureLog, FailureRecord, Settled};
-use pipeline_store::SourceStatus;
+use pipeline_store::progress::Progress;
 use pipeline_store::sources::{self, Transition};
+use pipeline_store::{Actor, SourceStatus};
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -17,12 +18,14 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct SourceLedger {
     db: PgPool,
+    progress: Progress,
 }
 
 impl SourceLedger {
-    /// A ledger over `db`.
-    pub fn new(db: PgPool) -> Self {
-        Self { db }
+    /// A ledger over `db`, refreshing job progress through `progress` (the process's, from
+    /// `Services`).
+    pub fn new(db: PgPool, progress: Progress) -> Self {
+        Self { db, progress }
     }
 }
 
@@ -35,8 +38,16 @@ impl FailureLog for SourceLedger {
             };
             match ids {
                 Some((source_id, job_id)) => {
-                    record_failure(&self.db, r.family, source_id, job_id, r.failure, r.settled)
-                        .await
+                    record_failure(
+                        &self.db,
+                        &self.progress,
+                        r.family,
+                        source_id,
+                        job_id,
+                        r.failure,
+                        r.settled,
+                    )
+                    .await
                 }
                 None => tracing::warn!(
                     error = r.failure.message(),
@@ -65,6 +76,7 @@ async fn ids_of_malformed(db: &PgPool, message_id: &str) -> Option<(Uuid, Option
 /// message already, and the reconciler repairs a stale status.
 pub async fn record_failure(
     db: &PgPool,
+    progress: &Progress,
     family: &str,
     source_id: Uuid,
     job_id: Option<Uuid>,
@@ -106,16 +118,26 @@ pub async fn record_failure(
         to,
         event,
         stage: family,
+        actor: worker_of(family),
         attempt: Some(attempts as i32),
         detail,
         error: Some((kind, message)),
     };
-    match sources::transition(db, &transition).await {
+    match sources::transition(db, progress, &transition).await {
         Ok(true) => {}
         Ok(false) => tracing::warn!("failure of an unknown source; only the DLQ holds it"),
         Err(err) => tracing::error!(
             error = %err,
             "could not record the failure in Postgres; the reconciler will find the source"
         ),
+    }
+}
+
+/// The daemon that runs `family`'s work (records its failures).
+fn worker_of(family: &str) -> Actor {
+    if family == crate::Family::Extraction.as_str() {
+        Actor::ExtractionWorker
+    } else {
+        Actor::ScrapeWorker
     }
 }

@@ -20,4 +20,5 @@ pub mod services;
 pub mod submit;
 
 pub use family::{Family, UnknownFamily};
+pub use pipeline_store::Actor;
 pub use services::Services;

@@ -16,8 +16,9 @@ pub struct SourceMessage {
     /// The source's URL, when the sender had it at hand: the scrape worker then starts the
     /// fetch while it records `started` instead of after. The source row stays the truth (a
     /// URL that differs from the row's is not fetched); messages without it still work.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
+    /// Messages written before the field was named `url` carry it as `uri`.
+    #[serde(default, alias = "uri", skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl WorkMessage for SourceMessage {
@@ -30,7 +31,7 @@ impl WorkMessage for SourceMessage {
     }
 
     fn url(&self) -> Option<&str> {
-        self.uri.as_deref()
+        self.url.as_deref()
     }
 }
 

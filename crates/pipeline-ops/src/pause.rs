@@ -49,10 +49,14 @@ pub async fn state(
 ///
 /// # Errors
 /// Redis failures.
-pub async fn pause(services: &Services, family: Family, by: &str) -> redis::RedisResult<Paused> {
+pub async fn pause(
+    services: &Services,
+    family: Family,
+    by: pipeline_store::Actor,
+) -> redis::RedisResult<Paused> {
     let keys = services.queue(family).keys();
     let flag = Paused {
-        by: by.to_owned(),
+        by: by.as_str().to_owned(),
         at: Utc::now(),
     };
     let json = serde_json::to_string(&flag).expect("a Paused always serialises");
@@ -63,7 +67,7 @@ pub async fn pause(services: &Services, family: Family, by: &str) -> redis::Redi
         .arg("NX")
         .query_async(&mut con)
         .await?;
-    tracing::info!(family = family.as_str(), by, "family paused");
+    tracing::info!(family = family.as_str(), by = by.as_str(), "family paused");
     Ok(state(&services.redis, keys).await?.unwrap_or(flag))
 }
 
@@ -71,7 +75,11 @@ pub async fn pause(services: &Services, family: Family, by: &str) -> redis::Redi
 ///
 /// # Errors
 /// Redis failures.
-pub async fn resume(services: &Services, family: Family, by: &str) -> redis::RedisResult<bool> {
+pub async fn resume(
+    services: &Services,
+    family: Family,
+    by: pipeline_store::Actor,
+) -> redis::RedisResult<bool> {
     let mut con = services.redis.get();
     let n: u64 = redis::cmd("DEL")
         .arg(key(services.queue(family).keys()))
@@ -79,7 +87,7 @@ pub async fn resume(services: &Services, family: Family, by: &str) -> redis::Red
         .await?;
     tracing::info!(
         family = family.as_str(),
-        by,
+        by = by.as_str(),
         was_paused = n == 1,
         "family resumed"
     );

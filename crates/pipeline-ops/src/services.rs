@@ -28,6 +28,9 @@ pub struct Services {
     /// What this process's runner did and does (counts, deliveries in flight, pause flags
     /// seen), for its heartbeat; see [`crate::activity`].
     pub activity: pipeline_runner::Activity,
+    /// This process's job-progress refreshes (coalesced per job, settled on drain); see
+    /// [`pipeline_store::progress`].
+    pub progress: pipeline_store::progress::Progress,
     queues: BTreeMap<Family, WorkQueue>,
     dlqs: BTreeMap<Family, Dlq>,
 }
@@ -85,6 +88,7 @@ impl Services {
             schema: Default::default(),
             components: Default::default(),
             activity: Default::default(),
+            progress: Default::default(),
             queues,
             dlqs,
         })

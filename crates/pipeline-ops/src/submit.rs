@@ -2,6 +2,7 @@
 //!
 //! Shared by `pipelinectl submit` and `POST /api/v1/scrape`.
 
+use pipeline_store::Actor;
 use pipeline_store::jobs::{self, CreatedJob, InvalidUrl, NewScrapeJob, ProjectRef};
 use serde::Serialize;
 use uuid::Uuid;
@@ -10,7 +11,7 @@ use crate::Family;
 use crate::Services;
 use crate::messages::SourceMessage;
 
-/// Longest URL accepted, in bytes of its normalised form (what the unique index on
+/// Longest URL accepted, in bytes of its normalized form (what the unique index on
 /// `(project_id, uri)` stores: percent-encoding can make a URL nine times longer than typed,
 /// and a btree entry over ~2,700 bytes fails the whole insert).
 pub const MAX_URL_LEN: usize = 2048;
@@ -76,41 +77,95 @@ pub enum SubmitError {
     },
 }
 
+/// Why a URL is refused at submission. The text (`Display`) is what the submitter sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlRefusal {
+    /// Nothing but whitespace.
+    #[error("empty URL")]
+    Empty,
+    /// Postgres text cannot hold NUL, and the URL parser would silently drop tabs and
+    /// newlines or encode other controls: a URL with any is refused as typed.
+    #[error("contains control characters")]
+    ControlCharacters,
+    /// Longer than [`MAX_URL_LEN`] bytes as typed.
+    #[error("longer than {MAX_URL_LEN} bytes")]
+    TooLong,
+    /// Longer than [`MAX_URL_LEN`] bytes once normalized (percent-encoding can grow it).
+    #[error("longer than {MAX_URL_LEN} bytes once normalized ({0} bytes)")]
+    TooLongNormalized(usize),
+    /// The URL parser refused it.
+    #[error("not a valid URL: {0}")]
+    Unparsable(#[from] url::ParseError),
+    /// Not http or https.
+    #[error("scheme `{0}` is not http or https")]
+    Scheme(String),
+    /// No host (or an empty one).
+    #[error("URL has no host")]
+    NoHost,
+    /// A user name or password in the URL.
+    #[error("URLs with credentials are refused")]
+    Credentials,
+}
+
+/// A URL as the pipeline stores it: absolute http(s) with a host, no credentials, no
+/// fragment, normalized by the URL parser, at most [`MAX_URL_LEN`] bytes. Made only by
+/// [`validate_url`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ValidUrl(url::Url);
+
+impl ValidUrl {
+    /// The normalized text (what `sources.uri` holds).
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The parsed URL.
+    pub fn as_url(&self) -> &url::Url {
+        &self.0
+    }
+
+    /// The normalized text, owned.
+    pub fn into_string(self) -> String {
+        self.0.into()
+    }
+}
+
+impl std::fmt::Display for ValidUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Checks one URL: absolute http(s) with a host, at most [`MAX_URL_LEN`] characters. Address
 /// checks (private, loopback, ...) happen at fetch time, after DNS resolution.
-pub fn validate_url(raw: &str) -> Result<String, String> {
+pub fn validate_url(raw: &str) -> Result<ValidUrl, UrlRefusal> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
-        return Err("empty URL".into());
+        return Err(UrlRefusal::Empty);
     }
-    // Postgres text cannot hold NUL, and the URL parser would silently drop tabs and
-    // newlines or encode other controls: a URL with any is refused as typed.
     if trimmed.chars().any(char::is_control) {
-        return Err("contains control characters".into());
+        return Err(UrlRefusal::ControlCharacters);
     }
     if trimmed.len() > MAX_URL_LEN {
-        return Err(format!("longer than {MAX_URL_LEN} bytes"));
+        return Err(UrlRefusal::TooLong);
     }
-    let url = url::Url::parse(trimmed).map_err(|e| format!("not a valid URL: {e}"))?;
+    let mut url = url::Url::parse(trimmed)?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("scheme `{}` is not http or https", url.scheme()));
+        return Err(UrlRefusal::Scheme(url.scheme().to_owned()));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err("URL has no host".into());
+        return Err(UrlRefusal::NoHost);
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("URLs with credentials are refused".into());
+        return Err(UrlRefusal::Credentials);
     }
-    let mut url = url;
     url.set_fragment(None);
-    let normalised = url.to_string();
-    if normalised.len() > MAX_URL_LEN {
-        return Err(format!(
-            "longer than {MAX_URL_LEN} bytes once normalised ({} bytes)",
-            normalised.len()
-        ));
+    let len = url.as_str().len();
+    if len > MAX_URL_LEN {
+        return Err(UrlRefusal::TooLongNormalized(len));
     }
-    Ok(normalised)
+    Ok(ValidUrl(url))
 }
 
 /// A refused URL as recorded and echoed: control characters escaped (Postgres `jsonb`
@@ -159,13 +214,14 @@ pub fn partition_urls(urls: &[String]) -> (Vec<String>, Vec<InvalidUrl>) {
     for raw in urls {
         match validate_url(raw) {
             Ok(url) => {
+                let url = url.into_string();
                 if seen.insert(url.clone()) {
                     valid.push(url);
                 }
             }
             Err(reason) => invalid.push(InvalidUrl {
                 url: refused_url_display(raw),
-                reason,
+                reason: reason.to_string(),
             }),
         }
     }
@@ -176,6 +232,7 @@ pub fn partition_urls(urls: &[String]) -> (Vec<String>, Vec<InvalidUrl>) {
 pub async fn submit(
     services: &Services,
     req: &SubmitRequest,
+    actor: Actor,
 ) -> Result<SubmitOutcome, SubmitError> {
     if req.urls.is_empty() {
         return Err(SubmitError::Invalid("no URLs given".into()));
@@ -205,6 +262,7 @@ pub async fn submit(
             source_group: req.source_group.as_deref(),
             urls: &valid,
             invalid: &invalid,
+            actor,
         },
     )
     .await
@@ -220,7 +278,7 @@ pub async fn submit(
             let m = SourceMessage {
                 source_id: s.source_id,
                 job_id: Some(created.job_id),
-                uri: Some(s.uri.clone()),
+                url: Some(s.url.clone()),
             };
             (m.id(), m.body())
         })
@@ -274,21 +332,21 @@ mod tests {
     }
 
     #[test]
-    fn lengths_are_bytes_after_normalisation_and_controls_are_refused() {
+    fn lengths_are_bytes_after_normalization_and_controls_are_refused() {
         // 2,000 characters that percent-encode to 3 bytes each pass a length check on the
         // typed form but not on the stored one.
         let long = format!("https://example.com/{}", "\"".repeat(2000));
         let err = validate_url(&long).unwrap_err();
-        assert!(err.contains("once normalised"), "{err}");
+        assert!(matches!(err, UrlRefusal::TooLongNormalized(6020)), "{err}");
+        assert!(err.to_string().contains("once normalized"), "{err}");
         let cjk = format!("https://example.com/{}", "漢".repeat(600));
         assert!(
             validate_url(&cjk).is_err(),
             "600 CJK characters are 1,800 bytes, 5,400 encoded"
         );
-        assert!(
-            validate_url("https://example.com/a\0b")
-                .unwrap_err()
-                .contains("control")
+        assert_eq!(
+            validate_url("https://example.com/a\0b"),
+            Err(UrlRefusal::ControlCharacters)
         );
         assert!(validate_url("https://example.com/a\u{85}b").is_err());
         assert_eq!(refused_url_display("a\0b"), "a\\u{0}b");

@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::Result;
 use crate::sources::Transition;
 use crate::status::SourceStatus;
+use crate::{Actor, Result};
 
 /// What [`transition_many`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,7 +18,7 @@ pub struct BatchOutcome {
     /// Events written (one per transition whose source exists).
     pub events: u64,
     /// The jobs that include the sources, in id order: the caller refreshes their progress
-    /// after this returns ([`crate::progress::refresh_after_commit`]), at once or coalesced
+    /// after this returns ([`crate::progress::Progress::refresh_after_commit`]), at once or coalesced
     /// over several batches.
     pub jobs: Vec<Uuid>,
 }
@@ -50,6 +50,7 @@ pub async fn transition_many(
     let mut to = Vec::with_capacity(n);
     let mut events = Vec::with_capacity(n);
     let mut stages = Vec::with_capacity(n);
+    let mut actors = Vec::with_capacity(n);
     let mut attempts: Vec<Option<i32>> = Vec::with_capacity(n);
     let mut details = Vec::with_capacity(n);
     let mut error_kinds: Vec<Option<&str>> = Vec::with_capacity(n);
@@ -60,6 +61,7 @@ pub async fn transition_many(
         to.push(t.to.as_str());
         events.push(t.event);
         stages.push(t.stage);
+        actors.push(t.actor.as_str());
         attempts.push(t.attempt);
         details.push(t.detail.clone());
         error_kinds.push(t.error.map(|(k, _)| k));
@@ -83,10 +85,11 @@ pub async fn transition_many(
     .await?
     .rows_affected();
     let written = sqlx::query!(
-        "INSERT INTO job_events (job_id, source_id, kind, stage, attempt, detail)
-         SELECT u.job_id, u.id, u.kind, u.stage, u.attempt, u.detail
-         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::jsonb[])
-              WITH ORDINALITY AS u(id, job_id, kind, stage, attempt, detail, ord)
+        "INSERT INTO job_events (job_id, source_id, kind, stage, actor, attempt, detail)
+         SELECT u.job_id, u.id, u.kind, u.stage, u.actor, u.attempt, u.detail
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::jsonb[],
+                     $7::text[])
+              WITH ORDINALITY AS u(id, job_id, kind, stage, attempt, detail, actor, ord)
          WHERE EXISTS (SELECT 1 FROM sources s WHERE s.id = u.id)
          ORDER BY u.ord",
         &ids,
@@ -95,6 +98,7 @@ pub async fn transition_many(
         &stages as &[&str],
         &attempts as &[Option<i32>],
         &details,
+        &actors as &[&str],
     )
     .execute(&mut *tx)
     .await?
@@ -122,6 +126,8 @@ pub struct StuckClaim {
     pub job_id: Option<Uuid>,
     /// The `updated_at` the reconciler saw: the claim fails if it changed since.
     pub seen_updated_at: DateTime<Utc>,
+    /// The queue family it goes back to (the event's `stage`).
+    pub stage: &'static str,
     /// Detail of the event.
     pub detail: serde_json::Value,
 }
@@ -134,7 +140,7 @@ pub struct StuckClaim {
 pub async fn claim_stuck(
     pool: &PgPool,
     kind: &str,
-    stage: &str,
+    actor: Actor,
     entries: &[StuckClaim],
 ) -> Result<Vec<Uuid>> {
     if entries.is_empty() {
@@ -160,16 +166,19 @@ pub async fn claim_stuck(
     let ids: Vec<Uuid> = chosen.iter().map(|e| e.source_id).collect();
     let job_ids: Vec<Option<Uuid>> = chosen.iter().map(|e| e.job_id).collect();
     let details: Vec<serde_json::Value> = chosen.iter().map(|e| e.detail.clone()).collect();
+    let stages: Vec<&str> = chosen.iter().map(|e| e.stage).collect();
     sqlx::query!(
-        "INSERT INTO job_events (job_id, source_id, kind, stage, detail)
-         SELECT u.job_id, u.id, $3, $4, u.detail
-         FROM unnest($1::uuid[], $2::uuid[], $5::jsonb[]) WITH ORDINALITY AS u(id, job_id, detail, ord)
+        "INSERT INTO job_events (job_id, source_id, kind, stage, actor, detail)
+         SELECT u.job_id, u.id, $3, u.stage, $4, u.detail
+         FROM unnest($1::uuid[], $2::uuid[], $5::jsonb[], $6::text[])
+              WITH ORDINALITY AS u(id, job_id, detail, stage, ord)
          ORDER BY u.ord",
         &ids,
         &job_ids as &[Option<Uuid>],
         kind,
-        stage,
+        actor.as_str(),
         &details,
+        &stages as &[&str],
     )
     .execute(&mut *tx)
     .await?;

@@ -142,6 +142,7 @@ pub async fn start_due_in(
         let created = crawls::create_in(
             tx,
             &NewCrawl {
+                actor: crate::Actor::RequeueDaemon,
                 project: ProjectRef::Id(ended.project_id),
                 source_group: None,
                 settings: &ended.settings,

@@ -8,7 +8,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::crawls::CrawlSettings;
-use crate::{Result, StoreError, progress};
+use crate::progress::Progress;
+use crate::{Actor, Result, StoreError};
 
 /// The error text of a page that robots.txt refused (the scrape worker's `RobotsDisallowed`).
 pub const ROBOTS_ERROR_PREFIX: &str = "disallowed by robots.txt";
@@ -127,7 +128,7 @@ pub async fn progress(pool: &PgPool, job_id: Uuid) -> Result<CrawlProgress> {
 /// job ends once the pages already being fetched are done. Pages the crawl shares with
 /// another job are left to that job. Returns how many pages were discarded; cancelling
 /// twice discards nothing more.
-pub async fn cancel(pool: &PgPool, job_id: Uuid, stage: &str) -> Result<u64> {
+pub async fn cancel(pool: &PgPool, progress: &Progress, job_id: Uuid, actor: Actor) -> Result<u64> {
     let mut tx = pool.begin().await?;
     let found = sqlx::query_scalar!(
         "UPDATE crawls SET cancelled_at = COALESCE(cancelled_at, now()) WHERE job_id = $1
@@ -148,17 +149,17 @@ pub async fn cancel(pool: &PgPool, job_id: Uuid, stage: &str) -> Result<u64> {
                 AND s.status IN ('queued', 'retrying')
              RETURNING s.id
          )
-         INSERT INTO job_events (job_id, source_id, kind, stage, detail)
-         SELECT $1, d.id, 'discarded', $2, $3 FROM d",
+         INSERT INTO job_events (job_id, source_id, kind, stage, actor, detail)
+         SELECT $1, d.id, 'discarded', 'scrape', $2, $3 FROM d",
         job_id,
-        stage,
+        actor.as_str(),
         json!({"reason": "crawl cancelled"}),
     )
     .execute(&mut *tx)
     .await?
     .rows_affected();
     tx.commit().await?;
-    progress::refresh_after_commit(pool, &[job_id]).await?;
+    progress.refresh_after_commit(pool, &[job_id]).await?;
     Ok(discarded)
 }
 

@@ -16,8 +16,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::jobs::{CreatedJob, JobSource, ProjectRef, ensure_project_in, refresh_in};
+use crate::progress::Progress;
 use crate::status::JobStatus;
-use crate::{Result, StoreError, progress};
+use crate::{Actor, Result, StoreError};
 
 /// A [`CrawlSettings`] from any query row that selects the `crawls` settings columns under
 /// their own names (each `query!` row is a type of its own, so a function cannot take them).
@@ -44,7 +45,7 @@ pub(crate) use crawl_settings;
 /// A crawl's settings as stored (validated by the caller).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CrawlSettings {
-    /// The start URL, normalised.
+    /// The start URL, normalized.
     pub start_url: String,
     /// `host`, `domain` or `prefix`.
     pub scope: String,
@@ -69,6 +70,8 @@ pub struct NewCrawl<'a> {
     pub settings: &'a CrawlSettings,
     /// For a recrawl: the crawl it repeats.
     pub recrawl_of: Option<Uuid>,
+    /// Who started it (recorded on the start page's `enqueued` event).
+    pub actor: Actor,
 }
 
 /// Creates the crawl job, its `crawls` row and its start page (a source of the job at depth
@@ -143,7 +146,7 @@ pub async fn create_in(
         job_id,
         project_id,
         new.source_group,
-        None,
+        FoundBy::Start(new.actor),
         &[start],
         &[],
     )
@@ -160,7 +163,15 @@ pub async fn create_in(
     })
 }
 
-/// The URL up to its query (for the start URL, which the caller already normalised).
+/// How the pages [`write_pages`] writes were found: the crawl's start page, started by an
+/// actor, or the links of a fetched page (admitted by the scrape worker that fetched it).
+#[derive(Debug, Clone, Copy)]
+enum FoundBy {
+    Start(Actor),
+    Page(Uuid),
+}
+
+/// The URL up to its query (for the start URL, which the caller already normalized).
 fn path_key_of(url: &str) -> String {
     url.split_once('?').map_or(url, |(p, _)| p).to_string()
 }
@@ -241,7 +252,7 @@ pub async fn for_recrawl(db: impl sqlx::PgExecutor<'_>, job_id: Uuid) -> Result<
 /// A link the crawl's rules accepted, before the caps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
-    /// The normalised URL.
+    /// The normalized URL.
     pub url: String,
     /// The URL without its query.
     pub path_key: String,
@@ -327,6 +338,7 @@ pub struct Admitted {
 /// later (found again at a smaller depth) drops its earlier refusal.
 pub async fn admit(
     pool: &PgPool,
+    progress: &Progress,
     job_id: Uuid,
     parent: Uuid,
     source_group: Option<&str>,
@@ -382,7 +394,7 @@ pub async fn admit(
         job_id,
         crawl.project_id,
         source_group,
-        Some(parent),
+        FoundBy::Page(parent),
         &decision.accept,
         &all_skips,
     )
@@ -394,7 +406,7 @@ pub async fn admit(
         // job refresh (an aggregate over every page of the crawl) on each page's path, and
         // the crawl cannot look ended meanwhile, since the page admitting these links is
         // not terminal until it is stored (whose refresh comes after this commit).
-        progress::refresh_in_background(pool, vec![job_id]);
+        progress.refresh_in_background(pool, vec![job_id]);
     }
     Ok(Admitted {
         new_pages,
@@ -454,10 +466,14 @@ async fn write_pages(
     job_id: Uuid,
     project_id: Uuid,
     source_group: Option<&str>,
-    parent: Option<Uuid>,
+    found: FoundBy,
     pages: &[Candidate],
     skips: &[&Skip],
 ) -> Result<Written> {
+    let (parent, actor) = match found {
+        FoundBy::Start(actor) => (None, actor),
+        FoundBy::Page(parent) => (Some(parent), Actor::ScrapeWorker),
+    };
     let mut sorted: Vec<&Candidate> = pages.iter().collect();
     sorted.sort_by(|a, b| a.url.cmp(&b.url));
     let ids: Vec<Uuid> = sorted.iter().map(|_| Uuid::now_v7()).collect();
@@ -498,9 +514,9 @@ async fn write_pages(
                                         via, sitemap_url)
                SELECT $7, url, key, id, depth, $10, via, NULLIF(sitemap, '') FROM page
            ), event AS (
-               INSERT INTO job_events (job_id, source_id, kind, stage, detail)
-               SELECT $7, id, 'enqueued', 'crawl',
-                      jsonb_build_object('uri', url, 'created', created, 'depth', depth,
+               INSERT INTO job_events (job_id, source_id, kind, stage, actor, detail)
+               SELECT $7, id, 'enqueued', 'scrape', $13,
+                      jsonb_build_object('url', url, 'created', created, 'depth', depth,
                                          'via', via, 'discovered_from', $10::uuid)
                       || CASE WHEN sitemap = '' THEN '{}'::jsonb
                               ELSE jsonb_build_object('sitemap', sitemap) END
@@ -528,7 +544,7 @@ async fn write_pages(
                   ARRAY(SELECT url FROM page ORDER BY ord) AS "page_urls!",
                   ARRAY(SELECT created FROM page ORDER BY ord) AS "page_created!",
                   ARRAY(SELECT id FROM waiting ORDER BY uri) AS "waiting_ids!",
-                  ARRAY(SELECT uri FROM waiting ORDER BY uri) AS "waiting_uris!",
+                  ARRAY(SELECT uri FROM waiting ORDER BY uri) AS "waiting_urls!",
                   (SELECT count(*) FROM refused) AS "skipped!""#,
         &ids,
         &urls as &[&str],
@@ -542,6 +558,7 @@ async fn write_pages(
         parent,
         &skip_urls as &[&str],
         &skip_reasons as &[&str],
+        actor.as_str(),
     )
     .fetch_one(&mut **tx)
     .await?;
@@ -557,7 +574,7 @@ async fn write_pages(
             let (source_id, created) = by_url[c.url.as_str()];
             JobSource {
                 source_id,
-                uri: c.url.clone(),
+                url: c.url.clone(),
                 created,
             }
         })
@@ -565,10 +582,10 @@ async fn write_pages(
     let waiting = row
         .waiting_ids
         .into_iter()
-        .zip(row.waiting_uris)
-        .map(|(source_id, uri)| JobSource {
+        .zip(row.waiting_urls)
+        .map(|(source_id, url)| JobSource {
             source_id,
-            uri,
+            url,
             created: false,
         })
         .collect();

@@ -23,9 +23,11 @@ pub struct SourceContent {
     /// The source's project (entities are unique per project).
     pub project_id: Uuid,
     /// The page's URL (resolves relative links).
-    pub uri: String,
+    pub url: String,
     /// The fetched body.
     pub raw_content: Option<String>,
+    /// The fetched body byte for byte, when it is a binary document (a PDF).
+    pub raw_bytes: Option<Vec<u8>>,
     /// Its HTTP content type.
     pub content_type: Option<String>,
     /// The job that created the source.
@@ -36,7 +38,7 @@ pub struct SourceContent {
 pub async fn load_source(db: &PgPool, source_id: Uuid) -> Result<Option<SourceContent>> {
     Ok(sqlx::query_as!(
         SourceContent,
-        "SELECT project_id, uri, raw_content, content_type, created_by_job_id
+        "SELECT project_id, uri AS url, raw_content, raw_bytes, content_type, created_by_job_id
          FROM sources WHERE id = $1",
         source_id,
     )
@@ -65,14 +67,14 @@ pub struct NewAnalysis<'a> {
     pub entities_extracted: bool,
 }
 
-/// An entity to upsert (unique per project, kind and normalised value).
+/// An entity to upsert (unique per project, kind and normalized value).
 #[derive(Debug, Clone)]
 pub struct NewEntity<'a> {
     /// Its kind (`email`, `url`, ...).
     pub kind: &'a str,
     /// The name as found.
     pub name: &'a str,
-    /// The normalised value it is unique on.
+    /// The normalized value it is unique on.
     pub normalized: &'a str,
     /// Its `data` document.
     pub data: String,
@@ -214,7 +216,7 @@ async fn upsert_chunks(
     Ok(ids)
 }
 
-/// Upserts the entities (unique per project, kind and normalised value) and returns their
+/// Upserts the entities (unique per project, kind and normalized value) and returns their
 /// ids in the order of `found`.
 async fn upsert_entities(
     tx: &mut Transaction<'_, Postgres>,
@@ -346,7 +348,11 @@ pub struct Finish<'a> {
 /// Stores the vectors, sets `embeddings_created` on their rows and moves the source to
 /// `extracted`, all in one transaction; then refreshes the progress of the source's jobs.
 /// Returns `false` when the source does not exist.
-pub async fn finish(db: &PgPool, f: &Finish<'_>) -> Result<bool> {
+pub async fn finish(
+    db: &PgPool,
+    progress: &crate::progress::Progress,
+    f: &Finish<'_>,
+) -> Result<bool> {
     let mut tx = db.begin().await?;
     if !f.extraction_ids.is_empty() {
         // One flat array and a slice per row: Postgres cannot unnest an array of arrays.
@@ -380,6 +386,7 @@ pub async fn finish(db: &PgPool, f: &Finish<'_>) -> Result<bool> {
             to: SourceStatus::Extracted,
             event: "succeeded",
             stage: "extraction",
+            actor: crate::Actor::ExtractionWorker,
             attempt: Some(f.attempt),
             detail: f.detail.clone(),
             error: None,
@@ -394,5 +401,5 @@ pub async fn finish(db: &PgPool, f: &Finish<'_>) -> Result<bool> {
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    crate::progress::after_transition(db, jobs).await
+    progress.after_transition(db, jobs).await
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::sources::{SourceRow, query_source_rows};
 use crate::status::JobStatus;
-use crate::{Result, StoreError};
+use crate::{Actor, Result, StoreError};
 
 /// The name of the project used when a submission names none.
 pub const DEFAULT_PROJECT: &str = "default";
@@ -27,6 +27,8 @@ pub struct NewScrapeJob<'a> {
     pub source_group: Option<&'a str>,
     pub urls: &'a [String],
     pub invalid: &'a [InvalidUrl],
+    /// Who submitted (recorded on each source's `enqueued` event).
+    pub actor: Actor,
 }
 
 /// A project by id or by name (created when missing).
@@ -40,7 +42,7 @@ pub enum ProjectRef<'a> {
 #[derive(Debug, Clone, Serialize)]
 pub struct JobSource {
     pub source_id: Uuid,
-    pub uri: String,
+    pub url: String,
     /// `false` when the URL already had a source in the project (it joins the job).
     pub created: bool,
 }
@@ -105,7 +107,7 @@ pub async fn create_scrape_job(pool: &PgPool, new: &NewScrapeJob<'_>) -> Result<
     let mut written: Vec<Option<JobSource>> = vec![None; new.urls.len()];
     for (n, batch) in order.chunks(SUBMIT_BATCH).enumerate() {
         let urls: Vec<&str> = batch.iter().map(|&i| new.urls[i].as_str()).collect();
-        match write_sources(pool, job_id, project_id, new.source_group, &urls).await {
+        match write_sources(pool, job_id, project_id, new.source_group, &urls, new.actor).await {
             Ok(rows) => {
                 for (&i, row) in batch.iter().zip(rows) {
                     written[i] = Some(row);
@@ -150,6 +152,7 @@ async fn write_sources(
     project_id: Uuid,
     source_group: Option<&str>,
     urls: &[&str],
+    actor: Actor,
 ) -> Result<Vec<JobSource>> {
     let new_ids: Vec<Uuid> = urls.iter().map(|_| Uuid::now_v7()).collect();
     let mut tx = pool.begin().await?;
@@ -161,7 +164,7 @@ async fn write_sources(
            ON CONFLICT (project_id, uri) DO UPDATE
               SET status = 'queued', updated_at = now(),
                   source_group = COALESCE(EXCLUDED.source_group, sources.source_group)
-           RETURNING id, uri, (xmax = 0) AS "created!""#,
+           RETURNING id, uri AS url, (xmax = 0) AS "created!""#,
         &new_ids,
         urls as &[&str],
         project_id,
@@ -171,7 +174,7 @@ async fn write_sources(
     .fetch_all(&mut *tx)
     .await?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let uris: Vec<&str> = rows.iter().map(|r| r.uri.as_str()).collect();
+    let row_urls: Vec<&str> = rows.iter().map(|r| r.url.as_str()).collect();
     let created: Vec<bool> = rows.iter().map(|r| r.created).collect();
     sqlx::query!(
         "INSERT INTO job_sources (job_id, source_id)
@@ -182,34 +185,35 @@ async fn write_sources(
     .execute(&mut *tx)
     .await?;
     sqlx::query!(
-        "INSERT INTO job_events (job_id, source_id, kind, stage, detail)
-         SELECT $1, u.id, 'enqueued', 'submit', jsonb_build_object('uri', u.uri, 'created', u.created)
-           FROM unnest($2::uuid[], $3::text[], $4::bool[]) WITH ORDINALITY AS u(id, uri, created, ord)
+        "INSERT INTO job_events (job_id, source_id, kind, stage, actor, detail)
+         SELECT $1, u.id, 'enqueued', 'scrape', $5, jsonb_build_object('url', u.url, 'created', u.created)
+           FROM unnest($2::uuid[], $3::text[], $4::bool[]) WITH ORDINALITY AS u(id, url, created, ord)
           ORDER BY u.ord",
         job_id,
         &ids,
-        &uris as &[&str],
+        &row_urls as &[&str],
         &created,
+        actor.as_str(),
     )
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     // RETURNING gives no order guarantee: match the rows back to the input by URL (unique
     // within a batch: the caller passes distinct URLs).
-    let mut by_uri: std::collections::HashMap<String, JobSource> = rows
+    let mut by_url: std::collections::HashMap<String, JobSource> = rows
         .into_iter()
         .map(|r| {
             (
-                r.uri.clone(),
+                r.url.clone(),
                 JobSource {
                     source_id: r.id,
-                    uri: r.uri,
+                    url: r.url,
                     created: r.created,
                 },
             )
         })
         .collect();
-    Ok(urls.iter().filter_map(|u| by_uri.remove(*u)).collect())
+    Ok(urls.iter().filter_map(|u| by_url.remove(*u)).collect())
 }
 
 /// The project's id, creating it when missing.

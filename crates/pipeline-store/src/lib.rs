@@ -47,3 +47,52 @@ pub enum StoreError {
 
 /// Store result.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Who recorded an event (`job_events.actor`), beside the queue family it is about
+/// (`job_events.stage`): a daemon, or a person through one of the interfaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Actor {
+    /// The HTTP API.
+    Api,
+    /// `pipelinectl`.
+    Cli,
+    /// The operator console.
+    Console,
+    /// A scrape worker (its runs, and the pages its crawls discover).
+    ScrapeWorker,
+    /// An extraction worker.
+    ExtractionWorker,
+    /// The requeue daemon (automatic redrives, parks, reconciles, scheduled recrawls).
+    RequeueDaemon,
+}
+
+impl Actor {
+    /// The column value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Actor::Api => "api",
+            Actor::Cli => "cli",
+            Actor::Console => "console",
+            Actor::ScrapeWorker => "scrape-worker",
+            Actor::ExtractionWorker => "extraction-worker",
+            Actor::RequeueDaemon => "requeue-daemon",
+        }
+    }
+
+    /// The queue family a worker works on (`job_events.stage` of its runs); `None` for the
+    /// others.
+    pub const fn family(self) -> Option<&'static str> {
+        match self {
+            Actor::ScrapeWorker => Some("scrape"),
+            Actor::ExtractionWorker => Some("extraction"),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

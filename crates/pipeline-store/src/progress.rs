@@ -8,7 +8,8 @@
 //! source's status and event without touching the job, and the job is refreshed afterwards
 //! in its own short transaction.
 //!
-//! Within one process the refreshes of one job are coalesced: a caller whose transition has
+//! Within one [`Progress`] handle (one per process, carried by `Services`) the refreshes of
+//! one job are coalesced: a caller whose transition has
 //! committed waits for a refresh that *started* after its commit (so it saw that commit),
 //! and one refresh serves every caller that asked while the previous one ran. Across
 //! processes the refreshes still serialise on the row lock, and each recomputes from the
@@ -18,7 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -36,155 +37,181 @@ struct Slot {
     counts: Mutex<(u64, u64)>,
 }
 
-/// Every job with a refresh requested or running in this process. Job ids are UUIDs, unique
-/// across databases, so one registry serves every pool of the process.
-fn registry() -> &'static Mutex<HashMap<Uuid, Arc<Slot>>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<Uuid, Arc<Slot>>>> = OnceLock::new();
-    REGISTRY.get_or_init(Default::default)
-}
-
-/// Background refreshes started by [`refresh_in_background`] and not finished yet.
-static BACKGROUND: AtomicUsize = AtomicUsize::new(0);
-
-fn background_idle() -> &'static tokio::sync::Notify {
-    static IDLE: OnceLock<tokio::sync::Notify> = OnceLock::new();
-    IDLE.get_or_init(tokio::sync::Notify::new)
-}
-
 /// How long a background refresh waits before it runs, so that one refresh serves every
 /// page of a job stored meanwhile.
 pub const BACKGROUND_LAG: Duration = Duration::from_millis(500);
 
-/// Jobs with a background refresh scheduled that has not started yet.
-fn scheduled() -> &'static Mutex<HashSet<Uuid>> {
-    static SCHEDULED: OnceLock<Mutex<HashSet<Uuid>>> = OnceLock::new();
-    SCHEDULED.get_or_init(Default::default)
+/// The job-progress refreshes of one process (or of one runner in it): which jobs have a
+/// refresh requested or running, and the background refreshes not finished yet. A cheap
+/// handle (clones share the state); [`crate`]'s writers that change a job's sources take
+/// it, and `Services` carries one, so two pipelines in one process (tests, an all-in-one
+/// binary) coalesce and settle only their own refreshes.
+#[derive(Clone, Default)]
+pub struct Progress {
+    inner: Arc<Inner>,
 }
 
-/// Bumped by [`settled`] to start every scheduled refresh at once.
-fn flush() -> &'static tokio::sync::watch::Sender<u64> {
-    static FLUSH: OnceLock<tokio::sync::watch::Sender<u64>> = OnceLock::new();
-    FLUSH.get_or_init(|| tokio::sync::watch::Sender::new(0))
-}
-
-/// Refreshes the progress of `job_ids` in a background task, for a transition that cannot
-/// finish a job (a page stored as `scraped` still waits for extraction): the worker moves on
-/// without waiting for the job row. The task waits [`BACKGROUND_LAG`] first, and a job that
-/// already has one waiting is not scheduled again: under load a job's row is written about
-/// twice a second instead of once per stored page, and its `scraped` count lags by at most
-/// that much. A job whose refresh was skipped is still covered, because the waiting refresh
-/// starts after this call's commit. A failure is logged; the reconciler refreshes jobs whose
-/// progress went stale. [`settled`] starts the waiting refreshes and waits for them
-/// (workers call it when they drain).
-pub fn refresh_in_background(pool: &PgPool, job_ids: Vec<Uuid>) {
-    let job_ids: Vec<Uuid> = {
-        let mut waiting = scheduled().lock().unwrap_or_else(|e| e.into_inner());
-        job_ids.into_iter().filter(|j| waiting.insert(*j)).collect()
-    };
-    if job_ids.is_empty() {
-        return;
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("background", &self.inner.background.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
     }
-    BACKGROUND.fetch_add(1, Ordering::SeqCst);
-    let pool = pool.clone();
-    // Subscribed before the task exists, so a flush sent before it first polls still counts.
-    let mut flushed = flush().subscribe();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::time::sleep(BACKGROUND_LAG) => {}
-            _ = flushed.changed() => {}
-        }
-        // From here on a new request schedules a refresh of its own: this one may already
-        // have read the job's sources.
-        {
-            let mut waiting = scheduled().lock().unwrap_or_else(|e| e.into_inner());
-            for j in &job_ids {
-                waiting.remove(j);
-            }
-        }
-        if let Err(err) = refresh_after_commit(&pool, &job_ids).await {
-            tracing::warn!(error = %err, jobs = ?job_ids, "refreshing job progress failed; the reconciler will refresh it");
-        }
-        if BACKGROUND.fetch_sub(1, Ordering::SeqCst) == 1 {
-            background_idle().notify_waiters();
-        }
-    });
 }
 
-/// Starts every waiting background refresh of this process and waits until all have
-/// finished.
-pub async fn settled() {
-    flush().send_modify(|n| *n = n.wrapping_add(1));
-    loop {
-        let notified = background_idle().notified();
-        tokio::pin!(notified);
-        // Registered before the check, so a task finishing in between still wakes us.
-        notified.as_mut().enable();
-        if BACKGROUND.load(Ordering::SeqCst) == 0 {
+#[derive(Default)]
+struct Inner {
+    /// Every job with a refresh requested or running. Job ids are UUIDs, unique across
+    /// databases, so one handle may serve several pools.
+    registry: Mutex<HashMap<Uuid, Arc<Slot>>>,
+    /// Background refreshes started by [`Progress::refresh_in_background`] and not
+    /// finished yet.
+    background: AtomicUsize,
+    /// Woken when `background` falls to zero.
+    idle: tokio::sync::Notify,
+    /// Jobs with a background refresh scheduled that has not started yet.
+    scheduled: Mutex<HashSet<Uuid>>,
+    /// Bumped by [`Progress::settled`] to start every scheduled refresh at once.
+    flush: tokio::sync::watch::Sender<u64>,
+}
+
+impl Progress {
+    /// A handle with nothing requested yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Refreshes the progress of `job_ids` in a background task, for a transition that
+    /// cannot finish a job (a page stored as `scraped` still waits for extraction): the
+    /// worker moves on without waiting for the job row. The task waits [`BACKGROUND_LAG`]
+    /// first, and a job that already has one waiting is not scheduled again: under load a
+    /// job's row is written about twice a second instead of once per stored page, and its
+    /// `scraped` count lags by at most that much. A job whose refresh was skipped is still
+    /// covered, because the waiting refresh starts after this call's commit. A failure is
+    /// logged; the reconciler refreshes jobs whose progress went stale.
+    /// [`settled`](Self::settled) starts the waiting refreshes and waits for them (workers
+    /// call it when they drain).
+    pub fn refresh_in_background(&self, pool: &PgPool, job_ids: Vec<Uuid>) {
+        let inner = &self.inner;
+        let job_ids: Vec<Uuid> = {
+            let mut waiting = inner.scheduled.lock().unwrap_or_else(|e| e.into_inner());
+            job_ids.into_iter().filter(|j| waiting.insert(*j)).collect()
+        };
+        if job_ids.is_empty() {
             return;
         }
-        notified.await;
-    }
-}
-
-/// What a caller does after committing a transition that returned `jobs` (`None`: the
-/// source does not exist): refreshes those jobs ([`refresh_after_commit`]) and says whether
-/// the source existed.
-pub async fn after_transition(pool: &PgPool, jobs: Option<Vec<Uuid>>) -> Result<bool> {
-    match jobs {
-        Some(jobs) => {
-            refresh_after_commit(pool, &jobs).await?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
-}
-
-/// Refreshes the progress of `job_ids`, to be called after the transaction that changed
-/// their sources has committed. Returns once a refresh of each job that began after this
-/// call has finished.
-pub async fn refresh_after_commit(pool: &PgPool, job_ids: &[Uuid]) -> Result<()> {
-    for job_id in job_ids {
-        refresh_one(pool, *job_id).await?;
-    }
-    Ok(())
-}
-
-async fn refresh_one(pool: &PgPool, job_id: Uuid) -> Result<()> {
-    let (slot, ticket) = {
-        let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
-        let slot = map.entry(job_id).or_default().clone();
-        let mut counts = slot.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts.0 += 1;
-        let ticket = counts.0;
-        drop(counts);
-        (slot, ticket)
-    };
-    let result = {
-        let _running = slot.running.lock().await;
-        let (requested, covered) = *slot.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if covered >= ticket {
-            // A refresh that began after this request finished while we waited.
-            Ok(())
-        } else {
-            // Every request made so far is covered by this refresh: it starts now, after
-            // their commits.
-            let target = requested;
-            let result = refresh(pool, job_id).await;
-            if result.is_ok() {
-                let mut counts = slot.counts.lock().unwrap_or_else(|e| e.into_inner());
-                counts.1 = counts.1.max(target);
+        inner.background.fetch_add(1, Ordering::SeqCst);
+        let pool = pool.clone();
+        let this = self.clone();
+        // Subscribed before the task exists, so a flush sent before it first polls still
+        // counts.
+        let mut flushed = inner.flush.subscribe();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(BACKGROUND_LAG) => {}
+                _ = flushed.changed() => {}
             }
-            result
-        }
-    };
-    // Forget the job when nobody else asked meanwhile (the check and the request both run
-    // under the registry's lock).
-    let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
-    let counts = *slot.counts.lock().unwrap_or_else(|e| e.into_inner());
-    if counts.0 == ticket && Arc::strong_count(&slot) <= 2 {
-        map.remove(&job_id);
+            let inner = &this.inner;
+            // From here on a new request schedules a refresh of its own: this one may
+            // already have read the job's sources.
+            {
+                let mut waiting = inner.scheduled.lock().unwrap_or_else(|e| e.into_inner());
+                for j in &job_ids {
+                    waiting.remove(j);
+                }
+            }
+            if let Err(err) = this.refresh_after_commit(&pool, &job_ids).await {
+                tracing::warn!(error = %err, jobs = ?job_ids, "refreshing job progress failed; the reconciler will refresh it");
+            }
+            if inner.background.fetch_sub(1, Ordering::SeqCst) == 1 {
+                inner.idle.notify_waiters();
+            }
+        });
     }
-    result
+
+    /// Background refreshes of this handle started and not finished yet.
+    pub fn pending(&self) -> usize {
+        self.inner.background.load(Ordering::SeqCst)
+    }
+
+    /// Starts every waiting background refresh of this handle and waits until all have
+    /// finished.
+    pub async fn settled(&self) {
+        let inner = &self.inner;
+        inner.flush.send_modify(|n| *n = n.wrapping_add(1));
+        loop {
+            let notified = inner.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a task finishing in between still wakes us.
+            notified.as_mut().enable();
+            if inner.background.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// What a caller does after committing a transition that returned `jobs` (`None`: the
+    /// source does not exist): refreshes those jobs ([`refresh_after_commit`](Self::refresh_after_commit))
+    /// and says whether the source existed.
+    pub async fn after_transition(&self, pool: &PgPool, jobs: Option<Vec<Uuid>>) -> Result<bool> {
+        match jobs {
+            Some(jobs) => {
+                self.refresh_after_commit(pool, &jobs).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Refreshes the progress of `job_ids`, to be called after the transaction that changed
+    /// their sources has committed. Returns once a refresh of each job that began after
+    /// this call has finished.
+    pub async fn refresh_after_commit(&self, pool: &PgPool, job_ids: &[Uuid]) -> Result<()> {
+        for job_id in job_ids {
+            self.refresh_one(pool, *job_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn refresh_one(&self, pool: &PgPool, job_id: Uuid) -> Result<()> {
+        let registry = &self.inner.registry;
+        let (slot, ticket) = {
+            let mut map = registry.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = map.entry(job_id).or_default().clone();
+            let mut counts = slot.counts.lock().unwrap_or_else(|e| e.into_inner());
+            counts.0 += 1;
+            let ticket = counts.0;
+            drop(counts);
+            (slot, ticket)
+        };
+        let result = {
+            let _running = slot.running.lock().await;
+            let (requested, covered) = *slot.counts.lock().unwrap_or_else(|e| e.into_inner());
+            if covered >= ticket {
+                // A refresh that began after this request finished while we waited.
+                Ok(())
+            } else {
+                // Every request made so far is covered by this refresh: it starts now, after
+                // their commits.
+                let target = requested;
+                let result = refresh(pool, job_id).await;
+                if result.is_ok() {
+                    let mut counts = slot.counts.lock().unwrap_or_else(|e| e.into_inner());
+                    counts.1 = counts.1.max(target);
+                }
+                result
+            }
+        };
+        // Forget the job when nobody else asked meanwhile (the check and the request both
+        // run under the registry's lock).
+        let mut map = registry.lock().unwrap_or_else(|e| e.into_inner());
+        let counts = *slot.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.0 == ticket && Arc::strong_count(&slot) <= 2 {
+            map.remove(&job_id);
+        }
+        result
+    }
 }
 
 /// Recomputes one job's progress in its own transaction: one statement that locks the row,

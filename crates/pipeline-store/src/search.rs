@@ -163,7 +163,7 @@ pub struct ChunkHit {
     /// The chunk's text.
     pub text: String,
     /// The page's URL.
-    pub uri: String,
+    pub url: String,
     /// The page's title, if it has one.
     pub title: Option<String>,
     /// The job that created the source (kept even when later jobs asked for it too).
@@ -195,7 +195,7 @@ pub async fn chunks(db: &sqlx::PgPool, ids: &[Uuid]) -> Result<Vec<ChunkHit>> {
         ChunkHit,
         r#"SELECT x.id AS "extraction_id!", x.project_id AS "project_id!",
                 x.source_id AS "source_id!", x.chunk_index AS "chunk_index!",
-                coalesce(x.data ->> 'text', '') AS "text!", s.uri AS "uri!", s.title,
+                coalesce(x.data ->> 'text', '') AS "text!", s.uri AS "url!", s.title,
                 s.created_by_job_id AS job_id, x.heading_trail, s.published_at,
                 s.published_offset_seconds, s.language, s.site_name
          FROM extractions x JOIN sources s ON s.id = x.source_id

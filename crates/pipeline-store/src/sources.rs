@@ -2,13 +2,14 @@
 //! reconciler's query for stuck sources.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use crate::progress::Progress;
 use crate::status::SourceStatus;
-use crate::{Result, StoreError, progress};
+use crate::{Actor, Result, StoreError};
 
 /// A status change of a source, with the event that explains it.
 #[derive(Debug, Clone)]
@@ -21,8 +22,10 @@ pub struct Transition<'a> {
     pub to: SourceStatus,
     /// The event kind written to `job_events` (`succeeded`, `dead_lettered`, ...).
     pub event: &'a str,
-    /// `scrape`, `extraction`, `requeue`, `api`, ...
+    /// The queue family the event is about: `scrape` or `extraction`.
     pub stage: &'a str,
+    /// Who records it.
+    pub actor: Actor,
     /// The delivery attempt, when the event is about one.
     pub attempt: Option<i32>,
     /// Free-form detail for the trail (error, kind, worker, counts).
@@ -34,17 +37,17 @@ pub struct Transition<'a> {
 /// Applies a transition: the source's status and its event in one transaction, then the
 /// progress of every job that includes the source ([`crate::progress`]). Returns `false`
 /// when the source does not exist.
-pub async fn transition(pool: &PgPool, t: &Transition<'_>) -> Result<bool> {
+pub async fn transition(pool: &PgPool, progress: &Progress, t: &Transition<'_>) -> Result<bool> {
     let mut tx = pool.begin().await?;
     let jobs = transition_in(&mut tx, t).await?;
     tx.commit().await?;
-    progress::after_transition(pool, jobs).await
+    progress.after_transition(pool, jobs).await
 }
 
 /// [`transition`] inside the caller's transaction (for callers that write more rows
 /// atomically with the status change): one statement writes the status and the event.
 /// Returns the jobs that include the source (`None`: no such source); the caller passes
-/// them to [`progress::after_transition`] once its transaction has committed.
+/// them to [`Progress::after_transition`] once its transaction has committed.
 ///
 /// No job row is locked here, so transitions of one job's sources run in parallel; only
 /// the short progress refresh afterwards is serialised per job.
@@ -63,8 +66,8 @@ pub async fn transition_in(
              WHERE id = $1
              RETURNING id
          ), e AS (
-             INSERT INTO job_events (job_id, source_id, kind, stage, attempt, detail)
-             SELECT $5, u.id, $6, $7, $8, $9 FROM u
+             INSERT INTO job_events (job_id, source_id, kind, stage, actor, attempt, detail)
+             SELECT $5, u.id, $6, $7, $10, $8, $9 FROM u
          )
          SELECT (SELECT array_agg(job_id ORDER BY job_id) FROM job_sources WHERE source_id = u.id)
          FROM u",
@@ -77,31 +80,44 @@ pub async fn transition_in(
         t.stage,
         t.attempt,
         &t.detail,
+        t.actor.as_str(),
     )
     .fetch_optional(&mut **tx)
     .await?;
     Ok(row.map(Option::unwrap_or_default))
 }
 
+/// One event to append to a source's trail.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    /// The job on whose behalf, when known.
+    pub job_id: Option<Uuid>,
+    /// The source.
+    pub source_id: Uuid,
+    /// `started`, `reconciled`, ...
+    pub kind: &'a str,
+    /// The queue family it is about.
+    pub stage: &'a str,
+    /// Who records it.
+    pub actor: Actor,
+    /// The delivery attempt, when it is about one.
+    pub attempt: Option<i32>,
+    /// Free-form detail.
+    pub detail: &'a Value,
+}
+
 /// Appends one event to a source's trail.
-pub async fn record_event_in(
-    tx: &mut Transaction<'_, Postgres>,
-    job_id: Option<Uuid>,
-    source_id: Uuid,
-    kind: &str,
-    stage: &str,
-    attempt: Option<i32>,
-    detail: &Value,
-) -> Result<()> {
+pub async fn record_event_in(tx: &mut Transaction<'_, Postgres>, e: &NewEvent<'_>) -> Result<()> {
     sqlx::query!(
-        "INSERT INTO job_events (job_id, source_id, kind, stage, attempt, detail)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        job_id,
-        source_id,
-        kind,
-        stage,
-        attempt,
-        detail,
+        "INSERT INTO job_events (job_id, source_id, kind, stage, actor, attempt, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        e.job_id,
+        e.source_id,
+        e.kind,
+        e.stage,
+        e.actor.as_str(),
+        e.attempt,
+        e.detail,
     )
     .execute(&mut **tx)
     .await?;
@@ -109,17 +125,9 @@ pub async fn record_event_in(
 }
 
 /// Appends one event without changing the status.
-pub async fn record_event(
-    pool: &PgPool,
-    job_id: Option<Uuid>,
-    source_id: Uuid,
-    kind: &str,
-    stage: &str,
-    attempt: Option<i32>,
-    detail: &Value,
-) -> Result<()> {
+pub async fn record_event(pool: &PgPool, e: &NewEvent<'_>) -> Result<()> {
     let mut tx = pool.begin().await?;
-    record_event_in(&mut tx, job_id, source_id, kind, stage, attempt, detail).await?;
+    record_event_in(&mut tx, e).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -129,7 +137,7 @@ pub async fn record_event(
 pub struct SourceRow {
     pub id: Uuid,
     pub project_id: Uuid,
-    pub uri: String,
+    pub url: String,
     pub source_group: Option<String>,
     pub status: SourceStatus,
     pub title: Option<String>,
@@ -153,7 +161,7 @@ macro_rules! query_source_rows {
         sqlx::query_as!(
             $crate::sources::SourceRow,
             $with
-                + r#" SELECT id AS "id!", project_id AS "project_id!", uri AS "uri!", source_group,
+                + r#" SELECT id AS "id!", project_id AS "project_id!", uri AS "url!", source_group,
                   status AS "status!: crate::status::SourceStatus", title, content_type,
                   http_status, fetched_at, last_error, last_error_kind,
                   created_at AS "created_at!", updated_at AS "updated_at!", created_by_job_id "#
@@ -176,9 +184,9 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<SourceRow> {
 }
 
 /// Sources with this exact URI, in any project, newest first.
-pub async fn find_by_uri(pool: &PgPool, uri: &str) -> Result<Vec<SourceRow>> {
+pub async fn find_by_url(pool: &PgPool, url: &str) -> Result<Vec<SourceRow>> {
     Ok(
-        query_source_rows!("FROM sources WHERE uri = $1 ORDER BY created_at DESC", uri)
+        query_source_rows!("FROM sources WHERE uri = $1 ORDER BY created_at DESC", url)
             .fetch_all(pool)
             .await?,
     )
@@ -186,23 +194,37 @@ pub async fn find_by_uri(pool: &PgPool, uri: &str) -> Result<Vec<SourceRow>> {
 
 /// The URLs of `ids` (sources that do not exist are left out), in one round trip: what a
 /// DLQ listing shows beside each item.
-pub async fn uris(pool: &PgPool, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, String>> {
-    let rows = sqlx::query!("SELECT id, uri FROM sources WHERE id = ANY($1)", ids)
+pub async fn urls(pool: &PgPool, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, String>> {
+    let rows = sqlx::query!("SELECT id, uri AS url FROM sources WHERE id = ANY($1)", ids)
         .fetch_all(pool)
         .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.uri)).collect())
+    Ok(rows.into_iter().map(|r| (r.id, r.url)).collect())
 }
 
-/// One event of a source's trail.
-#[derive(Debug, Clone, Serialize)]
+/// One event of a source's trail (the API returns it as it is: `EventBody`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = EventBody))]
 pub struct EventRow {
+    /// Event id (increasing).
     pub id: i64,
+    /// The job it happened for.
     pub job_id: Option<Uuid>,
+    /// The source.
     pub source_id: Option<Uuid>,
+    /// `enqueued`, `started`, `succeeded`, `failed`, `dead_lettered`, `redriven`, `parked`,
+    /// `discarded`, `reconciled`, `unchanged`.
     pub kind: String,
+    /// The queue family it is about: `scrape` or `extraction`.
     pub stage: Option<String>,
+    /// Who recorded it: `scrape-worker`, `extraction-worker`, `requeue-daemon`, `api`,
+    /// `cli` or `console` (`null` on submissions recorded before actors had a column).
+    pub actor: Option<String>,
+    /// The attempt number, when relevant.
     pub attempt: Option<i32>,
+    /// Details (error, kind, delay, DLQ...).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub detail: Option<Value>,
+    /// When.
     pub at: DateTime<Utc>,
 }
 
@@ -220,7 +242,7 @@ pub async fn events_page(
 ) -> Result<Vec<EventRow>> {
     Ok(sqlx::query_as!(
         EventRow,
-        "SELECT id, job_id, source_id, kind, stage, attempt, detail, at
+        "SELECT id, job_id, source_id, kind, stage, actor, attempt, detail, at
          FROM job_events WHERE source_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         source_id,
         after,
@@ -250,11 +272,12 @@ pub struct Fetched<'a> {
 
 /// Stores a fetched page and moves the source to `scraped` with its `succeeded` event, in
 /// one statement (so one round trip and one commit). The progress of the source's jobs is
-/// refreshed in the background ([`progress::refresh_in_background`]): `scraped` finishes
+/// refreshed in the background ([`Progress::refresh_in_background`]): `scraped` finishes
 /// no job, so the worker need not wait for the job row. Returns `false` when the source
 /// does not exist.
 pub async fn store_fetched(
     pool: &PgPool,
+    progress: &Progress,
     source_id: Uuid,
     job_id: Option<Uuid>,
     attempt: Option<i32>,
@@ -270,8 +293,8 @@ pub async fn store_fetched(
              WHERE id = $1
              RETURNING id
          ), e AS (
-             INSERT INTO job_events (job_id, source_id, kind, stage, attempt, detail)
-             SELECT $6, u.id, 'succeeded', 'scrape', $7, $8 FROM u
+             INSERT INTO job_events (job_id, source_id, kind, stage, actor, attempt, detail)
+             SELECT $6, u.id, 'succeeded', 'scrape', 'scrape-worker', $7, $8 FROM u
          )
          SELECT (SELECT array_agg(job_id ORDER BY job_id) FROM job_sources WHERE source_id = u.id)
          FROM u",
@@ -292,7 +315,7 @@ pub async fn store_fetched(
     .await?;
     match row {
         Some(jobs) => {
-            progress::refresh_in_background(pool, jobs.unwrap_or_default());
+            progress.refresh_in_background(pool, jobs.unwrap_or_default());
             Ok(true)
         }
         None => Ok(false),
@@ -344,6 +367,7 @@ pub async fn raw_content(pool: &PgPool, source_id: Uuid) -> Result<Option<String
 /// of the source's jobs. Returns `false` when the source does not exist.
 pub async fn store_unchanged(
     pool: &PgPool,
+    progress: &Progress,
     source_id: Uuid,
     job_id: Option<Uuid>,
     attempt: Option<i32>,
@@ -358,6 +382,7 @@ pub async fn store_unchanged(
             to: SourceStatus::Extracted,
             event: "unchanged",
             stage: "scrape",
+            actor: Actor::ScrapeWorker,
             attempt,
             detail,
             error: None,
@@ -371,17 +396,17 @@ pub async fn store_unchanged(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    progress::after_transition(pool, jobs).await
+    progress.after_transition(pool, jobs).await
 }
 
 /// Loads a source for a worker about to work on it and, unless its status is one of
 /// `done` (a redelivery of finished work), records the `started` event, in one statement.
-/// The event's detail is `detail` plus the source's `uri`.
+/// The event's detail is `detail` plus the source's URL (`url`).
 pub async fn start_work(
     pool: &PgPool,
     source_id: Uuid,
     job_id: Option<Uuid>,
-    stage: &str,
+    worker: Actor,
     attempt: Option<i32>,
     done: &[SourceStatus],
     detail: &Value,
@@ -391,17 +416,18 @@ pub async fn start_work(
     // primary key; neither touches the bodies.
     query_source_rows!(
         with "WITH e AS (
-             INSERT INTO job_events (job_id, source_id, kind, stage, attempt, detail)
-             SELECT $2, s.id, 'started', $3, $4, $5 || jsonb_build_object('uri', s.uri)
+             INSERT INTO job_events (job_id, source_id, kind, stage, actor, attempt, detail)
+             SELECT $2, s.id, 'started', $3, $7, $4, $5 || jsonb_build_object('url', s.uri)
              FROM sources s WHERE s.id = $1 AND s.status <> ALL($6)
          )",
         "FROM sources WHERE id = $1",
         source_id,
         job_id,
-        stage,
+        worker.family(),
         attempt,
         detail,
         &done as &[&str],
+        worker.as_str(),
     )
     .fetch_optional(pool)
     .await?

@@ -91,10 +91,12 @@ pub async fn start(services: &Services, args: CrawlArgs, as_json: bool) -> CmdRe
             project: args.project.clone(),
             source_group: args.source_group.clone(),
         };
-        let s = crawl::start(services, &req).await.map_err(|e| match e {
-            SubmitError::Invalid(msg) => Failure::usage(format!("{url}: {msg}")),
-            other => anyhow::Error::new(other).into(),
-        })?;
+        let s = crawl::start(services, &req, pipeline_store::Actor::Cli)
+            .await
+            .map_err(|e| match e {
+                SubmitError::Invalid(msg) => Failure::usage(format!("{url}: {msg}")),
+                other => anyhow::Error::new(other).into(),
+            })?;
         if !as_json {
             outln!("crawl job {} from {}", s.job_id, s.settings.start_url);
         }
@@ -269,11 +271,13 @@ pub async fn recrawl(
     as_json: bool,
 ) -> CmdResult {
     let id = job_id(raw)?;
-    let s = crawl::recrawl(services, id).await.map_err(|e| match e {
-        e @ crawl::RecrawlError::NotFound(_) => Failure::not_found(e.to_string()),
-        e @ crawl::RecrawlError::Running(..) => Failure::usage(e.to_string()),
-        other => anyhow::Error::new(other).into(),
-    })?;
+    let s = crawl::recrawl(services, id, pipeline_store::Actor::Cli)
+        .await
+        .map_err(|e| match e {
+            e @ crawl::RecrawlError::NotFound(_) => Failure::not_found(e.to_string()),
+            e @ crawl::RecrawlError::Running(..) => Failure::usage(e.to_string()),
+            other => anyhow::Error::new(other).into(),
+        })?;
     if let Some(secs) = wait_secs {
         let ended = wait(
             services,
@@ -375,9 +379,14 @@ fn interval_secs(raw: &str) -> Result<u32, String> {
 /// `crawl-cancel JOB`.
 pub async fn cancel(services: &Services, raw: &str, as_json: bool) -> CmdResult {
     let id = job_id(raw)?;
-    let discarded = crawl_status::cancel(&services.db, id, "cli")
-        .await
-        .map_err(not_found)?;
+    let discarded = crawl_status::cancel(
+        &services.db,
+        &services.progress,
+        id,
+        pipeline_store::Actor::Cli,
+    )
+    .await
+    .map_err(not_found)?;
     if as_json {
         return print_json(&serde_json::json!({"job_id": id, "discarded": discarded}));
     }

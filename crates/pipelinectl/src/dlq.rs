@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::output::{CmdResult, Failure, clip, opt, print_json, print_table, time};
 
 /// Who the event trail names for changes made here.
-const ACTOR: &str = "cli";
+const ACTOR: pipeline_store::Actor = pipeline_store::Actor::Cli;
 
 /// DLQ subcommands.
 #[derive(Debug, Subcommand)]
@@ -169,7 +169,7 @@ async fn list(
         })
         .collect();
     // The table still prints without Postgres; the URL column is then unknown.
-    let urls = pipeline_store::sources::uris(&services.db, &ids)
+    let urls = pipeline_store::sources::urls(&services.db, &ids)
         .await
         .unwrap_or_default();
     let rows: Vec<Vec<String>> = page

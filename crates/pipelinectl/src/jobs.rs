@@ -180,10 +180,12 @@ pub async fn submit(services: &Services, args: SubmitArgs, as_json: bool) -> Cmd
         project_name: args.project.clone(),
         source_group: args.source_group.clone(),
     };
-    let outcome = submit::submit(services, &req).await.map_err(|e| match e {
-        SubmitError::Invalid(msg) => Failure::usage(msg),
-        other => anyhow::Error::new(other).into(),
-    })?;
+    let outcome = submit::submit(services, &req, pipeline_store::Actor::Cli)
+        .await
+        .map_err(|e| match e {
+            SubmitError::Invalid(msg) => Failure::usage(msg),
+            other => anyhow::Error::new(other).into(),
+        })?;
     if as_json {
         print_json(&outcome)?;
     } else {
@@ -395,7 +397,7 @@ fn print_sources(sources: &[SourceRow]) {
             vec![
                 s.id.to_string(),
                 s.status.to_string(),
-                clip(&s.uri, 80),
+                clip(&s.url, 80),
                 clip(s.last_error.as_deref().unwrap_or_default(), 80),
             ]
         })

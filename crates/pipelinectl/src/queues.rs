@@ -100,7 +100,7 @@ pub async fn set_paused(
     as_json: bool,
 ) -> CmdResult {
     if paused {
-        let flag = pause::pause(services, family, "cli")
+        let flag = pause::pause(services, family, pipeline_store::Actor::Cli)
             .await
             .context("setting the pause flag")?;
         if as_json {
@@ -114,7 +114,7 @@ pub async fn set_paused(
             output::time(&flag.at)
         );
     } else {
-        let was = pause::resume(services, family, "cli")
+        let was = pause::resume(services, family, pipeline_store::Actor::Cli)
             .await
             .context("clearing the pause flag")?;
         if as_json {

@@ -48,7 +48,7 @@ pub async fn run(services: &Services, args: ReembedArgs, as_json: bool) -> CmdRe
                 let msg = SourceMessage {
                     source_id: *source_id,
                     job_id: *job_id,
-                    uri: None,
+                    url: None,
                 };
                 if queue
                     .enqueue(&msg.id(), &msg.body())

@@ -83,7 +83,7 @@ pub async fn run(services: &Services, args: ReextractArgs, as_json: bool) -> Cmd
                 let msg = SourceMessage {
                     source_id: *source_id,
                     job_id: *job_id,
-                    uri: None,
+                    url: None,
                 };
                 if queue
                     .enqueue(&msg.id(), &msg.body())

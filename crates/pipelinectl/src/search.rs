@@ -76,7 +76,7 @@ pub async fn run(services: &Services, args: SearchArgs, as_json: bool) -> CmdRes
                 serde_json::json!({
                     "score": h.score,
                     "text": h.chunk.text,
-                    "url": h.chunk.uri,
+                    "url": h.chunk.url,
                     "title": h.chunk.title,
                     "job_id": h.chunk.job_id,
                     "heading_trail": h.chunk.heading_trail,
@@ -109,7 +109,7 @@ pub async fn run(services: &Services, args: SearchArgs, as_json: bool) -> CmdRes
                 (i + 1).to_string(),
                 format!("{:.4}", h.score),
                 output::clip(&h.chunk.title.clone().unwrap_or_default(), 30),
-                output::clip(&h.chunk.uri, 40),
+                output::clip(&h.chunk.url, 40),
                 output::opt(&h.chunk.job_id),
                 output::clip(h.chunk.heading_trail.as_deref().unwrap_or("-"), 40),
                 output::clip(&h.chunk.text.replace(['\n', '\t'], " "), 60),

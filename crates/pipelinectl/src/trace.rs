@@ -20,11 +20,11 @@ async fn resolve(services: &Services, target: &str) -> CmdResult<Vec<SourceRow>>
     if let Ok(id) = Uuid::parse_str(target.trim()) {
         return Ok(vec![sources::get(&services.db, id).await?]);
     }
-    let mut found = sources::find_by_uri(&services.db, target.trim()).await?;
+    let mut found = sources::find_by_url(&services.db, target.trim()).await?;
     if found.is_empty() {
-        // Submissions store URLs normalised (fragment dropped, host lower-cased...).
+        // Submissions store URLs normalized (fragment dropped, host lower-cased...).
         if let Ok(normal) = pipeline_ops::submit::validate_url(target) {
-            found = sources::find_by_uri(&services.db, &normal).await?;
+            found = sources::find_by_url(&services.db, normal.as_str()).await?;
         }
     }
     if found.is_empty() {
@@ -51,6 +51,7 @@ fn summary(e: &EventRow) -> String {
         "attempts",
         "retry_count",
         "http_status",
+        "url",
         "uri",
         "created",
     ] {
@@ -123,7 +124,7 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
             outln!("\n{}", "-".repeat(72));
         }
         outln!("source     {}", source.id);
-        outln!("url        {}", source.uri);
+        outln!("url        {}", source.url);
         outln!("status     {}", source.status);
         outln!("project    {}", source.project_id);
         outln!(
@@ -211,6 +212,7 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
                 vec![
                     e.at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
                     e.stage.clone().unwrap_or_default(),
+                    e.actor.clone().unwrap_or_default(),
                     e.kind.clone(),
                     opt(&e.attempt),
                     e.job_id
@@ -220,7 +222,10 @@ pub async fn run(services: &Services, target: &str, as_json: bool) -> CmdResult 
                 ]
             })
             .collect();
-        print_table(&["AT", "STAGE", "EVENT", "ATTEMPT", "JOB", "DETAIL"], &rows);
+        print_table(
+            &["AT", "STAGE", "ACTOR", "EVENT", "ATTEMPT", "JOB", "DETAIL"],
+            &rows,
+        );
     }
     if as_json {
         // Always an array: a URL may name sources in several projects.

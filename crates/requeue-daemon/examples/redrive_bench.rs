@@ -198,7 +198,7 @@ async fn fill_dlq(services: &Services, ids: &[Uuid]) -> anyhow::Result<()> {
         let msg = SourceMessage {
             source_id: *id,
             job_id: job,
-            uri: None,
+            url: None,
         };
         let mut item = DlqItem::new(
             msg.id(),

@@ -10,16 +10,16 @@ use std::time::Duration;
 use dlq_core::{DlqItem, ErrorKind};
 use pipeline_ops::Family;
 use pipeline_ops::dlq_ops::source_of;
-use pipeline_store::SourceStatus;
 use pipeline_store::batch::{BatchOutcome, transition_many};
 use pipeline_store::sources::Transition;
+use pipeline_store::{Actor, SourceStatus};
 use serde_json::json;
 use sqlx::PgPool;
 
 use crate::error::RequeueError;
 
-/// The `stage` of the daemon's events.
-pub const STAGE: &str = "requeue";
+/// Who records the daemon's events (`job_events.actor`).
+pub const ACTOR: Actor = Actor::RequeueDaemon;
 
 /// Statuses a source in a DLQ can have. The bookkeeping moves a source only from these: if a
 /// worker already took the redriven message and wrote a newer status, that status stays (the
@@ -65,7 +65,8 @@ pub async fn record_redriven(
                 job_id: item.job_id,
                 to: family.waiting_status(),
                 event: "redriven",
-                stage: STAGE,
+                stage: family.as_str(),
+                actor: ACTOR,
                 attempt: None,
                 detail,
                 error: None,
@@ -89,7 +90,8 @@ pub async fn record_parked(
                 job_id: item.job_id,
                 to: SourceStatus::Parked,
                 event: "parked",
-                stage: STAGE,
+                stage: family.as_str(),
+                actor: ACTOR,
                 attempt: Some(item.attempts as i32),
                 detail: json!({
                     "dlq": family,

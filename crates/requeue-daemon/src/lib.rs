@@ -32,7 +32,7 @@ use pipeline_ops::Services;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use bookkeeping::STAGE;
+pub use bookkeeping::ACTOR;
 pub use clock::{RateLimit, redis_now_ms};
 pub use config::RequeueConfig;
 pub use error::RequeueError;

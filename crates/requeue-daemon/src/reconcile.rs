@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::bookkeeping::STAGE;
+use crate::bookkeeping::ACTOR;
 use crate::config::RequeueConfig;
 use crate::error::RequeueError;
 
@@ -120,6 +120,7 @@ impl Reconciler {
                 source_id: source.id,
                 job_id: source.created_by_job_id,
                 seen_updated_at: source.updated_at,
+                stage: family_of(source).as_str(),
                 detail: json!({
                     "reason": format!("no queue, lease or DLQ held it for {idle} s"),
                     "family": family_of(source),
@@ -130,7 +131,7 @@ impl Reconciler {
         // Claim first, enqueue second: a source a worker moved on meanwhile (or another
         // replica claimed) is not enqueued, and a crash in between only delays the source by
         // one threshold (its fresh updated_at makes it stuck again later).
-        let claimed = claim_stuck(&self.services.db, "reconciled", STAGE, &claims).await?;
+        let claimed = claim_stuck(&self.services.db, "reconciled", ACTOR, &claims).await?;
         for family in Family::ALL {
             let batch: Vec<(String, serde_json::Value)> = stuck
                 .iter()
@@ -139,7 +140,7 @@ impl Reconciler {
                     let msg = SourceMessage {
                         source_id: s.id,
                         job_id: s.created_by_job_id,
-                        uri: None,
+                        url: None,
                     };
                     (msg.id(), msg.body())
                 })

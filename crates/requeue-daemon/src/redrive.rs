@@ -63,7 +63,7 @@ impl Redriver {
 
     /// Waits until the job-progress refreshes of every redrive so far have run.
     pub async fn flush_progress(&self) {
-        pipeline_store::progress::settled().await;
+        self.services.progress.settled().await;
     }
 
     /// The configuration in use.
@@ -249,11 +249,16 @@ impl Redriver {
                 // The refresh is deferred and coalesced the way stored pages' are (a batch of
                 // 1,000 items touches up to 1,000 jobs); parks can finish a job and are
                 // refreshed at once.
-                pipeline_store::progress::refresh_in_background(db, outcome.jobs);
+                self.services
+                    .progress
+                    .refresh_in_background(db, outcome.jobs);
             }
             if !parked.is_empty() {
                 let outcome = bookkeeping::record_parked(db, family, &parked).await?;
-                pipeline_store::progress::refresh_after_commit(db, &outcome.jobs).await?;
+                self.services
+                    .progress
+                    .refresh_after_commit(db, &outcome.jobs)
+                    .await?;
             }
             Ok::<_, RequeueError>(())
         }

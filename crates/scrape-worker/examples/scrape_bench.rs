@@ -140,6 +140,7 @@ async fn run_one(
                 project_name: None,
                 source_group: None,
             },
+            pipeline_store::Actor::Cli,
         )
         .await?;
     }

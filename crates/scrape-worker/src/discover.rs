@@ -68,7 +68,7 @@ pub fn judge_links(
     let mut seen = std::collections::HashSet::new();
     let (mut accept, mut skip) = (Vec::new(), Vec::new());
     for link in &found.links {
-        let Some(url) = rules.normalise(&base, &link.href) else {
+        let Some(url) = rules.normalize(&base, &link.href) else {
             metrics::counter!("pipeline_crawl_links_total", "outcome" => "unusable").increment(1);
             continue;
         };
@@ -115,7 +115,7 @@ pub async fn sitemap_pages(
     }
     let mut unusable = 0usize;
     let report = read_sitemaps(fetcher, site, limits, |loc, sitemap| {
-        let Some(url) = rules.normalise(sitemap, loc) else {
+        let Some(url) = rules.normalize(sitemap, loc) else {
             unusable += 1;
             return true;
         };
@@ -207,7 +207,7 @@ async fn discover_in(
     };
     // Links resolve against where the page really came from. A redirect that left the
     // crawl's scope gives no links: the page behind it is not part of the crawl.
-    let page_url = match rules.normalise(&page.final_url, page.final_url.as_str()) {
+    let page_url = match rules.normalize(&page.final_url, page.final_url.as_str()) {
         Some(u) => u,
         None => return Ok(()),
     };
@@ -241,9 +241,17 @@ async fn discover_in(
         candidates.extend(more);
         skips.extend(refused);
     }
-    let admitted = crawls::admit(db, pc.job_id, source_id, source_group, &candidates, &skips)
-        .await
-        .map_err(|e| Failure::transient(format!("admitting discovered links: {e}")))?;
+    let admitted = crawls::admit(
+        db,
+        &services.progress,
+        pc.job_id,
+        source_id,
+        source_group,
+        &candidates,
+        &skips,
+    )
+    .await
+    .map_err(|e| Failure::transient(format!("admitting discovered links: {e}")))?;
     metrics::counter!("pipeline_crawl_links_total", "outcome" => "admitted")
         .increment(admitted.new_pages as u64);
     if admitted.cancelled {
@@ -259,7 +267,7 @@ async fn discover_in(
             let m = SourceMessage {
                 source_id: s.source_id,
                 job_id: Some(pc.job_id),
-                uri: (!pc.recrawl).then(|| s.uri.clone()),
+                url: (!pc.recrawl).then(|| s.url.clone()),
             };
             (m.id(), m.body())
         })

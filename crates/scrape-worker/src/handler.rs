@@ -47,7 +47,7 @@ pub struct ScrapeHandler {
 impl ScrapeHandler {
     /// A handler over the process's services and fetcher.
     pub fn new(services: Services, fetcher: Arc<Fetcher>) -> Self {
-        let ledger = SourceLedger::new(services.db.clone());
+        let ledger = SourceLedger::new(services.db.clone(), services.progress.clone());
         Self {
             services,
             fetcher,
@@ -98,7 +98,7 @@ impl ScrapeHandler {
                 &self.services.db,
                 msg.source_id,
                 msg.job_id,
-                Family::Scrape.as_str(),
+                pipeline_store::Actor::ScrapeWorker,
                 Some(attempt),
                 &PAST_SCRAPING,
                 &json!({"deliveries": delivery.deliveries}),
@@ -111,10 +111,10 @@ impl ScrapeHandler {
         };
         let crawls = crate::discover::crawls_of(&self.services, msg.source_id);
         let (source, page_crawls) = tokio::try_join!(start, crawls)?;
-        if msg.uri.as_deref().is_some_and(|uri| uri != source.uri) {
+        if msg.url.as_deref().is_some_and(|url| url != source.url) {
             tracing::warn!(
-                message_url = msg.uri.as_deref().unwrap_or_default(),
-                source_url = %source.uri,
+                message_url = msg.url.as_deref().unwrap_or_default(),
+                source_url = %source.url,
                 "the message's URL is not its source's; fetching the source's"
             );
         }
@@ -145,7 +145,7 @@ impl ScrapeHandler {
         msg: &SourceMessage,
         source: &sources::SourceRow,
     ) -> Result<FetchedPage, Failure> {
-        let revisit = if msg.uri.is_some() {
+        let revisit = if msg.url.is_some() {
             None
         } else {
             sources::revisit(&self.services.db, msg.source_id)
@@ -155,7 +155,7 @@ impl ScrapeHandler {
         let validators = revisit
             .as_ref()
             .map(|r| (r.etag.as_deref(), r.last_modified.as_deref()));
-        let (result, timing) = self.fetch(&source.uri, validators).await;
+        let (result, timing) = self.fetch(&source.url, validators).await;
         let (page, unchanged) = match result.map_err(|e| e.to_failure())? {
             Some(page) => {
                 let same = revisit
@@ -187,6 +187,7 @@ impl ScrapeHandler {
         detail["known_by"] = json!(known_by);
         let stored = sources::store_unchanged(
             &self.services.db,
+            &self.services.progress,
             msg.source_id,
             msg.job_id,
             Some(attempt),
@@ -222,6 +223,7 @@ impl ScrapeHandler {
         let sha256 = sha256_hex(page.stored_bytes());
         let stored = sources::store_fetched(
             &self.services.db,
+            &self.services.progress,
             msg.source_id,
             msg.job_id,
             Some(attempt),
@@ -254,7 +256,7 @@ impl ScrapeHandler {
             .map_err(|e| Failure::transient(format!("loading the stored page: {e}")))?
             .ok_or_else(|| Failure::permanent("304 Not Modified, but no page is stored"))?;
         Ok(Page {
-            final_url: url::Url::parse(&source.uri)
+            final_url: url::Url::parse(&source.url)
                 .map_err(|e| Failure::permanent(format!("the stored URL: {e}")))?,
             status: 304,
             content_type: source
@@ -272,12 +274,12 @@ impl ScrapeHandler {
         })
     }
 
-    /// Fetches `uri` (conditionally with a recrawl's `validators`: `Ok(None)` is a
+    /// Fetches `url` (conditionally with a recrawl's `validators`: `Ok(None)` is a
     /// `304 Not Modified`), with the fetch metrics; returns when the fetch began and how
     /// long it took too.
     async fn fetch(
         &self,
-        uri: &str,
+        url: &str,
         validators: Option<(Option<&str>, Option<&str>)>,
     ) -> (Result<Option<Page>, FetchError>, Timing) {
         let started = Instant::now();
@@ -285,10 +287,10 @@ impl ScrapeHandler {
         let result = match validators {
             Some((etag, last_modified)) => {
                 self.fetcher
-                    .fetch_if_changed(uri, etag, last_modified)
+                    .fetch_if_changed(url, etag, last_modified)
                     .await
             }
-            None => self.fetcher.fetch(uri).await.map(Some),
+            None => self.fetcher.fetch(url).await.map(Some),
         };
         metrics::gauge!("pipeline_scrape_fetches_in_flight").decrement(1.0);
         let outcome = match &result {
@@ -382,6 +384,6 @@ impl Handler for ScrapeHandler {
 
     /// Stored pages refresh their job's progress in the background; a drain waits for them.
     async fn settled(&self) {
-        pipeline_store::progress::settled().await;
+        self.services.progress.settled().await;
     }
 }

@@ -12,8 +12,8 @@ mod decode;
 mod queue_message;
 #[path = "../../../fuzz/checks/robots.rs"]
 mod robots;
-#[path = "../../../fuzz/checks/url_normalise.rs"]
-mod url_normalise;
+#[path = "../../../fuzz/checks/url_normalize.rs"]
+mod url_normalize;
 
 /// Runs `check` over every kept input of `target`; the file being replayed is printed first,
 /// so a failure names it.
@@ -44,8 +44,8 @@ fn fuzz_regressions_robots() {
 }
 
 #[test]
-fn fuzz_regressions_url_normalise() {
-    replay("url_normalise", url_normalise::check);
+fn fuzz_regressions_url_normalize() {
+    replay("url_normalize", url_normalize::check);
 }
 
 #[test]

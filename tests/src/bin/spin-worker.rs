@@ -63,7 +63,10 @@ fn main() -> ExitCode {
                 drain_timeout: services.settings.shutdown.drain_timeout(),
             };
             let spin = Arc::new(Spin {
-                ledger: pipeline_ops::ledger::SourceLedger::new(services.db.clone()),
+                ledger: pipeline_ops::ledger::SourceLedger::new(
+                    services.db.clone(),
+                    services.progress.clone(),
+                ),
             });
             let activity = services.activity.clone();
             let drained = pipeline_runner::run(queue, spin, opts, activity, cancel).await;

@@ -136,7 +136,7 @@ async fn retry_redrives_into_the_queue_and_records_it() -> anyhow::Result<()> {
     let events = sources::events(&env.services.db, source_id).await?;
     let last = events.last().unwrap();
     assert_eq!(last.kind, "redriven");
-    assert_eq!(last.stage.as_deref(), Some("api"));
+    assert_eq!(last.actor.as_deref(), Some("api"));
 
     // The item is gone now: a second retry is 404.
     let (status, body) = env
@@ -279,7 +279,7 @@ async fn purge_counts_on_a_dry_run_then_discards_with_a_trail() -> anyhow::Resul
         let events = sources::events(&env.services.db, id).await?;
         let last = events.last().expect("events");
         assert_eq!(last.kind, "discarded");
-        assert_eq!(last.stage.as_deref(), Some("api"));
+        assert_eq!(last.actor.as_deref(), Some("api"));
     }
     Ok(())
 }

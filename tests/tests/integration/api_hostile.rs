@@ -200,7 +200,7 @@ async fn lists_are_summaries_and_refused_urls_are_paged() -> anyhow::Result<()> 
         .get(&format!("/api/v1/jobs/{job}/sources?limit=1"))
         .await?;
     assert_eq!(status, 200);
-    assert_eq!(sources["items"][0]["uri"], "https://example.com/ok");
+    assert_eq!(sources["items"][0]["url"], "https://example.com/ok");
     let (status, _) = env
         .get(&format!("/api/v1/jobs/{job}/sources?limit=1001"))
         .await?;
@@ -240,7 +240,7 @@ async fn hostile_input_is_refused_before_sql_and_500s_carry_no_internals() -> an
     let (status, answer) = env.get("/api/v1/jobs?type=a%00b").await?;
     assert_eq!(status, 422, "{answer}");
 
-    // A URL that passes a length check as typed but not once normalised, a URL with a NUL,
+    // A URL that passes a length check as typed but not once normalized, a URL with a NUL,
     // and a good one: the good one goes ahead, the others are refused one by one.
     let expanding = format!("https://example.com/{}", "\"".repeat(2000));
     let (status, answer) = json_of(
@@ -259,7 +259,7 @@ async fn hostile_input_is_refused_before_sql_and_500s_carry_no_internals() -> an
         invalid[0]["reason"]
             .as_str()
             .unwrap()
-            .contains("normalised")
+            .contains("normalized")
     );
     assert!(invalid[1]["reason"].as_str().unwrap().contains("control"));
     assert!(invalid[1]["url"].as_str().unwrap().contains("\\u{0}"));

@@ -143,6 +143,7 @@ async fn a_handler_spinning_in_a_blocking_task_cannot_hold_the_exit() -> anyhow:
             project_name: None,
             source_group: None,
         },
+        pipeline_store::Actor::Cli,
     )
     .await?;
     let id = out.sources[0].source_id;

@@ -179,7 +179,7 @@ async fn submit_jobs_and_trace() -> anyhow::Result<()> {
         "{text}"
     );
     assert!(text.contains("created this source"), "{text}");
-    let out = ctl(&env, &["trace", &sources_of_job[0].uri, "--json"]).await?;
+    let out = ctl(&env, &["trace", &sources_of_job[0].url, "--json"]).await?;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let traced: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     // The URL was submitted in two projects (`cli`, then the default one): both are traced.
@@ -262,8 +262,12 @@ async fn dlq_commands() -> anyhow::Result<()> {
     let events = sources::events(&env.services.db, source_id).await?;
     let last = events.last().unwrap();
     assert_eq!(
-        (last.kind.as_str(), last.stage.as_deref()),
-        ("redriven", Some("cli"))
+        (
+            last.kind.as_str(),
+            last.stage.as_deref(),
+            last.actor.as_deref()
+        ),
+        ("redriven", Some("scrape"), Some("cli"))
     );
 
     let out = ctl(

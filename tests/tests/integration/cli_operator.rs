@@ -102,7 +102,7 @@ async fn url_files_skip_comments_report_bad_lines_by_number_and_submit_the_rest(
     let mut urls: Vec<String> = pipeline_store::jobs::sources_page(&env.services.db, job, 100, 0)
         .await?
         .into_iter()
-        .map(|s| s.uri)
+        .map(|s| s.url)
         .collect();
     urls.sort();
     assert_eq!(
@@ -145,12 +145,12 @@ async fn crawl_wait_exits_by_how_the_crawl_ended_and_says_what_goes_on() -> anyh
 
     // No worker runs and the scrape family is paused: the progress says so, `--wait`
     // runs out (6), and the crawl goes on.
-    pipeline_ops::pause::pause(&env.services, Family::Scrape, "test").await?;
+    pipeline_ops::pause::pause(&env.services, Family::Scrape, pipeline_store::Actor::Cli).await?;
     let out = run(&env, &["crawl", &server.url("/ok/paused"), "--wait", "2"]).await?;
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(6), "{stdout}{stderr}");
     assert!(
-        stdout.contains("scrape paused by test") && stdout.contains("pipelinectl resume scrape"),
+        stdout.contains("scrape paused by cli") && stdout.contains("pipelinectl resume scrape"),
         "{stdout}"
     );
     assert!(
@@ -180,7 +180,7 @@ async fn crawl_wait_exits_by_how_the_crawl_ended_and_says_what_goes_on() -> anyh
         stderr.contains("goes on") && stderr.contains("pipelinectl crawl-cancel"),
         "{stderr}"
     );
-    pipeline_ops::pause::resume(&env.services, Family::Scrape, "test").await?;
+    pipeline_ops::pause::resume(&env.services, Family::Scrape, pipeline_store::Actor::Cli).await?;
 
     // A crawl whose start page is gone for good ends `failed`: exit 5, not 0. The scrape
     // worker runs in this process.

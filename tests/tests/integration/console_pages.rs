@@ -41,12 +41,14 @@ async fn an_event_detail_is_json_escaped_once_and_a_long_error_is_shown_whole() 
     assert_eq!(moved, work_queue::DeadLetterOutcome::DeadLettered);
     pipeline_store::sources::transition(
         &env.services.db,
+        &env.services.progress,
         &pipeline_store::sources::Transition {
             source_id: ids[0],
             job_id: None,
             to: pipeline_store::SourceStatus::DeadLettered,
             event: "dead_lettered",
             stage: "scrape",
+            actor: pipeline_store::Actor::ScrapeWorker,
             attempt: Some(1),
             detail: serde_json::json!({"error": long_error, "kind": "permanent"}),
             error: Some(("permanent", &long_error)),
@@ -59,7 +61,7 @@ async fn an_event_detail_is_json_escaped_once_and_a_long_error_is_shown_whole() 
     assert_eq!(status, StatusCode::OK);
     // The enqueued event's detail, and the dead-lettered one's, as the JSON they are.
     assert!(
-        html.contains("{&quot;created&quot;:true,&quot;uri&quot;:&quot;https://example.com/say-"),
+        html.contains("{&quot;created&quot;:true,&quot;url&quot;:&quot;https://example.com/say-"),
         "{html}"
     );
     assert!(
@@ -134,6 +136,7 @@ async fn jobs_are_told_apart_by_type_project_and_id_end_and_a_job_shows_its_fail
             project_name: Some("acme-shop".into()),
             source_group: Some("spring".into()),
         },
+        pipeline_store::Actor::Cli,
     )
     .await?;
     let crawl = pipeline_ops::crawl::start(
@@ -145,6 +148,7 @@ async fn jobs_are_told_apart_by_type_project_and_id_end_and_a_job_shows_its_fail
             exclude: vec!["*/private/*".into()],
             ..Default::default()
         },
+        pipeline_store::Actor::Cli,
     )
     .await?;
     let ids = [scrape.job_id, crawl.job_id, failed_job];

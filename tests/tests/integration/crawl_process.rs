@@ -61,6 +61,7 @@ async fn a_crawl_ends_with_the_same_pages_after_kill_9_of_its_worker() -> anyhow
             max_path_depth: Some(6),
             ..CrawlRequest::default()
         },
+        pipeline_store::Actor::Cli,
     )
     .await?
     .job_id;

@@ -67,7 +67,11 @@ impl Env {
             ..CrawlRequest::default()
         };
         tweak(&mut req);
-        Ok(crawl::start(&self.services, &req).await?.job_id)
+        Ok(
+            crawl::start(&self.services, &req, pipeline_store::Actor::Cli)
+                .await?
+                .job_id,
+        )
     }
 
     /// Runs both workers until the crawl's job ends; at most 120 s.
@@ -324,10 +328,22 @@ async fn a_cancelled_crawl_follows_no_more_links_and_ends() -> anyhow::Result<()
         run_next(env.services.queue(Family::Scrape), &env.scrape, 16).await?;
     }
     let before = crawl_status::progress(&env.services.db, job).await?;
-    let discarded = crawl_status::cancel(&env.services.db, job, "test").await?;
+    let discarded = crawl_status::cancel(
+        &env.services.db,
+        &env.services.progress,
+        job,
+        pipeline_store::Actor::Cli,
+    )
+    .await?;
     assert!(discarded > 0, "{before:?}");
     assert_eq!(
-        crawl_status::cancel(&env.services.db, job, "test").await?,
+        crawl_status::cancel(
+            &env.services.db,
+            &env.services.progress,
+            job,
+            pipeline_store::Actor::Cli
+        )
+        .await?,
         0
     );
     let p = env.run_to_end(job).await?;
@@ -356,10 +372,26 @@ async fn admitting_the_same_links_twice_adds_nothing() -> anyhow::Result<()> {
             sitemap: None,
         })
         .collect();
-    let first =
-        pipeline_store::crawls::admit(&env.services.db, job, start, None, &cands, &[]).await?;
-    let again =
-        pipeline_store::crawls::admit(&env.services.db, job, start, None, &cands, &[]).await?;
+    let first = pipeline_store::crawls::admit(
+        &env.services.db,
+        &env.services.progress,
+        job,
+        start,
+        None,
+        &cands,
+        &[],
+    )
+    .await?;
+    let again = pipeline_store::crawls::admit(
+        &env.services.db,
+        &env.services.progress,
+        job,
+        start,
+        None,
+        &cands,
+        &[],
+    )
+    .await?;
     assert_eq!(first.new_pages, 2);
     assert_eq!(again.new_pages, 0);
     // The second delivery still hands back both waiting pages to enqueue (the first
@@ -413,10 +445,12 @@ async fn a_recrawl_after_changing_10_pages_re_extracts_those_10() -> anyhow::Res
     let changed = [3usize, 7, 12, 20, 33, 41, 56, 64, 78, 99];
     env.site.change_pages(&changed);
     env.site.clear_hits();
-    let again = crawl::recrawl(&env.services, first).await?.job_id;
+    let again = crawl::recrawl(&env.services, first, pipeline_store::Actor::Cli)
+        .await?
+        .job_id;
     assert!(
         matches!(
-            crawl::recrawl(&env.services, again).await,
+            crawl::recrawl(&env.services, again, pipeline_store::Actor::Cli).await,
             Err(crawl::RecrawlError::Running(..))
         ),
         "a crawl that has not ended is not repeated"

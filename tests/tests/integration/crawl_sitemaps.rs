@@ -219,7 +219,11 @@ impl Env {
             max_pages: Some(max_pages),
             ..CrawlRequest::default()
         };
-        Ok(crawl::start(&self.services, &req).await?.job_id)
+        Ok(
+            crawl::start(&self.services, &req, pipeline_store::Actor::Cli)
+                .await?
+                .job_id,
+        )
     }
 
     async fn run_to_end(&self, job: Uuid) -> anyhow::Result<CrawlProgress> {

@@ -60,7 +60,7 @@ async fn server_down_then_up_dead_letters_then_redrive_completes() -> anyhow::Re
         &env.services,
         Family::Extraction,
         &source_id.to_string(),
-        "test",
+        pipeline_store::Actor::Cli,
     )
     .await?
     .expect("redriven");

@@ -67,12 +67,13 @@ async fn every_hostile_page_ends_in_its_expected_state_within_a_bound() -> anyho
             project_name: None,
             source_group: None,
         },
+        pipeline_store::Actor::Cli,
     )
     .await?;
     let ids: HashMap<String, uuid::Uuid> = out
         .sources
         .iter()
-        .map(|s| (s.uri.clone(), s.source_id))
+        .map(|s| (s.url.clone(), s.source_id))
         .collect();
 
     let cancel = CancellationToken::new();

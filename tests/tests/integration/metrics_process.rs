@@ -244,7 +244,7 @@ async fn a_fresh_requeue_daemon_shows_its_counters_at_zero_and_the_queue_gauges(
             .enqueue(&id, &serde_json::json!({ "n": i }))
             .await?;
     }
-    pipeline_ops::pause::pause(&services, Family::Extraction, "metrics test").await?;
+    pipeline_ops::pause::pause(&services, Family::Extraction, pipeline_store::Actor::Cli).await?;
 
     let port = free_port();
     let child = spawn("requeue-daemon", &db, &redis, port)?;

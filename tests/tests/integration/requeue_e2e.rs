@@ -91,9 +91,14 @@ async fn a_page_that_always_fails_is_parked_and_a_manual_retry_completes_it() ->
     // The page is fixed; a person retries the item.
     pages.set_failures("/flaky/broken", 0);
     assert!(
-        dlq_ops::retry(&w.services, Family::Scrape, &id.to_string(), "api")
-            .await?
-            .is_some()
+        dlq_ops::retry(
+            &w.services,
+            Family::Scrape,
+            &id.to_string(),
+            pipeline_store::Actor::Api
+        )
+        .await?
+        .is_some()
     );
     eventually(Duration::from_secs(60), "the job completed", || async {
         Ok((jobs::get(&w.db.pool, job).await?.status == "completed").then_some(()))

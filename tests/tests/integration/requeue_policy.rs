@@ -37,7 +37,7 @@ async fn transient_items_are_redriven_once_and_recorded() -> anyhow::Result<()> 
         let events = sources::events(&w.db.pool, *id).await?;
         let redriven: Vec<_> = events.iter().filter(|e| e.kind == "redriven").collect();
         assert_eq!(redriven.len(), 1);
-        assert_eq!(redriven[0].stage.as_deref(), Some("requeue"));
+        assert_eq!(redriven[0].actor.as_deref(), Some("requeue-daemon"));
         assert_eq!(redriven[0].job_id, Some(job));
         assert_eq!(redriven[0].detail.as_ref().unwrap()["retry_count"], 1);
         assert!(queue.contains(&id.to_string()).await?);
@@ -107,7 +107,13 @@ async fn an_item_over_the_limit_is_parked_and_a_manual_retry_completes_it() -> a
     assert_eq!(dlq.stats().await?.parked, 1);
 
     // A person retries it after the page is fixed; the page then succeeds.
-    let out = dlq_ops::retry(&w.services, Family::Scrape, &id.to_string(), "api").await?;
+    let out = dlq_ops::retry(
+        &w.services,
+        Family::Scrape,
+        &id.to_string(),
+        pipeline_store::Actor::Api,
+    )
+    .await?;
     assert!(out.is_some());
     assert_eq!(w.status(id).await?, "queued");
     let queue = w.services.queue(Family::Scrape);
@@ -116,12 +122,14 @@ async fn an_item_over_the_limit_is_parked_and_a_manual_retry_completes_it() -> a
     for to in [SourceStatus::Scraped, SourceStatus::Extracted] {
         sources::transition(
             &w.db.pool,
+            &w.services.progress,
             &Transition {
                 source_id: id,
                 job_id: Some(job),
                 to,
                 event: "succeeded",
                 stage: "test",
+                actor: pipeline_store::Actor::ScrapeWorker,
                 attempt: None,
                 detail: json!({}),
                 error: None,

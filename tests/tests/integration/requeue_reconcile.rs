@@ -30,12 +30,14 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
     for id in &ids[..10] {
         sources::transition(
             &w.db.pool,
+            &w.services.progress,
             &Transition {
                 source_id: *id,
                 job_id: Some(job),
                 to: SourceStatus::Scraped,
                 event: "succeeded",
                 stage: "scrape",
+                actor: pipeline_store::Actor::ScrapeWorker,
                 attempt: None,
                 detail: json!({}),
                 error: None,
@@ -53,7 +55,7 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
         let msg = pipeline_ops::messages::SourceMessage {
             source_id: *id,
             job_id: Some(job),
-            uri: None,
+            url: None,
         };
         scrape.enqueue(&msg.id(), &msg.body()).await?;
     }
@@ -61,12 +63,14 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
     for id in &ids[10..12] {
         sources::transition(
             &w.db.pool,
+            &w.services.progress,
             &Transition {
                 source_id: *id,
                 job_id: Some(job),
                 to: SourceStatus::Retrying,
                 event: "failed",
                 stage: "scrape",
+                actor: pipeline_store::Actor::ScrapeWorker,
                 attempt: Some(1),
                 detail: json!({}),
                 error: None,
@@ -77,7 +81,7 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
     let held = pipeline_ops::messages::SourceMessage {
         source_id: ids[12],
         job_id: Some(job),
-        uri: None,
+        url: None,
     };
     scrape.enqueue(&held.id(), &held.body()).await?;
 
@@ -100,7 +104,7 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
     let events = sources::events(&w.db.pool, ids[0]).await?;
     let last = events.last().unwrap();
     assert_eq!(last.kind, "reconciled");
-    assert_eq!(last.stage.as_deref(), Some("requeue"));
+    assert_eq!(last.actor.as_deref(), Some("requeue-daemon"));
     let detail = last.detail.as_ref().unwrap();
     assert_eq!(detail["family"], "extraction");
     assert!(

@@ -68,6 +68,7 @@ fn start_with(
     let handler = Arc::new(Report {
         ledger: pipeline_ops::ledger::SourceLedger::new(
             sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://127.0.0.1/unused")?,
+            pipeline_store::progress::Progress::new(),
         ),
         started: tx,
     });
@@ -95,7 +96,7 @@ fn message() -> SourceMessage {
     SourceMessage {
         source_id: Uuid::new_v4(),
         job_id: None,
-        uri: None,
+        url: None,
     }
 }
 

@@ -100,6 +100,7 @@ impl Setup {
                 project_name: None,
                 source_group: None,
             },
+            pipeline_store::Actor::Cli,
         )
         .await?;
         Ok(out.sources.iter().map(|s| s.source_id).collect())

@@ -63,6 +63,7 @@ impl Env {
                 project_name: None,
                 source_group: None,
             },
+            pipeline_store::Actor::Cli,
         )
         .await?;
         let ids = out.sources.iter().map(|s| s.source_id).collect();
@@ -512,7 +513,7 @@ async fn the_source_row_is_read_first_and_only_its_url_is_fetched() -> anyhow::R
     requeue_with(
         &env,
         ids[0],
-        serde_json::json!({"source_id": ids[0], "job_id": job, "uri": env.server.url("/ok/other")}),
+        serde_json::json!({"source_id": ids[0], "job_id": job, "url": env.server.url("/ok/other")}),
     )
     .await?;
     env.drive(&ids).await?;
@@ -523,7 +524,8 @@ async fn the_source_row_is_read_first_and_only_its_url_is_fetched() -> anyhow::R
     assert_eq!(env.server.hits("/ok/other"), 0);
 
     // A message for a source that does not exist, carrying a URL: nothing fetched, a
-    // permanent failure in the DLQ at the first attempt.
+    // permanent failure in the DLQ at the first attempt. (The URL goes under `uri`, the
+    // name messages used before it was `url`: still read.)
     let ghost = Uuid::now_v7();
     requeue_with(
         &env,
@@ -567,7 +569,7 @@ async fn the_source_row_is_read_first_and_only_its_url_is_fetched() -> anyhow::R
     requeue_with(
         &env,
         ids[0],
-        serde_json::json!({"source_id": ids[0], "job_id": job, "uri": env.server.url("/ok/plain")}),
+        serde_json::json!({"source_id": ids[0], "job_id": job, "url": env.server.url("/ok/plain")}),
     )
     .await?;
     let queue = env.services.queue(Family::Scrape);

@@ -202,7 +202,7 @@ async fn every_query_in_the_traceability_doc_answers_a_real_run() -> anyhow::Res
         "{r:?}"
     );
     assert!(r.iter().all(|e| e["dlq"] == "scrape"), "{r:?}");
-    assert_eq!(r[0]["actor"], "scrape");
+    assert_eq!(r[0]["actor"], "scrape-worker");
     let redrives: Vec<(&serde_json::Value, &serde_json::Value)> = r
         .iter()
         .filter(|e| e["action"] == "redriven")
@@ -211,13 +211,13 @@ async fn every_query_in_the_traceability_doc_answers_a_real_run() -> anyhow::Res
     assert_eq!(
         redrives,
         [
-            (&json!("requeue"), &json!(1)),
-            (&json!("requeue"), &json!(2))
+            (&json!("requeue-daemon"), &json!(1)),
+            (&json!("requeue-daemon"), &json!(2))
         ]
     );
     assert_eq!(
         (&r[5]["actor"], &r[5]["redrive_count"]),
-        (&json!("requeue"), &json!(2))
+        (&json!("requeue-daemon"), &json!(2))
     );
     checked.insert("source-dlq-history");
 

@@ -1,7 +1,7 @@
 //! Entities a page names: schema.org JSON-LD entities (organizations, people, products,
 //! places, events) and the e-mail addresses, phone numbers and web domains in its text.
 //!
-//! Each entity carries a normalised value, the key under which the pipeline deduplicates it:
+//! Each entity carries a normalized value, the key under which the pipeline deduplicates it:
 //! lower-cased e-mail, `+` and digits for phones, lower-cased domain without `www.`, and names
 //! trimmed with inner whitespace collapsed. Extractors that fail (a JSON-LD block that does not
 //! parse) are reported, not hidden, so the caller can record a partial result as partial.
@@ -78,7 +78,7 @@ pub struct Entity {
     pub kind: EntityKind,
     /// The value as the page writes it (whitespace trimmed and collapsed).
     pub name: String,
-    /// The normalised value, the deduplication key together with `kind`.
+    /// The normalized value, the deduplication key together with `kind`.
     pub normalized: String,
     /// Where it was found (the first place, when found in several).
     pub source: EntitySource,

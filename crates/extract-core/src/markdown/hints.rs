@@ -33,7 +33,7 @@ const LEAF_BLOCKS: &[&str] = &[
 /// Most hints kept per page; a page with more is not an article.
 const MAX_HINTS: usize = 20_000;
 
-/// Code languages and inline Markdown of the original page, by normalised text.
+/// Code languages and inline Markdown of the original page, by normalized text.
 #[derive(Debug, Default)]
 pub(crate) struct SourceHints {
     languages: HashMap<u64, String>,

@@ -234,7 +234,7 @@ impl PageMeta {
                 continue;
             };
             for key in keys.split_whitespace() {
-                let key = normalise_key(key);
+                let key = normalize_key(key);
                 budget.spend((key.len() + content.len()) as u64, "reading meta elements")?;
                 let values = self.metas.entry(key).or_default();
                 if values.len() < MAX_AUTHORS {
@@ -440,7 +440,7 @@ impl PageMeta {
 }
 
 /// `dc:creator`, `DC.Creator` and `dcterms:created` read as `dc.creator` and so on.
-fn normalise_key(key: &str) -> String {
+fn normalize_key(key: &str) -> String {
     let key = key.trim().to_ascii_lowercase();
     for (prefix, to) in [
         ("dc:", "dc."),

@@ -22,7 +22,7 @@ const PAGE: usize = 50;
 /// the next request, so one click never outlives the request timeout.
 pub const MAX_BULK: usize = 2000;
 /// Who the event trail names for changes made in the console.
-const ACTOR: &str = "console";
+const ACTOR: pipeline_store::Actor = pipeline_store::Actor::Console;
 
 /// The filters of a DLQ page, from its query.
 struct Query {
@@ -158,7 +158,7 @@ pub async fn page(
         .iter()
         .filter_map(|l| l.item().and_then(dlq_ops::source_of))
         .collect();
-    let uris = match pipeline_store::sources::uris(&state.services.db, &ids).await {
+    let uris = match pipeline_store::sources::urls(&state.services.db, &ids).await {
         Ok(u) => u,
         Err(e) => return html::unavailable(&e),
     };

@@ -4,7 +4,7 @@
 //!
 //! Every lookup is indexed except the id-suffix one, which scans the jobs table's ids (jobs
 //! are few next to sources) and stops at [`MAX_MATCHES`]. A URL is matched exactly, as the
-//! submission normalised it (the `sources.uri` hash index), in every project.
+//! submission normalized it (the `sources.uri` hash index), in every project.
 
 use std::fmt::Write;
 
@@ -32,7 +32,7 @@ enum Wanted {
     Id(Uuid),
     /// The last hex digits of a job id.
     Suffix(String),
-    /// A page's URL, normalised as a submission would.
+    /// A page's URL, normalized as a submission would.
     Url(String),
     /// None of the above, with why.
     Unclear(&'static str),
@@ -62,7 +62,7 @@ fn parse(q: &str) -> Wanted {
         format!("https://{q}")
     };
     match pipeline_ops::submit::validate_url(&as_url) {
-        Ok(u) if q.contains("://") || q.contains('.') => Wanted::Url(u),
+        Ok(u) if q.contains("://") || q.contains('.') => Wanted::Url(u.into_string()),
         _ => Wanted::Unclear("Not an id, the end of a job id (at least 6 hex digits) or a URL."),
     }
 }
@@ -133,7 +133,7 @@ pub async fn find(
             }
         }
         Wanted::Url(url) => {
-            let found = match sources::find_by_uri(db, &url).await {
+            let found = match sources::find_by_url(db, &url).await {
                 Ok(f) => f,
                 Err(e) => return html::unavailable(&e),
             };
@@ -157,10 +157,10 @@ pub async fn find(
                 for s in found.iter().take(MAX_MATCHES as usize) {
                     let _ = write!(
                         body,
-                        "<tr data-source=\"{id}\"><td class=\"url\"><a href=\"/ui/sources/{id}\">{uri}</a></td>\
+                        "<tr data-source=\"{id}\"><td class=\"url\"><a href=\"/ui/sources/{id}\">{url}</a></td>\
 <td>{status}</td><td>{job}</td><td>{updated}</td></tr>",
                         id = s.id,
-                        uri = esc(&s.uri),
+                        url = esc(&s.url),
                         status = status_badge(s.status.as_str()),
                         job = s
                             .created_by_job_id

@@ -333,10 +333,10 @@ answer: its sources are queued by the requeue daemon's reconciler shortly.</p>",
     for s in &rows {
         let _ = write!(
             body,
-            "<tr data-source=\"{id}\"><td class=\"url\"><a href=\"/ui/sources/{id}\">{uri}</a></td><td>{status}</td>\
+            "<tr data-source=\"{id}\"><td class=\"url\"><a href=\"/ui/sources/{id}\">{url}</a></td><td>{status}</td>\
 <td class=\"n\">{http}</td><td class=\"err\">{err}</td><td>{updated}</td></tr>",
             id = s.id,
-            uri = esc(&s.uri),
+            url = esc(&s.url),
             status = status_badge(s.status.as_str()),
             http = s.http_status.map(|h| h.to_string()).unwrap_or_default(),
             err = html::long_text(s.last_error.as_deref().unwrap_or(""), 200),

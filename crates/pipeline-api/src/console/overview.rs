@@ -354,10 +354,10 @@ pub async fn pause_resume(
         Err(r) => return r,
     };
     let done = match action.as_str() {
-        "pause" => pause::pause(&state.services, family, "console")
+        "pause" => pause::pause(&state.services, family, pipeline_store::Actor::Console)
             .await
             .map(|_| ()),
-        "resume" => pause::resume(&state.services, family, "console")
+        "resume" => pause::resume(&state.services, family, pipeline_store::Actor::Console)
             .await
             .map(|_| ()),
         _ => {

@@ -248,7 +248,7 @@ pub async fn page(
         .iter()
         .filter_map(|m| Uuid::parse_str(&m.id).ok())
         .collect();
-    let uris = match pipeline_store::sources::uris(&state.services.db, &ids).await {
+    let uris = match pipeline_store::sources::urls(&state.services.db, &ids).await {
         Ok(u) => u,
         Err(e) => return html::unavailable(&e),
     };

@@ -141,14 +141,14 @@ pub async fn page(
                         let _ = write!(
                             body,
                             "<li data-source=\"{sid}\"><p class=\"meta\"><a href=\"/ui/sources/{sid}\">{title}</a> \
-<span class=\"url\">{uri}</span> · chunk #{idx} · score {score:.4} · {ranks}{job}</p><p>{text}</p></li>",
+<span class=\"url\">{url}</span> · chunk #{idx} · score {score:.4} · {ranks}{job}</p><p>{text}</p></li>",
                             sid = c.source_id,
                             title = esc(c
                                 .title
                                 .as_deref()
                                 .filter(|t| !t.is_empty())
-                                .unwrap_or(&c.uri)),
-                            uri = esc(&c.uri),
+                                .unwrap_or(&c.url)),
+                            url = esc(&c.url),
                             idx = c.chunk_index,
                             score = h.score,
                             job = c

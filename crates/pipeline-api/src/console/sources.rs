@@ -96,11 +96,11 @@ pub async fn source(
     }
     let _ = write!(
         body,
-        "<dl class=\"facts\"><dt>URL</dt><dd class=\"url\"><a href=\"{uri}\" rel=\"noreferrer noopener\">{uri}</a></dd>\
+        "<dl class=\"facts\"><dt>URL</dt><dd class=\"url\"><a href=\"{url}\" rel=\"noreferrer noopener\">{url}</a></dd>\
 <dt>Status</dt><dd id=\"source-status\">{status}</dd><dt>Title</dt><dd>{title}</dd>\
 <dt>HTTP</dt><dd>{http} {ctype}</dd><dt>Fetched</dt><dd>{fetched}</dd>\
 <dt>Last error</dt><dd class=\"err\">{err}</dd><dt>Job</dt><dd>{job}</dd></dl>",
-        uri = esc(&s.uri),
+        url = esc(&s.url),
         status = status_badge(s.status.as_str()),
         title = esc(s.title.as_deref().unwrap_or("—")),
         http = s.http_status.map(|h| h.to_string()).unwrap_or_default(),
@@ -135,10 +135,11 @@ pub async fn source(
         let _ = write!(
             body,
             "<li><span class=\"when\">{at}</span> <span class=\"badge {kind}\">{kind}</span> \
-<span class=\"stage\">{stage}</span>{attempt} {detail}</li>",
+<span class=\"stage\">{stage}</span> <span class=\"actor\">{actor}</span>{attempt} {detail}</li>",
             at = html::time(e.at),
             kind = esc(&e.kind),
             stage = esc(e.stage.as_deref().unwrap_or("")),
+            actor = esc(e.actor.as_deref().unwrap_or("")),
             attempt = e
                 .attempt
                 .map(|a| format!(" attempt {a}"))
@@ -257,7 +258,14 @@ pub async fn retry_source(
         }
         Err(r) => return r,
     };
-    match dlq_ops::retry(&state.services, family, &id.to_string(), "console").await {
+    match dlq_ops::retry(
+        &state.services,
+        family,
+        &id.to_string(),
+        pipeline_store::Actor::Console,
+    )
+    .await
+    {
         Ok(_) => Redirect::to(&format!("/ui/sources/{id}?done={}", url_escape("retried")))
             .into_response(),
         Err(e) => html::unavailable(&e),

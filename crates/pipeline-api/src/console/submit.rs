@@ -199,7 +199,7 @@ pub async fn scrape(
         project_name: optional(&form, "project"),
         source_group: optional(&form, "source_group"),
     };
-    match submit::submit(&state.services, &req).await {
+    match submit::submit(&state.services, &req, pipeline_store::Actor::Console).await {
         Ok(out) => {
             tracing::info!(job_id = %out.job_id, sources = out.sources.len(),
                 refused = out.invalid.len(), "console: scrape job submitted");
@@ -260,7 +260,9 @@ pub async fn start_crawl(
         return r;
     }
     let outcome = match crawl_request(&form) {
-        Ok(req) => crawl::start(&state.services, &req).await.map_err(refusal),
+        Ok(req) => crawl::start(&state.services, &req, pipeline_store::Actor::Console)
+            .await
+            .map_err(refusal),
         Err(msg) => Err(Ok((StatusCode::UNPROCESSABLE_ENTITY, msg))),
     };
     match outcome {

@@ -10,6 +10,7 @@
 
 pub mod rules;
 
+use pipeline_store::Actor;
 use pipeline_store::crawl_schedules;
 use pipeline_store::crawls::{self, CrawlSettings, NewCrawl};
 use pipeline_store::jobs::{DEFAULT_PROJECT, ProjectRef};
@@ -43,7 +44,7 @@ pub const DEFAULT_SITEMAPS: bool = true;
 /// dotted IPv4 address; an optional port (0..=65535); then printable ASCII. Every string it
 /// matches is a URL the crawl accepts, so the API's schema and its answers agree.
 pub const START_URL_PATTERN: &str = r"^[Hh][Tt][Tt][Pp][Ss]?://(([A-Za-z0-9]+(-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*|((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][!-~]*)?$";
-/// Longest start URL, in characters (printable ASCII, so the normalised URL, where some
+/// Longest start URL, in characters (printable ASCII, so the normalized URL, where some
 /// characters become `%XX`, stays within the 2,048 bytes a source URL may have).
 pub const MAX_START_URL_CHARS: usize = 600;
 
@@ -71,11 +72,11 @@ pub struct CrawlRequest {
     /// `host` (default), `domain`, or `prefix` (the start URL up to its last `/`).
     #[serde(default)]
     pub scope: Option<ScopeKind>,
-    /// Globs over the whole normalised URL (`*` matches anything); when any is given, a URL
+    /// Globs over the whole normalized URL (`*` matches anything); when any is given, a URL
     /// must match one.
     #[serde(default)]
     pub include: Vec<String>,
-    /// Globs over the whole normalised URL; a URL matching any is skipped.
+    /// Globs over the whole normalized URL; a URL matching any is skipped.
     #[serde(default)]
     pub exclude: Vec<String>,
     #[serde(default)]
@@ -119,9 +120,9 @@ pub fn settings_of(req: &CrawlRequest) -> Result<CrawlSettings, SubmitError> {
         )));
     }
     let start = validate_url(&req.url).map_err(|e| bad(format!("url: {e}")))?;
-    let start_url = url::Url::parse(&start).map_err(|e| bad(format!("url: {e}")))?;
+    let start_url = start.as_url();
     let scope = req.scope.unwrap_or_default();
-    let anchor = scope_anchor(&start_url, scope, None).map_err(bad)?;
+    let anchor = scope_anchor(start_url, scope, None).map_err(bad)?;
     for (what, list) in [("include", &req.include), ("exclude", &req.exclude)] {
         if list.len() > MAX_PATTERNS {
             return Err(bad(format!("{what}: at most {MAX_PATTERNS} patterns")));
@@ -173,7 +174,7 @@ pub fn settings_of(req: &CrawlRequest) -> Result<CrawlSettings, SubmitError> {
         validate_name("source_group", group)?;
     }
     Ok(CrawlSettings {
-        start_url: start,
+        start_url: start.into_string(),
         scope: scope.as_str().into(),
         scope_prefix: (scope == ScopeKind::Prefix).then_some(anchor),
         include_patterns: req.include.clone(),
@@ -247,7 +248,11 @@ pub struct Started {
 /// # Errors
 /// A bad request, an unknown project, Postgres; Redis after the job was recorded (the
 /// reconciler enqueues the start page later).
-pub async fn start(services: &Services, req: &CrawlRequest) -> Result<Started, SubmitError> {
+pub async fn start(
+    services: &Services,
+    req: &CrawlRequest,
+    actor: Actor,
+) -> Result<Started, SubmitError> {
     let settings = settings_of(req)?;
     let project = match (req.project_id, req.project.as_deref()) {
         (Some(id), _) => ProjectRef::Id(id),
@@ -261,6 +266,7 @@ pub async fn start(services: &Services, req: &CrawlRequest) -> Result<Started, S
             source_group: req.source_group.as_deref(),
             settings: &settings,
             recrawl_of: None,
+            actor,
         },
     )
     .await
@@ -272,7 +278,7 @@ pub async fn start(services: &Services, req: &CrawlRequest) -> Result<Started, S
     let msg = SourceMessage {
         source_id: start.source_id,
         job_id: Some(created.job_id),
-        uri: Some(start.uri.clone()),
+        url: Some(start.url.clone()),
     };
     services
         .queue(Family::Scrape)
@@ -315,7 +321,11 @@ pub enum RecrawlError {
 ///
 /// # Errors
 /// [`RecrawlError::NotFound`], [`RecrawlError::Running`], or Postgres / Redis.
-pub async fn recrawl(services: &Services, job_id: Uuid) -> Result<Started, RecrawlError> {
+pub async fn recrawl(
+    services: &Services,
+    job_id: Uuid,
+    actor: Actor,
+) -> Result<Started, RecrawlError> {
     let ended = match crawls::for_recrawl(&services.db, job_id).await {
         Ok(e) => e,
         Err(pipeline_store::StoreError::NotFound(_)) => return Err(RecrawlError::NotFound(job_id)),
@@ -331,6 +341,7 @@ pub async fn recrawl(services: &Services, job_id: Uuid) -> Result<Started, Recra
             source_group: None,
             settings: &ended.settings,
             recrawl_of: Some(job_id),
+            actor,
         },
     )
     .await
@@ -361,7 +372,7 @@ async fn enqueue_recrawl_start(
     let msg = SourceMessage {
         source_id,
         job_id: Some(job_id),
-        uri: None,
+        url: None,
     };
     services
         .queue(Family::Scrape)

@@ -1,4 +1,4 @@
-//! What a crawl follows: URL normalisation, scope, include/exclude patterns, depth and path
+//! What a crawl follows: URL normalization, scope, include/exclude patterns, depth and path
 //! traps. Pure functions of a crawl's settings and a link, so every rule is tested here
 //! without a server; the page cap and the query-variant cap need the crawl's counts and are
 //! decided in the store ([`pipeline_store::crawls::admit`]) under the crawl's row lock.
@@ -90,7 +90,7 @@ pub struct Rules {
     tracking: Vec<String>,
 }
 
-/// Compiles one include or exclude pattern: a glob over the whole normalised URL, where `*`
+/// Compiles one include or exclude pattern: a glob over the whole normalized URL, where `*`
 /// matches any run of characters (`/` included) and every other character is itself
 /// (`*/private/*`, `https://example.com/docs/*`). Any string is a valid pattern, so a
 /// request can only be refused for a pattern's length, never for its syntax.
@@ -182,12 +182,12 @@ impl Rules {
         })
     }
 
-    /// Resolves `href` against `base` and normalises it: http(s) only, no credentials,
+    /// Resolves `href` against `base` and normalizes it: http(s) only, no credentials,
     /// scheme and host lowercased and default ports dropped (the URL parser does both), no
     /// fragment, tracking parameters removed (a name ending in `*` is a prefix), an empty
     /// query dropped. `None` for anything that cannot be a page of a crawl (`mailto:`,
     /// `javascript:`, a malformed or over-long URL).
-    pub fn normalise(&self, base: &Url, href: &str) -> Option<Url> {
+    pub fn normalize(&self, base: &Url, href: &str) -> Option<Url> {
         if href.chars().any(char::is_control) {
             return None;
         }
@@ -242,7 +242,7 @@ impl Rules {
         }
     }
 
-    /// Judges a normalised link found at `depth` (its parent's depth plus one): `Ok` when
+    /// Judges a normalized link found at `depth` (its parent's depth plus one): `Ok` when
     /// the crawl may accept it (the page and query-variant caps still apply), else why not.
     /// Checked in this order: nofollow, scope, patterns, path depth, depth.
     pub fn judge(&self, url: &Url, depth: u32, nofollow: bool) -> Result<(), SkipReason> {
@@ -302,7 +302,7 @@ mod tests {
     }
 
     #[test]
-    fn normalisation_table() {
+    fn normalization_table() {
         let r = rules(ScopeKind::Host, "example.com");
         let base = Url::parse("https://Example.com/docs/intro?x=1").unwrap();
         let table: &[(&str, Option<&str>)] = &[
@@ -331,11 +331,11 @@ mod tests {
             ("/a\nb", None),
         ];
         for (href, want) in table {
-            let got = r.normalise(&base, href).map(|u| u.to_string());
+            let got = r.normalize(&base, href).map(|u| u.to_string());
             assert_eq!(got.as_deref(), *want, "href {href:?}");
         }
         let long = format!("/{}", "a".repeat(MAX_URL_LEN));
-        assert!(r.normalise(&base, &long).is_none());
+        assert!(r.normalize(&base, &long).is_none());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! normal form), within the length limit, http(s), with a host, no credentials, no fragment.
 //!
 //! Shared by the fuzz target of the same name and by the test that replays the kept inputs
-//! (`fuzz/corpus-regressions/url_normalise/`), so the two cannot check different things.
+//! (`fuzz/corpus-regressions/url_normalize/`), so the two cannot check different things.
 
 use pipeline_ops::submit::{MAX_URL_LEN, validate_url};
 use scrape_worker::guard::AddressPolicy;
@@ -13,12 +13,13 @@ use scrape_worker::guard::AddressPolicy;
 pub fn check(data: &[u8]) {
     let input = String::from_utf8_lossy(data);
     let (raw, location) = input.split_once('\n').unwrap_or((&input, ""));
-    let Ok(normal) = validate_url(raw) else {
+    let Ok(valid) = validate_url(raw) else {
         return;
     };
+    let normal = valid.as_str();
     assert_eq!(
-        validate_url(&normal).as_deref(),
-        Ok(normal.as_str()),
+        validate_url(normal).as_ref().map(|again| again.as_str()),
+        Ok(normal),
         "from {raw:?}"
     );
     assert!(
@@ -26,7 +27,7 @@ pub fn check(data: &[u8]) {
         "{} bytes from {raw:?}",
         normal.len()
     );
-    let url = url::Url::parse(&normal).expect("a validated URL parses");
+    let url = url::Url::parse(normal).expect("a validated URL parses");
     assert!(matches!(url.scheme(), "http" | "https"));
     assert!(url.host_str().is_some_and(|h| !h.is_empty()));
     assert!(url.username().is_empty() && url.password().is_none());
