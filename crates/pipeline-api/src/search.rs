@@ -111,6 +111,9 @@ pub struct SearchHitBody {
     pub language: Option<String>,
     /// The page's site name.
     pub site_name: Option<String>,
+    /// For a PDF, the page the chunk comes from (1-based), so a hit can cite it; `null`
+    /// for a web page's chunks.
+    pub page: Option<i32>,
     /// Rank in the full-text list (1 = best), if the chunk was in it.
     pub text_rank: Option<usize>,
     /// Rank in the vector list (1 = best), if the chunk was in it.
@@ -203,6 +206,7 @@ pub async fn search(
                 heading_trail: h.chunk.heading_trail,
                 language: h.chunk.language,
                 site_name: h.chunk.site_name,
+                page: h.chunk.page,
                 text_rank: h.text_rank,
                 vector_rank: h.vector_rank,
             })

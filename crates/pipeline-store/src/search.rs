@@ -179,6 +179,8 @@ pub struct ChunkHit {
     pub language: Option<String>,
     /// The page's site name.
     pub site_name: Option<String>,
+    /// The page of a PDF the chunk comes from (1-based); `None` for a web page's chunks.
+    pub page: Option<i32>,
 }
 
 impl ChunkHit {
@@ -197,7 +199,8 @@ pub async fn chunks(db: &sqlx::PgPool, ids: &[Uuid]) -> Result<Vec<ChunkHit>> {
                 x.source_id AS "source_id!", x.chunk_index AS "chunk_index!",
                 coalesce(x.data ->> 'text', '') AS "text!", s.uri AS "url!", s.title,
                 s.created_by_job_id AS job_id, x.heading_trail, s.published_at,
-                s.published_offset_seconds, s.language, s.site_name
+                s.published_offset_seconds, s.language, s.site_name,
+                (x.data ->> 'page')::int AS page
          FROM extractions x JOIN sources s ON s.id = x.source_id
          WHERE x.id = ANY($1)"#,
         ids,

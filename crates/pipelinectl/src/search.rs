@@ -83,6 +83,7 @@ pub async fn run(services: &Services, args: SearchArgs, as_json: bool) -> CmdRes
                     "published": h.chunk.published(),
                     "language": h.chunk.language,
                     "site_name": h.chunk.site_name,
+                    "page": h.chunk.page,
                     "source_id": h.chunk.source_id,
                     "project_id": h.chunk.project_id,
                     "extraction_id": h.chunk.extraction_id,
@@ -111,7 +112,7 @@ pub async fn run(services: &Services, args: SearchArgs, as_json: bool) -> CmdRes
                 output::clip(&h.chunk.title.clone().unwrap_or_default(), 30),
                 output::clip(&h.chunk.url, 40),
                 output::opt(&h.chunk.job_id),
-                output::clip(h.chunk.heading_trail.as_deref().unwrap_or("-"), 40),
+                output::clip(&section(&h.chunk), 40),
                 output::clip(&h.chunk.text.replace(['\n', '\t'], " "), 60),
             ]
         })
@@ -121,6 +122,15 @@ pub async fn run(services: &Services, args: SearchArgs, as_json: bool) -> CmdRes
         &rows,
     );
     Ok(())
+}
+
+/// Where in its page a hit falls: its heading trail, else the page of a PDF, else `-`.
+fn section(chunk: &pipeline_store::search::ChunkHit) -> String {
+    match (&chunk.heading_trail, chunk.page) {
+        (Some(trail), _) => trail.clone(),
+        (None, Some(page)) => format!("page {page}"),
+        (None, None) => "-".into(),
+    }
 }
 
 /// `--project` (a name or an id) as an id; an unknown name is "not found" (exit 3).
