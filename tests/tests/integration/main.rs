@@ -41,6 +41,7 @@ mod hostile_pages;
 mod job_progress;
 mod metrics_process;
 mod own_services_docs;
+mod pdf_documents;
 mod reembed_cli;
 mod requeue_data_loss;
 mod requeue_e2e;
