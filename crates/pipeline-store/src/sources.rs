@@ -132,6 +132,38 @@ pub async fn record_event(pool: &PgPool, e: &NewEvent<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Appends one `kind` event per source of `sources` (`(source, job)`), all with the same
+/// stage, actor and detail, in one statement: an operation that queues many sources at once
+/// (re-extraction, say) leaves its mark on each one's trail. Sources that do not exist are
+/// skipped. Returns how many events were written.
+pub async fn record_events_for(
+    pool: &PgPool,
+    sources: &[(Uuid, Option<Uuid>)],
+    kind: &str,
+    stage: &str,
+    actor: Actor,
+    detail: &Value,
+) -> Result<u64> {
+    let ids: Vec<Uuid> = sources.iter().map(|s| s.0).collect();
+    let jobs: Vec<Option<Uuid>> = sources.iter().map(|s| s.1).collect();
+    Ok(sqlx::query!(
+        "INSERT INTO job_events (job_id, source_id, kind, stage, actor, detail)
+         SELECT u.job_id, u.id, $3, $4, $5, $6
+           FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS u(id, job_id, ord)
+          WHERE EXISTS (SELECT 1 FROM sources s WHERE s.id = u.id)
+          ORDER BY u.ord",
+        &ids,
+        &jobs as &[Option<Uuid>],
+        kind,
+        stage,
+        actor.as_str(),
+        detail,
+    )
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 /// A source row, without its (possibly large) bodies.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceRow {

@@ -76,9 +76,12 @@ pub async fn run(services: &Services, args: ReextractArgs, as_json: bool) -> Cmd
             let page = documents::to_reextract(db, scope, args.force, after, PAGE)
                 .await
                 .context("listing the pages to re-extract")?;
+            let mut enqueued = Vec::new();
+            let mut full = false;
             for (source_id, job_id) in &page {
                 if queued + already >= limit {
-                    break 'pages;
+                    full = true;
+                    break;
                 }
                 let msg = SourceMessage {
                     source_id: *source_id,
@@ -91,9 +94,24 @@ pub async fn run(services: &Services, args: ReextractArgs, as_json: bool) -> Cmd
                     .context("queueing an extraction message")?
                 {
                     queued += 1;
+                    enqueued.push((*source_id, *job_id));
                 } else {
                     already += 1;
                 }
+            }
+            // Each queued page's trail says why it is extracted again, and by whom.
+            pipeline_store::sources::record_events_for(
+                db,
+                &enqueued,
+                "enqueued",
+                Family::Extraction.as_str(),
+                pipeline_store::Actor::Cli,
+                &serde_json::json!({ "reason": "reextract", "force": args.force }),
+            )
+            .await
+            .context("recording the queued pages in their trails")?;
+            if full {
+                break 'pages;
             }
             if !as_json && !page.is_empty() {
                 eprintln!("queued {queued}, already queued {already}...");

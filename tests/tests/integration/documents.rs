@@ -376,6 +376,17 @@ async fn reextract_fills_pages_extracted_before_the_columns() -> anyhow::Result<
         all.contains("1 page(s) queued for re-extraction, 1 already queued"),
         "{all}"
     );
+    // Each page queued once has one `enqueued` event by the CLI, saying why.
+    for (source_id, _) in &ids {
+        let events = pipeline_store::sources::events(&env.db.pool, *source_id).await?;
+        let queued: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == "enqueued" && e.stage.as_deref() == Some("extraction"))
+            .collect();
+        assert_eq!(queued.len(), 1, "{source_id}: {events:?}");
+        assert_eq!(queued[0].actor.as_deref(), Some("cli"));
+        assert_eq!(queued[0].detail.as_ref().unwrap()["reason"], "reextract");
+    }
     assert_eq!(env.drain(&handler, Duration::from_secs(60)).await?, 2);
     for (source_id, _) in &ids {
         assert_eq!(columns(&env, *source_id).await?, filled, "{source_id}");
