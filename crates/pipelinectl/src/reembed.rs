@@ -13,6 +13,39 @@ use pipeline_ops::{Family, Services};
 
 const PAGE: i64 = 1000;
 
+/// Extraction messages for `sources` (`(source, job)`), at most `room` of them: the sources
+/// newly queued, and how many were queued already (a source is in a family's queue at most
+/// once). One enqueue per source, so each one's outcome is known (the caller records events
+/// for the new ones); these are operator commands over pages of at most [`PAGE`] sources.
+pub(crate) async fn queue_extractions(
+    services: &Services,
+    sources: &[(uuid::Uuid, Option<uuid::Uuid>)],
+    room: u64,
+) -> anyhow::Result<(Vec<(uuid::Uuid, Option<uuid::Uuid>)>, u64)> {
+    let queue = services.queue(Family::Extraction);
+    let (mut queued, mut already) = (Vec::new(), 0u64);
+    for &(source_id, job_id) in sources
+        .iter()
+        .take(usize::try_from(room).unwrap_or(usize::MAX))
+    {
+        let msg = SourceMessage {
+            source_id,
+            job_id,
+            url: None,
+        };
+        if queue
+            .enqueue(&msg.id(), &msg.body())
+            .await
+            .context("queueing an extraction message")?
+        {
+            queued.push((source_id, job_id));
+        } else {
+            already += 1;
+        }
+    }
+    Ok((queued, already))
+}
+
 /// Arguments of `pipelinectl reembed`.
 #[derive(Debug, clap::Args)]
 pub struct ReembedArgs {
@@ -35,31 +68,17 @@ pub async fn run(services: &Services, args: ReembedArgs, as_json: bool) -> CmdRe
     let model = args
         .model
         .unwrap_or_else(|| pipeline_search::model_name(&services.settings));
-    let mut queued = 0usize;
-    let mut already = 0usize;
+    let mut queued = 0u64;
+    let mut already = 0u64;
     if !args.status {
-        let queue = services.queue(Family::Extraction);
         let mut after = None;
         loop {
             let page = pipeline_store::search::sources_to_reembed(db, &model, project, after, PAGE)
                 .await
                 .context("listing the sources to re-embed")?;
-            for (source_id, job_id) in &page {
-                let msg = SourceMessage {
-                    source_id: *source_id,
-                    job_id: *job_id,
-                    url: None,
-                };
-                if queue
-                    .enqueue(&msg.id(), &msg.body())
-                    .await
-                    .context("queueing an extraction message")?
-                {
-                    queued += 1;
-                } else {
-                    already += 1;
-                }
-            }
+            let (new, old) = queue_extractions(services, &page, u64::MAX).await?;
+            queued += new.len() as u64;
+            already += old;
             if (page.len() as i64) < PAGE {
                 break;
             }

@@ -15,7 +15,6 @@
 //! retry extract them. `--status` only prints the progress.
 
 use anyhow::Context;
-use pipeline_ops::messages::SourceMessage;
 use pipeline_ops::{Family, Services};
 use pipeline_store::documents::{self, Scope};
 
@@ -70,35 +69,16 @@ pub async fn run(services: &Services, args: ReextractArgs, as_json: bool) -> Cmd
     let limit = args.limit.unwrap_or(u64::MAX);
     let (mut queued, mut already) = (0u64, 0u64);
     if !args.status {
-        let queue = services.queue(Family::Extraction);
         let mut after = None;
         'pages: loop {
             let page = documents::to_reextract(db, scope, args.force, after, PAGE)
                 .await
                 .context("listing the pages to re-extract")?;
-            let mut enqueued = Vec::new();
-            let mut full = false;
-            for (source_id, job_id) in &page {
-                if queued + already >= limit {
-                    full = true;
-                    break;
-                }
-                let msg = SourceMessage {
-                    source_id: *source_id,
-                    job_id: *job_id,
-                    url: None,
-                };
-                if queue
-                    .enqueue(&msg.id(), &msg.body())
-                    .await
-                    .context("queueing an extraction message")?
-                {
-                    queued += 1;
-                    enqueued.push((*source_id, *job_id));
-                } else {
-                    already += 1;
-                }
-            }
+            let room = limit.saturating_sub(queued + already);
+            let (enqueued, old) = crate::reembed::queue_extractions(services, &page, room).await?;
+            queued += enqueued.len() as u64;
+            already += old;
+            let full = (page.len() as u64) > room;
             // Each queued page's trail says why it is extracted again, and by whom.
             pipeline_store::sources::record_events_for(
                 db,
