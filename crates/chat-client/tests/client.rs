@@ -440,3 +440,59 @@ async fn shutdown_releases_a_hang_and_stops_the_server() {
             .is_transient()
     );
 }
+
+#[tokio::test]
+async fn chunked_body_over_the_cap_is_cut_while_streaming() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A server that declares no length and streams chunks: the cap must stop the read
+    // rather than the end of the body.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        let mut buf = vec![0u8; 64 * 1024];
+        let _ = sock.read(&mut buf).await;
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+        if sock.write_all(head.as_bytes()).await.is_err() {
+            return 0;
+        }
+        let chunk = format!("{:x}\r\n{}\r\n", 1024, "z".repeat(1024));
+        let mut sent = 0;
+        // Bounded: at most 64 MiB (more than loopback socket buffers absorb), and the
+        // loop ends as soon as the client hangs up.
+        for _ in 0..65_536 {
+            if sock.write_all(chunk.as_bytes()).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        sent
+    });
+    let mut cfg = ChatConfig::new(format!("http://{addr}/v1"), "m");
+    cfg.max_answer_bytes = 8 * 1024;
+    cfg.timeout = Duration::from_secs(10);
+    let c = ChatClient::new(cfg).expect("client");
+    match c.complete(&request()).await {
+        Err(ChatError::Malformed {
+            message, answer, ..
+        }) => {
+            assert!(
+                message.contains("exceeds the cap of 8192 bytes"),
+                "{message}"
+            );
+            assert!(answer.starts_with("zzz"));
+        }
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+    drop(c);
+    let sent = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server ends")
+        .expect("join");
+    assert!(
+        sent < 65_536,
+        "the client read the whole body ({sent} chunks)"
+    );
+}
