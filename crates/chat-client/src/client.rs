@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::answer::{excerpt, parse_completion};
-use crate::error::{parse_retry_after, status_is_transient};
+use crate::error::{parse_retry_after, parse_retry_after_ms, status_is_transient};
 use crate::{ChatError, MESSAGE_OVERHEAD_TOKENS, estimate_tokens};
 
 /// Default cap on a reply body: far above any JSON answer a model writes within a sane
@@ -24,6 +24,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How much of an error reply is read: enough for the server's message, bounded so a
 /// proxy's error page cannot cost memory.
 const ERROR_BODY_CAP: usize = 64 * 1024;
+
+/// The millisecond form of `Retry-After` OpenAI-style APIs send alongside it.
+const RETRY_AFTER_MS: &str = "retry-after-ms";
 
 /// How much of the server's error body an error message quotes.
 const ERROR_EXCERPT_CHARS: usize = 300;
@@ -362,11 +365,12 @@ impl ChatClient {
 /// The error for a non-success status, with the start of the server's message.
 async fn status_error(resp: reqwest::Response) -> ChatError {
     let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
+    let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
+    // OpenAI and Azure send the wait in milliseconds too, more precisely than Retry-After's
+    // whole seconds; prefer it when present.
+    let retry_after = header(RETRY_AFTER_MS)
+        .and_then(parse_retry_after_ms)
+        .or_else(|| header(RETRY_AFTER.as_str()).and_then(parse_retry_after));
     // A body that fails or overflows mid-read still leaves the status to classify by.
     let body = match read_capped(resp, ERROR_BODY_CAP).await {
         Ok(bytes) => error_message(&bytes),

@@ -13,8 +13,8 @@ pub enum ChatError {
     Transient {
         /// What happened, for the operator.
         message: String,
-        /// How long the server asked to wait (`Retry-After`, seconds or an HTTP date,
-        /// capped at a day), when it said.
+        /// How long the server asked to wait (`retry-after-ms`, else `Retry-After` in
+        /// seconds or as an HTTP date; capped at a day), when it said.
         retry_after: Option<Duration>,
     },
     /// The same request would fail the same way: the server rejected it (400, 401, 403,
@@ -101,6 +101,16 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(wait.min(DAY))
 }
 
+/// `retry-after-ms`: milliseconds, possibly fractional, capped at a day like `Retry-After`.
+pub(crate) fn parse_retry_after_ms(value: &str) -> Option<Duration> {
+    let ms = value.trim().parse::<f64>().ok()?;
+    if !ms.is_finite() || ms < 0.0 {
+        return None;
+    }
+    let wait = Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX);
+    Some(wait.min(Duration::from_secs(86_400)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +139,20 @@ mod tests {
             message: "no key".into(),
         };
         assert_eq!(p.to_string(), "chat request rejected (401): no key");
+    }
+
+    #[test]
+    fn retry_after_ms() {
+        assert_eq!(
+            parse_retry_after_ms("1500"),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_retry_after_ms("20.5"),
+            Some(Duration::from_micros(20_500))
+        );
+        assert_eq!(parse_retry_after_ms("x"), None);
+        assert_eq!(parse_retry_after_ms("-3"), None);
     }
 
     #[test]

@@ -316,7 +316,8 @@ impl ModelServer {
         self.stats.requests.load(Ordering::SeqCst)
     }
 
-    /// Chat requests being handled now.
+    /// Chat requests being handled now (a request whose client hung up is no longer
+    /// counted, even when its reply was a [`Reply::Hang`]).
     pub fn in_flight(&self) -> usize {
         self.stats.in_flight.load(Ordering::SeqCst)
     }

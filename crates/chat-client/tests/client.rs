@@ -238,6 +238,15 @@ async fn a_hang_is_given_up_as_transient() {
     assert!(err.is_transient(), "{err}");
     assert!(err.to_string().contains("timeout"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
+    // The server notices the client hanging up and stops counting the request in flight
+    // (bounded wait: it happens within milliseconds).
+    for _ in 0..500 {
+        if server.in_flight() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.in_flight(), 0);
     server.shutdown().await;
 }
 
