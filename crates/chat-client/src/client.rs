@@ -118,6 +118,15 @@ impl ChatConfig {
     }
 }
 
+/// A local vLLM's address (`http://127.0.0.1:8000/v1`) and the defaults of
+/// [`ChatConfig::new`], with no model name: [`ChatClient::new`] refuses an empty one, so
+/// `..ChatConfig::default()` only fills in the optional settings.
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self::new("http://127.0.0.1:8000/v1", "")
+    }
+}
+
 /// One request: prompts and the schema the answer must follow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
@@ -508,6 +517,19 @@ mod tests {
             "http://127.0.0.1:8000/v1/chat/completions",
             "m",
         ))
+        .expect("ok");
+        assert_eq!(c.endpoint(), "http://127.0.0.1:8000/v1/chat/completions");
+    }
+
+    #[test]
+    fn default_needs_a_model() {
+        let cfg = ChatConfig::default();
+        assert_eq!(cfg.max_answer_bytes, DEFAULT_MAX_ANSWER_BYTES);
+        assert!(ChatClient::new(cfg).is_err());
+        let c = ChatClient::new(ChatConfig {
+            model: "m".into(),
+            ..ChatConfig::default()
+        })
         .expect("ok");
         assert_eq!(c.endpoint(), "http://127.0.0.1:8000/v1/chat/completions");
     }
