@@ -42,8 +42,8 @@ pub mod sitemap;
 
 pub use chunk::{Chunk, ChunkOptions, chunk, chunk_in};
 pub use entities::{
-    EntitiesStatus, Entity, EntityKind, EntityReport, EntitySource, Markup, find_entities,
-    find_entities_in,
+    EntitiesStatus, Entity, EntityKind, EntityReport, EntitySource, Markup, clean_jsonld_block,
+    decode_jsonld_entities, find_entities, find_entities_in,
 };
 pub use error::ExtractError;
 pub use html::{Extractor, Strategy};

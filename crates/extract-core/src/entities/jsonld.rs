@@ -29,7 +29,7 @@ pub(crate) fn find(blocks: &[String], out: &mut Collector) -> Vec<String> {
 
 /// Undoes the wrapping pages put around JSON (HTML comments, CDATA markers) and turns raw
 /// control characters, which JSON forbids inside strings but browsers tolerate, into spaces.
-pub(crate) fn clean_block(raw: &str) -> String {
+pub fn clean_block(raw: &str) -> String {
     let mut s = raw.trim();
     for (open, close) in [
         ("<!--", "-->"),
@@ -212,7 +212,7 @@ fn string_of(v: Option<&Value>) -> Option<String> {
 }
 
 /// Decodes the few HTML entities that leak into JSON-LD names from templating.
-pub(crate) fn decode_entities(s: &str) -> String {
+pub fn decode_entities(s: &str) -> String {
     if !s.contains('&') {
         return s.to_string();
     }

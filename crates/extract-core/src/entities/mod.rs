@@ -9,9 +9,7 @@
 mod jsonld;
 mod text;
 
-pub(crate) use jsonld::{
-    clean_block as clean_jsonld_block, decode_entities as decode_jsonld_entities,
-};
+pub use jsonld::{clean_block as clean_jsonld_block, decode_entities as decode_jsonld_entities};
 
 use std::collections::HashSet;
 

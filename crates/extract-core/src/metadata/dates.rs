@@ -11,7 +11,7 @@ const MAX_LEN: usize = 64;
 const YEARS: std::ops::RangeInclusive<i32> = 1800..=2200;
 
 /// Parses a date or date-time; `None` when the value is no date, or an absurd one.
-pub(crate) fn parse_date(raw: &str) -> Option<DateTime<FixedOffset>> {
+pub fn parse_date(raw: &str) -> Option<DateTime<FixedOffset>> {
     let s = raw.trim();
     if s.is_empty() || s.len() > MAX_LEN {
         return None;

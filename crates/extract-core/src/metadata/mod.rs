@@ -27,6 +27,8 @@ mod dates;
 mod jsonld;
 mod language;
 
+pub use dates::parse_date;
+
 use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset};
