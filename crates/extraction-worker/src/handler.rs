@@ -11,14 +11,14 @@ use pipeline_ops::Family;
 use pipeline_ops::ledger::SourceLedger;
 use pipeline_ops::messages::SourceMessage;
 use pipeline_runner::{Failure, FailureLog, Handler};
-use pipeline_store::extractions::{self, Finish};
+use pipeline_store::extractions::{self, Finish, Finished};
 use pipeline_store::progress::Progress;
 use pipeline_store::sources;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use uuid::Uuid;
-use work_queue::Delivery;
+use work_queue::{Delivery, WorkQueue};
 
 use crate::analyze::{Analysis, Body, analyze_body};
 
@@ -47,12 +47,15 @@ impl Drop for WaitingGauge {
 }
 
 /// Processes extraction deliveries: extract, chunk, store, find entities, embed (through the
-/// process's one [`Batcher`]), and mark the source `extracted`.
+/// process's one [`Batcher`]), and mark the source `extracted` (or `facts_pending`, queued
+/// for the schema stage, when its project has an extraction schema).
 #[derive(Debug, Clone)]
 pub struct ExtractionHandler {
     db: PgPool,
     progress: Progress,
     ledger: SourceLedger,
+    /// The facts queue, for pages of projects with an extraction schema.
+    facts: WorkQueue,
     batcher: Batcher,
     chunking: ChunkOptions,
     limits: Limits,
@@ -63,14 +66,21 @@ pub struct ExtractionHandler {
 }
 
 impl ExtractionHandler {
-    /// A handler writing to `db` (refreshing job progress through `progress`), embedding
-    /// through `batcher`, chunking with `chunking`, with the default [`Limits`] (see
-    /// [`ExtractionHandler::with_limits`]).
-    pub fn new(db: PgPool, progress: Progress, batcher: Batcher, chunking: ChunkOptions) -> Self {
+    /// A handler writing to `db` (refreshing job progress through `progress`), handing pages
+    /// of projects with a schema to the `facts` queue, embedding through `batcher`, chunking
+    /// with `chunking`, with the default [`Limits`] (see [`ExtractionHandler::with_limits`]).
+    pub fn new(
+        db: PgPool,
+        progress: Progress,
+        facts: WorkQueue,
+        batcher: Batcher,
+        chunking: ChunkOptions,
+    ) -> Self {
         Self {
             ledger: SourceLedger::new(db.clone(), progress.clone()),
             db,
             progress,
+            facts,
             batcher,
             chunking,
             limits: Limits::default(),
@@ -273,7 +283,7 @@ impl ExtractionHandler {
             "extractor": analysis.extractor.as_str(),
             "model": model,
         });
-        extractions::finish(
+        let finished = extractions::finish(
             &self.db,
             &self.progress,
             &Finish {
@@ -289,7 +299,16 @@ impl ExtractionHandler {
         )
         .await
         .map_err(|e| database(&e))?;
+        if finished == Finished::FactsPending {
+            // After the commit: a crash before this enqueue leaves the source
+            // `facts_pending`, and the reconciler enqueues it.
+            self.facts
+                .enqueue(&msg.id(), &msg.body())
+                .await
+                .map_err(|e| Failure::transient(format!("enqueueing facts: {e}")))?;
+        }
         tracing::info!(
+            facts = finished == Finished::FactsPending,
             chunks = stored.chunks,
             embedded = ids.len(),
             entities = stored.entities,

@@ -105,6 +105,7 @@ pub fn handler(services: &Services, batcher: Batcher) -> ExtractionHandler {
     ExtractionHandler::new(
         services.db.clone(),
         services.progress.clone(),
+        services.queue(Family::Facts).clone(),
         batcher,
         chunk_options(&services.settings),
     )

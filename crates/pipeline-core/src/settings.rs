@@ -141,6 +141,7 @@ pub struct Settings {
     pub scrape: ScrapeSettings,
     pub crawl: CrawlingSettings,
     pub extraction: ExtractionSettings,
+    pub facts: FactsSettings,
     pub embedding: EmbeddingSettings,
     pub requeue: RequeueSettings,
     pub events: EventsSettings,
@@ -218,6 +219,7 @@ pub struct ProbeSettings {
     pub host: String,
     pub scrape_worker_port: u16,
     pub extraction_worker_port: u16,
+    pub facts_worker_port: u16,
     pub requeue_daemon_port: u16,
 }
 
@@ -316,6 +318,31 @@ pub enum EmbeddingBackend {
     Hashing,
     /// An OpenAI-compatible `/v1/embeddings` server.
     Openai,
+}
+
+/// `[facts]`: the schema stage.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct FactsSettings {
+    pub concurrency: usize,
+    pub max_values_per_page: usize,
+    pub llm: LlmSettings,
+}
+
+/// `[facts.llm]`: the OpenAI-compatible chat-completions server of the `llm` backend.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct LlmSettings {
+    pub url: String,
+    pub model: String,
+    pub response_format: String,
+    pub timeout_ms: u64,
+    pub max_input_tokens: u32,
+    pub max_output_tokens: u32,
+    pub temperature: f32,
+    pub api_key_file: String,
 }
 
 /// `[embedding]`
@@ -577,6 +604,20 @@ impl Settings {
             ("crawl.sitemap_budget_secs", self.crawl.sitemap_budget_secs),
             ("crawl.schedule_check_secs", self.crawl.schedule_check_secs),
             ("extraction.concurrency", self.extraction.concurrency as u64),
+            ("facts.concurrency", self.facts.concurrency as u64),
+            (
+                "facts.max_values_per_page",
+                self.facts.max_values_per_page as u64,
+            ),
+            ("facts.llm.timeout_ms", self.facts.llm.timeout_ms),
+            (
+                "facts.llm.max_input_tokens",
+                self.facts.llm.max_input_tokens.into(),
+            ),
+            (
+                "facts.llm.max_output_tokens",
+                self.facts.llm.max_output_tokens.into(),
+            ),
             (
                 "extraction.chunk_max_chars",
                 self.extraction.chunk_max_chars as u64,
@@ -629,6 +670,17 @@ impl Settings {
                 "must be greater than 0".into(),
             );
         }
+        if !["json_schema", "json_object", "none"].contains(&self.facts.llm.response_format.as_str())
+        {
+            return invalid(
+                "facts.llm.response_format",
+                format!(
+                    "`{}` is not one of json_schema, json_object, none",
+                    self.facts.llm.response_format
+                ),
+            );
+        }
+        check_url("facts.llm.url", &self.facts.llm.url, &["http", "https"])?;
         if self.api.bind.parse::<std::net::SocketAddr>().is_err() {
             return invalid(
                 "api.bind",
@@ -658,6 +710,16 @@ impl Settings {
             "PIPELINE_EMBEDDING_API_KEY",
             &self.embedding.openai.api_key_file,
             "embedding.openai.api_key_file",
+        )
+    }
+
+    /// The chat model server's API key: `PIPELINE_LLM_API_KEY`, else `facts.llm.api_key_file`.
+    pub fn llm_api_key(&self, sources: &Sources) -> Result<Option<SecretString>, SettingsError> {
+        secret_from(
+            sources,
+            "PIPELINE_LLM_API_KEY",
+            &self.facts.llm.api_key_file,
+            "facts.llm.api_key_file",
         )
     }
 

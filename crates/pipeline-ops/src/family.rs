@@ -18,26 +18,32 @@ pub enum Family {
     Scrape,
     /// Main text, chunks, embeddings and entities of each fetched page.
     Extraction,
+    /// The records that answer a project's extraction schema, for pages of projects that
+    /// have one.
+    Facts,
 }
 
 impl Family {
     /// Every family, in pipeline order.
-    pub const ALL: [Family; 2] = [Family::Scrape, Family::Extraction];
+    pub const ALL: [Family; 3] = [Family::Scrape, Family::Extraction, Family::Facts];
 
     /// The family's word.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Scrape => "scrape",
             Self::Extraction => "extraction",
+            Self::Facts => "facts",
         }
     }
 
     /// The status of a source waiting in this family's queue (`queued` for scrape, `scraped`
-    /// for extraction): what a redrive or a reconciliation puts it back to.
+    /// for extraction, `facts_pending` for facts): what a redrive or a reconciliation puts
+    /// it back to.
     pub fn waiting_status(self) -> SourceStatus {
         match self {
             Self::Scrape => SourceStatus::Queued,
             Self::Extraction => SourceStatus::Scraped,
+            Self::Facts => SourceStatus::FactsPending,
         }
     }
 
@@ -85,7 +91,7 @@ mod tests {
         let err = "scrap".parse::<Family>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown family `scrap` (expected one of: scrape, extraction)"
+            "unknown family `scrap` (expected one of: scrape, extraction, facts)"
         );
     }
 

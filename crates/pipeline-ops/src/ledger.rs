@@ -135,9 +135,9 @@ pub async fn record_failure(
 
 /// The daemon that runs `family`'s work (records its failures).
 fn worker_of(family: &str) -> Actor {
-    if family == crate::Family::Extraction.as_str() {
-        Actor::ExtractionWorker
-    } else {
-        Actor::ScrapeWorker
+    match family.parse::<crate::Family>() {
+        Ok(crate::Family::Extraction) => Actor::ExtractionWorker,
+        Ok(crate::Family::Facts) => Actor::FactsWorker,
+        _ => Actor::ScrapeWorker,
     }
 }

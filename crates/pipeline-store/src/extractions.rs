@@ -345,15 +345,42 @@ pub struct Finish<'a> {
     pub detail: Value,
 }
 
+/// Where [`finish`] left a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// No such source.
+    Missing,
+    /// Done: `extracted`.
+    Extracted,
+    /// Its project has an extraction schema: `facts_pending`, and the caller enqueues its
+    /// facts message (the reconciler does, if the caller dies first).
+    FactsPending,
+}
+
 /// Stores the vectors, sets `embeddings_created` on their rows and moves the source to
-/// `extracted`, all in one transaction; then refreshes the progress of the source's jobs.
-/// Returns `false` when the source does not exist.
+/// `extracted`, or to `facts_pending` when its project has an extraction schema, all in
+/// one transaction; then refreshes the progress of the source's jobs.
 pub async fn finish(
     db: &PgPool,
     progress: &crate::progress::Progress,
     f: &Finish<'_>,
-) -> Result<bool> {
+) -> Result<Finished> {
     let mut tx = db.begin().await?;
+    // Read inside the transaction: a schema set after this commit applies to the next run.
+    let has_schema = sqlx::query_scalar!(
+        r#"SELECT p.schema_version IS NOT NULL AS "has!"
+             FROM sources s JOIN projects p ON p.id = s.project_id
+            WHERE s.id = $1"#,
+        f.source_id,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .unwrap_or(false);
+    let to = if has_schema {
+        SourceStatus::FactsPending
+    } else {
+        SourceStatus::Extracted
+    };
     if !f.extraction_ids.is_empty() {
         // One flat array and a slice per row: Postgres cannot unnest an array of arrays.
         let flat: Vec<f32> = f.vectors.iter().flatten().copied().collect();
@@ -383,7 +410,7 @@ pub async fn finish(
         &Transition {
             source_id: f.source_id,
             job_id: f.job_id,
-            to: SourceStatus::Extracted,
+            to,
             event: "succeeded",
             stage: "extraction",
             actor: crate::Actor::ExtractionWorker,
@@ -401,5 +428,9 @@ pub async fn finish(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    progress.after_transition(db, jobs).await
+    Ok(match progress.after_transition(db, jobs).await? {
+        false => Finished::Missing,
+        true if has_schema => Finished::FactsPending,
+        true => Finished::Extracted,
+    })
 }

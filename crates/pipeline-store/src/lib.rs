@@ -19,6 +19,7 @@ pub mod crawls;
 pub mod documents;
 pub mod events;
 pub mod extractions;
+pub mod facts;
 pub mod jobs;
 pub mod migrate;
 pub mod progress;
@@ -63,6 +64,8 @@ pub enum Actor {
     ScrapeWorker,
     /// An extraction worker.
     ExtractionWorker,
+    /// A facts worker (the schema stage).
+    FactsWorker,
     /// The requeue daemon (automatic redrives, parks, reconciles, scheduled recrawls).
     RequeueDaemon,
 }
@@ -76,6 +79,7 @@ impl Actor {
             Actor::Console => "console",
             Actor::ScrapeWorker => "scrape-worker",
             Actor::ExtractionWorker => "extraction-worker",
+            Actor::FactsWorker => "facts-worker",
             Actor::RequeueDaemon => "requeue-daemon",
         }
     }
@@ -86,6 +90,7 @@ impl Actor {
         match self {
             Actor::ScrapeWorker => Some("scrape"),
             Actor::ExtractionWorker => Some("extraction"),
+            Actor::FactsWorker => Some("facts"),
             _ => None,
         }
     }

@@ -62,7 +62,8 @@ pub async fn transition_in(
     let row = sqlx::query_scalar!(
         "WITH u AS (
              UPDATE sources SET status = $2, updated_at = now(), last_error_kind = $3,
-                    last_error = $4
+                    last_error = $4,
+                    last_error_stage = CASE WHEN $3::text IS NULL THEN NULL ELSE $7 END
              WHERE id = $1
              RETURNING id
          ), e AS (
@@ -475,6 +476,9 @@ pub struct StuckSource {
     pub updated_at: DateTime<Utc>,
     /// When the page was fetched: tells a `retrying` source's family (none: scrape).
     pub fetched_at: Option<DateTime<Utc>>,
+    /// The family whose stage failed last (`sources.last_error_stage`): a `retrying` or
+    /// `dead_lettered` source waits for that stage.
+    pub last_error_stage: Option<String>,
 }
 
 /// Sources that still wait for something, whose last progress is older than
@@ -495,7 +499,8 @@ pub async fn stuck(
     let (after_at, after_id) = after.unzip();
     Ok(sqlx::query_as!(
         StuckSource,
-        r#"SELECT id, status AS "status: SourceStatus", created_by_job_id, updated_at, fetched_at
+        r#"SELECT id, status AS "status: SourceStatus", created_by_job_id, updated_at, fetched_at,
+                 last_error_stage
            FROM sources
           WHERE (status = ANY($1)
                  OR (status = 'dead_lettered' AND last_error_kind IS DISTINCT FROM 'permanent'))

@@ -19,7 +19,10 @@ pub enum SourceStatus {
     Retrying,
     /// Fetched; waiting in the extraction queue.
     Scraped,
-    /// Done: extractions, embeddings and entities stored.
+    /// Extracted, and its project has an extraction schema: waiting in the facts queue.
+    FactsPending,
+    /// Done: extractions, embeddings and entities stored (and, for a project with a schema,
+    /// its records).
     Extracted,
     /// In a DLQ: a permanent failure waits for a person; a transient one for the redrive.
     DeadLettered,
@@ -31,10 +34,11 @@ pub enum SourceStatus {
 
 impl SourceStatus {
     /// Every status.
-    pub const ALL: [SourceStatus; 7] = [
+    pub const ALL: [SourceStatus; 8] = [
         Self::Queued,
         Self::Retrying,
         Self::Scraped,
+        Self::FactsPending,
         Self::Extracted,
         Self::DeadLettered,
         Self::Parked,
@@ -47,6 +51,7 @@ impl SourceStatus {
             Self::Queued => "queued",
             Self::Retrying => "retrying",
             Self::Scraped => "scraped",
+            Self::FactsPending => "facts_pending",
             Self::Extracted => "extracted",
             Self::DeadLettered => "dead_lettered",
             Self::Parked => "parked",
@@ -60,7 +65,12 @@ impl SourceStatus {
     }
 
     /// Statuses in which the reconciler expects progress (something must still happen).
-    pub const IN_FLIGHT: [SourceStatus; 3] = [Self::Queued, Self::Retrying, Self::Scraped];
+    pub const IN_FLIGHT: [SourceStatus; 4] = [
+        Self::Queued,
+        Self::Retrying,
+        Self::Scraped,
+        Self::FactsPending,
+    ];
 }
 
 impl std::fmt::Display for SourceStatus {

@@ -43,10 +43,16 @@ pub struct ReconcileReport {
 pub fn family_of(source: &StuckSource) -> Family {
     match source.status {
         SourceStatus::Scraped => Family::Extraction,
-        // A `retrying` or `dead_lettered` source waits for the stage that failed: extraction
-        // once the page was fetched, scrape before.
-        SourceStatus::Retrying | SourceStatus::DeadLettered if source.fetched_at.is_some() => {
-            Family::Extraction
+        SourceStatus::FactsPending => Family::Facts,
+        // A `retrying` or `dead_lettered` source waits for the stage that failed, as its
+        // failure recorded it; sources that failed before that was recorded: extraction once
+        // the page was fetched, scrape before.
+        SourceStatus::Retrying | SourceStatus::DeadLettered => {
+            match source.last_error_stage.as_deref().map(str::parse::<Family>) {
+                Some(Ok(family)) => family,
+                _ if source.fetched_at.is_some() => Family::Extraction,
+                _ => Family::Scrape,
+            }
         }
         _ => Family::Scrape,
     }

@@ -5,16 +5,17 @@
 
 /// The processes that serve `/metrics`, by binary name (the `process` label of
 /// `pipeline_build_info`).
-pub const PROCESSES: [&str; 4] = [SCRAPE, EXTRACTION, REQUEUE, API];
+pub const PROCESSES: [&str; 5] = [SCRAPE, EXTRACTION, FACTS, REQUEUE, API];
 
 const SCRAPE: &str = "scrape-worker";
 const EXTRACTION: &str = "extraction-worker";
+const FACTS: &str = "facts-worker";
 const REQUEUE: &str = "requeue-daemon";
 const API: &str = "pipeline-api";
-const WORKERS: &[&str] = &[SCRAPE, EXTRACTION];
+const WORKERS: &[&str] = &[SCRAPE, EXTRACTION, FACTS];
 
 /// The queue families, as their `family` label reads (`pipeline_ops::Family::ALL`).
-pub const FAMILIES: [&str; 2] = ["scrape", "extraction"];
+pub const FAMILIES: [&str; 3] = ["scrape", "extraction", "facts"];
 
 /// A series of the `metrics` recorder.
 #[derive(Debug)]
@@ -445,6 +446,7 @@ pub(super) fn own_families(process: &str) -> &'static [&'static str] {
     match process {
         SCRAPE => &["scrape"],
         EXTRACTION => &["extraction"],
+        FACTS => &["facts"],
         _ => &FAMILIES,
     }
 }
