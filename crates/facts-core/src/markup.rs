@@ -400,7 +400,14 @@ impl Page {
     }
 
     /// The strings at a property path of an item, in order, at most `cap`.
-    fn values_at(&self, idx: usize, path: &[&str], out: &mut Vec<String>, depth: usize) {
+    fn values_at(
+        &self,
+        idx: usize,
+        path: &[&str],
+        want_url: bool,
+        out: &mut Vec<String>,
+        depth: usize,
+    ) {
         if depth > MAX_NESTING || out.len() >= MAX_VALUES_PER_RULE {
             return;
         }
@@ -415,11 +422,11 @@ impl Page {
             match (value, rest.is_empty()) {
                 (Prop::Text(s), true) => out.push(s.clone()),
                 (Prop::Item(i), true) => {
-                    if let Some(s) = self.display(*i) {
+                    if let Some(s) = self.display(*i, want_url) {
                         out.push(s);
                     }
                 }
-                (Prop::Item(i), false) => self.values_at(*i, rest, out, depth + 1),
+                (Prop::Item(i), false) => self.values_at(*i, rest, want_url, out, depth + 1),
                 (Prop::Text(_), false) => {}
             }
             if out.len() >= MAX_VALUES_PER_RULE {
@@ -429,20 +436,18 @@ impl Page {
     }
 
     /// The string that stands for a nested item used as a value: its name, else another
-    /// naming property, else its URL.
-    fn display(&self, idx: usize) -> Option<String> {
+    /// naming property; for URL fields its URL first. A text field never takes an item's
+    /// URL for its name (an author known only by a profile link has no name here).
+    fn display(&self, idx: usize, want_url: bool) -> Option<String> {
         let idx = self.resolve(idx);
-        const NAMING: &[&str] = &[
-            "name",
-            "alternateName",
-            "legalName",
-            "headline",
-            "text",
-            "url",
-            "contentUrl",
-            "@id",
-        ];
-        NAMING.iter().find_map(|n| {
+        const NAMING: &[&str] = &["name", "alternateName", "legalName", "headline", "text"];
+        const LINKS: &[&str] = &["url", "contentUrl", "@id"];
+        let order: Vec<&str> = if want_url {
+            LINKS.iter().chain(NAMING).copied().collect()
+        } else {
+            NAMING.to_vec()
+        };
+        order.iter().find_map(|n| {
             self.items[idx].props.iter().find_map(|(k, v)| match v {
                 Prop::Text(s) if k == n && !s.trim().is_empty() => Some(s.clone()),
                 _ => None,
@@ -620,7 +625,8 @@ impl Ctx<'_> {
         dropped: &mut Vec<Dropped>,
     ) {
         for rule in field.rules(name) {
-            let found = self.apply(&rule, items, page_rules);
+            let want_url = field.value_type() == crate::schema::FieldType::Url;
+            let found = self.apply(&rule, items, page_rules, want_url);
             let mut got = 0usize;
             for (raw, origin, from_attribute) in found {
                 match coerce(field, &Value::String(raw.clone()), self.base) {
@@ -663,7 +669,13 @@ impl Ctx<'_> {
     ///
     /// The flag says the string was read verbatim from an attribute by a selector rule:
     /// declared by the page, though in no set the walk collected.
-    fn apply(&self, rule: &Rule, items: &[usize], page_rules: bool) -> Vec<(String, Origin, bool)> {
+    fn apply(
+        &self,
+        rule: &Rule,
+        items: &[usize],
+        page_rules: bool,
+        want_url: bool,
+    ) -> Vec<(String, Origin, bool)> {
         let page = self.page;
         let mut out = Vec::new();
         match rule {
@@ -671,7 +683,7 @@ impl Ctx<'_> {
                 let segs: Vec<&str> = p.split('.').collect();
                 for &i in items {
                     let mut vals = Vec::new();
-                    page.values_at(i, &segs, &mut vals, 0);
+                    page.values_at(i, &segs, want_url, &mut vals, 0);
                     if !vals.is_empty() {
                         let origin = page.items[i].origin;
                         out.extend(vals.into_iter().map(|v| (v, origin, false)));
@@ -688,7 +700,7 @@ impl Ctx<'_> {
                     .map(|(_, v, o)| (v.clone(), *o, false)),
             ),
             Rule::Lang => out.extend(page.lang.clone().map(|l| (l, Origin::Meta, false))),
-            Rule::Title => out.extend(page.title.clone().map(|t| (t, Origin::Meta, false))),
+            Rule::Title => out.extend(page.title.clone().map(|t| (t, Origin::Selector, false))),
             Rule::Selector {
                 selector,
                 attribute,

@@ -19,9 +19,9 @@ pub enum Origin {
     /// An OpenGraph-style `<meta property>` (`og:*`, `article:*`, `product:*`...).
     #[serde(rename = "opengraph")]
     OpenGraph,
-    /// Any other `<meta>` tag, `<html lang>` or `<title>`.
+    /// Any other `<meta>` tag, or `<html lang>`.
     Meta,
-    /// A selector rule of the schema.
+    /// A selector rule of the schema, or the `<title>` element (a `title` rule).
     Selector,
     /// A pattern rule of the schema, over the page's visible text.
     Pattern,

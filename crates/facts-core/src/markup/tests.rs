@@ -6,7 +6,13 @@ fn schema(text: &str) -> Schema {
 }
 
 fn run(s: &Schema, html: &str) -> Filled {
-    fill(s, html, Some("https://example.com/a/page.html"), &Limits::default()).unwrap()
+    fill(
+        s,
+        html,
+        Some("https://example.com/a/page.html"),
+        &Limits::default(),
+    )
+    .unwrap()
 }
 
 fn values<'a>(r: &'a Record, field: &str) -> Vec<&'a FactValue> {
@@ -110,14 +116,16 @@ entities:
     assert_eq!(one(offers[1], "availability"), json!("out_of_stock"));
     assert!(offers.iter().all(|o| o.key.is_none()));
     // The third offer's price is no number: dropped, and the offer with it (required).
-    assert!(f
-        .dropped
-        .iter()
-        .any(|d| d.field == "offers.price" && d.reason.contains("not a number: \"call us\"")));
-    assert!(f
-        .dropped
-        .iter()
-        .any(|d| d.field == "offers.price" && d.reason.contains("record dropped")));
+    assert!(
+        f.dropped
+            .iter()
+            .any(|d| d.field == "offers.price" && d.reason.contains("not a number: \"call us\""))
+    );
+    assert!(
+        f.dropped
+            .iter()
+            .any(|d| d.field == "offers.price" && d.reason.contains("record dropped"))
+    );
 }
 
 #[test]
@@ -166,7 +174,10 @@ entities:
     assert_eq!(one(top, "venue"), json!("The Hall"));
     assert_eq!(one(top, "locality"), json!("Berlin"));
     assert_eq!(one(top, "url"), json!("https://example.com/events/rust"));
-    let performers: Vec<Value> = values(top, "performers").iter().map(|v| v.value.clone()).collect();
+    let performers: Vec<Value> = values(top, "performers")
+        .iter()
+        .map(|v| v.value.clone())
+        .collect();
     assert_eq!(performers, vec![json!("Ferris"), json!("Corro")]);
     assert!(values(top, "performers").iter().all(|v| v.list_item));
     let offer = f.records.iter().find(|r| r.entity == "offers").unwrap();
@@ -226,10 +237,11 @@ fields:
     assert_eq!(url.value, json!("https://example.com/canonical"));
     assert_eq!(url.quote, "/canonical");
     assert!(url.grounded);
-    assert!(f
-        .dropped
-        .iter()
-        .any(|d| d.field == "headline" && d.reason == "required field not found"));
+    assert!(
+        f.dropped
+            .iter()
+            .any(|d| d.field == "headline" && d.reason == "required field not found")
+    );
 }
 
 #[test]
