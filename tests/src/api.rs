@@ -92,6 +92,7 @@ impl ApiEnv {
                 project_id: None,
                 project_name: None,
                 source_group: None,
+                model_token_cap: None,
             },
             pipeline_store::Actor::Cli,
         )

@@ -78,6 +78,7 @@ impl Env {
                 source_group: None,
                 urls: &urls,
                 invalid: &[],
+                model_token_cap: None,
             },
         )
         .await?;

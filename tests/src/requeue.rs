@@ -65,6 +65,7 @@ impl World {
                 project_id: None,
                 project_name: Some("requeue-tests".into()),
                 source_group: None,
+                model_token_cap: None,
             },
             pipeline_store::Actor::Cli,
         )

@@ -75,6 +75,7 @@ async fn bench(
         &services.db,
         &NewScrapeJob {
             actor: pipeline_store::Actor::Cli,
+            model_token_cap: None,
             project: ProjectRef::Name("bench"),
             source_group: None,
             urls: &urls,

@@ -164,6 +164,7 @@ async fn eval_on(
         &services.db,
         &NewScrapeJob {
             actor: pipeline_store::Actor::Cli,
+            model_token_cap: None,
             project: ProjectRef::Name("eval"),
             source_group: None,
             urls: &urls,

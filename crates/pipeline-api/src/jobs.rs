@@ -42,6 +42,7 @@ pub async fn scrape(
         project_id: body.project_id,
         project_name: body.project,
         source_group: body.source_group,
+        model_token_cap: None,
     };
     let outcome = submit::submit(&state.services, &req, pipeline_store::Actor::Api)
         .await

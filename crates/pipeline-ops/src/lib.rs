@@ -16,6 +16,7 @@ pub mod messages;
 pub mod pause;
 pub mod queues;
 pub mod schema;
+pub mod schemas;
 pub mod services;
 pub mod submit;
 

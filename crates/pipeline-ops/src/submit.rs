@@ -35,6 +35,9 @@ pub struct SubmitRequest {
     pub project_name: Option<String>,
     /// A free-form group name stored on each source.
     pub source_group: Option<String>,
+    /// Most model tokens the job's pages may spend in the schema stage (`llm` backend);
+    /// `None`: no cap.
+    pub model_token_cap: Option<i64>,
 }
 
 /// What a submission did.
@@ -249,6 +252,13 @@ pub async fn submit(
     if let Some(group) = &req.source_group {
         validate_name("source_group", group)?;
     }
+    if let Some(cap) = req.model_token_cap
+        && cap <= 0
+    {
+        return Err(SubmitError::Invalid(format!(
+            "model_token_cap is {cap}; it must be greater than 0 (leave it out for no cap)"
+        )));
+    }
     let (valid, invalid) = partition_urls(&req.urls);
     let project = match (req.project_id, req.project_name.as_deref()) {
         (Some(id), _) => ProjectRef::Id(id),
@@ -263,6 +273,7 @@ pub async fn submit(
             urls: &valid,
             invalid: &invalid,
             actor,
+            model_token_cap: req.model_token_cap,
         },
     )
     .await

@@ -29,6 +29,8 @@ pub struct NewScrapeJob<'a> {
     pub invalid: &'a [InvalidUrl],
     /// Who submitted (recorded on each source's `enqueued` event).
     pub actor: Actor,
+    /// Most model tokens the job's pages may spend (`jobs.model_token_cap`).
+    pub model_token_cap: Option<i64>,
 }
 
 /// A project by id or by name (created when missing).
@@ -89,13 +91,14 @@ pub async fn create_scrape_job(pool: &PgPool, new: &NewScrapeJob<'_>) -> Result<
         "source_group": new.source_group,
     });
     sqlx::query!(
-        "INSERT INTO jobs (id, project_id, type, status, payload, result)
-         VALUES ($1, $2, 'scrape', $3, $4, $5)",
+        "INSERT INTO jobs (id, project_id, type, status, payload, result, model_token_cap)
+         VALUES ($1, $2, 'scrape', $3, $4, $5, $6)",
         job_id,
         project_id,
         JobStatus::Queued.as_str(),
         &payload,
         json!({"total": new.urls.len(), "invalid_urls": new.invalid.len()}),
+        new.model_token_cap,
     )
     .execute(&mut *tx)
     .await?;

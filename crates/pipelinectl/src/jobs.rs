@@ -179,6 +179,7 @@ pub async fn submit(services: &Services, args: SubmitArgs, as_json: bool) -> Cmd
         project_id: None,
         project_name: args.project.clone(),
         source_group: args.source_group.clone(),
+        model_token_cap: None,
     };
     let outcome = submit::submit(services, &req, pipeline_store::Actor::Cli)
         .await

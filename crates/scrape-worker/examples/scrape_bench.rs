@@ -139,6 +139,7 @@ async fn run_one(
                 project_id: None,
                 project_name: None,
                 source_group: None,
+                model_token_cap: None,
             },
             pipeline_store::Actor::Cli,
         )

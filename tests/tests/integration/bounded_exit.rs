@@ -142,6 +142,7 @@ async fn a_handler_spinning_in_a_blocking_task_cannot_hold_the_exit() -> anyhow:
             project_id: None,
             project_name: None,
             source_group: None,
+            model_token_cap: None,
         },
         pipeline_store::Actor::Cli,
     )

@@ -126,6 +126,7 @@ async fn pdfs_are_read_page_by_page_and_hostile_ones_are_dead_lettered() -> anyh
             project_id: None,
             project_name: None,
             source_group: None,
+            model_token_cap: None,
         },
         Actor::Cli,
     )

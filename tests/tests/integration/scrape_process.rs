@@ -99,6 +99,7 @@ impl Setup {
                 project_id: None,
                 project_name: None,
                 source_group: None,
+                model_token_cap: None,
             },
             pipeline_store::Actor::Cli,
         )

@@ -62,6 +62,7 @@ impl Env {
                 project_id: None,
                 project_name: None,
                 source_group: None,
+                model_token_cap: None,
             },
             pipeline_store::Actor::Cli,
         )

@@ -198,6 +198,7 @@ pub async fn scrape(
         project_id: None,
         project_name: optional(&form, "project"),
         source_group: optional(&form, "source_group"),
+        model_token_cap: None,
     };
     match submit::submit(&state.services, &req, pipeline_store::Actor::Console).await {
         Ok(out) => {
