@@ -49,7 +49,7 @@ KV_VERSION=1.37.0
 VENV=.local/venv
 # systemd-analyze security's exposure scale is 0.0-10.0; --threshold takes tenths (20 = 2.0).
 SECURITY_THRESHOLD=20
-BINARIES=(scrape-worker extraction-worker requeue-daemon pipeline-api pipelinectl)
+BINARIES=(scrape-worker extraction-worker facts-worker requeue-daemon pipeline-api pipelinectl)
 K8S_DIR=deploy/k8s
 CONFIG=config/default.toml
 CONFIG_COPY=$K8S_DIR/base/pipeline.toml
@@ -147,7 +147,8 @@ units = sys.argv[2:]
 names = {u.rsplit("/", 1)[1] for u in units}
 expected = {
     "pipeline.target", "pipeline-migrate.service", "pipeline-scrape-worker.service",
-    "pipeline-extraction-worker.service", "pipeline-requeue-daemon.service",
+    "pipeline-extraction-worker.service", "pipeline-facts-worker.service",
+    "pipeline-requeue-daemon.service",
     "pipeline-api.service", "pipeline-scrape-worker@.service",
     "pipeline-extraction-worker@.service",
 }
@@ -185,6 +186,7 @@ binaries = {
     "pipeline-migrate.service": "/usr/local/bin/pipelinectl migrate",
     "pipeline-scrape-worker.service": "/usr/local/bin/scrape-worker",
     "pipeline-extraction-worker.service": "/usr/local/bin/extraction-worker",
+    "pipeline-facts-worker.service": "/usr/local/bin/facts-worker",
     "pipeline-requeue-daemon.service": "/usr/local/bin/requeue-daemon",
     "pipeline-api.service": "/usr/local/bin/pipeline-api",
     "pipeline-scrape-worker@.service": "/usr/local/bin/scrape-worker",
@@ -394,7 +396,7 @@ if not any(g.get("name") == "pipeline-config" and "pipeline.toml" in g.get("file
            for g in base_k.get("configMapGenerator", [])):
     errors.append("base: configMapGenerator pipeline-config from pipeline.toml is missing")
 
-SECRET_KEYS = {"database-url", "redis-url", "api-key", "embedding-api-key"}
+SECRET_KEYS = {"database-url", "redis-url", "api-key", "embedding-api-key", "llm-api-key"}
 
 def check_pod(name, spec, container_name, kind="containers"):
     sc = spec.get("securityContext", {})
@@ -424,13 +426,14 @@ def check_pod(name, spec, container_name, kind="containers"):
         if ref:
             if ref.get("name") != "pipeline-secrets" or ref.get("key") not in SECRET_KEYS:
                 errors.append(f"{name}: {e['name']} refers to an unknown secret or key")
-            if ref.get("key") == "embedding-api-key" and ref.get("optional") is not True:
-                errors.append(f"{name}: embedding-api-key must be optional")
+            if ref.get("key") in ("embedding-api-key", "llm-api-key") and ref.get("optional") is not True:
+                errors.append(f"{name}: {ref.get('key')} must be optional")
     if "DATABASE_URL" not in env:
         errors.append(f"{name}: DATABASE_URL is not set from the Secret")
     return c, env
 
-daemons = {"scrape-worker": 9101, "extraction-worker": 9102, "requeue-daemon": 9103, "pipeline-api": 8742}
+daemons = {"scrape-worker": 9101, "extraction-worker": 9102, "facts-worker": 9104,
+           "requeue-daemon": 9103, "pipeline-api": 8742}
 for name, port in daemons.items():
     d = objs.get(("Deployment", name))
     if not d:
