@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use pipeline_ops::Services;
 use pipeline_ops::submit::{self, SubmitError, SubmitRequest};
 use pipeline_store::JobStatus;
+use pipeline_store::facts::{self, JobFacts};
 use pipeline_store::jobs::{self, JobFilter, JobSummary};
 use pipeline_store::sources::SourceRow;
 use serde_json::{Value, json};
@@ -33,6 +34,11 @@ pub struct SubmitArgs {
     /// A group name stored on each source.
     #[arg(long)]
     source_group: Option<String>,
+    /// Most model tokens (prompt + completion) the job's pages may spend in the schema
+    /// stage's `llm` backend; pages past the cap keep what they had (outcome `capped`).
+    /// Greater than 0; leave it out for no cap.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    token_cap: Option<i64>,
 }
 
 /// `jobs` subcommands.
@@ -179,7 +185,7 @@ pub async fn submit(services: &Services, args: SubmitArgs, as_json: bool) -> Cmd
         project_id: None,
         project_name: args.project.clone(),
         source_group: args.source_group.clone(),
-        model_token_cap: None,
+        model_token_cap: args.token_cap,
     };
     let outcome = submit::submit(services, &req, pipeline_store::Actor::Cli)
         .await
@@ -201,6 +207,9 @@ pub async fn submit(services: &Services, args: SubmitArgs, as_json: bool) -> Cmd
                 String::new()
             }
         );
+        if let Some(cap) = args.token_cap {
+            outln!("model token cap {cap} (the schema stage's llm backend)");
+        }
         for bad in &outcome.invalid {
             match list.lines.get(&bad.url) {
                 Some(lines) => {
@@ -391,6 +400,22 @@ fn print_job_header(j: &JobSummary) {
     }
 }
 
+/// The schema stage's totals for the job: pages, capped pages, values, model tokens.
+fn print_job_facts(f: &JobFacts) {
+    let tokens = match f.model_token_cap {
+        Some(cap) => format!("{} of a cap of {cap}", f.model_tokens_used),
+        None => format!("{} (no cap)", f.model_tokens_used),
+    };
+    outln!(
+        "facts      {} page(s) done, {} capped; {} value(s) grounded, {} ungrounded; \
+         model tokens {tokens}",
+        f.pages,
+        f.capped_pages,
+        f.grounded,
+        f.ungrounded
+    );
+}
+
 fn print_sources(sources: &[SourceRow]) {
     let rows: Vec<Vec<String>> = sources
         .iter()
@@ -414,9 +439,14 @@ async fn show(services: &Services, id: &str, limit: i64, as_json: bool) -> CmdRe
     let invalid = jobs::invalid_urls_page(&services.db, id, limit, 0).await?;
     let sources_next = next_offset(0, limit, sources.len());
     let invalid_next = next_offset(0, limit, invalid.len());
+    let job_facts = facts::job_facts(&services.db, id).await?;
+    let has_facts = job_facts.pages > 0
+        || job_facts.model_tokens_used > 0
+        || job_facts.model_token_cap.is_some();
     if as_json {
         return print_json(&json!({
             "job": job,
+            "facts": has_facts.then_some(&job_facts),
             "sources": sources,
             "sources_next_offset": sources_next,
             "invalid_urls": invalid,
@@ -424,6 +454,9 @@ async fn show(services: &Services, id: &str, limit: i64, as_json: bool) -> CmdRe
         }));
     }
     print_job_header(&job);
+    if has_facts {
+        print_job_facts(&job_facts);
+    }
     if !invalid.is_empty() {
         outln!("\nrefused URLs:");
         for bad in &invalid {

@@ -15,8 +15,10 @@ mod dlq;
 mod jobs;
 mod output;
 mod queues;
+mod records;
 mod reembed;
 mod reextract;
+mod schemas;
 mod search;
 mod sources;
 mod trace;
@@ -95,15 +97,20 @@ enum Command {
     /// Jobs: list, show, sources.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
-    /// Projects by name, with their job and source counts.
-    Projects {
-        /// Projects per page, 1..=1000.
-        #[arg(long, default_value_t = 100)]
-        limit: i64,
-        /// Projects to skip.
-        #[arg(long, default_value_t = 0)]
-        offset: i64,
+    /// Projects: list (the default: by name, with their job and source counts), create (with
+    /// an extraction schema from a template or a file), schema (show, set, versions,
+    /// remove).
+    Projects(schemas::ProjectsArgs),
+    /// The shipped schema templates with what they extract; with a NAME, its YAML to copy
+    /// and edit.
+    Templates {
+        /// A template's name.
+        name: Option<String>,
     },
+    /// A project's records from its extraction schema: entity, key, fields, conflicts (filter
+    /// with --entity, --where 'price>=10', --source); --entity E --key K shows one record's
+    /// values with their quotes, origins and pages.
+    Records(records::RecordsArgs),
     /// Sources: show one's metadata (authors, dates, language, site...) or its Markdown.
     #[command(subcommand)]
     Sources(sources::SourcesCommand),
@@ -153,7 +160,7 @@ fn main() -> ExitCode {
     telemetry.level = "warn".into();
     pipeline_core::telemetry::init(&telemetry);
     pipeline_core::install_crypto_provider();
-    if settings.database_url_is_default() {
+    if settings.database_url_is_default() && !matches!(cli.command, Command::Templates { .. }) {
         eprintln!(
             "note: DATABASE_URL is not set; using {}",
             pipeline_core::pools::database_description(&settings)
@@ -179,6 +186,10 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
     if let Command::Migrate = cli.command {
         return migrate(&settings, cli.json).await;
     }
+    if let Command::Templates { name } = &cli.command {
+        // The shipped templates need neither Postgres nor Redis.
+        return schemas::templates(name.as_deref(), cli.json);
+    }
     let services = Services::build(settings).context("connecting to Postgres and Redis")?;
     let endpoint = services.redis.endpoint().to_owned();
     let db = services.db.clone();
@@ -193,9 +204,9 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
             crawl::schedule(&services, &job, every.as_deref(), off, cli.json).await
         }
         Command::Jobs(cmd) => jobs::run(&services, cmd, cli.json).await,
-        Command::Projects { limit, offset } => {
-            jobs::projects(&services, limit, offset, cli.json).await
-        }
+        Command::Projects(args) => schemas::projects(&services, args, cli.json).await,
+        Command::Templates { .. } => unreachable!("handled above"),
+        Command::Records(args) => records::run(&services, args, cli.json).await,
         Command::Trace { target } => trace::run(&services, &target, cli.json).await,
         Command::Reembed(args) => reembed::run(&services, args, cli.json).await,
         Command::Reextract(args) => reextract::run(&services, args, cli.json).await,

@@ -195,9 +195,18 @@ const MAX_CELL: usize = 60;
 
 /// Prints an aligned table with a header row.
 pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    print_table_cut(headers, rows, MAX_CELL);
+}
+
+/// Prints an aligned table whose cells may be twice as long (descriptions, summaries).
+pub fn print_table_wide(headers: &[&str], rows: &[Vec<String>]) {
+    print_table_cut(headers, rows, MAX_CELL * 2);
+}
+
+fn print_table_cut(headers: &[&str], rows: &[Vec<String>], max_cell: usize) {
     let cut: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| r.iter().map(|c| clip(c, MAX_CELL)).collect())
+        .map(|r| r.iter().map(|c| clip(c, max_cell)).collect())
         .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in &cut {

@@ -1,11 +1,14 @@
 //! `pipelinectl sources show ID [--markdown]`: one source as a document: where it is, and
 //! what its last extraction read about it (authors, dates with the page's own UTC offset,
 //! language, site, description, canonical URL, main image); with `--markdown`, its
-//! Markdown alone on standard output (`> page.md`). The `--json` answer has the fields of
-//! the API's `GET /api/v1/sources/{id}`.
+//! Markdown alone on standard output (`> page.md`). Then the values the schema stage read
+//! on the page, by record and field, each with its quote; values whose quote is not on the
+//! page (ungrounded: never facts) are listed apart. The `--json` answer has the fields of
+//! the API's `GET /api/v1/sources/{id}`, with `values` and `ungrounded_values` added.
 
 use pipeline_ops::Services;
 use pipeline_store::documents::{self, DocumentRow};
+use pipeline_store::facts::{self, FactRow};
 use serde_json::json;
 
 use crate::jobs::parse_id;
@@ -97,11 +100,24 @@ pub fn metadata_lines(d: &DocumentRow) -> Vec<(&'static str, String)> {
     lines
 }
 
+/// Most values of a page shown.
+const MAX_VALUES: i64 = 1000;
+
 async fn show(services: &Services, id: &str, markdown: bool, as_json: bool) -> CmdResult {
     let id = parse_id("source", id)?;
     let doc = documents::get(&services.db, id, markdown).await?;
+    let values = if markdown && !as_json {
+        Vec::new()
+    } else {
+        facts::source_facts(&services.db, id, MAX_VALUES).await?
+    };
+    let (grounded, ungrounded): (Vec<FactRow>, Vec<FactRow>) =
+        values.into_iter().partition(|v| v.grounded);
     if as_json {
-        return print_json(&document_json(&doc));
+        let mut v = document_json(&doc);
+        v["values"] = json!(grounded);
+        v["ungrounded_values"] = json!(ungrounded);
+        return print_json(&v);
     }
     if markdown {
         return match &doc.markdown {
@@ -127,7 +143,46 @@ async fn show(services: &Services, id: &str, markdown: bool, as_json: bool) -> C
         ),
         None => outln!("markdown    none: {}", not_extracted(&doc)),
     }
+    print_values(&grounded, &ungrounded);
     Ok(())
+}
+
+/// The page's values by record, then the ungrounded ones apart.
+fn print_values(grounded: &[FactRow], ungrounded: &[FactRow]) {
+    if grounded.is_empty() && ungrounded.is_empty() {
+        return;
+    }
+    outln!();
+    outln!(
+        "values      {} from this page (schema version {})",
+        grounded.len(),
+        grounded
+            .first()
+            .or(ungrounded.first())
+            .map(|v| v.schema_version)
+            .unwrap_or_default()
+    );
+    print_by_record(grounded);
+    if !ungrounded.is_empty() {
+        outln!();
+        outln!(
+            "ungrounded  {} value(s) whose quote is not on the page: not facts, not in records",
+            ungrounded.len()
+        );
+        print_by_record(ungrounded);
+    }
+}
+
+fn print_by_record(values: &[FactRow]) {
+    let mut record: Option<(&str, &str)> = None;
+    for v in values {
+        let this = (v.entity.as_str(), v.record_key.as_str());
+        if record != Some(this) {
+            outln!("  {} {}", v.entity, v.record_key);
+            record = Some(this);
+        }
+        crate::records::print_value(v, "    ", false);
+    }
 }
 
 /// Why a source has no Markdown, and what to do about it.
