@@ -29,7 +29,7 @@ const MAX_TYPE_CHARS: usize = 64;
     responses(
         (status = 202, description = "Job recorded and its sources queued", body = ScrapeAccepted),
         (status = 404, description = "`project_id` names no project", body = ErrorBody),
-        (status = 422, description = "Not a JSON object, not the schema, no URLs or too many, or a project or source group that is too long or holds control characters", body = ErrorBody),
+        (status = 422, description = "Not a JSON object, not the schema, no URLs or too many, a project or source group that is too long or holds control characters, or a `model_token_cap` below 1", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -42,7 +42,7 @@ pub async fn scrape(
         project_id: body.project_id,
         project_name: body.project,
         source_group: body.source_group,
-        model_token_cap: None,
+        model_token_cap: body.model_token_cap,
     };
     let outcome = submit::submit(&state.services, &req, pipeline_store::Actor::Api)
         .await
@@ -148,8 +148,8 @@ pub async fn list(
     }))
 }
 
-/// One job: its status, counts by outcome, and the first page of its sources and of the
-/// URLs its submission refused.
+/// One job: its status, counts by outcome, the first page of its sources and of the URLs
+/// its submission refused, and what the schema stage did for its pages (`facts`).
 #[utoipa::path(
     get, path = "/api/v1/jobs/{id}", tag = "jobs",
     params(("id" = Uuid, Path, description = "Job id")),
@@ -169,7 +169,9 @@ pub async fn show(
     let job = jobs::get_summary(db, id).await?;
     let sources = jobs::sources_page(db, id, limit, 0).await?;
     let invalid = jobs::invalid_urls_page(db, id, limit, 0).await?;
+    let facts = pipeline_store::facts::job_facts(db, id).await?;
     Ok(Json(JobDetail {
+        facts: facts.into(),
         job: job.into(),
         sources_next_offset: next_offset(sources.len(), limit, 0),
         sources: sources.into_iter().map(SourceBody::from).collect(),

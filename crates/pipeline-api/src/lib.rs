@@ -1,7 +1,8 @@
 //! The pipeline's admin HTTP API (axum): the DLQs (stats, lists, retry, retry-all, delete),
 //! submissions, jobs, sources as documents ([`sources`]: metadata and Markdown) and their
-//! event trails, chunk search ([`search`]), plus the probes (`/health`, `/ready`,
-//! `/metrics`) and a generated OpenAPI document (`/openapi.json`).
+//! event trails, chunk search ([`search`]), projects' extraction schemas ([`schemas`]) and
+//! the records and quoted values the schema stage found ([`records`]), plus the probes
+//! (`/health`, `/ready`, `/metrics`) and a generated OpenAPI document (`/openapi.json`).
 //!
 //! Every `/api/v1` route needs an `X-API-Key` header matching a configured key
 //! (`PIPELINE_API_KEY` or the file named by `api.key_file`); the probes and `/openapi.json`
@@ -38,6 +39,8 @@ pub mod layers;
 pub mod model;
 pub mod openapi_doc;
 pub mod queues;
+pub mod records;
+pub mod schemas;
 pub mod search;
 pub mod server;
 pub mod sources;
@@ -88,6 +91,7 @@ pub struct AppState {
         (name = "crawl", description = "Crawl jobs: start, progress, cancel, discovery paths"),
         (name = "queues", description = "Queue state, live daemons, pause and resume"),
         (name = "search", description = "Chunks that answer a query"),
+        (name = "schemas", description = "Projects' extraction schemas, templates, records and their quoted values"),
     )
 )]
 struct ApiDoc;
@@ -130,7 +134,18 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::job_invalid_urls))
         .routes(routes!(jobs::source_events))
         .routes(routes!(sources::show))
-        .routes(routes!(jobs::projects))
+        .routes(routes!(jobs::projects, schemas::create_project))
+        .routes(routes!(
+            schemas::show_schema,
+            schemas::put_schema,
+            schemas::delete_schema
+        ))
+        .routes(routes!(schemas::schema_versions))
+        .routes(routes!(schemas::templates))
+        .routes(routes!(schemas::template))
+        .routes(routes!(records::list))
+        .routes(routes!(records::show))
+        .routes(routes!(records::source_facts))
         .routes(routes!(queues::queues))
         .routes(routes!(queues::workers))
         .routes(routes!(queues::pause_family))

@@ -224,6 +224,10 @@ pub struct ScrapeRequest {
     /// characters.
     #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub source_group: Option<String>,
+    /// Most model tokens the job's pages may spend in the schema stage (`llm` backend),
+    /// greater than 0; absent: no cap. Pages past the cap keep the values found so far.
+    #[schema(minimum = 1)]
+    pub model_token_cap: Option<i64>,
 }
 
 /// A refused URL and why.
@@ -494,6 +498,43 @@ pub struct JobDetail {
     pub invalid_urls: Vec<InvalidUrlBody>,
     /// The `offset` of the next page on `/jobs/{id}/invalid-urls`; `null` when that was all.
     pub invalid_urls_next_offset: Option<i64>,
+    /// What the schema stage did for the job's pages.
+    pub facts: JobFactsBody,
+}
+
+/// The schema stage's totals for a job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobFactsBody {
+    /// Pages the stage finished.
+    pub pages: i64,
+    /// Pages it stopped asking the model for because the job's token cap was reached.
+    pub capped_pages: i64,
+    /// Grounded values stored.
+    pub grounded: i64,
+    /// Values whose quote is not in their page (kept apart, never in records).
+    pub ungrounded: i64,
+    /// Model tokens the job's pages spent.
+    pub model_tokens_used: i64,
+    /// The job's token cap; `null`: none.
+    pub model_token_cap: Option<i64>,
+    /// Whether the cap cut the stage short: a page was capped, or the tokens reached it.
+    pub capped: bool,
+}
+
+impl From<pipeline_store::facts::JobFacts> for JobFactsBody {
+    fn from(f: pipeline_store::facts::JobFacts) -> Self {
+        Self {
+            capped: f.capped_pages > 0
+                || f.model_token_cap
+                    .is_some_and(|cap| f.model_tokens_used >= cap),
+            pages: f.pages,
+            capped_pages: f.capped_pages,
+            grounded: f.grounded,
+            ungrounded: f.ungrounded,
+            model_tokens_used: f.model_tokens_used,
+            model_token_cap: f.model_token_cap,
+        }
+    }
 }
 
 /// A page of a job's sources, in creation order.

@@ -6,12 +6,18 @@
 //! (the in-memory index, loaded at start and refreshed from Postgres every [`REFRESH_EVERY`]
 //! once searches begin) by reciprocal rank
 //! fusion, or either alone (`mode`).
+//!
+//! With `where` conditions (and a `project_id`), only chunks of pages that gave a record
+//! matching every condition are kept: the matching pages are read first (at most
+//! [`MAX_WHERE_SOURCES`]), then each ranking reads its best
+//! [`pipeline_search::FILTERED_DEPTH`] candidates and keeps those of these pages.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use chrono::{DateTime, FixedOffset};
 use pipeline_search::{MAX_K, Mode, SearchError, Searcher};
 use serde::{Deserialize, Serialize};
@@ -23,6 +29,10 @@ use crate::error::{ApiError, ApiQuery, ErrorBody};
 
 /// How often the vector index reads the vectors written since its last look.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+/// Most pages with a matching record a `where` search considers; pages past it are not
+/// searched.
+pub const MAX_WHERE_SOURCES: i64 = 10_000;
 
 /// Longest query, in characters.
 pub const MAX_QUERY_CHARS: usize = 1000;
@@ -133,10 +143,10 @@ pub struct SearchResults {
 
 /// The chunks that best answer `q`.
 #[utoipa::path(
-    get, path = "/api/v1/search", tag = "search", params(SearchQuery),
+    get, path = "/api/v1/search", tag = "search", params(SearchQuery, crate::records::WhereParam),
     responses(
         (status = 200, description = "Best chunks first", body = SearchResults),
-        (status = 422, description = "`q` blank, over 1000 characters or holding NUL, `k` outside 1..=100, an unknown mode or a `project_id` that is not a UUID", body = ErrorBody),
+        (status = 422, description = "`q` blank, over 1000 characters or holding NUL, `k` outside 1..=100, an unknown mode, a `project_id` that is not a UUID, or `where` without `project_id`, more than 16 or one the parser refuses", body = ErrorBody),
         (status = 503, description = "The embedding model is not available", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -144,7 +154,14 @@ pub struct SearchResults {
 pub async fn search(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<SearchQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<SearchResults>, ApiError> {
+    let conditions = crate::records::conditions(raw.as_deref())?;
+    if !conditions.is_empty() && q.project_id.is_none() {
+        return Err(ApiError::unprocessable(
+            "`where` needs `project_id`: records belong to a project",
+        ));
+    }
     let k = q.k.unwrap_or(10);
     if !(1..=MAX_K as i64).contains(&k) {
         return Err(ApiError::unprocessable(format!(
@@ -169,23 +186,43 @@ pub async fn search(
         .as_ref()
         .map_err(|why| ApiError::unavailable(format!("search is unavailable: {why}")))?;
     let mode = q.mode.unwrap_or(SearchMode::Hybrid);
-    let hits = searcher
-        .search(
-            &state.services.db,
-            text,
-            q.project_id,
-            k as usize,
-            mode.into(),
-        )
-        .await
-        .map_err(|e| match e {
-            SearchError::Store(e) => ApiError::from(e),
-            SearchError::Embed(e) if e.is_transient() => {
-                tracing::warn!(error = %e, "query embedding failed");
-                ApiError::unavailable("the embedding backend is unavailable; retry later")
-            }
-            other => ApiError::internal("search failed", &other),
-        })?;
+    let sources: Option<HashSet<Uuid>> = match q.project_id {
+        Some(project) if !conditions.is_empty() => Some(
+            pipeline_store::facts::matching_sources(
+                &state.services.db,
+                project,
+                &conditions,
+                MAX_WHERE_SOURCES,
+            )
+            .await?
+            .into_iter()
+            .collect(),
+        ),
+        _ => None,
+    };
+    let hits = match &sources {
+        Some(s) if s.is_empty() => Ok(Vec::new()),
+        _ => {
+            searcher
+                .search_in(
+                    &state.services.db,
+                    text,
+                    q.project_id,
+                    sources.as_ref(),
+                    k as usize,
+                    mode.into(),
+                )
+                .await
+        }
+    }
+    .map_err(|e| match e {
+        SearchError::Store(e) => ApiError::from(e),
+        SearchError::Embed(e) if e.is_transient() => {
+            tracing::warn!(error = %e, "query embedding failed");
+            ApiError::unavailable("the embedding backend is unavailable; retry later")
+        }
+        other => ApiError::internal("search failed", &other),
+    })?;
     Ok(Json(SearchResults {
         model: searcher.model().to_owned(),
         mode,

@@ -267,10 +267,33 @@ impl Searcher {
         k: usize,
         mode: Mode,
     ) -> Result<Vec<Hit>, SearchError> {
+        self.search_in(db, query, project, None, k, mode).await
+    }
+
+    /// As [`Searcher::search`], keeping only chunks of the pages in `sources` when it is
+    /// given. The filter applies to the candidates: each list then reads the best
+    /// [`FILTERED_DEPTH`] chunks instead of a few times `k`, so a page that ranks below
+    /// that in both lists is not found.
+    ///
+    /// # Errors
+    /// Embedding the query or a database query failed.
+    pub async fn search_in(
+        &self,
+        db: &sqlx::PgPool,
+        query: &str,
+        project: Option<Uuid>,
+        sources: Option<&std::collections::HashSet<Uuid>>,
+        k: usize,
+        mode: Mode,
+    ) -> Result<Vec<Hit>, SearchError> {
         let k = k.clamp(1, MAX_K);
         // Each list gets more candidates than asked for: fusion promotes chunks that are
         // only moderately ranked in one list but present in both.
-        let depth = (k * 4).max(50);
+        let depth = if sources.is_some() {
+            FILTERED_DEPTH
+        } else {
+            (k * 4).max(50)
+        };
         let text = if mode == Mode::Vector {
             Vec::new()
         } else {
@@ -303,6 +326,9 @@ impl Searcher {
                 if project.is_some_and(|p| p != chunk.project_id) {
                     return None;
                 }
+                if sources.is_some_and(|s| !s.contains(&chunk.source_id)) {
+                    return None;
+                }
                 Some(Hit {
                     chunk,
                     score,
@@ -314,6 +340,10 @@ impl Searcher {
             .collect())
     }
 }
+
+/// Candidates each list reads when hits are restricted to some pages
+/// ([`Searcher::search_in`]).
+pub const FILTERED_DEPTH: usize = 1000;
 
 type Ranked = (Uuid, f32, Option<usize>, Option<usize>);
 

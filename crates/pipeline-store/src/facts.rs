@@ -605,6 +605,28 @@ pub async fn records(pool: &PgPool, filter: &RecordFilter) -> Result<Vec<RecordR
     .await?)
 }
 
+/// One consolidated record of a project, if it has grounded values.
+pub async fn record(
+    pool: &PgPool,
+    project_id: Uuid,
+    entity: &str,
+    record_key: &str,
+) -> Result<Option<RecordRow>> {
+    Ok(sqlx::query_as!(
+        RecordRow,
+        r#"SELECT r.entity AS "entity!", r.record_key AS "record_key!", r.fields AS "fields!",
+                  r.conflicts AS "conflicts!", r.sources AS "sources!",
+                  r.schema_version AS "schema_version!"
+             FROM knowledge.records r
+            WHERE r.project_id = $1 AND r.entity = $2 AND r.record_key = $3"#,
+        project_id,
+        entity,
+        record_key,
+    )
+    .fetch_optional(pool)
+    .await?)
+}
+
 /// One stored value with where it came from.
 #[derive(Debug, Clone, Serialize)]
 pub struct FactRow {
