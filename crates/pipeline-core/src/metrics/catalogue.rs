@@ -169,6 +169,36 @@ pub const COUNTERS: &[Metric] = &[
         exported_by: &[EXTRACTION],
     },
     Metric {
+        name: "pipeline_facts_values_total",
+        help: "Values the schema stage stored, by backend and whether their quote is in the page",
+        labels: &[
+            ("backend", Values::Fixed(&["markup", "llm"])),
+            ("grounded", Values::Fixed(&["true", "false"])),
+        ],
+        exported_by: &[FACTS],
+    },
+    Metric {
+        name: "pipeline_facts_dropped_values_total",
+        help: "Values found but not usable (not of the field's type), by backend",
+        labels: &[("backend", Values::Fixed(&["markup", "llm"]))],
+        exported_by: &[FACTS],
+    },
+    Metric {
+        name: "pipeline_facts_model_answers_total",
+        help: "Model server answers, by outcome (conforming, nonconforming, malformed, transient, refused)",
+        labels: &[(
+            "outcome",
+            Values::Fixed(&["conforming", "nonconforming", "malformed", "transient", "refused"]),
+        )],
+        exported_by: &[FACTS],
+    },
+    Metric {
+        name: "pipeline_facts_model_tokens_total",
+        help: "Model tokens spent by the schema stage, by kind (prompt, completion)",
+        labels: &[("kind", Values::Fixed(&["prompt", "completion"]))],
+        exported_by: &[FACTS],
+    },
+    Metric {
         name: "pipeline_embedding_failures_total",
         help: "Failed embedding calls, by kind (transient, permanent)",
         labels: &[("kind", Values::Fixed(&["transient", "permanent"]))],
