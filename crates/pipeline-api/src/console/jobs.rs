@@ -247,12 +247,19 @@ pub async fn job(
         },
         None => None,
     };
+    let schema = match j.project_id {
+        Some(p) => match pipeline_store::facts::current_schema(db, p).await {
+            Ok(s) => s,
+            Err(e) => return html::unavailable(&e),
+        },
+        None => None,
+    };
     let c = j.result.as_ref();
     let (total, terminal) = (count(c, "total"), count(c, "terminal"));
     let mut body = format!(
         "<dl class=\"facts\"><dt>Id</dt><dd><code id=\"job-id\">{id}</code></dd>\
 <dt>Type</dt><dd><span class=\"badge\" id=\"job-type\">{kind}</span></dd>\
-<dt>Project</dt><dd>{project}</dd><dt>Status</dt><dd>{status}</dd>\
+<dt>Project</dt><dd>{project}</dd><dt>Schema</dt><dd id=\"project-schema\">{schema}</dd><dt>Status</dt><dd>{status}</dd>\
 <dt>Outcome</dt><dd>{outcome} <span class=\"legend\"><span class=\"ok\">{ok} succeeded</span>\
 <span class=\"failed\">{failed} failed</span><span class=\"pending\">{pending} not done yet</span></span> \
 <span data-progress=\"{terminal}/{total}\">{terminal_n} of {total_n} sources done</span></dd>\
@@ -262,6 +269,15 @@ pub async fn job(
         project = match (&project, j.project_id) {
             (Some(name), Some(p)) => format!("{} {}", esc(name), html::short_id(p)),
             _ => "—".to_owned(),
+        },
+        schema = match &schema {
+            Some(s) => format!(
+                "{} version {} ({} backend)",
+                esc(&s.name),
+                s.version,
+                esc(&s.backend)
+            ),
+            None => "—".to_owned(),
         },
         status = status_badge(j.status.as_str()),
         outcome = job_outcome(&j),

@@ -5,7 +5,8 @@
 //! Pages: overview (queues, DLQs, pause state and last-hour charts per family), workers
 //! (live daemons from their heartbeats), the DLQ browser (filters, paging, retry and
 //! discard of one item, a selection or everything matching), jobs (progress), a job (its
-//! counts and sources by status) and a source (its event trail and extraction).
+//! counts, project schema and sources by status) and a source (its event trail, extraction
+//! and the records the schema stage read on it).
 //!
 //! Sign-in turns the API key into a session ([`session`]); every page needs one and every
 //! change needs the session's CSRF token. The JSON API is untouched: it keeps `X-API-Key`.

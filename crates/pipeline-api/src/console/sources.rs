@@ -1,5 +1,7 @@
 //! A source's page: its facts, its event trail (each event's detail as the JSON it is),
-//! its extraction (main text, chunks, entities), and a retry button while it sits in a DLQ.
+//! its extraction (main text, chunks, entities), the values the schema stage read on it
+//! (by record and field, each with its quote, origin and chunk; ungrounded values apart),
+//! and a retry button while it sits in a DLQ.
 
 use std::fmt::Write;
 
@@ -7,6 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use pipeline_ops::{Family, dlq_ops};
+use pipeline_store::facts::{self, FactRow, StoredSchema};
 use pipeline_store::{console, sources};
 use serde_json::Value;
 use uuid::Uuid;
@@ -84,6 +87,14 @@ pub async fn source(
     };
     let extraction = match console::extraction(db, id, PAGE).await {
         Ok(x) => x,
+        Err(e) => return html::unavailable(&e),
+    };
+    let values = match facts::source_facts(db, id, MAX_VALUES).await {
+        Ok(v) => v,
+        Err(e) => return html::unavailable(&e),
+    };
+    let schema = match facts::current_schema(db, s.project_id).await {
+        Ok(v) => v,
         Err(e) => return html::unavailable(&e),
     };
     let holder = match dlq_holding(&state, id).await {
@@ -217,6 +228,7 @@ pub async fn source(
         }
         body.push_str("</ul>");
     }
+    body.push_str(&records_section(&values, schema.as_ref()));
     html::layout(
         Page {
             title: "Source",
@@ -226,6 +238,136 @@ pub async fn source(
         &session,
         &body,
     )
+}
+
+/// Most values of a page shown.
+const MAX_VALUES: i64 = 1000;
+
+/// A stored value as text: a string as itself, anything else as its JSON.
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// One table of values: a row per value with its field, quote, origin and chunk.
+/// With `with_record`, a first column names each value's record.
+fn values_table(
+    body: &mut String,
+    caption: &str,
+    class: &str,
+    values: &[&FactRow],
+    with_record: bool,
+) {
+    let _ = write!(
+        body,
+        "<div class=\"table-wrap\"><table class=\"{class}\"><caption>{caption}</caption>\
+<thead><tr>{record}<th scope=\"col\">Field</th><th scope=\"col\">Value</th><th scope=\"col\">Quote</th>\
+<th scope=\"col\">Origin</th><th scope=\"col\">Chunk</th></tr></thead><tbody>",
+        record = if with_record {
+            "<th scope=\"col\">Record</th>"
+        } else {
+            ""
+        }
+    );
+    for v in values {
+        let _ = write!(
+            body,
+            "<tr>{record}<th scope=\"row\">{field}</th><td>{value}</td><td><q>{quote}</q></td>\
+<td>{origin}{confidence}</td><td>{chunk}</td></tr>",
+            record = if with_record {
+                format!(
+                    "<td>{} <code>{}</code></td>",
+                    esc(&v.entity),
+                    esc(&html::clip(&v.record_key, 200))
+                )
+            } else {
+                String::new()
+            },
+            field = esc(&v.field),
+            value = esc(&html::clip(&value_text(&v.value), 500)),
+            quote = esc(&html::clip(&v.quote, 1000)),
+            origin = esc(&v.origin),
+            confidence = v
+                .confidence
+                .map(|c| format!(" <small>({c:.2})</small>"))
+                .unwrap_or_default(),
+            chunk = v
+                .chunk_index
+                .map(|c| format!("#{c}"))
+                .unwrap_or_else(|| "—".into()),
+        );
+    }
+    body.push_str("</tbody></table></div>");
+}
+
+/// The "Records" section: the page's grounded values by record, then its ungrounded ones in
+/// a list of their own (never mixed with facts).
+fn records_section(values: &[FactRow], schema: Option<&StoredSchema>) -> String {
+    let mut body = String::from("<h2 id=\"records\">Records</h2>");
+    let _ = write!(
+        body,
+        "<p class=\"meta\" id=\"project-schema\">Project schema: {}</p>",
+        match schema {
+            Some(s) => format!(
+                "{} version {} ({} backend{})",
+                esc(&s.name),
+                s.version,
+                esc(&s.backend),
+                s.template
+                    .as_deref()
+                    .map(|t| format!(", template {}", esc(t)))
+                    .unwrap_or_default()
+            ),
+            None => "none (the project's pages skip the schema stage)".to_owned(),
+        }
+    );
+    let (grounded, ungrounded): (Vec<&FactRow>, Vec<&FactRow>) =
+        values.iter().partition(|v| v.grounded);
+    if grounded.is_empty() {
+        body.push_str("<p>No values from this page.</p>");
+    } else {
+        if let Some(v) = grounded.first() {
+            let _ = write!(
+                body,
+                "<p class=\"hint\">{} value(s), read with schema version {}.</p>",
+                num(grounded.len() as u64),
+                v.schema_version
+            );
+        }
+        let mut start = 0;
+        while start < grounded.len() {
+            let (entity, key) = (&grounded[start].entity, &grounded[start].record_key);
+            let end = grounded[start..]
+                .iter()
+                .position(|v| &v.entity != entity || &v.record_key != key)
+                .map_or(grounded.len(), |n| start + n);
+            let caption = format!(
+                "<span class=\"badge\">{}</span> <code>{}</code>",
+                esc(entity),
+                esc(&html::clip(key, 200))
+            );
+            values_table(&mut body, &caption, "record", &grounded[start..end], false);
+            start = end;
+        }
+    }
+    if !ungrounded.is_empty() {
+        let _ = write!(
+            body,
+            "<h3 id=\"ungrounded\">Ungrounded values <small>({} — their quotes are not on \
+the page: not facts, not in records)</small></h3>",
+            num(ungrounded.len() as u64)
+        );
+        values_table(
+            &mut body,
+            "Ungrounded values, by record",
+            "ungrounded",
+            &ungrounded,
+            true,
+        );
+    }
+    body
 }
 
 /// `POST /ui/sources/{id}/retry`: redrives the source's DLQ item now.
