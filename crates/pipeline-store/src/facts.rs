@@ -427,7 +427,8 @@ pub async fn store_run(
     progress.after_transition(pool, jobs).await
 }
 
-/// Moves a page whose project no longer has a schema on to `extracted` (event `skipped`).
+/// Moves a page whose project no longer has a schema on to `extracted` (a `succeeded`
+/// event whose detail says it was skipped, so the stage run ends like any other).
 pub async fn skip(
     pool: &PgPool,
     progress: &Progress,
@@ -442,11 +443,11 @@ pub async fn skip(
             source_id,
             job_id,
             to: SourceStatus::Extracted,
-            event: "skipped",
+            event: "succeeded",
             stage: "facts",
             actor: Actor::FactsWorker,
             attempt: Some(attempt),
-            detail: serde_json::json!({ "reason": "the project has no extraction schema" }),
+            detail: serde_json::json!({ "skipped": "the project has no extraction schema" }),
             error: None,
         },
     )
