@@ -18,7 +18,6 @@ mod api_http;
 mod api_process;
 mod api_retry_race;
 mod api_schemas;
-mod api_schemas;
 mod bounded_exit;
 mod cli_commands;
 mod cli_operator;
