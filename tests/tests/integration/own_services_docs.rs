@@ -84,7 +84,7 @@ async fn run(
     url.set_password(Some("change-me"))
         .expect("a postgres URL has a password");
     url.set_path(&format!("/{db}"));
-    let ports = [free_port(), free_port(), free_port()];
+    let ports = [free_port(), free_port(), free_port(), free_port()];
     let api_port = free_port();
     let mut script = blocks[2..]
         .iter()
@@ -99,8 +99,11 @@ async fn run(
     script = subst(&script, "redis://redis.example.com:6379/0", &redis_url());
     script = subst(
         &script,
-        "for port in 9101 9102 9103;",
-        &format!("for port in {} {} {};", ports[0], ports[1], ports[2]),
+        "for port in 9101 9102 9103 9104;",
+        &format!(
+            "for port in {} {} {} {};",
+            ports[0], ports[1], ports[2], ports[3]
+        ),
     );
     script = subst(
         &script,
@@ -137,6 +140,7 @@ async fn run(
             "PIPELINE__PROBES__REQUEUE_DAEMON_PORT",
             ports[2].to_string(),
         )
+        .env("PIPELINE__PROBES__FACTS_WORKER_PORT", ports[3].to_string())
         .env("PIPELINE__API__BIND", format!("127.0.0.1:{api_port}"))
         // The section installs nothing; the model is the embedder's own tests' concern.
         .env("PIPELINE__EMBEDDING__BACKEND", "hashing")
@@ -156,6 +160,7 @@ async fn run(
     let logs: String = [
         "scrape-worker",
         "extraction-worker",
+        "facts-worker",
         "requeue-daemon",
         "pipeline-api",
     ]
@@ -172,7 +177,7 @@ async fn run(
     );
     stopped?;
 
-    // Step 3 migrated; step 5 saw three ready daemons, the API and the CLI.
+    // Step 3 migrated; step 5 saw four ready daemons, the API and the CLI.
     let known = pipeline_store::MIGRATOR.iter().count();
     assert!(
         stdout.contains(&format!("applied {known} migration(s)")),
@@ -182,7 +187,7 @@ async fn run(
         stdout
             .matches(r#"{"postgres":"ok","redis":"ok","schema":"ok"}"#)
             .count(),
-        3,
+        4,
         "{stdout}"
     );
     // The API's DLQ stats (JSON) and the CLI's (a table with a row per family).
