@@ -31,8 +31,9 @@ use crate::FetchError;
 use crate::fetch::{Fetcher, Page, seconds_since};
 
 /// Statuses a scrape message finds when its work is already done.
-const PAST_SCRAPING: [SourceStatus; 3] = [
+const PAST_SCRAPING: [SourceStatus; 4] = [
     SourceStatus::Scraped,
+    SourceStatus::FactsPending,
     SourceStatus::Extracted,
     SourceStatus::Discarded,
 ];
