@@ -37,6 +37,7 @@ mod event_partitions;
 mod extraction_embeddings;
 mod extraction_process;
 mod extraction_worker;
+mod facts_faults;
 mod foundation;
 mod hostile_pages;
 mod job_progress;
