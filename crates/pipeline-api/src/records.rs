@@ -297,7 +297,7 @@ fn hex(s: &str) -> String {
 }
 
 fn unhex(s: &str) -> Option<String> {
-    if s.is_empty() || s.len() % 2 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..s.len())
@@ -514,6 +514,22 @@ mod tests {
         }
         let long = format!("a={}", "x".repeat(MAX_CONDITION_CHARS));
         assert!(parse_where(&long).is_err());
+        let doc = serde_json::to_value(crate::openapi()).expect("document");
+        for path in ["/api/v1/projects/{project}/records", "/api/v1/search"] {
+            let param = doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .expect("parameters")
+                .iter()
+                .find(|p| p["name"] == "where")
+                .expect("where")
+                .clone();
+            assert_eq!(
+                param["schema"]["items"]["pattern"],
+                where_pattern(),
+                "{path}"
+            );
+            assert_eq!(param["schema"]["maxItems"], MAX_CONDITIONS, "{path}");
+        }
     }
 
     #[test]
