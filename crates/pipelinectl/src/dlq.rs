@@ -22,7 +22,7 @@ pub enum DlqCommand {
     Stats,
     /// Lists a DLQ, newest first.
     List {
-        /// `scrape` or `extraction`.
+        /// `scrape`, `extraction` or `facts`.
         kind: Family,
         /// Items per page, 1..=1000.
         #[arg(long, default_value_t = 20)]
@@ -33,14 +33,14 @@ pub enum DlqCommand {
     },
     /// Redrives one item into its work queue now.
     Retry {
-        /// `scrape` or `extraction`.
+        /// `scrape`, `extraction` or `facts`.
         kind: Family,
         /// The item id (the source id).
         id: String,
     },
     /// Redrives many items, oldest first (parked and permanent ones included).
     RetryAll {
-        /// `scrape` or `extraction`.
+        /// `scrape`, `extraction` or `facts`.
         kind: Family,
         /// At most this many items (default: all).
         #[arg(long)]
@@ -51,7 +51,7 @@ pub enum DlqCommand {
     },
     /// Discards one item for good, recording it in its source's trail (status `discarded`).
     Discard {
-        /// `scrape` or `extraction`.
+        /// `scrape`, `extraction` or `facts`.
         kind: Family,
         /// The item id (the source id).
         id: String,
@@ -60,7 +60,7 @@ pub enum DlqCommand {
     /// confirmation (with the count) unless `--yes`; refuses without `--yes` when not on a
     /// terminal.
     Purge {
-        /// `scrape` or `extraction`.
+        /// `scrape`, `extraction` or `facts`.
         kind: Family,
         /// Age with its unit: `30d`, `12h`, `45m`, `90s`, `2w`.
         #[arg(long, value_parser = dlq_ops::parse_age)]

@@ -135,12 +135,12 @@ enum Command {
     Workers,
     /// Pauses a family: its workers stop reserving; work in flight finishes.
     Pause {
-        /// `scrape` or `extraction`.
+        /// `scrape`, `extraction` or `facts`.
         family: pipeline_ops::Family,
     },
     /// Resumes a paused family.
     Resume {
-        /// `scrape` or `extraction`.
+        /// `scrape`, `extraction` or `facts`.
         family: pipeline_ops::Family,
     },
 }

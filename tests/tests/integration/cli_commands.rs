@@ -243,7 +243,8 @@ async fn dlq_commands() -> anyhow::Result<()> {
     let out = ctl(&env, &["dlq", "list", "nosuch"]).await?;
     assert_eq!(code(&out), 2);
     assert!(
-        stderr(&out).contains("unknown family `nosuch` (expected one of: scrape, extraction)"),
+        stderr(&out)
+            .contains("unknown family `nosuch` (expected one of: scrape, extraction, facts)"),
         "{}",
         stderr(&out)
     );
