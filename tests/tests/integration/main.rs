@@ -40,6 +40,7 @@ mod extraction_embeddings;
 mod extraction_process;
 mod extraction_worker;
 mod facts_faults;
+mod facts_stage;
 mod foundation;
 mod hostile_pages;
 mod job_progress;
