@@ -73,12 +73,20 @@ impl FactsHandler {
             .ok_or_else(|| Failure::permanent(format!("source {source_id} not found")))?;
         // A redelivery after the run committed (a crash before the ack), or a page a person
         // dropped: nothing to do.
-        if matches!(input.status, SourceStatus::Extracted | SourceStatus::Discarded) {
+        if matches!(
+            input.status,
+            SourceStatus::Extracted | SourceStatus::Discarded
+        ) {
             tracing::info!(status = %input.status, "facts already done; nothing to do");
             return Ok(());
         }
-        self.event(&msg, "started", attempt, json!({ "deliveries": delivery.deliveries, "redrives": delivery.redrives }))
-            .await?;
+        self.event(
+            &msg,
+            "started",
+            attempt,
+            json!({ "deliveries": delivery.deliveries, "redrives": delivery.redrives }),
+        )
+        .await?;
         let Some(version) = input.schema_version else {
             facts::skip(&self.db, &self.progress, source_id, msg.job_id, attempt)
                 .await
@@ -91,7 +99,9 @@ impl FactsHandler {
             .map_err(|e| database(&e))?
             .ok_or_else(|| Failure::permanent(format!("schema version {version} not found")))?;
         let schema = Schema::parse(&stored.schema.to_string()).map_err(|e| {
-            Failure::permanent(format!("stored schema version {version} does not validate: {e}"))
+            Failure::permanent(format!(
+                "stored schema version {version} does not validate: {e}"
+            ))
         })?;
 
         let outcome = match stored.backend.as_str() {
@@ -186,14 +196,7 @@ impl FactsHandler {
             .map_err(|e| database(&e))?;
         let page = PageText::new(input.content.as_deref().unwrap_or_default());
         let asked = llm::ask(
-            &self.chat,
-            &self.db,
-            msg.job_id,
-            schema,
-            &input.url,
-            &chunks,
-            &page,
-            self.llm,
+            &self.chat, &self.db, msg.job_id, schema, &input.url, &chunks, &page, self.llm,
         )
         .await;
         match asked {
@@ -299,4 +302,3 @@ impl Handler for FactsHandler {
 fn database(e: &dyn std::fmt::Display) -> Failure {
     Failure::transient(format!("database error: {e}"))
 }
-

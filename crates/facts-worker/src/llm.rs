@@ -229,7 +229,10 @@ mod tests {
         let per_chunk = estimate_tokens(&chunks[0].text);
         let batches = pack(&chunks, per_chunk * 3);
         assert_eq!(batches.len(), 4, "3 + 3 + 3 + 1");
-        let indexes: Vec<i32> = batches.iter().flat_map(|b| b.iter().map(|c| c.chunk_index)).collect();
+        let indexes: Vec<i32> = batches
+            .iter()
+            .flat_map(|b| b.iter().map(|c| c.chunk_index))
+            .collect();
         assert_eq!(indexes, (0..10).collect::<Vec<_>>());
         // A chunk over the budget goes alone rather than being dropped.
         let big = pack(&chunks[..2], 1);

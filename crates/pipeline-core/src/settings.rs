@@ -670,7 +670,8 @@ impl Settings {
                 "must be greater than 0".into(),
             );
         }
-        if !["json_schema", "json_object", "none"].contains(&self.facts.llm.response_format.as_str())
+        if !["json_schema", "json_object", "none"]
+            .contains(&self.facts.llm.response_format.as_str())
         {
             return invalid(
                 "facts.llm.response_format",

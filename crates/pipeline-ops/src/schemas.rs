@@ -122,7 +122,9 @@ pub async fn create_project(
 ) -> Result<(ProjectInfo, Option<StoredSchema>), SchemaWriteError> {
     let name = name.trim();
     if name.is_empty() {
-        return Err(SchemaWriteError::BadName("the project name is empty".into()));
+        return Err(SchemaWriteError::BadName(
+            "the project name is empty".into(),
+        ));
     }
     validate_name("project", name).map_err(|e| match e {
         SubmitError::Invalid(m) => SchemaWriteError::BadName(m),

@@ -188,7 +188,13 @@ pub const COUNTERS: &[Metric] = &[
         help: "Model server answers, by outcome (conforming, nonconforming, malformed, transient, refused)",
         labels: &[(
             "outcome",
-            Values::Fixed(&["conforming", "nonconforming", "malformed", "transient", "refused"]),
+            Values::Fixed(&[
+                "conforming",
+                "nonconforming",
+                "malformed",
+                "transient",
+                "refused",
+            ]),
         )],
         exported_by: &[FACTS],
     },
