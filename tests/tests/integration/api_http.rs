@@ -107,6 +107,12 @@ async fn openapi_lists_every_route() -> anyhow::Result<()> {
         ("put", "/api/v1/crawl/{id}/schedule"),
         ("get", "/api/v1/crawl/{id}/schedule"),
         ("delete", "/api/v1/crawl/{id}/schedule"),
+        ("post", "/api/v1/projects"),
+        ("get", "/api/v1/projects/{project}/schema"),
+        ("put", "/api/v1/projects/{project}/schema"),
+        ("get", "/api/v1/projects/{project}/records"),
+        ("get", "/api/v1/sources/{id}/facts"),
+        ("get", "/api/v1/schema-templates"),
     ] {
         let op = &paths
             .get(path)
@@ -123,7 +129,7 @@ async fn openapi_lists_every_route() -> anyhow::Result<()> {
         .expect("kind parameter");
     assert_eq!(
         kind["schema"]["enum"],
-        serde_json::json!(["scrape", "extraction"])
+        serde_json::json!(["scrape", "extraction", "facts"])
     );
     // The documented shapes of the list answers and the key scheme.
     let schemas = &doc["components"]["schemas"];
