@@ -441,7 +441,8 @@ pub struct SourceBody {
     pub url: String,
     /// Its group.
     pub source_group: Option<String>,
-    /// `queued`, `retrying`, `scraped`, `extracted`, `dead_lettered`, `parked`, `discarded`.
+    /// `queued`, `retrying`, `scraped`, `facts_pending`, `extracted`, `dead_lettered`, `parked`,
+    /// `discarded`.
     pub status: String,
     /// Page title once fetched.
     pub title: Option<String>,

@@ -78,7 +78,8 @@ pub struct SourceDocument {
     pub project_id: Uuid,
     /// Its URL.
     pub url: String,
-    /// `queued`, `retrying`, `scraped`, `extracted`, `dead_lettered`, `parked`, `discarded`.
+    /// `queued`, `retrying`, `scraped`, `facts_pending`, `extracted`, `dead_lettered`, `parked`,
+    /// `discarded`.
     pub status: String,
     /// The job that created it.
     pub created_by_job_id: Option<Uuid>,
