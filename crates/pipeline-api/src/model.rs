@@ -227,6 +227,7 @@ pub struct ScrapeRequest {
     /// Most model tokens the job's pages may spend in the schema stage (`llm` backend),
     /// greater than 0; absent: no cap. Pages past the cap keep the values found so far.
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole_i64")]
     pub model_token_cap: Option<i64>,
 }
 
@@ -592,4 +593,37 @@ pub struct ProjectsPage {
     pub items: Vec<ProjectBody>,
     /// The `offset` of the next page; `null` when this page was not full.
     pub next_offset: Option<i64>,
+}
+
+/// A JSON number that is a whole number (`5000` or `5000.0`: JSON Schema counts both as
+/// integers, so a client generated from the OpenAPI document may send either), as an `i64`.
+fn whole_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
+    }
+    match n.as_f64() {
+        // Exactly representable whole numbers only (below 2^53).
+        Some(f) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => Ok(Some(f as i64)),
+        _ => Err(D::Error::custom(format!("{n} is not a whole number"))),
+    }
+}
+
+#[cfg(test)]
+mod whole_number_tests {
+    #[test]
+    fn token_caps_may_be_written_as_floats() {
+        let body: super::ScrapeRequest =
+            serde_json::from_str(r#"{"urls": ["http://a.example/"], "model_token_cap": 606463.0}"#)
+                .unwrap();
+        assert_eq!(body.model_token_cap, Some(606_463));
+        let err = serde_json::from_str::<super::ScrapeRequest>(
+            r#"{"urls": ["http://a.example/"], "model_token_cap": 1.5}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not a whole number"), "{err}");
+    }
 }

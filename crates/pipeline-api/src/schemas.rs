@@ -306,12 +306,16 @@ pub struct SchemaErrorBody {
     pub message: String,
 }
 
-/// The answer to an invalid schema: `detail` as every error has, and each problem.
+/// A 422 of the schema routes: `detail` as every error has and, for an invalid schema, each
+/// problem (`errors` is absent when the request itself was refused: a body that is not an
+/// object, neither `template` nor `schema`, an unknown template).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InvalidSchemaBody {
-    /// `the schema is invalid: ` and the problems.
+    /// `the schema is invalid: ` and the problems, or why the request was refused.
     pub detail: String,
-    /// Every problem with its path (at most 100).
+    /// Every problem with its path (at most 100), for an invalid schema.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub errors: Vec<SchemaErrorBody>,
 }
 
@@ -555,7 +559,7 @@ pub async fn put_schema(
     params(("project" = String, Path, description = "Project id or name")),
     responses(
         (status = 204, description = "The project has no schema any more"),
-        (status = 404, description = "No such project", body = ErrorBody),
+        (status = 404, description = "No such project, or it has no schema to remove", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -564,6 +568,13 @@ pub async fn delete_schema(
     ApiPath(project): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let p = project_of(&state, &project).await?;
+    // Like GET: a project without a current schema has none to remove.
+    if p.schema_version.is_none() {
+        return Err(ApiError::not_found(format!(
+            "project `{}` has no extraction schema",
+            clip(&project)
+        )));
+    }
     if !facts::clear_schema(&state.services.db, p.id).await? {
         return Err(ApiError::not_found(format!(
             "project `{}` not found",

@@ -248,6 +248,12 @@ async fn projects_get_schemas_from_templates_or_text_with_versions() -> anyhow::
     assert_eq!(status, 404);
     let (_, body) = get(&env, "/api/v1/projects/notes/schema/versions").await;
     assert_eq!(body["versions"].as_array().unwrap().len(), 2);
+    // A second removal finds no schema to remove, as GET finds none.
+    let resp = env
+        .req(Method::DELETE, "/api/v1/projects/notes/schema")
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 404);
     let resp = env
         .req(Method::DELETE, "/api/v1/projects/nobody/schema")
         .send()
