@@ -41,6 +41,12 @@ pub enum SchemaWriteError {
     /// Postgres failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Redis refused the facts messages of a re-run (its pages wait as `facts_pending`, and
+    /// the reconciler enqueues them).
+    #[error(
+        "enqueueing facts messages failed ({0}); the pages wait as facts_pending and the reconciler enqueues them"
+    )]
+    Enqueue(String),
 }
 
 /// Every template's name, comma-separated.
@@ -150,4 +156,66 @@ pub async fn find_project(db: &PgPool, id_or_name: &str) -> Result<ProjectInfo, 
     facts::find_project(db, id_or_name)
         .await?
         .ok_or_else(|| SchemaWriteError::UnknownProject(id_or_name.to_owned()))
+}
+
+/// Pages moved per transaction by [`rerun`].
+const RERUN_BATCH: i64 = 500;
+
+/// What [`rerun`] did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RerunOutcome {
+    /// Pages queued for the schema stage again.
+    pub queued: u64,
+    /// Of those, pages whose facts message was already waiting (not queued twice).
+    pub already_queued: u64,
+}
+
+/// Runs the schema stage again for the project's extracted pages: those whose records were
+/// made by another schema version than the current one (after a schema change), or every
+/// extracted page with `all`. Each page moves to `facts_pending` with an `enqueued` event,
+/// then its facts message is enqueued; a crash in between leaves pages `facts_pending`,
+/// which the reconciler enqueues. The pages' jobs count them as in flight again until the
+/// stage is done.
+pub async fn rerun(
+    services: &crate::Services,
+    project_id: Uuid,
+    all: bool,
+    actor: pipeline_store::Actor,
+) -> Result<RerunOutcome, SchemaWriteError> {
+    let mut outcome = RerunOutcome::default();
+    loop {
+        let batch = facts::queue_reruns(&services.db, project_id, all, RERUN_BATCH, actor).await?;
+        if batch.is_empty() {
+            break;
+        }
+        let messages: Vec<(String, serde_json::Value)> = batch
+            .iter()
+            .map(|r| {
+                let m = crate::messages::SourceMessage {
+                    source_id: r.source_id,
+                    job_id: r.job_id,
+                    url: None,
+                };
+                (m.id(), m.body())
+            })
+            .collect();
+        let bulk = services
+            .queue(crate::Family::Facts)
+            .enqueue_bulk(&messages)
+            .await
+            .map_err(|e| SchemaWriteError::Enqueue(e.to_string()))?;
+        let mut jobs: Vec<Uuid> = batch.iter().filter_map(|r| r.job_id).collect();
+        jobs.sort_unstable();
+        jobs.dedup();
+        services
+            .progress
+            .refresh_after_commit(&services.db, &jobs)
+            .await?;
+        outcome.queued += batch.len() as u64;
+        outcome.already_queued += bulk.already_queued;
+        if (batch.len() as i64) < RERUN_BATCH {
+            break;
+        }
+    }
+    Ok(outcome)
 }

@@ -755,3 +755,57 @@ pub async fn job_facts(pool: &PgPool, job_id: Uuid) -> Result<JobFacts> {
     .await?
     .unwrap_or_default())
 }
+
+/// A page moved back in front of the schema stage by [`queue_reruns`].
+#[derive(Debug, Clone)]
+pub struct Rerun {
+    pub source_id: Uuid,
+    pub job_id: Option<Uuid>,
+}
+
+/// Moves up to `limit` `extracted` pages of the project back to `facts_pending`, each with
+/// an `enqueued` event (stage `facts`, `actor`), for the caller to enqueue: the pages whose
+/// records were made by another schema version than the current one (or that have none),
+/// or every extracted page with `all`. Nothing when the project has no schema. Pages move
+/// out of `extracted`, so calling again picks the next ones; rows another transaction holds
+/// are skipped (they are being worked on).
+pub async fn queue_reruns(
+    pool: &PgPool,
+    project_id: Uuid,
+    all: bool,
+    limit: i64,
+    actor: Actor,
+) -> Result<Vec<Rerun>> {
+    let rows = sqlx::query_as!(
+        Rerun,
+        r#"WITH picked AS (
+               SELECT s.id, s.created_by_job_id, p.schema_version AS version
+                 FROM sources s
+                 JOIN projects p ON p.id = s.project_id
+                 LEFT JOIN fact_runs r ON r.source_id = s.id
+                WHERE s.project_id = $1 AND s.status = 'extracted'
+                  AND p.schema_version IS NOT NULL
+                  AND ($2 OR r.schema_version IS DISTINCT FROM p.schema_version)
+                ORDER BY s.id
+                LIMIT $3
+                FOR UPDATE OF s SKIP LOCKED
+           ), moved AS (
+               UPDATE sources s SET status = 'facts_pending', updated_at = now()
+                 FROM picked WHERE s.id = picked.id
+               RETURNING s.id, picked.created_by_job_id, picked.version
+           ), events AS (
+               INSERT INTO job_events (job_id, source_id, kind, stage, actor, detail)
+               SELECT created_by_job_id, id, 'enqueued', 'facts', $4,
+                      jsonb_build_object('reason', 'rerun', 'schema_version', version)
+                 FROM moved
+           )
+           SELECT id AS "source_id!", created_by_job_id AS job_id FROM moved"#,
+        project_id,
+        all,
+        limit,
+        actor.as_str(),
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}

@@ -396,8 +396,10 @@ pub async fn raw_content(pool: &PgPool, source_id: Uuid) -> Result<Option<String
 
 /// A page fetched again whose content did not change since its last extraction: the
 /// source becomes `extracted` again with an `unchanged` event (`detail` says how it was
-/// known: a 304, or the same hash), and no extraction is enqueued. Refreshes the progress
-/// of the source's jobs. Returns `false` when the source does not exist.
+/// known: a 304, or the same hash), and no extraction is enqueued. When its project's
+/// current schema is not the one its records were made with (or it has none yet), it
+/// becomes `facts_pending` instead, for the caller to enqueue its facts message: the page
+/// did not change, but the question did. Refreshes the progress of the source's jobs.
 pub async fn store_unchanged(
     pool: &PgPool,
     progress: &Progress,
@@ -405,14 +407,31 @@ pub async fn store_unchanged(
     job_id: Option<Uuid>,
     attempt: Option<i32>,
     detail: Value,
-) -> Result<bool> {
+) -> Result<crate::extractions::Finished> {
+    use crate::extractions::Finished;
     let mut tx = pool.begin().await?;
+    let needs_facts = sqlx::query_scalar!(
+        r#"SELECT (p.schema_version IS NOT NULL
+                   AND r.schema_version IS DISTINCT FROM p.schema_version) AS "needs!"
+             FROM sources s
+             JOIN projects p ON p.id = s.project_id
+             LEFT JOIN fact_runs r ON r.source_id = s.id
+            WHERE s.id = $1"#,
+        source_id,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .unwrap_or(false);
     let jobs = transition_in(
         &mut tx,
         &Transition {
             source_id,
             job_id,
-            to: SourceStatus::Extracted,
+            to: if needs_facts {
+                SourceStatus::FactsPending
+            } else {
+                SourceStatus::Extracted
+            },
             event: "unchanged",
             stage: "scrape",
             actor: Actor::ScrapeWorker,
@@ -429,7 +448,11 @@ pub async fn store_unchanged(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    progress.after_transition(pool, jobs).await
+    Ok(match progress.after_transition(pool, jobs).await? {
+        false => Finished::Missing,
+        true if needs_facts => Finished::FactsPending,
+        true => Finished::Extracted,
+    })
 }
 
 /// Loads a source for a worker about to work on it and, unless its status is one of

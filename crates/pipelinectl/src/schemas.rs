@@ -55,7 +55,9 @@ pub enum ProjectsCommand {
     /// A project's extraction schema. Without an option, shows the current one (version,
     /// backend, template, then its text); --set FILE or --template T makes a new version
     /// (an unchanged schema keeps its version); --versions lists every version; --remove
-    /// stops the schema stage for the project's pages (versions and records stay).
+    /// stops the schema stage for the project's pages (versions and records stay); --rerun
+    /// runs the stage again for pages whose records an older version made (--all: every
+    /// extracted page).
     Schema(SchemaArgs),
 }
 
@@ -76,6 +78,13 @@ pub struct SchemaArgs {
     /// Remove the project's schema: its pages skip the schema stage from now on.
     #[arg(long, group = "action")]
     remove: bool,
+    /// Run the schema stage again for the project's extracted pages whose records were made
+    /// by another schema version than the current one (after a schema change).
+    #[arg(long, group = "action")]
+    rerun: bool,
+    /// With --rerun: every extracted page of the project, whatever version made its records.
+    #[arg(long, requires = "rerun")]
+    all: bool,
 }
 
 /// Runs a `projects` command.
@@ -99,6 +108,8 @@ pub fn write_failure(err: SchemaWriteError) -> Failure {
     match err {
         SchemaWriteError::UnknownProject(_) => Failure::not_found(err.to_string()),
         SchemaWriteError::Store(e) => e.into(),
+        // Redis refused: not the user's input (exit 1, as any other runtime failure).
+        SchemaWriteError::Enqueue(_) => Failure::new(1, err.to_string()),
         e => Failure::usage(e.to_string()),
     }
 }
@@ -192,6 +203,32 @@ async fn schema(services: &Services, args: SchemaArgs, as_json: bool) -> CmdResu
     let project = schemas::find_project(db, &args.project)
         .await
         .map_err(write_failure)?;
+    if args.rerun {
+        let Some(version) = project.schema_version else {
+            return Err(Failure::usage(format!(
+                "project {} has no schema; nothing to run again",
+                project.name
+            )));
+        };
+        let out = schemas::rerun(services, project.id, args.all, pipeline_store::Actor::Cli)
+            .await
+            .map_err(write_failure)?;
+        if as_json {
+            return print_json(&json!({
+                "project_id": project.id,
+                "schema_version": version,
+                "queued": out.queued,
+                "already_queued": out.already_queued,
+            }));
+        }
+        outln!(
+            "queued {} page(s) of project {} for the schema stage (version {version}); \
+             `pipelinectl jobs show` follows them",
+            out.queued,
+            project.name
+        );
+        return Ok(());
+    }
     if args.remove {
         let had = project.schema_version;
         facts::clear_schema(db, project.id).await?;

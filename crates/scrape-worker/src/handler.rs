@@ -22,6 +22,7 @@ use pipeline_ops::ledger::SourceLedger;
 use pipeline_ops::messages::SourceMessage;
 use pipeline_runner::{Failure, FailureLog, Handler};
 use pipeline_store::StoreError;
+use pipeline_store::extractions::Finished;
 use pipeline_store::sources::{self, Fetched};
 use pipeline_store::status::SourceStatus;
 use serde_json::json;
@@ -196,8 +197,19 @@ impl ScrapeHandler {
         )
         .await
         .map_err(|e| Failure::transient(format!("recording the unchanged page: {e}")))?;
-        if !stored {
-            return Err(disappeared(msg));
+        match stored {
+            Finished::Missing => return Err(disappeared(msg)),
+            // After the commit; a crash before the enqueue leaves the page `facts_pending`,
+            // which the reconciler finds.
+            Finished::FactsPending => {
+                self.services
+                    .queue(Family::Facts)
+                    .enqueue(&msg.id(), &msg.body())
+                    .await
+                    .map_err(|e| Failure::transient(format!("enqueueing facts: {e}")))?;
+                tracing::info!("unchanged, but its project's schema changed: facts queued");
+            }
+            Finished::Extracted => {}
         }
         metrics::counter!("pipeline_scrape_revisits_total", "content" => "unchanged").increment(1);
         tracing::info!(

@@ -415,3 +415,113 @@ async fn schemas_are_versioned_and_validated_on_write() -> anyhow::Result<()> {
     assert!(err.to_string().contains("already exists"), "{err}");
     Ok(())
 }
+
+/// After a schema change, `rerun` sends the pages whose records an older version made
+/// through the stage again (and only those, unless `all`); a recrawl that finds a page
+/// unchanged sends it through the stage when its records are not the current version's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schema_change_reruns_the_pages_an_older_version_answered() -> anyhow::Result<()> {
+    pipeline_core::install_crypto_provider();
+    let stop = CancellationToken::new();
+    let base = serve(vec![("/widget", PRODUCT)], stop.clone()).await;
+    let _stop_server = stop.drop_guard();
+    let db = TestDb::migrated().await?;
+    let redis = TestRedis::new()?;
+    let mut s = settings_for(&db, &redis);
+    s.scrape.allow_private_hosts = vec!["127.0.0.1".into()];
+    s.scrape.per_host_min_delay_ms = 0;
+    s.scrape.per_host_max_concurrency = 0;
+    s.scrape.respect_robots_txt = false;
+    s.queue.max_attempts = 1;
+    s.embedding.batch_window_ms = 5;
+    let services = Services::with_pools(s, db.pool.clone(), redis.pool.clone())?;
+    let (shop, _) =
+        schemas::create_project(&db.pool, "shop", Some(SchemaSource::Template("article"))).await?;
+    let job = submit_to(&services, shop.id, vec![format!("{base}/widget")], None).await?;
+    let id = job.sources[0].source_id;
+
+    let cancel = CancellationToken::new();
+    let scrape = tokio::spawn(scrape_worker::run(services.clone(), cancel.clone()));
+    let batcher = extraction_worker::batcher_from_settings(&services.settings)?;
+    let extraction = {
+        let (services, cancel) = (services.clone(), cancel.clone());
+        tokio::spawn(async move { extraction_worker::run(&services, batcher, cancel).await })
+    };
+    let chat = facts_worker::chat_client_from_settings(&services.settings)?;
+    let facts_run = {
+        let (services, cancel) = (services.clone(), cancel.clone());
+        tokio::spawn(async move { facts_worker::run(&services, chat, cancel).await })
+    };
+    let run_version = || {
+        let db = db.pool.clone();
+        async move {
+            let started = Instant::now();
+            loop {
+                let row = sources::get(&db, id).await?;
+                if row.status.as_str() == "extracted" {
+                    let v: Option<i32> = sqlx::query_scalar(
+                        "SELECT schema_version FROM fact_runs WHERE source_id = $1",
+                    )
+                    .bind(id)
+                    .fetch_optional(&db)
+                    .await?;
+                    return anyhow::Ok(v);
+                }
+                anyhow::ensure!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "stuck in {}",
+                    row.status
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(run_version().await?, Some(1));
+
+    // Version 2: the page's records are version 1's, so a rerun takes it, once.
+    let (v2, _) = schemas::set_schema(&db.pool, shop.id, SchemaSource::Template("product")).await?;
+    assert_eq!(v2.version, 2);
+    let out = schemas::rerun(&services, shop.id, false, Actor::Cli).await?;
+    assert_eq!(out.queued, 1);
+    assert_eq!(run_version().await?, Some(2));
+    let values = facts::source_facts(&db.pool, id, 100).await?;
+    assert!(
+        values.iter().all(|v| v.schema_version == 2),
+        "a run replaces the page's values: {values:?}"
+    );
+    assert!(values.iter().any(|v| v.entity == "product"));
+    let out = schemas::rerun(&services, shop.id, false, Actor::Cli).await?;
+    assert_eq!(
+        out.queued, 0,
+        "every page is answered by the current version"
+    );
+    let out = schemas::rerun(&services, shop.id, true, Actor::Cli).await?;
+    assert_eq!(out.queued, 1, "--all takes every extracted page");
+    assert_eq!(run_version().await?, Some(2));
+    cancel.cancel();
+    let _ = scrape.await;
+    let _ = extraction.await;
+    let _ = facts_run.await;
+
+    // An unchanged recrawl: current records stay; a newer schema sends the page on.
+    let unchanged = || {
+        sources::store_unchanged(
+            &db.pool,
+            &services.progress,
+            id,
+            Some(job.job_id),
+            Some(1),
+            json!({"content": "unchanged"}),
+        )
+    };
+    assert_eq!(
+        unchanged().await?,
+        pipeline_store::extractions::Finished::Extracted
+    );
+    schemas::set_schema(&db.pool, shop.id, SchemaSource::Template("company")).await?;
+    assert_eq!(
+        unchanged().await?,
+        pipeline_store::extractions::Finished::FactsPending
+    );
+    Ok(())
+}
