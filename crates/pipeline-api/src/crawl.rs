@@ -107,6 +107,12 @@ pub struct CrawlRequestBody {
     /// A free-form group name stored on each page's source.
     #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub source_group: Option<String>,
+    /// Most model tokens the crawl's pages may spend in the schema stage (`llm` backend),
+    /// greater than 0; absent: no cap. Pages past the cap keep the values found so far. A
+    /// recrawl (now or scheduled) keeps the crawl's cap.
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::model::whole_i64")]
+    pub model_token_cap: Option<i64>,
 }
 
 /// An include or exclude glob.
@@ -152,6 +158,7 @@ impl From<CrawlRequestBody> for CrawlRequest {
             project_id: b.project_id,
             project: b.project,
             source_group: b.source_group,
+            model_token_cap: b.model_token_cap,
         }
     }
 }
@@ -304,7 +311,7 @@ pub struct DiscoveryPath {
     responses(
         (status = 202, description = "Crawl recorded and its start page queued", body = CrawlAccepted),
         (status = 404, description = "`project_id` names no project", body = ErrorBody),
-        (status = 422, description = "Not the schema (a start URL that does not match its pattern, a cap out of range, an unknown field)", body = ErrorBody),
+        (status = 422, description = "Not the schema (a start URL that does not match its pattern, a cap out of range, a `model_token_cap` below 1, an unknown field)", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -485,6 +492,27 @@ mod tests {
         for bad in ["94.5", "-1", "1e12", "\"3\""] {
             assert!(body(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn token_caps_may_be_written_as_floats() {
+        let body = |v: &str| {
+            serde_json::from_str::<super::CrawlRequestBody>(&format!(
+                r#"{{"url": "https://example.com/", "model_token_cap": {v}}}"#
+            ))
+        };
+        assert_eq!(body("5000").unwrap().model_token_cap, Some(5000));
+        assert_eq!(body("5000.0").unwrap().model_token_cap, Some(5000));
+        assert_eq!(body("null").unwrap().model_token_cap, None);
+        assert!(body("1.5").is_err());
+    }
+
+    #[test]
+    fn the_token_cap_is_documented_from_1() {
+        let doc = serde_json::to_value(crate::openapi()).unwrap();
+        let cap =
+            &doc["components"]["schemas"]["CrawlRequestBody"]["properties"]["model_token_cap"];
+        assert_eq!(cap["minimum"], 1, "{cap}");
     }
 
     #[test]

@@ -597,7 +597,7 @@ pub struct ProjectsPage {
 
 /// A JSON number that is a whole number (`5000` or `5000.0`: JSON Schema counts both as
 /// integers, so a client generated from the OpenAPI document may send either), as an `i64`.
-fn whole_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+pub(crate) fn whole_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     use serde::de::Error;
     let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
         return Ok(None);

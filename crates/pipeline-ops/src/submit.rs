@@ -209,6 +209,16 @@ pub fn validate_name(what: &str, value: &str) -> Result<(), SubmitError> {
     Ok(())
 }
 
+/// Checks a job's model token cap (`jobs.model_token_cap`): absent, or greater than 0.
+pub fn validate_token_cap(cap: Option<i64>) -> Result<(), SubmitError> {
+    match cap {
+        Some(cap) if cap <= 0 => Err(SubmitError::Invalid(format!(
+            "model_token_cap is {cap}; it must be greater than 0 (leave it out for no cap)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Splits URLs into valid, distinct ones (in order) and refused ones with reasons.
 pub fn partition_urls(urls: &[String]) -> (Vec<String>, Vec<InvalidUrl>) {
     let mut valid: Vec<String> = Vec::new();
@@ -252,13 +262,7 @@ pub async fn submit(
     if let Some(group) = &req.source_group {
         validate_name("source_group", group)?;
     }
-    if let Some(cap) = req.model_token_cap
-        && cap <= 0
-    {
-        return Err(SubmitError::Invalid(format!(
-            "model_token_cap is {cap}; it must be greater than 0 (leave it out for no cap)"
-        )));
-    }
+    validate_token_cap(req.model_token_cap)?;
     let (valid, invalid) = partition_urls(&req.urls);
     let project = match (req.project_id, req.project_name.as_deref()) {
         (Some(id), _) => ProjectRef::Id(id),

@@ -147,6 +147,7 @@ pub async fn start_due_in(
                 source_group: None,
                 settings: &ended.settings,
                 recrawl_of: Some(d.last_job_id),
+                model_token_cap: ended.model_token_cap,
             },
         )
         .await?;

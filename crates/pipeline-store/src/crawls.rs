@@ -72,6 +72,9 @@ pub struct NewCrawl<'a> {
     pub recrawl_of: Option<Uuid>,
     /// Who started it (recorded on the start page's `enqueued` event).
     pub actor: Actor,
+    /// Most model tokens the crawl's pages may spend in the schema stage
+    /// (`jobs.model_token_cap`); a recrawl carries the crawl's own.
+    pub model_token_cap: Option<i64>,
 }
 
 /// Creates the crawl job, its `crawls` row and its start page (a source of the job at depth
@@ -101,12 +104,13 @@ pub async fn create_in(
     let job_id = Uuid::now_v7();
     let payload = serde_json::to_value(s).expect("crawl settings serialise");
     sqlx::query!(
-        "INSERT INTO jobs (id, project_id, type, status, payload, result)
-         VALUES ($1, $2, 'crawl', $3, $4, '{}')",
+        "INSERT INTO jobs (id, project_id, type, status, payload, result, model_token_cap)
+         VALUES ($1, $2, 'crawl', $3, $4, '{}', $5)",
         job_id,
         project_id,
         JobStatus::Queued.as_str(),
         &payload,
+        new.model_token_cap,
     )
     .execute(&mut **tx)
     .await?;
@@ -227,15 +231,17 @@ pub struct Ended {
     /// `completed_with_errors`).
     pub status: String,
     pub settings: CrawlSettings,
+    /// The job's model token cap (`jobs.model_token_cap`), which a recrawl keeps.
+    pub model_token_cap: Option<i64>,
 }
 
-/// The crawl `job_id` with its settings and its job's status, for a recrawl.
+/// The crawl `job_id` with its settings, its job's status and token cap, for a recrawl.
 pub async fn for_recrawl(db: impl sqlx::PgExecutor<'_>, job_id: Uuid) -> Result<Ended> {
     let r = sqlx::query!(
         "SELECT c.project_id, j.status, c.start_url, c.scope, c.scope_prefix,
                 c.include_patterns, c.exclude_patterns, c.max_depth, c.max_pages,
                 c.follow_nofollow, c.sitemaps, c.max_query_variants, c.max_path_depth,
-                c.tracking_params
+                c.tracking_params, j.model_token_cap
            FROM crawls c JOIN jobs j ON j.id = c.job_id WHERE c.job_id = $1",
         job_id,
     )
@@ -245,6 +251,7 @@ pub async fn for_recrawl(db: impl sqlx::PgExecutor<'_>, job_id: Uuid) -> Result<
     Ok(Ended {
         project_id: r.project_id,
         status: r.status,
+        model_token_cap: r.model_token_cap,
         settings: crawl_settings!(r),
     })
 }

@@ -61,6 +61,11 @@ pub struct CrawlArgs {
     /// A group name stored on each page's source.
     #[arg(long)]
     source_group: Option<String>,
+    /// Most model tokens (prompt + completion) each crawl's pages may spend in the schema
+    /// stage's `llm` backend; pages past the cap keep what they had (outcome `capped`). A
+    /// recrawl keeps the cap. Greater than 0; leave it out for no cap.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    token_cap: Option<i64>,
     /// Wait until the crawl ends, printing its progress; at most this many seconds.
     #[arg(long, value_name = "SECS")]
     wait: Option<u64>,
@@ -90,6 +95,7 @@ pub async fn start(services: &Services, args: CrawlArgs, as_json: bool) -> CmdRe
             project_id: None,
             project: args.project.clone(),
             source_group: args.source_group.clone(),
+            model_token_cap: args.token_cap,
         };
         let s = crawl::start(services, &req, pipeline_store::Actor::Cli)
             .await
@@ -99,6 +105,9 @@ pub async fn start(services: &Services, args: CrawlArgs, as_json: bool) -> CmdRe
             })?;
         if !as_json {
             outln!("crawl job {} from {}", s.job_id, s.settings.start_url);
+            if let Some(cap) = args.token_cap {
+                outln!("model token cap {cap} (the schema stage's llm backend)");
+            }
         }
         started.push(s);
     }

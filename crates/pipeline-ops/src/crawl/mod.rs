@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::Family;
 use crate::Services;
 use crate::messages::SourceMessage;
-use crate::submit::{SubmitError, validate_name, validate_url};
+use crate::submit::{SubmitError, validate_name, validate_token_cap, validate_url};
 use rules::{ScopeKind, compile_pattern, scope_anchor};
 
 /// Default maximum depth (links followed from the start URL).
@@ -105,6 +105,10 @@ pub struct CrawlRequest {
     pub project: Option<String>,
     #[serde(default)]
     pub source_group: Option<String>,
+    /// Most model tokens the crawl's pages may spend in the schema stage
+    /// (`jobs.model_token_cap`), greater than 0; `None`: no cap. A recrawl keeps it.
+    #[serde(default)]
+    pub model_token_cap: Option<i64>,
 }
 
 /// Checks a request and turns it into the settings stored with the crawl.
@@ -173,6 +177,7 @@ pub fn settings_of(req: &CrawlRequest) -> Result<CrawlSettings, SubmitError> {
     if let Some(group) = &req.source_group {
         validate_name("source_group", group)?;
     }
+    validate_token_cap(req.model_token_cap)?;
     Ok(CrawlSettings {
         start_url: start.into_string(),
         scope: scope.as_str().into(),
@@ -267,6 +272,7 @@ pub async fn start(
             settings: &settings,
             recrawl_of: None,
             actor,
+            model_token_cap: req.model_token_cap,
         },
     )
     .await
@@ -311,7 +317,7 @@ pub enum RecrawlError {
     Failed(#[from] SubmitError),
 }
 
-/// Repeats ended crawl `job_id`: a new crawl job with the same settings
+/// Repeats ended crawl `job_id`: a new crawl job with the same settings and model token cap
 /// (`crawls.recrawl_of` = `job_id`), whose pages are fetched conditionally. A page whose
 /// content did not change since its last extraction (a `304` to `If-None-Match` /
 /// `If-Modified-Since`, or the same SHA-256) is not extracted again and records an
@@ -342,6 +348,7 @@ pub async fn recrawl(
             settings: &ended.settings,
             recrawl_of: Some(job_id),
             actor,
+            model_token_cap: ended.model_token_cap,
         },
     )
     .await
@@ -460,6 +467,22 @@ mod tests {
                 ..req("https://e.com/")
             })
             .contains("exclude")
+        );
+        for cap in [0, -5] {
+            assert!(
+                err(CrawlRequest {
+                    model_token_cap: Some(cap),
+                    ..req("https://e.com/")
+                })
+                .contains(&format!("model_token_cap is {cap}"))
+            );
+        }
+        assert!(
+            settings_of(&CrawlRequest {
+                model_token_cap: Some(1),
+                ..req("https://e.com/")
+            })
+            .is_ok()
         );
         assert!(settings_of(&req("http://127.0.0.1:65535/")).is_ok());
         assert!(err(req("http://127.0.0.1:65536/")).starts_with("url:"));
