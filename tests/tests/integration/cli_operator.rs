@@ -200,12 +200,51 @@ async fn crawl_wait_exits_by_how_the_crawl_ended_and_says_what_goes_on() -> anyh
             }
         })
     };
-    let out = run(&env, &["crawl", &server.url("/status/404"), "--wait", "60"]).await?;
+    let gone = server.url("/status/404");
+    let out = run(
+        &env,
+        &["crawl", &gone, "--token-cap", "700", "--wait", "60"],
+    )
+    .await?;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{}{stderr}", text(&out.stdout));
     assert!(stderr.contains("ended failed"), "{stderr}");
     stop.cancel();
     worker.await?;
+
+    // `--token-cap` lands on the crawl's job, and its recrawl keeps it; 0 is refused (2)
+    // and records nothing.
+    let (job, cap): (Uuid, Option<i64>) = sqlx::query_as(
+        "SELECT j.id, j.model_token_cap FROM crawls c JOIN jobs j ON j.id = c.job_id
+          WHERE c.start_url = $1",
+    )
+    .bind(&gone)
+    .fetch_one(&env.services.db)
+    .await?;
+    assert_eq!(cap, Some(700));
+    let out = run(&env, &["--json", "recrawl", &job.to_string()]).await?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let again: Uuid = again["job_id"].as_str().expect("a job id").parse()?;
+    let cap: Option<i64> = sqlx::query_scalar("SELECT model_token_cap FROM jobs WHERE id = $1")
+        .bind(again)
+        .fetch_one(&env.services.db)
+        .await?;
+    assert_eq!(cap, Some(700), "the recrawl keeps the crawl's cap");
+    let crawls = || {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM jobs WHERE type = 'crawl'")
+            .fetch_one(&env.services.db)
+    };
+    let before = crawls().await?;
+    let out = run(
+        &env,
+        &["crawl", &server.url("/ok/capped"), "--token-cap", "0"],
+    )
+    .await?;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}{stderr}", text(&out.stdout));
+    assert!(stderr.contains("model_token_cap is 0"), "{stderr}");
+    assert_eq!(crawls().await?, before, "a refused cap records no crawl");
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The crawl routes over real HTTP: start (202, and 422 for each kind of bad body), progress,
-//! cancel, and a page's discovery path; 404 for a job that is not a crawl.
+//! cancel, recrawl (which keeps the crawl's model token cap), and a page's discovery path;
+//! 404 for a job that is not a crawl.
 
 use integration_tests::api::{ApiEnv, json_of};
 use reqwest::Method;
@@ -17,6 +18,7 @@ async fn start_show_cancel_and_path() -> anyhow::Result<()> {
                 "max_depth": 3,
                 "max_pages": 20,
                 "tracking_params": ["ref"],
+                "model_token_cap": 5000.0,
             }))
             .send()
             .await?,
@@ -47,6 +49,18 @@ async fn start_show_cancel_and_path() -> anyhow::Result<()> {
     .await?;
     assert_eq!(status, 202, "{off}");
     assert_eq!(off["settings"]["sitemaps"], false);
+    let cap_of = |id: &str| {
+        let id: uuid::Uuid = id.parse().expect("a job id");
+        sqlx::query_scalar::<_, Option<i64>>("SELECT model_token_cap FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&env.db.pool)
+    };
+    assert_eq!(cap_of(&job).await?, Some(5000), "the cap is the job's");
+    assert_eq!(
+        cap_of(off["job_id"].as_str().unwrap()).await?,
+        None,
+        "no cap unless asked"
+    );
 
     let (status, p) = env.get(&format!("/api/v1/crawl/{job}")).await?;
     assert_eq!(status, 200, "{p}");
@@ -70,6 +84,12 @@ async fn start_show_cancel_and_path() -> anyhow::Result<()> {
     assert_eq!(p["status"], "failed", "{p}");
     let (status, c) = env.post(&format!("/api/v1/crawl/{job}/cancel")).await?;
     assert_eq!((status, c["discarded"].clone()), (200, json!(0)));
+
+    // A recrawl of the ended crawl keeps its cap.
+    let (status, again) = env.post(&format!("/api/v1/crawl/{job}/recrawl")).await?;
+    assert_eq!(status, 202, "{again}");
+    assert_ne!(again["job_id"], job.as_str());
+    assert_eq!(cap_of(again["job_id"].as_str().unwrap()).await?, Some(5000));
 
     // A scrape job is not a crawl.
     let (scrape_job, _) = env.submit(&["https://example.com/a"]).await?;
@@ -124,6 +144,18 @@ async fn bad_crawl_bodies_are_422_with_a_reason() -> anyhow::Result<()> {
         (
             json!({"url": "https://example.com/", "exclude": ["x".repeat(501)]}),
             "exclude",
+        ),
+        (
+            json!({"url": "https://example.com/", "model_token_cap": 0}),
+            "model_token_cap is 0; it must be greater than 0",
+        ),
+        (
+            json!({"url": "https://example.com/", "model_token_cap": -3.0}),
+            "model_token_cap is -3",
+        ),
+        (
+            json!({"url": "https://example.com/", "model_token_cap": 2.5}),
+            "not a whole number",
         ),
     ] {
         let (status, answer) = json_of(

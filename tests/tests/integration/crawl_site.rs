@@ -529,7 +529,17 @@ async fn make_due(env: &Env, crawl: Uuid) -> anyhow::Result<()> {
 async fn a_scheduled_recrawl_starts_once_when_due_and_never_overlaps() -> anyhow::Result<()> {
     use pipeline_store::crawl_schedules;
     let env = env(20).await?;
-    let first = env.crawl(|r| r.sitemaps = Some(false)).await?;
+    let first = env
+        .crawl(|r| {
+            r.sitemaps = Some(false);
+            r.model_token_cap = Some(3000);
+        })
+        .await?;
+    let cap_of = |job: Uuid| {
+        sqlx::query_scalar::<_, Option<i64>>("SELECT model_token_cap FROM jobs WHERE id = $1")
+            .bind(job)
+            .fetch_one(&env.services.db)
+    };
 
     // A schedule on a running crawl: nothing is due for an hour.
     let s = crawl_schedules::set(&env.services.db, first, 3600).await?;
@@ -566,6 +576,11 @@ async fn a_scheduled_recrawl_starts_once_when_due_and_never_overlaps() -> anyhow
             .fetch_one(&env.services.db)
             .await?;
     assert_eq!(recrawl_of, Some(first));
+    assert_eq!(
+        cap_of(second).await?,
+        Some(3000),
+        "a run keeps the crawl's cap"
+    );
 
     // While the run goes on, its next time coming starts nothing.
     make_due(&env, first).await?;
@@ -600,6 +615,7 @@ async fn a_scheduled_recrawl_starts_once_when_due_and_never_overlaps() -> anyhow
             .fetch_one(&env.services.db)
             .await?;
     assert_eq!(recrawl_of, Some(second));
+    assert_eq!(cap_of(third).await?, Some(3000));
     env.run_to_end(third).await?;
 
     // Removed: due or not, nothing more starts.
