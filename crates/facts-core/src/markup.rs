@@ -38,6 +38,8 @@ pub const MAX_METAS: usize = 2_000;
 pub const MAX_NESTING: usize = 16;
 /// Most values one rule yields.
 pub const MAX_VALUES_PER_RULE: usize = 100;
+/// Most item properties one rule's path walk looks at.
+pub const MAX_VISITS_PER_RULE: usize = 20_000;
 /// Most records of one entity list per page.
 pub const MAX_RECORDS_PER_LIST: usize = 500;
 
@@ -399,38 +401,66 @@ impl Page {
             .any(|t| types.iter().any(|w| w.eq_ignore_ascii_case(t)))
     }
 
-    /// The strings at a property path of an item, in order, at most `cap`.
-    fn values_at(
-        &self,
-        idx: usize,
-        path: &[&str],
-        want_url: bool,
-        out: &mut Vec<String>,
-        depth: usize,
-    ) {
-        if depth > MAX_NESTING || out.len() >= MAX_VALUES_PER_RULE {
-            return;
-        }
-        let idx = self.resolve(idx);
-        let Some((first, rest)) = path.split_first() else {
+    /// The strings at a property path of an item, in order, at most
+    /// [`MAX_VALUES_PER_RULE`]. The path is walked level by level over the set of distinct
+    /// items reached, and at most [`MAX_VISITS_PER_RULE`] properties are looked at: JSON-LD
+    /// `@id` references let many properties point at the same item, and a walk that
+    /// followed every route separately grew with the product of the fan-outs (a hostile
+    /// page of 82 KB kept a worker busy for seconds, and a deeper path without end).
+    fn values_at(&self, idx: usize, path: &[&str], want_url: bool, out: &mut Vec<String>) {
+        let Some((last, init)) = path.split_last() else {
             return;
         };
-        for (name, value) in &self.items[idx].props {
-            if name != first {
-                continue;
-            }
-            match (value, rest.is_empty()) {
-                (Prop::Text(s), true) => out.push(s.clone()),
-                (Prop::Item(i), true) => {
-                    if let Some(s) = self.display(*i, want_url) {
-                        out.push(s);
+        if init.len() > MAX_NESTING {
+            return;
+        }
+        let mut visits = 0usize;
+        let mut frontier = vec![self.resolve(idx)];
+        for name in init {
+            let mut seen = std::collections::HashSet::new();
+            let mut next = Vec::new();
+            for &i in &frontier {
+                for (n, value) in &self.items[i].props {
+                    visits += 1;
+                    if visits > MAX_VISITS_PER_RULE {
+                        return;
+                    }
+                    if n != name {
+                        continue;
+                    }
+                    if let Prop::Item(j) = value {
+                        let j = self.resolve(*j);
+                        if seen.insert(j) {
+                            next.push(j);
+                        }
                     }
                 }
-                (Prop::Item(i), false) => self.values_at(*i, rest, want_url, out, depth + 1),
-                (Prop::Text(_), false) => {}
             }
-            if out.len() >= MAX_VALUES_PER_RULE {
+            if next.is_empty() {
                 return;
+            }
+            frontier = next;
+        }
+        for &i in &frontier {
+            for (n, value) in &self.items[i].props {
+                visits += 1;
+                if visits > MAX_VISITS_PER_RULE {
+                    return;
+                }
+                if n != last {
+                    continue;
+                }
+                match value {
+                    Prop::Text(s) => out.push(s.clone()),
+                    Prop::Item(j) => {
+                        if let Some(s) = self.display(*j, want_url) {
+                            out.push(s);
+                        }
+                    }
+                }
+                if out.len() >= MAX_VALUES_PER_RULE {
+                    return;
+                }
             }
         }
     }
@@ -683,7 +713,7 @@ impl Ctx<'_> {
                 let segs: Vec<&str> = p.split('.').collect();
                 for &i in items {
                     let mut vals = Vec::new();
-                    page.values_at(i, &segs, want_url, &mut vals, 0);
+                    page.values_at(i, &segs, want_url, &mut vals);
                     if !vals.is_empty() {
                         let origin = page.items[i].origin;
                         out.extend(vals.into_iter().map(|v| (v, origin, false)));

@@ -109,8 +109,9 @@ pub fn normalize_key_value(s: &str) -> String {
     normalize_whitespace(s).to_lowercase()
 }
 
-/// The key of a record from its values: the first grounded value of each key field (any
-/// value if none is grounded); `None` when `key` is empty or a key field has no value.
+/// The key of a record from its values: the first grounded value of each key field; `None`
+/// when `key` is empty or a key field has no grounded value (a name whose quote is not in
+/// the page must not name a record, nor merge grounded values of different pages).
 pub fn record_key(key: &[String], values: &[FactValue]) -> Option<String> {
     if key.is_empty() {
         return None;
@@ -120,8 +121,7 @@ pub fn record_key(key: &[String], values: &[FactValue]) -> Option<String> {
         let v = values
             .iter()
             .filter(|v| &v.field == k)
-            .find(|v| v.grounded)
-            .or_else(|| values.iter().find(|v| &v.field == k))?;
+            .find(|v| v.grounded)?;
         let s = match &v.value {
             Value::String(s) => s.clone(),
             other => other.to_string(),
