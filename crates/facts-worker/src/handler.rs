@@ -12,7 +12,7 @@ use pipeline_ops::messages::SourceMessage;
 use pipeline_runner::{Failure, FailureLog, Handler};
 use pipeline_store::facts::{self, FactRun, FactsInput, NewFact};
 use pipeline_store::progress::Progress;
-use pipeline_store::{Actor, SourceStatus, sources};
+use pipeline_store::{Actor, sources};
 use serde_json::json;
 use sqlx::PgPool;
 use work_queue::Delivery;
@@ -71,13 +71,13 @@ impl FactsHandler {
             .await
             .map_err(|e| database(&e))?
             .ok_or_else(|| Failure::permanent(format!("source {source_id} not found")))?;
-        // A redelivery after the run committed (a crash before the ack), or a page a person
-        // dropped: nothing to do.
-        if matches!(
-            input.status,
-            SourceStatus::Extracted | SourceStatus::Discarded
-        ) {
-            tracing::info!(status = %input.status, "facts already done; nothing to do");
+        // A redelivery after the run committed (a crash before the ack), a page a person
+        // dropped, or one submitted again and queued for a new fetch: nothing to do here.
+        if !input.waits_for_facts() {
+            tracing::info!(
+                status = %input.status,
+                "the page does not wait for the facts stage; nothing to do"
+            );
             return Ok(());
         }
         self.event(
@@ -147,10 +147,16 @@ impl FactsHandler {
             prompt_tokens: outcome.prompt_tokens,
             completion_tokens: outcome.completion_tokens,
             detail,
+            // Capped before anything was asked: the page's stored values stay.
+            keep_values: outcome.capped && outcome.requests == 0,
         };
-        facts::store_run(&self.db, &self.progress, &run, &rows)
+        let stored = facts::store_run(&self.db, &self.progress, &run, &rows)
             .await
             .map_err(|e| database(&e))?;
+        if !stored {
+            tracing::info!("the page no longer waits for the facts stage; its run is dropped");
+            return Ok(());
+        }
         tracing::info!(
             backend = outcome.backend,
             records = records.len(),

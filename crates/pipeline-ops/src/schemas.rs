@@ -77,6 +77,9 @@ pub fn check(source: SchemaSource<'_>) -> Result<CheckedSchema, SchemaWriteError
         SchemaSource::Text(text) => (text, None),
     };
     let schema = Schema::parse(text).map_err(SchemaWriteError::Invalid)?;
+    // The worker reads the stored canonical JSON, which YAML anchors can make much larger
+    // than the text: it must pass the same checks, or every page would fail on it.
+    Schema::parse(&schema.to_json().to_string()).map_err(SchemaWriteError::Invalid)?;
     Ok(CheckedSchema {
         schema,
         text: text.to_owned(),
@@ -183,11 +186,14 @@ pub async fn rerun(
     actor: pipeline_store::Actor,
 ) -> Result<RerunOutcome, SchemaWriteError> {
     let mut outcome = RerunOutcome::default();
+    let mut after = None;
     loop {
-        let batch = facts::queue_reruns(&services.db, project_id, all, RERUN_BATCH, actor).await?;
-        if batch.is_empty() {
+        let batch =
+            facts::queue_reruns(&services.db, project_id, all, after, RERUN_BATCH, actor).await?;
+        let Some(last) = batch.last() else {
             break;
-        }
+        };
+        after = Some(last.source_id);
         let messages: Vec<(String, serde_json::Value)> = batch
             .iter()
             .map(|r| {

@@ -218,6 +218,23 @@ pub struct FactsInput {
     pub content: Option<String>,
     /// The project's current schema version (`None`: no schema any more).
     pub schema_version: Option<i32>,
+    /// The family whose stage failed last (`retrying` or `dead_lettered` pages).
+    pub last_error_stage: Option<String>,
+}
+
+impl FactsInput {
+    /// Whether the page waits for the facts stage: `facts_pending`, or a facts failure
+    /// waiting for its retry. Anything else (a page submitted again and queued for a new
+    /// fetch, extracted, discarded) means the message is stale: it must not move the page.
+    pub fn waits_for_facts(&self) -> bool {
+        match self.status {
+            SourceStatus::FactsPending => true,
+            SourceStatus::Retrying | SourceStatus::DeadLettered => {
+                self.last_error_stage.as_deref() == Some("facts")
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The page the stage works on, with its project's current schema version.
@@ -225,7 +242,8 @@ pub async fn load_input(pool: &PgPool, source_id: Uuid) -> Result<Option<FactsIn
     Ok(sqlx::query_as!(
         FactsInput,
         r#"SELECT s.project_id, s.uri AS url, s.status AS "status: SourceStatus",
-                  s.raw_content, s.content_type, s.content, p.schema_version
+                  s.raw_content, s.content_type, s.content, p.schema_version,
+                  s.last_error_stage
              FROM sources s JOIN projects p ON p.id = s.project_id
             WHERE s.id = $1"#,
         source_id,
@@ -317,11 +335,16 @@ pub struct FactRun<'a> {
     pub completion_tokens: i64,
     /// The `succeeded` event's detail.
     pub detail: Value,
+    /// Keep the page's stored values and run instead of replacing them: the job's token cap
+    /// was reached before anything was asked, so there is nothing to replace them with (a
+    /// first run still records its `capped` run).
+    pub keep_values: bool,
 }
 
 /// Replaces the page's values with `facts`, records the run, and moves the page to
 /// `extracted` with a `succeeded` event of stage `facts`, in one transaction; then refreshes
-/// its jobs' progress. Returns `false` when the source does not exist.
+/// its jobs' progress. Returns `false`, changing nothing, when the source does not exist or
+/// no longer waits for this stage.
 pub async fn store_run(
     pool: &PgPool,
     progress: &Progress,
@@ -331,8 +354,14 @@ pub async fn store_run(
     let grounded = facts.iter().filter(|f| f.grounded).count() as i32;
     let ungrounded = facts.len() as i32 - grounded;
     let mut tx = pool.begin().await?;
+    // Only a page that still waits for this stage: one submitted again meanwhile (queued
+    // for a new fetch) must not be moved on with values of its old content.
     let project_id = sqlx::query_scalar!(
-        "SELECT project_id FROM sources WHERE id = $1 FOR NO KEY UPDATE",
+        "SELECT project_id FROM sources
+          WHERE id = $1
+            AND (status = 'facts_pending'
+                 OR (status IN ('retrying', 'dead_lettered') AND last_error_stage = 'facts'))
+          FOR NO KEY UPDATE",
         run.source_id,
     )
     .fetch_optional(&mut *tx)
@@ -340,10 +369,12 @@ pub async fn store_run(
     let Some(project_id) = project_id else {
         return Ok(false);
     };
-    sqlx::query!("DELETE FROM facts WHERE source_id = $1", run.source_id)
-        .execute(&mut *tx)
-        .await?;
-    if !facts.is_empty() {
+    if !run.keep_values {
+        sqlx::query!("DELETE FROM facts WHERE source_id = $1", run.source_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !run.keep_values && !facts.is_empty() {
         let entity: Vec<&str> = facts.iter().map(|f| f.entity.as_str()).collect();
         let key: Vec<Option<&str>> = facts.iter().map(|f| f.entity_key.as_deref()).collect();
         let field: Vec<&str> = facts.iter().map(|f| f.field.as_str()).collect();
@@ -391,7 +422,8 @@ pub async fn store_run(
              grounded = EXCLUDED.grounded, ungrounded = EXCLUDED.ungrounded,
              dropped = EXCLUDED.dropped, requests = EXCLUDED.requests,
              prompt_tokens = EXCLUDED.prompt_tokens,
-             completion_tokens = EXCLUDED.completion_tokens, finished_at = now()",
+             completion_tokens = EXCLUDED.completion_tokens, finished_at = now()
+         WHERE NOT $14",
         run.source_id,
         project_id,
         run.job_id,
@@ -405,6 +437,7 @@ pub async fn store_run(
         run.requests,
         run.prompt_tokens,
         run.completion_tokens,
+        run.keep_values,
     )
     .execute(&mut *tx)
     .await?;
@@ -766,13 +799,15 @@ pub struct Rerun {
 /// Moves up to `limit` `extracted` pages of the project back to `facts_pending`, each with
 /// an `enqueued` event (stage `facts`, `actor`), for the caller to enqueue: the pages whose
 /// records were made by another schema version than the current one (or that have none),
-/// or every extracted page with `all`. Nothing when the project has no schema. Pages move
-/// out of `extracted`, so calling again picks the next ones; rows another transaction holds
-/// are skipped (they are being worked on).
+/// or every extracted page with `all`. Nothing when the project has no schema. Pages come
+/// in id order after `after` (the previous batch's last), so a page the stage finishes
+/// while the caller goes on is not picked twice; rows another transaction holds are skipped
+/// (they are being worked on).
 pub async fn queue_reruns(
     pool: &PgPool,
     project_id: Uuid,
     all: bool,
+    after: Option<Uuid>,
     limit: i64,
     actor: Actor,
 ) -> Result<Vec<Rerun>> {
@@ -786,6 +821,7 @@ pub async fn queue_reruns(
                 WHERE s.project_id = $1 AND s.status = 'extracted'
                   AND p.schema_version IS NOT NULL
                   AND ($2 OR r.schema_version IS DISTINCT FROM p.schema_version)
+                  AND ($5::uuid IS NULL OR s.id > $5)
                 ORDER BY s.id
                 LIMIT $3
                 FOR UPDATE OF s SKIP LOCKED
@@ -799,11 +835,12 @@ pub async fn queue_reruns(
                       jsonb_build_object('reason', 'rerun', 'schema_version', version)
                  FROM moved
            )
-           SELECT id AS "source_id!", created_by_job_id AS job_id FROM moved"#,
+           SELECT id AS "source_id!", created_by_job_id AS job_id FROM moved ORDER BY id"#,
         project_id,
         all,
         limit,
         actor.as_str(),
+        after,
     )
     .fetch_all(pool)
     .await?;

@@ -525,3 +525,88 @@ async fn a_schema_change_reruns_the_pages_an_older_version_answered() -> anyhow:
     );
     Ok(())
 }
+
+/// A run stores only for a page that still waits for the stage (a page submitted again
+/// meanwhile is left to its new fetch), and a run capped before anything was asked keeps
+/// the page's values.
+#[tokio::test]
+async fn a_run_moves_only_a_waiting_page_and_a_capped_one_keeps_its_values() -> anyhow::Result<()> {
+    let db = TestDb::migrated().await?;
+    let progress = pipeline_store::progress::Progress::default();
+    let (p, _) =
+        schemas::create_project(&db.pool, "runs", Some(SchemaSource::Template("article"))).await?;
+    let source: Uuid = sqlx::query_scalar(
+        "INSERT INTO sources (id, project_id, uri, status) VALUES ($1, $2, 'https://a.example/', 'facts_pending') RETURNING id",
+    )
+    .bind(Uuid::now_v7())
+    .bind(p.id)
+    .fetch_one(&db.pool)
+    .await?;
+    let fact = |value: &str| facts::NewFact {
+        entity: "article".into(),
+        entity_key: None,
+        field: "headline".into(),
+        value: json!(value),
+        list_item: false,
+        quote: value.into(),
+        origin: "json-ld".into(),
+        chunk_index: None,
+        confidence: None,
+        grounded: true,
+    };
+    let run = |keep_values: bool| facts::FactRun {
+        source_id: source,
+        job_id: None,
+        attempt: 1,
+        schema_version: 1,
+        backend: "llm",
+        outcome: if keep_values { "capped" } else { "complete" },
+        records: 1,
+        dropped: 0,
+        requests: 0,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        detail: json!({}),
+        keep_values,
+    };
+    assert!(facts::store_run(&db.pool, &progress, &run(false), &[fact("First")]).await?);
+    let headline = || async {
+        let v: Vec<serde_json::Value> =
+            sqlx::query_scalar("SELECT value FROM facts WHERE source_id = $1")
+                .bind(source)
+                .fetch_all(&db.pool)
+                .await?;
+        anyhow::Ok(v)
+    };
+    assert_eq!(headline().await?, vec![json!("First")]);
+
+    // Submitted again: queued for a new fetch. A late run changes nothing.
+    sqlx::query("UPDATE sources SET status = 'queued' WHERE id = $1")
+        .bind(source)
+        .execute(&db.pool)
+        .await?;
+    assert!(!facts::store_run(&db.pool, &progress, &run(false), &[fact("Stale")]).await?);
+    assert_eq!(
+        sources::get(&db.pool, source).await?.status.as_str(),
+        "queued"
+    );
+    assert_eq!(headline().await?, vec![json!("First")]);
+
+    // Capped before asking: the values and the run stay; the page moves on.
+    sqlx::query("UPDATE sources SET status = 'facts_pending' WHERE id = $1")
+        .bind(source)
+        .execute(&db.pool)
+        .await?;
+    assert!(facts::store_run(&db.pool, &progress, &run(true), &[]).await?);
+    assert_eq!(headline().await?, vec![json!("First")]);
+    let outcome: String = sqlx::query_scalar("SELECT outcome FROM fact_runs WHERE source_id = $1")
+        .bind(source)
+        .fetch_one(&db.pool)
+        .await?;
+    assert_eq!(outcome, "complete", "the earlier run stands");
+    assert_eq!(
+        sources::get(&db.pool, source).await?.status.as_str(),
+        "extracted"
+    );
+    Ok(())
+}
