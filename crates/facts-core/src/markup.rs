@@ -486,6 +486,59 @@ impl Page {
     }
 }
 
+/// An element's text as the page shows it, read by the same rules as the page's visible
+/// text (no invisible elements; a space between blocks, none around inline elements), so a
+/// selector's value is a quote of that text: `<h1>Anvil<div>3000</div></h1>` reads
+/// `Anvil 3000`, not the `Anvil3000` of the bare text nodes. The two walks must agree: the
+/// `facts_markup` fuzz target checks that every value is grounded. `None` for an element that
+/// is not shown (inside `head`, `script`, `template`...). Reading stops a little past the
+/// longest text kept.
+fn shown_text(node: &NodeRef) -> Option<String> {
+    let hidden = |n: &NodeRef| n.is_element() && INVISIBLE.contains(&element_name(n).as_str());
+    if hidden(node) || node.ancestors_it(None).any(|a| hidden(&a)) {
+        return None;
+    }
+    enum Step<'a> {
+        Enter(NodeRef<'a>),
+        Space,
+    }
+    let mut out = String::new();
+    let mut stack = vec![Step::Enter(*node)];
+    while let Some(step) = stack.pop() {
+        if out.len() > MAX_TEXT_CHARS * 4 {
+            break;
+        }
+        let node = match step {
+            Step::Space => {
+                out.push(' ');
+                continue;
+            }
+            Step::Enter(node) => node,
+        };
+        if node.is_text() {
+            out.push_str(&node.text());
+            continue;
+        }
+        let name = element_name(&node);
+        // As in `Page::read`: a script is no text and no break; the other hidden elements
+        // give no text but break it like any block.
+        if !node.is_element() || name == "script" {
+            continue;
+        }
+        let block = !INLINE.contains(&name.as_str());
+        if block {
+            stack.push(Step::Space);
+        }
+        if !INVISIBLE.contains(&name.as_str()) {
+            stack.extend(node.children_it(true).map(Step::Enter));
+        }
+        if block {
+            stack.push(Step::Space);
+        }
+    }
+    Some(normalize_whitespace(&bounded(&out)))
+}
+
 /// A microdata property's value, as the microdata specification reads it (and `content`
 /// on any element, which pages use widely).
 fn microdata_value(node: &NodeRef, name: &str) -> String {
@@ -739,7 +792,7 @@ impl Ctx<'_> {
                     for node in sel.nodes().iter().take(MAX_VALUES_PER_RULE) {
                         let v = match attribute {
                             Some(a) => node.attr(a).map(|v| bounded(v.trim())),
-                            None => Some(normalize_whitespace(&bounded(&node.text()))),
+                            None => shown_text(node),
                         };
                         if let Some(v) = v.filter(|v| !v.is_empty()) {
                             out.push((v, Origin::Selector, attribute.is_some()));

@@ -322,3 +322,29 @@ fn shared_items_do_not_multiply_a_path_walk() {
     assert_eq!(of("street"), vec![json!("Main Street")]);
     assert!(of("zip").is_empty());
 }
+
+/// Found by the `facts_markup` fuzz target: a selector read the element's bare text nodes
+/// (`3. NovemberText.` across a `<p>`), which is not what the page shows, so the value was
+/// not grounded; then a `<title>` inside the body, which the visible text breaks at. It now
+/// reads the text as the visible text is built.
+#[test]
+fn selector_text_is_the_shown_text_and_grounded() {
+    let s = schema(
+        "name: p\nfields:\n  \
+         heading: {type: text, from: [{selector: h1}]}\n  \
+         by: {type: list, items: text, from: [{selector: \"[rel=author]\"}]}\n  \
+         hidden: {type: text, from: [{selector: \"title\"}, {selector: \"template p\"}]}\n",
+    );
+    let html = "<html><head><title>Shop</title></head><body>\
+        <h1>Anvil<div>3000</div><script>var x = 1;</script> <b>XL</b></h1>\
+        <a rel=author>Erika <em>M.</em><p>T<title>Shop</title>*</p></a>\
+        <template><p>Never shown</p></template></body></html>";
+    let f = run(&s, html);
+    let top = &f.records[0];
+    assert_eq!(one(top, "heading"), json!("Anvil 3000 XL"));
+    // A `<title>` in the body is not shown, but breaks the text like a block.
+    assert_eq!(one(top, "by"), json!("Erika M. T *"));
+    assert!(top.values.iter().all(|v| v.grounded), "{top:?}");
+    // Elements that are not shown give no text to a selector.
+    assert!(values(top, "hidden").is_empty(), "{top:?}");
+}
