@@ -1,0 +1,9 @@
+//! The `facts_answer` target: see `fuzz/checks/facts_answer.rs` for what it runs and checks.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../checks/facts_answer.rs"]
+mod checks;
+
+fuzz_target!(|data: &[u8]| checks::check(data));
