@@ -1,7 +1,7 @@
 //! The `llm` backend: a page's chunks packed into requests within a token budget, each
 //! answer checked against the schema on our side, and the job's token cap honoured.
 
-use chat_client::{ChatAnswer, ChatClient, ChatError, ChatRequest, estimate_tokens};
+use chat_client::{ChatClient, ChatError, ChatRequest, Usage, estimate_tokens};
 use facts_core::ground::PageText;
 use facts_core::{Filled, Schema};
 use pipeline_runner::Failure;
@@ -81,10 +81,11 @@ pub async fn ask(
     let json_schema = facts_core::answer::answer_schema(schema);
     let mut asked = Asked::default();
     let mut records = Vec::new();
+    // What the job has left: read once, then from each request's own accounting (the
+    // update that adds its usage returns what is left), not by a query per batch.
+    let mut left = facts::tokens_left(db, job_id).await.map_err(database)?;
     for batch in pack(chunks, opts.max_input_tokens) {
-        if let Some(left) = facts::tokens_left(db, job_id).await.map_err(database)?
-            && left <= 0
-        {
+        if left.is_some_and(|l| l <= 0) {
             asked.capped = true;
             break;
         }
@@ -110,7 +111,7 @@ pub async fn ask(
             asked.requests += 1;
             let answer = match answer {
                 Ok(answer) => {
-                    spend(db, job_id, &mut asked, &answer).await?;
+                    left = spend(db, job_id, &mut asked, &answer.usage).await?;
                     answer
                 }
                 Err(ChatError::Malformed {
@@ -119,11 +120,7 @@ pub async fn ask(
                     usage,
                 }) => {
                     if let Some(u) = usage {
-                        asked.prompt_tokens += u.prompt_tokens as i64;
-                        asked.completion_tokens += u.completion_tokens as i64;
-                        facts::spend_tokens(db, job_id, u.total_tokens as i64)
-                            .await
-                            .map_err(database)?;
+                        left = spend(db, job_id, &mut asked, &u).await?;
                     }
                     metrics::counter!("pipeline_facts_model_answers_total", "outcome" => "malformed")
                         .increment(1);
@@ -172,22 +169,23 @@ fn locate_chunks(filled: &mut Filled, batch: &[ChunkText]) {
     }
 }
 
+/// Counts a request's usage on the page and the job; returns what the job has left under
+/// its cap (`None`: no cap).
 async fn spend(
     db: &PgPool,
     job_id: Option<Uuid>,
     asked: &mut Asked,
-    answer: &ChatAnswer,
-) -> Result<(), AskError> {
-    asked.prompt_tokens += answer.usage.prompt_tokens as i64;
-    asked.completion_tokens += answer.usage.completion_tokens as i64;
+    usage: &Usage,
+) -> Result<Option<i64>, AskError> {
+    asked.prompt_tokens += usage.prompt_tokens as i64;
+    asked.completion_tokens += usage.completion_tokens as i64;
     metrics::counter!("pipeline_facts_model_tokens_total", "kind" => "prompt")
-        .increment(answer.usage.prompt_tokens);
+        .increment(usage.prompt_tokens);
     metrics::counter!("pipeline_facts_model_tokens_total", "kind" => "completion")
-        .increment(answer.usage.completion_tokens);
-    facts::spend_tokens(db, job_id, answer.usage.total_tokens as i64)
+        .increment(usage.completion_tokens);
+    facts::spend_tokens(db, job_id, usage.total_tokens as i64)
         .await
-        .map_err(database)?;
-    Ok(())
+        .map_err(database)
 }
 
 /// A model server's error as the queue's failure: 429, 5xx and timeouts are transient

@@ -366,11 +366,14 @@ pub async fn finish(
     f: &Finish<'_>,
 ) -> Result<Finished> {
     let mut tx = db.begin().await?;
-    // Read inside the transaction: a schema set after this commit applies to the next run.
+    // One statement: the body this extraction came from (a recrawl that finds it again skips
+    // extraction) and whether the project has a schema, read inside the transaction, so a
+    // schema set after this commit applies to the next run.
     let has_schema = sqlx::query_scalar!(
-        r#"SELECT p.schema_version IS NOT NULL AS "has!"
-             FROM sources s JOIN projects p ON p.id = s.project_id
-            WHERE s.id = $1"#,
+        r#"UPDATE sources s SET extracted_sha256 = s.content_sha256
+             FROM projects p
+            WHERE s.id = $1 AND p.id = s.project_id
+        RETURNING p.schema_version IS NOT NULL AS "has!""#,
         f.source_id,
     )
     .fetch_optional(&mut *tx)
@@ -419,13 +422,6 @@ pub async fn finish(
             error: None,
         },
     )
-    .await?;
-    // The body this extraction came from: a recrawl that finds it again skips extraction.
-    sqlx::query!(
-        "UPDATE sources SET extracted_sha256 = content_sha256 WHERE id = $1",
-        f.source_id,
-    )
-    .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(match progress.after_transition(db, jobs).await? {

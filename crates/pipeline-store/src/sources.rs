@@ -410,13 +410,15 @@ pub async fn store_unchanged(
 ) -> Result<crate::extractions::Finished> {
     use crate::extractions::Finished;
     let mut tx = pool.begin().await?;
+    // One statement: the fetch time, and whether the project's current schema is not the
+    // one the page's records were made with (or it has none yet).
     let needs_facts = sqlx::query_scalar!(
-        r#"SELECT (p.schema_version IS NOT NULL
-                   AND r.schema_version IS DISTINCT FROM p.schema_version) AS "needs!"
-             FROM sources s
-             JOIN projects p ON p.id = s.project_id
-             LEFT JOIN fact_runs r ON r.source_id = s.id
-            WHERE s.id = $1"#,
+        r#"UPDATE sources s SET fetched_at = now()
+             FROM projects p
+            WHERE s.id = $1 AND p.id = s.project_id
+        RETURNING (p.schema_version IS NOT NULL
+                   AND (SELECT r.schema_version FROM fact_runs r WHERE r.source_id = s.id)
+                       IS DISTINCT FROM p.schema_version) AS "needs!""#,
         source_id,
     )
     .fetch_optional(&mut *tx)
@@ -440,12 +442,6 @@ pub async fn store_unchanged(
             error: None,
         },
     )
-    .await?;
-    sqlx::query!(
-        "UPDATE sources SET fetched_at = now() WHERE id = $1",
-        source_id
-    )
-    .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(match progress.after_transition(pool, jobs).await? {
