@@ -33,13 +33,13 @@ pub enum ApiError {
         detail: String,
     },
     /// No answer (connection refused, timeout, a broken body).
-    #[error("the pipeline API at {base} could not be reached: {source}")]
+    #[error("the pipeline API at {base} could not be reached: {cause}")]
     Transport {
         /// The API's base URL.
         base: String,
-        /// What went wrong.
-        #[source]
-        source: reqwest::Error,
+        /// What went wrong, with its causes ("connection refused" is a cause of reqwest's
+        /// error, not part of its message).
+        cause: String,
     },
     /// The answer was longer than [`MAX_ANSWER_BYTES`].
     #[error("the pipeline API's answer was longer than {MAX_ANSWER_BYTES} bytes")]
@@ -138,9 +138,9 @@ impl ApiClient {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let transport = |source| ApiError::Transport {
+        let transport = |err: reqwest::Error| ApiError::Transport {
             base: self.base.to_string(),
-            source,
+            cause: cause_chain(&err),
         };
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status();
@@ -159,6 +159,21 @@ impl ApiClient {
         }
         serde_json::from_slice(&bytes).map_err(ApiError::NotJson)
     }
+}
+
+/// An error and its causes, `: `-separated.
+fn cause_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// The `detail` of an error body, or its first 500 characters when it is not the API's
