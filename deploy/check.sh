@@ -49,7 +49,7 @@ KV_VERSION=1.37.0
 VENV=.local/venv
 # systemd-analyze security's exposure scale is 0.0-10.0; --threshold takes tenths (20 = 2.0).
 SECURITY_THRESHOLD=20
-BINARIES=(scrape-worker extraction-worker facts-worker requeue-daemon pipeline-api pipelinectl)
+BINARIES=(scrape-worker extraction-worker facts-worker webhook-worker requeue-daemon pipeline-api pipelinectl)
 K8S_DIR=deploy/k8s
 CONFIG=config/default.toml
 CONFIG_COPY=$K8S_DIR/base/pipeline.toml
@@ -148,6 +148,7 @@ names = {u.rsplit("/", 1)[1] for u in units}
 expected = {
     "pipeline.target", "pipeline-migrate.service", "pipeline-scrape-worker.service",
     "pipeline-extraction-worker.service", "pipeline-facts-worker.service",
+    "pipeline-webhook-worker.service",
     "pipeline-requeue-daemon.service",
     "pipeline-api.service", "pipeline-scrape-worker@.service",
     "pipeline-extraction-worker@.service",
@@ -187,6 +188,7 @@ binaries = {
     "pipeline-scrape-worker.service": "/usr/local/bin/scrape-worker",
     "pipeline-extraction-worker.service": "/usr/local/bin/extraction-worker",
     "pipeline-facts-worker.service": "/usr/local/bin/facts-worker",
+    "pipeline-webhook-worker.service": "/usr/local/bin/webhook-worker",
     "pipeline-requeue-daemon.service": "/usr/local/bin/requeue-daemon",
     "pipeline-api.service": "/usr/local/bin/pipeline-api",
     "pipeline-scrape-worker@.service": "/usr/local/bin/scrape-worker",
@@ -433,6 +435,7 @@ def check_pod(name, spec, container_name, kind="containers"):
     return c, env
 
 daemons = {"scrape-worker": 9101, "extraction-worker": 9102, "facts-worker": 9104,
+           "webhook-worker": 9105,
            "requeue-daemon": 9103, "pipeline-api": 8742}
 for name, port in daemons.items():
     d = objs.get(("Deployment", name))

@@ -95,6 +95,7 @@ start demo-pages "$BIN/demo-pages" "$DEMO_PORT"
 start scrape-worker "$BIN/scrape-worker"
 start extraction-worker "$BIN/extraction-worker"
 start facts-worker "$BIN/facts-worker"
+start webhook-worker "$BIN/webhook-worker"
 start requeue-daemon "$BIN/requeue-daemon"
 start pipeline-api "$BIN/pipeline-api"
 
@@ -110,6 +111,7 @@ wait_ready() {
 wait_ready "http://127.0.0.1:9101/ready" scrape-worker
 wait_ready "http://127.0.0.1:9102/ready" extraction-worker
 wait_ready "http://127.0.0.1:9104/ready" facts-worker
+wait_ready "http://127.0.0.1:9105/ready" webhook-worker
 wait_ready "http://127.0.0.1:9103/ready" requeue-daemon
 wait_ready "http://127.0.0.1:8742/ready" pipeline-api
 wait_ready "http://127.0.0.1:$DEMO_PORT/robots.txt" demo-pages

@@ -3,6 +3,7 @@
 //! server (`/health`, `/ready`, `/metrics`), and the catalogue of metrics it exports.
 
 pub mod metrics;
+pub mod net;
 pub mod pools;
 pub mod probes;
 pub mod settings;

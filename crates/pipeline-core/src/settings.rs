@@ -98,6 +98,7 @@ fn check_url(key: &str, value: &str, schemes: &[&str]) -> Result<(), SettingsErr
 const LIST_KEYS: &[&str] = &[
     "scrape.allowed_content_types",
     "scrape.allow_private_hosts",
+    "webhooks.allow_private_hosts",
     "redis.cluster_nodes",
 ];
 
@@ -142,6 +143,7 @@ pub struct Settings {
     pub crawl: CrawlingSettings,
     pub extraction: ExtractionSettings,
     pub facts: FactsSettings,
+    pub webhooks: WebhookSettings,
     pub embedding: EmbeddingSettings,
     pub requeue: RequeueSettings,
     pub events: EventsSettings,
@@ -220,6 +222,7 @@ pub struct ProbeSettings {
     pub scrape_worker_port: u16,
     pub extraction_worker_port: u16,
     pub facts_worker_port: u16,
+    pub webhook_worker_port: u16,
     pub requeue_daemon_port: u16,
 }
 
@@ -343,6 +346,19 @@ pub struct LlmSettings {
     pub max_output_tokens: u32,
     pub temperature: f32,
     pub api_key_file: String,
+}
+
+/// `[webhooks]`: the webhook worker.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct WebhookSettings {
+    pub concurrency: usize,
+    pub timeout_ms: u64,
+    pub allow_private_hosts: Vec<String>,
+    pub relay_interval_ms: u64,
+    pub reconcile_after_secs: u64,
+    pub max_response_bytes: usize,
 }
 
 /// `[embedding]`
@@ -605,6 +621,17 @@ impl Settings {
             ("crawl.schedule_check_secs", self.crawl.schedule_check_secs),
             ("extraction.concurrency", self.extraction.concurrency as u64),
             ("facts.concurrency", self.facts.concurrency as u64),
+            ("webhooks.concurrency", self.webhooks.concurrency as u64),
+            ("webhooks.timeout_ms", self.webhooks.timeout_ms),
+            ("webhooks.relay_interval_ms", self.webhooks.relay_interval_ms),
+            (
+                "webhooks.reconcile_after_secs",
+                self.webhooks.reconcile_after_secs,
+            ),
+            (
+                "webhooks.max_response_bytes",
+                self.webhooks.max_response_bytes as u64,
+            ),
             (
                 "facts.max_values_per_page",
                 self.facts.max_values_per_page as u64,

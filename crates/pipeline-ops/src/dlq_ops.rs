@@ -1,11 +1,13 @@
 //! DLQ operations with their Postgres bookkeeping, shared by the requeue daemon, the API and
 //! the CLI: whoever redrives, parks or discards an item also moves its source's status and
-//! writes the event, the same way.
+//! writes the event, the same way (for the `webhooks` family: its delivery's status and
+//! trail).
 
 use std::num::NonZeroU32;
 
 use dlq_core::{BulkRedrive, DlqItem, ListedItem, RedriveOutcome};
 use pipeline_store::sources::{self, Transition};
+use pipeline_store::webhooks::{self, Mark};
 use pipeline_store::{Actor, SourceStatus};
 use serde_json::json;
 use uuid::Uuid;
@@ -44,6 +46,9 @@ pub async fn record_redriven(
     outcome: &RedriveOutcome,
     actor: Actor,
 ) -> Result<(), DlqOpError> {
+    let Some(to) = family.waiting_status() else {
+        return book_delivery(services, Mark::Redriven, &outcome.item, actor).await;
+    };
     let Some(source_id) = source_of(&outcome.item) else {
         return Ok(());
     };
@@ -53,7 +58,7 @@ pub async fn record_redriven(
         &Transition {
             source_id,
             job_id: outcome.item.job_id,
-            to: family.waiting_status(),
+            to,
             event: "redriven",
             stage: family.as_str(),
             actor,
@@ -116,6 +121,14 @@ async fn record_terminal(
     to: SourceStatus,
     event: &str,
 ) -> Result<(), DlqOpError> {
+    if !family.is_stage() {
+        let mark = if to == SourceStatus::Parked {
+            Mark::Parked
+        } else {
+            Mark::Discarded
+        };
+        return book_delivery(services, mark, item, actor).await;
+    }
     let Some(source_id) = source_of(item) else {
         return Ok(());
     };
@@ -145,6 +158,22 @@ async fn record_terminal(
         },
     )
     .await?;
+    Ok(())
+}
+
+/// Books a DLQ change of the `webhooks` family on its delivery (the item id is the
+/// delivery id; the trail is the delivery's, not a source's).
+async fn book_delivery(
+    services: &Services,
+    mark: Mark,
+    item: &DlqItem,
+    actor: Actor,
+) -> Result<(), DlqOpError> {
+    let Ok(id) = Uuid::parse_str(&item.id) else {
+        return Ok(());
+    };
+    let error = (mark != Mark::Redriven).then(|| item.error.clone());
+    webhooks::mark(&services.db, mark, &[id], &[error], actor).await?;
     Ok(())
 }
 

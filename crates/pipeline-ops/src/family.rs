@@ -21,11 +21,22 @@ pub enum Family {
     /// The records that answer a project's extraction schema, for pages of projects that
     /// have one.
     Facts,
+    /// Webhook deliveries: events sent to the endpoints projects registered. Not a stage
+    /// of a source's life: its messages are deliveries (`webhook_deliveries`), not sources.
+    Webhooks,
 }
 
 impl Family {
     /// Every family, in pipeline order.
-    pub const ALL: [Family; 3] = [Family::Scrape, Family::Extraction, Family::Facts];
+    pub const ALL: [Family; 4] = [
+        Family::Scrape,
+        Family::Extraction,
+        Family::Facts,
+        Family::Webhooks,
+    ];
+
+    /// The families that are stages of a source's life (their messages are sources).
+    pub const STAGES: [Family; 3] = [Family::Scrape, Family::Extraction, Family::Facts];
 
     /// The family's word.
     pub fn as_str(self) -> &'static str {
@@ -33,17 +44,24 @@ impl Family {
             Self::Scrape => "scrape",
             Self::Extraction => "extraction",
             Self::Facts => "facts",
+            Self::Webhooks => "webhooks",
         }
+    }
+
+    /// Whether the family's messages are sources (a stage of a source's life).
+    pub fn is_stage(self) -> bool {
+        self != Self::Webhooks
     }
 
     /// The status of a source waiting in this family's queue (`queued` for scrape, `scraped`
     /// for extraction, `facts_pending` for facts): what a redrive or a reconciliation puts
-    /// it back to.
-    pub fn waiting_status(self) -> SourceStatus {
+    /// it back to. `None` for webhooks, whose messages are not sources.
+    pub fn waiting_status(self) -> Option<SourceStatus> {
         match self {
-            Self::Scrape => SourceStatus::Queued,
-            Self::Extraction => SourceStatus::Scraped,
-            Self::Facts => SourceStatus::FactsPending,
+            Self::Scrape => Some(SourceStatus::Queued),
+            Self::Extraction => Some(SourceStatus::Scraped),
+            Self::Facts => Some(SourceStatus::FactsPending),
+            Self::Webhooks => None,
         }
     }
 
@@ -91,7 +109,7 @@ mod tests {
         let err = "scrap".parse::<Family>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown family `scrap` (expected one of: scrape, extraction, facts)"
+            "unknown family `scrap` (expected one of: scrape, extraction, facts, webhooks)"
         );
     }
 

@@ -19,6 +19,7 @@ pub mod schema;
 pub mod schemas;
 pub mod services;
 pub mod submit;
+pub mod webhooks;
 
 pub use family::{Family, UnknownFamily};
 pub use pipeline_store::Actor;

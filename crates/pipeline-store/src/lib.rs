@@ -27,6 +27,7 @@ pub mod search;
 pub mod sources;
 pub mod status;
 pub mod vector_index;
+pub mod webhooks;
 
 pub use migrate::{MIGRATOR, SchemaStatus, migrate, schema_status};
 pub use status::{JobStatus, SourceStatus};
@@ -66,6 +67,8 @@ pub enum Actor {
     ExtractionWorker,
     /// A facts worker (the schema stage).
     FactsWorker,
+    /// A webhook worker (deliveries to the endpoints projects registered).
+    WebhookWorker,
     /// The requeue daemon (automatic redrives, parks, reconciles, scheduled recrawls).
     RequeueDaemon,
 }
@@ -80,6 +83,7 @@ impl Actor {
             Actor::ScrapeWorker => "scrape-worker",
             Actor::ExtractionWorker => "extraction-worker",
             Actor::FactsWorker => "facts-worker",
+            Actor::WebhookWorker => "webhook-worker",
             Actor::RequeueDaemon => "requeue-daemon",
         }
     }
@@ -91,6 +95,7 @@ impl Actor {
             Actor::ScrapeWorker => Some("scrape"),
             Actor::ExtractionWorker => Some("extraction"),
             Actor::FactsWorker => Some("facts"),
+            Actor::WebhookWorker => Some("webhooks"),
             _ => None,
         }
     }

@@ -12,7 +12,9 @@ use pipeline_ops::Family;
 use pipeline_ops::dlq_ops::source_of;
 use pipeline_store::batch::{BatchOutcome, transition_many};
 use pipeline_store::sources::Transition;
+use pipeline_store::webhooks::{self, Mark};
 use pipeline_store::{Actor, SourceStatus};
+use uuid::Uuid;
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -44,6 +46,10 @@ pub async fn record_redriven(
     family: Family,
     redriven: &[(&DlqItem, bool)],
 ) -> Result<BatchOutcome, RequeueError> {
+    let Some(to) = family.waiting_status() else {
+        let items: Vec<&DlqItem> = redriven.iter().map(|(item, _)| *item).collect();
+        return book_deliveries(db, Mark::Redriven, &items).await;
+    };
     let details: Vec<_> = redriven
         .iter()
         .map(|(item, enqueued)| {
@@ -63,7 +69,7 @@ pub async fn record_redriven(
             Some(Transition {
                 source_id: source_of(item)?,
                 job_id: item.job_id,
-                to: family.waiting_status(),
+                to,
                 event: "redriven",
                 stage: family.as_str(),
                 actor: ACTOR,
@@ -82,6 +88,9 @@ pub async fn record_parked(
     family: Family,
     parked: &[&DlqItem],
 ) -> Result<BatchOutcome, RequeueError> {
+    if !family.is_stage() {
+        return book_deliveries(db, Mark::Parked, parked).await;
+    }
     let ts: Vec<Transition<'_>> = parked
         .iter()
         .filter_map(|item| {
@@ -105,6 +114,41 @@ pub async fn record_parked(
         })
         .collect();
     apply(db, &ts).await
+}
+
+/// Books redrives or parks of the `webhooks` family on their deliveries (item id =
+/// delivery id), in one transaction.
+async fn book_deliveries(
+    db: &PgPool,
+    mark: Mark,
+    items: &[&DlqItem],
+) -> Result<BatchOutcome, RequeueError> {
+    let (ids, errors): (Vec<Uuid>, Vec<Option<String>>) = items
+        .iter()
+        .filter_map(|item| {
+            let id = Uuid::parse_str(&item.id).ok()?;
+            Some((id, (mark != Mark::Redriven).then(|| item.error.clone())))
+        })
+        .unzip();
+    let mut attempt = 1;
+    loop {
+        match webhooks::mark(db, mark, &ids, &errors, ACTOR).await {
+            Ok(moved) => {
+                return Ok(BatchOutcome {
+                    changed: moved,
+                    events: moved,
+                    jobs: Vec::new(),
+                });
+            }
+            Err(err) if attempt < ATTEMPTS => {
+                tracing::warn!(error = %err, attempt, items = ids.len(),
+                    "webhook delivery bookkeeping failed; trying again");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
 }
 
 async fn apply(db: &PgPool, ts: &[Transition<'_>]) -> Result<BatchOutcome, RequeueError> {

@@ -138,7 +138,7 @@ impl Reconciler {
         // replica claimed) is not enqueued, and a crash in between only delays the source by
         // one threshold (its fresh updated_at makes it stuck again later).
         let claimed = claim_stuck(&self.services.db, "reconciled", ACTOR, &claims).await?;
-        for family in Family::ALL {
+        for family in Family::STAGES {
             let batch: Vec<(String, serde_json::Value)> = stuck
                 .iter()
                 .filter(|s| family_of(s) == family && claimed.contains(&s.id))
@@ -176,7 +176,7 @@ impl Reconciler {
     /// included.
     async fn held(&self, stuck: &[StuckSource]) -> Result<Vec<bool>, RequeueError> {
         let ids: Vec<String> = stuck.iter().map(|s| s.id.to_string()).collect();
-        let per_family = futures::future::try_join_all(Family::ALL.into_iter().map(|family| {
+        let per_family = futures::future::try_join_all(Family::STAGES.into_iter().map(|family| {
             let mut pipe = redis::pipe();
             for id in &ids {
                 pipe.cmd("EXISTS")

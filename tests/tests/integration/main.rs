@@ -61,3 +61,4 @@ mod scrape_process;
 mod scrape_worker;
 mod search_api;
 mod traceability_docs;
+mod webhooks_delivery;

@@ -5,17 +5,18 @@
 
 /// The processes that serve `/metrics`, by binary name (the `process` label of
 /// `pipeline_build_info`).
-pub const PROCESSES: [&str; 5] = [SCRAPE, EXTRACTION, FACTS, REQUEUE, API];
+pub const PROCESSES: [&str; 6] = [SCRAPE, EXTRACTION, FACTS, WEBHOOKS, REQUEUE, API];
 
 const SCRAPE: &str = "scrape-worker";
 const EXTRACTION: &str = "extraction-worker";
 const FACTS: &str = "facts-worker";
+const WEBHOOKS: &str = "webhook-worker";
 const REQUEUE: &str = "requeue-daemon";
 const API: &str = "pipeline-api";
-const WORKERS: &[&str] = &[SCRAPE, EXTRACTION, FACTS];
+const WORKERS: &[&str] = &[SCRAPE, EXTRACTION, FACTS, WEBHOOKS];
 
 /// The queue families, as their `family` label reads (`pipeline_ops::Family::ALL`).
-pub const FAMILIES: [&str; 3] = ["scrape", "extraction", "facts"];
+pub const FAMILIES: [&str; 4] = ["scrape", "extraction", "facts", "webhooks"];
 
 /// A series of the `metrics` recorder.
 #[derive(Debug)]
@@ -203,6 +204,30 @@ pub const COUNTERS: &[Metric] = &[
         help: "Model tokens spent by the schema stage, by kind (prompt, completion)",
         labels: &[("kind", Values::Fixed(&["prompt", "completion"]))],
         exported_by: &[FACTS],
+    },
+    Metric {
+        name: "pipeline_webhook_attempts_total",
+        help: "HTTP requests of webhook deliveries, by outcome (delivered, failed)",
+        labels: &[("outcome", Values::Fixed(&["delivered", "failed"]))],
+        exported_by: &[WEBHOOKS],
+    },
+    Metric {
+        name: "pipeline_webhook_attempt_seconds",
+        help: "Time of one webhook delivery request, answer included",
+        labels: &[],
+        exported_by: &[WEBHOOKS],
+    },
+    Metric {
+        name: "pipeline_webhook_relayed_total",
+        help: "Webhook deliveries put on the webhooks queue by the relay",
+        labels: &[],
+        exported_by: &[WEBHOOKS],
+    },
+    Metric {
+        name: "pipeline_webhook_reconciled_total",
+        help: "Pending webhook deliveries queued again because no queue or DLQ held them",
+        labels: &[],
+        exported_by: &[WEBHOOKS],
     },
     Metric {
         name: "pipeline_embedding_failures_total",
@@ -483,6 +508,7 @@ pub(super) fn own_families(process: &str) -> &'static [&'static str] {
         SCRAPE => &["scrape"],
         EXTRACTION => &["extraction"],
         FACTS => &["facts"],
+        WEBHOOKS => &["webhooks"],
         _ => &FAMILIES,
     }
 }
