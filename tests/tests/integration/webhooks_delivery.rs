@@ -191,7 +191,7 @@ impl Setup {
         Ok(())
     }
 
-    async fn scalar(&self, sql: &str) -> i64 {
+    async fn scalar(&self, sql: &'static str) -> i64 {
         sqlx::query_scalar::<_, i64>(sql)
             .fetch_one(&self.db.pool)
             .await
