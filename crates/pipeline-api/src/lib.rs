@@ -34,6 +34,7 @@ pub mod console;
 pub mod crawl;
 pub mod dlq;
 pub mod error;
+pub mod export;
 pub mod jobs;
 pub mod layers;
 pub mod model;
@@ -89,6 +90,7 @@ pub struct AppState {
         (name = "dlq", description = "Dead-letter queues"),
         (name = "jobs", description = "Submissions, jobs and source trails"),
         (name = "crawl", description = "Crawl jobs: start, progress, cancel, discovery paths"),
+        (name = "export", description = "Sources, chunks, entities and records streamed as JSON Lines or CSV, resumable by cursor"),
         (name = "queues", description = "Queue state, live daemons, pause and resume"),
         (name = "search", description = "Chunks that answer a query"),
         (name = "schemas", description = "Projects' extraction schemas, templates, records and their quoted values"),
@@ -146,6 +148,10 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(records::list))
         .routes(routes!(records::show))
         .routes(routes!(records::source_facts))
+        .routes(routes!(export::sources))
+        .routes(routes!(export::chunks))
+        .routes(routes!(export::entities))
+        .routes(routes!(export::records))
         .routes(routes!(queues::queues))
         .routes(routes!(queues::workers))
         .routes(routes!(queues::pause_family))

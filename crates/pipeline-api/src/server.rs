@@ -169,6 +169,32 @@ impl Drop for ActiveGuard {
     }
 }
 
+/// An answer's body that holds its request's [`ActiveGuard`] until it is sent or dropped.
+struct Guarded {
+    inner: axum::body::Body,
+    _guard: ActiveGuard,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The answer to a connection refused because every connection is busy. Written without
 /// waiting (the socket buffer of a new connection has room), so refusing costs no task.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
@@ -253,8 +279,14 @@ async fn serve_connection(
             req.extensions_mut().insert(ConnMark(conn.clone()));
             let app = app.clone();
             async move {
-                let _guard = guard;
-                tower::ServiceExt::oneshot(app, req.map(axum::body::Body::new)).await
+                let response =
+                    tower::ServiceExt::oneshot(app, req.map(axum::body::Body::new)).await?;
+                // The request is in progress until its body is sent: a streamed answer (an
+                // export) keeps its connection from being closed as idle.
+                Ok::<_, std::convert::Infallible>(response.map(|inner| Guarded {
+                    inner,
+                    _guard: guard,
+                }))
             }
         })
     };

@@ -18,6 +18,7 @@ pub mod crawl_status;
 pub mod crawls;
 pub mod documents;
 pub mod events;
+pub mod export;
 pub mod extractions;
 pub mod facts;
 pub mod jobs;

@@ -12,6 +12,7 @@
 
 mod crawl;
 mod dlq;
+mod export;
 mod jobs;
 mod output;
 mod queues;
@@ -121,6 +122,10 @@ enum Command {
     },
     /// The chunks that best answer a query: text, score, URL, title, section and job.
     Search(search::SearchArgs),
+    /// Stream sources, chunks (--vectors for their vectors), entities or records as JSON
+    /// Lines or CSV, filtered by project, job, time and status; resumable with --cursor.
+    /// Needs Postgres only.
+    Export(export::ExportArgs),
     /// Give every chunk a vector of the configured model, in the background (resumable).
     Reembed(reembed::ReembedArgs),
     /// Rebuild stored pages' Markdown and metadata from their stored bodies (no fetch), in
@@ -186,6 +191,10 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
     if let Command::Migrate = cli.command {
         return migrate(&settings, cli.json).await;
     }
+    if let Command::Export(args) = cli.command {
+        // Postgres only: an export works while Redis is down.
+        return export::run(&settings, args).await;
+    }
     if let Command::Templates { name } = &cli.command {
         // The shipped templates need neither Postgres nor Redis.
         return schemas::templates(name.as_deref(), cli.json);
@@ -206,6 +215,7 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
         Command::Jobs(cmd) => jobs::run(&services, cmd, cli.json).await,
         Command::Projects(args) => schemas::projects(&services, args, cli.json).await,
         Command::Templates { .. } => unreachable!("handled above"),
+        Command::Export(_) => unreachable!("handled above"),
         Command::Records(args) => records::run(&services, args, cli.json).await,
         Command::Trace { target } => trace::run(&services, &target, cli.json).await,
         Command::Reembed(args) => reembed::run(&services, args, cli.json).await,
