@@ -79,6 +79,9 @@ impl WebhookHandler {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(db: PgPool, opts: &SendOptions) -> anyhow::Result<Self> {
+        // Idempotent; a process that did not install it yet (a test, a tool) would panic at
+        // the first request.
+        pipeline_core::install_crypto_provider();
         let policy = Arc::new(AddressPolicy::new(&opts.allow_private_hosts));
         let client = reqwest::Client::builder()
             .user_agent(concat!("pipeline-webhooks/", env!("CARGO_PKG_VERSION")))

@@ -427,13 +427,30 @@ async fn refused_addresses_and_4xx_dead_letter_at_once_and_replay_resends() -> a
         .endpoint(format!("http://{addr}/gone/x"), &["job.completed"])
         .await?;
     *rx.secret.lock().unwrap() = secret;
-    // `localhost` resolves to loopback, which only 127.0.0.1 (by address) is allowed to be.
-    let (private, _) = s
-        .endpoint(
-            format!("http://localhost:{}/ok/never", addr.port()),
-            &["job.completed"],
-        )
-        .await?;
+    // Registration refuses a private address that is not allowed; an endpoint stored before
+    // the operator narrowed the allow list meets the same guard at every delivery. Its
+    // address is loopback too: a listener there would be reached if the guard let it.
+    let refused = ops::create(
+        &s.services,
+        s.project_id,
+        &EndpointInput {
+            url: format!("http://127.0.0.2:{}/ok/never", addr.port()),
+            events: vec!["job.completed".into()],
+            ..EndpointInput::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().contains("not a public address"), "{refused}");
+    let private: Uuid = sqlx::query_scalar(
+        "INSERT INTO webhook_endpoints (id, project_id, url, events, secret)
+         VALUES ($1, $2, $3, '{job.completed}', 'an-old-secret-value') RETURNING id",
+    )
+    .bind(Uuid::now_v7())
+    .bind(s.project_id)
+    .bind(format!("http://127.0.0.2:{}/ok/never", addr.port()))
+    .fetch_one(&s.db.pool)
+    .await?;
     let d_gone = webhooks::ping(&s.db.pool, gone).await?.unwrap();
     let d_private = webhooks::ping(&s.db.pool, private).await?.unwrap();
     let handler = s.handler();
