@@ -1013,10 +1013,8 @@ impl Exporter {
         }
         // One row past the limit tells whether more rows follow it.
         let n = match left {
-            Some(left) => self
-                .batch_rows
-                .min(left.saturating_add(1).min(i64::MAX as u64) as i64),
-            None => self.batch_rows,
+            Some(left) if left <= self.batch_rows as u64 => left as i64 + 1,
+            _ => self.batch_rows,
         };
         let f = &self.request.filter;
         let after = self.after.as_ref();

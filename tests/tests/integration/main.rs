@@ -36,6 +36,7 @@ mod crawl_sitemaps;
 mod demo_crawl;
 mod documents;
 mod event_partitions;
+mod export;
 mod extraction_embeddings;
 mod extraction_process;
 mod extraction_worker;
