@@ -45,6 +45,7 @@ pub mod schemas;
 pub mod search;
 pub mod server;
 pub mod sources;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,6 +95,7 @@ pub struct AppState {
         (name = "queues", description = "Queue state, live daemons, pause and resume"),
         (name = "search", description = "Chunks that answer a query"),
         (name = "schemas", description = "Projects' extraction schemas, templates, records and their quoted values"),
+        (name = "webhooks", description = "Signed webhooks: endpoints, deliveries, their trails, tests and replays"),
     )
 )]
 struct ApiDoc;
@@ -157,6 +159,12 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(queues::pause_family))
         .routes(routes!(queues::resume_family))
         .routes(routes!(search::search))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::show, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::delivery))
+        .routes(routes!(webhooks::replay))
         .split_for_parts();
     openapi_doc::complete(&mut doc);
     (router, doc)

@@ -107,13 +107,16 @@ pub fn parse_events(raw: &[String]) -> Result<Vec<String>, InvalidEndpoint> {
 }
 
 fn check_secret(secret: &str) -> Result<(), InvalidEndpoint> {
-    if !SECRET_LEN.contains(&secret.len()) {
+    // At least 16 characters as well as 16 bytes: the API documents the bound as a string
+    // length (characters), and a shorter secret must not pass because its characters are wide.
+    if !SECRET_LEN.contains(&secret.len()) || secret.chars().count() < *SECRET_LEN.start() {
         return Err(invalid(
             "secret",
             format!(
-                "must be {} to {} bytes long",
+                "must be {} to {} bytes long (at least {} characters)",
                 SECRET_LEN.start(),
-                SECRET_LEN.end()
+                SECRET_LEN.end(),
+                SECRET_LEN.start()
             ),
         ));
     }
