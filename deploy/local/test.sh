@@ -27,6 +27,9 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   apt_install chromium chromium-driver
 fi
 
+step "MCP client for the MCP server's tests (the Python mcp SDK, in .local/mcp-client)"
+deploy/local/mcp-client.sh >/dev/null
+
 step "sqlx offline data (.sqlx/) matches the queries and migrations/"
 deploy/local/sqlx-prepare.sh --check
 # Every build below reads .sqlx/, never the database DATABASE_URL points at (services.sh

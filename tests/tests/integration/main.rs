@@ -45,6 +45,7 @@ mod facts_stage;
 mod foundation;
 mod hostile_pages;
 mod job_progress;
+mod mcp;
 mod metrics_process;
 mod own_services_docs;
 mod pdf_documents;
