@@ -212,12 +212,6 @@ pub const COUNTERS: &[Metric] = &[
         exported_by: &[WEBHOOKS],
     },
     Metric {
-        name: "pipeline_webhook_attempt_seconds",
-        help: "Time of one webhook delivery request, answer included",
-        labels: &[],
-        exported_by: &[WEBHOOKS],
-    },
-    Metric {
         name: "pipeline_webhook_relayed_total",
         help: "Webhook deliveries put on the webhooks queue by the relay",
         labels: &[],
@@ -408,6 +402,12 @@ pub const GAUGES: &[Metric] = &[
 
 /// Histograms (`*_seconds` in seconds).
 pub const HISTOGRAMS: &[Metric] = &[
+    Metric {
+        name: "pipeline_webhook_attempt_seconds",
+        help: "Time of one webhook delivery request, answer included",
+        labels: &[],
+        exported_by: &[WEBHOOKS],
+    },
     Metric {
         name: "pipeline_message_duration_seconds",
         help: "Time from handler start to settled, by family",
