@@ -9,8 +9,9 @@ installs. It asserts nothing itself: the Rust test checks the output against Pos
         --url https://example.org/a --project mcp-stdio --http-project mcp-http
 
 Per transport: the tools listed, a `search`, a `submit` (under its own project), a
-`search` with an out-of-bounds limit, a `job_status` of the submitted job, and a read of
-the Markdown resource of the first search hit. Over HTTP also: a request without a key
+`search` with an out-of-bounds limit, a `job_status` and a `trace_url` (by URL and job) of
+the submitted job, a `job_status` of an unknown job, `dlq_stats`, and a read of the Markdown
+resource of the first search hit. Over HTTP also: a request without a key
 (its status) and a tool call with a wrong key (the API's refusal).
 """
 
@@ -49,9 +50,13 @@ async def exercise(client: Client, query: str, url: str, project: str) -> dict[s
     search = parsed(await client.call_tool("search", {"query": query, "limit": 5}))
     submit = parsed(await client.call_tool("submit", {"urls": [url, "not a url"], "project": project}))
     bad = parsed(await client.call_tool("search", {"query": query, "limit": 1000}))
-    status = None
+    status = trace = None
     if "json" in submit:
-        status = parsed(await client.call_tool("job_status", {"job_id": submit["json"]["job_id"]}))
+        job_id = submit["json"]["job_id"]
+        status = parsed(await client.call_tool("job_status", {"job_id": job_id}))
+        trace = parsed(await client.call_tool("trace_url", {"url": url, "job_id": job_id}))
+    unknown_job = parsed(await client.call_tool("job_status", {"job_id": "00000000-0000-0000-0000-000000000000"}))
+    dlq = parsed(await client.call_tool("dlq_stats", {}))
     markdown = None
     hits = search.get("json", {}).get("hits", [])
     if hits:
@@ -65,6 +70,9 @@ async def exercise(client: Client, query: str, url: str, project: str) -> dict[s
         "submit": submit,
         "bad_search": bad,
         "job_status": status,
+        "trace_url": trace,
+        "unknown_job": unknown_job,
+        "dlq_stats": dlq,
         "markdown": markdown,
     }
 

@@ -2,9 +2,10 @@
 //! (`tests/mcp/client.py`, in the environment `deploy/local/mcp-client.sh` installs), over
 //! stdio and streamable HTTP, in front of a real `pipeline-api` process over the test's own
 //! database and Redis prefix: the tools are listed, `search` finds an extracted page,
-//! `submit` creates a job that is then in Postgres, a bound is refused as a tool error, the
-//! page's Markdown is read as a resource, and HTTP refuses a request without a key (401)
-//! while a wrong key comes back as the API's refusal.
+//! `submit` creates a job that is then in Postgres, `job_status` and `trace_url` follow it,
+//! a bound and the API's 404 come back as tool errors, the page's Markdown is read as a
+//! resource, and HTTP refuses a request without a key (401) while a wrong key comes back as
+//! the API's refusal.
 //!
 //! Without the client environment the test prints that it skipped, unless `CI=true`, where
 //! it fails (deploy/local/test.sh installs the environment first).
@@ -223,6 +224,30 @@ async fn python_sdk_client_over_stdio_and_http() -> anyhow::Result<()> {
         assert_eq!(status["json"]["status"], "queued", "{status}");
         assert_eq!(status["json"]["counts"]["total"], 1, "{status}");
         assert_eq!(status["json"]["sources"][0]["url"], submitted, "{status}");
+
+        // trace_url by URL within the job: the source and its trail, from the submission.
+        let trace = &t["trace_url"];
+        assert_eq!(trace["is_error"], false, "{trace}");
+        assert_eq!(trace["json"]["source"]["url"], submitted, "{trace}");
+        assert_eq!(trace["json"]["events"][0]["kind"], "enqueued", "{trace}");
+        assert_eq!(
+            trace["json"]["events"][0]["job_id"],
+            job_id.to_string(),
+            "{trace}"
+        );
+
+        // The API's 404 comes back as a tool error with its message.
+        let unknown = &t["unknown_job"];
+        assert_eq!(unknown["is_error"], true, "{unknown}");
+        let text = unknown["text"].as_str().unwrap_or("");
+        assert!(
+            text.contains("404") && text.contains("not found"),
+            "{unknown}"
+        );
+
+        let dlq = &t["dlq_stats"];
+        assert_eq!(dlq["is_error"], false, "{dlq}");
+        assert_eq!(dlq["json"]["scrape"], 0, "{dlq}");
 
         // The page's Markdown, as a resource.
         let md = &t["markdown"];
