@@ -84,7 +84,7 @@ async fn run(
     url.set_password(Some("change-me"))
         .expect("a postgres URL has a password");
     url.set_path(&format!("/{db}"));
-    let ports = [free_port(), free_port(), free_port(), free_port()];
+    let ports = [free_port(), free_port(), free_port(), free_port(), free_port()];
     let api_port = free_port();
     let mut script = blocks[2..]
         .iter()
@@ -99,10 +99,10 @@ async fn run(
     script = subst(&script, "redis://redis.example.com:6379/0", &redis_url());
     script = subst(
         &script,
-        "for port in 9101 9102 9103 9104;",
+        "for port in 9101 9102 9103 9104 9105;",
         &format!(
-            "for port in {} {} {} {};",
-            ports[0], ports[1], ports[2], ports[3]
+            "for port in {} {} {} {} {};",
+            ports[0], ports[1], ports[2], ports[3], ports[4]
         ),
     );
     script = subst(
@@ -141,6 +141,7 @@ async fn run(
             ports[2].to_string(),
         )
         .env("PIPELINE__PROBES__FACTS_WORKER_PORT", ports[3].to_string())
+        .env("PIPELINE__PROBES__WEBHOOK_WORKER_PORT", ports[4].to_string())
         .env("PIPELINE__API__BIND", format!("127.0.0.1:{api_port}"))
         // The section installs nothing; the model is the embedder's own tests' concern.
         .env("PIPELINE__EMBEDDING__BACKEND", "hashing")
@@ -161,6 +162,7 @@ async fn run(
         "scrape-worker",
         "extraction-worker",
         "facts-worker",
+        "webhook-worker",
         "requeue-daemon",
         "pipeline-api",
     ]
@@ -177,7 +179,7 @@ async fn run(
     );
     stopped?;
 
-    // Step 3 migrated; step 5 saw four ready daemons, the API and the CLI.
+    // Step 3 migrated; step 5 saw five ready daemons, the API and the CLI.
     let known = pipeline_store::MIGRATOR.iter().count();
     assert!(
         stdout.contains(&format!("applied {known} migration(s)")),
@@ -187,7 +189,7 @@ async fn run(
         stdout
             .matches(r#"{"postgres":"ok","redis":"ok","schema":"ok"}"#)
             .count(),
-        4,
+        5,
         "{stdout}"
     );
     // The API's DLQ stats (JSON) and the CLI's (a table with a row per family).
