@@ -23,6 +23,7 @@ mod schemas;
 mod search;
 mod sources;
 mod trace;
+mod webhooks;
 
 use crate::output::outln;
 use std::process::ExitCode;
@@ -138,6 +139,10 @@ enum Command {
     Queues,
     /// Every live daemon (from the heartbeats they write every 5 s with a 15 s TTL).
     Workers,
+    /// Webhooks: a project's endpoints (add prints the signing secret once), their
+    /// deliveries, one delivery's payload and trail, test deliveries and replays.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Pauses a family: its workers stop reserving; work in flight finishes.
     Pause {
         /// `scrape`, `extraction` or `facts`.
@@ -223,6 +228,7 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
         Command::Sources(cmd) => sources::run(&services, cmd, cli.json).await,
         Command::Search(args) => search::run(&services, args, cli.json).await,
         Command::Dlq(cmd) => dlq::run(&services, cmd, cli.json).await,
+        Command::Webhooks(cmd) => webhooks::run(&services, cmd, cli.json).await,
         Command::Queues => queues::show(&services, cli.json).await,
         Command::Workers => queues::workers(&services, cli.json).await,
         Command::Pause { family } => queues::set_paused(&services, family, true, cli.json).await,

@@ -22,6 +22,7 @@ mod bounded_exit;
 mod cli_commands;
 mod cli_operator;
 mod cli_schemas;
+mod cli_webhooks;
 mod cluster;
 mod console_browser;
 mod console_http;
