@@ -30,6 +30,7 @@ mod console_pages;
 mod console_records;
 mod console_signin;
 mod console_tools;
+mod console_webhooks;
 mod crawl_api;
 mod crawl_process;
 mod crawl_site;

@@ -117,6 +117,8 @@ pub enum Nav {
     Search,
     /// New scrape and crawl jobs.
     Submit,
+    /// Webhook endpoints and deliveries.
+    Webhooks,
 }
 
 /// Options of one page.
@@ -139,6 +141,7 @@ pub fn layout(page: Page<'_>, session: &Session, body: &str) -> Response {
         (Nav::Jobs, "/ui/jobs", "Jobs"),
         (Nav::Search, "/ui/search", "Search"),
         (Nav::Submit, "/ui/submit", "New job"),
+        (Nav::Webhooks, "/ui/webhooks", "Webhooks"),
     ] {
         let current = if item == page.nav {
             " aria-current=\"page\""

@@ -6,7 +6,8 @@
 //! (live daemons from their heartbeats), the DLQ browser (filters, paging, retry and
 //! discard of one item, a selection or everything matching), jobs (progress), a job (its
 //! counts, project schema and sources by status) and a source (its event trail, extraction
-//! and the records the schema stage read on it).
+//! and the records the schema stage read on it), and webhooks (a project's endpoints, their
+//! deliveries and each delivery's trail, with test, replay and a form to add one).
 //!
 //! Sign-in turns the API key into a session ([`session`]); every page needs one and every
 //! change needs the session's CSRF token. The JSON API is untouched: it keeps `X-API-Key`.
@@ -26,6 +27,7 @@ mod search;
 pub mod session;
 mod sources;
 mod submit;
+mod webhooks;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -115,6 +117,12 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/crawl", post(submit::start_crawl))
         .route("/ui/sources/{id}", get(sources::source))
         .route("/ui/sources/{id}/retry", post(sources::retry_source))
+        .route("/ui/webhooks", get(webhooks::list).post(webhooks::add))
+        .route("/ui/webhooks/{id}", get(webhooks::endpoint))
+        .route("/ui/webhooks/{id}/test", post(webhooks::test))
+        .route("/ui/webhooks/{id}/enabled", post(webhooks::set_enabled))
+        .route("/ui/webhook-deliveries/{id}", get(webhooks::delivery))
+        .route("/ui/webhook-deliveries/{id}/replay", post(webhooks::replay))
         .route(
             "/ui/assets/console.css",
             get(|| async { asset(CSS, "text/css; charset=utf-8") }),
