@@ -58,7 +58,10 @@ async fn main() -> anyhow::Result<()> {
     let (hanging, _) = receiver(true).await;
     println!("extraction of {pages} pages (hashing embedder):");
     let (plain, _) = extract(pages, None).await?;
-    println!("  no endpoint:                      {:.1} pages/s", pages as f64 / plain);
+    println!(
+        "  no endpoint:                      {:.1} pages/s",
+        pages as f64 / plain
+    );
     let (hooked, written) = extract(pages, Some(&format!("http://{hanging}/hook"))).await?;
     println!(
         "  page.extracted to a hanging receiver: {:.1} pages/s ({:.0}% of the above); \
@@ -114,7 +117,12 @@ async fn project(db: &TestDb) -> anyhow::Result<Uuid> {
     )
 }
 
-async fn endpoint(services: &Services, project: Uuid, url: &str, event: &str) -> anyhow::Result<Uuid> {
+async fn endpoint(
+    services: &Services,
+    project: Uuid,
+    url: &str,
+    event: &str,
+) -> anyhow::Result<Uuid> {
     Ok(ops::create(
         services,
         project,
@@ -157,7 +165,12 @@ async fn deliver(n: usize, concurrency: usize, url: &str) -> anyhow::Result<f64>
         let cancel = cancel.clone();
         tokio::spawn(async move { webhook_worker::run(&services, cancel).await })
     };
-    wait_for(&db, "SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'", n).await?;
+    wait_for(
+        &db,
+        "SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'",
+        n,
+    )
+    .await?;
     let secs = started.elapsed().as_secs_f64();
     cancel.cancel();
     worker.await??;
@@ -228,7 +241,12 @@ async fn extract(pages: usize, hook_url: Option<&str>) -> anyhow::Result<(f64, i
         let cancel = cancel.clone();
         tokio::spawn(async move { extraction_worker::run(&services, batcher, cancel).await })
     };
-    wait_for(&db, "SELECT count(*) FROM sources WHERE status = 'extracted'", pages).await?;
+    wait_for(
+        &db,
+        "SELECT count(*) FROM sources WHERE status = 'extracted'",
+        pages,
+    )
+    .await?;
     let secs = started.elapsed().as_secs_f64();
     cancel.cancel();
     worker.await?;
@@ -241,7 +259,10 @@ async fn extract(pages: usize, hook_url: Option<&str>) -> anyhow::Result<(f64, i
     .fetch_one(&db.pool)
     .await?;
     if hook_url.is_some() {
-        anyhow::ensure!(written as usize == pages, "{written} deliveries for {pages} pages");
+        anyhow::ensure!(
+            written as usize == pages,
+            "{written} deliveries for {pages} pages"
+        );
     }
     Ok((secs, written))
 }

@@ -41,4 +41,3 @@ pub fn is_public(ip: IpAddr) -> bool {
         }
     }
 }
-

@@ -623,7 +623,10 @@ impl Settings {
             ("facts.concurrency", self.facts.concurrency as u64),
             ("webhooks.concurrency", self.webhooks.concurrency as u64),
             ("webhooks.timeout_ms", self.webhooks.timeout_ms),
-            ("webhooks.relay_interval_ms", self.webhooks.relay_interval_ms),
+            (
+                "webhooks.relay_interval_ms",
+                self.webhooks.relay_interval_ms,
+            ),
             (
                 "webhooks.reconcile_after_secs",
                 self.webhooks.reconcile_after_secs,

@@ -5,9 +5,7 @@
 use std::net::IpAddr;
 
 use pipeline_store::Actor;
-use pipeline_store::webhooks::{
-    self, EVENT_TYPES, Endpoint, EndpointPatch, NewEndpoint,
-};
+use pipeline_store::webhooks::{self, EVENT_TYPES, Endpoint, EndpointPatch, NewEndpoint};
 use url::{Host, Url};
 use uuid::Uuid;
 
@@ -96,7 +94,10 @@ pub fn parse_events(raw: &[String]) -> Result<Vec<String>, InvalidEndpoint> {
     if let Some(bad) = raw.iter().find(|e| !EVENT_TYPES.contains(&e.as_str())) {
         return Err(invalid(
             "events",
-            format!("unknown event `{bad}` (expected: {})", EVENT_TYPES.join(", ")),
+            format!(
+                "unknown event `{bad}` (expected: {})",
+                EVENT_TYPES.join(", ")
+            ),
         ));
     }
     Ok(EVENT_TYPES
@@ -342,10 +343,19 @@ mod tests {
 
     #[test]
     fn events_are_known_and_deduplicated_in_catalogue_order() {
-        let e = parse_events(&["item.parked".into(), "job.completed".into(), "item.parked".into()])
-            .unwrap();
+        let e = parse_events(&[
+            "item.parked".into(),
+            "job.completed".into(),
+            "item.parked".into(),
+        ])
+        .unwrap();
         assert_eq!(e, ["job.completed", "item.parked"]);
-        assert!(parse_events(&[]).unwrap_err().reason.contains("at least one"));
+        assert!(
+            parse_events(&[])
+                .unwrap_err()
+                .reason
+                .contains("at least one")
+        );
         let bad = parse_events(&["job.done".into()]).unwrap_err();
         assert!(bad.reason.contains("unknown event `job.done`"), "{bad}");
     }

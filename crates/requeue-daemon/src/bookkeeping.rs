@@ -14,9 +14,9 @@ use pipeline_store::batch::{BatchOutcome, transition_many};
 use pipeline_store::sources::Transition;
 use pipeline_store::webhooks::{self, Mark};
 use pipeline_store::{Actor, SourceStatus};
-use uuid::Uuid;
 use serde_json::json;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::error::RequeueError;
 

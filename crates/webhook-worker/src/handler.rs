@@ -164,10 +164,9 @@ impl WebhookHandler {
     /// One signed POST: the 2xx status it was answered with, or why it did not count as
     /// delivered.
     async fn send(&self, work: &webhooks::DeliveryWork) -> Result<u16, SendFailure> {
-        let url = Url::parse(&work.url).map_err(|e| SendFailure::permanent(None, format!(
-            "invalid endpoint URL {:?}: {e}",
-            work.url
-        )))?;
+        let url = Url::parse(&work.url).map_err(|e| {
+            SendFailure::permanent(None, format!("invalid endpoint URL {:?}: {e}", work.url))
+        })?;
         self.policy
             .check_url(&url)
             .map_err(|e| SendFailure::permanent(None, e.to_string()))?;
@@ -182,7 +181,10 @@ impl WebhookHandler {
             .header(sign::DELIVERY_HEADER, work.id.to_string())
             .header(sign::EVENT_HEADER, &work.event)
             .header(sign::TIMESTAMP_HEADER, now.to_string())
-            .header(sign::SIGNATURE_HEADER, sign::signature(&work.secret, now, &body))
+            .header(
+                sign::SIGNATURE_HEADER,
+                sign::signature(&work.secret, now, &body),
+            )
             .body(body)
             .send()
             .await
@@ -212,7 +214,9 @@ impl WebhookHandler {
                 .unwrap_or("?");
             return Err(SendFailure::permanent(
                 code,
-                format!("HTTP {status} to {to}: redirects are not followed (register the final URL)"),
+                format!(
+                    "HTTP {status} to {to}: redirects are not followed (register the final URL)"
+                ),
             ));
         }
         if status == StatusCode::REQUEST_TIMEOUT
@@ -385,9 +389,8 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
         h.insert(RETRY_AFTER, HeaderValue::from_static("999999"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3600)));
-        let later = httpdate::fmt_http_date(
-            std::time::SystemTime::now() + Duration::from_secs(120),
-        );
+        let later =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
         h.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
         let wait = retry_after(&h).unwrap();
         assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));

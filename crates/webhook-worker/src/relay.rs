@@ -137,8 +137,8 @@ impl Relay {
     /// at once again after a full batch; reconciles every quarter of
     /// `reconcile_after_secs` (between 1 and 60 s).
     pub async fn run(&self, cancel: CancellationToken) {
-        let reconcile_every = (self.reconcile_after / 4)
-            .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let reconcile_every =
+            (self.reconcile_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
         let mut next_reconcile = tokio::time::Instant::now() + reconcile_every;
         let mut listener: Option<PgListener> = None;
         while !cancel.is_cancelled() {
@@ -148,7 +148,10 @@ impl Relay {
             let full = match self.relay_once().await {
                 Ok(n) => n as i64 >= BATCH,
                 Err(err) => {
-                    tracing::error!(error = format!("{err:#}"), "webhook relay failed; trying again");
+                    tracing::error!(
+                        error = format!("{err:#}"),
+                        "webhook relay failed; trying again"
+                    );
                     false
                 }
             };

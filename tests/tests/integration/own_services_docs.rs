@@ -84,7 +84,13 @@ async fn run(
     url.set_password(Some("change-me"))
         .expect("a postgres URL has a password");
     url.set_path(&format!("/{db}"));
-    let ports = [free_port(), free_port(), free_port(), free_port(), free_port()];
+    let ports = [
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    ];
     let api_port = free_port();
     let mut script = blocks[2..]
         .iter()
@@ -141,7 +147,10 @@ async fn run(
             ports[2].to_string(),
         )
         .env("PIPELINE__PROBES__FACTS_WORKER_PORT", ports[3].to_string())
-        .env("PIPELINE__PROBES__WEBHOOK_WORKER_PORT", ports[4].to_string())
+        .env(
+            "PIPELINE__PROBES__WEBHOOK_WORKER_PORT",
+            ports[4].to_string(),
+        )
         .env("PIPELINE__API__BIND", format!("127.0.0.1:{api_port}"))
         // The section installs nothing; the model is the embedder's own tests' concern.
         .env("PIPELINE__EMBEDDING__BACKEND", "hashing")

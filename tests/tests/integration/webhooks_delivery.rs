@@ -259,7 +259,12 @@ async fn events_are_written_with_their_change_and_delivered_signed_once() -> any
     let (_, secret) = s
         .endpoint(
             format!("http://{addr}/ok/a"),
-            &["job.completed", "job.failed", "page.extracted", "item.dead_lettered"],
+            &[
+                "job.completed",
+                "job.failed",
+                "page.extracted",
+                "item.dead_lettered",
+            ],
         )
         .await?;
     *rx.secret.lock().unwrap() = secret;
@@ -268,7 +273,10 @@ async fn events_are_written_with_their_change_and_delivered_signed_once() -> any
         .await?;
 
     let ok_job = s
-        .job_ending(&["https://a.example/1", "https://a.example/2"], SourceStatus::Extracted)
+        .job_ending(
+            &["https://a.example/1", "https://a.example/2"],
+            SourceStatus::Extracted,
+        )
         .await?;
     let failed_job = s
         .job_ending(&["https://a.example/3"], SourceStatus::DeadLettered)
@@ -287,10 +295,21 @@ async fn events_are_written_with_their_change_and_delivered_signed_once() -> any
     let seen = rx.seen.lock().unwrap();
     let got = &seen.requests["/ok/a"];
     assert_eq!(got.len(), 5, "each delivery sent once");
-    assert!(got.iter().all(|(_, valid, _)| *valid), "every signature verifies");
+    assert!(
+        got.iter().all(|(_, valid, _)| *valid),
+        "every signature verifies"
+    );
     assert!(!seen.requests.contains_key("/ok/b"));
-    let types: Vec<&str> = got.iter().map(|(_, _, b)| b["type"].as_str().unwrap()).collect();
-    for t in ["job.completed", "job.failed", "page.extracted", "item.dead_lettered"] {
+    let types: Vec<&str> = got
+        .iter()
+        .map(|(_, _, b)| b["type"].as_str().unwrap())
+        .collect();
+    for t in [
+        "job.completed",
+        "job.failed",
+        "page.extracted",
+        "item.dead_lettered",
+    ] {
         assert!(types.contains(&t), "{t} in {types:?}");
     }
     let completed = got
@@ -299,8 +318,15 @@ async fn events_are_written_with_their_change_and_delivered_signed_once() -> any
         .unwrap();
     assert_eq!(completed.2["data"]["job_id"], json!(ok_job));
     assert_eq!(completed.2["data"]["progress"]["extracted"], json!(2));
-    assert_eq!(completed.0, completed.2["id"].as_str().unwrap(), "the idempotency id is the payload's id");
-    let failed = got.iter().find(|(_, _, b)| b["type"] == "job.failed").unwrap();
+    assert_eq!(
+        completed.0,
+        completed.2["id"].as_str().unwrap(),
+        "the idempotency id is the payload's id"
+    );
+    let failed = got
+        .iter()
+        .find(|(_, _, b)| b["type"] == "job.failed")
+        .unwrap();
     assert_eq!(failed.2["data"]["job_id"], json!(failed_job));
     let dead = got
         .iter()
@@ -330,7 +356,9 @@ async fn a_receiver_failing_twice_gets_one_delivery_after_three_attempts() -> an
         .unwrap()
         .failures_left
         .insert("/flaky/x".into(), 2);
-    let delivery = webhooks::ping(&s.db.pool, endpoint).await?.expect("the endpoint exists");
+    let delivery = webhooks::ping(&s.db.pool, endpoint)
+        .await?
+        .expect("the endpoint exists");
     let handler = s.handler();
     s.drive(&handler, async |s| {
         s.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
@@ -340,7 +368,10 @@ async fn a_receiver_failing_twice_gets_one_delivery_after_three_attempts() -> an
     .await?;
     let got = rx.seen.lock().unwrap().requests["/flaky/x"].clone();
     assert_eq!(got.len(), 3, "two 500s, then the 200");
-    assert!(got.iter().all(|(id, valid, _)| *valid && *id == delivery.to_string()));
+    assert!(
+        got.iter()
+            .all(|(id, valid, _)| *valid && *id == delivery.to_string())
+    );
     assert_eq!(
         s.trail(delivery).await,
         vec![
@@ -352,7 +383,11 @@ async fn a_receiver_failing_twice_gets_one_delivery_after_three_attempts() -> an
     );
     let d = webhooks::get_delivery(&s.db.pool, delivery).await?.unwrap();
     assert_eq!(d.delivery.attempts, 3);
-    assert!(d.events.iter().all(|e| e.kind != "attempt" || e.latency_ms.is_some()));
+    assert!(
+        d.events
+            .iter()
+            .all(|e| e.kind != "attempt" || e.latency_ms.is_some())
+    );
     Ok(())
 }
 
@@ -383,7 +418,10 @@ async fn a_receiver_that_never_answers_is_bounded_dead_lettered_and_redriven() -
         .filter(|(k, _, _)| k == "attempt")
         .collect();
     assert_eq!(attempts.len(), 3);
-    assert!(attempts.iter().all(|(_, _, status)| status.is_none()), "no answer, no status");
+    assert!(
+        attempts.iter().all(|(_, _, status)| status.is_none()),
+        "no answer, no status"
+    );
     let dlq = s.services.dlq(Family::Webhooks);
     assert!(
         dlq.get(&delivery.to_string()).await?.is_some(),
@@ -414,7 +452,15 @@ async fn a_receiver_that_never_answers_is_bounded_dead_lettered_and_redriven() -
     let kinds: Vec<String> = s.trail(delivery).await.into_iter().map(|t| t.0).collect();
     assert_eq!(
         kinds,
-        ["attempt", "attempt", "attempt", "dead_lettered", "redriven", "attempt", "delivered"]
+        [
+            "attempt",
+            "attempt",
+            "attempt",
+            "dead_lettered",
+            "redriven",
+            "attempt",
+            "delivered"
+        ]
     );
     Ok(())
 }
@@ -441,7 +487,10 @@ async fn refused_addresses_and_4xx_dead_letter_at_once_and_replay_resends() -> a
     )
     .await
     .unwrap_err();
-    assert!(refused.to_string().contains("not a public address"), "{refused}");
+    assert!(
+        refused.to_string().contains("not a public address"),
+        "{refused}"
+    );
     let private: Uuid = sqlx::query_scalar(
         "INSERT INTO webhook_endpoints (id, project_id, url, events, secret)
          VALUES ($1, $2, $3, '{job.completed}', 'an-old-secret-value') RETURNING id",
@@ -464,9 +513,15 @@ async fn refused_addresses_and_4xx_dead_letter_at_once_and_replay_resends() -> a
     assert_eq!(g.delivery.attempts, 1, "a 410 is not retried");
     assert_eq!(g.delivery.last_status, Some(410));
     assert!(g.delivery.last_error.unwrap().contains("no such hook"));
-    let p = webhooks::get_delivery(&s.db.pool, d_private).await?.unwrap();
+    let p = webhooks::get_delivery(&s.db.pool, d_private)
+        .await?
+        .unwrap();
     assert!(
-        p.delivery.last_error.as_deref().unwrap().contains("not a public address"),
+        p.delivery
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("not a public address"),
         "{:?}",
         p.delivery.last_error
     );
@@ -476,7 +531,9 @@ async fn refused_addresses_and_4xx_dead_letter_at_once_and_replay_resends() -> a
     );
 
     // Replay of a delivered one resends it with the same id.
-    let (ok, secret) = s.endpoint(format!("http://{addr}/ok/r"), &["job.completed"]).await?;
+    let (ok, secret) = s
+        .endpoint(format!("http://{addr}/ok/r"), &["job.completed"])
+        .await?;
     *rx.secret.lock().unwrap() = secret;
     let d_ok = webhooks::ping(&s.db.pool, ok).await?.unwrap();
     s.drive(&handler, async |s| {
@@ -485,13 +542,22 @@ async fn refused_addresses_and_4xx_dead_letter_at_once_and_replay_resends() -> a
             == 1
     })
     .await?;
-    assert_eq!(ops::replay(&s.services, d_ok, Actor::Cli).await?, ops::Replay::Replayed);
+    assert_eq!(
+        ops::replay(&s.services, d_ok, Actor::Cli).await?,
+        ops::Replay::Replayed
+    );
     assert_eq!(
         ops::replay(&s.services, d_ok, Actor::Cli).await?,
         ops::Replay::AlreadyPending
     );
     s.drive(&handler, async |_| {
-        rx.seen.lock().unwrap().requests.get("/ok/r").map_or(0, Vec::len) == 2
+        rx.seen
+            .lock()
+            .unwrap()
+            .requests
+            .get("/ok/r")
+            .map_or(0, Vec::len)
+            == 2
     })
     .await?;
     let got = rx.seen.lock().unwrap().requests["/ok/r"].clone();
@@ -616,7 +682,10 @@ async fn a_killed_worker_loses_no_event() -> anyhow::Result<()> {
         })
         .collect();
     for id in &ids {
-        assert!(got.contains(&id.to_string()), "delivery {id} never reached the receiver");
+        assert!(
+            got.contains(&id.to_string()),
+            "delivery {id} never reached the receiver"
+        );
     }
     Ok(())
 }
