@@ -723,3 +723,96 @@ async fn the_webhook_routes_are_documented() -> anyhow::Result<()> {
     assert_eq!(create["additionalProperties"], false, "{create}");
     Ok(())
 }
+
+/// The verifiers docs/webhooks.md gives receivers (Python, and Node.js where `node` is
+/// installed), run as written: they accept the worker's signatures and refuse a changed
+/// body, another secret, an old timestamp and a missing header.
+#[tokio::test]
+async fn the_documented_verifiers_accept_the_workers_signatures() -> anyhow::Result<()> {
+    use integration_tests::docs::section_blocks;
+    use webhook_worker::sign;
+
+    let blocks = section_blocks(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/webhooks.md"),
+        "### Verifying the signature",
+    );
+    let code_of = |lang: &str, until: &str| -> String {
+        let (_, body) = blocks
+            .iter()
+            .find(|(l, _)| l == lang)
+            .unwrap_or_else(|| panic!("no {lang} block"));
+        body.split(until).next().unwrap_or_default().to_owned()
+    };
+    let secret = "whsec_0123456789abcdef0123456789abcdef";
+    let body = br#"{"id":"d1","type":"ping","data":{"endpoint_id":"e1"}}"#;
+    let now = chrono::Utc::now().timestamp();
+    let good = sign::signature(secret, now, body);
+    let old = sign::signature(secret, now - 600, body);
+    let (_, mac) = good.split_once(",v1=").expect("t=..,v1=..");
+    let two = format!("t={now},v1={},v1={mac}", "0".repeat(64));
+    // (header, body, secret, expected): the same cases for every language.
+    let cases: Vec<(String, Vec<u8>, &str, bool)> = vec![
+        (good.clone(), body.to_vec(), secret, true),
+        (two, body.to_vec(), secret, true),
+        (good.clone(), [&body[..], b" "].concat(), secret, false),
+        (good.clone(), body.to_vec(), "whsec_another", false),
+        (old, body.to_vec(), secret, false),
+        (String::new(), body.to_vec(), secret, false),
+    ];
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+
+    let python = code_of("python", "# Flask");
+    let mut driver = python.clone();
+    for (header, b, s, _) in &cases {
+        driver.push_str(&format!(
+            "print(verify({s:?}, {header:?}, bytes.fromhex({:?})))\n",
+            hex(b)
+        ));
+    }
+    let out = std::process::Command::new("python3")
+        .args(["-c", &driver])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<bool> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| l == "True")
+        .collect();
+    let want: Vec<bool> = cases.iter().map(|c| c.3).collect();
+    assert_eq!(got, want, "python");
+
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("node is not installed: the Node.js verifier is not run");
+        return Ok(());
+    }
+    let js = code_of("js", "const app = express();")
+        .replace("const express = require(\"express\");", "");
+    let mut driver = js;
+    for (header, b, s, _) in &cases {
+        driver.push_str(&format!(
+            "console.log(verify({s:?}, {header:?}, Buffer.from({:?}, \"hex\")));\n",
+            hex(b)
+        ));
+    }
+    let out = std::process::Command::new("node")
+        .args(["-e", &driver])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<bool> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| l == "true")
+        .collect();
+    assert_eq!(got, want, "node");
+    Ok(())
+}
