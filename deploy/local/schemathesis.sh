@@ -57,6 +57,9 @@ trap cleanup EXIT
 bin="${CARGO_TARGET_DIR:-target}/debug"
 psql "$DATABASE_ADMIN_URL" -qc "CREATE DATABASE \"$db\"" >/dev/null
 DATABASE_URL="$db_url" "$bin/pipelinectl" migrate >/dev/null
+# The project the webhook routes' generated requests name (schemathesis.toml), so their
+# answers to valid requests (201, 200, 202, 204) are checked, not only the 404s.
+psql "$db_url" -qc "INSERT INTO projects (id, name) VALUES (gen_random_uuid(), 'schemathesis-webhooks')" >/dev/null
 
 # Keep-alive timers longer than the run: between two requests on one pooled connection the
 # generator can think for seconds, and a connection the server closes just as the client

@@ -64,6 +64,11 @@ pub enum EventType {
 /// `POST /api/v1/projects/{project}/webhooks` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "url": "https://hooks.example.com/pipeline",
+    "events": ["job.completed", "item.dead_lettered"],
+    "description": "ops channel"
+}))]
 pub struct CreateWebhookRequest {
     /// Where deliveries are POSTed: `http` or `https`, no credentials, at most 2,048 bytes;
     /// a host written as an address must be public (loopback, private and link-local
@@ -90,6 +95,7 @@ pub struct CreateWebhookRequest {
 /// is kept.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"events": ["job.failed"], "enabled": false}))]
 pub struct UpdateWebhookRequest {
     /// A new URL (the same rules as at creation).
     #[schema(min_length = 1, max_length = 2048)]
