@@ -288,7 +288,7 @@ fn hex(s: &str) -> String {
 /// Text back from [`hex`]; `None` for odd lengths, non-hex digits, text that is not UTF-8
 /// or holds NUL (which no stored key can).
 fn unhex(s: &str) -> Option<String> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let bytes: Vec<u8> = (0..s.len())
@@ -773,22 +773,18 @@ async fn fetch_chunks(
     after: Option<&Position>,
     n: i64,
 ) -> Result<Vec<ChunkRow>> {
+    // The batch's chunks first (materialized, so the planner cannot fold the joins into
+    // it), then their page and vector by key: a join planned over the whole table (a hash
+    // of every vector, rebuilt for each batch) would make each batch cost the table's size.
     let mut q = QueryBuilder::new(
-        "SELECT x.id, x.source_id, x.project_id, s.uri AS url, x.chunk_index, \
-                (x.data ->> 'page')::int AS page, x.heading_trail, \
-                coalesce(x.data ->> 'text', '') AS text, x.created_by_job_id AS job_id, \
-                x.created_at, ",
-    );
-    if vectors {
-        q.push("v.model, v.dims, v.embedding AS vector FROM extractions x");
-        q.push(" LEFT JOIN extraction_embeddings v ON v.extraction_id = x.id");
-    } else {
-        q.push(
-            "NULL::text AS model, NULL::int AS dims, NULL::real[] AS vector \
+        "WITH page AS MATERIALIZED ( \
+             SELECT x.id, x.source_id, x.project_id, x.chunk_index, x.data, x.heading_trail, \
+                    x.created_by_job_id, x.created_at \
                FROM extractions x",
-        );
+    );
+    if f.status.is_some() {
+        q.push(" JOIN sources s ON s.id = x.source_id");
     }
-    q.push(" JOIN sources s ON s.id = x.source_id");
     job_join(&mut q, "x.source_id", f);
     // A literal, so the planner reads chunks in (source_id, chunk_index) order from the
     // (source_id, extraction_type, chunk_index) unique index.
@@ -811,6 +807,25 @@ async fn fetch_chunks(
     }
     q.push(" ORDER BY x.source_id, x.chunk_index LIMIT ")
         .push_bind(n);
+    q.push(
+        ") SELECT p.id, p.source_id, p.project_id, s.uri AS url, p.chunk_index, \
+                  (p.data ->> 'page')::int AS page, p.heading_trail, \
+                  coalesce(p.data ->> 'text', '') AS text, p.created_by_job_id AS job_id, \
+                  p.created_at, ",
+    );
+    if vectors {
+        q.push(
+            "v.model, v.dims, v.embedding AS vector \
+               FROM page p JOIN sources s ON s.id = p.source_id \
+               LEFT JOIN extraction_embeddings v ON v.extraction_id = p.id",
+        );
+    } else {
+        q.push(
+            "NULL::text AS model, NULL::int AS dims, NULL::real[] AS vector \
+               FROM page p JOIN sources s ON s.id = p.source_id",
+        );
+    }
+    q.push(" ORDER BY p.source_id, p.chunk_index");
     Ok(q.build_query_as().fetch_all(pool).await?)
 }
 
@@ -820,10 +835,12 @@ async fn fetch_entities(
     after: Option<&Position>,
     n: i64,
 ) -> Result<Vec<EntityRow>> {
+    // As for chunks: the batch's keys first, then each entity by its key.
     let mut q = QueryBuilder::new(
-        "SELECT s.id AS source_id, s.project_id, s.uri AS url, e.id AS entity_id, e.kind, \
-                e.name, e.normalized, e.data, m.chunks, m.first_seen \
-           FROM sources s",
+        "WITH page AS MATERIALIZED ( \
+             SELECT s.id AS source_id, s.project_id, s.uri AS url, m.entity_id, m.chunks, \
+                    m.first_seen \
+               FROM sources s",
     );
     job_join(&mut q, "s.id", f);
     q.push(
@@ -832,7 +849,6 @@ async fn fetch_entities(
                FROM extractions x JOIN extraction_entities l ON l.extraction_id = x.id \
               WHERE x.source_id = s.id \
               GROUP BY l.entity_id) m \
-          JOIN entities e ON e.id = m.entity_id \
          WHERE TRUE",
     );
     if let Some(p) = f.project_id {
@@ -852,6 +868,12 @@ async fn fetch_entities(
             .push(")");
     }
     q.push(" ORDER BY s.id, m.entity_id LIMIT ").push_bind(n);
+    q.push(
+        ") SELECT p.source_id, p.project_id, p.url, p.entity_id, e.kind, e.name, e.normalized, \
+                  e.data, p.chunks, p.first_seen \
+             FROM page p JOIN entities e ON e.id = p.entity_id \
+            ORDER BY p.source_id, p.entity_id",
+    );
     Ok(q.build_query_as().fetch_all(pool).await?)
 }
 
@@ -865,7 +887,7 @@ async fn fetch_records(
     // index), then each key's consolidated record from knowledge.records, whose grouping
     // the key's equality reaches.
     let mut q = QueryBuilder::new(
-        "WITH keys AS ( \
+        "WITH keys AS MATERIALIZED ( \
              SELECT f.project_id, f.entity, f.record_key, max(f.created_at) AS updated_at \
                FROM facts f",
     );
