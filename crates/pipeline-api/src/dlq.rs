@@ -64,7 +64,7 @@ async fn list_family(
 /// A DLQ by kind, newest first (an unknown kind is 404).
 #[utoipa::path(
     get, path = "/api/v1/dlq/{kind}", tag = "dlq",
-    params(("kind" = String, Path, description = "DLQ kind: `scrape` or `extraction`"), ListQuery),
+    params(("kind" = String, Path, description = "DLQ kind: a queue family (`scrape`, `extraction`, `facts`, `webhooks`)"), ListQuery),
     responses(
         (status = 200, description = "A page of items, newest first", body = DlqPage),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
@@ -86,7 +86,7 @@ pub async fn list(
 #[utoipa::path(
     post, path = "/api/v1/dlq/{kind}/{item_id}/retry", tag = "dlq",
     params(
-        ("kind" = String, Path, description = "DLQ kind: `scrape` or `extraction`"),
+        ("kind" = String, Path, description = "DLQ kind: a queue family (`scrape`, `extraction`, `facts`, `webhooks`)"),
         ("item_id" = String, Path, description = "Item id (the source id)"),
     ),
     responses(
@@ -122,7 +122,7 @@ pub async fn retry(
 /// included; items that fail again meanwhile are not redriven twice by one call.
 #[utoipa::path(
     post, path = "/api/v1/dlq/{kind}/retry-all", tag = "dlq",
-    params(("kind" = String, Path, description = "DLQ kind: `scrape` or `extraction`"), RetryAllQuery),
+    params(("kind" = String, Path, description = "DLQ kind: a queue family (`scrape`, `extraction`, `facts`, `webhooks`)"), RetryAllQuery),
     responses(
         (status = 200, description = "How many items were redriven", body = RetryAllBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
@@ -157,7 +157,7 @@ pub async fn retry_all(
 #[utoipa::path(
     delete, path = "/api/v1/dlq/{kind}/{item_id}", tag = "dlq",
     params(
-        ("kind" = String, Path, description = "DLQ kind: `scrape` or `extraction`"),
+        ("kind" = String, Path, description = "DLQ kind: a queue family (`scrape`, `extraction`, `facts`, `webhooks`)"),
         ("item_id" = String, Path, description = "Item id (the source id)"),
     ),
     responses(
@@ -185,7 +185,7 @@ pub async fn delete(
 /// same operation as `pipelinectl dlq purge`, whose terminal confirmation is the dry run here.
 #[utoipa::path(
     post, path = "/api/v1/dlq/{kind}/purge", tag = "dlq",
-    params(("kind" = String, Path, description = "DLQ kind: `scrape` or `extraction`"), PurgeQuery),
+    params(("kind" = String, Path, description = "DLQ kind: a queue family (`scrape`, `extraction`, `facts`, `webhooks`)"), PurgeQuery),
     responses(
         (status = 200, description = "How many items matched and how many were removed", body = PurgeBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),

@@ -46,7 +46,7 @@ pub struct DlqCounts {
 /// One family's queue.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FamilyQueuesBody {
-    /// `scrape` or `extraction`.
+    /// A queue family: `scrape`, `extraction`, `facts` or `webhooks`.
     pub family: String,
     /// Messages waiting for a worker.
     pub ready: u64,
@@ -194,7 +194,7 @@ pub async fn workers(State(state): State<AppState>) -> Result<Json<WorkersBody>,
 /// keeps the first pause's record.
 #[utoipa::path(
     post, path = "/api/v1/queues/{family}/pause", tag = "queues",
-    params(("family" = String, Path, description = "`scrape` or `extraction`")),
+    params(("family" = String, Path, description = "A queue family: `scrape`, `extraction`, `facts` or `webhooks`")),
     responses(
         (status = 200, description = "The family is paused", body = PauseBody),
         (status = 404, description = "Unknown family", body = ErrorBody),
@@ -218,7 +218,7 @@ pub async fn pause_family(
 /// Resumes a family: its workers reserve again within about a second.
 #[utoipa::path(
     post, path = "/api/v1/queues/{family}/resume", tag = "queues",
-    params(("family" = String, Path, description = "`scrape` or `extraction`")),
+    params(("family" = String, Path, description = "A queue family: `scrape`, `extraction`, `facts` or `webhooks`")),
     responses(
         (status = 200, description = "The family runs", body = PauseBody),
         (status = 404, description = "Unknown family", body = ErrorBody),

@@ -22,7 +22,7 @@ pub struct Transition<'a> {
     pub to: SourceStatus,
     /// The event kind written to `job_events` (`succeeded`, `dead_lettered`, ...).
     pub event: &'a str,
-    /// The queue family the event is about: `scrape` or `extraction`.
+    /// The queue family the event is about: `scrape`, `extraction` or `facts`.
     pub stage: &'a str,
     /// Who records it.
     pub actor: Actor,
@@ -247,7 +247,7 @@ pub struct EventRow {
     /// `enqueued`, `started`, `succeeded`, `failed`, `dead_lettered`, `redriven`, `parked`,
     /// `discarded`, `reconciled`, `unchanged`.
     pub kind: String,
-    /// The queue family it is about: `scrape` or `extraction`.
+    /// The queue family it is about: `scrape`, `extraction` or `facts`.
     pub stage: Option<String>,
     /// Who recorded it: `scrape-worker`, `extraction-worker`, `requeue-daemon`, `api`,
     /// `cli` or `console` (`null` on submissions recorded before actors had a column).

@@ -129,7 +129,7 @@ async fn openapi_lists_every_route() -> anyhow::Result<()> {
         .expect("kind parameter");
     assert_eq!(
         kind["schema"]["enum"],
-        serde_json::json!(["scrape", "extraction", "facts"])
+        serde_json::json!(["scrape", "extraction", "facts", "webhooks"])
     );
     // The documented shapes of the list answers and the key scheme.
     let schemas = &doc["components"]["schemas"];
