@@ -68,7 +68,7 @@ pub struct ExportQuery {
     #[param(schema_with = format_schema)]
     pub format: Option<String>,
     /// Resume after the row that carried this cursor (same kind and filters).
-    #[param(max_length = 8000)]
+    #[param(max_length = 4096, pattern = "^[0-9a-z-]+$")]
     pub cursor: Option<String>,
     /// Stop after this many rows (default: every row).
     #[param(minimum = 1, maximum = 1_000_000_000_000_i64)]

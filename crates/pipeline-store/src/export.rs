@@ -33,8 +33,9 @@ use crate::status::SourceStatus;
 /// Most rows one query reads.
 pub const BATCH_ROWS: i64 = 1000;
 
-/// Longest cursor accepted, in characters (a record's cursor holds its key as hex).
-pub const MAX_CURSOR_CHARS: usize = 8000;
+/// Longest cursor accepted, in characters (a record's cursor holds its entity and key as
+/// hex: keys up to ~2,000 bytes), so a URL carrying one stays within the API's 8 KiB.
+pub const MAX_CURSOR_CHARS: usize = 4096;
 
 /// What is exported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
