@@ -89,13 +89,15 @@ BEGIN
     IF p_project IS NULL THEN
         RETURN;
     END IF;
+    -- The id is drawn in the subquery's select list: once per endpoint (a volatile call
+    -- there is evaluated per row; an uncorrelated LATERAL would be evaluated once).
     INSERT INTO webhook_deliveries (id, endpoint_id, project_id, event, payload)
-    SELECT d.id, e.id, p_project, p_event,
+    SELECT d.id, d.endpoint_id, p_project, p_event,
            jsonb_build_object('id', d.id, 'type', p_event, 'created_at', now(),
                               'project_id', p_project, 'data', p_data)
-      FROM webhook_endpoints e
-     CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id) d
-     WHERE e.project_id = p_project AND e.enabled AND p_event = ANY (e.events);
+      FROM (SELECT gen_random_uuid() AS id, e.id AS endpoint_id
+              FROM webhook_endpoints e
+             WHERE e.project_id = p_project AND e.enabled AND p_event = ANY (e.events)) d;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
         PERFORM pg_notify('pipeline_webhooks', '');

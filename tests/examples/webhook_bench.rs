@@ -150,8 +150,8 @@ async fn deliver(n: usize, concurrency: usize, url: &str) -> anyhow::Result<f64>
                 jsonb_build_object('id', d.id, 'type', 'job.completed', 'created_at', now(),
                                    'project_id', $2::uuid,
                                    'data', jsonb_build_object('job_id', gen_random_uuid(),
-                                                              'status', 'completed', 'n', i))
-           FROM generate_series(1, $3) AS i CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id) d",
+                                                              'status', 'completed', 'n', d.i))
+           FROM (SELECT gen_random_uuid() AS id, i FROM generate_series(1, $3) AS i) d",
     )
     .bind(hook)
     .bind(project)

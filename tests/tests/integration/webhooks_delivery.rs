@@ -268,8 +268,11 @@ async fn events_are_written_with_their_change_and_delivered_signed_once() -> any
         )
         .await?;
     *rx.secret.lock().unwrap() = secret;
-    // A second endpoint that wants only parks sees none of these.
+    // A second endpoint that wants only parks sees none of these; a third that wants job
+    // ends gets its own deliveries of them (its own ids).
     s.endpoint(format!("http://{addr}/ok/b"), &["item.parked"])
+        .await?;
+    s.endpoint(format!("http://{addr}/ok/c"), &["job.completed", "job.failed"])
         .await?;
 
     let ok_job = s
@@ -281,18 +284,26 @@ async fn events_are_written_with_their_change_and_delivered_signed_once() -> any
     let failed_job = s
         .job_ending(&["https://a.example/3"], SourceStatus::DeadLettered)
         .await?;
-    // 2 pages extracted + job.completed + 1 item.dead_lettered + job.failed.
-    assert_eq!(s.scalar("SELECT count(*) FROM webhook_deliveries").await, 5);
+    // 2 pages extracted + job.completed + 1 item.dead_lettered + job.failed, and the two
+    // job ends again for the third endpoint.
+    assert_eq!(s.scalar("SELECT count(*) FROM webhook_deliveries").await, 7);
 
     let handler = s.handler();
     s.drive(&handler, async |s| {
         s.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
             .await
-            == 5
+            == 7
     })
     .await?;
 
     let seen = rx.seen.lock().unwrap();
+    assert_eq!(seen.requests["/ok/c"].len(), 2);
+    assert!(
+        seen.requests["/ok/c"]
+            .iter()
+            .all(|(id, _, _)| seen.requests["/ok/a"].iter().all(|(other, _, _)| other != id)),
+        "each endpoint's delivery has its own id"
+    );
     let got = &seen.requests["/ok/a"];
     assert_eq!(got.len(), 5, "each delivery sent once");
     assert!(
