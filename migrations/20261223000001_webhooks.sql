@@ -105,7 +105,8 @@ BEGIN
 END
 $$;
 
--- A job reaching an end (inserted ended, or moved from queued/running to an end).
+-- A job reaching an end (inserted ended, or moved to an end from any other status: from
+-- running, or from another end when a redriven page changed the outcome).
 CREATE OR REPLACE FUNCTION pipeline_webhook_job_ended() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -131,7 +132,7 @@ DROP TRIGGER IF EXISTS webhook_job_ended_update ON jobs;
 CREATE TRIGGER webhook_job_ended_update AFTER UPDATE OF status ON jobs
     FOR EACH ROW
     WHEN (NEW.status IN ('completed', 'completed_with_errors', 'failed')
-          AND OLD.status NOT IN ('completed', 'completed_with_errors', 'failed'))
+          AND NEW.status IS DISTINCT FROM OLD.status)
     EXECUTE FUNCTION pipeline_webhook_job_ended();
 DROP TRIGGER IF EXISTS webhook_job_ended_insert ON jobs;
 CREATE TRIGGER webhook_job_ended_insert AFTER INSERT ON jobs

@@ -109,8 +109,17 @@ impl WebhookHandler {
         // Removed with its endpoint, or already settled (a duplicate message, a redrive
         // that raced a replay): nothing to send.
         let Some(work) = work else { return Ok(()) };
-        if work.status != "pending" {
-            return Ok(());
+        match work.status.as_str() {
+            "delivered" | "cancelled" => return Ok(()),
+            // A message for a dead-lettered or parked delivery was redriven from the DLQ,
+            // and the redrive's booking did not land (the redriving process died, or
+            // Postgres refused): book it now and send, rather than drop it.
+            "dead_lettered" | "parked" => {
+                webhooks::mark(&self.db, Mark::Redriven, &[id], &[None], ACTOR)
+                    .await
+                    .map_err(|e| Failure::transient(format!("booking the redrive: {e}")))?;
+            }
+            _ => {}
         }
         if !work.enabled {
             webhooks::mark(
@@ -189,6 +198,8 @@ impl WebhookHandler {
             .send()
             .await
             .map_err(|e| {
+                // The URL may carry a receiver's token: it stays out of the trail and logs.
+                let e = e.without_url();
                 if is_blocked(&e) {
                     SendFailure::permanent(None, error_chain(&e))
                 } else {

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use pipeline_ops::{Family, Services};
-use pipeline_store::webhooks::{self, NOTIFY_CHANNEL};
+use pipeline_store::webhooks::{self, Mark, NOTIFY_CHANNEL};
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -33,7 +33,8 @@ pub struct Relay {
 pub struct ReconcileReport {
     /// Pending deliveries queued long ago that were examined.
     pub examined: usize,
-    /// Those a queue or the DLQ still holds (slow or waiting for a retry, not lost).
+    /// Those a queue or the DLQ still holds (slow or waiting for a retry, not lost); one the
+    /// DLQ holds is booked `dead_lettered` if its row still said `pending`.
     pub held: usize,
     /// Those queued again.
     pub requeued: Vec<Uuid>,
@@ -82,7 +83,8 @@ impl Relay {
 
     /// Looks at pending deliveries queued more than `webhooks.reconcile_after_secs` ago:
     /// those no queue and no DLQ holds are queued again (with a `reconciled` trail entry);
-    /// those still held are marked as seen now, so the next sweep looks at others.
+    /// those the DLQ holds are booked `dead_lettered` (their dead-letter's booking did not
+    /// land); those a queue holds are marked as seen now, so the next sweep looks at others.
     ///
     /// # Errors
     /// Postgres or Redis errors.
@@ -102,23 +104,27 @@ impl Relay {
         }
         let queue = self.services.queue(Family::Webhooks);
         let dlq = self.services.dlq(Family::Webhooks);
-        let mut pipe = redis::pipe();
+        // Per delivery, across every shard in use (a message lives in its id's shard).
+        let (mut held, mut in_dlq, mut lost) = (Vec::new(), Vec::new(), Vec::new());
         for (id, _) in &stale {
-            let id = id.to_string();
-            pipe.cmd("EXISTS").arg(queue.keys().msg(&id));
-            pipe.cmd("ZSCORE").arg(dlq.keys().dlq_order()).arg(&id);
+            let key = id.to_string();
+            if dlq.get_listed(&key).await?.is_some() {
+                in_dlq.push(*id);
+            } else if queue.contains(&key).await? {
+                held.push(*id);
+            } else {
+                lost.push(*id);
+            }
         }
-        let mut conn = self.services.redis.get();
-        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
-        let (held, lost): (Vec<_>, Vec<_>) = stale
-            .iter()
-            .enumerate()
-            .partition(|(i, _)| replies[2 * i..2 * i + 2].iter().any(held_reply));
-        let held: Vec<Uuid> = held.into_iter().map(|(_, (id, _))| *id).collect();
-        let lost: Vec<Uuid> = lost.into_iter().map(|(_, (id, _))| *id).collect();
-        report.held = held.len();
+        report.held = held.len() + in_dlq.len();
         if !held.is_empty() {
             webhooks::mark_relayed(&self.services.db, &held, None).await?;
+        }
+        // In the DLQ while the row says pending: the dead-letter's booking did not land.
+        // Booked now, so DLQ views, redrives and replays agree with the row.
+        if !in_dlq.is_empty() {
+            let none = vec![None; in_dlq.len()];
+            webhooks::mark(&self.services.db, Mark::DeadLettered, &in_dlq, &none, ACTOR).await?;
         }
         if !lost.is_empty() {
             self.enqueue(lost.iter().copied()).await?;
@@ -198,14 +204,5 @@ impl Relay {
                 None
             }
         }
-    }
-}
-
-/// `EXISTS` answers 1, `ZSCORE` a score, when the key or member is there.
-fn held_reply(v: &redis::Value) -> bool {
-    match v {
-        redis::Value::Int(n) => *n > 0,
-        redis::Value::Nil => false,
-        _ => true,
     }
 }

@@ -272,8 +272,11 @@ async fn events_are_written_with_their_change_and_delivered_signed_once() -> any
     // ends gets its own deliveries of them (its own ids).
     s.endpoint(format!("http://{addr}/ok/b"), &["item.parked"])
         .await?;
-    s.endpoint(format!("http://{addr}/ok/c"), &["job.completed", "job.failed"])
-        .await?;
+    s.endpoint(
+        format!("http://{addr}/ok/c"),
+        &["job.completed", "job.failed"],
+    )
+    .await?;
 
     let ok_job = s
         .job_ending(
@@ -301,7 +304,9 @@ async fn events_are_written_with_their_change_and_delivered_signed_once() -> any
     assert!(
         seen.requests["/ok/c"]
             .iter()
-            .all(|(id, _, _)| seen.requests["/ok/a"].iter().all(|(other, _, _)| other != id)),
+            .all(|(id, _, _)| seen.requests["/ok/a"]
+                .iter()
+                .all(|(other, _, _)| other != id)),
         "each endpoint's delivery has its own id"
     );
     let got = &seen.requests["/ok/a"];
@@ -698,5 +703,76 @@ async fn a_killed_worker_loses_no_event() -> anyhow::Result<()> {
             "delivery {id} never reached the receiver"
         );
     }
+    Ok(())
+}
+
+/// The DLQ and the delivery rows disagree when a booking did not land: a redriven message
+/// for a row still `dead_lettered` is sent (not dropped), and a `pending` row whose item
+/// sits in the DLQ is booked `dead_lettered` by the reconciliation.
+#[tokio::test]
+async fn unbooked_redrives_and_dead_letters_are_repaired() -> anyhow::Result<()> {
+    let s = setup().await?;
+    let (addr, rx, _) = receivers(0).await;
+    let (endpoint, secret) = s
+        .endpoint(format!("http://{addr}/gone/x"), &["job.completed"])
+        .await?;
+    *rx.secret.lock().unwrap() = secret;
+    let delivery = webhooks::ping(&s.db.pool, endpoint).await?.unwrap();
+    let handler = s.handler();
+    s.drive(&handler, async |s| {
+        s.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'dead_lettered'")
+            .await
+            == 1
+    })
+    .await?;
+
+    // The row says pending (the dead-letter's booking was lost) while the DLQ holds it.
+    sqlx::query(
+        "UPDATE webhook_deliveries SET status = 'pending', enqueued_at = now() - interval '1 hour'
+          WHERE id = $1",
+    )
+    .bind(delivery)
+    .execute(&s.db.pool)
+    .await?;
+    let relay = Relay::new(s.services.clone());
+    let report = relay.reconcile_once().await?;
+    assert_eq!((report.examined, report.held), (1, 1));
+    assert!(
+        report.requeued.is_empty(),
+        "the DLQ holds it: nothing is queued twice"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM webhook_deliveries WHERE id = $1")
+        .bind(delivery)
+        .fetch_one(&s.db.pool)
+        .await?;
+    assert_eq!(status, "dead_lettered");
+
+    // A redrive whose booking never lands (its process died): the message reaches the
+    // worker while the row still says dead_lettered, and is sent, not acked unsent.
+    let dlq = s.services.dlq(Family::Webhooks);
+    assert!(dlq.redrive(&delivery.to_string()).await?.is_some());
+    dlq.release(&[delivery.to_string().as_str()]).await?;
+    s.drive(&handler, async |_| {
+        rx.seen
+            .lock()
+            .unwrap()
+            .requests
+            .get("/gone/x")
+            .map_or(0, Vec::len)
+            == 2
+    })
+    .await?;
+    let kinds: Vec<String> = s.trail(delivery).await.into_iter().map(|t| t.0).collect();
+    assert_eq!(
+        kinds,
+        [
+            "attempt",
+            "dead_lettered",
+            "dead_lettered",
+            "redriven",
+            "attempt",
+            "dead_lettered"
+        ]
+    );
     Ok(())
 }
