@@ -453,8 +453,13 @@ pub async fn create(
         },
     )
     .await?;
+    // The host only: a receiver's URL may carry a token in its path or query.
+    let host = url::Url::parse(&created.endpoint.url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
     tracing::info!(webhook_id = %created.endpoint.id, project_id = %p.id,
-        url = %created.endpoint.url, "webhook endpoint registered through the API");
+        host = %host, "webhook endpoint registered through the API");
     Ok((
         StatusCode::CREATED,
         Json(CreatedWebhook {
