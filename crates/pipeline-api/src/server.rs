@@ -80,6 +80,10 @@ pub(crate) struct Conn {
     keyed: AtomicBool,
     /// When it last became idle, in milliseconds since the server started.
     idle_since_ms: AtomicU64,
+    /// When an answer's body last handed a piece to be written that the client has not
+    /// taken since (0: none waits): a client that stops reading a streamed answer holds its
+    /// connection busy, and this tells it from an answer still being produced.
+    unread_since_ms: AtomicU64,
     /// Fired to close it (it is idle and a newcomer needs its place).
     evict: Notify,
 }
@@ -117,6 +121,7 @@ impl Registry {
             active: AtomicUsize::new(0),
             keyed: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(self.now_ms()),
+            unread_since_ms: AtomicU64::new(0),
             evict: Notify::new(),
         });
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
@@ -165,6 +170,7 @@ impl Drop for ActiveGuard {
         self.conn
             .idle_since_ms
             .store(self.registry.now_ms(), Ordering::Relaxed);
+        self.conn.unread_since_ms.store(0, Ordering::Relaxed);
         self.conn.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -172,7 +178,7 @@ impl Drop for ActiveGuard {
 /// An answer's body that holds its request's [`ActiveGuard`] until it is sent or dropped.
 struct Guarded {
     inner: axum::body::Body,
-    _guard: ActiveGuard,
+    guard: ActiveGuard,
 }
 
 impl hyper::body::Body for Guarded {
@@ -183,7 +189,18 @@ impl hyper::body::Body for Guarded {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+        let poll = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        // A piece handed over waits for the client until the next poll; a pending or
+        // finished body waits for nobody.
+        let unread = match &poll {
+            std::task::Poll::Ready(Some(Ok(_))) => self.guard.registry.now_ms().max(1),
+            _ => 0,
+        };
+        self.guard
+            .conn
+            .unread_since_ms
+            .store(unread, Ordering::Relaxed);
+        poll
     }
 
     fn is_end_stream(&self) -> bool {
@@ -283,10 +300,7 @@ async fn serve_connection(
                     tower::ServiceExt::oneshot(app, req.map(axum::body::Body::new)).await?;
                 // The request is in progress until its body is sent: a streamed answer (an
                 // export) keeps its connection from being closed as idle.
-                Ok::<_, std::convert::Infallible>(response.map(|inner| Guarded {
-                    inner,
-                    _guard: guard,
-                }))
+                Ok::<_, std::convert::Infallible>(response.map(|inner| Guarded { inner, guard }))
             }
         })
     };
@@ -325,7 +339,19 @@ async fn serve_connection(
                     break;
                 }
                 if conn.active.load(Ordering::Acquire) > 0 {
-                    // Busy: look again one idle period from now.
+                    // Busy, unless the client stopped reading its answer: a piece has
+                    // waited for it for ten idle periods (an export piped into a pager,
+                    // a client that hung). Closed then, so stalled readers cannot hold
+                    // every connection; an export is resumed from its last cursor.
+                    let unread = conn.unread_since_ms.load(Ordering::Relaxed);
+                    if unread != 0
+                        && registry.now_ms().saturating_sub(unread)
+                            >= 10 * idle_timeout.as_millis() as u64
+                    {
+                        tracing::debug!(%peer, "client stopped reading its answer; connection closed");
+                        break;
+                    }
+                    // Look again one idle period from now.
                     conn.idle_since_ms.store(registry.now_ms(), Ordering::Relaxed);
                 }
             }

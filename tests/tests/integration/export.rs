@@ -839,3 +839,79 @@ async fn a_slow_reader_gets_the_whole_export_past_the_idle_timeout() -> anyhow::
     assert!(bytes.len() > 10_000_000, "{} bytes", bytes.len());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_is_cut_off_and_the_api_stays_open() -> anyhow::Result<()> {
+    // A client that stops reading altogether has its connection closed after ten idle
+    // periods with a piece waiting, so stalled readers cannot hold the API's connections.
+    let env = ApiEnv::start(|s| s.api.idle_timeout_ms = 100).await?;
+    let s = seed(&env.db.pool).await?;
+    // ~20 MB of JSON: 5,000 chunks with 384-dimension vectors, more than socket buffers hold.
+    let big = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO sources (id, project_id, uri, status) VALUES ($1, $2, 'https://b.example/big', 'extracted')",
+    )
+    .bind(big)
+    .bind(s.project_b)
+    .execute(&env.db.pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO extractions (id, source_id, project_id, extraction_type, data, chunk_index)
+         SELECT gen_random_uuid(), $1, $2, 'text_chunk', jsonb_build_object('text', 'row ' || i), i
+           FROM generate_series(0, 4999) AS i",
+    )
+    .bind(big)
+    .bind(s.project_b)
+    .execute(&env.db.pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO extraction_embeddings (extraction_id, model, dims, embedding)
+         SELECT x.id, 'm', 384, ARRAY(SELECT random()::real FROM generate_series(1, 384)
+                                       WHERE x.id IS NOT NULL)
+           FROM extractions x WHERE x.source_id = $1",
+    )
+    .bind(big)
+    .execute(&env.db.pool)
+    .await?;
+    let resp = env
+        .req(
+            Method::GET,
+            &format!(
+                "/api/v1/export/chunks?project_id={}&vectors=true",
+                s.project_b
+            ),
+        )
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut body = resp.bytes_stream();
+    let mut bytes = Vec::new();
+    if let Some(piece) = futures::StreamExt::next(&mut body).await {
+        bytes.extend_from_slice(&piece?);
+    }
+    // Nothing read for 2.5 s: more than ten idle periods (100 ms here) with a piece waiting.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut cut = false;
+    while let Some(piece) = futures::StreamExt::next(&mut body).await {
+        match piece {
+            Ok(p) => bytes.extend_from_slice(&p),
+            Err(_) => {
+                cut = true;
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        cut || !text.contains(r#""end":true"#),
+        "the stalled export was not cut off ({} bytes)",
+        bytes.len()
+    );
+    // The API answers new requests.
+    let again = env
+        .req(Method::GET, "/api/v1/export/sources?limit=1")
+        .send()
+        .await?;
+    assert_eq!(again.status().as_u16(), 200);
+    Ok(())
+}
