@@ -216,7 +216,8 @@ async fn wait(
 /// cannot be read makes no progress either.
 async fn paused_note(services: &Services) -> String {
     let mut note = String::new();
-    for family in pipeline_ops::Family::ALL {
+    // The stages a crawl's pages go through; paused webhooks hold no page back.
+    for family in pipeline_ops::Family::STAGES {
         match pipeline_ops::pause::state(&services.redis, services.queue(family).keys()).await {
             Ok(None) => {}
             Ok(Some(flag)) => note.push_str(&format!(

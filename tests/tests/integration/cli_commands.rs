@@ -243,8 +243,9 @@ async fn dlq_commands() -> anyhow::Result<()> {
     let out = ctl(&env, &["dlq", "list", "nosuch"]).await?;
     assert_eq!(code(&out), 2);
     assert!(
-        stderr(&out)
-            .contains("unknown family `nosuch` (expected one of: scrape, extraction, facts)"),
+        stderr(&out).contains(
+            "unknown family `nosuch` (expected one of: scrape, extraction, facts, webhooks)"
+        ),
         "{}",
         stderr(&out)
     );

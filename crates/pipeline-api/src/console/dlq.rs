@@ -243,6 +243,12 @@ pub async fn page(
 
 fn row(listed: &ListedItem, uris: &std::collections::HashMap<Uuid, String>) -> String {
     match listed {
+        ListedItem::Ok(item) if item.dlq_type == Family::Webhooks.as_str() => {
+            // A webhooks item is a delivery: its id leads to the delivery and its trail.
+            let id = esc(&item.id);
+            let link = format!("<a href=\"/ui/webhook-deliveries/{id}\">delivery {id}</a>");
+            row_of(item, link)
+        }
         ListedItem::Ok(item) => {
             let source = dlq_ops::source_of(item);
             let url = source
@@ -253,27 +259,7 @@ fn row(listed: &ListedItem, uris: &std::collections::HashMap<Uuid, String>) -> S
                 Some(s) => format!("<a href=\"/ui/sources/{s}\">{url}</a>"),
                 None => url,
             };
-            let kind = if item.parked {
-                "parked"
-            } else {
-                item.error_kind.as_str()
-            };
-            let job = item
-                .job_id
-                .map(|j| format!("<a href=\"/ui/jobs/{j}\">{}</a>", html::short_id(j)))
-                .unwrap_or_else(|| "—".into());
-            format!(
-                "<tr data-id=\"{id}\"><td><input type=\"checkbox\" name=\"id\" value=\"{id}\" aria-label=\"Select {id}\"></td>\
-<td class=\"url\">{link}</td><td class=\"err\">{err}</td><td><span class=\"badge {kind}\">{kind}</span></td>\
-<td class=\"n\">{attempts}</td><td class=\"n\">{redrives}</td><td>{at}</td><td>{job}</td>\
-<td class=\"actions\"><button type=\"submit\" name=\"one\" value=\"retry:{id}\" aria-label=\"Retry {id}\">Retry</button>\
-<button type=\"submit\" name=\"one\" value=\"discard:{id}\" class=\"danger\" aria-label=\"Discard {id}\">Discard</button></td></tr>",
-                id = esc(&item.id),
-                err = html::long_text(&item.error, 300),
-                attempts = item.attempts,
-                redrives = item.retry_count,
-                at = html::time(item.failed_at),
-            )
+            row_of(item, link)
         }
         ListedItem::Malformed(m) => format!(
             "<tr data-id=\"{id}\"><td><input type=\"checkbox\" name=\"id\" value=\"{id}\" aria-label=\"Select {id}\"></td>\
@@ -283,6 +269,31 @@ fn row(listed: &ListedItem, uris: &std::collections::HashMap<Uuid, String>) -> S
             reason = esc(&m.reason)
         ),
     }
+}
+
+/// A DLQ item's table row, `link` naming what it is about.
+fn row_of(item: &dlq_core::DlqItem, link: String) -> String {
+    let kind = if item.parked {
+        "parked"
+    } else {
+        item.error_kind.as_str()
+    };
+    let job = item
+        .job_id
+        .map(|j| format!("<a href=\"/ui/jobs/{j}\">{}</a>", html::short_id(j)))
+        .unwrap_or_else(|| "—".into());
+    format!(
+        "<tr data-id=\"{id}\"><td><input type=\"checkbox\" name=\"id\" value=\"{id}\" aria-label=\"Select {id}\"></td>\
+<td class=\"url\">{link}</td><td class=\"err\">{err}</td><td><span class=\"badge {kind}\">{kind}</span></td>\
+<td class=\"n\">{attempts}</td><td class=\"n\">{redrives}</td><td>{at}</td><td>{job}</td>\
+<td class=\"actions\"><button type=\"submit\" name=\"one\" value=\"retry:{id}\" aria-label=\"Retry {id}\">Retry</button>\
+<button type=\"submit\" name=\"one\" value=\"discard:{id}\" class=\"danger\" aria-label=\"Discard {id}\">Discard</button></td></tr>",
+        id = esc(&item.id),
+        err = html::long_text(&item.error, 300),
+        attempts = item.attempts,
+        redrives = item.retry_count,
+        at = html::time(item.failed_at),
+    )
 }
 
 /// Retries or discards `ids`; returns how many were acted on (items already gone are not).
