@@ -777,14 +777,10 @@ async fn the_cli_writes_what_the_api_serves() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_slow_reader_gets_the_whole_export_past_the_idle_timeout() -> anyhow::Result<()> {
-    // A connection counts as busy until the export's body is sent: the API's idle timer
-    // (100 ms here) must not close it while a client that reads slowly holds the stream
-    // back, however long that takes.
-    let env = ApiEnv::start(|s| s.api.idle_timeout_ms = 100).await?;
+/// The seed, plus project B's big page: ~20 MB of JSON (5,000 chunks with 384-dimension
+/// vectors, more than socket buffers hold); the answer to its chunks' export with vectors.
+async fn big_export(env: &ApiEnv) -> anyhow::Result<reqwest::Response> {
     let s = seed(&env.db.pool).await?;
-    // ~20 MB of JSON: 5,000 chunks with 384-dimension vectors, more than socket buffers hold.
     let big = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO sources (id, project_id, uri, status) VALUES ($1, $2, 'https://b.example/big', 'extracted')",
@@ -822,6 +818,16 @@ async fn a_slow_reader_gets_the_whole_export_past_the_idle_timeout() -> anyhow::
         .send()
         .await?;
     assert_eq!(resp.status().as_u16(), 200);
+    Ok(resp)
+}
+
+#[tokio::test]
+async fn a_slow_reader_gets_the_whole_export_past_the_idle_timeout() -> anyhow::Result<()> {
+    // A connection counts as busy until the export's body is sent: the API's idle timer
+    // (100 ms here) must not close it while a client that reads slowly holds the stream
+    // back, however long that takes.
+    let env = ApiEnv::start(|s| s.api.idle_timeout_ms = 100).await?;
+    let resp = big_export(&env).await?;
     let mut body = resp.bytes_stream();
     let mut bytes = Vec::new();
     let mut pauses = 0;
@@ -845,45 +851,7 @@ async fn a_reader_that_stops_reading_is_cut_off_and_the_api_stays_open() -> anyh
     // A client that stops reading altogether has its connection closed after ten idle
     // periods with a piece waiting, so stalled readers cannot hold the API's connections.
     let env = ApiEnv::start(|s| s.api.idle_timeout_ms = 100).await?;
-    let s = seed(&env.db.pool).await?;
-    // ~20 MB of JSON: 5,000 chunks with 384-dimension vectors, more than socket buffers hold.
-    let big = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO sources (id, project_id, uri, status) VALUES ($1, $2, 'https://b.example/big', 'extracted')",
-    )
-    .bind(big)
-    .bind(s.project_b)
-    .execute(&env.db.pool)
-    .await?;
-    sqlx::query(
-        "INSERT INTO extractions (id, source_id, project_id, extraction_type, data, chunk_index)
-         SELECT gen_random_uuid(), $1, $2, 'text_chunk', jsonb_build_object('text', 'row ' || i), i
-           FROM generate_series(0, 4999) AS i",
-    )
-    .bind(big)
-    .bind(s.project_b)
-    .execute(&env.db.pool)
-    .await?;
-    sqlx::query(
-        "INSERT INTO extraction_embeddings (extraction_id, model, dims, embedding)
-         SELECT x.id, 'm', 384, ARRAY(SELECT random()::real FROM generate_series(1, 384)
-                                       WHERE x.id IS NOT NULL)
-           FROM extractions x WHERE x.source_id = $1",
-    )
-    .bind(big)
-    .execute(&env.db.pool)
-    .await?;
-    let resp = env
-        .req(
-            Method::GET,
-            &format!(
-                "/api/v1/export/chunks?project_id={}&vectors=true",
-                s.project_b
-            ),
-        )
-        .send()
-        .await?;
-    assert_eq!(resp.status().as_u16(), 200);
+    let resp = big_export(&env).await?;
     let mut body = resp.bytes_stream();
     let mut bytes = Vec::new();
     if let Some(piece) = futures::StreamExt::next(&mut body).await {

@@ -198,6 +198,15 @@ impl Setup {
             .unwrap()
     }
 
+    /// Deliveries with status `status`.
+    async fn in_status(&self, status: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status = $1")
+            .bind(status)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
     async fn trail(&self, delivery: Uuid) -> Vec<(String, Option<i32>, Option<i32>)> {
         sqlx::query_as(
             "SELECT kind, attempt, http_status FROM webhook_delivery_events
@@ -292,12 +301,8 @@ async fn events_are_written_with_their_change_and_delivered_signed_once() -> any
     assert_eq!(s.scalar("SELECT count(*) FROM webhook_deliveries").await, 7);
 
     let handler = s.handler();
-    s.drive(&handler, async |s| {
-        s.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
-            .await
-            == 7
-    })
-    .await?;
+    s.drive(&handler, async |s| s.in_status("delivered").await == 7)
+        .await?;
 
     let seen = rx.seen.lock().unwrap();
     assert_eq!(seen.requests["/ok/c"].len(), 2);
@@ -376,12 +381,8 @@ async fn a_receiver_failing_twice_gets_one_delivery_after_three_attempts() -> an
         .await?
         .expect("the endpoint exists");
     let handler = s.handler();
-    s.drive(&handler, async |s| {
-        s.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
-            .await
-            == 1
-    })
-    .await?;
+    s.drive(&handler, async |s| s.in_status("delivered").await == 1)
+        .await?;
     let got = rx.seen.lock().unwrap().requests["/flaky/x"].clone();
     assert_eq!(got.len(), 3, "two 500s, then the 200");
     assert!(
@@ -419,12 +420,8 @@ async fn a_receiver_that_never_answers_is_bounded_dead_lettered_and_redriven() -
     let delivery = webhooks::ping(&s.db.pool, endpoint).await?.unwrap();
     let handler = s.handler();
     let started = Instant::now();
-    s.drive(&handler, async |s| {
-        s.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'dead_lettered'")
-            .await
-            == 1
-    })
-    .await?;
+    s.drive(&handler, async |s| s.in_status("dead_lettered").await == 1)
+        .await?;
     // Three attempts of at most 500 ms each, plus short backoffs.
     assert!(started.elapsed() < Duration::from_secs(10));
     let attempts: Vec<_> = s
@@ -459,12 +456,8 @@ async fn a_receiver_that_never_answers_is_bounded_dead_lettered_and_redriven() -
         .fetch_one(&s.db.pool)
         .await?;
     assert_eq!(status, "pending", "the redrive is booked on the delivery");
-    s.drive(&handler, async |s| {
-        s.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
-            .await
-            == 1
-    })
-    .await?;
+    s.drive(&handler, async |s| s.in_status("delivered").await == 1)
+        .await?;
     let kinds: Vec<String> = s.trail(delivery).await.into_iter().map(|t| t.0).collect();
     assert_eq!(
         kinds,
@@ -519,12 +512,8 @@ async fn refused_addresses_and_4xx_dead_letter_at_once_and_replay_resends() -> a
     let d_gone = webhooks::ping(&s.db.pool, gone).await?.unwrap();
     let d_private = webhooks::ping(&s.db.pool, private).await?.unwrap();
     let handler = s.handler();
-    s.drive(&handler, async |s| {
-        s.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'dead_lettered'")
-            .await
-            == 2
-    })
-    .await?;
+    s.drive(&handler, async |s| s.in_status("dead_lettered").await == 2)
+        .await?;
     let g = webhooks::get_delivery(&s.db.pool, d_gone).await?.unwrap();
     assert_eq!(g.delivery.attempts, 1, "a 410 is not retried");
     assert_eq!(g.delivery.last_status, Some(410));
@@ -552,12 +541,8 @@ async fn refused_addresses_and_4xx_dead_letter_at_once_and_replay_resends() -> a
         .await?;
     *rx.secret.lock().unwrap() = secret;
     let d_ok = webhooks::ping(&s.db.pool, ok).await?.unwrap();
-    s.drive(&handler, async |s| {
-        s.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
-            .await
-            == 1
-    })
-    .await?;
+    s.drive(&handler, async |s| s.in_status("delivered").await == 1)
+        .await?;
     assert_eq!(
         ops::replay(&s.services, d_ok, Actor::Cli).await?,
         ops::Replay::Replayed
@@ -602,12 +587,8 @@ async fn a_delivery_whose_message_redis_lost_is_queued_again() -> anyhow::Result
     let report = relay.reconcile_once().await?;
     assert_eq!(report.requeued, vec![delivery]);
     let handler = s.handler();
-    s.drive(&handler, async |s| {
-        s.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
-            .await
-            == 1
-    })
-    .await?;
+    s.drive(&handler, async |s| s.in_status("delivered").await == 1)
+        .await?;
     let kinds: Vec<String> = s.trail(delivery).await.into_iter().map(|t| t.0).collect();
     assert_eq!(kinds, ["reconciled", "attempt", "delivered"]);
     Ok(())
@@ -658,10 +639,7 @@ async fn a_killed_worker_loses_no_event() -> anyhow::Result<()> {
     for _ in 0..EVENTS {
         ids.push(webhooks::ping(&s.db.pool, endpoint).await?.unwrap());
     }
-    let delivered = || async {
-        s.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
-            .await as usize
-    };
+    let delivered = || async { s.in_status("delivered").await as usize };
     let mut first = spawn_worker(&s)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -719,12 +697,8 @@ async fn unbooked_redrives_and_dead_letters_are_repaired() -> anyhow::Result<()>
     *rx.secret.lock().unwrap() = secret;
     let delivery = webhooks::ping(&s.db.pool, endpoint).await?.unwrap();
     let handler = s.handler();
-    s.drive(&handler, async |s| {
-        s.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'dead_lettered'")
-            .await
-            == 1
-    })
-    .await?;
+    s.drive(&handler, async |s| s.in_status("dead_lettered").await == 1)
+        .await?;
 
     // The row says pending (the dead-letter's booking was lost) while the DLQ holds it.
     sqlx::query(
