@@ -169,30 +169,38 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// Whether any work queue or DLQ holds each source, in one pipelined round trip per
-    /// family (sent concurrently: on a cluster each family's slot may be on another master,
-    /// and a pipeline goes to one node): the message hash exists while a message is ready,
-    /// leased or delayed, and the DLQ's order index holds every DLQ entry, parked ones
-    /// included.
+    /// Whether any work queue or DLQ holds each source: one pipelined round trip per shard
+    /// in use of each stage, sent concurrently (on a cluster each shard's slot may be on
+    /// another master, and a pipeline goes to one node). A message lives in its id's shard
+    /// (or in another one while an earlier, higher shard count drains), its DLQ item in the
+    /// shard its message was in, so every shard in use is asked. The message hash exists
+    /// while a message is ready, leased or delayed, and the DLQ's order index holds every
+    /// DLQ entry, parked ones included.
     async fn held(&self, stuck: &[StuckSource]) -> Result<Vec<bool>, RequeueError> {
         let ids: Vec<String> = stuck.iter().map(|s| s.id.to_string()).collect();
-        let per_family = futures::future::try_join_all(Family::STAGES.into_iter().map(|family| {
+        let mut lanes = Vec::new();
+        for family in Family::STAGES {
+            let queue = self.services.queue(family);
+            let dlq = self.services.dlq(family);
+            let shards = queue.shards_in_use().await?.max(dlq.shards().await?);
+            for i in 0..shards {
+                lanes.push((queue.keys().shard(i), dlq.keys().shard(i)));
+            }
+        }
+        let per_lane = futures::future::try_join_all(lanes.iter().map(|(queue, dlq)| {
             let mut pipe = redis::pipe();
             for id in &ids {
-                pipe.cmd("EXISTS")
-                    .arg(self.services.queue(family).keys().msg(id));
-                pipe.cmd("ZSCORE")
-                    .arg(self.services.dlq(family).keys().dlq_order())
-                    .arg(id);
+                pipe.cmd("EXISTS").arg(queue.msg(id));
+                pipe.cmd("ZSCORE").arg(dlq.dlq_order()).arg(id);
             }
             let mut conn = self.services.redis.get();
             async move { pipe.query_async::<Vec<redis::Value>>(&mut conn).await }
         }))
         .await?;
-        // Two replies per source in each family's answer, in `stuck` order.
+        // Two replies per source in each lane's answer, in `stuck` order.
         Ok((0..stuck.len())
             .map(|i| {
-                per_family
+                per_lane
                     .iter()
                     .any(|replies| replies[2 * i..2 * i + 2].iter().any(held_reply))
             })

@@ -262,3 +262,34 @@ async fn jobs_whose_refresh_was_lost_are_refreshed() -> anyhow::Result<()> {
     assert_eq!(extracted, 2);
     Ok(())
 }
+
+/// With a family spread over three shards, a source whose message or DLQ item sits in a
+/// shard other than the first is held, not lost: the reconciler asks every shard in use.
+#[tokio::test]
+async fn sources_held_in_any_shard_are_not_reconciled() -> anyhow::Result<()> {
+    let w = World::new(|s| {
+        s.requeue.reconcile_after_secs = 1;
+        s.requeue.reconcile_batch = 1000;
+        s.queue.shards = 3;
+    })
+    .await?;
+    let (_, queued) = w.submit(urls("https://example.com/queued", 12)).await?;
+    let off_first = queued
+        .iter()
+        .filter(|id| work_queue::shard_of(&id.to_string(), 3) != 0)
+        .count();
+    assert!(off_first > 0, "some messages live past the first shard");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let reconciler = Reconciler::new(w.services.clone(), w.config());
+    let report = reconciler.sweep().await?;
+    assert_eq!(report.examined, 12, "{report:?}");
+    assert_eq!(report.held, 12, "{report:?}");
+    assert!(report.reconciled.is_empty(), "{report:?}");
+    // In the DLQ (each item in its message's shard): still held.
+    w.dead_letter_all(ErrorKind::Transient, "HTTP 503").await?;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let report = reconciler.sweep().await?;
+    assert_eq!(report.held, 12, "{report:?}");
+    assert!(report.reconciled.is_empty(), "{report:?}");
+    Ok(())
+}
