@@ -1,5 +1,5 @@
-//! The work messages carried by the queues. The message id is the source id, so a source
-//! is in one family's queue at most once.
+//! The work messages carried by the queues. The message id is the source id (a delivery's
+//! id for the `webhooks` family), so a source is in one family's queue at most once.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -44,5 +44,52 @@ impl SourceMessage {
     /// The queue message body.
     pub fn body(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("a SourceMessage always serialises")
+    }
+}
+
+/// The queue message of a delivery; its id is the delivery id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryMessage {
+    /// The delivery (`webhook_deliveries.id`).
+    pub delivery_id: Uuid,
+}
+
+impl WorkMessage for DeliveryMessage {
+    /// The runner's logs and failure records name the delivery here (the webhooks family's
+    /// messages are deliveries, not sources).
+    fn source_id(&self) -> Uuid {
+        self.delivery_id
+    }
+
+    fn job_id(&self) -> Option<Uuid> {
+        None
+    }
+}
+
+impl DeliveryMessage {
+    /// The queue message id.
+    pub fn id(&self) -> String {
+        self.delivery_id.to_string()
+    }
+
+    /// The queue message body.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("a DeliveryMessage always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_round_trips_and_names_the_delivery() {
+        let m = DeliveryMessage {
+            delivery_id: Uuid::now_v7(),
+        };
+        let back: DeliveryMessage = serde_json::from_value(m.body()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(m.id(), m.delivery_id.to_string());
+        assert_eq!(m.source_id(), m.delivery_id);
     }
 }

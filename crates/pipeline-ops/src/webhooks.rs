@@ -10,6 +10,7 @@ use url::{Host, Url};
 use uuid::Uuid;
 
 use crate::dlq_ops::{self, DlqOpError};
+use crate::messages::DeliveryMessage;
 use crate::{Family, Services};
 
 /// Longest endpoint URL accepted.
@@ -318,9 +319,10 @@ pub async fn replay(services: &Services, id: Uuid, actor: Actor) -> Result<Repla
 
 /// Puts a pending delivery on the queue now (the relay would, within its interval).
 async fn requeue(services: &Services, id: Uuid) -> Result<(), WebhookError> {
+    let m = DeliveryMessage { delivery_id: id };
     services
         .queue(Family::Webhooks)
-        .enqueue(&id.to_string(), &serde_json::json!({ "delivery_id": id }))
+        .enqueue(&m.id(), &m.body())
         .await?;
     Ok(())
 }

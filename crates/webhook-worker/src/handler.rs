@@ -5,13 +5,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pipeline_runner::{Failure, FailureLog, FailureRecord, Handler, Settled, WorkMessage};
+use pipeline_ops::messages::DeliveryMessage;
+use pipeline_runner::{Failure, FailureLog, FailureRecord, Handler, Settled};
 use pipeline_store::Actor;
 use pipeline_store::webhooks::{self, Attempt, Mark};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
 use scrape_worker::guard::{AddressPolicy, Blocked, GuardedResolver};
-use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use url::Url;
 use uuid::Uuid;
@@ -21,37 +21,6 @@ use crate::sign;
 
 /// Who books the worker's events.
 pub const ACTOR: Actor = Actor::WebhookWorker;
-
-/// The queue message of a delivery; its id is the delivery id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeliveryMessage {
-    /// The delivery (`webhook_deliveries.id`).
-    pub delivery_id: Uuid,
-}
-
-impl WorkMessage for DeliveryMessage {
-    /// The runner's logs and failure records name the delivery here (the webhooks family's
-    /// messages are deliveries, not sources).
-    fn source_id(&self) -> Uuid {
-        self.delivery_id
-    }
-
-    fn job_id(&self) -> Option<Uuid> {
-        None
-    }
-}
-
-impl DeliveryMessage {
-    /// The queue message id.
-    pub fn id(&self) -> String {
-        self.delivery_id.to_string()
-    }
-
-    /// The queue message body.
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({ "delivery_id": self.delivery_id })
-    }
-}
 
 /// How deliveries are sent.
 #[derive(Debug, Clone)]
@@ -407,16 +376,5 @@ mod tests {
         assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
-    }
-
-    #[test]
-    fn the_message_round_trips_and_names_the_delivery() {
-        let m = DeliveryMessage {
-            delivery_id: Uuid::now_v7(),
-        };
-        let back: DeliveryMessage = serde_json::from_value(m.body()).unwrap();
-        assert_eq!(back, m);
-        assert_eq!(m.id(), m.delivery_id.to_string());
-        assert_eq!(m.source_id(), m.delivery_id);
     }
 }

@@ -27,7 +27,8 @@ use pipeline_ops::{Family, Services};
 use pipeline_runner::RunnerOptions;
 use tokio_util::sync::CancellationToken;
 
-pub use handler::{ACTOR, DeliveryMessage, SendOptions, WebhookHandler, WebhookLedger};
+pub use handler::{ACTOR, SendOptions, WebhookHandler, WebhookLedger};
+pub use pipeline_ops::messages::DeliveryMessage;
 pub use relay::{ReconcileReport, Relay};
 
 /// The send options of the `[webhooks]` settings.

@@ -15,7 +15,9 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::handler::{ACTOR, DeliveryMessage};
+use pipeline_ops::messages::DeliveryMessage;
+
+use crate::handler::ACTOR;
 
 /// Deliveries claimed per round.
 const BATCH: i64 = 500;
