@@ -4,9 +4,10 @@
 //! mostly per request: one request of 32 texts takes about as long as one of a single text.
 //! The batcher is a tokio task behind a channel: it takes the first waiting request, keeps
 //! gathering until the batch holds `max_batch` texts or `max_wait` has passed, calls the
-//! embedder once, and answers each caller with its own slice of the result (or, since a
-//! batch is all-or-nothing, with the batch's error).
+//! embedder once with each distinct text of the batch, and answers each caller with its own
+//! slice of the result (or, since a batch is all-or-nothing, with the batch's error).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,21 +146,52 @@ async fn run(embedder: Embedder, cfg: BatcherConfig, mut rx: mpsc::Receiver<Job>
 }
 
 async fn run_batch(embedder: &Embedder, jobs: Vec<Job>) {
-    let mut texts = Vec::with_capacity(jobs.iter().map(|j| j.texts.len()).sum());
+    let total: usize = jobs.iter().map(|j| j.texts.len()).sum();
+    // Each distinct text once: concurrent pages of one site often share texts, and the
+    // model's cost is per text. `slots[i]` is the distinct text that input `i` maps to.
+    let mut texts: Vec<String> = Vec::with_capacity(total);
+    let mut slots: Vec<usize> = Vec::with_capacity(total);
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(total);
     let mut callers = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        for text in &job.texts {
+            let next = texts.len();
+            let slot = *index.entry(text.as_str()).or_insert(next);
+            if slot == next {
+                texts.push(text.clone());
+            }
+            slots.push(slot);
+        }
+    }
+    drop(index);
     for job in jobs {
         callers.push((job.texts.len(), job.reply));
-        texts.extend(job.texts);
     }
     tracing::debug!(
-        texts = texts.len(),
+        texts = total,
+        distinct = texts.len(),
         callers = callers.len(),
         "embedding batch"
     );
     // Recorded here, where batches form; a process without a metrics recorder pays nothing.
     metrics::histogram!("pipeline_embedding_batch_size").record(texts.len() as f64);
+    if total > texts.len() {
+        metrics::counter!("pipeline_embedding_batch_duplicates_total")
+            .increment((total - texts.len()) as u64);
+    }
     let started = std::time::Instant::now();
-    let result = embedder.embed(&texts).await;
+    let result = embedder.embed(&texts).await.and_then(|distinct| {
+        if distinct.len() != texts.len() {
+            return Err(EmbedError::Count {
+                expected: texts.len(),
+                got: distinct.len(),
+            });
+        }
+        Ok(slots
+            .iter()
+            .map(|&slot| distinct[slot].clone())
+            .collect::<Vec<_>>())
+    });
     let outcome = if result.is_ok() { "ok" } else { "error" };
     metrics::histogram!("pipeline_embedding_batch_seconds", "outcome" => outcome)
         .record(started.elapsed().as_secs_f64());

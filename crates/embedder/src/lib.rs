@@ -25,7 +25,7 @@ mod openai;
 pub use batcher::{Batcher, BatcherConfig};
 pub use error::EmbedError;
 pub use hashing::{HashingConfig, HashingEmbedder};
-pub use minilm::{INSTALL_HINT, MINILM_MODEL, MiniLmConfig, MiniLmEmbedder};
+pub use minilm::{INSTALL_HINT, MINILM_MODEL, MiniLmConfig, MiniLmEmbedder, Precision};
 pub use openai::{OpenAiConfig, OpenAiEmbedder};
 
 use secrecy::SecretString;

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,21 @@ pub struct MiniLmConfig {
     /// text when it is longer).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// Arithmetic of the projections (`f32`, the default, or `int8`).
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// Arithmetic of the model's projections (its matrix products with weights).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats (gemm's kernels).
+    #[default]
+    F32,
+    /// 8-bit integers: weights quantised once at load, activations at each product, by
+    /// candle's quantized kernels (see the crate README for which ones and their quality).
+    Int8,
 }
 
 fn default_max_tokens() -> usize {
@@ -64,6 +80,9 @@ pub struct MiniLmEmbedder {
 
 struct Inner {
     tokenizer: Tokenizer,
+    /// The same tokenizer without truncation, to count what a text would need.
+    counter: Tokenizer,
+    max_tokens: usize,
     bert: Bert,
     batch_size: usize,
     dims: usize,
@@ -126,21 +145,29 @@ impl MiniLmEmbedder {
         let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
             .map_err(|e| bad(dir, "tokenizer.json", e))?;
         let max_tokens = cfg.max_tokens.min(config.max_position_embeddings);
+        // No padding: the forward pass pads each chunk of texts itself.
+        tokenizer.with_padding(None);
+        let mut counter = tokenizer.clone();
+        // The file's own truncation (128) is replaced: by none here, by `max_tokens` below.
+        counter
+            .with_truncation(None)
+            .map_err(|e| bad(dir, "tokenizer.json", e))?;
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: max_tokens,
                 ..TruncationParams::default()
             }))
             .map_err(|e| bad(dir, "tokenizer.json", e))?;
-        // No padding: the forward pass pads each chunk of texts itself.
-        tokenizer.with_padding(None);
         let weights = read("model.safetensors")?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| bad(dir, "model.safetensors", e))?;
-        let bert = Bert::load(vb, &config).map_err(|e| bad(dir, "model.safetensors", e))?;
+        let bert =
+            Bert::load(vb, &config, cfg.precision).map_err(|e| bad(dir, "model.safetensors", e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 tokenizer,
+                counter,
+                max_tokens,
                 bert,
                 batch_size: cfg.batch_size,
                 dims: config.hidden_size,
@@ -158,60 +185,118 @@ impl MiniLmEmbedder {
         self.inner.dims
     }
 
+    /// The longest input in word pieces, special tokens included; the model reads no
+    /// further.
+    pub fn max_tokens(&self) -> usize {
+        self.inner.max_tokens
+    }
+
+    /// How many word pieces (special tokens included) each text has before truncation, to
+    /// size chunks to the model's window.
+    ///
+    /// # Errors
+    /// [`EmbedError::Model`] when tokenizing fails.
+    pub fn token_counts(&self, texts: &[String]) -> Result<Vec<usize>, EmbedError> {
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        Ok(self
+            .inner
+            .counter
+            .encode_batch(inputs, true)
+            .map_err(|e| EmbedError::Model(format!("tokenizer: {e}")))?
+            .iter()
+            .map(|e| e.get_ids().len())
+            .collect())
+    }
+
     /// Embeds texts on the calling thread (CPU-bound: call it from a blocking thread).
     /// Every vector has length 1.
+    ///
+    /// All texts are tokenized first, then run through the model in order of their length
+    /// in word pieces, in chunks of at most [`CHUNK_TOKENS`] padded rows, so texts of
+    /// similar length share a chunk and little is computed on padding.
     ///
     /// # Errors
     /// [`EmbedError::Model`] when tokenizing or the forward pass fails.
     pub fn embed_sync(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let inner = &self.inner;
-        // Sorting by length makes each batch pad to a similar length: less wasted compute.
+        let mut encodings = Vec::with_capacity(texts.len());
+        for group in texts.chunks(inner.batch_size) {
+            let inputs: Vec<&str> = group.iter().map(String::as_str).collect();
+            encodings.extend(
+                inner
+                    .tokenizer
+                    .encode_batch(inputs, true)
+                    .map_err(|e| EmbedError::Model(format!("tokenizer: {e}")))?,
+            );
+        }
+        // Texts cut at the window: what follows the cut does not reach the vector.
+        let truncated = encodings
+            .iter()
+            .filter(|e| !e.get_overflowing().is_empty())
+            .count();
+        if truncated > 0 {
+            metrics::counter!("pipeline_embedding_truncated_total").increment(truncated as u64);
+        }
         let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
+        order.sort_by_key(|&i| encodings[i].get_ids().len());
+        let lengths: Vec<usize> = order
+            .iter()
+            .map(|&i| encodings[i].get_ids().len())
+            .collect();
         let mut out = vec![Vec::new(); texts.len()];
-        for batch in order.chunks(inner.batch_size) {
-            let inputs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
-            let vectors = inner.forward(inputs)?;
-            for (&i, v) in batch.iter().zip(vectors) {
+        for (start, end, len) in chunks(&lengths) {
+            let mut ids = vec![0u32; (end - start) * len];
+            for (row, &i) in ids.chunks_exact_mut(len).zip(&order[start..end]) {
+                let e = encodings[i].get_ids();
+                row[..e.len()].copy_from_slice(e);
+            }
+            let vectors = inner
+                .run(ids, &lengths[start..end], len)
+                .map_err(|e| EmbedError::Model(format!("forward pass: {e}")))?;
+            for (&i, v) in order[start..end].iter().zip(vectors) {
                 out[i] = v;
             }
         }
         Ok(out)
     }
+
+    /// Rows the forward pass computes (padding included) for texts of these lengths in
+    /// word pieces, grouped as [`MiniLmEmbedder::embed_sync`] groups them; against the sum
+    /// of the lengths, the share spent on padding.
+    pub fn padded_rows(&self, lengths: &[usize]) -> usize {
+        let mut sorted: Vec<usize> = lengths
+            .iter()
+            .map(|&l| l.min(self.inner.max_tokens))
+            .collect();
+        sorted.sort_unstable();
+        chunks(&sorted)
+            .into_iter()
+            .map(|(start, end, len)| (end - start) * len)
+            .sum()
+    }
+}
+
+/// Chunks of texts sorted by length: `(start, end, padded length)`, each holding the next
+/// texts whose padded rows fit in [`CHUNK_TOKENS`] (at least one text, and at least one
+/// column, so texts without tokens still have rows).
+fn chunks(sorted_lengths: &[usize]) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < sorted_lengths.len() {
+        let (mut end, mut len) = (start + 1, sorted_lengths[start]);
+        while end < sorted_lengths.len()
+            && len.max(sorted_lengths[end]) * (end + 1 - start) <= CHUNK_TOKENS
+        {
+            len = len.max(sorted_lengths[end]);
+            end += 1;
+        }
+        out.push((start, end, len.max(1)));
+        start = end;
+    }
+    out
 }
 
 impl Inner {
-    fn forward(&self, inputs: Vec<&str>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let encodings = self
-            .tokenizer
-            .encode_batch(inputs, true)
-            .map_err(|e| EmbedError::Model(format!("tokenizer: {e}")))?;
-        let lengths: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
-        let mut out = Vec::with_capacity(encodings.len());
-        let mut start = 0;
-        while start < encodings.len() {
-            // The next texts whose padded rows fit in CHUNK_TOKENS (at least one text).
-            let (mut end, mut len) = (start + 1, lengths[start]);
-            while end < encodings.len() && len.max(lengths[end]) * (end + 1 - start) <= CHUNK_TOKENS
-            {
-                len = len.max(lengths[end]);
-                end += 1;
-            }
-            // At least one column, so a chunk of texts without tokens still has rows.
-            let len = len.max(1);
-            let mut ids = vec![0u32; (end - start) * len];
-            for (row, e) in ids.chunks_exact_mut(len).zip(&encodings[start..end]) {
-                row[..e.get_ids().len()].copy_from_slice(e.get_ids());
-            }
-            out.extend(
-                self.run(ids, &lengths[start..end], len)
-                    .map_err(|e| EmbedError::Model(format!("forward pass: {e}")))?,
-            );
-            start = end;
-        }
-        Ok(out)
-    }
-
     fn run(
         &self,
         ids: Vec<u32>,
@@ -262,21 +347,72 @@ struct Bert {
 
 /// A projection `x @ weight.t()`; its bias is added by the fused step that follows it.
 struct Dense {
-    weight: Tensor,
+    weight: Weight,
     bias: Vec<f32>,
 }
 
+/// A projection's weights, in the configured precision.
+enum Weight {
+    /// `(out, in)` floats, multiplied by gemm.
+    F32(Tensor),
+    /// Quantised rows (`Q8_0`: blocks of 32 weights with one f16 scale), multiplied by
+    /// candle's quantized kernels. `inputs` is the real input width; the weights are
+    /// zero-padded to `padded` columns when the fast kernels need a multiple of 256, and
+    /// the input is padded the same way before each product.
+    Int8 {
+        q: QMatMul,
+        inputs: usize,
+        padded: usize,
+    },
+}
+
+/// Input widths the repacked int8 kernels take (candle quantises the activations in
+/// blocks of 256 for them).
+const INT8_BLOCK: usize = 256;
+
 impl Dense {
-    fn load(vb: &VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
-        Ok(Self {
-            weight: vb.get((outputs, inputs), "weight")?,
-            bias: vb.get(outputs, "bias")?.to_vec1()?,
-        })
+    fn load(
+        vb: &VarBuilder,
+        inputs: usize,
+        outputs: usize,
+        precision: Precision,
+    ) -> candle_core::Result<Self> {
+        Self::new(
+            vb.get((outputs, inputs), "weight")?,
+            vb.get(outputs, "bias")?.to_vec1()?,
+            precision,
+        )
+    }
+
+    fn new(weight: Tensor, bias: Vec<f32>, precision: Precision) -> candle_core::Result<Self> {
+        let weight = match precision {
+            Precision::F32 => Weight::F32(weight),
+            Precision::Int8 => {
+                let inputs = weight.dim(1)?;
+                let padded = inputs.div_ceil(INT8_BLOCK) * INT8_BLOCK;
+                let weight = weight.pad_with_zeros(1, 0, padded - inputs)?;
+                Weight::Int8 {
+                    q: QMatMul::from_qtensor(QTensor::quantize(&weight, GgmlDType::Q8_0)?)?,
+                    inputs,
+                    padded,
+                }
+            }
+        };
+        Ok(Self { weight, bias })
     }
 
     /// The product without the bias: one matrix product over all rows.
     fn matmul(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.weight.t()?)
+        match &self.weight {
+            Weight::F32(w) => x.matmul(&w.t()?),
+            Weight::Int8 { q, inputs, padded } => {
+                if padded > inputs {
+                    q.forward(&x.pad_with_zeros(1, 0, padded - inputs)?)
+                } else {
+                    q.forward(x)
+                }
+            }
+        }
     }
 }
 
@@ -321,7 +457,7 @@ struct Layer {
 }
 
 impl Bert {
-    fn load(vb: VarBuilder, c: &BertConfig) -> candle_core::Result<Self> {
+    fn load(vb: VarBuilder, c: &BertConfig, precision: Precision) -> candle_core::Result<Self> {
         let h = c.hidden_size;
         let scale = 1.0 / ((h / c.num_attention_heads) as f64).sqrt();
         let e = vb.pp("embeddings");
@@ -348,11 +484,16 @@ impl Bert {
                 )?
                 .to_vec1()?;
                 Ok(Layer {
-                    qkv: Dense { weight, bias },
-                    attention_out: Dense::load(&a.pp("output.dense"), h, h)?,
+                    qkv: Dense::new(weight, bias, precision)?,
+                    attention_out: Dense::load(&a.pp("output.dense"), h, h, precision)?,
                     attention_norm: Norm::load(&a.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
-                    intermediate: Dense::load(&l.pp("intermediate.dense"), h, c.intermediate_size)?,
-                    output: Dense::load(&l.pp("output.dense"), c.intermediate_size, h)?,
+                    intermediate: Dense::load(
+                        &l.pp("intermediate.dense"),
+                        h,
+                        c.intermediate_size,
+                        precision,
+                    )?,
+                    output: Dense::load(&l.pp("output.dense"), c.intermediate_size, h, precision)?,
                     output_norm: Norm::load(&l.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
                 })
             })
@@ -449,6 +590,7 @@ mod tests {
             model_dir: "/nonexistent/model".into(),
             max_tokens: 256,
             batch_size: 8,
+            precision: Precision::F32,
         })
         .unwrap_err();
         let text = err.to_string();

@@ -59,6 +59,33 @@ async fn concurrent_callers_share_batches_and_get_their_own_vectors() {
 }
 
 #[tokio::test]
+async fn texts_repeated_across_callers_are_sent_once() {
+    let server = Server::start_with_latency(Duration::from_millis(20)).await;
+    let batcher = Batcher::spawn(embedder(&server), cfg(64, 200));
+    let mut calls = Vec::new();
+    for caller in 0..8 {
+        let b = batcher.clone();
+        calls.push(tokio::spawn(async move {
+            // A footer every caller shares, and a text of its own.
+            let texts = vec![
+                "Copyright Example News. All rights reserved.".to_string(),
+                format!("story {caller}"),
+                "Copyright Example News. All rights reserved.".to_string(),
+            ];
+            let got = b.embed(texts.clone()).await;
+            (texts, got)
+        }));
+    }
+    for call in calls {
+        let (texts, got) = call.await.expect("join");
+        let want: Vec<Vec<f32>> = texts.iter().map(|t| vector_for(t)).collect();
+        assert_eq!(got.expect("embed"), want);
+    }
+    // 24 inputs, 9 distinct texts, one batch.
+    assert_eq!(server.batches(), vec![9]);
+}
+
+#[tokio::test]
 async fn a_lone_caller_is_answered_after_the_time_window() {
     let server = Server::start().await;
     let batcher = Batcher::spawn(embedder(&server), cfg(32, 30));

@@ -1,13 +1,14 @@
 //! The in-process model against the reference implementation: every sentence of the
 //! committed fixture (written by `fixtures/minilm_reference.py` with sentence-transformers
-//! from the same model files) must get a vector with cosine >= 0.999 to the reference.
+//! from the same model files) must get a vector with cosine >= 0.999 to the reference in
+//! `f32`, and >= 0.99 in `int8`.
 //!
 //! Needs the model files: `deploy/local/install-model.sh` (the test command runs it), or
 //! `MINILM_MODEL_DIR` pointing at another copy.
 
 use std::path::PathBuf;
 
-use embedder::{Embedder, EmbedderConfig, MiniLmConfig};
+use embedder::{Embedder, EmbedderConfig, MiniLmConfig, Precision};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -29,8 +30,9 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (norm(a) * norm(b))
 }
 
-#[tokio::test]
-async fn vectors_match_sentence_transformers() -> anyhow::Result<()> {
+/// Embeds the fixture in `precision` and returns the worst cosine to the reference, after
+/// checking that a text alone gets the vector it gets in a batch.
+async fn worst_cosine(precision: Precision) -> anyhow::Result<(f32, usize, Vec<String>)> {
     let reference: Reference =
         serde_json::from_str(include_str!("fixtures/minilm_reference.json"))?;
     assert!(reference.sentences.len() >= 50);
@@ -38,8 +40,9 @@ async fn vectors_match_sentence_transformers() -> anyhow::Result<()> {
         EmbedderConfig::Minilm(MiniLmConfig {
             model_dir: model_dir(),
             max_tokens: 256,
-            // Smaller than the fixture, so batches with different padding are compared too.
+            // Smaller than the fixture, so tokenizing in several groups is exercised too.
             batch_size: 8,
+            precision,
         }),
         None,
     )
@@ -59,18 +62,38 @@ async fn vectors_match_sentence_transformers() -> anyhow::Result<()> {
             worst = (c, i);
         }
     }
-    println!("worst cosine {} (sentence {})", worst.0, worst.1);
-    assert!(
-        worst.0 >= 0.999,
-        "sentence {} {:?}: cosine {} to the reference",
+    println!(
+        "{precision:?}: worst cosine {} (sentence {}) over {} sentences",
+        worst.0,
         worst.1,
-        reference.sentences[worst.1],
-        worst.0
+        reference.sentences.len()
     );
 
     // Alone or in a batch, a text gets the same vector (padding does not leak in).
     let alone = embedder.embed(&reference.sentences[3..4]).await?;
     assert!(cosine(&alone[0], &vectors[3]) > 0.9999);
+    Ok((worst.0, worst.1, reference.sentences))
+}
+
+#[tokio::test]
+async fn vectors_match_sentence_transformers() -> anyhow::Result<()> {
+    let (worst, i, sentences) = worst_cosine(Precision::F32).await?;
+    assert!(
+        worst >= 0.999,
+        "sentence {i} {:?}: cosine {worst} to the reference",
+        sentences[i]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn int8_vectors_stay_close_to_the_reference() -> anyhow::Result<()> {
+    let (worst, i, sentences) = worst_cosine(Precision::Int8).await?;
+    assert!(
+        worst >= 0.99,
+        "sentence {i} {:?}: cosine {worst} to the reference",
+        sentences[i]
+    );
     Ok(())
 }
 
@@ -81,6 +104,7 @@ async fn similar_sentences_are_closer_than_unrelated_ones() -> anyhow::Result<()
             model_dir: model_dir(),
             max_tokens: 256,
             batch_size: 32,
+            precision: Precision::F32,
         }),
         None,
     )?;

@@ -381,6 +381,17 @@ pub struct EmbeddingSettings {
 pub struct MiniLmSettings {
     pub model_dir: String,
     pub max_tokens: usize,
+    pub precision: MiniLmPrecision,
+}
+
+/// Arithmetic of the in-process model's matrix products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MiniLmPrecision {
+    /// 32-bit floats throughout.
+    F32,
+    /// Weights and activations of the projections quantised to 8-bit integers.
+    Int8,
 }
 
 /// `[embedding.hashing]`

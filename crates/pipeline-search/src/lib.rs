@@ -14,9 +14,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use embedder::{EmbedError, Embedder, EmbedderConfig, HashingConfig, MiniLmConfig, OpenAiConfig};
+use embedder::{
+    EmbedError, Embedder, EmbedderConfig, HashingConfig, MiniLmConfig, OpenAiConfig, Precision,
+};
 use pipeline_core::probes::Components;
-use pipeline_core::settings::EmbeddingBackend;
+use pipeline_core::settings::{EmbeddingBackend, MiniLmPrecision};
 use pipeline_core::{Settings, SettingsError};
 use pipeline_store::search::{self, ChunkHit};
 use pipeline_store::vector_index::VectorIndex;
@@ -81,6 +83,10 @@ pub fn embedder_from_settings(
             model_dir: e.minilm.model_dir.clone().into(),
             max_tokens: e.minilm.max_tokens,
             batch_size: e.batch_size,
+            precision: match e.minilm.precision {
+                MiniLmPrecision::F32 => Precision::F32,
+                MiniLmPrecision::Int8 => Precision::Int8,
+            },
         }),
         EmbeddingBackend::Hashing => EmbedderConfig::Hashing(HashingConfig {
             dims: e.hashing.dims,
