@@ -11,6 +11,10 @@
 //! reservation until the last source is `extracted`. The database and the Redis keys are
 //! removed at the end.
 //!
+//! Prints how many vectors came from the embedding cache (`PIPELINE__EMBEDDING__CACHE__MAX_ENTRIES=0`
+//! turns it off): corpus pages cycled repeat exactly, so from the second cycle on every
+//! chunk is a cache hit.
+//!
 //! Environment: the settings' variables (`PIPELINE__EXTRACTION__CONCURRENCY`,
 //! `PIPELINE__EMBEDDING__BACKEND`, ...), `BENCH_ADMIN_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `REDIS_URL`.
@@ -158,8 +162,20 @@ async fn bench(
         s.extraction.chunk_max_chars,
         s.extraction.chunk_overlap_chars,
     );
+    let (embedded, cached): (i64, i64) = sqlx::query_as(
+        "SELECT coalesce(sum((detail->>'embedded')::bigint), 0)::bigint,
+                coalesce(sum((detail->>'embedded_from_cache')::bigint), 0)::bigint
+           FROM job_events WHERE kind = 'succeeded'",
+    )
+    .fetch_one(&services.db)
+    .await?;
     println!(
         "extracted {extracted}/{pages}; {chunks} extractions, {vectors} vectors, {links} entity links"
+    );
+    println!(
+        "embedding cache (max_entries {}): {cached} of {embedded} vectors from the cache, {} computed",
+        s.embedding.cache.max_entries,
+        embedded - cached
     );
     println!(
         "{:.2} s, {:.1} pages/s, {:.1} chunks/s",

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use work_queue::{Delivery, WorkQueue};
 
 use crate::analyze::{Analysis, Body, analyze_body};
+use crate::cache::{EmbeddingCache, TextKey, text_key};
 
 const RUNNING: u8 = 0;
 const FINISHED: u8 = 1;
@@ -57,6 +58,8 @@ pub struct ExtractionHandler {
     /// The facts queue, for pages of projects with an extraction schema.
     facts: WorkQueue,
     batcher: Batcher,
+    /// Vectors of texts embedded before (off unless [`ExtractionHandler::with_cache`]).
+    cache: EmbeddingCache,
     chunking: ChunkOptions,
     limits: Limits,
     abandon_grace: Duration,
@@ -78,6 +81,7 @@ impl ExtractionHandler {
     ) -> Self {
         Self {
             ledger: SourceLedger::new(db.clone(), progress.clone()),
+            cache: EmbeddingCache::new(db.clone(), 0),
             db,
             progress,
             facts,
@@ -88,6 +92,12 @@ impl ExtractionHandler {
             abandoned: Arc::new(watch::Sender::new(0)),
             max_abandoned: DEFAULT_MAX_ABANDONED,
         }
+    }
+
+    /// The same handler reusing the vectors of texts embedded before, through `cache`.
+    pub fn with_cache(mut self, cache: EmbeddingCache) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// The same handler starting no extraction while `max` abandoned threads (see
@@ -252,20 +262,7 @@ impl ExtractionHandler {
             .map(|m| analysis.chunks[m.chunk_index].embedding_text(analysis.title.as_deref()))
             .collect();
         let started = Instant::now();
-        let vectors = self.batcher.embed(texts).await.map_err(|e| {
-            let kind = if e.is_transient() {
-                "transient"
-            } else {
-                "permanent"
-            };
-            metrics::counter!("pipeline_embedding_failures_total", "kind" => kind).increment(1);
-            let message = format!("embedding failed: {e}");
-            if e.is_transient() {
-                Failure::transient(message)
-            } else {
-                Failure::permanent(message)
-            }
-        })?;
+        let (vectors, cached) = self.embed(&model, texts).await?;
         if !stored.missing.is_empty() {
             metrics::histogram!("pipeline_embedding_seconds")
                 .record(started.elapsed().as_secs_f64());
@@ -276,6 +273,7 @@ impl ExtractionHandler {
         let detail = json!({
             "chunks": stored.chunks,
             "embedded": ids.len(),
+            "embedded_from_cache": cached,
             "entities": stored.entities,
             "entities_status": status.as_str(),
             "entity_failures": analysis.entities.failures,
@@ -303,7 +301,7 @@ impl ExtractionHandler {
             // After the commit: a crash before this enqueue leaves the source
             // `facts_pending`, and the reconciler enqueues it.
             self.facts
-                .enqueue(&msg.id(), &msg.body())
+                .enqueue_in(&msg.lane(), &msg.id(), &msg.body())
                 .await
                 .map_err(|e| Failure::transient(format!("enqueueing facts: {e}")))?;
         }
@@ -311,11 +309,98 @@ impl ExtractionHandler {
             facts = finished == Finished::FactsPending,
             chunks = stored.chunks,
             embedded = ids.len(),
+            from_cache = cached,
             entities = stored.entities,
             entities_status = status.as_str(),
             "source extracted"
         );
         Ok(())
+    }
+}
+
+impl ExtractionHandler {
+    /// Vectors for `texts`, in order, and how many came from the cache: each distinct text
+    /// is looked up in the cache, the others go to the batcher once each (a page may repeat
+    /// a text), and what the model computed is stored for the next page.
+    async fn embed(
+        &self,
+        model: &str,
+        texts: Vec<String>,
+    ) -> Result<(Vec<Vec<f32>>, usize), Failure> {
+        if texts.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        let dims = self.batcher.dims();
+        let keys: Vec<TextKey> = if self.cache.enabled() {
+            texts.iter().map(|t| text_key(t)).collect()
+        } else {
+            Vec::new()
+        };
+        let mut known = if self.cache.enabled() {
+            // The cache only saves work: when it cannot be read, the model computes the
+            // vectors instead (the failure is logged, not the delivery's).
+            self.cache.get(model, dims, &keys).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "embedding cache lookup failed; embedding every text");
+                Default::default()
+            })
+        } else {
+            Default::default()
+        };
+        let cached = keys.iter().filter(|k| known.contains_key(*k)).count();
+        // The texts to compute: not cached, each distinct one once.
+        let mut todo: Vec<String> = Vec::new();
+        let mut todo_keys: Vec<TextKey> = Vec::new();
+        if self.cache.enabled() {
+            let mut seen = std::collections::HashSet::new();
+            for (text, key) in texts.iter().zip(&keys) {
+                if !known.contains_key(key) && seen.insert(*key) {
+                    todo.push(text.clone());
+                    todo_keys.push(*key);
+                }
+            }
+        } else {
+            todo = texts;
+        }
+        if self.cache.enabled() {
+            metrics::counter!("pipeline_embedding_cache_total", "outcome" => "hit")
+                .increment(cached as u64);
+            metrics::counter!("pipeline_embedding_cache_total", "outcome" => "miss")
+                .increment((keys.len() - cached) as u64);
+        }
+        let computed = self.batcher.embed(todo).await.map_err(|e| {
+            let kind = if e.is_transient() {
+                "transient"
+            } else {
+                "permanent"
+            };
+            metrics::counter!("pipeline_embedding_failures_total", "kind" => kind).increment(1);
+            let message = format!("embedding failed: {e}");
+            if e.is_transient() {
+                Failure::transient(message)
+            } else {
+                Failure::permanent(message)
+            }
+        })?;
+        if !self.cache.enabled() {
+            return Ok((computed, 0));
+        }
+        let entries: Vec<(TextKey, &[f32])> = todo_keys
+            .iter()
+            .zip(&computed)
+            .map(|(k, v)| (*k, v.as_slice()))
+            .collect();
+        // As for the lookup: a vector not stored only costs a later page a model call.
+        if let Err(e) = self.cache.put(model, dims, &entries).await {
+            tracing::warn!(error = %e, "embedding cache insert failed");
+        }
+        drop(entries);
+        known.extend(todo_keys.into_iter().zip(computed));
+        let vectors = keys
+            .iter()
+            .map(|k| known.get(k).cloned())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Failure::permanent("embedding failed: a text got no vector"))?;
+        Ok((vectors, cached))
     }
 }
 

@@ -7,8 +7,10 @@
 //! 2. in one short transaction: the cleaned text into `sources.content`, one `extractions`
 //!    row per chunk (upserted on `(source_id, extraction_type, chunk_index)`; chunks beyond
 //!    the new last one deleted), the entities and their links, with `entities_status`;
-//! 3. embed the chunks still without a vector, through the process's one [`Batcher`], which
-//!    gathers texts across concurrent deliveries; no transaction is open meanwhile;
+//! 3. embed the chunks still without a vector: each distinct text once, from the
+//!    [`EmbeddingCache`] when the same model embedded the same text before, else through the
+//!    process's one [`Batcher`], which gathers texts across concurrent deliveries; no
+//!    transaction is open meanwhile;
 //! 4. in one transaction: the vectors, `embeddings_created = true`, and the source's
 //!    `extracted` status with its `succeeded` event.
 //!
@@ -20,6 +22,7 @@
 //! [`Settings::embedding_api_key`]).
 
 mod analyze;
+mod cache;
 mod handler;
 
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use std::time::Duration;
 
 use embedder::{Batcher, BatcherConfig, EmbedError, Embedder};
 use extract_core::{ChunkOptions, Limits};
+use pipeline_core::settings::EmbeddingBackend;
 use pipeline_core::{Settings, SettingsError, Sources};
 use pipeline_ops::Family;
 use pipeline_ops::Services;
@@ -34,6 +38,7 @@ use pipeline_runner::RunnerOptions;
 use tokio_util::sync::CancellationToken;
 
 pub use analyze::{Analysis, Body, analyze, analyze_body, analyze_pdf};
+pub use cache::{EmbeddingCache, TextKey, text_key};
 pub use handler::ExtractionHandler;
 
 /// Why the worker could not be built.
@@ -114,6 +119,18 @@ pub fn handler(services: &Services, batcher: Batcher) -> ExtractionHandler {
         Duration::from_millis(services.settings.extraction.abandon_grace_ms),
     )
     .with_max_abandoned(max_abandoned(&services.settings))
+    .with_cache(embedding_cache(services))
+}
+
+/// The embedding cache of the `[embedding]` settings: `cache.max_entries` vectors per
+/// model, off for the `hashing` backend (hashing a text costs less than looking it up).
+pub fn embedding_cache(services: &Services) -> EmbeddingCache {
+    let e = &services.settings.embedding;
+    let max_entries = match e.backend {
+        EmbeddingBackend::Hashing => 0,
+        EmbeddingBackend::Minilm | EmbeddingBackend::Openai => e.cache.max_entries,
+    };
+    EmbeddingCache::new(services.db.clone(), max_entries)
 }
 
 /// `extraction.max_abandoned`, the concurrency when unset.

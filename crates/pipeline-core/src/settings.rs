@@ -372,6 +372,17 @@ pub struct EmbeddingSettings {
     pub minilm: MiniLmSettings,
     pub hashing: HashingSettings,
     pub openai: OpenAiSettings,
+    pub cache: EmbeddingCacheSettings,
+}
+
+/// `[embedding.cache]`: vectors reused across chunks whose embedded text is identical.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct EmbeddingCacheSettings {
+    /// Most cached vectors per model (least recently used deleted beyond); 0 turns the
+    /// cache off.
+    pub max_entries: u64,
 }
 
 /// `[embedding.minilm]`

@@ -1,7 +1,8 @@
 //! The extraction worker against a real OpenAI-compatible embeddings server: failures leave
 //! visible `embeddings_created = false` rows and end in the DLQ; a redrive completes the
 //! work without duplicates and embeds only what is missing; texts of many sources share
-//! batches.
+//! batches; a text embedded once is taken from the embedding cache afterwards, and the
+//! cache keeps to its bound.
 
 use std::time::Duration;
 
@@ -13,8 +14,19 @@ const DRAIN: Duration = Duration::from_secs(60);
 const DIMS: usize = 8;
 
 async fn env_with(server: &EmbeddingServer, timeout_ms: u64) -> anyhow::Result<Env> {
+    env_with_cache(server, timeout_ms, 0).await
+}
+
+/// `max_entries` cached vectors (0: no cache, so every text missing a vector reaches the
+/// server, which is what most tests here count).
+async fn env_with_cache(
+    server: &EmbeddingServer,
+    timeout_ms: u64,
+    max_entries: u64,
+) -> anyhow::Result<Env> {
     let url = server.url();
     Env::new(move |s| {
+        s.embedding.cache.max_entries = max_entries;
         s.embedding.backend = EmbeddingBackend::Openai;
         s.embedding.openai.url = url;
         s.embedding.openai.model = "test-embed".into();
@@ -23,6 +35,20 @@ async fn env_with(server: &EmbeddingServer, timeout_ms: u64) -> anyhow::Result<E
         s.extraction.chunk_max_chars = 400;
     })
     .await
+}
+
+/// Distinct embedding texts among a source's chunks (all, or those of `indexes`): what a
+/// worker sends to the server, as texts repeated within a page go once.
+async fn distinct_texts(env: &Env, source: uuid::Uuid, indexes: &[i32]) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(DISTINCT (data->>'heading_path') || E'\\n' || (data->>'text'))
+           FROM extractions
+          WHERE source_id = $1 AND (cardinality($2::int[]) = 0 OR chunk_index = ANY($2))",
+    )
+    .bind(source)
+    .bind(indexes)
+    .fetch_one(&env.db.pool)
+    .await?)
 }
 
 #[tokio::test]
@@ -134,7 +160,11 @@ async fn a_retry_embeds_only_the_missing_chunks() -> anyhow::Result<()> {
     env.enqueue(source_id, job_id).await?;
     env.drain(&handler, DRAIN).await?;
     let full = env.counts(source_id).await?;
-    assert_eq!(server.inputs() as i64, full.extractions);
+    // The page repeats paragraphs: each distinct text is sent once.
+    assert_eq!(
+        server.inputs() as i64,
+        distinct_texts(&env, source_id, &[]).await?
+    );
 
     // Two chunks lose their vectors (as if a crash had split the work).
     sqlx::query(
@@ -148,7 +178,11 @@ async fn a_retry_embeds_only_the_missing_chunks() -> anyhow::Result<()> {
     let before = server.inputs();
     env.enqueue(source_id, job_id).await?;
     env.drain(&handler, DRAIN).await?;
-    assert_eq!(server.inputs() - before, 2, "only the two missing chunks");
+    assert_eq!(
+        (server.inputs() - before) as i64,
+        distinct_texts(&env, source_id, &[1, 2]).await?,
+        "only the two missing chunks"
+    );
     assert_eq!(env.counts(source_id).await?, full);
     Ok(())
 }
@@ -194,6 +228,114 @@ async fn texts_of_concurrent_sources_share_batches() -> anyhow::Result<()> {
         server.requests().len() < ids.len(),
         "texts of several sources went in one request: {:?}",
         server.requests()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn identical_texts_are_embedded_once_per_model() -> anyhow::Result<()> {
+    let server = EmbeddingServer::start(DIMS).await?;
+    let env = env_with_cache(&server, 5_000, 1_000).await?;
+    let handler = env.handler()?;
+    // The same article under two URLs: every chunk of the second has the text (title,
+    // headings and chunk) of one of the first.
+    let (first, job) = env
+        .scraped_source("https://blog.example/a", &article_page(), "text/html")
+        .await?;
+    env.enqueue(first, job).await?;
+    env.drain(&handler, DRAIN).await?;
+    let chunks = env.counts(first).await?.extractions;
+    assert!(chunks >= 3, "{chunks} chunks");
+    let distinct = distinct_texts(&env, first, &[]).await?;
+    assert_eq!(server.inputs() as i64, distinct);
+
+    let (second, job) = env
+        .scraped_source(
+            "https://blog.example/a?ref=feed",
+            &article_page(),
+            "text/html",
+        )
+        .await?;
+    env.enqueue(second, job).await?;
+    env.drain(&handler, DRAIN).await?;
+    assert_eq!(env.status(second).await?, "extracted");
+    let c = env.counts(second).await?;
+    assert_eq!((c.extractions, c.embedded), (chunks, chunks));
+    assert_eq!(
+        server.inputs() as i64,
+        distinct,
+        "no text went to the server again"
+    );
+    // Each chunk of the copy has the vector of the same chunk of the original.
+    let differing: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM extractions a
+           JOIN extractions b ON b.chunk_index = a.chunk_index AND b.source_id = $2
+           JOIN extraction_embeddings ea ON ea.extraction_id = a.id
+           JOIN extraction_embeddings eb ON eb.extraction_id = b.id
+          WHERE a.source_id = $1
+            AND (ea.embedding IS DISTINCT FROM eb.embedding OR eb.model <> 'test-embed')",
+    )
+    .bind(first)
+    .bind(second)
+    .fetch_one(&env.db.pool)
+    .await?;
+    assert_eq!(differing, 0);
+    let detail = pipeline_store::sources::events(&env.db.pool, second)
+        .await?
+        .pop()
+        .and_then(|e| e.detail)
+        .expect("the succeeded event's detail");
+    assert_eq!(detail["embedded"], chunks);
+    assert_eq!(detail["embedded_from_cache"], chunks);
+    let (rows, hits): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(hits), 0)::bigint FROM embedding_cache
+          WHERE model = 'test-embed'",
+    )
+    .fetch_one(&env.db.pool)
+    .await?;
+    assert_eq!((rows, hits), (distinct, distinct));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_cache_keeps_its_bound_and_another_model_misses() -> anyhow::Result<()> {
+    let server = EmbeddingServer::start(DIMS).await?;
+    let env = env_with_cache(&server, 5_000, 2).await?;
+    let handler = env.handler()?;
+    let (source, job) = env
+        .scraped_source("https://blog.example/bound", &article_page(), "text/html")
+        .await?;
+    env.enqueue(source, job).await?;
+    env.drain(&handler, DRAIN).await?;
+    let chunks = env.counts(source).await?.extractions;
+    assert!(chunks > 2, "{chunks} chunks");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM embedding_cache")
+        .fetch_one(&env.db.pool)
+        .await?;
+    assert_eq!(
+        rows, 2,
+        "the least recently used rows beyond the bound are deleted"
+    );
+
+    // Vectors are cached per model: a worker of another model embeds every chunk again.
+    let cache = extraction_worker::EmbeddingCache::new(env.db.pool.clone(), 2);
+    let keys: Vec<extraction_worker::TextKey> = ["a", "b"]
+        .iter()
+        .map(|t| extraction_worker::text_key(t))
+        .collect();
+    let (a, b): (&[f32], &[f32]) = (&[1.0, 0.0], &[0.0, 1.0]);
+    cache
+        .put("other-model", 2, &[(keys[0], a), (keys[1], b)])
+        .await?;
+    let found = cache.get("other-model", 2, &keys).await?;
+    assert_eq!(
+        found.get(&keys[1]).map(Vec::as_slice),
+        Some(&[0.0, 1.0][..])
+    );
+    assert!(cache.get("test-embed", 2, &keys).await?.is_empty());
+    assert!(
+        cache.get("other-model", 3, &keys).await?.is_empty(),
+        "wrong dims miss"
     );
     Ok(())
 }
