@@ -200,6 +200,7 @@ async fn extract(pages: usize, hook_url: Option<&str>) -> anyhow::Result<(f64, i
             source_group: None,
             urls: &urls,
             invalid: &[],
+            priority: "normal",
         },
     )
     .await?;
@@ -220,6 +221,8 @@ async fn extract(pages: usize, hook_url: Option<&str>) -> anyhow::Result<(f64, i
                 source_id,
                 job_id: Some(job.job_id),
                 url: None,
+                project_id: None,
+                priority: Default::default(),
             };
             (m.id(), m.body())
         })

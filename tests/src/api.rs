@@ -93,6 +93,7 @@ impl ApiEnv {
                 project_name: None,
                 source_group: None,
                 model_token_cap: None,
+                priority: Default::default(),
             },
             pipeline_store::Actor::Cli,
         )

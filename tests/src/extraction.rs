@@ -79,6 +79,7 @@ impl Env {
                 urls: &urls,
                 invalid: &[],
                 model_token_cap: None,
+                priority: "normal",
             },
         )
         .await?;
@@ -111,6 +112,8 @@ impl Env {
             source_id,
             job_id: Some(job_id),
             url: None,
+            project_id: None,
+            priority: Default::default(),
         };
         Ok(self.queue().enqueue(&msg.id(), &msg.body()).await?)
     }

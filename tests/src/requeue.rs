@@ -66,6 +66,7 @@ impl World {
                 project_name: Some("requeue-tests".into()),
                 source_group: None,
                 model_token_cap: None,
+                priority: Default::default(),
             },
             pipeline_store::Actor::Cli,
         )

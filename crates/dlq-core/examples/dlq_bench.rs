@@ -159,7 +159,9 @@ impl Bench {
             let mut conn = self.pool.get();
             redis::cmd("DEL")
                 .arg(self.keys.msg(&item.id))
-                .arg(self.keys.ready())
+                .arg(self.keys.lane(""))
+                .arg(self.keys.rota())
+                .arg(self.keys.lanes())
                 .query_async::<()>(&mut conn)
                 .await?;
         }

@@ -133,12 +133,17 @@ impl Dlq {
         &self.keys
     }
 
-    /// The by-id op that redrives (holding the messages back when the options say so).
+    /// The by-id op that redrives (holding the messages back when the options say so), at
+    /// the priority the item's message had, or at `priority` (a one-letter code of the work
+    /// queue's priorities: `h`, `n` or `l`).
+    pub(crate) fn redrive_op_as(&self, priority: Option<char>) -> String {
+        let prio = priority.map(String::from).unwrap_or_default();
+        format!("redrive:{}:{prio}", self.opts.redrive_hold_ms)
+    }
+
+    /// [`redrive_op_as`](Self::redrive_op_as) keeping each message's priority.
     pub(crate) fn redrive_op(&self) -> String {
-        match self.opts.redrive_hold_ms {
-            0 => "redrive".into(),
-            ms => format!("redrive:{ms}"),
-        }
+        self.redrive_op_as(None)
     }
 
     /// Makes the held-back messages of redriven `ids` ready (see

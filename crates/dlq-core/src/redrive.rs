@@ -136,9 +136,28 @@ impl Dlq {
     /// and into the work queue in one script. Of concurrent redrives of one id exactly one
     /// gets `Some`. A malformed entry is left in place ([`DlqError::Malformed`]). O(log N).
     pub async fn redrive(&self, id: &str) -> Result<Option<RedriveOutcome>> {
+        self.redrive_as(id, None).await
+    }
+
+    /// [`redrive`](Self::redrive) at another priority within the message's lane: `priority`
+    /// is the work queue's one-letter code (`h`, `n`, `l`); `None` keeps the message's own.
+    ///
+    /// # Errors
+    /// As [`redrive`](Self::redrive); an unknown priority code is
+    /// [`DlqError::InvalidArgument`].
+    pub async fn redrive_as(
+        &self,
+        id: &str,
+        priority: Option<char>,
+    ) -> Result<Option<RedriveOutcome>> {
         check_id(id)?;
+        if priority.is_some_and(|p| !matches!(p, 'h' | 'n' | 'l')) {
+            return Err(DlqError::InvalidArgument(format!(
+                "unknown priority code {priority:?}"
+            )));
+        }
         let row = self
-            .by_id_any(&self.redrive_op(), &[id])
+            .by_id_any(&self.redrive_op_as(priority), &[id])
             .await?
             .pop()
             .ok_or_else(|| DlqError::Protocol("redrive: empty reply".into()))?;

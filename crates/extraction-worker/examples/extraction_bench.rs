@@ -84,6 +84,7 @@ async fn bench(
             source_group: None,
             urls: &urls,
             invalid: &[],
+            priority: "normal",
         },
     )
     .await?;
@@ -107,6 +108,8 @@ async fn bench(
                 source_id,
                 job_id: Some(job.job_id),
                 url: None,
+                project_id: None,
+                priority: Default::default(),
             };
             (m.id(), m.body())
         })

@@ -169,6 +169,7 @@ async fn eval_on(
             source_group: None,
             urls: &urls,
             invalid: &[],
+            priority: "normal",
         },
     )
     .await?;
@@ -189,6 +190,8 @@ async fn eval_on(
                 source_id,
                 job_id: Some(job.job_id),
                 url: None,
+                project_id: None,
+                priority: Default::default(),
             };
             (m.id(), m.body())
         })

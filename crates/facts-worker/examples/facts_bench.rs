@@ -307,6 +307,7 @@ async fn sources_of(
             source_group: None,
             urls: &urls,
             invalid: &[],
+            priority: "normal",
         },
     )
     .await?;
@@ -329,6 +330,8 @@ async fn enqueue(
                 source_id,
                 job_id: Some(job_id),
                 url: None,
+                project_id: None,
+                priority: Default::default(),
             };
             (m.id(), m.body())
         })

@@ -159,6 +159,7 @@ impl From<CrawlRequestBody> for CrawlRequest {
             project: b.project,
             source_group: b.source_group,
             model_token_cap: b.model_token_cap,
+            priority: None,
         }
     }
 }

@@ -43,6 +43,7 @@ pub async fn scrape(
         project_name: body.project,
         source_group: body.source_group,
         model_token_cap: body.model_token_cap,
+        priority: Default::default(),
     };
     let outcome = submit::submit(&state.services, &req, pipeline_store::Actor::Api)
         .await

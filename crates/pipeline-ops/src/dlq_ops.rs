@@ -185,8 +185,25 @@ pub async fn retry(
     id: &str,
     actor: Actor,
 ) -> Result<Option<RedriveOutcome>, DlqOpError> {
+    retry_as(services, family, id, None, actor).await
+}
+
+/// [`retry`] at another priority within the message's project lane (`None`: the priority
+/// its message had).
+pub async fn retry_as(
+    services: &Services,
+    family: Family,
+    id: &str,
+    priority: Option<work_queue::Priority>,
+    actor: Actor,
+) -> Result<Option<RedriveOutcome>, DlqOpError> {
     let dlq = services.dlq(family);
-    let Some(outcome) = dlq.redrive(id).await? else {
+    let code = priority.map(|p| match p {
+        work_queue::Priority::High => 'h',
+        work_queue::Priority::Normal => 'n',
+        work_queue::Priority::Low => 'l',
+    });
+    let Some(outcome) = dlq.redrive_as(id, code).await? else {
         return Ok(None);
     };
     metrics::counter!("pipeline_dlq_redriven_total", "family" => family.as_str(), "by" => actor.as_str())

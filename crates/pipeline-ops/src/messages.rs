@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use pipeline_runner::WorkMessage;
+pub use work_queue::{Lane, Priority};
 
 /// A unit of work about one source, for either family.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +20,17 @@ pub struct SourceMessage {
     /// Messages written before the field was named `url` carry it as `uri`.
     #[serde(default, alias = "uri", skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The source's project: the message's lane in every family, so projects share the
+    /// workers fairly (messages without it wait in the default lane).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<Uuid>,
+    /// The job's priority within its project; each stage passes it on.
+    #[serde(default, skip_serializing_if = "is_normal")]
+    pub priority: Priority,
+}
+
+fn is_normal(p: &Priority) -> bool {
+    *p == Priority::Normal
 }
 
 impl WorkMessage for SourceMessage {
@@ -45,6 +57,27 @@ impl SourceMessage {
     pub fn body(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("a SourceMessage always serialises")
     }
+
+    /// The queue lane: the project (the default lane without one) at the job's priority.
+    pub fn lane(&self) -> Lane {
+        lane_of(self.project_id, self.priority)
+    }
+
+    /// The message for the same source, job, project and priority in the next stage.
+    pub fn next_stage(&self) -> Self {
+        Self {
+            url: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// The queue lane of a project's work at `priority` (the default lane without a project).
+pub fn lane_of(project_id: Option<Uuid>, priority: Priority) -> Lane {
+    Lane::new(
+        project_id.map(|p| p.to_string()).unwrap_or_default(),
+        priority,
+    )
 }
 
 /// The queue message of a delivery; its id is the delivery id.

@@ -194,20 +194,24 @@ pub async fn rerun(
             break;
         };
         after = Some(last.source_id);
-        let messages: Vec<(String, serde_json::Value)> = batch
+        // A rerun is a backfill: it waits in the project's lane at `low`, behind the
+        // project's live work (within the starvation bound of the queue's README).
+        let messages: Vec<_> = batch
             .iter()
             .map(|r| {
                 let m = crate::messages::SourceMessage {
                     source_id: r.source_id,
                     job_id: r.job_id,
                     url: None,
+                    project_id: Some(project_id),
+                    priority: crate::messages::Priority::Low,
                 };
-                (m.id(), m.body())
+                (m.id(), m.lane(), m.body())
             })
             .collect();
         let bulk = services
             .queue(crate::Family::Facts)
-            .enqueue_bulk(&messages)
+            .enqueue_bulk_in(&messages)
             .await
             .map_err(|e| SchemaWriteError::Enqueue(e.to_string()))?;
         let mut jobs: Vec<Uuid> = batch.iter().filter_map(|r| r.job_id).collect();

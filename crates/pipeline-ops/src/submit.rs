@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::Family;
 use crate::Services;
-use crate::messages::SourceMessage;
+use crate::messages::{Priority, SourceMessage};
 
 /// Longest URL accepted, in bytes of its normalized form (what the unique index on
 /// `(project_id, uri)` stores: percent-encoding can make a URL nine times longer than typed,
@@ -38,6 +38,8 @@ pub struct SubmitRequest {
     /// Most model tokens the job's pages may spend in the schema stage (`llm` backend);
     /// `None`: no cap.
     pub model_token_cap: Option<i64>,
+    /// The job's priority within its project's lane of every queue family.
+    pub priority: Priority,
 }
 
 /// What a submission did.
@@ -278,6 +280,7 @@ pub async fn submit(
             invalid: &invalid,
             actor,
             model_token_cap: req.model_token_cap,
+            priority: req.priority.as_str(),
         },
     )
     .await
@@ -286,7 +289,7 @@ pub async fn submit(
         (e, _) => SubmitError::Store(e),
     })?;
 
-    let messages: Vec<(String, serde_json::Value)> = created
+    let messages: Vec<_> = created
         .sources
         .iter()
         .map(|s| {
@@ -294,13 +297,15 @@ pub async fn submit(
                 source_id: s.source_id,
                 job_id: Some(created.job_id),
                 url: Some(s.url.clone()),
+                project_id: Some(created.project_id),
+                priority: req.priority,
             };
-            (m.id(), m.body())
+            (m.id(), m.lane(), m.body())
         })
         .collect();
     let queue = services.queue(Family::Scrape);
     let bulk = queue
-        .enqueue_bulk(&messages)
+        .enqueue_bulk_in(&messages)
         .await
         .map_err(|source| SubmitError::Enqueue {
             job_id: created.job_id,

@@ -91,9 +91,44 @@ impl FamilyKeys {
         }
     }
 
-    /// `P{family}:ready`: LIST of message ids; producers LPUSH, consumers RPOP (FIFO).
+    /// `P{family}:ready`: the LIST of ready message ids of versions before lanes. Nothing
+    /// writes it any more; each reserve moves up to 256 of its ids into the default lane, so
+    /// an upgraded system loses nothing queued before the upgrade.
     pub fn ready(&self) -> String {
         format!("{}:ready", self.tag())
+    }
+
+    /// `P{family}:rota`: ZSET lane -> virtual time of its next turn; the lanes with ready
+    /// work that may be served now (see work-queue's README, "Fair share").
+    pub fn rota(&self) -> String {
+        format!("{}:rota", self.tag())
+    }
+
+    /// `P{family}:lane:<lane>`: ZSET id -> rank, one lane's ready messages (lowest first).
+    pub fn lane(&self, lane: &str) -> String {
+        format!("{}:lane:{lane}", self.tag())
+    }
+
+    /// `P{family}:held`: ZSET lane -> ms when its start rate lets it start again.
+    pub fn held(&self) -> String {
+        format!("{}:held", self.tag())
+    }
+
+    /// `P{family}:capped`: SET of lanes with ready work and their cap of messages in flight.
+    pub fn capped(&self) -> String {
+        format!("{}:capped", self.tag())
+    }
+
+    /// `P{family}:lanes`: HASH of the lanes' state: `n` (ready messages in every lane), `v`
+    /// (the virtual time), and per lane `<lane>|seq`, `|last`, `|busy`, `|tat`.
+    pub fn lanes(&self) -> String {
+        format!("{}:lanes", self.tag())
+    }
+
+    /// `P{family}:lanecfg`: HASH of the lanes' settings, per lane `<lane>|w` (weight),
+    /// `|cap` (messages in flight), `|every` (ms between starts), `|burst`; and `|lead`.
+    pub fn lane_cfg(&self) -> String {
+        format!("{}:lanecfg", self.tag())
     }
 
     /// `P{family}:leases`: ZSET id -> lease deadline (ms since epoch, Redis clock).
@@ -162,7 +197,7 @@ impl FamilyKeys {
     }
 
     /// The fixed keys every DLQ script declares, in the order the Lua library expects
-    /// (`order, time, due, parked, seq, dropped, ready, delayed, wake`). Scripts that embed
+    /// (`order, time, due, parked, seq, dropped, rota, delayed, wake`). Scripts that embed
     /// `dlq_core::LUA_PUSH_FN` should pass these as their first KEYS so a cluster client routes
     /// the call to the family's slot; per-item keys are derived from the tag inside Lua.
     pub fn dlq_script_keys(&self) -> [String; 9] {
@@ -173,7 +208,7 @@ impl FamilyKeys {
             self.dlq_parked(),
             self.dlq_seq(),
             self.dlq_dropped(),
-            self.ready(),
+            self.rota(),
             self.delayed(),
             self.wake(),
         ]

@@ -16,7 +16,9 @@
 //! The BullMQ side is `bench/bullmq/bench.js`: this program runs `npm ci` there, starts it
 //! with the same figures and its own key prefix, and prints both in one table (`--no-bullmq`
 //! skips it). Options: `--json` (one JSON object per line), `--reserve-batch N` (default `queue.reserve_batch`
-//! as shipped). Every key lives under a fresh prefix that is deleted at the end.
+//! as shipped), `--projects N` (spread the throughput messages over N lanes, as N projects
+//! with work at once; default: the default lane only). Every key lives under a fresh prefix
+//! that is deleted at the end.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -34,7 +36,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use work_queue::{Delivery, FamilyKeys, QueueOptions, RedisPool, WorkQueue};
+use work_queue::{Delivery, FamilyKeys, Lane, Priority, QueueOptions, RedisPool, WorkQueue};
 
 struct Args {
     json: bool,
@@ -46,6 +48,8 @@ struct Args {
     idle_secs: u64,
     reserve_batch: usize,
     bullmq: bool,
+    /// Lanes the throughput messages are spread over (0: the default lane only).
+    projects: u64,
 }
 
 fn parse_args() -> Result<Args> {
@@ -64,6 +68,7 @@ fn parse_args() -> Result<Args> {
         .queue
         .reserve_batch,
         bullmq: true,
+        projects: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -71,6 +76,7 @@ fn parse_args() -> Result<Args> {
         match arg.as_str() {
             "--json" => args.json = true,
             "--no-bullmq" => args.bullmq = false,
+            "--projects" => args.projects = value()?.parse()?,
             "--messages" => args.messages = value()?.parse()?,
             "--concurrency" => {
                 args.concurrency = value()?
@@ -208,15 +214,26 @@ async fn run_ours(args: &Args, pool: &RedisPool, prefix: &str, c: usize) -> Resu
         reached: Notify::new(),
         latencies_ms: Mutex::new(Vec::new()),
     });
+    // With `--projects N`, message i goes to lane `p<i mod N>`: every lane has work all along.
+    let lanes: Vec<Lane> = (0..args.projects.max(1))
+        .map(|p| {
+            if args.projects == 0 {
+                Lane::default()
+            } else {
+                Lane::new(format!("p{p}"), Priority::Normal)
+            }
+        })
+        .collect();
     for chunk in (0..args.messages).collect::<Vec<_>>().chunks(10_000) {
-        let items: Vec<(String, serde_json::Value)> = chunk
+        let items: Vec<(String, &Lane, serde_json::Value)> = chunk
             .iter()
-            .map(|_| {
+            .map(|&i| {
                 let id = Uuid::new_v4();
-                (id.to_string(), json!({ "source_id": id }))
+                let lane = &lanes[(i % lanes.len() as u64) as usize];
+                (id.to_string(), lane, json!({ "source_id": id }))
             })
             .collect();
-        queue.enqueue_bulk(&items).await?;
+        queue.enqueue_bulk_in(&items).await?;
     }
     handler.expect(args.messages);
     let cancel = CancellationToken::new();

@@ -116,6 +116,10 @@ pub struct StartedRun {
     pub job_id: Uuid,
     /// Its start page's source.
     pub source_id: Uuid,
+    /// The crawl's project.
+    pub project_id: Uuid,
+    /// The crawl's priority (`jobs.priority`).
+    pub priority: String,
 }
 
 /// Starts the runs that are due (at most `limit`, the longest overdue first) whose previous
@@ -148,6 +152,7 @@ pub async fn start_due_in(
                 settings: &ended.settings,
                 recrawl_of: Some(d.last_job_id),
                 model_token_cap: ended.model_token_cap,
+                priority: &ended.priority,
             },
         )
         .await?;
@@ -174,6 +179,8 @@ pub async fn start_due_in(
             recrawl_of: d.last_job_id,
             job_id: created.job_id,
             source_id,
+            project_id: ended.project_id,
+            priority: ended.priority,
         });
     }
     Ok(started)

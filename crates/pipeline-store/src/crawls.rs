@@ -75,6 +75,8 @@ pub struct NewCrawl<'a> {
     /// Most model tokens the crawl's pages may spend in the schema stage
     /// (`jobs.model_token_cap`); a recrawl carries the crawl's own.
     pub model_token_cap: Option<i64>,
+    /// `high`, `normal` or `low` (`jobs.priority`); a recrawl carries the crawl's own.
+    pub priority: &'a str,
 }
 
 /// Creates the crawl job, its `crawls` row and its start page (a source of the job at depth
@@ -104,13 +106,15 @@ pub async fn create_in(
     let job_id = Uuid::now_v7();
     let payload = serde_json::to_value(s).expect("crawl settings serialise");
     sqlx::query!(
-        "INSERT INTO jobs (id, project_id, type, status, payload, result, model_token_cap)
-         VALUES ($1, $2, 'crawl', $3, $4, '{}', $5)",
+        "INSERT INTO jobs (id, project_id, type, status, payload, result, model_token_cap,
+                           priority)
+         VALUES ($1, $2, 'crawl', $3, $4, '{}', $5, $6)",
         job_id,
         project_id,
         JobStatus::Queued.as_str(),
         &payload,
         new.model_token_cap,
+        new.priority,
     )
     .execute(&mut **tx)
     .await?;
@@ -233,6 +237,8 @@ pub struct Ended {
     pub settings: CrawlSettings,
     /// The job's model token cap (`jobs.model_token_cap`), which a recrawl keeps.
     pub model_token_cap: Option<i64>,
+    /// The job's priority (`jobs.priority`), which a recrawl keeps.
+    pub priority: String,
 }
 
 /// The crawl `job_id` with its settings, its job's status and token cap, for a recrawl.
@@ -241,7 +247,7 @@ pub async fn for_recrawl(db: impl sqlx::PgExecutor<'_>, job_id: Uuid) -> Result<
         "SELECT c.project_id, j.status, c.start_url, c.scope, c.scope_prefix,
                 c.include_patterns, c.exclude_patterns, c.max_depth, c.max_pages,
                 c.follow_nofollow, c.sitemaps, c.max_query_variants, c.max_path_depth,
-                c.tracking_params, j.model_token_cap
+                c.tracking_params, j.model_token_cap, j.priority
            FROM crawls c JOIN jobs j ON j.id = c.job_id WHERE c.job_id = $1",
         job_id,
     )
@@ -252,6 +258,7 @@ pub async fn for_recrawl(db: impl sqlx::PgExecutor<'_>, job_id: Uuid) -> Result<
         project_id: r.project_id,
         status: r.status,
         model_token_cap: r.model_token_cap,
+        priority: r.priority,
         settings: crawl_settings!(r),
     })
 }

@@ -31,6 +31,8 @@ pub struct NewScrapeJob<'a> {
     pub actor: Actor,
     /// Most model tokens the job's pages may spend (`jobs.model_token_cap`).
     pub model_token_cap: Option<i64>,
+    /// `high`, `normal` or `low` (`jobs.priority`).
+    pub priority: &'a str,
 }
 
 /// A project by id or by name (created when missing).
@@ -91,14 +93,16 @@ pub async fn create_scrape_job(pool: &PgPool, new: &NewScrapeJob<'_>) -> Result<
         "source_group": new.source_group,
     });
     sqlx::query!(
-        "INSERT INTO jobs (id, project_id, type, status, payload, result, model_token_cap)
-         VALUES ($1, $2, 'scrape', $3, $4, $5, $6)",
+        "INSERT INTO jobs (id, project_id, type, status, payload, result, model_token_cap,
+                           priority)
+         VALUES ($1, $2, 'scrape', $3, $4, $5, $6, $7)",
         job_id,
         project_id,
         JobStatus::Queued.as_str(),
         &payload,
         json!({"total": new.urls.len(), "invalid_urls": new.invalid.len()}),
         new.model_token_cap,
+        new.priority,
     )
     .execute(&mut *tx)
     .await?;
@@ -417,4 +421,18 @@ pub async fn projects_page(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec
     )
     .fetch_all(pool)
     .await?)
+}
+
+/// The priority of job `job_id` (`high`, `normal` or `low`), or `None` when there is no such
+/// job.
+///
+/// # Errors
+/// Postgres.
+pub async fn priority_of(db: impl sqlx::PgExecutor<'_>, job_id: Uuid) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT priority FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_optional(db)
+            .await?,
+    )
 }

@@ -547,3 +547,26 @@ pub async fn touch(pool: &PgPool, source_id: Uuid) -> Result<()> {
     .await?;
     Ok(())
 }
+
+/// The queue lane of each source in `ids`: its project and the priority of the job that
+/// created it (`normal` without one). Sources that do not exist are left out.
+///
+/// # Errors
+/// Postgres.
+pub async fn lanes_of(
+    db: impl sqlx::PgExecutor<'_>,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, (Uuid, String)>> {
+    let rows: Vec<(Uuid, Uuid, Option<String>)> = sqlx::query_as(
+        "SELECT s.id, s.project_id, j.priority
+           FROM sources s LEFT JOIN jobs j ON j.id = s.created_by_job_id
+          WHERE s.id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, project, priority)| (id, (project, priority.unwrap_or_else(|| "normal".into()))))
+        .collect())
+}

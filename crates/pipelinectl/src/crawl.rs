@@ -96,6 +96,7 @@ pub async fn start(services: &Services, args: CrawlArgs, as_json: bool) -> CmdRe
             project: args.project.clone(),
             source_group: args.source_group.clone(),
             model_token_cap: args.token_cap,
+            priority: None,
         };
         let s = crawl::start(services, &req, pipeline_store::Actor::Cli)
             .await

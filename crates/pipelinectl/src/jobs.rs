@@ -186,6 +186,7 @@ pub async fn submit(services: &Services, args: SubmitArgs, as_json: bool) -> Cmd
         project_name: args.project.clone(),
         source_group: args.source_group.clone(),
         model_token_cap: args.token_cap,
+        priority: Default::default(),
     };
     let outcome = submit::submit(services, &req, pipeline_store::Actor::Cli)
         .await

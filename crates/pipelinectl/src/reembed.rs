@@ -8,7 +8,7 @@
 use crate::output::outln;
 use crate::output::{self, CmdResult};
 use anyhow::Context;
-use pipeline_ops::messages::SourceMessage;
+use pipeline_ops::messages::{Priority, SourceMessage};
 use pipeline_ops::{Family, Services};
 
 const PAGE: i64 = 1000;
@@ -24,17 +24,22 @@ pub(crate) async fn queue_extractions(
 ) -> anyhow::Result<(Vec<(uuid::Uuid, Option<uuid::Uuid>)>, u64)> {
     let queue = services.queue(Family::Extraction);
     let (mut queued, mut already) = (Vec::new(), 0u64);
-    for &(source_id, job_id) in sources
-        .iter()
-        .take(usize::try_from(room).unwrap_or(usize::MAX))
-    {
+    let take = usize::try_from(room).unwrap_or(usize::MAX);
+    let ids: Vec<uuid::Uuid> = sources.iter().take(take).map(|s| s.0).collect();
+    let lanes = pipeline_store::sources::lanes_of(&services.db, &ids)
+        .await
+        .context("reading the sources' projects")?;
+    for &(source_id, job_id) in sources.iter().take(take) {
+        // Operator re-runs are backfills: the project's lane at `low`, behind its live work.
         let msg = SourceMessage {
             source_id,
             job_id,
             url: None,
+            project_id: lanes.get(&source_id).map(|l| l.0),
+            priority: Priority::Low,
         };
         if queue
-            .enqueue(&msg.id(), &msg.body())
+            .enqueue_in(&msg.lane(), &msg.id(), &msg.body())
             .await
             .context("queueing an extraction message")?
         {

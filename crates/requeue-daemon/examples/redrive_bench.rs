@@ -199,6 +199,8 @@ async fn fill_dlq(services: &Services, ids: &[Uuid]) -> anyhow::Result<()> {
             source_id: *id,
             job_id: job,
             url: None,
+            project_id: None,
+            priority: Default::default(),
         };
         let mut item = DlqItem::new(
             msg.id(),

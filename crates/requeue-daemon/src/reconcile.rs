@@ -138,23 +138,32 @@ impl Reconciler {
         // replica claimed) is not enqueued, and a crash in between only delays the source by
         // one threshold (its fresh updated_at makes it stuck again later).
         let claimed = claim_stuck(&self.services.db, "reconciled", ACTOR, &claims).await?;
+        // Each source goes back to its project's lane at its job's priority.
+        let lanes = if claimed.is_empty() {
+            Default::default()
+        } else {
+            sources::lanes_of(&self.services.db, &claimed).await?
+        };
         for family in Family::STAGES {
-            let batch: Vec<(String, serde_json::Value)> = stuck
+            let batch: Vec<_> = stuck
                 .iter()
                 .filter(|s| family_of(s) == family && claimed.contains(&s.id))
                 .map(|s| {
+                    let lane = lanes.get(&s.id);
                     let msg = SourceMessage {
                         source_id: s.id,
                         job_id: s.created_by_job_id,
                         url: None,
+                        project_id: lane.map(|l| l.0),
+                        priority: lane.and_then(|l| l.1.parse().ok()).unwrap_or_default(),
                     };
-                    (msg.id(), msg.body())
+                    (msg.id(), msg.lane(), msg.body())
                 })
                 .collect();
             if batch.is_empty() {
                 continue;
             }
-            self.services.queue(family).enqueue_bulk(&batch).await?;
+            self.services.queue(family).enqueue_bulk_in(&batch).await?;
             metrics::counter!("pipeline_requeue_reconciled_total", "family" => family.as_str())
                 .increment(batch.len() as u64);
             for s in stuck

@@ -140,6 +140,7 @@ async fn run_one(
                 project_name: None,
                 source_group: None,
                 model_token_cap: None,
+                priority: Default::default(),
             },
             pipeline_store::Actor::Cli,
         )

@@ -258,7 +258,13 @@ async fn discover_in(
         tracing::info!(job_id = %pc.job_id, "crawl cancelled; links not followed");
         return Ok(());
     }
-    let messages: Vec<(String, serde_json::Value)> = admitted
+    // The crawl's pages wait in its project's lane at the crawl's priority.
+    let priority = pipeline_store::jobs::priority_of(&services.db, pc.job_id)
+        .await
+        .map_err(|e| Failure::transient(format!("reading the crawl's priority: {e}")))?
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_default();
+    let messages: Vec<_> = admitted
         .to_enqueue
         .iter()
         .map(|s| {
@@ -268,14 +274,16 @@ async fn discover_in(
                 source_id: s.source_id,
                 job_id: Some(pc.job_id),
                 url: (!pc.recrawl).then(|| s.url.clone()),
+                project_id: Some(pc.project_id),
+                priority,
             };
-            (m.id(), m.body())
+            (m.id(), m.lane(), m.body())
         })
         .collect();
     if !messages.is_empty() {
         services
             .queue(Family::Scrape)
-            .enqueue_bulk(&messages)
+            .enqueue_bulk_in(&messages)
             .await
             .map_err(|e| Failure::transient(format!("enqueueing discovered pages: {e}")))?;
     }

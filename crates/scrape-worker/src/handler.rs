@@ -204,7 +204,7 @@ impl ScrapeHandler {
             Finished::FactsPending => {
                 self.services
                     .queue(Family::Facts)
-                    .enqueue(&msg.id(), &msg.body())
+                    .enqueue_in(&msg.lane(), &msg.id(), &msg.body())
                     .await
                     .map_err(|e| Failure::transient(format!("enqueueing facts: {e}")))?;
                 tracing::info!("unchanged, but its project's schema changed: facts queued");
@@ -320,7 +320,7 @@ impl ScrapeHandler {
     async fn enqueue_extraction(&self, msg: &SourceMessage) -> Result<(), Failure> {
         self.services
             .queue(Family::Extraction)
-            .enqueue(&msg.id(), &msg.body())
+            .enqueue_in(&msg.lane(), &msg.id(), &msg.body())
             .await
             .map_err(|e| Failure::transient(format!("enqueueing extraction: {e}")))?;
         Ok(())

@@ -57,6 +57,7 @@ mod delivery;
 mod enqueue;
 mod error;
 mod keep_alive;
+mod lane;
 mod options;
 mod queue;
 mod reserve;
@@ -72,6 +73,10 @@ pub use delivery::{
 pub use dlq::{DlqItem, ErrorKind, FamilyKeys, RedisPool, build_pool};
 pub use error::{QueueError, Result};
 pub use keep_alive::{Held, LeaseKeeper};
+pub use lane::{
+    DEFAULT_PRIORITY_LEAD, Lane, LaneDepth, LaneLimits, LaneState, MAX_LANE_KEY, MAX_LANES_LISTED,
+    Priority,
+};
 pub use options::QueueOptions;
 pub use pipeline_redis::{MAX_SHARDS, shard_of};
 pub use queue::{MAX_BATCH, WorkQueue};

@@ -39,7 +39,10 @@ pub struct WorkQueue {
 pub(crate) struct Shard {
     pub(crate) keys: FamilyKeys,
     pub(crate) tag: String,
-    pub(crate) ready: String,
+    /// The list of versions before lanes (drained into the default lane by reserve).
+    pub(crate) legacy: String,
+    pub(crate) rota: String,
+    pub(crate) lanes: String,
     pub(crate) leases: String,
     pub(crate) delayed: String,
     pub(crate) token_seq: String,
@@ -50,7 +53,9 @@ impl Shard {
     fn new(keys: FamilyKeys) -> Self {
         Self {
             tag: keys.tag(),
-            ready: keys.ready(),
+            legacy: keys.ready(),
+            rota: keys.rota(),
+            lanes: keys.lanes(),
             leases: keys.leases(),
             delayed: keys.delayed(),
             token_seq: keys.token_seq(),
@@ -200,15 +205,16 @@ impl WorkQueue {
         let mut con = self.conn();
         for i in from..to {
             let s = self.shard(i);
-            let counts: (u64, u64, u64, u64) = redis::pipe()
+            let counts: (Option<u64>, u64, u64, u64, u64) = redis::pipe()
                 .atomic()
-                .llen(&s.ready)
+                .hget(&s.lanes, "n")
+                .llen(&s.legacy)
                 .zcard(&s.leases)
                 .zcard(&s.delayed)
                 .zcard(s.keys.dlq_order())
                 .query_async(&mut con)
                 .await?;
-            if counts != (0, 0, 0, 0) {
+            if counts != (None, 0, 0, 0, 0) && counts != (Some(0), 0, 0, 0, 0) {
                 tracing::debug!(
                     family = self.family(),
                     shard = i,
@@ -232,14 +238,15 @@ impl WorkQueue {
         let mut depth = QueueDepth::default();
         for i in 0..n {
             let s = self.shard(i);
-            let (ready, leased, delayed): (u64, u64, u64) = redis::pipe()
+            let (ready, legacy, leased, delayed): (Option<u64>, u64, u64, u64) = redis::pipe()
                 .atomic()
-                .llen(&s.ready)
+                .hget(&s.lanes, "n")
+                .llen(&s.legacy)
                 .zcard(&s.leases)
                 .zcard(&s.delayed)
                 .query_async(&mut con)
                 .await?;
-            depth.ready += ready;
+            depth.ready += ready.unwrap_or(0) + legacy;
             depth.leased += leased;
             depth.delayed += delayed;
         }

@@ -74,7 +74,7 @@ impl WorkQueue {
         let mut con = self.conn();
         let reply: ReserveReply = SCRIPTS
             .reserve
-            .key(&s.ready)
+            .key(&s.rota)
             .key(&s.leases)
             .key(&s.delayed)
             .key(&s.token_seq)

@@ -20,6 +20,8 @@ pub(crate) struct Scripts {
     pub(crate) retry: Script,
     pub(crate) dead_letter: Script,
     pub(crate) rewake: Script,
+    pub(crate) lane_set: Script,
+    pub(crate) lane_list: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -39,4 +41,6 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
         include_str!("lua/dead_letter.lua")
     )),
     rewake: Script::new(include_str!("lua/rewake.lua")),
+    lane_set: with_prelude(include_str!("lua/lane_set.lua")),
+    lane_list: with_prelude(include_str!("lua/lane_list.lua")),
 });

@@ -336,8 +336,9 @@ impl Waiter {
             let mut con = self.queue.conn();
             let rewake: redis::RedisResult<()> = SCRIPTS
                 .rewake
-                .key(&s.ready)
+                .key(&s.rota)
                 .key(&s.wake)
+                .key(&s.legacy)
                 .invoke_async(&mut con)
                 .await;
             // At worst a message waits for the next wake-up or another worker's block timeout.

@@ -143,6 +143,7 @@ async fn a_handler_spinning_in_a_blocking_task_cannot_hold_the_exit() -> anyhow:
             project_name: None,
             source_group: None,
             model_token_cap: None,
+            priority: Default::default(),
         },
         pipeline_store::Actor::Cli,
     )

@@ -136,6 +136,7 @@ async fn jobs_are_told_apart_by_type_project_and_id_end_and_a_job_shows_its_fail
             project_name: Some("acme-shop".into()),
             source_group: Some("spring".into()),
             model_token_cap: None,
+            priority: Default::default(),
         },
         pipeline_store::Actor::Cli,
     )

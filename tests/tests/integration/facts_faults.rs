@@ -66,6 +66,7 @@ async fn setup(pages: usize) -> anyhow::Result<Setup> {
             source_group: None,
             urls: &urls,
             invalid: &[],
+            priority: "normal",
         },
     )
     .await?;
@@ -98,6 +99,8 @@ async fn setup(pages: usize) -> anyhow::Result<Setup> {
                 source_id,
                 job_id: Some(job.job_id),
                 url: None,
+                project_id: None,
+                priority: Default::default(),
             };
             (m.id(), m.body())
         })

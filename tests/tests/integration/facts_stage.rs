@@ -106,6 +106,7 @@ async fn submit_to(
             project_name: None,
             source_group: None,
             model_token_cap: cap,
+            priority: Default::default(),
         },
         Actor::Cli,
     )

@@ -67,6 +67,7 @@ async fn every_hostile_page_ends_in_its_expected_state_within_a_bound() -> anyho
             project_name: None,
             source_group: None,
             model_token_cap: None,
+            priority: Default::default(),
         },
         pipeline_store::Actor::Cli,
     )

@@ -127,6 +127,7 @@ async fn pdfs_are_read_page_by_page_and_hostile_ones_are_dead_lettered() -> anyh
             project_name: None,
             source_group: None,
             model_token_cap: None,
+            priority: Default::default(),
         },
         Actor::Cli,
     )

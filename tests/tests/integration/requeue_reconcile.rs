@@ -56,6 +56,8 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
             source_id: *id,
             job_id: Some(job),
             url: None,
+            project_id: None,
+            priority: Default::default(),
         };
         scrape.enqueue(&msg.id(), &msg.body()).await?;
     }
@@ -82,6 +84,8 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
         source_id: ids[12],
         job_id: Some(job),
         url: None,
+        project_id: None,
+        priority: Default::default(),
     };
     scrape.enqueue(&held.id(), &held.body()).await?;
 

@@ -97,6 +97,8 @@ fn message() -> SourceMessage {
         source_id: Uuid::new_v4(),
         job_id: None,
         url: None,
+        project_id: None,
+        priority: Default::default(),
     }
 }
 

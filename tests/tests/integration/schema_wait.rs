@@ -199,6 +199,7 @@ async fn a_worker_on_an_unmigrated_database_waits_not_ready_then_works_after_mig
             project_name: None,
             source_group: None,
             model_token_cap: None,
+            priority: Default::default(),
         },
         pipeline_store::Actor::Cli,
     )

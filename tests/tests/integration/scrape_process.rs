@@ -100,6 +100,7 @@ impl Setup {
                 project_name: None,
                 source_group: None,
                 model_token_cap: None,
+                priority: Default::default(),
             },
             pipeline_store::Actor::Cli,
         )

@@ -63,6 +63,7 @@ impl Env {
                 project_name: None,
                 source_group: None,
                 model_token_cap: None,
+                priority: Default::default(),
             },
             pipeline_store::Actor::Cli,
         )

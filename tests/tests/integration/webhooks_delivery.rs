@@ -231,6 +231,7 @@ impl Setup {
                 source_group: None,
                 urls: &urls,
                 invalid: &[],
+                priority: "normal",
             },
         )
         .await?;

@@ -1,8 +1,9 @@
 -- Operations by id. ARGV: tag, op, id... ; op is get | pop | discard | park | redrive, and
--- `redrive:<hold_ms>` holds the redriven messages back (see dlq_redrive).
+-- `redrive:<hold_ms>:<priority>` holds the redriven messages back (see dlq_redrive) and
+-- enqueues them at another priority ('h', 'n', 'l'; empty keeps each message's own).
 -- Each id costs O(log N).
 local k = dlq_keys(ARGV[1])
-local op, hold_ms = string.match(ARGV[2], '^([a-z]+):?(%d*)$')
+local op, hold_ms, prio = string.match(ARGV[2], '^([a-z]+):?(%d*):?([hnl]?)$')
 local now = now_ms()
 local out = {}
 for i = 3, #ARGV do
@@ -32,7 +33,7 @@ for i = 3, #ARGV do
       dlq_row(out, id, st, f)
     end
   elseif op == 'redrive' then
-    local f, st = dlq_redrive(k, id, now, hold_ms)
+    local f, st = dlq_redrive(k, id, now, hold_ms, prio)
     dlq_row(out, id, st, f)
   else
     return redis.error_reply('unknown op ' .. tostring(ARGV[2]))

@@ -8,8 +8,8 @@ local function dlq_keys(tag)
   return {
     order = p .. 'order', time = p .. 'time', due = p .. 'due', parked = p .. 'parked',
     seq = p .. 'seq', dropped = p .. 'dropped', item = p .. 'item:',
-    ready = tag .. ':ready', msg = tag .. ':msg:', wake = tag .. ':wake',
-    delayed = tag .. ':delayed',
+    msg = tag .. ':msg:', wake = tag .. ':wake', delayed = tag .. ':delayed',
+    lanes = lane_keys(tag),
   }
 end
 
@@ -22,9 +22,11 @@ local function dlq_unlink(k, id)
   redis.call('DEL', k.item .. id)
 end
 
--- The stored fields of one item: item JSON, payload, parked_at, retry_count, failed_at (ms).
+-- The stored fields of one item: item JSON, payload, parked_at, retry_count, failed_at (ms),
+-- and the lane and priority its message had (absent for items from before lanes).
 local function dlq_fields(k, id)
-  return redis.call('HMGET', k.item .. id, 'item', 'payload', 'parked_at', 'retry_count', 'failed_at')
+  return redis.call('HMGET', k.item .. id, 'item', 'payload', 'parked_at', 'retry_count',
+    'failed_at', 'lane', 'prio')
 end
 
 -- Whether the stored fields parse well enough to hand the item back or redrive it. Entries
@@ -65,14 +67,19 @@ end
 -- {seq, replaced (0/1), {ids dropped by retention}}. O(log N), plus O(log N) per drop.
 --   tag: 'P{family}'; item_json: the item without payload/parked; payload: JSON text;
 --   failed_at_ms, retry_count: numbers; transient: '1'/'0' (or true/false);
---   max_items: retention bound, 0 = unlimited.
-local function dlq_push(tag, id, item_json, payload, failed_at_ms, retry_count, transient, max_items)
+--   max_items: retention bound, 0 = unlimited; lane, prio: the message's lane and priority
+--   (optional; a redrive enqueues it there).
+local function dlq_push(tag, id, item_json, payload, failed_at_ms, retry_count, transient, max_items,
+    lane, prio)
   local k = dlq_keys(tag)
   local replaced = redis.call('ZREM', k.order, id)
   dlq_unlink(k, id)
   local seq = redis.call('INCR', k.seq)
   redis.call('HSET', k.item .. id, 'item', item_json, 'payload', payload,
     'retry_count', retry_count, 'failed_at', failed_at_ms, 'seq', seq)
+  if lane then
+    redis.call('HSET', k.item .. id, 'lane', lane, 'prio', prio or 'n')
+  end
   redis.call('ZADD', k.order, seq, id)
   redis.call('ZADD', k.time, failed_at_ms, id)
   if transient == true or tostring(transient) == '1' then
@@ -114,12 +121,16 @@ end
 -- of being ready: the caller books the redrive in Postgres, then releases it (release.lua),
 -- so no worker can start it (and write its events) before its `redriven` event exists. A
 -- caller that dies before the release costs the message `hold_ms` of delay, nothing more.
-local function dlq_redrive(k, id, now, hold_ms)
+local function dlq_redrive(k, id, now, hold_ms, prio_override)
   local f, st = dlq_take(k, id, false)
   if st ~= 'taken' then return f, st end
   local msg = k.msg .. id
   if redis.call('EXISTS', msg) == 1 then return f, 'already_queued' end
-  msg_write(msg, f[2], (tonumber(f[4]) or 0) + 1, now)
+  local L, cache = k.lanes, {}
+  local lane, prio = f[6] or '', f[7] or 'n'
+  if prio_override and prio_override ~= '' then prio = prio_override end
+  local rank = lane_ranks(L, lane, prio, 1, cache)
+  msg_write(msg, f[2], (tonumber(f[4]) or 0) + 1, now, lane, prio, rank)
   local hold = tonumber(hold_ms) or 0
   if hold > 0 then
     redis.call('ZADD', k.delayed, now + hold, id)
@@ -127,7 +138,9 @@ local function dlq_redrive(k, id, now, hold_ms)
     redis.call('ZADD', k.wake, 0, '0')
     return f, 'enqueued'
   end
-  redis.call('LPUSH', k.ready, id)
+  redis.call('ZADD', L.lane .. lane, int(rank), id)
+  redis.call('HINCRBY', L.meta, 'n', 1)
+  lane_wake(L, lane, now, cache)
   -- The work queue's wake-up marker: a worker blocked on it reserves at once.
   redis.call('ZADD', k.wake, 0, '0')
   return f, 'enqueued'

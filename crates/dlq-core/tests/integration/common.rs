@@ -66,11 +66,10 @@ impl TestDlq {
         cmd.query_async(&mut conn).await.expect(name)
     }
 
-    /// The work queue's ready list, oldest first.
+    /// The work queue's ready messages of the default lane (where items without a lane are
+    /// redriven), in serving order.
     pub async fn ready_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.cmd("LRANGE", &[&self.keys.ready(), "0", "-1"]).await;
-        ids.reverse();
-        ids
+        self.cmd("ZRANGE", &[&self.keys.lane(""), "0", "-1"]).await
     }
 
     /// Pushes `n` items concurrently (ids `prefix0..`), transient, failed at `failed_at`.

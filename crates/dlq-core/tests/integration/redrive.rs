@@ -16,7 +16,7 @@ async fn redrive_of_an_already_queued_message_does_not_enqueue_it_twice() {
     let _: () = t
         .cmd("HSET", &[&t.keys.msg("q"), "body", "{}", "redrives", "0"])
         .await;
-    let _: () = t.cmd("LPUSH", &[&t.keys.ready(), "q"]).await;
+    let _: () = t.cmd("ZADD", &[&t.keys.lane(""), "1", "q"]).await;
 
     let out = t.dlq.redrive("q").await.unwrap().unwrap();
     assert!(!out.enqueued);

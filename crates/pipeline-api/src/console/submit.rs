@@ -199,6 +199,7 @@ pub async fn scrape(
         project_name: optional(&form, "project"),
         source_group: optional(&form, "source_group"),
         model_token_cap: None,
+        priority: Default::default(),
     };
     match submit::submit(&state.services, &req, pipeline_store::Actor::Console).await {
         Ok(out) => {

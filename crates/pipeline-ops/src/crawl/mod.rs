@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::Family;
 use crate::Services;
-use crate::messages::SourceMessage;
+use crate::messages::{Priority, SourceMessage};
 use crate::submit::{SubmitError, validate_name, validate_token_cap, validate_url};
 use rules::{ScopeKind, compile_pattern, scope_anchor};
 
@@ -109,6 +109,9 @@ pub struct CrawlRequest {
     /// (`jobs.model_token_cap`), greater than 0; `None`: no cap. A recrawl keeps it.
     #[serde(default)]
     pub model_token_cap: Option<i64>,
+    /// The crawl's priority within its project (default `normal`); recrawls keep it.
+    #[serde(default)]
+    pub priority: Option<Priority>,
 }
 
 /// Checks a request and turns it into the settings stored with the crawl.
@@ -273,6 +276,7 @@ pub async fn start(
             recrawl_of: None,
             actor,
             model_token_cap: req.model_token_cap,
+            priority: req.priority.unwrap_or_default().as_str(),
         },
     )
     .await
@@ -285,10 +289,12 @@ pub async fn start(
         source_id: start.source_id,
         job_id: Some(created.job_id),
         url: Some(start.url.clone()),
+        project_id: Some(created.project_id),
+        priority: req.priority.unwrap_or_default(),
     };
     services
         .queue(Family::Scrape)
-        .enqueue(&msg.id(), &msg.body())
+        .enqueue_in(&msg.lane(), &msg.id(), &msg.body())
         .await
         .map_err(|source| SubmitError::Enqueue {
             job_id: created.job_id,
@@ -349,17 +355,24 @@ pub async fn recrawl(
             recrawl_of: Some(job_id),
             actor,
             model_token_cap: ended.model_token_cap,
+            priority: &ended.priority,
         },
     )
     .await
     .map_err(SubmitError::Store)?;
     let start = &created.sources[0];
-    enqueue_recrawl_start(services, created.job_id, start.source_id)
-        .await
-        .map_err(|source| SubmitError::Enqueue {
-            job_id: created.job_id,
-            source,
-        })?;
+    enqueue_recrawl_start(
+        services,
+        created.job_id,
+        start.source_id,
+        created.project_id,
+        &ended.priority,
+    )
+    .await
+    .map_err(|source| SubmitError::Enqueue {
+        job_id: created.job_id,
+        source,
+    })?;
     tracing::info!(job_id = %created.job_id, recrawl_of = %job_id, "recrawl started");
     Ok(Started {
         job_id: created.job_id,
@@ -375,15 +388,19 @@ async fn enqueue_recrawl_start(
     services: &Services,
     job_id: Uuid,
     source_id: Uuid,
+    project_id: Uuid,
+    priority: &str,
 ) -> Result<(), work_queue::QueueError> {
     let msg = SourceMessage {
         source_id,
         job_id: Some(job_id),
         url: None,
+        project_id: Some(project_id),
+        priority: priority.parse().unwrap_or_default(),
     };
     services
         .queue(Family::Scrape)
-        .enqueue(&msg.id(), &msg.body())
+        .enqueue_in(&msg.lane(), &msg.id(), &msg.body())
         .await
         .map(|_| ())
 }
@@ -404,7 +421,15 @@ pub async fn start_due_recrawls(
     let started = crawl_schedules::start_due_in(&mut tx, limit).await?;
     tx.commit().await?;
     for run in &started {
-        match enqueue_recrawl_start(services, run.job_id, run.source_id).await {
+        match enqueue_recrawl_start(
+            services,
+            run.job_id,
+            run.source_id,
+            run.project_id,
+            &run.priority,
+        )
+        .await
+        {
             Ok(()) => tracing::info!(
                 job_id = %run.job_id,
                 recrawl_of = %run.recrawl_of,

@@ -4,6 +4,7 @@
 mod bulk;
 mod common;
 mod failures;
+mod lanes;
 mod lifecycle;
 mod shards;
 mod wake;

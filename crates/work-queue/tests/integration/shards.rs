@@ -34,8 +34,9 @@ fn dlq(t: &TestRedis) -> Dlq {
     Dlq::new(pool_of(2), t.keys("scrape"), DlqOptions::default())
 }
 
-async fn llen(t: &TestRedis, key: &str) -> u64 {
-    redis::cmd("LLEN")
+/// Ready messages of the default lane under `key` (its sorted set).
+async fn ready_in(t: &TestRedis, key: &str) -> u64 {
+    redis::cmd("ZCARD")
         .arg(key)
         .query_async(&mut t.conn())
         .await
@@ -84,7 +85,7 @@ async fn messages_land_in_their_shard_and_every_shard_is_served() {
         expected[usize::from(shard_of(id, 3))] += 1;
     }
     for shard in 0..3u16 {
-        let ready = llen(&t, &t.keys("scrape").shard(shard).ready()).await;
+        let ready = ready_in(&t, &t.keys("scrape").shard(shard).lane("")).await;
         assert_eq!(ready, expected[usize::from(shard)], "shard {shard}");
         assert!(
             ready > 100,
@@ -289,7 +290,7 @@ async fn lowering_the_shard_count_drains_the_old_shards_then_retires_them() {
     let fresh = ("after-1", json!({ "new": true }));
     new.enqueue(fresh.0, &fresh.1).await.unwrap();
     assert_eq!(
-        llen(&t, &t.keys("scrape").ready()).await,
+        ready_in(&t, &t.keys("scrape").lane("")).await,
         items.iter().filter(|(id, _)| shard_of(id, 3) == 0).count() as u64
             - held.iter().filter(|d| d.shard == 0).count() as u64
             + 1,
