@@ -85,6 +85,13 @@ impl Reconciler {
     /// One sweep over at most `reconcile_batch` stuck sources, oldest first from where the
     /// previous sweep stopped, then over as many stale jobs.
     pub async fn sweep(&self) -> Result<ReconcileReport, RequeueError> {
+        // The queues' own lane bookkeeping first: a lane left unserved by state changed
+        // outside the queue's scripts would hold its sources, and they would look held here.
+        for family in Family::ALL {
+            if let Err(e) = self.services.queue(family).repair_lanes().await {
+                tracing::warn!(family = family.as_str(), error = %e, "lane repair failed; next pass");
+            }
+        }
         let mut report = self.sweep_sources().await?;
         let after = self.config.reconcile_after.as_secs() as i64;
         let db = &self.services.db;

@@ -219,6 +219,9 @@ pub enum LaneState {
 /// project that ever queued work.
 pub const MAX_LANES_LISTED: usize = 10_000;
 
+/// The most leases [`WorkQueue::repair_lanes`] reads per shard to recount lanes in flight.
+const REPAIR_MAX_LEASES: usize = 100_000;
+
 impl WorkQueue {
     /// Sets the share and limits of lane `key` on every shard in use (each shard enforces
     /// its part: with `n` shards, `max_in_flight` is split as `ceil(max / n)` per shard and
@@ -347,6 +350,44 @@ impl WorkQueue {
         let mut lanes: Vec<LaneDepth> = by_lane.into_values().collect();
         lanes.sort_by(|a, b| b.ready.cmp(&a.ready).then_with(|| a.lane.cmp(&b.lane)));
         Ok(lanes)
+    }
+
+    /// Repairs the lanes' bookkeeping on every shard in use: recounts each lane's counted
+    /// messages in flight from the leases (unless a shard holds more than 100,000 leases),
+    /// and places again every lane with ready work that is not being served, held or
+    /// capped, or is capped below its cap. Only state changed outside the queue's scripts
+    /// (a key deleted by hand, a partial restore) needs it; the requeue daemon calls it
+    /// every reconcile pass. Returns the counts fixed and the lanes placed.
+    ///
+    /// # Errors
+    /// Redis or pool failures.
+    pub async fn repair_lanes(&self) -> Result<(u64, u64)> {
+        let n = self.shards_in_use().await?;
+        let mut con = self.conn();
+        let (mut fixed, mut placed) = (0, 0);
+        for i in 0..n {
+            let s = self.shard(i);
+            let (f, p): (u64, u64) = SCRIPTS
+                .repair
+                .key(&s.leases)
+                .key(&s.rota)
+                .key(&s.wake)
+                .arg(&s.tag)
+                .arg(REPAIR_MAX_LEASES)
+                .invoke_async(&mut con)
+                .await?;
+            fixed += f;
+            placed += p;
+        }
+        if fixed + placed > 0 {
+            tracing::warn!(
+                family = self.family(),
+                fixed,
+                placed,
+                "lane bookkeeping repaired (changed outside the queue's scripts)"
+            );
+        }
+        Ok((fixed, placed))
     }
 
     /// Up to `count` ready message ids of lane `key` in shard `shard`, from position `offset`

@@ -22,6 +22,7 @@ pub(crate) struct Scripts {
     pub(crate) rewake: Script,
     pub(crate) lane_set: Script,
     pub(crate) lane_list: Script,
+    pub(crate) repair: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -43,4 +44,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     rewake: Script::new(include_str!("lua/rewake.lua")),
     lane_set: with_prelude(include_str!("lua/lane_set.lua")),
     lane_list: with_prelude(include_str!("lua/lane_list.lua")),
+    repair: with_prelude(include_str!("lua/repair.lua")),
 });

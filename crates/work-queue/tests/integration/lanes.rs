@@ -352,3 +352,69 @@ async fn bad_lane_keys_and_limits_are_refused() {
     assert!("urgent".parse::<Priority>().is_err());
     assert_eq!("high".parse::<Priority>().unwrap(), Priority::High);
 }
+
+#[tokio::test]
+async fn bookkeeping_changed_behind_the_queue_is_repaired() {
+    let t = TestRedis::new();
+    let q = t.queue("scrape", fast_options());
+    let keys = t.keys("scrape");
+    q.set_lane_limits(
+        "x",
+        &LaneLimits {
+            max_in_flight: Some(1),
+            ..LaneLimits::default()
+        },
+    )
+    .await
+    .unwrap();
+    for i in 0..3 {
+        q.enqueue_in(&lane("x"), &format!("x{i}"), &json!({}))
+            .await
+            .unwrap();
+    }
+    q.enqueue_in(&lane("y"), "y0", &json!({})).await.unwrap();
+    let held = q.reserve(10).await.unwrap();
+    assert_eq!(held.len(), 2, "one of x (its cap), one of y");
+    // Damage: the in-flight message of x vanishes by hand (its count stays at 1, so x would
+    // stay capped for ever), and lane y loses its place on the rota.
+    let x_held = held.iter().find(|d| d.id.starts_with('x')).unwrap();
+    let _: () = redis::pipe()
+        .del(keys.msg(&x_held.id))
+        .zrem(keys.leases(), &x_held.id)
+        .hset_multiple(
+            keys.msg("y1"),
+            &[
+                ("body", "{}"),
+                ("deliveries", "0"),
+                ("lane", "y"),
+                ("rank", "9"),
+            ],
+        )
+        .ignore()
+        .zadd(keys.lane("y"), "y1", 9)
+        .ignore()
+        .hincr(keys.lanes(), "n", 1)
+        .ignore()
+        .query_async(&mut t.conn())
+        .await
+        .unwrap();
+    assert!(
+        q.reserve(10).await.unwrap().is_empty(),
+        "x capped, y unplaced"
+    );
+    assert_eq!(q.repair_lanes().await.unwrap(), (1, 2));
+    let ids: Vec<String> = q
+        .reserve(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&"y1".to_owned()));
+    assert_eq!(
+        q.repair_lanes().await.unwrap(),
+        (0, 0),
+        "nothing left to repair"
+    );
+}
