@@ -12,6 +12,12 @@
 //!
 //! `--no-model` skips pass 2 (the model's rows), which takes minutes on a small machine.
 //!
+//! A second set of queries asks for passages rather than titles: from each page's cleaned
+//! text, up to five sentences of 8 to 40 words spread evenly over the page; a query scores
+//! when the top chunk belongs to its page. Titles are in every chunk's embedding text, so
+//! title queries cannot tell whether the model read a chunk to its end; these can (a
+//! sentence past the model's window is in no vector).
+//!
 //! The corpus directory holds `html/*.html` (or `*.html` directly). Pass 1 extracts and
 //! embeds with `hashing`; pass 2 sends every source through the worker again with the model
 //! (`embedding.minilm.model_dir`), which re-embeds each chunk, as `pipelinectl reembed`
@@ -209,6 +215,8 @@ async fn eval_on(
         bodies.len(),
         pages.len()
     );
+    let passages = passage_queries(services).await?;
+    println!("{} passage queries\n", passages.len());
     println!("| ranking | hit@1 | MRR@10 |\n|---|---|---|");
     score(services, &hashing, &pages, Mode::FullText, "full-text only").await?;
     score(
@@ -225,6 +233,14 @@ async fn eval_on(
         &pages,
         Mode::Hybrid,
         "hybrid, `hashing` vectors",
+    )
+    .await?;
+    score(
+        services,
+        &hashing,
+        &passages,
+        Mode::Vector,
+        "passages: `hashing` vectors",
     )
     .await?;
     if no_model {
@@ -247,5 +263,37 @@ async fn eval_on(
         "hybrid, model vectors",
     )
     .await?;
+    score(
+        services,
+        &model,
+        &passages,
+        Mode::Vector,
+        "passages: model vectors (all-MiniLM-L6-v2)",
+    )
+    .await?;
     Ok(())
+}
+
+/// Up to five sentences of 8 to 40 words per page, spread evenly over its cleaned text,
+/// each with its page.
+async fn passage_queries(services: &Services) -> anyhow::Result<Vec<(Uuid, String)>> {
+    let pages: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, content FROM sources WHERE status = 'extracted' AND content IS NOT NULL
+         ORDER BY id",
+    )
+    .fetch_all(&services.db)
+    .await?;
+    let mut out = Vec::new();
+    for (id, content) in pages {
+        let sentences: Vec<&str> = content
+            .split_inclusive(['.', '!', '?', '\n'])
+            .map(str::trim)
+            .filter(|s| (8..=40).contains(&s.split_whitespace().count()))
+            .collect();
+        let take = sentences.len().min(5);
+        for k in 0..take {
+            out.push((id, sentences[k * sentences.len() / take].to_owned()));
+        }
+    }
+    Ok(out)
 }
