@@ -37,6 +37,7 @@ pub mod error;
 pub mod export;
 pub mod jobs;
 pub mod layers;
+pub mod limits;
 pub mod model;
 pub mod openapi_doc;
 pub mod queues;
@@ -158,6 +159,8 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(queues::workers))
         .routes(routes!(queues::pause_family))
         .routes(routes!(queues::resume_family))
+        .routes(routes!(limits::show))
+        .routes(routes!(limits::set, limits::clear))
         .routes(routes!(search::search))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::show, webhooks::update, webhooks::delete))

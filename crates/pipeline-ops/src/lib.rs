@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod dlq_ops;
 pub mod family;
 pub mod heartbeat;
+pub mod limits;
 pub mod ledger;
 pub mod messages;
 pub mod pause;

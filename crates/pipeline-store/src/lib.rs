@@ -24,6 +24,7 @@ pub mod facts;
 pub mod jobs;
 pub mod migrate;
 pub mod progress;
+pub mod queue_limits;
 pub mod search;
 pub mod sources;
 pub mod status;

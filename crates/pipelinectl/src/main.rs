@@ -14,6 +14,7 @@ mod crawl;
 mod dlq;
 mod export;
 mod jobs;
+mod limits;
 mod output;
 mod queues;
 mod records;
@@ -139,6 +140,10 @@ enum Command {
     Queues,
     /// Every live daemon (from the heartbeats they write every 5 s with a 15 s TTL).
     Workers,
+    /// A project's share and limits per queue family: weight, messages in flight, start
+    /// rate (show, set, clear).
+    #[command(subcommand)]
+    Limits(limits::LimitsCommand),
     /// Webhooks: a project's endpoints (add prints the signing secret once), their
     /// deliveries, one delivery's payload and trail, test deliveries and replays.
     #[command(subcommand)]
@@ -231,6 +236,7 @@ async fn run(cli: Cli, settings: Settings) -> CmdResult {
         Command::Webhooks(cmd) => webhooks::run(&services, cmd, cli.json).await,
         Command::Queues => queues::show(&services, cli.json).await,
         Command::Workers => queues::workers(&services, cli.json).await,
+        Command::Limits(cmd) => limits::run(&services, cmd, cli.json).await,
         Command::Pause { family } => queues::set_paused(&services, family, true, cli.json).await,
         Command::Resume { family } => queues::set_paused(&services, family, false, cli.json).await,
     };

@@ -10,6 +10,8 @@
 //! - [`partitions`]: the event trail's monthly partitions, created ahead and dropped past
 //!   the `[events]` retention.
 //! - [`schedules`]: scheduled recrawls started when due (`crawl_schedules`).
+//! - [`limits`]: projects' queue limits copied from Postgres into Redis at start and every
+//!   reconcile interval (Redis keeps no other copy).
 //! - [`run`]: these loops plus the cluster-wide queue and DLQ gauges ([`metrics`]), until
 //!   cancelled.
 //!
@@ -20,6 +22,7 @@ mod bookkeeping;
 mod clock;
 pub mod config;
 mod error;
+pub mod limits;
 pub mod metrics;
 pub mod partitions;
 pub mod reconcile;
@@ -42,10 +45,10 @@ pub use redrive::{Redriver, SweepReport};
 /// How often the queue, DLQ and pause gauges are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Runs the redrive loop, the reconciler, partition maintenance, scheduled recrawls and the
-/// gauges until `cancel` fires, then waits for them to finish their current batch for at
-/// most `drain` (a batch is atomic in Redis, and a schedule's run is one transaction, so
-/// stopping between batches loses nothing). Returns whether they drained in time.
+/// Runs the redrive loop, the reconciler, partition maintenance, scheduled recrawls, the
+/// copy of queue limits into Redis and the gauges until `cancel` fires, then waits for them
+/// to finish their current batch for at most `drain` (a batch is atomic in Redis, and a
+/// schedule's run is one transaction, so stopping between batches loses nothing). Returns whether they drained in time.
 pub async fn run(
     services: &Services,
     config: RequeueConfig,
@@ -54,6 +57,7 @@ pub async fn run(
 ) -> bool {
     let tracker = TaskTracker::new();
     let redriver = Redriver::new(services.clone(), config.clone());
+    let limits_every = config.reconcile_interval;
     let reconciler = Reconciler::new(services.clone(), config);
     let c = cancel.clone();
     tracker.spawn(async move { redriver.run(c).await });
@@ -65,6 +69,7 @@ pub async fn run(
         cancel.clone(),
     ));
     tracker.spawn(schedules::run(services.clone(), cancel.clone()));
+    tracker.spawn(limits::run(services.clone(), limits_every, cancel.clone()));
     tracker.spawn(metrics::run_gauges(
         services.clone(),
         GAUGE_INTERVAL,
