@@ -20,7 +20,7 @@
 
 use std::time::Instant;
 
-use embedder::{MiniLmConfig, MiniLmEmbedder, Precision};
+use embedder::{MiniLmConfig, MiniLmEmbedder, Precision, int8_kernels};
 
 const WORDS: [&str; 16] = [
     "the", "river", "market", "report", "showed", "that", "prices", "rose", "after", "rain", "and",
@@ -67,6 +67,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect(),
     };
     let n = texts.len();
+    if precision == Precision::Int8 {
+        println!("int8 kernels: {:?}", int8_kernels());
+    }
     let dir = std::env::var("MINILM_MODEL_DIR")
         .unwrap_or_else(|_| ".local/models/all-MiniLM-L6-v2".into());
     let model = MiniLmEmbedder::load(&MiniLmConfig {

@@ -1,12 +1,16 @@
-"""sentence-transformers on the same texts as minilm_bench.rs: texts/s for ~256-token chunks.
+"""sentence-transformers on the same texts as minilm_bench.rs: texts/s on one thread.
 
     HF_HUB_OFFLINE=1 .local/st-venv/bin/python crates/embedder/examples/minilm_bench_st.py \
-        .local/models/all-MiniLM-L6-v2 [TEXTS] [BATCH]
+        .local/models/all-MiniLM-L6-v2 [TEXTS] [--rounds N]
 
-(.local/st-venv: see crates/embedder/tests/fixtures/minilm_reference.py.) One thread, as the
-Rust bench with RAYON_NUM_THREADS=1.
+TEXTS holds one JSON string per line (written by the extraction worker's `chunk_texts`
+example); without it, the generated texts of minilm_bench.rs. sentence-transformers sorts
+the texts by length itself and runs them in batches of 32. (.local/st-venv: see
+crates/embedder/tests/fixtures/minilm_reference.py.) One thread, as the Rust bench with
+RAYON_NUM_THREADS=1.
 """
 
+import json
 import sys
 import time
 
@@ -15,37 +19,43 @@ from sentence_transformers import SentenceTransformer
 
 WORDS = [
     "the", "river", "market", "report", "showed", "that", "prices", "rose", "after", "rain",
-    "and", "workers", "in", "the", "city", "planned", "new", "roads", "while", "schools",
-    "opened", "late", "because", "of", "snow", "council", "members", "voted", "on", "budget",
-    "for", "parks", "libraries", "hospitals", "engineers", "measured", "water", "levels",
-    "near", "bridge", "farmers", "sold", "grain", "to", "mills", "across", "region", "during",
-    "autumn", "when", "harvest", "was", "strong", "despite", "dry", "summer", "storms",
-    "damaged", "power", "lines", "north", "coast", "towns", "again",
+    "and", "workers", "in", "city", "planned", "roads",
 ]
 
 
-def text(i: int) -> str:
+def generated(i: int) -> str:
     return " ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(250))
 
 
 def main() -> None:
-    model_dir = sys.argv[1]
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 256
-    batch = int(sys.argv[3]) if len(sys.argv) > 3 else 32
+    args = sys.argv[1:]
+    rounds = 1
+    if "--rounds" in args:
+        i = args.index("--rounds")
+        rounds = int(args[i + 1])
+        del args[i : i + 2]
+    model_dir = args[0]
+    if len(args) > 1:
+        with open(args[1], encoding="utf-8") as f:
+            texts = [json.loads(line) for line in f if line.strip()]
+    else:
+        texts = [generated(i) for i in range(256)]
     torch.set_num_threads(1)
     model = SentenceTransformer(model_dir, device="cpu")
-    texts = [text(i) for i in range(n)]
-    tokens = len(model.tokenizer(texts[0])["input_ids"])
-    model.encode(texts[:batch], batch_size=batch)
-    started = time.perf_counter()
-    vectors = model.encode(texts, batch_size=batch, normalize_embeddings=True)
-    secs = time.perf_counter() - started
-    assert len(vectors) == n
-    print(
-        f"sentence-transformers {__import__('sentence_transformers').__version__} "
-        f"(torch {torch.__version__}): {n} texts of {min(tokens, 256)} tokens, batch {batch}, "
-        f"threads 1: {n / secs:.1f} texts/s ({secs:.2f} s)"
-    )
+    pieces = sum(min(len(ids), 256) for ids in model.tokenizer(texts)["input_ids"])
+    model.encode(texts[:32], batch_size=32)
+    for r in range(rounds):
+        started = time.perf_counter()
+        vectors = model.encode(texts, batch_size=32, normalize_embeddings=True)
+        secs = time.perf_counter() - started
+        assert len(vectors) == len(texts)
+        print(
+            f"sentence-transformers {__import__('sentence_transformers').__version__} "
+            f"(torch {torch.__version__}): {len(texts)} texts "
+            f"({pieces / len(texts):.0f} word pieces on average), batch 32, threads 1, "
+            f"round {r + 1}: {len(texts) / secs:.1f} texts/s, {pieces / secs:.0f} word pieces/s "
+            f"({secs:.2f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ mod openai;
 pub use batcher::{Batcher, BatcherConfig};
 pub use error::EmbedError;
 pub use hashing::{HashingConfig, HashingEmbedder};
-pub use minilm::{INSTALL_HINT, MINILM_MODEL, MiniLmConfig, MiniLmEmbedder, Precision};
+pub use minilm::{
+    INSTALL_HINT, MINILM_MODEL, MiniLmConfig, MiniLmEmbedder, Precision, int8_kernels,
+};
 pub use openai::{OpenAiConfig, OpenAiEmbedder};
 
 use secrecy::SecretString;

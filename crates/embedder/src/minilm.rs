@@ -43,7 +43,8 @@ pub struct MiniLmConfig {
     /// text when it is longer).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
-    /// Arithmetic of the projections (`f32`, the default, or `int8`).
+    /// Arithmetic of the projections (`f32`, the default here, or `int8`; `int8` runs in
+    /// `f32` on a CPU without VNNI, where candle's int8 products are slower).
     #[serde(default)]
     pub precision: Precision,
 }
@@ -83,6 +84,8 @@ struct Inner {
     /// The same tokenizer without truncation, to count what a text would need.
     counter: Tokenizer,
     max_tokens: usize,
+    /// The precision the model runs in (int8 asked for on a CPU without VNNI runs in f32).
+    precision: Precision,
     bert: Bert,
     batch_size: usize,
     dims: usize,
@@ -161,8 +164,27 @@ impl MiniLmEmbedder {
         let weights = read("model.safetensors")?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| bad(dir, "model.safetensors", e))?;
+        // int8 only where candle has fast kernels for it: elsewhere its int8 products are
+        // slower than f32, and the vectors are the same within the quality bar.
+        let precision = match cfg.precision {
+            Precision::Int8 => {
+                let (kernels, fast) = int8_kernels();
+                if fast {
+                    tracing::info!(kernels, "model projections in int8");
+                    Precision::Int8
+                } else {
+                    tracing::warn!(
+                        kernels,
+                        "embedding.minilm.precision = int8, but this CPU has no VNNI: \
+                         running the model in f32, which is faster here"
+                    );
+                    Precision::F32
+                }
+            }
+            Precision::F32 => Precision::F32,
+        };
         let bert =
-            Bert::load(vb, &config, cfg.precision).map_err(|e| bad(dir, "model.safetensors", e))?;
+            Bert::load(vb, &config, precision).map_err(|e| bad(dir, "model.safetensors", e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 tokenizer,
@@ -171,6 +193,7 @@ impl MiniLmEmbedder {
                 bert,
                 batch_size: cfg.batch_size,
                 dims: config.hidden_size,
+                precision,
             }),
         })
     }
@@ -183,6 +206,12 @@ impl MiniLmEmbedder {
     /// Vector length (384).
     pub fn dims(&self) -> usize {
         self.inner.dims
+    }
+
+    /// The precision the model runs in: the configured one, except that `int8` runs in
+    /// `f32` on a CPU without VNNI (see [`int8_kernels`]).
+    pub fn precision(&self) -> Precision {
+        self.inner.precision
     }
 
     /// The longest input in word pieces, special tokens included; the model reads no
@@ -364,6 +393,27 @@ enum Weight {
         inputs: usize,
         padded: usize,
     },
+}
+
+/// Which of candle's int8 kernels this CPU gets (candle checks the same features at run
+/// time): `vpdpbusd` on 512-bit (AVX-512 VNNI) or 256-bit (AVX-VNNI) registers; without
+/// VNNI, candle's `Q8_0` products fall back to per-dot-product AVX2 code that is slower
+/// than `f32` (see the README). Returns the kernels' name and whether they are the fast
+/// (VNNI) ones.
+pub fn int8_kernels() -> (&'static str, bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni") {
+            return ("avx512-vnni", true);
+        }
+        if std::is_x86_feature_detected!("avxvnni") && std::is_x86_feature_detected!("avx2") {
+            return ("avx-vnni", true);
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return ("avx2 dot products", false);
+        }
+    }
+    ("portable", false)
 }
 
 /// Input widths the repacked int8 kernels take (candle quantises the activations in
