@@ -113,6 +113,9 @@ pub struct CrawlRequestBody {
     #[schema(minimum = 1)]
     #[serde(default, deserialize_with = "crate::model::whole_i64")]
     pub model_token_cap: Option<i64>,
+    /// The crawl's priority within its project (default `normal`); a recrawl (now or
+    /// scheduled) keeps it.
+    pub priority: Option<crate::model::PriorityBody>,
 }
 
 /// An include or exclude glob.
@@ -159,7 +162,7 @@ impl From<CrawlRequestBody> for CrawlRequest {
             project: b.project,
             source_group: b.source_group,
             model_token_cap: b.model_token_cap,
-            priority: None,
+            priority: b.priority.map(Into::into),
         }
     }
 }
@@ -209,6 +212,8 @@ pub struct CrawlAccepted {
     /// The start page's source.
     pub source_id: Uuid,
     pub settings: CrawlSettingsBody,
+    /// The crawl's priority within its project.
+    pub priority: crate::model::PriorityBody,
 }
 
 /// Distinct URLs a crawl refused, by reason.
@@ -312,7 +317,7 @@ pub struct DiscoveryPath {
     responses(
         (status = 202, description = "Crawl recorded and its start page queued", body = CrawlAccepted),
         (status = 404, description = "`project_id` names no project", body = ErrorBody),
-        (status = 422, description = "Not the schema (a start URL that does not match its pattern, a cap out of range, a `model_token_cap` below 1, an unknown field)", body = ErrorBody),
+        (status = 422, description = "Not the schema (a start URL that does not match its pattern, a cap out of range, a `model_token_cap` below 1, a `priority` other than `high`, `normal` or `low`, an unknown field)", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -320,6 +325,7 @@ pub async fn start(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CrawlRequestBody>,
 ) -> Result<(StatusCode, Json<CrawlAccepted>), ApiError> {
+    let priority = body.priority.unwrap_or_default();
     let started = crawl::start(&state.services, &body.into(), pipeline_store::Actor::Api)
         .await
         .map_err(|e| match e {
@@ -344,6 +350,7 @@ pub async fn start(
             project_id: started.project_id,
             source_id: started.source_id,
             settings: started.settings.into(),
+            priority,
         }),
     ))
 }
@@ -435,6 +442,13 @@ pub async fn recrawl(
             crawl::RecrawlError::Failed(SubmitError::Store(e)) => e.into(),
             other => ApiError::internal("starting the recrawl failed", &other),
         })?;
+    // The recrawl keeps the crawl's priority, as stored on its job.
+    let priority = pipeline_store::priorities::of_jobs(&state.services.db, &[started.job_id])
+        .await?
+        .remove(&started.job_id)
+        .map_or_else(Default::default, |p| {
+            crate::model::PriorityBody::of_column(&p)
+        });
     Ok((
         StatusCode::ACCEPTED,
         Json(CrawlAccepted {
@@ -442,6 +456,7 @@ pub async fn recrawl(
             project_id: started.project_id,
             source_id: started.source_id,
             settings: started.settings.into(),
+            priority,
         }),
     ))
 }

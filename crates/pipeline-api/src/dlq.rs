@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiQuery, DlqItemPath, ErrorBody, FamilyPath};
 use crate::model::{
     DEFAULT_LIMIT, DlqEntry, DlqPage, ListQuery, MAX_RETRY_ALL_LIMIT, PurgeBody, PurgeQuery,
-    RetriedItem, RetryAllBody, RetryAllQuery,
+    RetriedItem, RetryAllBody, RetryAllQuery, RetryQuery,
 };
 
 /// Who the event trail names for changes made through the API.
@@ -83,25 +83,31 @@ pub async fn list(
 
 /// Redrives one item into its work queue now (whatever its redrive count or error kind) and
 /// returns it. Of concurrent retries of one item exactly one gets it; the others get 404.
+/// With `priority`, the message goes back at that priority within its project's lane
+/// (the job's own priority is unchanged); without, at the priority it had.
 #[utoipa::path(
     post, path = "/api/v1/dlq/{kind}/{item_id}/retry", tag = "dlq",
     params(
         ("kind" = String, Path, description = "DLQ kind: a queue family (`scrape`, `extraction`, `facts`, `webhooks`)"),
         ("item_id" = String, Path, description = "Item id (the source id)"),
+        RetryQuery,
     ),
     responses(
         (status = 200, description = "The item, now back in its work queue", body = RetriedItem),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "Unknown kind, or no such item (also when a concurrent retry took it)", body = ErrorBody),
         (status = 409, description = "The entry cannot be parsed; delete it instead", body = ErrorBody),
+        (status = 422, description = "A `priority` other than `high`, `normal` or `low`", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
 pub async fn retry(
     State(state): State<AppState>,
     DlqItemPath(family, item_id): DlqItemPath,
+    ApiQuery(q): ApiQuery<RetryQuery>,
 ) -> Result<Json<RetriedItem>, ApiError> {
-    match dlq_ops::retry(&state.services, family, &item_id, ACTOR).await? {
+    let priority = q.priority.map(Into::into);
+    match dlq_ops::retry_as(&state.services, family, &item_id, priority, ACTOR).await? {
         Some(outcome) => {
             tracing::info!(dlq = %family, item_id, job_id = outcome.item.job_id.map(tracing::field::display),
                 source_id = outcome.item.source_id.map(tracing::field::display), enqueued = outcome.enqueued,

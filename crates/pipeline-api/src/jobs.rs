@@ -12,8 +12,8 @@ use crate::AppState;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::model::{
     EventsQuery, InvalidUrlBody, InvalidUrlsPage, JobBody, JobDetail, JobsPage, JobsQuery,
-    MAX_OFFSET, PageQuery, ProjectBody, ProjectsPage, QueuedSource, ScrapeAccepted, ScrapeRequest,
-    SourceBody, SourceEvents, SourcesPage,
+    MAX_OFFSET, PageQuery, PriorityBody, ProjectBody, ProjectsPage, QueuedSource, ScrapeAccepted,
+    ScrapeRequest, SourceBody, SourceEvents, SourcesPage,
 };
 
 /// The largest jobs page.
@@ -29,7 +29,7 @@ const MAX_TYPE_CHARS: usize = 64;
     responses(
         (status = 202, description = "Job recorded and its sources queued", body = ScrapeAccepted),
         (status = 404, description = "`project_id` names no project", body = ErrorBody),
-        (status = 422, description = "Not a JSON object, not the schema, no URLs or too many, a project or source group that is too long or holds control characters, or a `model_token_cap` below 1", body = ErrorBody),
+        (status = 422, description = "Not a JSON object, not the schema, no URLs or too many, a project or source group that is too long or holds control characters, a `model_token_cap` below 1, or a `priority` other than `high`, `normal` or `low`", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -37,13 +37,14 @@ pub async fn scrape(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ScrapeRequest>,
 ) -> Result<(StatusCode, Json<ScrapeAccepted>), ApiError> {
+    let priority = body.priority.unwrap_or_default();
     let req = SubmitRequest {
         urls: body.urls,
         project_id: body.project_id,
         project_name: body.project,
         source_group: body.source_group,
         model_token_cap: body.model_token_cap,
-        priority: Default::default(),
+        priority: priority.into(),
     };
     let outcome = submit::submit(&state.services, &req, pipeline_store::Actor::Api)
         .await
@@ -85,6 +86,7 @@ pub async fn scrape(
                 })
                 .collect(),
             already_queued: outcome.already_queued,
+            priority,
         }),
     ))
 }
@@ -143,9 +145,20 @@ pub async fn list(
         },
     )
     .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|j| j.id).collect();
+    let priorities = pipeline_store::priorities::of_jobs(&state.services.db, &ids).await?;
     Ok(Json(JobsPage {
         next_offset: next_offset(rows.len(), limit, offset),
-        items: rows.into_iter().map(JobBody::from).collect(),
+        items: rows
+            .into_iter()
+            .map(|j| {
+                let p = priorities
+                    .get(&j.id)
+                    .map(String::as_str)
+                    .unwrap_or("normal");
+                JobBody::new(j, PriorityBody::of_column(p))
+            })
+            .collect(),
     }))
 }
 
@@ -171,9 +184,11 @@ pub async fn show(
     let sources = jobs::sources_page(db, id, limit, 0).await?;
     let invalid = jobs::invalid_urls_page(db, id, limit, 0).await?;
     let facts = pipeline_store::facts::job_facts(db, id).await?;
+    let priority = pipeline_store::priorities::of_jobs(db, &[id]).await?;
+    let priority = PriorityBody::of_column(priority.get(&id).map_or("normal", String::as_str));
     Ok(Json(JobDetail {
         facts: facts.into(),
-        job: job.into(),
+        job: JobBody::new(job, priority),
         sources_next_offset: next_offset(sources.len(), limit, 0),
         sources: sources.into_iter().map(SourceBody::from).collect(),
         invalid_urls_next_offset: next_offset(invalid.len(), limit, 0),

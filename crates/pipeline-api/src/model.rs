@@ -193,6 +193,16 @@ pub struct PurgeBody {
     pub dry_run: bool,
 }
 
+/// Query of a retry.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RetryQuery {
+    /// Put the message back at this priority within its project's lane (default: the
+    /// priority it had).
+    #[param(inline)]
+    pub priority: Option<PriorityBody>,
+}
+
 /// Largest `limit` of a bulk redrive.
 pub const MAX_RETRY_ALL_LIMIT: u64 = 1_000_000_000;
 
@@ -203,6 +213,72 @@ pub struct RetryAllBody {
     pub redriven: usize,
     /// Ids of entries skipped because they cannot be parsed (they stay in the DLQ).
     pub malformed: Vec<String>,
+}
+
+/// A job's priority within its project: within a project's lane of every queue family,
+/// `high` work is served before `normal`, and `normal` before `low` (a `low` message is
+/// overtaken by a bounded number of later ones; the work queue's README, "Fair share",
+/// gives the bound). Projects share the queue fairly whatever their priorities.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PriorityBody {
+    /// Before the project's `normal` and `low` work.
+    High,
+    /// The default.
+    #[default]
+    Normal,
+    /// After the project's other work, within the bound.
+    Low,
+}
+
+impl From<PriorityBody> for pipeline_ops::messages::Priority {
+    fn from(p: PriorityBody) -> Self {
+        match p {
+            PriorityBody::High => Self::High,
+            PriorityBody::Normal => Self::Normal,
+            PriorityBody::Low => Self::Low,
+        }
+    }
+}
+
+/// Read by hand so that anything but the three words (another word, a number, an object)
+/// is refused with one message that names them.
+impl<'de> Deserialize<'de> for PriorityBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Word;
+        impl serde::de::Visitor<'_> for Word {
+            type Value = PriorityBody;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a priority: `high`, `normal` or `low`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PriorityBody, E> {
+                match v {
+                    "high" => Ok(PriorityBody::High),
+                    "normal" => Ok(PriorityBody::Normal),
+                    "low" => Ok(PriorityBody::Low),
+                    other => Err(E::custom(format!(
+                        "unknown priority `{}`: expected `high`, `normal` or `low`",
+                        crate::error::clip(other)
+                    ))),
+                }
+            }
+        }
+        d.deserialize_str(Word)
+    }
+}
+
+impl PriorityBody {
+    /// The priority a `jobs.priority` value names (`normal` for anything else: the column's
+    /// check allows only the three words).
+    pub fn of_column(word: &str) -> Self {
+        match word {
+            "high" => Self::High,
+            "low" => Self::Low,
+            _ => Self::Normal,
+        }
+    }
 }
 
 /// `POST /api/v1/scrape` body.
@@ -229,6 +305,8 @@ pub struct ScrapeRequest {
     #[schema(minimum = 1)]
     #[serde(default, deserialize_with = "whole_i64")]
     pub model_token_cap: Option<i64>,
+    /// The job's priority within its project (default `normal`).
+    pub priority: Option<PriorityBody>,
 }
 
 /// A refused URL and why.
@@ -273,6 +351,8 @@ pub struct ScrapeAccepted {
     pub invalid: Vec<InvalidUrlBody>,
     /// Sources that were already waiting in the scrape queue.
     pub already_queued: u64,
+    /// The job's priority within its project.
+    pub priority: PriorityBody,
 }
 
 /// Query of the jobs list.
@@ -388,6 +468,8 @@ pub struct JobBody {
     pub job_type: String,
     /// `queued`, `running`, `completed`, `failed` or `completed_with_errors`.
     pub status: String,
+    /// Its priority within its project.
+    pub priority: PriorityBody,
     /// The submission's source group.
     pub source_group: Option<String>,
     /// Counts by outcome (`total`, `terminal`, `failed`, `invalid_urls`, one per status).
@@ -404,13 +486,15 @@ pub struct JobBody {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-impl From<JobSummary> for JobBody {
-    fn from(j: JobSummary) -> Self {
+impl JobBody {
+    /// A job and its priority (`jobs.priority`).
+    pub fn new(j: JobSummary, priority: PriorityBody) -> Self {
         Self {
             id: j.id,
             project_id: j.project_id,
             job_type: j.job_type,
             status: j.status.to_string(),
+            priority,
             source_group: clip_opt(j.source_group, MAX_TITLE_CHARS),
             counts: j.result,
             error: clip_opt(j.error, MAX_ERROR_CHARS),

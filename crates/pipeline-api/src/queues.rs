@@ -1,5 +1,6 @@
-//! Queue state and control: per-family counts (`GET /api/v1/queues`), the live daemons
-//! (`GET /api/v1/workers`), and pausing and resuming a family's workers. The console and
+//! Queue state and control: per-family counts and ready work per project
+//! (`GET /api/v1/queues`), the live daemons (`GET /api/v1/workers`), and pausing and
+//! resuming a family's workers. The console and
 //! `pipelinectl` read and change the same state through `pipeline_ops`.
 
 use axum::Json;
@@ -7,9 +8,10 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use pipeline_ops::heartbeat::{self, Beat};
 use pipeline_ops::pause;
-use pipeline_ops::queues::FamilyQueues;
+use pipeline_ops::queues::{FamilyLanes, FamilyQueues, LaneState, MAX_LANES_SHOWN, ProjectLane};
 use serde::Serialize;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody, FamilyPath};
@@ -60,10 +62,55 @@ pub struct FamilyQueuesBody {
     pub paused: bool,
     /// Who paused it and when (absent while it runs).
     pub paused_by: Option<PausedBody>,
+    /// Ready work per project (its lane), most ready first: every lane with ready messages
+    /// or counted messages in flight, at most 100.
+    pub lanes: Vec<LaneBody>,
+    /// Whether more lanes have work than `lanes` lists.
+    pub lanes_truncated: bool,
 }
 
-impl From<FamilyQueues> for FamilyQueuesBody {
-    fn from(f: FamilyQueues) -> Self {
+/// Whether a project's lane is being served.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LaneStateBody {
+    /// Taking its turns.
+    Serving,
+    /// Waiting for its start rate (`per_second`).
+    Held,
+    /// At its cap of messages in flight (`max_in_flight`).
+    Capped,
+}
+
+/// One project's work in a family's queue.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LaneBody {
+    /// The project; `null` for the default lane (messages that belong to no project).
+    pub project_id: Option<Uuid>,
+    /// Its ready messages.
+    pub ready: u64,
+    /// Its messages in flight counted against its cap (0 unless it has `max_in_flight`).
+    pub in_flight: u64,
+    /// `serving`, `held` (waiting for its start rate) or `capped` (at its cap).
+    pub state: LaneStateBody,
+}
+
+impl From<ProjectLane> for LaneBody {
+    fn from(l: ProjectLane) -> Self {
+        Self {
+            project_id: l.project_id,
+            ready: l.ready,
+            in_flight: l.in_flight,
+            state: match l.state {
+                LaneState::Held => LaneStateBody::Held,
+                LaneState::Capped => LaneStateBody::Capped,
+                _ => LaneStateBody::Serving,
+            },
+        }
+    }
+}
+
+impl FamilyQueuesBody {
+    fn new(f: FamilyQueues, lanes: FamilyLanes) -> Self {
         Self {
             family: f.family.as_str().to_owned(),
             ready: f.ready,
@@ -76,6 +123,8 @@ impl From<FamilyQueues> for FamilyQueuesBody {
             },
             paused: f.paused.is_some(),
             paused_by: f.paused.map(Into::into),
+            lanes: lanes.lanes.into_iter().map(Into::into).collect(),
+            lanes_truncated: lanes.truncated,
         }
     }
 }
@@ -155,7 +204,8 @@ fn redis_down(err: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable("the queue is unavailable; retry later")
 }
 
-/// Every family's queue: ready, in flight, delayed, DLQ by kind, and whether it is paused.
+/// Every family's queue: ready, in flight, delayed, DLQ by kind, whether it is paused, and
+/// its ready work per project (`lanes`).
 #[utoipa::path(
     get, path = "/api/v1/queues", tag = "queues",
     responses((status = 200, description = "Per family, in pipeline order", body = QueuesBody)),
@@ -165,9 +215,14 @@ pub async fn queues(State(state): State<AppState>) -> Result<Json<QueuesBody>, A
     let snapshot = pipeline_ops::queues::snapshot(&state.services)
         .await
         .map_err(redis_down)?;
-    Ok(Json(QueuesBody {
-        families: snapshot.into_iter().map(Into::into).collect(),
-    }))
+    let mut families = Vec::with_capacity(snapshot.len());
+    for f in snapshot {
+        let lanes = pipeline_ops::queues::lanes(&state.services, f.family, MAX_LANES_SHOWN)
+            .await
+            .map_err(redis_down)?;
+        families.push(FamilyQueuesBody::new(f, lanes));
+    }
+    Ok(Json(QueuesBody { families }))
 }
 
 /// Every live daemon, from the heartbeats they write every 5 s with a 15 s TTL: a daemon

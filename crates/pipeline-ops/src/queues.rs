@@ -1,8 +1,10 @@
 //! What the operator sees of each family at a glance: its work queue by state, its DLQ by
-//! kind, whether it is paused, and its work per minute. The API's `GET /api/v1/queues`,
-//! `pipelinectl queues` and the console's overview all read it from here, so they agree.
+//! kind, whether it is paused, its work per minute, and its ready work per project
+//! ([`lanes`]). The API's `GET /api/v1/queues`, `pipelinectl queues` and the console's
+//! overview all read it from here, so they agree.
 
 use serde::Serialize;
+pub use work_queue::LaneState;
 
 use crate::activity::{self, Minute};
 use crate::pause::{self, Paused};
@@ -61,6 +63,72 @@ pub async fn snapshot(services: &Services) -> Result<Vec<FamilyQueues>, String> 
         });
     }
     Ok(out)
+}
+
+/// Most lanes [`lanes`] returns per family by default: what an answer or a page shows.
+pub const MAX_LANES_SHOWN: usize = 100;
+
+/// One project's share of a family's queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectLane {
+    /// The project (its lane's key); `None` for the default lane (messages of no project).
+    pub project_id: Option<uuid::Uuid>,
+    /// The lane's key as the queue stores it (the project id, or empty).
+    pub lane: String,
+    /// Ready messages.
+    pub ready: u64,
+    /// Messages in flight counted against the project's cap (only lanes with a cap count).
+    pub in_flight: u64,
+    /// Whether the lane is served now: `serving`, `held` (its start rate) or `capped` (its
+    /// cap of messages in flight).
+    pub state: work_queue::LaneState,
+}
+
+/// A family's lanes with work, most ready first.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FamilyLanes {
+    /// At most the limit asked for.
+    pub lanes: Vec<ProjectLane>,
+    /// Whether more lanes have work than are listed.
+    pub truncated: bool,
+}
+
+impl FamilyLanes {
+    /// Whether the breakdown says more than the family's totals: several lanes, or one
+    /// that is not the default lane.
+    pub fn worth_showing(&self) -> bool {
+        self.lanes.len() > 1 || self.lanes.iter().any(|l| !l.lane.is_empty())
+    }
+}
+
+/// The lanes of `family` with ready work or counted messages in flight, most ready first,
+/// at most `limit` of them (summed over the shards in use).
+///
+/// # Errors
+/// Redis failures, as text.
+pub async fn lanes(
+    services: &Services,
+    family: Family,
+    limit: usize,
+) -> Result<FamilyLanes, String> {
+    let all = services
+        .queue(family)
+        .lanes()
+        .await
+        .map_err(|e| e.to_string())?;
+    let truncated = all.len() > limit;
+    let lanes = all
+        .into_iter()
+        .take(limit)
+        .map(|l| ProjectLane {
+            project_id: uuid::Uuid::parse_str(&l.lane).ok(),
+            lane: l.lane,
+            ready: l.ready,
+            in_flight: l.in_flight,
+            state: l.state,
+        })
+        .collect();
+    Ok(FamilyLanes { lanes, truncated })
 }
 
 /// A family's work per minute over the last `minutes` minutes, oldest first.

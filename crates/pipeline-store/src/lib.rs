@@ -23,6 +23,7 @@ pub mod extractions;
 pub mod facts;
 pub mod jobs;
 pub mod migrate;
+pub mod priorities;
 pub mod progress;
 pub mod queue_limits;
 pub mod search;

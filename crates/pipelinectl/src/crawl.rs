@@ -66,6 +66,10 @@ pub struct CrawlArgs {
     /// recrawl keeps the cap. Greater than 0; leave it out for no cap.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     token_cap: Option<i64>,
+    /// The crawls' priority within their project: high, normal (default) or low. A recrawl
+    /// keeps it.
+    #[arg(long, value_parser = crate::output::parse_priority)]
+    priority: Option<pipeline_ops::messages::Priority>,
     /// Wait until the crawl ends, printing its progress; at most this many seconds.
     #[arg(long, value_name = "SECS")]
     wait: Option<u64>,
@@ -96,7 +100,7 @@ pub async fn start(services: &Services, args: CrawlArgs, as_json: bool) -> CmdRe
             project: args.project.clone(),
             source_group: args.source_group.clone(),
             model_token_cap: args.token_cap,
-            priority: None,
+            priority: args.priority,
         };
         let s = crawl::start(services, &req, pipeline_store::Actor::Cli)
             .await

@@ -37,6 +37,10 @@ pub enum DlqCommand {
         kind: Family,
         /// The item id (the source id).
         id: String,
+        /// Put the message back at this priority within its project (high, normal or low;
+        /// default: the priority it had). The job's own priority is unchanged.
+        #[arg(long, value_parser = crate::output::parse_priority)]
+        priority: Option<pipeline_ops::messages::Priority>,
     },
     /// Redrives many items, oldest first (parked and permanent ones included).
     RetryAll {
@@ -83,7 +87,9 @@ pub async fn run(services: &Services, cmd: DlqCommand, as_json: bool) -> CmdResu
             limit,
             cursor,
         } => list(services, kind, limit, cursor.as_deref(), as_json).await,
-        DlqCommand::Retry { kind, id } => retry(services, kind, &id, as_json).await,
+        DlqCommand::Retry { kind, id, priority } => {
+            retry(services, kind, &id, priority, as_json).await
+        }
         DlqCommand::RetryAll { kind, limit, rate } => {
             retry_all(services, kind, limit, rate, as_json).await
         }
@@ -222,8 +228,14 @@ async fn list(
     Ok(())
 }
 
-async fn retry(services: &Services, kind: Family, id: &str, as_json: bool) -> CmdResult {
-    let Some(outcome) = dlq_ops::retry(services, kind, id, ACTOR).await? else {
+async fn retry(
+    services: &Services,
+    kind: Family,
+    id: &str,
+    priority: Option<pipeline_ops::messages::Priority>,
+    as_json: bool,
+) -> CmdResult {
+    let Some(outcome) = dlq_ops::retry_as(services, kind, id, priority, ACTOR).await? else {
         return Err(Failure::not_found(format!(
             "no item `{id}` in the {kind} DLQ"
         )));
@@ -238,8 +250,11 @@ async fn retry(services: &Services, kind: Family, id: &str, as_json: bool) -> Cm
     } else {
         "already queued, not queued twice"
     };
+    let at = priority
+        .map(|p| format!(" at priority {p}"))
+        .unwrap_or_default();
     outln!(
-        "redrove {id} into the {kind} queue ({how}); source {}, job {}, redrive #{}",
+        "redrove {id} into the {kind} queue{at} ({how}); source {}, job {}, redrive #{}",
         opt(&outcome.item.source_id),
         opt(&outcome.item.job_id),
         outcome.item.retry_count + 1

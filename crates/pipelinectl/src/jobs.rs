@@ -39,6 +39,10 @@ pub struct SubmitArgs {
     /// Greater than 0; leave it out for no cap.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     token_cap: Option<i64>,
+    /// The job's priority within its project: high, normal (default) or low. Within a
+    /// project, higher priority work is served first.
+    #[arg(long, value_parser = crate::output::parse_priority)]
+    priority: Option<pipeline_ops::messages::Priority>,
 }
 
 /// `jobs` subcommands.
@@ -186,7 +190,7 @@ pub async fn submit(services: &Services, args: SubmitArgs, as_json: bool) -> Cmd
         project_name: args.project.clone(),
         source_group: args.source_group.clone(),
         model_token_cap: args.token_cap,
-        priority: Default::default(),
+        priority: args.priority.unwrap_or_default(),
     };
     let outcome = submit::submit(services, &req, pipeline_store::Actor::Cli)
         .await
@@ -324,8 +328,15 @@ async fn list(
     )
     .await?;
     let next = next_offset(offset, limit, rows.len());
+    let ids: Vec<Uuid> = rows.iter().map(|j| j.id).collect();
+    let priorities = pipeline_store::priorities::of_jobs(&services.db, &ids).await?;
+    let priority_of = |id: &Uuid| priorities.get(id).map_or("normal", String::as_str);
     if as_json {
-        return print_json(&json!({ "items": rows, "next_offset": next }));
+        let items: Vec<Value> = rows
+            .iter()
+            .map(|j| with_priority(j, priority_of(&j.id)))
+            .collect();
+        return print_json(&json!({ "items": items, "next_offset": next }));
     }
     if rows.is_empty() {
         outln!("no jobs");
@@ -338,6 +349,7 @@ async fn list(
                 j.id.to_string(),
                 j.job_type.clone(),
                 j.status.to_string(),
+                priority_of(&j.id).to_owned(),
                 count(&j.result, "total"),
                 count(&j.result, "extracted"),
                 count(&j.result, "failed"),
@@ -351,6 +363,7 @@ async fn list(
             "ID",
             "TYPE",
             "STATUS",
+            "PRIORITY",
             "SOURCES",
             "EXTRACTED",
             "FAILED",
@@ -371,10 +384,20 @@ pub fn parse_id(what: &str, text: &str) -> CmdResult<Uuid> {
         .map_err(|e| Failure::usage(format!("`{text}` is not a {what} id (a UUID): {e}")))
 }
 
-fn print_job_header(j: &JobSummary) {
+/// A job summary as JSON with its priority (`jobs.priority`) beside its other fields.
+fn with_priority(j: &JobSummary, priority: &str) -> Value {
+    let mut v = json!(j);
+    if let Value::Object(fields) = &mut v {
+        fields.insert("priority".into(), json!(priority));
+    }
+    v
+}
+
+fn print_job_header(j: &JobSummary, priority: &str) {
     outln!("job        {}", j.id);
     outln!("type       {}", j.job_type);
     outln!("status     {}", j.status);
+    outln!("priority   {priority}");
     outln!("project    {}", opt(&j.project_id));
     if let Some(group) = &j.source_group {
         outln!("group      {group}");
@@ -444,9 +467,13 @@ async fn show(services: &Services, id: &str, limit: i64, as_json: bool) -> CmdRe
     let has_facts = job_facts.pages > 0
         || job_facts.model_tokens_used > 0
         || job_facts.model_token_cap.is_some();
+    let priority = pipeline_store::priorities::of_jobs(&services.db, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_else(|| "normal".to_owned());
     if as_json {
         return print_json(&json!({
-            "job": job,
+            "job": with_priority(&job, &priority),
             "facts": has_facts.then_some(&job_facts),
             "sources": sources,
             "sources_next_offset": sources_next,
@@ -454,7 +481,7 @@ async fn show(services: &Services, id: &str, limit: i64, as_json: bool) -> CmdRe
             "invalid_urls_next_offset": invalid_next,
         }));
     }
-    print_job_header(&job);
+    print_job_header(&job, &priority);
     if has_facts {
         print_job_facts(&job_facts);
     }

@@ -248,6 +248,12 @@ pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
         .map_or_else(|| "-".to_owned(), ToString::to_string)
 }
 
+/// Parses `--priority`: `high`, `normal` or `low`.
+pub fn parse_priority(s: &str) -> Result<pipeline_ops::messages::Priority, String> {
+    s.parse()
+        .map_err(|_| format!("unknown priority `{s}`: high, normal or low"))
+}
+
 /// A timestamp as `YYYY-MM-DD HH:MM:SS` (UTC).
 pub fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()

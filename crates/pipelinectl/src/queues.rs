@@ -14,8 +14,27 @@ pub async fn show(services: &Services, as_json: bool) -> CmdResult {
         .await
         .map_err(anyhow::Error::msg)
         .context("reading the queues")?;
+    let mut lanes = Vec::with_capacity(snapshot.len());
+    for f in &snapshot {
+        lanes.push(
+            queues::lanes(services, f.family, queues::MAX_LANES_SHOWN)
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("reading the queues' lanes")?,
+        );
+    }
     if as_json {
-        return output::print_json(&json!({ "families": snapshot }));
+        let families: Vec<serde_json::Value> = snapshot
+            .iter()
+            .zip(&lanes)
+            .map(|(f, l)| {
+                let mut v = json!(f);
+                v["lanes"] = json!(l.lanes);
+                v["lanes_truncated"] = json!(l.truncated);
+                v
+            })
+            .collect();
+        return output::print_json(&json!({ "families": families }));
     }
     let rows: Vec<Vec<String>> = snapshot
         .iter()
@@ -48,6 +67,56 @@ pub async fn show(services: &Services, as_json: bool) -> CmdResult {
         ],
         &rows,
     );
+    print_lanes(services, &snapshot, &lanes).await
+}
+
+/// Under the totals, each family's ready work per project, for the families where that says
+/// more than the totals (several lanes, or one that is a project's).
+async fn print_lanes(
+    services: &Services,
+    snapshot: &[queues::FamilyQueues],
+    lanes: &[queues::FamilyLanes],
+) -> CmdResult {
+    let ids: Vec<uuid::Uuid> = lanes
+        .iter()
+        .flat_map(|l| l.lanes.iter().filter_map(|l| l.project_id))
+        .collect();
+    if !lanes.iter().any(queues::FamilyLanes::worth_showing) {
+        return Ok(());
+    }
+    let names = pipeline_store::console::project_names(&services.db, &ids).await?;
+    for (f, l) in snapshot.iter().zip(lanes) {
+        if !l.worth_showing() {
+            continue;
+        }
+        outln!("\n{} by project:", f.family);
+        let rows: Vec<Vec<String>> = l
+            .lanes
+            .iter()
+            .map(|lane| {
+                let project = match lane.project_id {
+                    None if lane.lane.is_empty() => "(no project)".to_owned(),
+                    None => lane.lane.clone(),
+                    Some(id) => names
+                        .get(&id)
+                        .map_or_else(|| id.to_string(), |n| format!("{n} ({id})")),
+                };
+                vec![
+                    project,
+                    lane.ready.to_string(),
+                    lane.in_flight.to_string(),
+                    json!(lane.state).as_str().unwrap_or("serving").to_owned(),
+                ]
+            })
+            .collect();
+        output::print_table(&["PROJECT", "READY", "IN_FLIGHT", "STATE"], &rows);
+        if l.truncated {
+            outln!(
+                "(the {} projects with the most ready work are shown)",
+                queues::MAX_LANES_SHOWN
+            );
+        }
+    }
     Ok(())
 }
 

@@ -51,6 +51,7 @@ mod mcp;
 mod metrics_process;
 mod own_services_docs;
 mod pdf_documents;
+mod queue_lanes;
 mod reembed_cli;
 mod requeue_data_loss;
 mod requeue_e2e;

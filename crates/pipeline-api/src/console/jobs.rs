@@ -109,6 +109,11 @@ pub async fn list(
         Ok(p) => p,
         Err(e) => return html::unavailable(&e),
     };
+    let job_ids: Vec<Uuid> = rows.iter().map(|j| j.id).collect();
+    let priorities = match pipeline_store::priorities::of_jobs(db, &job_ids).await {
+        Ok(p) => p,
+        Err(e) => return html::unavailable(&e),
+    };
     let mut body = String::new();
     for n in notes {
         let _ = write!(body, "<p class=\"error\" role=\"alert\">{n}</p>");
@@ -142,19 +147,20 @@ pub async fn list(
     body.push_str(
         "<div class=\"table-wrap\"><table><caption>Jobs, newest first</caption><thead><tr>\
 <th scope=\"col\">Job</th><th scope=\"col\">Type</th><th scope=\"col\">Project</th>\
-<th scope=\"col\">Status</th><th scope=\"col\">Outcome</th><th scope=\"col\">Sources</th>\
-<th scope=\"col\">Extracted</th><th scope=\"col\">Failed</th><th scope=\"col\">Refused</th>\
-<th scope=\"col\">Group</th><th scope=\"col\">Created</th></tr></thead><tbody>",
+<th scope=\"col\">Status</th><th scope=\"col\">Priority</th><th scope=\"col\">Outcome</th>\
+<th scope=\"col\">Sources</th><th scope=\"col\">Extracted</th><th scope=\"col\">Failed</th>\
+<th scope=\"col\">Refused</th><th scope=\"col\">Group</th><th scope=\"col\">Created</th></tr></thead><tbody>",
     );
     if rows.is_empty() {
-        body.push_str("<tr><td colspan=\"11\">No jobs.</td></tr>");
+        body.push_str("<tr><td colspan=\"12\">No jobs.</td></tr>");
     }
     for j in &rows {
         let c = j.result.as_ref();
         let _ = write!(
             body,
             "<tr data-job=\"{id}\"><th scope=\"row\"><a href=\"/ui/jobs/{id}\">{short}</a></th>\
-<td><span class=\"badge\">{kind}</span></td><td>{project}</td><td>{status}</td><td>{outcome}</td>\
+<td><span class=\"badge\">{kind}</span></td><td>{project}</td><td>{status}</td>\
+<td class=\"priority\">{priority}</td><td>{outcome}</td>\
 <td class=\"n\">{total}</td><td class=\"n\">{extracted}</td><td class=\"n\">{failed}</td>\
 <td class=\"n\">{refused}</td><td>{group}</td><td>{created}</td></tr>",
             id = j.id,
@@ -165,6 +171,7 @@ pub async fn list(
                 .and_then(|p| projects.get(&p))
                 .map_or("—", String::as_str)),
             status = status_badge(j.status.as_str()),
+            priority = esc(priorities.get(&j.id).map_or("normal", String::as_str)),
             outcome = job_outcome(j),
             total = num(count(c, "total")),
             extracted = num(count(c, "extracted")),
@@ -254,12 +261,17 @@ pub async fn job(
         },
         None => None,
     };
+    let priority = match pipeline_store::priorities::of_jobs(db, &[id]).await {
+        Ok(mut p) => p.remove(&id).unwrap_or_else(|| "normal".to_owned()),
+        Err(e) => return html::unavailable(&e),
+    };
     let c = j.result.as_ref();
     let (total, terminal) = (count(c, "total"), count(c, "terminal"));
     let mut body = format!(
         "<dl class=\"facts\"><dt>Id</dt><dd><code id=\"job-id\">{id}</code></dd>\
 <dt>Type</dt><dd><span class=\"badge\" id=\"job-type\">{kind}</span></dd>\
 <dt>Project</dt><dd>{project}</dd><dt>Schema</dt><dd id=\"project-schema\">{schema}</dd><dt>Status</dt><dd>{status}</dd>\
+<dt>Priority</dt><dd id=\"job-priority\">{priority}</dd>\
 <dt>Outcome</dt><dd>{outcome} <span class=\"legend\"><span class=\"ok\">{ok} succeeded</span>\
 <span class=\"failed\">{failed} failed</span><span class=\"pending\">{pending} not done yet</span></span> \
 <span data-progress=\"{terminal}/{total}\">{terminal_n} of {total_n} sources done</span></dd>\
@@ -280,6 +292,7 @@ pub async fn job(
             None => "—".to_owned(),
         },
         status = status_badge(j.status.as_str()),
+        priority = esc(&priority),
         outcome = job_outcome(&j),
         ok = num(count(c, "extracted")),
         failed = num(count(c, "failed")),

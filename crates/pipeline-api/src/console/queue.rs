@@ -1,14 +1,16 @@
 //! A family's messages as they sit in its work queue, read without changing anything: the
-//! ready list (next to be served first), the messages in flight (earliest lease end first)
+//! ready work per project (each project's lane: its ready messages, its counted messages in
+//! flight, whether it is served, held by its start rate or at its cap), one lane's ready
+//! messages (next to be served first), the messages in flight (earliest lease end first)
 //! and the delayed ones waiting for a retry (earliest due first).
 //!
-//! Read-only by construction: `LRANGE` / `ZRANGE` of a shard's `ready`, `leases` and
-//! `delayed` keys, then `HMGET` of each message's hash (`body`, `token`, `deliveries`,
-//! `attempts`, `redrives`, `enqueued_at`, `last_error`), one pipeline per shard (every key of
-//! a shard shares its hash tag, so this works on a Redis Cluster). No script runs and
-//! nothing is reserved, renewed or moved. A page reads at most [`PAGE`] messages of each
-//! shard. The queue records a lease's token (the delivery it belongs to) and its end, not
-//! which worker holds it.
+//! Read-only by construction: the lanes' listing (`WorkQueue::lanes`, a read-only script),
+//! `ZRANGE` of a shard's lane, `leases` and `delayed` keys, then `HMGET` of each message's
+//! hash (`body`, `token`, `deliveries`, `attempts`, `redrives`, `enqueued_at`, `last_error`,
+//! `prio`), one pipeline per shard (every key of a shard shares its hash tag, so this works
+//! on a Redis Cluster). Nothing is reserved, renewed or moved. A page reads at most [`PAGE`]
+//! messages of each shard. The queue records a lease's token (the delivery it belongs to)
+//! and its end, not which worker holds it.
 
 use std::fmt::Write;
 
@@ -82,6 +84,8 @@ struct Message {
     redrives: Option<i64>,
     enqueued_at: Option<i64>,
     last_error: Option<String>,
+    /// `h`, `n` or `l`: its priority within its lane.
+    prio: Option<String>,
 }
 
 type Fields = (
@@ -92,31 +96,29 @@ type Fields = (
     Option<i64>,
     Option<i64>,
     Option<String>,
+    Option<String>,
 );
 
-/// Reads one shard's page of `state` and the total there.
+/// Reads one shard's page of `state` (for `Ready`, of lane `lane`) and the total there.
 async fn read_shard(
     state: &AppState,
     family: Family,
     shard: u16,
     which: Where,
+    lane: &str,
     offset: isize,
-) -> redis::RedisResult<(u64, Vec<Message>)> {
-    let keys = state.services.queue(family).keys().shard(shard);
+) -> Result<(u64, Vec<Message>), String> {
+    let queue = state.services.queue(family);
+    let keys = queue.keys().shard(shard);
     let mut con = state.services.redis.get();
     let (total, entries): (u64, Vec<(String, Option<i64>)>) = match which {
         Where::Ready => {
-            // Served from the right: the last element is next.
-            let (len, ids): (u64, Vec<String>) = redis::pipe()
-                .cmd("LLEN")
-                .arg(keys.ready())
-                .cmd("LRANGE")
-                .arg(keys.ready())
-                .arg(-offset - PAGE)
-                .arg(-offset - 1)
-                .query_async(&mut con)
-                .await?;
-            (len, ids.into_iter().rev().map(|id| (id, None)).collect())
+            // In serving order: lowest rank first.
+            let (len, ids) = queue
+                .lane_ready_page(shard, lane, offset as usize, PAGE as usize)
+                .await
+                .map_err(|e| e.to_string())?;
+            (len, ids.into_iter().map(|id| (id, None)).collect())
         }
         Where::InFlight | Where::Delayed => {
             let key = if which == Where::InFlight {
@@ -133,7 +135,8 @@ async fn read_shard(
                 .arg(offset + PAGE - 1)
                 .arg("WITHSCORES")
                 .query_async(&mut con)
-                .await?;
+                .await
+                .map_err(|e| e.to_string())?;
             (
                 n,
                 scored
@@ -156,9 +159,13 @@ async fn read_shard(
             "redrives",
             "enqueued_at",
             "last_error",
+            "prio",
         ]);
     }
-    let fields: Vec<Fields> = pipe.query_async(&mut con).await?;
+    let fields: Vec<Fields> = pipe
+        .query_async(&mut con)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((
         total,
         entries
@@ -175,9 +182,86 @@ async fn read_shard(
                 redrives: f.4,
                 enqueued_at: f.5,
                 last_error: f.6,
+                prio: f.7,
             })
             .collect(),
     ))
+}
+
+/// The `lane` parameter of the lane of messages without a project (its key is empty).
+const DEFAULT_LANE: &str = "default";
+
+/// Lanes listed in the per-project table.
+const MAX_LANES_SHOWN: usize = pipeline_ops::queues::MAX_LANES_SHOWN;
+
+/// Longest lane key read from a link (the queue's bound; a project id is 36 characters).
+const MAX_LANE_CHARS: usize = 128;
+
+/// A lane's key as a query parameter value (percent-encoded but for letters, digits and
+/// `-`, which is all a project id holds).
+fn lane_param(key: &str) -> String {
+    if key.is_empty() {
+        return DEFAULT_LANE.to_owned();
+    }
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// The per-project table of ready work: one row per lane, the listed one marked.
+fn lanes_table(
+    body: &mut String,
+    family: &str,
+    lanes: &pipeline_ops::queues::FamilyLanes,
+    listed: Option<&str>,
+    lane_name: &dyn Fn(&str) -> String,
+) {
+    let _ = write!(
+        body,
+        "<div class=\"table-wrap\"><table class=\"lanes\" id=\"lanes\"><caption>Ready work by \
+project, most ready first (each project gets its turn; within a project, high priority \
+first)</caption><thead><tr><th scope=\"col\">Project</th><th scope=\"col\">Ready</th>\
+<th scope=\"col\">In flight (counted against its cap)</th><th scope=\"col\">State</th>\
+</tr></thead><tbody>"
+    );
+    if lanes.lanes.is_empty() {
+        body.push_str("<tr><td colspan=\"4\">No project has ready work.</td></tr>");
+    }
+    for l in &lanes.lanes {
+        let cur = if listed == Some(l.lane.as_str()) {
+            " aria-current=\"true\""
+        } else {
+            ""
+        };
+        let state = match l.state {
+            pipeline_ops::queues::LaneState::Held => "held (start rate)",
+            pipeline_ops::queues::LaneState::Capped => "capped (messages in flight)",
+            _ => "serving",
+        };
+        let _ = write!(
+            body,
+            "<tr data-lane=\"{key}\"><th scope=\"row\"><a href=\"/ui/queues/{family}?state=ready&amp;lane={param}\"{cur}>{name}</a></th>\
+<td class=\"n\">{ready}</td><td class=\"n\">{in_flight}</td><td>{state}</td></tr>",
+            key = esc(&l.lane),
+            param = lane_param(&l.lane),
+            name = lane_name(&l.lane),
+            ready = num(l.ready),
+            in_flight = num(l.in_flight),
+        );
+    }
+    body.push_str("</tbody></table></div>");
+    if lanes.truncated {
+        let _ = write!(
+            body,
+            "<p>The {MAX_LANES_SHOWN} projects with the most ready work are listed.</p>"
+        );
+    }
 }
 
 fn at_ms(ms: i64) -> String {
@@ -227,11 +311,34 @@ pub async fn page(
         Ok(n) => n,
         Err(e) => return html::unavailable(&e),
     };
+    // The ready work per project, and the lane whose messages are listed: the one asked for
+    // (`lane=default` is the lane of messages without a project), else the one with the most
+    // ready work.
+    let lanes = if which == Where::Ready {
+        match pipeline_ops::queues::lanes(&state.services, family, MAX_LANES_SHOWN).await {
+            Ok(l) => Some(l),
+            Err(e) => return html::unavailable(&e),
+        }
+    } else {
+        None
+    };
+    let lane: Option<String> = match form.some("lane") {
+        Some(DEFAULT_LANE) => Some(String::new()),
+        Some(l) => Some(html::clip(l, MAX_LANE_CHARS)),
+        None => lanes
+            .as_ref()
+            .and_then(|l| l.lanes.first())
+            .map(|l| l.lane.clone()),
+    };
     let mut total = 0;
     let mut messages = Vec::new();
     let mut more = false;
     for shard in 0..shards {
-        match read_shard(&state, family, shard, which, offset).await {
+        if which == Where::Ready && lane.is_none() {
+            break;
+        }
+        let key = lane.as_deref().unwrap_or("");
+        match read_shard(&state, family, shard, which, key, offset).await {
             Ok((n, mut m)) => {
                 total += n;
                 more |= n as isize > offset + PAGE;
@@ -252,6 +359,27 @@ pub async fn page(
         Ok(u) => u,
         Err(e) => return html::unavailable(&e),
     };
+    let mut project_ids: Vec<Uuid> = lanes
+        .iter()
+        .flat_map(|l| l.lanes.iter().filter_map(|l| l.project_id))
+        .collect();
+    if let Some(p) = lane.as_deref().and_then(|l| Uuid::parse_str(l).ok()) {
+        project_ids.push(p);
+    }
+    let projects =
+        match pipeline_store::console::project_names(&state.services.db, &project_ids).await {
+            Ok(p) => p,
+            Err(e) => return html::unavailable(&e),
+        };
+    let lane_name = |key: &str| -> String {
+        if key.is_empty() {
+            return "no project".to_owned();
+        }
+        match Uuid::parse_str(key).ok().and_then(|p| projects.get(&p)) {
+            Some(n) => esc(n),
+            None => esc(&html::clip(key, 60)),
+        }
+    };
     let name = family.as_str();
     let mut body = String::from("<nav class=\"tabs\" aria-label=\"Queue states\"><ul>");
     for s in Where::ALL {
@@ -267,9 +395,13 @@ pub async fn page(
             l = s.label()
         );
     }
+    body.push_str("</ul></nav>");
+    if let Some(lanes) = &lanes {
+        lanes_table(&mut body, name, lanes, lane.as_deref(), &lane_name);
+    }
     let _ = write!(
         body,
-        "</ul></nav><p>{} {} {} in the {name} queue{}. Read as they are; nothing is \
+        "<p>{} {} {}{} in the {name} queue{}. Read as they are; nothing is \
 reserved or moved by looking.</p>",
         num(total),
         if total == 1 { "message" } else { "messages" },
@@ -277,6 +409,10 @@ reserved or moved by looking.</p>",
             Where::Ready => "ready",
             Where::InFlight => "in flight",
             Where::Delayed => "waiting for a retry",
+        },
+        match (which, lane.as_deref()) {
+            (Where::Ready, Some(l)) => format!(" for {}", lane_name(l)),
+            _ => String::new(),
         },
         if shards > 1 {
             format!(" ({shards} shards; this page shows up to {PAGE} of each)")
@@ -293,8 +429,9 @@ reserved or moved by looking.</p>",
         body,
         "<div class=\"table-wrap\"><table class=\"messages\"><caption>{label}, {order}</caption><thead><tr>\
 <th scope=\"col\">Message</th><th scope=\"col\">Source URL</th><th scope=\"col\">{when}</th>\
-<th scope=\"col\">Lease token</th><th scope=\"col\">Deliveries</th><th scope=\"col\">Attempts</th>\
-<th scope=\"col\">Redrives</th><th scope=\"col\">Last error</th><th scope=\"col\">Payload</th></tr></thead><tbody>",
+<th scope=\"col\">Priority</th><th scope=\"col\">Lease token</th><th scope=\"col\">Deliveries</th>\
+<th scope=\"col\">Attempts</th><th scope=\"col\">Redrives</th><th scope=\"col\">Last error</th>\
+<th scope=\"col\">Payload</th></tr></thead><tbody>",
         label = which.label(),
         order = match which {
             Where::Ready => "next to be served first",
@@ -303,7 +440,7 @@ reserved or moved by looking.</p>",
         },
     );
     if messages.is_empty() {
-        body.push_str("<tr><td colspan=\"9\">No messages here.</td></tr>");
+        body.push_str("<tr><td colspan=\"10\">No messages here.</td></tr>");
     }
     for m in &messages {
         let source = Uuid::parse_str(&m.id).ok();
@@ -329,9 +466,15 @@ reserved or moved by looking.</p>",
         let _ = write!(
             body,
             "<tr data-message=\"{mid}\"><th scope=\"row\">{id}{shard}</th><td class=\"url\">{url}</td>\
-<td>{time}</td><td class=\"n\">{token}</td><td class=\"n\">{deliveries}</td><td class=\"n\">{attempts}</td>\
+<td>{time}</td><td class=\"priority\">{prio}</td><td class=\"n\">{token}</td><td class=\"n\">{deliveries}</td><td class=\"n\">{attempts}</td>\
 <td class=\"n\">{redrives}</td><td class=\"err\">{err}</td><td>{payload}</td></tr>",
             mid = esc(&m.id),
+            prio = match m.prio.as_deref() {
+                Some("h") => "high",
+                Some("l") => "low",
+                Some(_) => "normal",
+                None => "—",
+            },
             token = esc(m.token.as_deref().unwrap_or("—")),
             deliveries = n(m.deliveries),
             attempts = n(m.attempts),
@@ -345,10 +488,14 @@ reserved or moved by looking.</p>",
         );
     }
     body.push_str("</tbody></table></div><nav class=\"pager\" aria-label=\"Pages\">");
+    let lane_q = match (which, lane.as_deref()) {
+        (Where::Ready, Some(l)) => format!("&amp;lane={}", lane_param(l)),
+        _ => String::new(),
+    };
     if offset > 0 {
         let _ = write!(
             body,
-            "<a href=\"/ui/queues/{name}?state={w}&amp;offset={}\" rel=\"prev\">← Earlier</a> ",
+            "<a href=\"/ui/queues/{name}?state={w}{lane_q}&amp;offset={}\" rel=\"prev\">← Earlier</a> ",
             (offset - PAGE).max(0),
             w = which.word()
         );
@@ -356,7 +503,7 @@ reserved or moved by looking.</p>",
     if more {
         let _ = write!(
             body,
-            "<a href=\"/ui/queues/{name}?state={w}&amp;offset={}\" rel=\"next\">Later →</a>",
+            "<a href=\"/ui/queues/{name}?state={w}{lane_q}&amp;offset={}\" rel=\"next\">Later →</a>",
             offset + PAGE,
             w = which.word()
         );

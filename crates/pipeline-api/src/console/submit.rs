@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use pipeline_ops::crawl::rules::ScopeKind;
 use pipeline_ops::crawl::{self, CrawlRequest, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAGES};
+use pipeline_ops::messages::Priority;
 use pipeline_ops::submit::{self, SubmitError, SubmitRequest};
 use pipeline_store::jobs;
 
@@ -20,6 +21,31 @@ use crate::AppState;
 
 /// Projects offered as suggestions in the project fields.
 const MAX_PROJECTS: i64 = 200;
+
+/// The options of a priority select, the form's choice (default `normal`) selected.
+fn priority_options(form: Option<&Form>) -> String {
+    let chosen = match field(form, "priority") {
+        "" => "normal",
+        w => w,
+    };
+    let mut out = String::new();
+    for p in Priority::ALL {
+        let w = p.as_str();
+        let sel = if chosen == w { " selected" } else { "" };
+        let _ = write!(out, "<option value=\"{w}\"{sel}>{w}</option>");
+    }
+    out
+}
+
+/// The priority a form asks for (`normal` when absent), or why it cannot be one.
+fn priority_of(form: &Form) -> Result<Priority, String> {
+    match optional(form, "priority") {
+        None => Ok(Priority::Normal),
+        Some(w) => w
+            .parse()
+            .map_err(|_| format!("The priority is high, normal or low, not `{w}`.")),
+    }
+}
 
 /// What the forms show: empty, or what was sent, with the reason it was refused.
 #[derive(Default)]
@@ -67,12 +93,15 @@ async fn page(
 <input id=\"scrape-project\" name=\"project\" list=\"projects\" value=\"{project}\">\
 <label for=\"scrape-group\">Source group (optional)</label>\
 <input id=\"scrape-group\" name=\"source_group\" value=\"{group}\">\
+<label for=\"scrape-priority\">Priority within the project</label>\
+<select id=\"scrape-priority\" name=\"priority\">{priorities}</select>\
 <button type=\"submit\">Submit</button></form></section>",
         csrf = html::csrf_field(session),
         max = submit::MAX_URLS,
         urls = esc(field(s, "urls")),
         project = esc(field(s, "project")),
         group = esc(field(s, "source_group")),
+        priorities = priority_options(s),
     );
     let c = shown.crawl;
     let scope = field(c, "scope");
@@ -115,6 +144,8 @@ async fn page(
 <input id=\"crawl-project\" name=\"project\" list=\"projects\" value=\"{project}\">\
 <label for=\"crawl-group\">Source group (optional)</label>\
 <input id=\"crawl-group\" name=\"source_group\" value=\"{group}\">\
+<label for=\"crawl-priority\">Priority within the project (recrawls keep it)</label>\
+<select id=\"crawl-priority\" name=\"priority\">{priorities}</select>\
 <button type=\"submit\">Start the crawl</button></form></section>",
         csrf = html::csrf_field(session),
         url = esc(field(c, "url")),
@@ -130,6 +161,7 @@ async fn page(
         nofollow = checked("follow_nofollow", false),
         project = esc(field(c, "project")),
         group = esc(field(c, "source_group")),
+        priorities = priority_options(c),
     );
     let mut r = html::layout(
         Page {
@@ -193,13 +225,24 @@ pub async fn scrape(
         return r;
     }
     let urls = lines(form.one("urls").unwrap_or(""));
+    let priority = match priority_of(&form) {
+        Ok(p) => p,
+        Err(msg) => {
+            let shown = Shown {
+                scrape: Some(&form),
+                error: Some(msg),
+                ..Shown::default()
+            };
+            return page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, shown).await;
+        }
+    };
     let req = SubmitRequest {
         urls,
         project_id: None,
         project_name: optional(&form, "project"),
         source_group: optional(&form, "source_group"),
         model_token_cap: None,
-        priority: Default::default(),
+        priority,
     };
     match submit::submit(&state.services, &req, pipeline_store::Actor::Console).await {
         Ok(out) => {
@@ -246,6 +289,7 @@ fn crawl_request(form: &Form) -> Result<CrawlRequest, String> {
         sitemaps: Some(form.one("sitemaps").is_some()),
         project: optional(form, "project"),
         source_group: optional(form, "source_group"),
+        priority: Some(priority_of(form)?),
         ..CrawlRequest::default()
     })
 }
