@@ -230,6 +230,30 @@ pub const COUNTERS: &[Metric] = &[
         exported_by: &[EXTRACTION],
     },
     Metric {
+        name: "pipeline_embedding_cache_total",
+        help: "Chunk texts looked up in the embedding cache, by outcome (hit, miss)",
+        labels: &[("outcome", Values::Fixed(&["hit", "miss"]))],
+        exported_by: &[EXTRACTION],
+    },
+    Metric {
+        name: "pipeline_embedding_cache_evicted_total",
+        help: "Least recently used embedding cache rows deleted to keep embedding.cache.max_entries",
+        labels: &[],
+        exported_by: &[EXTRACTION],
+    },
+    Metric {
+        name: "pipeline_embedding_batch_duplicates_total",
+        help: "Texts of an embedding batch that repeated another text of the batch (embedded once)",
+        labels: &[],
+        exported_by: &[EXTRACTION],
+    },
+    Metric {
+        name: "pipeline_embedding_truncated_total",
+        help: "Texts cut at the in-process model's window (embedding.minilm.max_tokens)",
+        labels: &[],
+        exported_by: &[EXTRACTION],
+    },
+    Metric {
         name: "pipeline_requeue_redriven_total",
         help: "DLQ items redriven automatically, by family",
         labels: &[FAMILY],
