@@ -45,6 +45,11 @@ end
 
 local LANE_LEAD = 100000
 
+-- The most messages a lane takes in one turn when many lanes have work (a lane takes more
+-- when fewer lanes share a batch): the bound on how much of each other lane a newly ready
+-- lane can wait behind, and what spreads the per-turn cost over several messages.
+local LANE_QUANTUM = 4
+
 -- A float as text that round-trips (Lua's default keeps 14 digits).
 local function num(x)
   return string.format('%.17g', x)

@@ -58,10 +58,10 @@ if legacy then
   if #live > 0 then lane_readd(L, live, now, cache) end
 end
 
--- Serving, in rounds. A round reads the lanes with the lowest tags, at most as many as
--- messages are still wanted, and gives each its share of them in tag order: one message
--- each when there are that many lanes, else shares by weight (a lone lane takes the whole
--- batch); never past a lane's cap or start rate. Each lane's tag then moves on by what it
+-- Serving, in rounds. A round reads the lanes with the lowest tags, enough to fill what is
+-- still wanted at LANE_QUANTUM each, and gives each its turn in tag order: up to LANE_QUANTUM
+-- messages, or its share by weight of what is wanted when that is more (a lone lane takes
+-- the whole batch); never past a lane's cap or start rate. Each lane's tag then moves on by what it
 -- took over its weight. A lane that turns out empty leaves the rota (lanes are left on it
 -- when their last message is taken, and leave at their next round: that saves a ZCARD per
 -- turn). Every round takes a message or a lane off the rota, so the loop is bounded.
@@ -72,7 +72,8 @@ local rounds = 0
 while #picked < max and rounds < max + 16 do
   rounds = rounds + 1
   local want = max - #picked
-  local top = redis.call('ZRANGE', rota, 0, want - 1, 'WITHSCORES')
+  -- Enough lanes to fill what is wanted at a quantum each.
+  local top = redis.call('ZRANGE', rota, 0, math.ceil(want / LANE_QUANTUM) - 1, 'WITHSCORES')
   local m = #top / 2
   if m == 0 then break end
   local lanes, tags, total_w = {}, {}, 0
@@ -110,7 +111,7 @@ while #picked < max and rounds < max + 16 do
     if #picked >= max then break end
     local lane, t = lanes[i], tags[i]
     local c = cache[lane]
-    local n = math.min(max - #picked, math.max(1, math.floor(want * c.w / total_w)))
+    local n = math.min(max - #picked, math.max(LANE_QUANTUM, math.floor(want * c.w / total_w)))
     local busy, tat = 0, nil
     if c.cap then
       busy = tonumber(redis.call('HGET', L.meta, lane .. '|busy')) or 0
