@@ -57,7 +57,7 @@ impl Default for Limits {
             max_attributes: 500_000,
             max_attributes_per_element: 1_000,
             max_text_bytes: 4 * 1024 * 1024,
-            max_chunks: 4_000,
+            max_chunks: 6_000,
             max_entities: 2_000,
             max_work: 500_000_000,
             time_budget_ms: 20_000,
