@@ -38,6 +38,12 @@ async fn every_key_of_a_family_hashes_to_the_slot_of_its_tag() -> anyhow::Result
         slots.insert(tag_slot);
         let mut keys = vec![
             k.ready(),
+            k.rota(),
+            k.lane("0191d5a8-project"),
+            k.lanes(),
+            k.lane_cfg(),
+            k.held(),
+            k.capped(),
             k.leases(),
             k.delayed(),
             k.wake(),
@@ -230,11 +236,13 @@ async fn shard_spread(w: &World, family: Family) -> anyhow::Result<Vec<u64>> {
     let mut conn = w.redis.pool.get();
     let mut spread = Vec::new();
     for shard in 0..SHARDS {
-        let n: u64 = redis::cmd("LLEN")
-            .arg(keys.shard(shard).ready())
+        // Ready messages of every lane of the shard.
+        let n: Option<u64> = redis::cmd("HGET")
+            .arg(keys.shard(shard).lanes())
+            .arg("n")
             .query_async(&mut conn)
             .await?;
-        spread.push(n);
+        spread.push(n.unwrap_or(0));
     }
     Ok(spread)
 }
