@@ -102,11 +102,6 @@ impl Lane {
         }
     }
 
-    /// The default lane (empty key), at `normal` priority.
-    pub fn default_lane() -> Self {
-        Self::default()
-    }
-
     /// The lane's key.
     pub fn key(&self) -> &str {
         &self.key

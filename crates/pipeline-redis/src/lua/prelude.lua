@@ -65,16 +65,22 @@ end
 
 -- A lane's settings, read once per script call: weight w (>= 1), cap (nil: none), every
 -- (ms between starts, nil: no rate) and burst (starts allowed at once, >= 1).
+-- The settings from the stored values of '|w', '|cap', '|every', '|burst' (nil: unset).
+local function lane_cfg_of(w, cap, every, burst)
+  local c = {w = tonumber(w) or 1, cap = tonumber(cap), every = tonumber(every),
+    burst = tonumber(burst) or 1}
+  if c.w <= 0 then c.w = 1 end
+  if c.every and c.every <= 0 then c.every = nil end
+  if c.burst < 1 then c.burst = 1 end
+  return c
+end
+
 local function lane_cfg(L, lane, cache)
   local c = cache[lane]
   if c then return c end
   local f = redis.call('HMGET', L.cfg, lane .. '|w', lane .. '|cap', lane .. '|every',
     lane .. '|burst')
-  c = {w = tonumber(f[1]) or 1, cap = tonumber(f[2]), every = tonumber(f[3]),
-    burst = tonumber(f[4]) or 1}
-  if c.w <= 0 then c.w = 1 end
-  if c.every and c.every <= 0 then c.every = nil end
-  if c.burst < 1 then c.burst = 1 end
+  c = lane_cfg_of(f[1], f[2], f[3], f[4])
   cache[lane] = c
   return c
 end

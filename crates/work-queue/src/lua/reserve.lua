@@ -90,19 +90,15 @@ while #picked < max and rounds < max + 16 do
     if #fields > 0 then
       local vals = redis.call('HMGET', L.cfg, unpack(fields))
       for j = 1, #fields, 4 do
-        local c = {w = tonumber(vals[j]) or 1, cap = tonumber(vals[j + 1]),
-          every = tonumber(vals[j + 2]), burst = tonumber(vals[j + 3]) or 1}
-        if c.w <= 0 then c.w = 1 end
-        if c.every and c.every <= 0 then c.every = nil end
-        if c.burst < 1 then c.burst = 1 end
-        cache[string.sub(fields[j], 1, -3)] = c
+        cache[string.sub(fields[j], 1, -3)] =
+          lane_cfg_of(vals[j], vals[j + 1], vals[j + 2], vals[j + 3])
       end
     end
   end
   for i = 1, m do
     local lane = top[2 * i - 1]
     lanes[i], tags[i] = lane, tonumber(top[2 * i])
-    if not cache[lane] then cache[lane] = {w = 1, burst = 1} end
+    if not cache[lane] then cache[lane] = lane_cfg_of() end
     total_w = total_w + cache[lane].w
   end
   if not v then v = tags[1] end
