@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod net;
 pub mod pools;
 pub mod probes;
+pub mod render;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
