@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod guard;
 mod handler;
 pub mod politeness;
+pub mod render;
 mod robots;
 pub mod sitemap;
 

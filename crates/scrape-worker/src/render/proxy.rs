@@ -1,0 +1,1 @@
+//! The guard proxy every browser request goes through (being written).
