@@ -140,6 +140,7 @@ pub struct Settings {
     pub queue: QueueSettings,
     pub dlq: DlqSettings,
     pub scrape: ScrapeSettings,
+    pub render: RenderSettings,
     pub crawl: CrawlingSettings,
     pub extraction: ExtractionSettings,
     pub facts: FactsSettings,
@@ -267,6 +268,25 @@ pub struct ScrapeSettings {
     pub per_host_min_delay_ms: u64,
     pub per_host_max_concurrency: u32,
     pub allow_private_hosts: Vec<String>,
+}
+
+/// `[render]`: the scrape worker's headless browser (see `docs/rendering.md`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RenderSettings {
+    pub enabled: bool,
+    pub default: crate::render::RenderMode,
+    pub browser: String,
+    pub browsers: usize,
+    pub tabs_per_browser: usize,
+    pub page_timeout_ms: u64,
+    pub settle_timeout_ms: u64,
+    pub settle_quiet_ms: u64,
+    pub empty_quiet_ms: u64,
+    pub max_page_memory_mb: u64,
+    pub max_page_bytes: u64,
+    pub recycle_after_pages: u64,
 }
 
 /// `[crawl]`: bounds of a crawl's sitemap reading (the scrape worker) and the pace of
@@ -626,6 +646,13 @@ impl Settings {
             ("queue.max_attempts", self.queue.max_attempts.into()),
             ("scrape.concurrency", self.scrape.concurrency as u64),
             ("scrape.max_body_bytes", self.scrape.max_body_bytes),
+            ("render.browsers", self.render.browsers as u64),
+            ("render.tabs_per_browser", self.render.tabs_per_browser as u64),
+            ("render.page_timeout_ms", self.render.page_timeout_ms),
+            ("render.settle_timeout_ms", self.render.settle_timeout_ms),
+            ("render.max_page_memory_mb", self.render.max_page_memory_mb),
+            ("render.max_page_bytes", self.render.max_page_bytes),
+            ("render.recycle_after_pages", self.render.recycle_after_pages),
             (
                 "crawl.sitemap_max_files",
                 self.crawl.sitemap_max_files as u64,
@@ -696,6 +723,16 @@ impl Settings {
         for &(key, value) in positive {
             if value == 0 {
                 return invalid(key, "must be greater than 0".into());
+            }
+        }
+        for (key, entries) in [
+            ("scrape.allow_private_hosts", &self.scrape.allow_private_hosts),
+            ("webhooks.allow_private_hosts", &self.webhooks.allow_private_hosts),
+        ] {
+            for entry in entries {
+                if let Err(reason) = crate::net::AllowEntry::parse(entry) {
+                    return invalid(key, reason);
+                }
             }
         }
         if self.extraction.max_abandoned == Some(0) {
@@ -890,6 +927,28 @@ mod tests {
         let err =
             Settings::load_from(&env(&[("PIPELINE__SCRAPE__CONCURRENCY", "lots")])).unwrap_err();
         assert!(err.to_string().contains("scrape.concurrency"), "{err}");
+    }
+
+    #[test]
+    fn allow_lists_take_ports_and_refuse_bad_entries_at_load() {
+        let s = Settings::load_from(&env(&[(
+            "PIPELINE__SCRAPE__ALLOW_PRIVATE_HOSTS",
+            "127.0.0.1:8080,[::1]:8080,localhost",
+        )]))
+        .unwrap();
+        assert_eq!(
+            s.scrape.allow_private_hosts,
+            ["127.0.0.1:8080", "[::1]:8080", "localhost"]
+        );
+        for (key, value) in [
+            ("PIPELINE__SCRAPE__ALLOW_PRIVATE_HOSTS", "127.0.0.1:99999"),
+            ("PIPELINE__WEBHOOKS__ALLOW_PRIVATE_HOSTS", "localhost:http"),
+        ] {
+            let err = Settings::load_from(&env(&[(key, value)])).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("allow_private_hosts"), "{text}");
+            assert!(text.contains("is not a number from 1 to 65535"), "{text}");
+        }
     }
 
     #[test]
