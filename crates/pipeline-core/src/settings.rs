@@ -278,6 +278,7 @@ pub struct RenderSettings {
     pub enabled: bool,
     pub default: crate::render::RenderMode,
     pub browser: String,
+    pub sandbox: bool,
     pub browsers: usize,
     pub tabs_per_browser: usize,
     pub page_timeout_ms: u64,
