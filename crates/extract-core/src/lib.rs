@@ -15,6 +15,8 @@
 //! - [`pdf`]: text per page and metadata of PDF documents ([`extract_pdf_in`] gives an
 //!   [`Extracted`] whose sections and chunks carry page numbers).
 //! - [`sitemap`]: a bounded reader of XML and text sitemaps (a crawl's sitemap discovery).
+//! - [`render_need()`]: whether a page's static HTML needs a browser to show its content
+//!   (the `auto` render decision), and why.
 //! - [`metric`]: the Article Extraction Benchmark's shingle metric, used by the
 //!   `extract_eval` example to measure quality on real pages.
 //!
@@ -37,6 +39,7 @@ pub mod metadata;
 pub mod metric;
 pub mod pdf;
 mod plain;
+pub mod render_need;
 mod sections;
 pub mod sitemap;
 
@@ -50,6 +53,7 @@ pub use html::{Extractor, Strategy};
 pub use limits::{Budget, Exceeded, Limits, TooExpensive};
 pub use metadata::{Language, LanguageSource, Metadata};
 pub use pdf::{PdfDocument, PdfError, PdfMetadata, extract_pdf_in, looks_like_pdf, read_pdf};
+pub use render_need::{RenderReason, render_need};
 pub use sections::{HEADING_TRAIL_SEPARATOR, SECTION_SEPARATOR, Section};
 
 use serde::{Deserialize, Serialize};
