@@ -30,6 +30,7 @@ use work_queue::Delivery;
 
 use crate::FetchError;
 use crate::fetch::{Fetcher, Page, seconds_since};
+use crate::render::decide::RenderSlot;
 
 /// Statuses a scrape message finds when its work is already done.
 const PAST_SCRAPING: [SourceStatus; 4] = [
@@ -44,17 +45,30 @@ pub struct ScrapeHandler {
     services: Services,
     fetcher: Arc<Fetcher>,
     ledger: SourceLedger,
+    render: RenderSlot,
 }
 
 impl ScrapeHandler {
     /// A handler over the process's services and fetcher.
     pub fn new(services: Services, fetcher: Arc<Fetcher>) -> Self {
         let ledger = SourceLedger::new(services.db.clone(), services.progress.clone());
+        let render = RenderSlot::new(&services.settings, fetcher.clone());
         Self {
             services,
             fetcher,
             ledger,
+            render,
         }
+    }
+
+    /// The browser pool, once a page has needed it.
+    pub fn renderer(&self) -> Option<&Arc<crate::render::pool::Renderer>> {
+        self.render.started()
+    }
+
+    /// Stops the handler's browsers (after the runner has drained).
+    pub async fn shutdown(&self) {
+        self.render.shutdown().await;
     }
 
     /// One scrape, in the order that keeps a crash harmless: load the row (and record
@@ -66,7 +80,13 @@ impl ScrapeHandler {
         if PAST_SCRAPING.contains(&source.status) {
             return self.finish_redelivery(&msg, source.status).await;
         }
-        let fetched = self.fetch_source(&msg, &source).await?;
+        let mut fetched = self.fetch_source(&msg, &source).await?;
+        if fetched.unchanged.is_none() {
+            // Rendered before links are read, so a crawl follows the links script built.
+            self.render
+                .apply(msg.render, &mut fetched.page, &mut fetched.render)
+                .await?;
+        }
         // Before the page is stored: a crash from here on redelivers the message (see
         // `discover`).
         crate::discover::discover(
@@ -172,6 +192,7 @@ impl ScrapeHandler {
             timing,
             revisit: revisit.is_some(),
             unchanged,
+            render: serde_json::Value::Null,
         })
     }
 
@@ -335,13 +356,15 @@ struct FetchedPage {
     revisit: bool,
     /// How the page is known not to have changed since its last extraction, if it is.
     unchanged: Option<&'static str>,
+    /// What the trail says of rendering (`null` when the page was not a candidate).
+    render: serde_json::Value,
 }
 
 impl FetchedPage {
     /// The `succeeded` event's detail.
     fn detail(&self) -> serde_json::Value {
         let page = &self.page;
-        json!({
+        let mut detail = json!({
             "http_status": page.status,
             "content_type": page.content_type,
             "bytes": page.bytes,
@@ -349,7 +372,11 @@ impl FetchedPage {
             "redirects": page.redirects,
             "fetch_ms": self.timing.took.as_millis() as u64,
             "duration_ms": self.timing.started.elapsed().as_millis() as u64,
-        })
+        });
+        if !self.render.is_null() {
+            detail["render"] = self.render.clone();
+        }
+        detail
     }
 }
 

@@ -80,6 +80,16 @@ pub fn handler_for(services: &Services) -> Result<ScrapeHandler, FetchError> {
 /// # Errors
 /// When the HTTP client cannot be built or the scrape queue is missing.
 pub async fn run(services: Services, cancel: CancellationToken) -> anyhow::Result<Drain> {
+    let render = &services.settings.render;
+    if render.enabled {
+        // A worker that will need a browser says so now, not on the first page that needs
+        // one (which might come days later).
+        let (path, version) =
+            render::process::check_browser(&render.browser).map_err(anyhow::Error::msg)?;
+        tracing::info!(browser = %path.display(), %version, default = %render.default, "rendering enabled");
+    } else {
+        tracing::info!("rendering disabled (render.enabled = false)");
+    }
     let handler = Arc::new(handler_for(&services)?);
     let queue = services.queue(Family::Scrape).clone();
     let settings = services.settings.clone();
@@ -89,6 +99,9 @@ pub async fn run(services: Services, cancel: CancellationToken) -> anyhow::Resul
         drain_timeout: settings.shutdown.drain_timeout(),
     };
     let activity = services.activity.clone();
-    let drained = pipeline_runner::run(queue, handler, opts, activity, cancel).await;
+    let drained = pipeline_runner::run(queue, handler.clone(), opts, activity, cancel).await;
+    // After the drain: the pages in flight have finished (or been released), so no render
+    // is cut short; every browser process stops with the worker.
+    handler.shutdown().await;
     Ok(Drain::from_drained(drained))
 }
