@@ -238,6 +238,7 @@ impl Rig {
                         url: None,
                         project_id: Some(project_id(project)),
                         priority: lane.priority(),
+                        render: None,
                     };
                     (m.id(), lane, m.body())
                 })

@@ -201,6 +201,7 @@ async fn extract(pages: usize, hook_url: Option<&str>) -> anyhow::Result<(f64, i
             urls: &urls,
             invalid: &[],
             priority: "normal",
+            render: None,
         },
     )
     .await?;
@@ -223,6 +224,7 @@ async fn extract(pages: usize, hook_url: Option<&str>) -> anyhow::Result<(f64, i
                 url: None,
                 project_id: None,
                 priority: Default::default(),
+                render: None,
             };
             (m.id(), m.body())
         })

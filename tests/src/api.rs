@@ -94,6 +94,7 @@ impl ApiEnv {
                 source_group: None,
                 model_token_cap: None,
                 priority: Default::default(),
+                render: None,
             },
             pipeline_store::Actor::Cli,
         )

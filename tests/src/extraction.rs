@@ -80,6 +80,7 @@ impl Env {
                 invalid: &[],
                 model_token_cap: None,
                 priority: "normal",
+                render: None,
             },
         )
         .await?;
@@ -114,6 +115,7 @@ impl Env {
             url: None,
             project_id: None,
             priority: Default::default(),
+            render: None,
         };
         Ok(self.queue().enqueue(&msg.id(), &msg.body()).await?)
     }

@@ -67,6 +67,7 @@ impl World {
                 source_group: None,
                 model_token_cap: None,
                 priority: Default::default(),
+                render: None,
             },
             pipeline_store::Actor::Cli,
         )

@@ -85,6 +85,7 @@ async fn bench(
             urls: &urls,
             invalid: &[],
             priority: "normal",
+            render: None,
         },
     )
     .await?;
@@ -110,6 +111,7 @@ async fn bench(
                 url: None,
                 project_id: None,
                 priority: Default::default(),
+                render: None,
             };
             (m.id(), m.body())
         })

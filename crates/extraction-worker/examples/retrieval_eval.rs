@@ -176,6 +176,7 @@ async fn eval_on(
             urls: &urls,
             invalid: &[],
             priority: "normal",
+            render: None,
         },
     )
     .await?;
@@ -198,6 +199,7 @@ async fn eval_on(
                 url: None,
                 project_id: None,
                 priority: Default::default(),
+                render: None,
             };
             (m.id(), m.body())
         })

@@ -308,6 +308,7 @@ async fn sources_of(
             urls: &urls,
             invalid: &[],
             priority: "normal",
+            render: None,
         },
     )
     .await?;
@@ -332,6 +333,7 @@ async fn enqueue(
                 url: None,
                 project_id: None,
                 priority: Default::default(),
+                render: None,
             };
             (m.id(), m.body())
         })

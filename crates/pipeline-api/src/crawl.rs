@@ -116,6 +116,10 @@ pub struct CrawlRequestBody {
     /// The crawl's priority within its project (default `normal`); a recrawl (now or
     /// scheduled) keeps it.
     pub priority: Option<crate::model::PriorityBody>,
+    /// Whether the crawl's pages are rendered in a headless browser: `never`, `auto` or
+    /// `always`; absent or null: the scrape worker's `render.default`. Every page the crawl
+    /// discovers, and a recrawl (now or scheduled), keep it.
+    pub render: Option<crate::model::RenderBody>,
 }
 
 /// An include or exclude glob.
@@ -163,6 +167,7 @@ impl From<CrawlRequestBody> for CrawlRequest {
             source_group: b.source_group,
             model_token_cap: b.model_token_cap,
             priority: b.priority.map(Into::into),
+            render: b.render.map(Into::into),
         }
     }
 }
@@ -214,6 +219,8 @@ pub struct CrawlAccepted {
     pub settings: CrawlSettingsBody,
     /// The crawl's priority within its project.
     pub priority: crate::model::PriorityBody,
+    /// The crawl's render mode; null: the scrape worker's `render.default`.
+    pub render: Option<crate::model::RenderBody>,
 }
 
 /// Distinct URLs a crawl refused, by reason.
@@ -317,7 +324,7 @@ pub struct DiscoveryPath {
     responses(
         (status = 202, description = "Crawl recorded and its start page queued", body = CrawlAccepted),
         (status = 404, description = "`project_id` names no project", body = ErrorBody),
-        (status = 422, description = "Not the schema (a start URL that does not match its pattern, a cap out of range, a `model_token_cap` below 1, a `priority` other than `high`, `normal` or `low`, an unknown field)", body = ErrorBody),
+        (status = 422, description = "Not the schema (a start URL that does not match its pattern, a cap out of range, a `model_token_cap` below 1, a `priority` other than `high`, `normal` or `low`, a `render` other than `never`, `auto` or `always`, an unknown field)", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -351,6 +358,7 @@ pub async fn start(
             source_id: started.source_id,
             settings: started.settings.into(),
             priority,
+            render: started.render.map(Into::into),
         }),
     ))
 }
@@ -405,7 +413,8 @@ pub async fn cancel(
     }))
 }
 
-/// Repeats an ended crawl: a new crawl job with the same settings. Its pages are fetched
+/// Repeats an ended crawl: a new crawl job with the same settings, priority and render mode
+/// (a crawl that named none keeps following the worker's default). Its pages are fetched
 /// conditionally (`If-None-Match` / `If-Modified-Since` from the last fetch); a page whose
 /// content did not change since its last extraction (a 304, or the same SHA-256) is not
 /// extracted again and gets an `unchanged` event; a changed page is extracted again, its
@@ -443,11 +452,10 @@ pub async fn recrawl(
             other => ApiError::internal("starting the recrawl failed", &other),
         })?;
     // The recrawl keeps the crawl's priority, as stored on its job.
-    let priority = pipeline_store::priorities::of_jobs(&state.services.db, &[started.job_id])
+    let priority = pipeline_store::job_settings::of_job(&state.services.db, started.job_id)
         .await?
-        .remove(&started.job_id)
-        .map_or_else(Default::default, |p| {
-            crate::model::PriorityBody::of_column(&p)
+        .map_or_else(Default::default, |s| {
+            crate::model::PriorityBody::of_column(&s.priority)
         });
     Ok((
         StatusCode::ACCEPTED,
@@ -457,6 +465,7 @@ pub async fn recrawl(
             source_id: started.source_id,
             settings: started.settings.into(),
             priority,
+            render: started.render.map(Into::into),
         }),
     ))
 }

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use pipeline_ops::submit::{self, SubmitError, SubmitRequest};
+use pipeline_store::job_settings;
 use pipeline_store::jobs::{self, JobFilter};
 use pipeline_store::sources;
 use uuid::Uuid;
@@ -12,8 +13,8 @@ use crate::AppState;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::model::{
     EventsQuery, InvalidUrlBody, InvalidUrlsPage, JobBody, JobDetail, JobsPage, JobsQuery,
-    MAX_OFFSET, PageQuery, PriorityBody, ProjectBody, ProjectsPage, QueuedSource, ScrapeAccepted,
-    ScrapeRequest, SourceBody, SourceEvents, SourcesPage,
+    MAX_OFFSET, PageQuery, ProjectBody, ProjectsPage, QueuedSource, ScrapeAccepted, ScrapeRequest,
+    SourceBody, SourceEvents, SourcesPage,
 };
 
 /// The largest jobs page.
@@ -29,7 +30,7 @@ const MAX_TYPE_CHARS: usize = 64;
     responses(
         (status = 202, description = "Job recorded and its sources queued", body = ScrapeAccepted),
         (status = 404, description = "`project_id` names no project", body = ErrorBody),
-        (status = 422, description = "Not a JSON object, not the schema, no URLs or too many, a project or source group that is too long or holds control characters, a `model_token_cap` below 1, or a `priority` other than `high`, `normal` or `low`", body = ErrorBody),
+        (status = 422, description = "Not a JSON object, not the schema, no URLs or too many, a project or source group that is too long or holds control characters, a `model_token_cap` below 1, a `priority` other than `high`, `normal` or `low`, or a `render` other than `never`, `auto` or `always`", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -38,6 +39,7 @@ pub async fn scrape(
     ApiJson(body): ApiJson<ScrapeRequest>,
 ) -> Result<(StatusCode, Json<ScrapeAccepted>), ApiError> {
     let priority = body.priority.unwrap_or_default();
+    let render = body.render;
     let req = SubmitRequest {
         urls: body.urls,
         project_id: body.project_id,
@@ -45,6 +47,7 @@ pub async fn scrape(
         source_group: body.source_group,
         model_token_cap: body.model_token_cap,
         priority: priority.into(),
+        render: body.render.map(Into::into),
     };
     let outcome = submit::submit(&state.services, &req, pipeline_store::Actor::Api)
         .await
@@ -87,6 +90,7 @@ pub async fn scrape(
                 .collect(),
             already_queued: outcome.already_queued,
             priority,
+            render,
         }),
     ))
 }
@@ -146,17 +150,14 @@ pub async fn list(
     )
     .await?;
     let ids: Vec<Uuid> = rows.iter().map(|j| j.id).collect();
-    let priorities = pipeline_store::priorities::of_jobs(&state.services.db, &ids).await?;
+    let settings = job_settings::of_jobs(&state.services.db, &ids).await?;
     Ok(Json(JobsPage {
         next_offset: next_offset(rows.len(), limit, offset),
         items: rows
             .into_iter()
             .map(|j| {
-                let p = priorities
-                    .get(&j.id)
-                    .map(String::as_str)
-                    .unwrap_or("normal");
-                JobBody::new(j, PriorityBody::of_column(p))
+                let s = settings.get(&j.id);
+                JobBody::new(j, s)
             })
             .collect(),
     }))
@@ -184,11 +185,10 @@ pub async fn show(
     let sources = jobs::sources_page(db, id, limit, 0).await?;
     let invalid = jobs::invalid_urls_page(db, id, limit, 0).await?;
     let facts = pipeline_store::facts::job_facts(db, id).await?;
-    let priority = pipeline_store::priorities::of_jobs(db, &[id]).await?;
-    let priority = PriorityBody::of_column(priority.get(&id).map_or("normal", String::as_str));
+    let settings = job_settings::of_job(db, id).await?;
     Ok(Json(JobDetail {
         facts: facts.into(),
-        job: JobBody::new(job, priority),
+        job: JobBody::new(job, settings.as_ref()),
         sources_next_offset: next_offset(sources.len(), limit, 0),
         sources: sources.into_iter().map(SourceBody::from).collect(),
         invalid_urls_next_offset: next_offset(invalid.len(), limit, 0),

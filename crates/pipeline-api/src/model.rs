@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use dlq_core::{DlqItem, ListedItem};
+use pipeline_ops::messages::RenderMode;
 use pipeline_store::JobStatus;
+use pipeline_store::job_settings::JobSettings;
 use pipeline_store::jobs::JobSummary;
 use pipeline_store::sources::SourceRow;
 use serde::{Deserialize, Serialize};
@@ -281,6 +283,73 @@ impl PriorityBody {
     }
 }
 
+/// Whether the scrape worker renders a job's pages in headless Chromium before extraction
+/// (docs/rendering.md): `never` (the HTML the server sent is extracted as it is), `auto`
+/// (rendered when the HTML has almost no text but scripts that build it), `always` (every
+/// HTML page). A job that does not say gets the worker's `render.default`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RenderBody {
+    /// Never rendered.
+    Never,
+    /// Rendered when the page needs it.
+    Auto,
+    /// Every HTML page rendered.
+    Always,
+}
+
+impl From<RenderBody> for RenderMode {
+    fn from(r: RenderBody) -> Self {
+        match r {
+            RenderBody::Never => Self::Never,
+            RenderBody::Auto => Self::Auto,
+            RenderBody::Always => Self::Always,
+        }
+    }
+}
+
+impl From<RenderMode> for RenderBody {
+    fn from(r: RenderMode) -> Self {
+        match r {
+            RenderMode::Never => Self::Never,
+            RenderMode::Auto => Self::Auto,
+            RenderMode::Always => Self::Always,
+        }
+    }
+}
+
+/// Read by hand so that anything but the three words (another word, a number, an object)
+/// is refused with one message that names them.
+impl<'de> Deserialize<'de> for RenderBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Word;
+        impl serde::de::Visitor<'_> for Word {
+            type Value = RenderBody;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a render mode: `never`, `auto` or `always`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RenderBody, E> {
+                v.parse::<RenderMode>().map(RenderBody::from).map_err(|_| {
+                    E::custom(format!(
+                        "unknown render mode `{}`: expected `never`, `auto` or `always`",
+                        crate::error::clip(v)
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(Word)
+    }
+}
+
+impl RenderBody {
+    /// The render mode a `jobs.render` value names (`None` for NULL: the worker's default).
+    pub fn of_column(value: Option<&str>) -> Option<Self> {
+        pipeline_ops::messages::render_of_column(value).map(Self::from)
+    }
+}
+
 /// `POST /api/v1/scrape` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -307,6 +376,9 @@ pub struct ScrapeRequest {
     pub model_token_cap: Option<i64>,
     /// The job's priority within its project (default `normal`).
     pub priority: Option<PriorityBody>,
+    /// Whether the job's pages are rendered in a headless browser: `never`, `auto` or
+    /// `always`; absent or null: the scrape worker's `render.default`.
+    pub render: Option<RenderBody>,
 }
 
 /// A refused URL and why.
@@ -353,6 +425,8 @@ pub struct ScrapeAccepted {
     pub already_queued: u64,
     /// The job's priority within its project.
     pub priority: PriorityBody,
+    /// The job's render mode; null: the scrape worker's `render.default`.
+    pub render: Option<RenderBody>,
 }
 
 /// Query of the jobs list.
@@ -470,6 +544,8 @@ pub struct JobBody {
     pub status: String,
     /// Its priority within its project.
     pub priority: PriorityBody,
+    /// Its render mode; null: the scrape worker's `render.default`.
+    pub render: Option<RenderBody>,
     /// The submission's source group.
     pub source_group: Option<String>,
     /// Counts by outcome (`total`, `terminal`, `failed`, `invalid_urls`, one per status).
@@ -487,14 +563,18 @@ pub struct JobBody {
 }
 
 impl JobBody {
-    /// A job and its priority (`jobs.priority`).
-    pub fn new(j: JobSummary, priority: PriorityBody) -> Self {
+    /// A job with its priority and render mode (`jobs.priority`, `jobs.render`; a job
+    /// without settings, which cannot be, shows the defaults).
+    pub fn new(j: JobSummary, settings: Option<&JobSettings>) -> Self {
+        let defaults = JobSettings::default();
+        let settings = settings.unwrap_or(&defaults);
         Self {
             id: j.id,
             project_id: j.project_id,
             job_type: j.job_type,
             status: j.status.to_string(),
-            priority,
+            priority: PriorityBody::of_column(&settings.priority),
+            render: RenderBody::of_column(settings.render.as_deref()),
             source_group: clip_opt(j.source_group, MAX_TITLE_CHARS),
             counts: j.result,
             error: clip_opt(j.error, MAX_ERROR_CHARS),

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use pipeline_core::render::RenderMode;
 pub use pipeline_runner::WorkMessage;
 pub use work_queue::{Lane, Priority};
 
@@ -27,6 +28,11 @@ pub struct SourceMessage {
     /// The job's priority within its project; each stage passes it on.
     #[serde(default, skip_serializing_if = "is_normal")]
     pub priority: Priority,
+    /// Whether the scrape worker renders the page in a headless browser, as the job asked
+    /// (`jobs.render`); `None`: the job did not say, and the worker's `render.default`
+    /// applies. Each stage passes it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render: Option<RenderMode>,
 }
 
 fn is_normal(p: &Priority) -> bool {
@@ -63,7 +69,8 @@ impl SourceMessage {
         lane_of(self.project_id, self.priority)
     }
 
-    /// The message for the same source, job, project and priority in the next stage.
+    /// The message for the same source, job, project, priority and render mode in the next
+    /// stage.
     pub fn next_stage(&self) -> Self {
         Self {
             url: None,
@@ -111,9 +118,54 @@ impl DeliveryMessage {
     }
 }
 
+/// The render mode a `jobs.render` value names (`None` for NULL; the column's check allows
+/// only the three modes).
+pub fn render_of_column(value: Option<&str>) -> Option<RenderMode> {
+    value.and_then(|v| v.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn source_message(render: Option<RenderMode>) -> SourceMessage {
+        SourceMessage {
+            source_id: Uuid::now_v7(),
+            job_id: Some(Uuid::now_v7()),
+            url: Some("https://example.com/".into()),
+            project_id: Some(Uuid::now_v7()),
+            priority: Priority::Normal,
+            render,
+        }
+    }
+
+    #[test]
+    fn the_render_mode_round_trips_is_left_out_when_unset_and_kept_by_the_next_stage() {
+        for mode in RenderMode::ALL {
+            let m = source_message(Some(mode));
+            assert_eq!(m.body()["render"], mode.as_str());
+            let back: SourceMessage = serde_json::from_value(m.body()).unwrap();
+            assert_eq!(back, m);
+            let next = m.next_stage();
+            assert_eq!(next.render, Some(mode));
+            assert_eq!(next.url, None);
+        }
+        let unset = source_message(None);
+        assert!(unset.body().get("render").is_none(), "{}", unset.body());
+        // Messages written before the field existed read as the worker's default.
+        let mut old = unset.body();
+        old.as_object_mut().unwrap().remove("render");
+        let back: SourceMessage = serde_json::from_value(old).unwrap();
+        assert_eq!(back.render, None);
+        assert!(
+            serde_json::from_value::<SourceMessage>(serde_json::json!({
+                "source_id": Uuid::now_v7(), "job_id": null, "render": "sometimes"
+            }))
+            .is_err()
+        );
+        assert_eq!(render_of_column(Some("always")), Some(RenderMode::Always));
+        assert_eq!(render_of_column(None), None);
+    }
 
     #[test]
     fn the_message_round_trips_and_names_the_delivery() {

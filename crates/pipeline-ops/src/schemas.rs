@@ -205,6 +205,7 @@ pub async fn rerun(
                     url: None,
                     project_id: Some(project_id),
                     priority: crate::messages::Priority::Low,
+                    render: None,
                 };
                 (m.id(), m.lane(), m.body())
             })

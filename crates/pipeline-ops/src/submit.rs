@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::Family;
 use crate::Services;
-use crate::messages::{Priority, SourceMessage};
+use crate::messages::{Priority, RenderMode, SourceMessage};
 
 /// Longest URL accepted, in bytes of its normalized form (what the unique index on
 /// `(project_id, uri)` stores: percent-encoding can make a URL nine times longer than typed,
@@ -40,6 +40,9 @@ pub struct SubmitRequest {
     pub model_token_cap: Option<i64>,
     /// The job's priority within its project's lane of every queue family.
     pub priority: Priority,
+    /// Whether the scrape worker renders the job's pages in a headless browser; `None`: the
+    /// worker's `render.default`.
+    pub render: Option<RenderMode>,
 }
 
 /// What a submission did.
@@ -281,6 +284,7 @@ pub async fn submit(
             actor,
             model_token_cap: req.model_token_cap,
             priority: req.priority.as_str(),
+            render: req.render.map(RenderMode::as_str),
         },
     )
     .await
@@ -299,6 +303,7 @@ pub async fn submit(
                 url: Some(s.url.clone()),
                 project_id: Some(created.project_id),
                 priority: req.priority,
+                render: req.render,
             };
             (m.id(), m.lane(), m.body())
         })

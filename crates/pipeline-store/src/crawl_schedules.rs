@@ -120,6 +120,8 @@ pub struct StartedRun {
     pub project_id: Uuid,
     /// The crawl's priority (`jobs.priority`).
     pub priority: String,
+    /// The crawl's render mode (`jobs.render`; `None`: the worker's default).
+    pub render: Option<String>,
 }
 
 /// Starts the runs that are due (at most `limit`, the longest overdue first) whose previous
@@ -142,7 +144,7 @@ pub async fn start_due_in(
     .await?;
     let mut started = Vec::with_capacity(due.len());
     for d in due {
-        let ended = crawls::for_recrawl(&mut **tx, d.last_job_id).await?;
+        let ended = crawls::for_recrawl(tx, d.last_job_id).await?;
         let created = crawls::create_in(
             tx,
             &NewCrawl {
@@ -153,6 +155,7 @@ pub async fn start_due_in(
                 recrawl_of: Some(d.last_job_id),
                 model_token_cap: ended.model_token_cap,
                 priority: &ended.priority,
+                render: ended.render.as_deref(),
             },
         )
         .await?;
@@ -181,6 +184,7 @@ pub async fn start_due_in(
             source_id,
             project_id: ended.project_id,
             priority: ended.priority,
+            render: ended.render,
         });
     }
     Ok(started)

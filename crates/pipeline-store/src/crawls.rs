@@ -77,6 +77,9 @@ pub struct NewCrawl<'a> {
     pub model_token_cap: Option<i64>,
     /// `high`, `normal` or `low` (`jobs.priority`); a recrawl carries the crawl's own.
     pub priority: &'a str,
+    /// `never`, `auto` or `always` (`jobs.render`); `None`: the scrape worker's default. A
+    /// recrawl carries the crawl's own.
+    pub render: Option<&'a str>,
 }
 
 /// Creates the crawl job, its `crawls` row and its start page (a source of the job at depth
@@ -118,6 +121,7 @@ pub async fn create_in(
     )
     .execute(&mut **tx)
     .await?;
+    crate::job_settings::set_render_in(tx, job_id, new.render).await?;
     sqlx::query!(
         "INSERT INTO crawls (job_id, project_id, start_url, scope, scope_prefix,
                              include_patterns, exclude_patterns, max_depth, max_pages,
@@ -239,10 +243,14 @@ pub struct Ended {
     pub model_token_cap: Option<i64>,
     /// The job's priority (`jobs.priority`), which a recrawl keeps.
     pub priority: String,
+    /// The job's render mode (`jobs.render`; `None`: the worker's default), which a recrawl
+    /// keeps.
+    pub render: Option<String>,
 }
 
-/// The crawl `job_id` with its settings, its job's status and token cap, for a recrawl.
-pub async fn for_recrawl(db: impl sqlx::PgExecutor<'_>, job_id: Uuid) -> Result<Ended> {
+/// The crawl `job_id` with its settings, its job's status, token cap, priority and render
+/// mode, for a recrawl.
+pub async fn for_recrawl(conn: &mut sqlx::PgConnection, job_id: Uuid) -> Result<Ended> {
     let r = sqlx::query!(
         "SELECT c.project_id, j.status, c.start_url, c.scope, c.scope_prefix,
                 c.include_patterns, c.exclude_patterns, c.max_depth, c.max_pages,
@@ -251,14 +259,18 @@ pub async fn for_recrawl(db: impl sqlx::PgExecutor<'_>, job_id: Uuid) -> Result<
            FROM crawls c JOIN jobs j ON j.id = c.job_id WHERE c.job_id = $1",
         job_id,
     )
-    .fetch_optional(db)
+    .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| StoreError::NotFound(format!("crawl {job_id}")))?;
+    let render = crate::job_settings::of_job(conn, job_id)
+        .await?
+        .and_then(|s| s.render);
     Ok(Ended {
         project_id: r.project_id,
         status: r.status,
         model_token_cap: r.model_token_cap,
         priority: r.priority,
+        render,
         settings: crawl_settings!(r),
     })
 }

@@ -33,6 +33,8 @@ pub struct NewScrapeJob<'a> {
     pub model_token_cap: Option<i64>,
     /// `high`, `normal` or `low` (`jobs.priority`).
     pub priority: &'a str,
+    /// `never`, `auto` or `always` (`jobs.render`); `None`: the scrape worker's default.
+    pub render: Option<&'a str>,
 }
 
 /// A project by id or by name (created when missing).
@@ -106,6 +108,7 @@ pub async fn create_scrape_job(pool: &PgPool, new: &NewScrapeJob<'_>) -> Result<
     )
     .execute(&mut *tx)
     .await?;
+    crate::job_settings::set_render_in(&mut tx, job_id, new.render).await?;
     tx.commit().await?;
     drop(payload);
 
@@ -421,18 +424,4 @@ pub async fn projects_page(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec
     )
     .fetch_all(pool)
     .await?)
-}
-
-/// The priority of job `job_id` (`high`, `normal` or `low`), or `None` when there is no such
-/// job.
-///
-/// # Errors
-/// Postgres.
-pub async fn priority_of(db: impl sqlx::PgExecutor<'_>, job_id: Uuid) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT priority FROM jobs WHERE id = $1")
-            .bind(job_id)
-            .fetch_optional(db)
-            .await?,
-    )
 }

@@ -549,16 +549,17 @@ pub async fn touch(pool: &PgPool, source_id: Uuid) -> Result<()> {
 }
 
 /// The queue lane of each source in `ids`: its project and the priority of the job that
-/// created it (`normal` without one). Sources that do not exist are left out.
+/// created it (`normal` without one), with that job's render mode (`None`: the worker's
+/// default). Sources that do not exist are left out.
 ///
 /// # Errors
 /// Postgres.
 pub async fn lanes_of(
     db: impl sqlx::PgExecutor<'_>,
     ids: &[Uuid],
-) -> Result<std::collections::HashMap<Uuid, (Uuid, String)>> {
-    let rows: Vec<(Uuid, Uuid, Option<String>)> = sqlx::query_as(
-        "SELECT s.id, s.project_id, j.priority
+) -> Result<std::collections::HashMap<Uuid, (Uuid, String, Option<String>)>> {
+    let rows: Vec<(Uuid, Uuid, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT s.id, s.project_id, j.priority, j.render
            FROM sources s LEFT JOIN jobs j ON j.id = s.created_by_job_id
           WHERE s.id = ANY($1)",
     )
@@ -567,6 +568,11 @@ pub async fn lanes_of(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, project, priority)| (id, (project, priority.unwrap_or_else(|| "normal".into()))))
+        .map(|(id, project, priority, render)| {
+            (
+                id,
+                (project, priority.unwrap_or_else(|| "normal".into()), render),
+            )
+        })
         .collect())
 }

@@ -70,6 +70,11 @@ pub struct CrawlArgs {
     /// keeps it.
     #[arg(long, value_parser = crate::output::parse_priority)]
     priority: Option<pipeline_ops::messages::Priority>,
+    /// Whether the scrape worker renders the crawl's pages in a headless browser: never,
+    /// auto or always. Leave it out for the worker's `render.default` (docs/rendering.md).
+    /// Every page the crawl discovers, and a recrawl, keep it.
+    #[arg(long, value_name = "MODE", value_parser = crate::output::parse_render)]
+    render: Option<pipeline_ops::messages::RenderMode>,
     /// Wait until the crawl ends, printing its progress; at most this many seconds.
     #[arg(long, value_name = "SECS")]
     wait: Option<u64>,
@@ -101,6 +106,7 @@ pub async fn start(services: &Services, args: CrawlArgs, as_json: bool) -> CmdRe
             source_group: args.source_group.clone(),
             model_token_cap: args.token_cap,
             priority: args.priority,
+            render: args.render,
         };
         let s = crawl::start(services, &req, pipeline_store::Actor::Cli)
             .await
@@ -112,6 +118,9 @@ pub async fn start(services: &Services, args: CrawlArgs, as_json: bool) -> CmdRe
             outln!("crawl job {} from {}", s.job_id, s.settings.start_url);
             if let Some(cap) = args.token_cap {
                 outln!("model token cap {cap} (the schema stage's llm backend)");
+            }
+            if let Some(render) = s.render {
+                outln!("render {render}");
             }
         }
         started.push(s);

@@ -10,6 +10,7 @@ use pipeline_ops::Services;
 use pipeline_ops::submit::{self, SubmitError, SubmitRequest};
 use pipeline_store::JobStatus;
 use pipeline_store::facts::{self, JobFacts};
+use pipeline_store::job_settings::{self, JobSettings};
 use pipeline_store::jobs::{self, JobFilter, JobSummary};
 use pipeline_store::sources::SourceRow;
 use serde_json::{Value, json};
@@ -43,6 +44,10 @@ pub struct SubmitArgs {
     /// project, higher priority work is served first.
     #[arg(long, value_parser = crate::output::parse_priority)]
     priority: Option<pipeline_ops::messages::Priority>,
+    /// Whether the scrape worker renders the job's pages in a headless browser: never, auto
+    /// or always. Leave it out for the worker's `render.default` (docs/rendering.md).
+    #[arg(long, value_name = "MODE", value_parser = crate::output::parse_render)]
+    render: Option<pipeline_ops::messages::RenderMode>,
 }
 
 /// `jobs` subcommands.
@@ -191,6 +196,7 @@ pub async fn submit(services: &Services, args: SubmitArgs, as_json: bool) -> Cmd
         source_group: args.source_group.clone(),
         model_token_cap: args.token_cap,
         priority: args.priority.unwrap_or_default(),
+        render: args.render,
     };
     let outcome = submit::submit(services, &req, pipeline_store::Actor::Cli)
         .await
@@ -214,6 +220,9 @@ pub async fn submit(services: &Services, args: SubmitArgs, as_json: bool) -> Cmd
         );
         if let Some(cap) = args.token_cap {
             outln!("model token cap {cap} (the schema stage's llm backend)");
+        }
+        if let Some(render) = args.render {
+            outln!("render {render}");
         }
         for bad in &outcome.invalid {
             match list.lines.get(&bad.url) {
@@ -329,12 +338,13 @@ async fn list(
     .await?;
     let next = next_offset(offset, limit, rows.len());
     let ids: Vec<Uuid> = rows.iter().map(|j| j.id).collect();
-    let priorities = pipeline_store::priorities::of_jobs(&services.db, &ids).await?;
-    let priority_of = |id: &Uuid| priorities.get(id).map_or("normal", String::as_str);
+    let settings = job_settings::of_jobs(&services.db, &ids).await?;
+    let no_settings = JobSettings::default();
+    let settings_of = |id: &Uuid| settings.get(id).unwrap_or(&no_settings);
     if as_json {
         let items: Vec<Value> = rows
             .iter()
-            .map(|j| with_priority(j, priority_of(&j.id)))
+            .map(|j| with_settings(j, settings_of(&j.id)))
             .collect();
         return print_json(&json!({ "items": items, "next_offset": next }));
     }
@@ -349,7 +359,7 @@ async fn list(
                 j.id.to_string(),
                 j.job_type.clone(),
                 j.status.to_string(),
-                priority_of(&j.id).to_owned(),
+                settings_of(&j.id).priority.clone(),
                 count(&j.result, "total"),
                 count(&j.result, "extracted"),
                 count(&j.result, "failed"),
@@ -384,20 +394,26 @@ pub fn parse_id(what: &str, text: &str) -> CmdResult<Uuid> {
         .map_err(|e| Failure::usage(format!("`{text}` is not a {what} id (a UUID): {e}")))
 }
 
-/// A job summary as JSON with its priority (`jobs.priority`) beside its other fields.
-fn with_priority(j: &JobSummary, priority: &str) -> Value {
+/// A job summary as JSON with its priority and render mode (`jobs.priority`, `jobs.render`;
+/// null: the worker's default) beside its other fields.
+fn with_settings(j: &JobSummary, settings: &JobSettings) -> Value {
     let mut v = json!(j);
     if let Value::Object(fields) = &mut v {
-        fields.insert("priority".into(), json!(priority));
+        fields.insert("priority".into(), json!(settings.priority));
+        fields.insert("render".into(), json!(settings.render));
     }
     v
 }
 
-fn print_job_header(j: &JobSummary, priority: &str) {
+fn print_job_header(j: &JobSummary, settings: &JobSettings) {
     outln!("job        {}", j.id);
     outln!("type       {}", j.job_type);
     outln!("status     {}", j.status);
-    outln!("priority   {priority}");
+    outln!("priority   {}", settings.priority);
+    outln!(
+        "render     {}",
+        settings.render.as_deref().unwrap_or("worker default")
+    );
     outln!("project    {}", opt(&j.project_id));
     if let Some(group) = &j.source_group {
         outln!("group      {group}");
@@ -467,13 +483,12 @@ async fn show(services: &Services, id: &str, limit: i64, as_json: bool) -> CmdRe
     let has_facts = job_facts.pages > 0
         || job_facts.model_tokens_used > 0
         || job_facts.model_token_cap.is_some();
-    let priority = pipeline_store::priorities::of_jobs(&services.db, &[id])
+    let settings = job_settings::of_job(&services.db, id)
         .await?
-        .remove(&id)
-        .unwrap_or_else(|| "normal".to_owned());
+        .unwrap_or_default();
     if as_json {
         return print_json(&json!({
-            "job": with_priority(&job, &priority),
+            "job": with_settings(&job, &settings),
             "facts": has_facts.then_some(&job_facts),
             "sources": sources,
             "sources_next_offset": sources_next,
@@ -481,7 +496,7 @@ async fn show(services: &Services, id: &str, limit: i64, as_json: bool) -> CmdRe
             "invalid_urls_next_offset": invalid_next,
         }));
     }
-    print_job_header(&job, &priority);
+    print_job_header(&job, &settings);
     if has_facts {
         print_job_facts(&job_facts);
     }

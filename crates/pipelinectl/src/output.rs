@@ -254,6 +254,12 @@ pub fn parse_priority(s: &str) -> Result<pipeline_ops::messages::Priority, Strin
         .map_err(|_| format!("unknown priority `{s}`: high, normal or low"))
 }
 
+/// Parses `--render`: `never`, `auto` or `always`.
+pub fn parse_render(s: &str) -> Result<pipeline_ops::messages::RenderMode, String> {
+    s.parse()
+        .map_err(|_| format!("unknown render mode `{s}`: never, auto or always"))
+}
+
 /// A timestamp as `YYYY-MM-DD HH:MM:SS` (UTC).
 pub fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()

@@ -37,6 +37,7 @@ pub(crate) async fn queue_extractions(
             url: None,
             project_id: lanes.get(&source_id).map(|l| l.0),
             priority: Priority::Low,
+            render: None,
         };
         if queue
             .enqueue_in(&msg.lane(), &msg.id(), &msg.body())

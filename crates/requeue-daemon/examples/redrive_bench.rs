@@ -201,6 +201,7 @@ async fn fill_dlq(services: &Services, ids: &[Uuid]) -> anyhow::Result<()> {
             url: None,
             project_id: None,
             priority: Default::default(),
+            render: None,
         };
         let mut item = DlqItem::new(
             msg.id(),

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use pipeline_ops::Family;
 use pipeline_ops::Services;
-use pipeline_ops::messages::SourceMessage;
+use pipeline_ops::messages::{SourceMessage, render_of_column};
 use pipeline_store::SourceStatus;
 use pipeline_store::batch::{StuckClaim, claim_stuck};
 use pipeline_store::progress;
@@ -145,7 +145,8 @@ impl Reconciler {
         // replica claimed) is not enqueued, and a crash in between only delays the source by
         // one threshold (its fresh updated_at makes it stuck again later).
         let claimed = claim_stuck(&self.services.db, "reconciled", ACTOR, &claims).await?;
-        // Each source goes back to its project's lane at its job's priority.
+        // Each source goes back to its project's lane at its job's priority, with its job's
+        // render mode.
         let lanes = if claimed.is_empty() {
             Default::default()
         } else {
@@ -163,6 +164,7 @@ impl Reconciler {
                         url: None,
                         project_id: lane.map(|l| l.0),
                         priority: lane.and_then(|l| l.1.parse().ok()).unwrap_or_default(),
+                        render: render_of_column(lane.and_then(|l| l.2.as_deref())),
                     };
                     (msg.id(), msg.lane(), msg.body())
                 })

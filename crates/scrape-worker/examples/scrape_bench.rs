@@ -141,6 +141,7 @@ async fn run_one(
                 source_group: None,
                 model_token_cap: None,
                 priority: Default::default(),
+                render: None,
             },
             pipeline_store::Actor::Cli,
         )

@@ -19,7 +19,7 @@ use pipeline_ops::Family;
 use pipeline_ops::Services;
 use pipeline_ops::crawl::rules::{Rules, path_key};
 use pipeline_ops::crawl::rules_of;
-use pipeline_ops::messages::SourceMessage;
+use pipeline_ops::messages::{SourceMessage, render_of_column};
 use pipeline_runner::Failure;
 use pipeline_store::crawls::{self, Candidate, PageCrawl, Skip};
 use url::Url;
@@ -258,12 +258,14 @@ async fn discover_in(
         tracing::info!(job_id = %pc.job_id, "crawl cancelled; links not followed");
         return Ok(());
     }
-    // The crawl's pages wait in its project's lane at the crawl's priority.
-    let priority = pipeline_store::jobs::priority_of(&services.db, pc.job_id)
+    // The crawl's pages wait in its project's lane at the crawl's priority, and are rendered
+    // as the crawl asked (its job's settings, read in one statement).
+    let settings = pipeline_store::job_settings::of_job(&services.db, pc.job_id)
         .await
-        .map_err(|e| Failure::transient(format!("reading the crawl's priority: {e}")))?
-        .and_then(|p| p.parse().ok())
+        .map_err(|e| Failure::transient(format!("reading the crawl's priority and render: {e}")))?
         .unwrap_or_default();
+    let priority = settings.priority.parse().unwrap_or_default();
+    let render = render_of_column(settings.render.as_deref());
     let messages: Vec<_> = admitted
         .to_enqueue
         .iter()
@@ -276,6 +278,7 @@ async fn discover_in(
                 url: (!pc.recrawl).then(|| s.url.clone()),
                 project_id: Some(pc.project_id),
                 priority,
+                render,
             };
             (m.id(), m.lane(), m.body())
         })

@@ -144,6 +144,7 @@ async fn a_handler_spinning_in_a_blocking_task_cannot_hold_the_exit() -> anyhow:
             source_group: None,
             model_token_cap: None,
             priority: Default::default(),
+            render: None,
         },
         pipeline_store::Actor::Cli,
     )

@@ -137,6 +137,7 @@ async fn jobs_are_told_apart_by_type_project_and_id_end_and_a_job_shows_its_fail
             source_group: Some("spring".into()),
             model_token_cap: None,
             priority: Default::default(),
+            render: None,
         },
         pipeline_store::Actor::Cli,
     )

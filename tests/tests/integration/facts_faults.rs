@@ -67,6 +67,7 @@ async fn setup(pages: usize) -> anyhow::Result<Setup> {
             urls: &urls,
             invalid: &[],
             priority: "normal",
+            render: None,
         },
     )
     .await?;
@@ -101,6 +102,7 @@ async fn setup(pages: usize) -> anyhow::Result<Setup> {
                 url: None,
                 project_id: None,
                 priority: Default::default(),
+                render: None,
             };
             (m.id(), m.body())
         })

@@ -107,6 +107,7 @@ async fn submit_to(
             source_group: None,
             model_token_cap: cap,
             priority: Default::default(),
+            render: None,
         },
         Actor::Cli,
     )

@@ -68,6 +68,7 @@ async fn every_hostile_page_ends_in_its_expected_state_within_a_bound() -> anyho
             source_group: None,
             model_token_cap: None,
             priority: Default::default(),
+            render: None,
         },
         pipeline_store::Actor::Cli,
     )

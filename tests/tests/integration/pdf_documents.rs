@@ -128,6 +128,7 @@ async fn pdfs_are_read_page_by_page_and_hostile_ones_are_dead_lettered() -> anyh
             source_group: None,
             model_token_cap: None,
             priority: Default::default(),
+            render: None,
         },
         Actor::Cli,
     )

@@ -58,6 +58,7 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
             url: None,
             project_id: None,
             priority: Default::default(),
+            render: None,
         };
         scrape.enqueue(&msg.id(), &msg.body()).await?;
     }
@@ -86,6 +87,7 @@ async fn lost_sources_are_enqueued_again_into_their_family_once() -> anyhow::Res
         url: None,
         project_id: None,
         priority: Default::default(),
+        render: None,
     };
     scrape.enqueue(&held.id(), &held.body()).await?;
 

@@ -99,6 +99,7 @@ fn message() -> SourceMessage {
         url: None,
         project_id: None,
         priority: Default::default(),
+        render: None,
     }
 }
 

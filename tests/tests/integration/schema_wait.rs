@@ -200,6 +200,7 @@ async fn a_worker_on_an_unmigrated_database_waits_not_ready_then_works_after_mig
             source_group: None,
             model_token_cap: None,
             priority: Default::default(),
+            render: None,
         },
         pipeline_store::Actor::Cli,
     )

@@ -101,6 +101,7 @@ impl Setup {
                 source_group: None,
                 model_token_cap: None,
                 priority: Default::default(),
+                render: None,
             },
             pipeline_store::Actor::Cli,
         )

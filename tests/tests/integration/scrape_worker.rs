@@ -64,6 +64,7 @@ impl Env {
                 source_group: None,
                 model_token_cap: None,
                 priority: Default::default(),
+                render: None,
             },
             pipeline_store::Actor::Cli,
         )

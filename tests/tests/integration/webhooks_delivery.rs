@@ -232,6 +232,7 @@ impl Setup {
                 urls: &urls,
                 invalid: &[],
                 priority: "normal",
+                render: None,
             },
         )
         .await?;

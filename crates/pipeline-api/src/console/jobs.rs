@@ -110,8 +110,8 @@ pub async fn list(
         Err(e) => return html::unavailable(&e),
     };
     let job_ids: Vec<Uuid> = rows.iter().map(|j| j.id).collect();
-    let priorities = match pipeline_store::priorities::of_jobs(db, &job_ids).await {
-        Ok(p) => p,
+    let settings = match pipeline_store::job_settings::of_jobs(db, &job_ids).await {
+        Ok(s) => s,
         Err(e) => return html::unavailable(&e),
     };
     let mut body = String::new();
@@ -171,7 +171,9 @@ pub async fn list(
                 .and_then(|p| projects.get(&p))
                 .map_or("—", String::as_str)),
             status = status_badge(j.status.as_str()),
-            priority = esc(priorities.get(&j.id).map_or("normal", String::as_str)),
+            priority = esc(settings
+                .get(&j.id)
+                .map_or("normal", |s| s.priority.as_str())),
             outcome = job_outcome(j),
             total = num(count(c, "total")),
             extracted = num(count(c, "extracted")),
@@ -261,8 +263,8 @@ pub async fn job(
         },
         None => None,
     };
-    let priority = match pipeline_store::priorities::of_jobs(db, &[id]).await {
-        Ok(mut p) => p.remove(&id).unwrap_or_else(|| "normal".to_owned()),
+    let settings = match pipeline_store::job_settings::of_job(db, id).await {
+        Ok(s) => s.unwrap_or_default(),
         Err(e) => return html::unavailable(&e),
     };
     let c = j.result.as_ref();
@@ -272,6 +274,7 @@ pub async fn job(
 <dt>Type</dt><dd><span class=\"badge\" id=\"job-type\">{kind}</span></dd>\
 <dt>Project</dt><dd>{project}</dd><dt>Schema</dt><dd id=\"project-schema\">{schema}</dd><dt>Status</dt><dd>{status}</dd>\
 <dt>Priority</dt><dd id=\"job-priority\">{priority}</dd>\
+<dt>Render</dt><dd id=\"job-render\">{render}</dd>\
 <dt>Outcome</dt><dd>{outcome} <span class=\"legend\"><span class=\"ok\">{ok} succeeded</span>\
 <span class=\"failed\">{failed} failed</span><span class=\"pending\">{pending} not done yet</span></span> \
 <span data-progress=\"{terminal}/{total}\">{terminal_n} of {total_n} sources done</span></dd>\
@@ -292,7 +295,8 @@ pub async fn job(
             None => "—".to_owned(),
         },
         status = status_badge(j.status.as_str()),
-        priority = esc(&priority),
+        priority = esc(&settings.priority),
+        render = esc(settings.render.as_deref().unwrap_or("worker default")),
         outcome = job_outcome(&j),
         ok = num(count(c, "extracted")),
         failed = num(count(c, "failed")),

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use pipeline_ops::crawl::rules::ScopeKind;
 use pipeline_ops::crawl::{self, CrawlRequest, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAGES};
-use pipeline_ops::messages::Priority;
+use pipeline_ops::messages::{Priority, RenderMode};
 use pipeline_ops::submit::{self, SubmitError, SubmitRequest};
 use pipeline_store::jobs;
 
@@ -45,6 +45,33 @@ fn priority_of(form: &Form) -> Result<Priority, String> {
             .parse()
             .map_err(|_| format!("The priority is high, normal or low, not `{w}`.")),
     }
+}
+
+/// The options of a render select: the worker's default (an empty value, the default), then
+/// each mode; the form's choice selected.
+fn render_options(form: Option<&Form>) -> String {
+    let chosen = field(form, "render");
+    let sel = |w: &str| if chosen == w { " selected" } else { "" };
+    let mut out = format!("<option value=\"\"{}>worker default</option>", sel(""));
+    for m in RenderMode::ALL {
+        let w = m.as_str();
+        let _ = write!(out, "<option value=\"{w}\"{}>{w}</option>", sel(w));
+    }
+    out
+}
+
+/// The render mode a form asks for (`None`, the worker's default, when blank), or why it
+/// cannot be one.
+fn render_of(form: &Form) -> Result<Option<RenderMode>, String> {
+    optional(form, "render")
+        .map(|w| {
+            w.parse().map_err(|_| {
+                format!(
+                    "The render mode is never, auto, always or the worker's default, not `{w}`."
+                )
+            })
+        })
+        .transpose()
 }
 
 /// What the forms show: empty, or what was sent, with the reason it was refused.
@@ -95,6 +122,8 @@ async fn page(
 <input id=\"scrape-group\" name=\"source_group\" value=\"{group}\">\
 <label for=\"scrape-priority\">Priority within the project</label>\
 <select id=\"scrape-priority\" name=\"priority\">{priorities}</select>\
+<label for=\"scrape-render\">Render pages in a browser (never, auto, always)</label>\
+<select id=\"scrape-render\" name=\"render\">{renders}</select>\
 <button type=\"submit\">Submit</button></form></section>",
         csrf = html::csrf_field(session),
         max = submit::MAX_URLS,
@@ -102,6 +131,7 @@ async fn page(
         project = esc(field(s, "project")),
         group = esc(field(s, "source_group")),
         priorities = priority_options(s),
+        renders = render_options(s),
     );
     let c = shown.crawl;
     let scope = field(c, "scope");
@@ -146,6 +176,8 @@ async fn page(
 <input id=\"crawl-group\" name=\"source_group\" value=\"{group}\">\
 <label for=\"crawl-priority\">Priority within the project (recrawls keep it)</label>\
 <select id=\"crawl-priority\" name=\"priority\">{priorities}</select>\
+<label for=\"crawl-render\">Render pages in a browser (never, auto, always; recrawls keep it)</label>\
+<select id=\"crawl-render\" name=\"render\">{renders}</select>\
 <button type=\"submit\">Start the crawl</button></form></section>",
         csrf = html::csrf_field(session),
         url = esc(field(c, "url")),
@@ -162,6 +194,7 @@ async fn page(
         project = esc(field(c, "project")),
         group = esc(field(c, "source_group")),
         priorities = priority_options(c),
+        renders = render_options(c),
     );
     let mut r = html::layout(
         Page {
@@ -225,8 +258,8 @@ pub async fn scrape(
         return r;
     }
     let urls = lines(form.one("urls").unwrap_or(""));
-    let priority = match priority_of(&form) {
-        Ok(p) => p,
+    let (priority, render) = match priority_of(&form).and_then(|p| Ok((p, render_of(&form)?))) {
+        Ok(chosen) => chosen,
         Err(msg) => {
             let shown = Shown {
                 scrape: Some(&form),
@@ -243,6 +276,7 @@ pub async fn scrape(
         source_group: optional(&form, "source_group"),
         model_token_cap: None,
         priority,
+        render,
     };
     match submit::submit(&state.services, &req, pipeline_store::Actor::Console).await {
         Ok(out) => {
@@ -290,6 +324,7 @@ fn crawl_request(form: &Form) -> Result<CrawlRequest, String> {
         project: optional(form, "project"),
         source_group: optional(form, "source_group"),
         priority: Some(priority_of(form)?),
+        render: render_of(form)?,
         ..CrawlRequest::default()
     })
 }

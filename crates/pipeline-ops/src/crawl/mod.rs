@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::Family;
 use crate::Services;
-use crate::messages::{Priority, SourceMessage};
+use crate::messages::{Priority, RenderMode, SourceMessage, render_of_column};
 use crate::submit::{SubmitError, validate_name, validate_token_cap, validate_url};
 use rules::{ScopeKind, compile_pattern, scope_anchor};
 
@@ -112,6 +112,10 @@ pub struct CrawlRequest {
     /// The crawl's priority within its project (default `normal`); recrawls keep it.
     #[serde(default)]
     pub priority: Option<Priority>,
+    /// Whether the scrape worker renders the crawl's pages in a headless browser (`None`:
+    /// the worker's `render.default`); every page the crawl discovers, and recrawls, keep it.
+    #[serde(default)]
+    pub render: Option<RenderMode>,
 }
 
 /// Checks a request and turns it into the settings stored with the crawl.
@@ -249,6 +253,8 @@ pub struct Started {
     /// The start page's source.
     pub source_id: Uuid,
     pub settings: CrawlSettings,
+    /// The crawl's render mode (`None`: the worker's `render.default`).
+    pub render: Option<RenderMode>,
 }
 
 /// Checks the request, records the crawl job and its start page, enqueues the start page.
@@ -277,6 +283,7 @@ pub async fn start(
             actor,
             model_token_cap: req.model_token_cap,
             priority: req.priority.unwrap_or_default().as_str(),
+            render: req.render.map(RenderMode::as_str),
         },
     )
     .await
@@ -291,6 +298,7 @@ pub async fn start(
         url: Some(start.url.clone()),
         project_id: Some(created.project_id),
         priority: req.priority.unwrap_or_default(),
+        render: req.render,
     };
     services
         .queue(Family::Scrape)
@@ -306,6 +314,7 @@ pub async fn start(
         project_id: created.project_id,
         source_id: start.source_id,
         settings,
+        render: req.render,
     })
 }
 
@@ -323,13 +332,13 @@ pub enum RecrawlError {
     Failed(#[from] SubmitError),
 }
 
-/// Repeats ended crawl `job_id`: a new crawl job with the same settings and model token cap
-/// (`crawls.recrawl_of` = `job_id`), whose pages are fetched conditionally. A page whose
-/// content did not change since its last extraction (a `304` to `If-None-Match` /
-/// `If-Modified-Since`, or the same SHA-256) is not extracted again and records an
-/// `unchanged` event; a changed page is stored and extracted as usual, its `succeeded`
-/// scrape event saying `"content": "changed"`. Its pages' messages carry no URL, so the
-/// scrape worker reads the source's validators before it fetches.
+/// Repeats ended crawl `job_id`: a new crawl job with the same settings, model token cap,
+/// priority and render mode (`crawls.recrawl_of` = `job_id`), whose pages are fetched
+/// conditionally. A page whose content did not change since its last extraction (a `304`
+/// to `If-None-Match` / `If-Modified-Since`, or the same SHA-256) is not extracted again and
+/// records an `unchanged` event; a changed page is stored and extracted as usual, its
+/// `succeeded` scrape event saying `"content": "changed"`. Its pages' messages carry no URL,
+/// so the scrape worker reads the source's validators before it fetches.
 ///
 /// # Errors
 /// [`RecrawlError::NotFound`], [`RecrawlError::Running`], or Postgres / Redis.
@@ -338,11 +347,17 @@ pub async fn recrawl(
     job_id: Uuid,
     actor: Actor,
 ) -> Result<Started, RecrawlError> {
-    let ended = match crawls::for_recrawl(&services.db, job_id).await {
+    let mut conn = services
+        .db
+        .acquire()
+        .await
+        .map_err(|e| SubmitError::Store(e.into()))?;
+    let ended = match crawls::for_recrawl(&mut conn, job_id).await {
         Ok(e) => e,
         Err(pipeline_store::StoreError::NotFound(_)) => return Err(RecrawlError::NotFound(job_id)),
         Err(e) => return Err(SubmitError::Store(e).into()),
     };
+    drop(conn);
     if matches!(ended.status.as_str(), "queued" | "running") {
         return Err(RecrawlError::Running(job_id, ended.status));
     }
@@ -356,17 +371,20 @@ pub async fn recrawl(
             actor,
             model_token_cap: ended.model_token_cap,
             priority: &ended.priority,
+            render: ended.render.as_deref(),
         },
     )
     .await
     .map_err(SubmitError::Store)?;
     let start = &created.sources[0];
+    let render = render_of_column(ended.render.as_deref());
     enqueue_recrawl_start(
         services,
         created.job_id,
         start.source_id,
         created.project_id,
         &ended.priority,
+        render,
     )
     .await
     .map_err(|source| SubmitError::Enqueue {
@@ -379,6 +397,7 @@ pub async fn recrawl(
         project_id: created.project_id,
         source_id: start.source_id,
         settings: ended.settings,
+        render,
     })
 }
 
@@ -390,6 +409,7 @@ async fn enqueue_recrawl_start(
     source_id: Uuid,
     project_id: Uuid,
     priority: &str,
+    render: Option<RenderMode>,
 ) -> Result<(), work_queue::QueueError> {
     let msg = SourceMessage {
         source_id,
@@ -397,6 +417,7 @@ async fn enqueue_recrawl_start(
         url: None,
         project_id: Some(project_id),
         priority: priority.parse().unwrap_or_default(),
+        render,
     };
     services
         .queue(Family::Scrape)
@@ -427,6 +448,7 @@ pub async fn start_due_recrawls(
             run.source_id,
             run.project_id,
             &run.priority,
+            render_of_column(run.render.as_deref()),
         )
         .await
         {
