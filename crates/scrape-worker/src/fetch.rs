@@ -1,7 +1,9 @@
-//! The safe, polite fetcher: one HTTP client per process (connection pooling), redirects
+//! The safe, polite fetcher: one HTTP client per process (connection pooling; one more per
+//! port that an `allow_private_hosts` entry names, see [`crate::guard`]), redirects
 //! followed by hand so every hop is checked, robots.txt, per-host limits, a body cap
 //! enforced while streaming, content-type filtering and charset decoding.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -104,7 +106,11 @@ impl Page {
 
 /// Fetches pages; cheap to share (`Arc`) across tasks.
 pub struct Fetcher {
+    /// The client for every port no `allow_private_hosts` entry names.
     client: reqwest::Client,
+    /// A client per port that an entry names (`127.0.0.1:8080`), whose resolver applies the
+    /// entries of that port: a resolver sees the name, never the port (see `guard`).
+    port_clients: HashMap<u16, reqwest::Client>,
     policy: Arc<AddressPolicy>,
     opts: FetchOptions,
     limiter: Option<HostLimiter>,
@@ -125,19 +131,31 @@ impl Fetcher {
     /// # Errors
     /// When the HTTP client cannot be built (e.g. no TLS crypto provider installed).
     pub fn new(opts: FetchOptions, limiter: Option<HostLimiter>) -> Result<Self, FetchError> {
-        let policy = Arc::new(AddressPolicy::new(&opts.allow_private_hosts));
-        let client = reqwest::Client::builder()
-            .user_agent(opts.user_agent.clone())
-            .connect_timeout(opts.connect_timeout)
-            .timeout(opts.request_timeout)
-            .read_timeout(opts.read_timeout)
-            // Redirects are followed by hand so each hop passes the address and robots checks.
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy would resolve names itself, bypassing the address check.
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
-            .build()
-            .map_err(|e| FetchError::Client(e.to_string()))?;
+        let policy = Arc::new(
+            AddressPolicy::parse(&opts.allow_private_hosts)
+                .map_err(|e| FetchError::Client(format!("scrape.allow_private_hosts: {e}")))?,
+        );
+        let build = |resolver: GuardedResolver| {
+            reqwest::Client::builder()
+                .user_agent(opts.user_agent.clone())
+                .connect_timeout(opts.connect_timeout)
+                .timeout(opts.request_timeout)
+                .read_timeout(opts.read_timeout)
+                // Redirects are followed by hand so each hop passes the address and robots
+                // checks.
+                .redirect(reqwest::redirect::Policy::none())
+                // A proxy would resolve names itself, bypassing the address check.
+                .no_proxy()
+                .dns_resolver(Arc::new(resolver))
+                .build()
+                .map_err(|e| FetchError::Client(e.to_string()))
+        };
+        let client = build(GuardedResolver::new(policy.clone()))?;
+        let port_clients = policy
+            .ports()
+            .into_iter()
+            .map(|port| Ok((port, build(GuardedResolver::at_port(policy.clone(), port))?)))
+            .collect::<Result<_, FetchError>>()?;
         let robots = opts.respect_robots_txt.then(|| {
             let agent = opts
                 .user_agent
@@ -150,6 +168,7 @@ impl Fetcher {
         });
         Ok(Self {
             client,
+            port_clients,
             policy,
             opts,
             limiter,
@@ -306,6 +325,13 @@ impl Fetcher {
         }))
     }
 
+    /// The client for `url`'s port: one whose resolver applies that port's entries.
+    fn client_for(&self, url: &Url) -> &reqwest::Client {
+        url.port_or_known_default()
+            .and_then(|port| self.port_clients.get(&port))
+            .unwrap_or(&self.client)
+    }
+
     /// Whether a media type is among the accepted ones.
     fn allows(&self, media_type: &str) -> bool {
         self.opts
@@ -341,7 +367,7 @@ impl Fetcher {
                 None => None,
             };
             let resp = self
-                .client
+                .client_for(&url)
                 .get(url.clone())
                 .headers(headers.clone())
                 .send()
