@@ -36,6 +36,12 @@ say "services"
 . deploy/local/services.sh
 ensure_services
 
+say "browser for pages that need JavaScript (Debian's chromium; docs/rendering.md)"
+if ! command -v chromium >/dev/null 2>&1 && ! ( apt_install chromium ); then
+  warn "chromium could not be installed: the demo runs with rendering off (render.enabled = false)"
+  export PIPELINE__RENDER__ENABLED=false
+fi
+
 say "embedding model (all-MiniLM-L6-v2, installed once into .local/models)"
 deploy/local/install-model.sh
 

@@ -21,8 +21,9 @@ export TEST_REDIS_URL="$REDIS_URL"
 step "embedding model (the model's own tests compare it with reference vectors)"
 deploy/local/install-model.sh
 
-step "browser for the console tests (Debian's chromium and chromium-driver)"
-# The console's browser tests drive a real headless chromium over WebDriver.
+step "browser for rendering and the console tests (Debian's chromium and chromium-driver)"
+# The scrape worker renders pages in headless chromium over the DevTools protocol; the
+# console's browser tests drive it over WebDriver.
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   apt_install chromium chromium-driver
 fi
