@@ -5,7 +5,7 @@
 //! it is), and why ([`RenderReason`]). It runs on every HTML page of every `auto` job, so it
 //! does not build a DOM: one linear scan of the markup ([`render_signals`] shows what it
 //! measures) that stops as soon as the page has shown more text than an application shell
-//! has. On real article pages that happens within the first part of the page.
+//! has, which real article pages do well before their end.
 //!
 //! A page is rendered only when its static HTML has (almost) no text of its own (see
 //! [`PROSE_MAX`] and [`CONTENT_MAX`]) **and** it loads scripts that are not analytics,
@@ -14,7 +14,7 @@
 //! 1. [`RenderReason::AppRoot`]: an application's mount point is empty (holds at most
 //!    [`MOUNT_EMPTY_MAX`] characters besides loading indicators): `#root`, `#app`,
 //!    `#__next`, `#__nuxt`, `#___gatsby`, `#svelte`, `<app-root>` and other custom
-//!    elements named `*-root` / `*-app`, `[ng-app]`, `[data-sveltekit-*]`, ...
+//!    elements named `*-root` / `*-app`, `<app>`, `[ng-app]`, `[data-sveltekit-*]`, ...
 //! 2. [`RenderReason::Noscript`]: a `<noscript>` asks for JavaScript (mentions it, and not
 //!    for comments). A `<noscript>` holding only a tracking `<iframe>` or `<img>` has no text
 //!    and asks nothing.
@@ -794,7 +794,9 @@ fn mount_selector(name: &Name, attrs: &Attrs) -> Option<String> {
         return Some(format!("#{}", String::from_utf8_lossy(id)));
     }
     let n = name.as_bytes();
-    let custom = n.contains(&b'-') && (n.ends_with(b"-root") || n.ends_with(b"-app"));
+    // `<app>` is Blazor's (and older Angular samples') root.
+    let custom =
+        n == b"app" || (n.contains(&b'-') && (n.ends_with(b"-root") || n.ends_with(b"-app")));
     custom.then(|| String::from_utf8_lossy(n).into_owned())
 }
 

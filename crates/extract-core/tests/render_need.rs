@@ -136,6 +136,9 @@ fn small_changes_that_must_render() {
     let custom =
         r#"<portal-app></portal-app><script src="https://static.example.com/portal.js"></script>"#;
     assert_eq!(render_need(custom, &url), Some(RenderReason::AppRoot));
+    // Blazor WebAssembly's `<app>` root.
+    let blazor = r#"<app>Loading...</app><script src="_framework/blazor.webassembly.js"></script>"#;
+    assert_eq!(render_need(blazor, &url), Some(RenderReason::AppRoot));
     // A root holding a loading indicator and a server-rendered header outside it.
     let header = r#"<header><nav><a href="/">Home</a><a href="/docs">Docs</a></nav></header><div id="root"><div class="app-loading"><div class="spinner"></div><p class="loading-text">Loading the application, please wait…</p></div></div><script src="/bundle.js"></script>"#;
     assert_eq!(render_need(header, &url), Some(RenderReason::AppRoot));
