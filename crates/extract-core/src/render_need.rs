@@ -100,8 +100,8 @@ pub const CONTENT_MAX: usize = 1_000;
 /// under it, a server-rendered application does not.
 pub const MOUNT_EMPTY_MAX: usize = 40;
 
-/// Fewer images and videos than this for [`RenderReason::ScriptBuilt`]: a gallery with
-/// captions has little text, and is still content.
+/// Fewer images, videos and frames than this for [`RenderReason::ScriptBuilt`]: a gallery
+/// with captions has little text, and is still content.
 pub const MEDIA_MAX: usize = 3;
 
 /// Fewest bytes of inline script (code, and JSON state read by code) for
@@ -152,7 +152,7 @@ pub struct RenderSignals {
     pub content_chars: usize,
     /// Content text outside links.
     pub prose_chars: usize,
-    /// Images (not 1x1 pixels), videos, embeds and objects outside `<noscript>`.
+    /// Images (not 1x1 pixels), videos, frames, embeds and objects outside `<noscript>`.
     pub media: usize,
     /// The first empty mount point, as a selector (`#root`, `app-root`, `[ng-app]`).
     pub empty_mount: Option<String>,
