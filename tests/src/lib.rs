@@ -231,5 +231,8 @@ pub fn settings_for(db: &TestDb, redis: &TestRedis) -> pipeline_core::Settings {
     }
     // Fast and deterministic; the model has its own tests (embedder, search).
     settings.embedding.backend = pipeline_core::settings::EmbeddingBackend::Hashing;
+    // Tests not about rendering start no browser, whatever their fixture pages look like;
+    // the rendering tests (render_pages, render_process) choose their modes themselves.
+    settings.render.default = pipeline_core::render::RenderMode::Never;
     settings
 }

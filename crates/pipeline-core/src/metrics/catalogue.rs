@@ -146,6 +146,57 @@ pub const COUNTERS: &[Metric] = &[
         exported_by: &[SCRAPE],
     },
     Metric {
+        name: "pipeline_render_requests_total",
+        help: "Requests of rendered pages the guard proxy let through (CONNECTs and forwarded http requests)",
+        labels: &[],
+        exported_by: &[SCRAPE],
+    },
+    Metric {
+        name: "pipeline_render_requests_refused_total",
+        help: "Requests of rendered pages the guard proxy refused, by reason (address, port, scheme, budget, idle)",
+        labels: &[(
+            "reason",
+            Values::Fixed(&["address", "port", "scheme", "budget", "idle"]),
+        )],
+        exported_by: &[SCRAPE],
+    },
+    Metric {
+        name: "pipeline_render_pages_total",
+        help: "Pages the render decision chose, by outcome (rendered, failed, disabled)",
+        labels: &[("outcome", Values::Fixed(&["rendered", "failed", "disabled"]))],
+        exported_by: &[SCRAPE],
+    },
+    Metric {
+        name: "pipeline_render_duration_seconds",
+        help: "Time to render one page, navigation to settled DOM",
+        labels: &[],
+        exported_by: &[SCRAPE],
+    },
+    Metric {
+        name: "pipeline_render_browser_launches_total",
+        help: "Browser processes started (the first and every replacement)",
+        labels: &[],
+        exported_by: &[SCRAPE],
+    },
+    Metric {
+        name: "pipeline_render_browser_restarts_total",
+        help: "Browsers replaced, by reason (failed: crashed, hung or over a page's deadline; recycled: after render.recycle_after_pages)",
+        labels: &[("reason", Values::Fixed(&["failed", "recycled"]))],
+        exported_by: &[SCRAPE],
+    },
+    Metric {
+        name: "pipeline_render_renderers_stopped_total",
+        help: "Renderer processes stopped over the page memory budget",
+        labels: &[],
+        exported_by: &[SCRAPE],
+    },
+    Metric {
+        name: "pipeline_render_browser_rss_bytes",
+        help: "Resident memory of the worker's browser processes (every process of their groups)",
+        labels: &[],
+        exported_by: &[SCRAPE],
+    },
+    Metric {
         name: "pipeline_entities_status_total",
         help: "Entity extraction outcomes, by status (complete, partial, failed)",
         labels: &[("status", Values::Fixed(&["complete", "partial", "failed"]))],
