@@ -53,6 +53,7 @@ mod own_services_docs;
 mod pdf_documents;
 mod queue_lanes;
 mod reembed_cli;
+mod render_api;
 mod render_pages;
 mod requeue_data_loss;
 mod requeue_e2e;
