@@ -31,9 +31,8 @@ use uuid::Uuid;
 /// Whether the browser is here; `false` (skip) only when the environment asks for it.
 fn browser_present() -> bool {
     let present = std::path::Path::new("/usr/bin/chromium").is_file()
-        || std::env::var_os("PATH").is_some_and(|p| {
-            std::env::split_paths(&p).any(|d| d.join("chromium").is_file())
-        });
+        || std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("chromium").is_file()));
     if !present {
         assert!(
             std::env::var("PIPELINE_SKIP_BROWSER_TESTS").as_deref() == Ok("1"),
@@ -236,10 +235,7 @@ async fn env(tweak: impl FnOnce(&mut Settings)) -> anyhow::Result<Env> {
         .route("/to-private", get(to_private))
         .route("/popup", get(popup))
         .route("/popup-target", get(popup_target))
-        .route(
-            "/robots.txt",
-            get(|| async { (StatusCode::NOT_FOUND, "") }),
-        )
+        .route("/robots.txt", get(|| async { (StatusCode::NOT_FOUND, "") }))
         .with_state(site.clone());
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -312,7 +308,11 @@ impl Env {
     }
 
     async fn status(&self, id: Uuid) -> anyhow::Result<String> {
-        Ok(sources::get(&self.services.db, id).await?.status.as_str().to_owned())
+        Ok(sources::get(&self.services.db, id)
+            .await?
+            .status
+            .as_str()
+            .to_owned())
     }
 
     async fn body(&self, id: Uuid) -> anyhow::Result<String> {
@@ -362,7 +362,10 @@ async fn script_built_pages_are_rendered_and_their_text_and_links_extracted() ->
     assert_eq!(env.status(spa).await?, "scraped");
     let body = env.body(spa).await?;
     assert!(body.contains("Fetched paragraph 5"), "{body}");
-    assert!(body.contains("/spa/next"), "the link built by script is in the DOM");
+    assert!(
+        body.contains("/spa/next"),
+        "the link built by script is in the DOM"
+    );
     let detail = env.render_detail(spa).await?;
     assert_eq!(detail["rendered"], true, "{detail}");
     assert_eq!(detail["mode"], "auto");
@@ -402,14 +405,18 @@ async fn a_page_that_never_settles_is_bounded_and_taken_as_it_is() -> anyhow::Re
 }
 
 #[tokio::test]
-async fn every_request_to_a_refused_address_is_refused_and_reaches_nothing() -> anyhow::Result<()>
-{
+async fn every_request_to_a_refused_address_is_refused_and_reaches_nothing() -> anyhow::Result<()> {
     if !browser_present() {
         return Ok(());
     }
     let env = env(|_| {}).await?;
     let id = env.scrape("/hostile", Some(RenderMode::Always)).await?;
-    assert_eq!(env.status(id).await?, "scraped", "{}", env.last_error(id).await?);
+    assert_eq!(
+        env.status(id).await?,
+        "scraped",
+        "{}",
+        env.last_error(id).await?
+    );
     // The page's own script ran (its text is there) ...
     assert!(env.body(id).await?.contains("Guarded paragraph 4"));
     // ... and nothing it aimed at an address outside the allow list was reached.
@@ -427,7 +434,10 @@ async fn every_request_to_a_refused_address_is_refused_and_reaches_nothing() -> 
         .unwrap_or_default();
     let seen = |needle: &str| refused.iter().any(|t| t.contains(needle));
     assert!(seen(&env.site.traps[0]), "127.0.0.2 refused: {detail}");
-    assert!(seen(&env.site.traps[2]), "another loopback port refused: {detail}");
+    assert!(
+        seen(&env.site.traps[2]),
+        "another loopback port refused: {detail}"
+    );
     assert!(seen("169.254.169.254"), "link-local refused: {detail}");
     if env._traps.iter().any(|t| t.addr.is_ipv6()) {
         assert!(seen(&env.site.traps[1]), "[::1] refused: {detail}");
@@ -465,9 +475,64 @@ async fn popups_and_dialogs_do_not_block_a_page() -> anyhow::Result<()> {
     }
     let env = env(|_| {}).await?;
     let id = env.scrape("/popup", Some(RenderMode::Always)).await?;
-    assert_eq!(env.status(id).await?, "scraped", "{}", env.last_error(id).await?);
+    assert_eq!(
+        env.status(id).await?,
+        "scraped",
+        "{}",
+        env.last_error(id).await?
+    );
     assert!(env.body(id).await?.contains("Popup paragraph 4"));
-    assert_eq!(env.site.popup_hits.load(Ordering::SeqCst), 0, "no popup opened");
+    assert_eq!(
+        env.site.popup_hits.load(Ordering::SeqCst),
+        0,
+        "no popup opened"
+    );
+    env.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_crawl_follows_links_that_exist_only_after_rendering() -> anyhow::Result<()> {
+    if !browser_present() {
+        return Ok(());
+    }
+    let env = env(|_| {}).await?;
+    let req = pipeline_ops::crawl::CrawlRequest {
+        url: env.url("/spa"),
+        sitemaps: Some(false),
+        max_pages: Some(5),
+        render: Some(RenderMode::Auto),
+        ..Default::default()
+    };
+    let job = pipeline_ops::crawl::start(&env.services, &req, pipeline_store::Actor::Cli)
+        .await?
+        .job_id;
+    // The shell's HTML has no link; the script builds one to /spa/next. The crawl admits it
+    // (as a page of the crawl) only if links are read from the rendered DOM.
+    let queue = env.services.queue(Family::Scrape);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let next = env.url("/spa/next");
+    loop {
+        let n = run_next(queue, &env.handler, 4).await?;
+        let (found,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM crawl_pages p JOIN sources s ON s.id = p.source_id
+              WHERE p.job_id = $1 AND s.uri = $2",
+        )
+        .bind(job)
+        .bind(&next)
+        .fetch_one(&env.services.db)
+        .await?;
+        if found == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the crawl never admitted the script-built link {next}"
+        );
+        if n == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     env.shutdown().await;
     Ok(())
 }
