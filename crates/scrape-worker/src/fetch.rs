@@ -176,6 +176,33 @@ impl Fetcher {
         })
     }
 
+    /// The address policy every connection of this fetcher obeys (the browser's guard
+    /// proxy obeys the same one).
+    pub fn policy(&self) -> Arc<AddressPolicy> {
+        self.policy.clone()
+    }
+
+    /// The checks of a request for `url` without making it: the address rule, robots.txt
+    /// and a politeness slot on its host, held until the returned value is dropped. A
+    /// browser's navigation to a page takes this first, so a rendered page costs its host
+    /// the same as a fetch.
+    ///
+    /// # Errors
+    /// A refused address, a disallowing robots.txt, or no slot within the wait bound.
+    pub async fn page_slot(&self, url: &Url) -> Result<Option<HostSlot>, FetchError> {
+        self.policy.check_url(url)?;
+        if let Some(cache) = &self.robots
+            && !cache.allowed(self, url).await
+        {
+            return Err(FetchError::RobotsDisallowed(url.to_string()));
+        }
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        match &self.limiter {
+            Some(limiter) => Ok(Some(limiter.acquire(&host).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// Fetches `url`: checks, robots.txt, politeness, redirects, content type, body cap,
     /// decoding, all within `fetch_timeout`. Every failure is classified (see
     /// [`FetchError::is_transient`]).
