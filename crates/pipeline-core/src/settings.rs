@@ -648,12 +648,18 @@ impl Settings {
             ("scrape.concurrency", self.scrape.concurrency as u64),
             ("scrape.max_body_bytes", self.scrape.max_body_bytes),
             ("render.browsers", self.render.browsers as u64),
-            ("render.tabs_per_browser", self.render.tabs_per_browser as u64),
+            (
+                "render.tabs_per_browser",
+                self.render.tabs_per_browser as u64,
+            ),
             ("render.page_timeout_ms", self.render.page_timeout_ms),
             ("render.settle_timeout_ms", self.render.settle_timeout_ms),
             ("render.max_page_memory_mb", self.render.max_page_memory_mb),
             ("render.max_page_bytes", self.render.max_page_bytes),
-            ("render.recycle_after_pages", self.render.recycle_after_pages),
+            (
+                "render.recycle_after_pages",
+                self.render.recycle_after_pages,
+            ),
             (
                 "crawl.sitemap_max_files",
                 self.crawl.sitemap_max_files as u64,
@@ -727,8 +733,14 @@ impl Settings {
             }
         }
         for (key, entries) in [
-            ("scrape.allow_private_hosts", &self.scrape.allow_private_hosts),
-            ("webhooks.allow_private_hosts", &self.webhooks.allow_private_hosts),
+            (
+                "scrape.allow_private_hosts",
+                &self.scrape.allow_private_hosts,
+            ),
+            (
+                "webhooks.allow_private_hosts",
+                &self.webhooks.allow_private_hosts,
+            ),
         ] {
             for entry in entries {
                 if let Err(reason) = crate::net::AllowEntry::parse(entry) {

@@ -163,7 +163,10 @@ pub const COUNTERS: &[Metric] = &[
     Metric {
         name: "pipeline_render_pages_total",
         help: "Pages the render decision chose, by outcome (rendered, failed, disabled)",
-        labels: &[("outcome", Values::Fixed(&["rendered", "failed", "disabled"]))],
+        labels: &[(
+            "outcome",
+            Values::Fixed(&["rendered", "failed", "disabled"]),
+        )],
         exported_by: &[SCRAPE],
     },
     Metric {
