@@ -55,6 +55,7 @@ mod queue_lanes;
 mod reembed_cli;
 mod render_api;
 mod render_pages;
+mod render_process;
 mod requeue_data_loss;
 mod requeue_e2e;
 mod requeue_policy;
