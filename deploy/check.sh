@@ -449,8 +449,9 @@ for name, port in daemons.items():
     if not got:
         continue
     c, env = got
-    if c.get("command") != [f"/usr/local/bin/{name}"]:
-        errors.append(f"{name}: command must be /usr/local/bin/{name}")
+    # The scrape worker runs under tini (it reaps the browser's helper processes).
+    if c.get("command") not in ([f"/usr/local/bin/{name}"], ["/usr/bin/tini", "--", f"/usr/local/bin/{name}"]):
+        errors.append(f"{name}: command must be /usr/local/bin/{name} (or it under /usr/bin/tini --)")
     # Migrations run on every rollout, from the pod's own image, before the daemon starts.
     init = check_pod(f"{name} (init container migrate)", spec, "migrate", "initContainers")
     if init:
