@@ -432,7 +432,7 @@ async fn run_pool(
             }
         }
         let is_middle = done == args.pages / 2;
-        if done % args.rss_every == 0 || is_middle {
+        if done.is_multiple_of(args.rss_every) || is_middle {
             let s = sample(&renderer, &seen).await;
             max_own = max_own.max(s.own);
             max_group = max_group.max(s.group);
