@@ -35,7 +35,7 @@
 //! `shutdown()`, the processes still alive whose command line names this process's profile
 //! root or that belong to a browser group seen.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -225,22 +225,63 @@ fn pss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-async fn sample(renderer: &Renderer, seen: &Mutex<BTreeSet<u32>>) -> Sample {
+/// CPU seconds of `pid` from `/proc/<pid>/stat`: its own (user + system) and, with
+/// `children`, that of the children it has waited for.
+fn cpu_secs(pid: &str, children: bool) -> f64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.get(stat.rfind(')')? + 2..)?.to_owned();
+            // rest[0] is the state (field 3): utime, stime, cutime, cstime are fields 14-17.
+            let fields: Vec<u64> = rest
+                .split_whitespace()
+                .skip(11)
+                .take(4)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            let n = if children { 4 } else { 2 };
+            Some(fields.iter().take(n).sum::<u64>())
+        })
+        .unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    ticks as f64 / 100.0
+}
+
+/// The browsers' process groups seen, each with the most CPU seconds its members (and the
+/// renderers they reaped) had used when last seen.
+type Groups = Mutex<BTreeMap<u32, f64>>;
+
+async fn sample(renderer: &Renderer, groups: &Groups) -> Sample {
     let pids = renderer.browser_pids().await;
-    if let Ok(mut s) = seen.lock() {
-        s.extend(pids.iter().copied());
-    }
-    let (group, group_pss, processes) = tokio::task::spawn_blocking(move || {
-        let members: Vec<(u32, u64, bool)> =
-            pids.iter().flat_map(|pid| group_members(*pid)).collect();
+    let (group, group_pss, processes, cpu) = tokio::task::spawn_blocking(move || {
+        let mut cpu = Vec::new();
+        let mut members = Vec::new();
+        for pid in pids {
+            let of_group = group_members(pid);
+            cpu.push((
+                pid,
+                of_group
+                    .iter()
+                    .map(|m| cpu_secs(&m.0.to_string(), true))
+                    .sum::<f64>(),
+            ));
+            members.extend(of_group);
+        }
         (
             members.iter().map(|m| m.1).sum::<u64>(),
             members.iter().map(|m| pss(m.0)).sum::<u64>(),
             members.len(),
+            cpu,
         )
     })
     .await
     .unwrap_or_default();
+    if let Ok(mut g) = groups.lock() {
+        for (pgid, secs) in cpu {
+            let seen = g.entry(pgid).or_insert(0.0);
+            *seen = seen.max(secs);
+        }
+    }
     Sample {
         own: own_rss(),
         group,
@@ -316,6 +357,15 @@ struct Report {
     launches: u64,
     left: usize,
     left_after_wait: usize,
+    /// CPU seconds per page of the browsers (their groups, renderers included).
+    browser_cpu: f64,
+    /// CPU seconds per page of this process (pool, proxies, the site, the sampling).
+    own_cpu: f64,
+}
+
+/// CPU seconds of every browser group seen, each as last seen.
+fn browsers_cpu(groups: &Groups) -> f64 {
+    groups.lock().map(|g| g.values().sum()).unwrap_or(0.0)
 }
 
 async fn run_pool(
@@ -335,7 +385,7 @@ async fn run_pool(
     let policy = AddressPolicy::parse(&[format!("127.0.0.1:{}", site.port())])
         .map_err(anyhow::Error::msg)?;
     let renderer = Renderer::start(opts, Arc::new(policy)).await?;
-    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let groups: Arc<Groups> = Arc::new(Mutex::new(BTreeMap::new()));
     let url = |i: u64| Url::parse(&format!("http://{site}/p/{i}")).expect("a page URL");
     let check = |i: u64, html: &str| html.contains(&marker(i));
 
@@ -358,7 +408,9 @@ async fn run_pool(
             eprintln!("page 0: {e}");
         }
     }
-    let start = sample(&renderer, &seen).await;
+    let start = sample(&renderer, &groups).await;
+    let cpu_at_start = browsers_cpu(&groups);
+    let own_cpu_at_start = cpu_secs("self", false);
     let started = Instant::now();
 
     let next = Arc::new(AtomicUsize::new(1));
@@ -389,13 +441,13 @@ async fn run_pool(
     let peak = Arc::new(Mutex::new((0u64, 0u64, 0u64)));
     let ticker = {
         let renderer = renderer.clone();
-        let seen = seen.clone();
+        let groups = groups.clone();
         let peak = peak.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let s = sample(&renderer, &seen).await;
+                let s = sample(&renderer, &groups).await;
                 if let Ok(mut m) = peak.lock() {
                     *m = (m.0.max(s.own), m.1.max(s.group), m.2.max(s.group_pss));
                 }
@@ -433,7 +485,7 @@ async fn run_pool(
         }
         let is_middle = done == args.pages / 2;
         if done.is_multiple_of(args.rss_every) || is_middle {
-            let s = sample(&renderer, &seen).await;
+            let s = sample(&renderer, &groups).await;
             max_own = max_own.max(s.own);
             max_group = max_group.max(s.group);
             max_pss = max_pss.max(s.group_pss);
@@ -454,7 +506,9 @@ async fn run_pool(
         }
     }
     let elapsed = started.elapsed();
-    let end = sample(&renderer, &seen).await;
+    let end = sample(&renderer, &groups).await;
+    let browser_cpu = browsers_cpu(&groups) - cpu_at_start;
+    let own_cpu = cpu_secs("self", false) - own_cpu_at_start;
     ticker.abort();
     if let Ok(m) = peak.lock() {
         max_own = max_own.max(m.0).max(end.own);
@@ -464,7 +518,10 @@ async fn run_pool(
     let launches = renderer.launches();
 
     renderer.shutdown().await;
-    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let seen: BTreeSet<u32> = groups
+        .lock()
+        .map(|g| g.keys().copied().collect())
+        .unwrap_or_default();
     let (left, _) = leftovers(&seen);
     // Anything still exiting gets a bounded moment; the figure that must be 0 is `left`.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -490,13 +547,18 @@ async fn run_pool(
         launches,
         left,
         left_after_wait,
+        browser_cpu: browser_cpu / (args.pages - 1) as f64,
+        own_cpu: own_cpu / (args.pages - 1) as f64,
     };
     println!(
-        "  {:.2} pages/s over {} pages in {:.1} s; {} failed, {} unsettled; {} launches; \
-         browser groups seen {}; alive after shutdown: {} (after up to 5 s: {}, zombies {})",
+        "  {:.2} pages/s over {} pages in {:.1} s; CPU per page: browsers {:.2} s, bench {:.3} s; \
+         {} failed, {} unsettled; {} launches; browser groups seen {}; alive after shutdown: {} \
+         (after up to 5 s: {}, zombies {})",
         report.pages_per_sec,
         args.pages - 1,
         elapsed.as_secs_f64(),
+        report.browser_cpu,
+        report.own_cpu,
         failed,
         unsettled,
         launches,
@@ -539,10 +601,17 @@ async fn dump_dom(browser: &Path, url: &str, i: u64, profile: &Path, wait: bool)
     }
 }
 
-/// `n` pages, `parallel` `--dump-dom` processes at a time: (pages/s, pages with their text).
-async fn baseline(site: SocketAddr, browser: &Path, n: u64, parallel: usize) -> (f64, u64) {
+/// CPU seconds of the children this process has waited for.
+fn children_cpu() -> f64 {
+    cpu_secs("self", true) - cpu_secs("self", false)
+}
+
+/// `n` pages, `parallel` `--dump-dom` processes at a time: (pages/s, pages with their text,
+/// CPU seconds per page of the browsers, as far as they were waited for).
+async fn baseline(site: SocketAddr, browser: &Path, n: u64, parallel: usize) -> (f64, u64, f64) {
     use futures::StreamExt;
     let root = std::env::temp_dir().join(format!("pipeline-render-bench-{}", std::process::id()));
+    let cpu_before = children_cpu();
     let started = Instant::now();
     let ok = futures::stream::iter(0..n)
         .map(|i| {
@@ -555,8 +624,9 @@ async fn baseline(site: SocketAddr, browser: &Path, n: u64, parallel: usize) -> 
         .count()
         .await;
     let rate = n as f64 / started.elapsed().as_secs_f64();
+    let cpu = (children_cpu() - cpu_before) / n as f64;
     let _ = tokio::fs::remove_dir_all(&root).await;
-    (rate, ok as u64)
+    (rate, ok as u64, cpu)
 }
 
 #[tokio::main]
@@ -598,31 +668,34 @@ async fn main() -> anyhow::Result<()> {
         levels.extend(args.tabs.iter().copied().filter(|t| *t > 1));
         levels.dedup();
         for parallel in levels {
-            let (rate, ok) = baseline(site, &browser, args.baseline_pages, parallel).await;
+            let (rate, ok, cpu) = baseline(site, &browser, args.baseline_pages, parallel).await;
             println!(
                 "== baseline: {} pages, {parallel} `chromium --dump-dom` at once: \
-                 {rate:.2} pages/s, {ok} with their text",
+                 {rate:.2} pages/s, CPU {cpu:.2} s per page, {ok} with their text",
                 args.baseline_pages
             );
-            baselines.push((parallel, rate, ok));
+            baselines.push((parallel, rate, ok, cpu));
         }
     }
 
     println!();
     println!(
-        "| browsers x tabs | pages | pages/s | failed | bench RSS start / mid / end / max (MiB) | \
-         browsers RSS start / mid / end / max (MiB) | end / start | browsers PSS start / mid / \
-         end / max (MiB) | launches | alive after shutdown |"
+        "| browsers x tabs | pages | pages/s | CPU s/page (browsers + bench) | failed | \
+         bench RSS start / mid / end / max (MiB) | browsers RSS start / mid / end / max (MiB) | \
+         end / start | browsers PSS start / mid / end / max (MiB) | launches | \
+         alive after shutdown |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &reports {
         println!(
-            "| {} x {} | {} | {:.2} | {} ({} unsettled) | {} / {} / {} / {} | \
+            "| {} x {} | {} | {:.2} | {:.2} + {:.3} | {} ({} unsettled) | {} / {} / {} / {} | \
              {} / {} / {} / {} | {:.2} | {} / {} / {} / {} | {} | {} |",
             args.browsers,
             r.tabs,
             r.pages,
             r.pages_per_sec,
+            r.browser_cpu,
+            r.own_cpu,
             r.failed,
             r.unsettled,
             mib(r.start.own),
@@ -642,9 +715,10 @@ async fn main() -> anyhow::Result<()> {
             r.left
         );
     }
-    for (parallel, rate, ok) in &baselines {
+    for (parallel, rate, ok, cpu) in &baselines {
         println!(
-            "| baseline: `--dump-dom` x {parallel} at once | {} | {rate:.2} | {} | | | | | {} | |",
+            "| baseline: `--dump-dom` x {parallel} at once | {} | {rate:.2} | {cpu:.2} | {} \
+             | | | | | {} | |",
             args.baseline_pages,
             args.baseline_pages - ok,
             args.baseline_pages
