@@ -170,12 +170,6 @@ pub const COUNTERS: &[Metric] = &[
         exported_by: &[SCRAPE],
     },
     Metric {
-        name: "pipeline_render_duration_seconds",
-        help: "Time to render one page, navigation to settled DOM",
-        labels: &[],
-        exported_by: &[SCRAPE],
-    },
-    Metric {
         name: "pipeline_render_browser_launches_total",
         help: "Browser processes started (the first and every replacement)",
         labels: &[],
@@ -190,12 +184,6 @@ pub const COUNTERS: &[Metric] = &[
     Metric {
         name: "pipeline_render_renderers_stopped_total",
         help: "Renderer processes stopped over the page memory budget",
-        labels: &[],
-        exported_by: &[SCRAPE],
-    },
-    Metric {
-        name: "pipeline_render_browser_rss_bytes",
-        help: "Resident memory of the worker's browser processes (every process of their groups)",
         labels: &[],
         exported_by: &[SCRAPE],
     },
@@ -414,6 +402,12 @@ pub const COUNTERS: &[Metric] = &[
 /// Gauges.
 pub const GAUGES: &[Metric] = &[
     Metric {
+        name: "pipeline_render_browser_rss_bytes",
+        help: "Resident memory of the worker's browser processes (every process of their groups)",
+        labels: &[],
+        exported_by: &[SCRAPE],
+    },
+    Metric {
         name: "pipeline_build_info",
         help: "Always 1; the labels name the version and the process (binary)",
         labels: &[("version", Values::Open), ("process", Values::Open)],
@@ -480,6 +474,12 @@ pub const GAUGES: &[Metric] = &[
 
 /// Histograms (`*_seconds` in seconds).
 pub const HISTOGRAMS: &[Metric] = &[
+    Metric {
+        name: "pipeline_render_duration_seconds",
+        help: "Time to render one page, navigation to settled DOM",
+        labels: &[],
+        exported_by: &[SCRAPE],
+    },
     Metric {
         name: "pipeline_webhook_attempt_seconds",
         help: "Time of one webhook delivery request, answer included",
