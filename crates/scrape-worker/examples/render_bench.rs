@@ -21,6 +21,8 @@
 //! - `--pages M` pages per run (default 200)
 //! - `--tabs T` tabs per browser; a list (`1,4,8`) runs each in turn, each with a new pool
 //! - `--browsers B` browser processes (default 1)
+//! - `--browser NAME` the browser binary, a name on `PATH` or a path (default `chromium`,
+//!   as `render.browser`)
 //! - `--recycle N` pages before a browser is replaced (default: the shipped 200)
 //! - `--rss-every K` memory sampled every K pages (default 50), and every second for the max
 //! - `--baseline` also renders `--baseline-pages` (default 24) pages with one
@@ -144,12 +146,13 @@ struct Args {
     rss_every: u64,
     baseline: bool,
     baseline_pages: u64,
+    browser: String,
 }
 
 fn usage(problem: &str) -> ! {
     eprintln!(
         "{problem}\nusage: render_bench [--pages M] [--tabs T[,T...]] [--browsers B] \
-         [--recycle N] [--rss-every K] [--baseline] [--baseline-pages N]"
+         [--browser NAME] [--recycle N] [--rss-every K] [--baseline] [--baseline-pages N]"
     );
     std::process::exit(2)
 }
@@ -163,6 +166,7 @@ fn parse_args() -> Args {
         rss_every: 50,
         baseline: false,
         baseline_pages: 24,
+        browser: "chromium".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -183,6 +187,7 @@ fn parse_args() -> Args {
                     .collect();
             }
             "--browsers" => args.browsers = number(value()).max(1) as usize,
+            "--browser" => args.browser = value(),
             "--recycle" => args.recycle = Some(number(value()).max(1)),
             "--rss-every" => args.rss_every = number(value()).max(1),
             "--baseline" => args.baseline = true,
@@ -633,7 +638,7 @@ async fn baseline(site: SocketAddr, browser: &Path, n: u64, parallel: usize) -> 
 async fn main() -> anyhow::Result<()> {
     pipeline_core::install_crypto_provider();
     let args = parse_args();
-    let (browser, version) = check_browser("chromium").map_err(anyhow::Error::msg)?;
+    let (browser, version) = check_browser(&args.browser).map_err(anyhow::Error::msg)?;
     let browser: PathBuf = browser;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
