@@ -379,10 +379,17 @@ async fn sigterm_past_the_drain_timeout_still_leaves_no_browser() -> anyhow::Res
         Some(i32::from(EXIT_HANDED_BACK)),
         "exit status {status} after {took:?}"
     );
+    // Its own stop ended it, not the exit watchdog (which fires at drain + EXIT_MARGIN):
+    // the browsers were killed without waiting for the render that held them.
+    assert!(
+        took < Duration::from_secs(DRAIN_SECS) + EXIT_MARGIN - Duration::from_millis(500),
+        "the worker took {took:?} after SIGTERM: its exit watchdog, not its own stop, ended it"
+    );
+    // The render cut short is not charged as a failed attempt: the page is queued again.
     let source = sources::get(&s.services.db, id).await?;
     assert_eq!(source.status.to_string(), "queued", "{source:?}");
-    // The render is still in flight when the drain gives up: whether the worker's own stop
-    // or the death signal at its exit ends the browser, none may be left.
+    // Whether the worker's own stop or the death signal at its exit ends the browser, none
+    // may be left.
     let gone = until_no_browser(worker, &groups, Duration::from_secs(10)).await?;
     println!(
         "exit {:?} {took:?} after SIGTERM; browser processes gone {gone:?} after the exit",

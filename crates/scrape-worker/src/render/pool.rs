@@ -37,7 +37,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::process::{BrowserProcess, LaunchSpec, Launcher, group_members};
+use super::process::{
+    BrowserProcess, GroupKiller, LaunchSpec, Launcher, claim_profile_root, claimed_profile_roots,
+    group_members, profile_root_name, release_profile_root, remove_stale_profiles,
+};
 use super::proxy::{GuardProxy, ProxyOptions, RefusalReason, TrafficSummary};
 use crate::guard::AddressPolicy;
 
@@ -211,6 +214,8 @@ impl Live {
 /// renders in flight on it).
 struct Seat {
     live: RwLock<Option<Live>>,
+    /// Kills the live browser's group without the lock (shutdown, with renders in flight).
+    killer: Mutex<Option<GroupKiller>>,
     generation: AtomicU64,
 }
 
@@ -258,15 +263,27 @@ impl Renderer {
             proxies.push(GuardProxy::start(policy.clone(), proxy_opts.clone()).await?);
         }
         let catch_all = GuardProxy::start(policy, proxy_opts).await?;
-        let profile_root = std::env::temp_dir().join(format!(
-            "pipeline-render-{}-{}",
+        let temp = std::env::temp_dir();
+        let profile_root = temp.join(profile_root_name(
             std::process::id(),
-            uuid::Uuid::new_v4().simple()
+            &uuid::Uuid::new_v4().simple().to_string(),
         ));
+        // Profiles a killed worker left (its shutdown never ran) would fill the temporary
+        // directory over restarts: a container's `/tmp` outlives its process.
+        claim_profile_root(&profile_root);
+        let removed = tokio::task::spawn_blocking(move || {
+            remove_stale_profiles(&temp, std::process::id(), &claimed_profile_roots())
+        })
+        .await
+        .unwrap_or(0);
+        if removed > 0 {
+            tracing::info!(removed, "deleted browser profiles left by a killed worker");
+        }
         let renderer = Arc::new(Self {
             seats: (0..opts.browsers)
                 .map(|_| Seat {
                     live: RwLock::new(None),
+                    killer: Mutex::new(None),
                     generation: AtomicU64::new(0),
                 })
                 .collect(),
@@ -300,15 +317,40 @@ impl Renderer {
         pids
     }
 
-    /// Stops every browser and the watchdog; renders after this start browsers again.
+    /// Stops every browser and the watchdog, and deletes the profiles. Final: the worker
+    /// calls it after its drain, on the way out.
+    ///
+    /// A render still in flight (the drain gave up on it) is not failed: it stops where it
+    /// is and never returns, so its message is not charged an attempt and goes back to the
+    /// queue when the process exits (its lease), like any work held past the drain. The
+    /// browsers are killed first, without waiting for those renders.
     pub async fn shutdown(&self) {
         self.cancel.cancel();
         for seat in &self.seats {
-            if let Some(live) = seat.live.write().await.take() {
-                live.stop().await;
+            let killer = seat
+                .killer
+                .lock()
+                .expect("the killer slot is never poisoned")
+                .take();
+            if let Some(killer) = killer {
+                killer.kill();
+            }
+        }
+        for seat in &self.seats {
+            // The renders in flight let go of the seat as they see the cancellation; the
+            // bound is for one stuck in a thread that does not yield (the browsers are
+            // dead already, and the profiles go with the root below).
+            match tokio::time::timeout(Duration::from_secs(2), seat.live.write()).await {
+                Ok(mut live) => {
+                    if let Some(live) = live.take() {
+                        live.stop().await;
+                    }
+                }
+                Err(_) => tracing::warn!("a render did not let go of its browser at shutdown"),
             }
         }
         let _ = tokio::fs::remove_dir_all(&self.profile_root).await;
+        release_profile_root(&self.profile_root);
     }
 
     /// Renders `url` and returns its settled DOM.
@@ -316,6 +358,18 @@ impl Renderer {
     /// # Errors
     /// See [`RenderError`]; each says whether a retry may help.
     pub async fn render(&self, url: &Url) -> Result<Rendered, RenderError> {
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => {
+                // Shut down (see [`Self::shutdown`]): never answers, so the message is
+                // handed back at the exit instead of charged a failed attempt.
+                std::future::pending().await
+            }
+            result = self.render_queued(url) => result,
+        }
+    }
+
+    async fn render_queued(&self, url: &Url) -> Result<Rendered, RenderError> {
         let _permit = tokio::time::timeout(self.opts.tab_wait, self.tabs.acquire())
             .await
             .map_err(|_| {
@@ -425,7 +479,12 @@ impl Renderer {
                 old.stop().await;
             }
             let generation = seat.generation.fetch_add(1, Ordering::Relaxed);
-            *write = Some(self.launch(index, generation).await?);
+            let live = self.launch(index, generation).await?;
+            *seat
+                .killer
+                .lock()
+                .expect("the killer slot is never poisoned") = Some(live.process.killer());
+            *write = Some(live);
         }
         Ok(write.downgrade())
     }

@@ -160,10 +160,42 @@ impl BrowserProcess {
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(profile)).await;
     }
 
+    /// A handle that kills this browser's process group without owning the browser: the
+    /// pool's shutdown uses it while a render still holds the browser.
+    pub fn killer(&self) -> GroupKiller {
+        GroupKiller {
+            child: self.child.clone(),
+            pid: self.pid,
+        }
+    }
+
     /// Kills one process of the browser's group (a renderer over its memory budget).
     pub fn kill_member(pid: u32) {
         // The renderer may have exited since it was measured: ignored on purpose.
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+}
+
+/// Kills a browser's process group (see [`BrowserProcess::killer`]). Reaping and the
+/// profile stay with [`BrowserProcess::stop`].
+#[derive(Debug, Clone)]
+pub struct GroupKiller {
+    child: Arc<Mutex<Child>>,
+    pid: u32,
+}
+
+impl GroupKiller {
+    /// Sends `SIGKILL` to the group while its leader (the main process) is alive and
+    /// unreaped, so its pid, which is the group's id, cannot have been reused. After the
+    /// leader has exited it sends nothing; [`BrowserProcess::stop`] kills what is left.
+    pub fn kill(&self) {
+        let Ok(mut child) = self.child.lock() else {
+            return;
+        };
+        if matches!(child.try_wait(), Ok(None)) {
+            // ESRCH cannot happen while the leader lives; any other error changes nothing.
+            let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+        }
     }
 }
 
@@ -302,6 +334,74 @@ fn spawn(spec: &LaunchSpec) -> Result<(Child, mpsc::Receiver<String>), LaunchErr
         })
         .map_err(spawn_err)?;
     Ok((child, rx))
+}
+
+/// The name of the directory a pool keeps its browsers' profiles in, under the temporary
+/// directory: `pipeline-render-<pid>-<unique>`.
+pub fn profile_root_name(pid: u32, unique: &str) -> String {
+    format!("{PROFILE_ROOT_PREFIX}{pid}-{unique}")
+}
+
+const PROFILE_ROOT_PREFIX: &str = "pipeline-render-";
+
+/// The profile roots this process's pools use now (see [`remove_stale_profiles`]).
+static LIVE_ROOTS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Records that a pool of this process uses `root` (until [`release_profile_root`]).
+pub fn claim_profile_root(root: &Path) {
+    if let Ok(mut roots) = LIVE_ROOTS.lock() {
+        roots.push(root.to_path_buf());
+    }
+}
+
+/// Records that `root` is no longer used (its pool shut down).
+pub fn release_profile_root(root: &Path) {
+    if let Ok(mut roots) = LIVE_ROOTS.lock() {
+        roots.retain(|r| r != root);
+    }
+}
+
+/// The roots claimed by this process's pools.
+pub fn claimed_profile_roots() -> Vec<PathBuf> {
+    LIVE_ROOTS.lock().map(|r| r.clone()).unwrap_or_default()
+}
+
+/// Deletes the profile roots under `temp` that a worker killed without its shutdown (kill
+/// -9, the OOM killer) left behind: those of a process that no longer runs, and those
+/// named with this process's pid (`own_pid`) but not in `keep` (a container restarted
+/// under an init often gets the pid its predecessor had; `keep` holds the roots this
+/// process's pools use). A root of another live process is left alone. Returns how many
+/// were deleted; a directory that cannot be deleted (gone meanwhile) is skipped.
+pub fn remove_stale_profiles(temp: &Path, own_pid: u32, keep: &[PathBuf]) -> usize {
+    let Ok(dir) = std::fs::read_dir(temp) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PROFILE_ROOT_PREFIX))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let path = entry.path();
+        let stale = if pid == own_pid {
+            !keep.contains(&path)
+        } else {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        };
+        if stale
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+            && std::fs::remove_dir_all(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// The members of a browser's process group: (pid, resident bytes, whether a renderer).
