@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use pipeline_core::net::{AllowEntry, AllowedHost};
 use pipeline_store::Actor;
 use pipeline_store::webhooks::{self, EVENT_TYPES, Endpoint, EndpointPatch, NewEndpoint};
 use url::{Host, Url};
@@ -64,12 +65,12 @@ pub fn parse_url(raw: &str, allow_private_hosts: &[String]) -> Result<Url, Inval
         Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
     };
     if let Some(ip) = ip {
+        // An entry allows the address on any port, or on the one it names (`127.0.0.1:9000`).
+        let port = url.port_or_known_default();
         let allowed = allow_private_hosts.iter().any(|h| {
-            h.trim()
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .is_ok_and(|a| a == ip)
+            AllowEntry::parse(h).is_ok_and(|e| {
+                e.host == AllowedHost::Ip(ip) && (e.port.is_none() || e.port == port)
+            })
         });
         if !pipeline_core::net::is_public(ip) && !allowed {
             return Err(invalid(
@@ -349,6 +350,12 @@ mod tests {
             assert!(e.reason.contains(says), "{bad}: {e}");
         }
         assert!(parse_url("http://127.0.0.1:9000/", &["127.0.0.1".into()]).is_ok());
+        // An entry with a port allows that port only.
+        assert!(parse_url("http://127.0.0.1:9000/", &["127.0.0.1:9000".into()]).is_ok());
+        assert!(parse_url("http://[::1]:9000/", &["[::1]:9000".into()]).is_ok());
+        assert!(parse_url("http://[::1]:9000/", &["[::1]".into()]).is_ok());
+        assert!(parse_url("http://127.0.0.1:9001/", &["127.0.0.1:9000".into()]).is_err());
+        assert!(parse_url("http://127.0.0.1/", &["127.0.0.1:9000".into()]).is_err());
         assert!(parse_url(&format!("https://e.com/{}", "a".repeat(3000)), &none).is_err());
     }
 

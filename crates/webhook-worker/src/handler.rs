@@ -1,5 +1,6 @@
 //! One delivery: load it, send it signed, book the attempt.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -37,6 +38,9 @@ pub struct SendOptions {
 pub struct WebhookHandler {
     db: PgPool,
     client: reqwest::Client,
+    /// A client per port that an allow-list entry names (`localhost:9000`): its resolver
+    /// applies that port's entries, which a client for any port cannot.
+    port_clients: HashMap<u16, reqwest::Client>,
     policy: Arc<AddressPolicy>,
     max_response_bytes: usize,
     ledger: WebhookLedger,
@@ -52,20 +56,29 @@ impl WebhookHandler {
         // the first request.
         pipeline_core::install_crypto_provider();
         let policy = Arc::new(AddressPolicy::new(&opts.allow_private_hosts));
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("pipeline-webhooks/", env!("CARGO_PKG_VERSION")))
-            .timeout(opts.timeout)
-            .connect_timeout(opts.timeout.min(Duration::from_secs(5)))
-            // A redirect would send the signed body to a URL nobody registered.
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy would resolve names itself, bypassing the address check.
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
-            .build()?;
+        let build = |resolver: GuardedResolver| {
+            reqwest::Client::builder()
+                .user_agent(concat!("pipeline-webhooks/", env!("CARGO_PKG_VERSION")))
+                .timeout(opts.timeout)
+                .connect_timeout(opts.timeout.min(Duration::from_secs(5)))
+                // A redirect would send the signed body to a URL nobody registered.
+                .redirect(reqwest::redirect::Policy::none())
+                // A proxy would resolve names itself, bypassing the address check.
+                .no_proxy()
+                .dns_resolver(Arc::new(resolver))
+                .build()
+        };
+        let client = build(GuardedResolver::new(policy.clone()))?;
+        let port_clients = policy
+            .ports()
+            .into_iter()
+            .map(|port| Ok((port, build(GuardedResolver::at_port(policy.clone(), port))?)))
+            .collect::<Result<_, reqwest::Error>>()?;
         Ok(Self {
             ledger: WebhookLedger { db: db.clone() },
             db,
             client,
+            port_clients,
             policy,
             max_response_bytes: opts.max_response_bytes,
         })
@@ -152,8 +165,11 @@ impl WebhookHandler {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let resp = self
-            .client
+        let client = url
+            .port_or_known_default()
+            .and_then(|port| self.port_clients.get(&port))
+            .unwrap_or(&self.client);
+        let resp = client
             .post(url)
             .header(CONTENT_TYPE, "application/json")
             .header(sign::DELIVERY_HEADER, work.id.to_string())

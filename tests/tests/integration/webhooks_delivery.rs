@@ -410,6 +410,65 @@ async fn a_receiver_failing_twice_gets_one_delivery_after_three_attempts() -> an
     Ok(())
 }
 
+/// An allow-list entry naming a host with a port (`localhost:PORT`) lets deliveries reach
+/// that host on that port only: the same port rule as page fetches.
+#[tokio::test]
+async fn an_allow_entry_with_a_port_allows_that_port_only() -> anyhow::Result<()> {
+    let s = setup().await?;
+    let (addr, rx, _) = receivers(0).await;
+    let (endpoint, secret) = s
+        .endpoint(
+            format!("http://localhost:{}/ok/port", addr.port()),
+            &["job.completed"],
+        )
+        .await?;
+    *rx.secret.lock().unwrap() = secret;
+    let handler_with = |entry: String| {
+        let mut opts = send_options(&s.services.settings);
+        opts.allow_private_hosts = vec![entry];
+        WebhookHandler::new(s.db.pool.clone(), &opts).expect("an HTTP client")
+    };
+
+    // Another port named: refused where the name is resolved, for good (dead-lettered at
+    // the first attempt), and the receiver never hears of it.
+    let refused = webhooks::ping(&s.db.pool, endpoint)
+        .await?
+        .expect("the endpoint exists");
+    let other_port = addr.port().checked_add(1).unwrap_or(1);
+    let handler = handler_with(format!("localhost:{other_port}"));
+    s.drive(&handler, async |s| s.in_status("dead_lettered").await == 1)
+        .await?;
+    assert_eq!(
+        s.trail(refused).await.first().cloned(),
+        Some(("attempt".into(), Some(1), None))
+    );
+    let error: Option<String> =
+        sqlx::query_scalar("SELECT last_error FROM webhook_deliveries WHERE id = $1")
+            .bind(refused)
+            .fetch_one(&s.db.pool)
+            .await?;
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("not a public address")),
+        "{error:?}"
+    );
+    assert!(!rx.seen.lock().unwrap().requests.contains_key("/ok/port"));
+
+    // Its own port named: delivered.
+    let delivered = webhooks::ping(&s.db.pool, endpoint)
+        .await?
+        .expect("the endpoint exists");
+    let handler = handler_with(format!("localhost:{}", addr.port()));
+    s.drive(&handler, async |s| s.in_status("delivered").await == 1)
+        .await?;
+    let got = rx.seen.lock().unwrap().requests["/ok/port"].clone();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].1, "signed");
+    assert_eq!(got[0].0, delivered.to_string());
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_receiver_that_never_answers_is_bounded_dead_lettered_and_redriven() -> anyhow::Result<()>
 {
