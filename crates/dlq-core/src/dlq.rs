@@ -136,8 +136,8 @@ impl Dlq {
     /// The by-id op that redrives (holding the messages back when the options say so), at
     /// the priority the item's message had, or at `priority` (a one-letter code of the work
     /// queue's priorities: `h`, `n` or `l`).
-    pub(crate) fn redrive_op_as(&self, priority: Option<char>) -> String {
-        let prio = priority.map(String::from).unwrap_or_default();
+    pub(crate) fn redrive_op_as(&self, priority: Option<&str>) -> String {
+        let prio = priority.unwrap_or_default();
         format!("redrive:{}:{prio}", self.opts.redrive_hold_ms)
     }
 

@@ -148,10 +148,10 @@ impl Dlq {
     pub async fn redrive_as(
         &self,
         id: &str,
-        priority: Option<char>,
+        priority: Option<&str>,
     ) -> Result<Option<RedriveOutcome>> {
         check_id(id)?;
-        if priority.is_some_and(|p| !matches!(p, 'h' | 'n' | 'l')) {
+        if priority.is_some_and(|p| !matches!(p, "h" | "n" | "l")) {
             return Err(DlqError::InvalidArgument(format!(
                 "unknown priority code {priority:?}"
             )));

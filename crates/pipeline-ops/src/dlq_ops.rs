@@ -198,11 +198,7 @@ pub async fn retry_as(
     actor: Actor,
 ) -> Result<Option<RedriveOutcome>, DlqOpError> {
     let dlq = services.dlq(family);
-    let code = priority.map(|p| match p {
-        work_queue::Priority::High => 'h',
-        work_queue::Priority::Normal => 'n',
-        work_queue::Priority::Low => 'l',
-    });
+    let code = priority.map(work_queue::Priority::code);
     let Some(outcome) = dlq.redrive_as(id, code).await? else {
         return Ok(None);
     };

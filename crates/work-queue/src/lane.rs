@@ -54,8 +54,9 @@ impl Priority {
         }
     }
 
-    /// The one-letter code stored in the message hash.
-    pub(crate) fn code(self) -> &'static str {
+    /// The one-letter code stored in the message hash (a DLQ redrive at another priority
+    /// names it so, the DLQ knowing nothing of this type).
+    pub fn code(self) -> &'static str {
         match self {
             Self::High => "h",
             Self::Normal => "n",
