@@ -13,7 +13,8 @@
 //! its last paragraph (a page without it counts as failed).
 //!
 //! The pool is the worker's own [`Renderer`] with the shipped `[render]` settings (settle
-//! rules, timeouts, guard proxy per tab), `--browsers` browsers × `--tabs` tabs each, pages
+//! rules, timeouts, guard proxy per tab; `PIPELINE__RENDER__*` variables change them as
+//! for the worker), `--browsers` browsers × `--tabs` tabs each, pages
 //! rendered with as many in flight as tabs. Nothing else of the worker runs (no Postgres, no
 //! Redis): this measures the render path.
 //!
@@ -379,7 +380,7 @@ async fn run_pool(
     args: &Args,
     tabs: usize,
 ) -> anyhow::Result<Report> {
-    let settings = pipeline_core::Settings::load_from(&pipeline_core::Sources::default())?;
+    let settings = pipeline_core::Settings::load_from(&pipeline_core::Sources::from_process())?;
     let mut opts = RenderOptions::from_settings(&settings, browser.to_path_buf());
     opts.browsers = args.browsers;
     opts.tabs_per_browser = tabs;
