@@ -25,6 +25,9 @@ pub const MAX_WEIGHT: u32 = LaneLimits::MAX_WEIGHT;
 pub const MAX_IN_FLIGHT: u32 = 1_000_000;
 /// Largest start rate per second (one start per millisecond).
 pub const MAX_PER_SECOND: f64 = 1000.0;
+/// Smallest start rate per second: one start a day (a slower rate would be an interval
+/// no clock the queue keeps can hold; pausing the family stops it instead).
+pub const MIN_PER_SECOND: f64 = 1.0 / 86_400.0;
 /// Largest burst.
 pub const MAX_BURST: u32 = 10_000;
 
@@ -115,8 +118,15 @@ impl Limits {
                     "give per_second or per_minute, not both",
                 ));
             }
-            (Some(s), None) => Some(check_rate("per_second", s, MAX_PER_SECOND)?),
-            (None, Some(m)) => Some(check_rate("per_minute", m, MAX_PER_SECOND * 60.0)? / 60.0),
+            (Some(s), None) => Some(check_rate("per_second", s, MIN_PER_SECOND, MAX_PER_SECOND)?),
+            (None, Some(m)) => Some(
+                check_rate(
+                    "per_minute",
+                    m,
+                    MIN_PER_SECOND * 60.0,
+                    MAX_PER_SECOND * 60.0,
+                )? / 60.0,
+            ),
             (None, None) => None,
         };
         let burst = input.burst.unwrap_or(1);
@@ -170,17 +180,20 @@ impl Limits {
             per_second: row
                 .per_second
                 .filter(|r| r.is_finite() && *r > 0.0)
-                .map(|r| r.min(MAX_PER_SECOND)),
+                .map(|r| r.clamp(MIN_PER_SECOND, MAX_PER_SECOND)),
             burst: row.burst.clamp(1, MAX_BURST as i32) as u32,
         }
     }
 }
 
-fn check_rate(field: &'static str, rate: f64, max: f64) -> Result<f64, InvalidLimits> {
-    if !rate.is_finite() || rate <= 0.0 || rate > max {
+fn check_rate(field: &'static str, rate: f64, min: f64, max: f64) -> Result<f64, InvalidLimits> {
+    if !rate.is_finite() || rate < min || rate > max {
         return Err(invalid(
             field,
-            format!("must be greater than 0 and at most {max}, not {rate}"),
+            format!(
+                "must be at least {min} (one start a day) and at most {max}, not {rate} \
+                 (pause the family to stop its starts)"
+            ),
         ));
     }
     Ok(rate)
@@ -376,6 +389,13 @@ mod tests {
             fast.lane_limits().start_interval,
             Some(Duration::from_millis(1))
         );
+        let slowest = Limits::parse(&LimitsInput {
+            per_second: Some(MIN_PER_SECOND),
+            ..input()
+        })
+        .unwrap();
+        let day = slowest.lane_limits().start_interval.unwrap();
+        assert!((day.as_secs_f64() - 86_400.0).abs() < 1e-6, "{day:?}");
     }
 
     #[test]
@@ -415,6 +435,21 @@ mod tests {
                     ..input()
                 },
                 "per_second",
+            ),
+            // Found by the API's fuzzing: 1 / rate overflowed the interval (a 500).
+            (
+                LimitsInput {
+                    per_second: Some(3.040_354_134_468_851_5e-168),
+                    ..input()
+                },
+                "per_second",
+            ),
+            (
+                LimitsInput {
+                    per_minute: Some(0.0004),
+                    ..input()
+                },
+                "per_minute",
             ),
             (
                 LimitsInput {
