@@ -31,12 +31,13 @@ pub struct LimitsRequest {
     /// At most this many of the project's messages in flight at once, across every worker.
     #[schema(minimum = 1, maximum = 1_000_000)]
     pub max_in_flight: Option<u32>,
-    /// At most this many starts per second on average. Give this or `per_minute`, not both.
-    #[schema(exclusive_minimum = 0, maximum = 1000)]
+    /// At most this many starts per second on average, from 1/86400 (one a day) to 1000.
+    /// Give this or `per_minute`, not both.
+    #[schema(minimum = 0.000_011_574_074_074_074_073, maximum = 1000)]
     pub per_second: Option<f64>,
-    /// At most this many starts per minute on average (stored as `per_minute / 60` per
-    /// second). Give this or `per_second`, not both.
-    #[schema(exclusive_minimum = 0, maximum = 60000)]
+    /// At most this many starts per minute on average, from 1/1440 to 60000 (stored as
+    /// `per_minute / 60` per second). Give this or `per_second`, not both.
+    #[schema(minimum = 0.000_694_444_444_444_444_5, maximum = 60000)]
     pub per_minute: Option<f64>,
     /// Starts allowed at once by the rate (default 1).
     #[schema(minimum = 1, maximum = 10000)]
