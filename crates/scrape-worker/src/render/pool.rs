@@ -179,6 +179,32 @@ const TEXT_SHOWN: i64 = 200;
 /// The longest the settle loop waits for one look (a page stuck in a script answers late).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long the settled page may take to hand over its DOM.
+const CONTENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a page whose renderer the watchdog stopped failed.
+const OVER_BUDGET: &str =
+    "the page's renderer went over its memory budget (render.max_page_memory_mb) and was stopped";
+
+/// Whether the watchdog stopped one of `live`'s renderers since `began`.
+fn oom_killed_since(live: &Live, began: Instant) -> bool {
+    live.last_oom_kill
+        .lock()
+        .ok()
+        .and_then(|t| *t)
+        .is_some_and(|t| t >= began)
+}
+
+/// The memory-budget failure when the watchdog stopped a renderer during this page, else
+/// `other()`.
+fn stopped_or(live: &Live, began: Instant, other: impl FnOnce() -> RenderError) -> RenderError {
+    if oom_killed_since(live, began) {
+        RenderError::PageCrashed(OVER_BUDGET.into())
+    } else {
+        other()
+    }
+}
+
 /// How often the settle loop looks.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -582,6 +608,7 @@ impl Renderer {
         context: &chromiumoxide::cdp::browser_protocol::browser::BrowserContextId,
         url: &Url,
     ) -> Result<(String, Option<String>, bool), RenderError> {
+        let began = Instant::now();
         let failed = |e: chromiumoxide::error::CdpError| RenderError::BrowserFailed(e.to_string());
         live.browser
             .execute(
@@ -603,21 +630,52 @@ impl Renderer {
             .await
             .map_err(failed)?;
         let watch = PageWatch::start(&page).await.map_err(failed)?;
-        let nav = page
-            .execute(NavigateParams::new(url.as_str()))
-            .await
-            .map_err(failed)?
-            .result;
+        // A renderer stopped while the navigation commits (a page that allocates from its
+        // first script) may leave the command unanswered: its crash, or a watchdog stop
+        // after which the page no longer answers, ends the wait.
+        let navigate = page.execute(NavigateParams::new(url.as_str()));
+        tokio::pin!(navigate);
+        let nav = loop {
+            tokio::select! {
+                answer = &mut navigate => break answer.map_err(failed)?.result,
+                () = tokio::time::sleep(TICK) => {
+                    if let Some(crash) = watch.crashed() {
+                        watch.stop();
+                        return Err(crash);
+                    }
+                    if oom_killed_since(live, began)
+                        && !matches!(
+                            tokio::time::timeout(PROBE_TIMEOUT, page.evaluate("1")).await,
+                            Ok(Ok(_))
+                        )
+                    {
+                        watch.stop();
+                        return Err(RenderError::PageCrashed(OVER_BUDGET.into()));
+                    }
+                }
+            }
+        };
         if let Some(error) = nav.error_text.filter(|t| !t.is_empty()) {
             watch.stop();
             return Err(RenderError::Navigation(error));
         }
-        let settled = self.settle(&page, &watch).await?;
+        let settled = self.settle(&page, &watch, live, began).await?;
         if let Some(crash) = watch.crashed() {
             watch.stop();
             return Err(crash);
         }
-        let html = page.content().await.map_err(failed)?;
+        // Bounded: a renderer that died unnoticed never answers.
+        let html = match tokio::time::timeout(CONTENT_TIMEOUT, page.content()).await {
+            Ok(html) => html.map_err(failed)?,
+            Err(_) => {
+                watch.stop();
+                return Err(stopped_or(live, began, || {
+                    RenderError::PageCrashed(format!(
+                        "the page did not hand over its DOM within {CONTENT_TIMEOUT:?}"
+                    ))
+                }));
+            }
+        };
         let final_url = page.url().await.ok().flatten();
         watch.stop();
         if html.len() as u64 > self.opts.max_dom_bytes {
@@ -632,7 +690,13 @@ impl Renderer {
     /// Waits until the page is loaded and quiet (no DOM change, no request in flight) for
     /// `settle_quiet` (`empty_quiet` while it shows almost no text), or `settle_timeout`
     /// passes; says which.
-    async fn settle(&self, page: &Page, watch: &PageWatch) -> Result<bool, RenderError> {
+    async fn settle(
+        &self,
+        page: &Page,
+        watch: &PageWatch,
+        live: &Live,
+        began: Instant,
+    ) -> Result<bool, RenderError> {
         let start = Instant::now();
         let mut last_mutations = -1i64;
         let mut quiet_since = Instant::now();
@@ -664,7 +728,15 @@ impl Renderer {
                         return Ok(true);
                     }
                 }
-                None => quiet_since = now,
+                None => {
+                    // A probe unanswered after the watchdog stopped a renderer of this
+                    // browser during this page: this page's renderer was the one (the
+                    // crash event does not always reach us).
+                    if oom_killed_since(live, began) {
+                        return Err(RenderError::PageCrashed(OVER_BUDGET.into()));
+                    }
+                    quiet_since = now;
+                }
             }
             if start.elapsed() >= self.opts.settle_timeout {
                 return Ok(false);
