@@ -292,7 +292,8 @@ impl Renderer {
         let temp = std::env::temp_dir();
         let profile_root = temp.join(profile_root_name(
             std::process::id(),
-            &uuid::Uuid::new_v4().simple().to_string(),
+            // Short: the browsers' temporary directories live under it (see `LaunchSpec`).
+            &uuid::Uuid::new_v4().simple().to_string()[..8],
         ));
         // Profiles a killed worker left (its shutdown never ran) would fill the temporary
         // directory over restarts: a container's `/tmp` outlives its process.
@@ -520,6 +521,7 @@ impl Renderer {
             browser: self.opts.browser.clone(),
             args: browser_args(&self.opts, self.catch_all.addr()),
             profile: self.profile_root.join(format!("b{index}-{generation}")),
+            temp: self.profile_root.join(format!("t{index}-{generation}")),
             timeout: Duration::from_secs(30),
         };
         let process = self

@@ -106,6 +106,11 @@ pub struct LaunchSpec {
     pub args: Vec<String>,
     /// The profile directory to create (and delete when the browser stops).
     pub profile: PathBuf,
+    /// The browser's `TMPDIR`, created and deleted like the profile: a browser stopped with
+    /// SIGKILL cannot remove its temporary files (its singleton socket directory), so they
+    /// must be where the stop deletes. Keep it short: the socket's whole path must fit the
+    /// 107 bytes of a Unix socket path.
+    pub temp: PathBuf,
     /// How long to wait for the DevTools endpoint.
     pub timeout: Duration,
 }
@@ -117,6 +122,7 @@ pub struct BrowserProcess {
     /// The DevTools WebSocket URL it printed.
     pub ws_url: String,
     profile: PathBuf,
+    temp: PathBuf,
 }
 
 impl std::fmt::Debug for BrowserProcess {
@@ -157,7 +163,12 @@ impl BrowserProcess {
         })
         .await;
         let profile = self.profile.clone();
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(profile)).await;
+        let temp = self.temp.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_dir_all(temp);
+            std::fs::remove_dir_all(profile)
+        })
+        .await;
     }
 
     /// A handle that kills this browser's process group without owning the browser: the
@@ -234,6 +245,7 @@ impl Launcher {
         let (reply, rx) = oneshot::channel();
         let timeout = spec.timeout;
         let profile = spec.profile.clone();
+        let temp = spec.temp.clone();
         let browser = spec.browser.display().to_string();
         let gone = || LaunchError::Spawn {
             browser: browser.clone(),
@@ -266,6 +278,7 @@ impl Launcher {
             pid,
             ws_url: String::new(),
             profile,
+            temp,
         };
         match found {
             Ok(ws_url) => Ok(BrowserProcess { ws_url, ..process }),
@@ -291,6 +304,7 @@ fn spawn(spec: &LaunchSpec) -> Result<(Child, mpsc::Receiver<String>), LaunchErr
         source,
     };
     std::fs::create_dir_all(&spec.profile).map_err(spawn_err)?;
+    std::fs::create_dir_all(&spec.temp).map_err(spawn_err)?;
     let setpriv = which("setpriv");
     let mut cmd = match &setpriv {
         Some(setpriv) => {
@@ -307,6 +321,7 @@ fn spawn(spec: &LaunchSpec) -> Result<(Child, mpsc::Receiver<String>), LaunchErr
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .env("TMPDIR", &spec.temp)
         .process_group(0);
     let mut child = cmd.spawn().map_err(spawn_err)?;
     if setpriv.is_none() {
