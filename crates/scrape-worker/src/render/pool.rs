@@ -195,16 +195,6 @@ fn oom_killed_since(live: &Live, began: Instant) -> bool {
         .is_some_and(|t| t >= began)
 }
 
-/// The memory-budget failure when the watchdog stopped a renderer during this page, else
-/// `other()`.
-fn stopped_or(live: &Live, began: Instant, other: impl FnOnce() -> RenderError) -> RenderError {
-    if oom_killed_since(live, began) {
-        RenderError::PageCrashed(OVER_BUDGET.into())
-    } else {
-        other()
-    }
-}
-
 /// How often the settle loop looks.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -671,11 +661,13 @@ impl Renderer {
             Ok(html) => html.map_err(failed)?,
             Err(_) => {
                 watch.stop();
-                return Err(stopped_or(live, began, || {
+                return Err(if oom_killed_since(live, began) {
+                    RenderError::PageCrashed(OVER_BUDGET.into())
+                } else {
                     RenderError::PageCrashed(format!(
                         "the page did not hand over its DOM within {CONTENT_TIMEOUT:?}"
                     ))
-                }));
+                });
             }
         };
         let final_url = page.url().await.ok().flatten();
@@ -732,8 +724,9 @@ impl Renderer {
                 }
                 None => {
                     // A probe unanswered after the watchdog stopped a renderer of this
-                    // browser during this page: this page's renderer was the one (the
-                    // crash event does not always reach us).
+                    // browser during this page: most likely this page's (the crash event
+                    // does not always reach us). If it was another tab's, this page is
+                    // retried like any transient failure.
                     if oom_killed_since(live, began) {
                         return Err(RenderError::PageCrashed(OVER_BUDGET.into()));
                     }
@@ -764,9 +757,7 @@ fn refined(e: RenderError, traffic: &TrafficSummary, url: &Url, live: &Live) -> 
                 .and_then(|t| *t)
                 .is_some_and(|t| t.elapsed() < Duration::from_secs(5));
             if oom {
-                RenderError::PageCrashed(
-                    "the page's renderer went over its memory budget (render.max_page_memory_mb) and was stopped".into(),
-                )
+                RenderError::PageCrashed(OVER_BUDGET.into())
             } else {
                 RenderError::PageCrashed(text)
             }
